@@ -2,16 +2,23 @@
 //!
 //! This crate does no networking, no file access and no threading, and reads no clock and no OS
 //! randomness. Its state machines take input through `handle_*` methods (with `now` as an
-//! argument), emit output as data through `poll_*` methods, and say when they next want to run
-//! through `poll_timeout`. Two drivers run it: the server (real io_uring, rtrb, libmdbx) and the
-//! simulator (fakes under one seeded scheduler). See DESIGN.md.
+//! argument), emit output as data through `poll_*`/`drain_*` methods, and say when they next
+//! want to run through `poll_timeout`. Two drivers run it: the server (real io_uring, rtrb,
+//! libmdbx) and the simulator (fakes under one seeded scheduler). See DESIGN.md.
 
 pub mod buddy;
+pub mod bugs;
 pub mod clock;
+pub mod controller;
 pub mod hash;
 pub mod http;
+pub mod io;
 pub mod message;
+pub mod meta;
+pub mod pool;
 pub mod size_class;
+pub mod stats;
+pub mod worker;
 
 pub use clock::Instant;
 pub use hash::BlockHash;

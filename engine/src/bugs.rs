@@ -1,0 +1,45 @@
+//! Known bugs the simulator must be able to catch ("teeth", issue 4).
+//!
+//! Every switch is off unless the `sim-bugs` feature is compiled in *and* the simulator turns it
+//! on. The server never enables the feature, so in production every accessor is `false` at
+//! compile time.
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Acknowledge PUTs without making the data file durable first.
+    pub ack_before_durable: bool,
+    /// Leave last run's reservations allocated at startup (a leak).
+    pub skip_reservation_recovery: bool,
+    /// Reuse a freed slot at once, even while a GET may still be reading it.
+    pub reuse_while_reading: bool,
+    /// Drop a reply when the worker's queue is full instead of keeping it.
+    pub drop_reply_when_full: bool,
+    /// Free slots without merging buddies.
+    pub skip_merge: bool,
+}
+
+impl Bugs {
+    pub const NONE: Bugs = Bugs {
+        ack_before_durable: false,
+        skip_reservation_recovery: false,
+        reuse_while_reading: false,
+        drop_reply_when_full: false,
+        skip_merge: false,
+    };
+
+    pub fn ack_before_durable(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.ack_before_durable
+    }
+    pub fn skip_reservation_recovery(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.skip_reservation_recovery
+    }
+    pub fn reuse_while_reading(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.reuse_while_reading
+    }
+    pub fn drop_reply_when_full(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.drop_reply_when_full
+    }
+    pub fn skip_merge(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.skip_merge
+    }
+}

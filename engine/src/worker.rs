@@ -1,0 +1,1905 @@
+//! One worker's state machine: connections, HTTP requests, block pools, pending replies.
+//!
+//! Sans-IO (DESIGN.md): the worker emits [`Op`]s through [`Worker::poll_io`] and controller
+//! messages through [`Worker::drain_messages`]; it takes completions, controller replies and time
+//! as input. It never blocks, reads no clock and performs no system call.
+//!
+//! Invariants:
+//! - a connection handles one request at a time, so pipelined requests are answered in order;
+//! - a buffer moved into an operation is not touched until its completion returns it;
+//! - a connection slot is reused only after every operation on it has completed and the
+//!   driver closed it;
+//! - a slot taken from the pool is written, then either occupied (controller) or put back;
+//! - address replies are numbered in the order they arrive (1, 2, ...); a reply whose address
+//!   is being read stays "in flight" until the read completes, and the worker reports the
+//!   lowest such number (`ReaderHorizon`: every reply below it is finished) so the controller
+//!   never reuses a slot a GET may still be reading (SPEC guarantee 4).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::buddy::Slot;
+use crate::clock::Instant;
+use crate::hash::{BlockHash, HASH_HEX_LEN};
+use crate::http::{
+    self, BodyFraming, ChunkedDecoder, HeadParse, HttpError, Method, RangeSpec, RequestHead,
+};
+use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
+use crate::message::{
+    ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
+    WorkerId, LIST_LIMIT_MAX,
+};
+use crate::pool::Pools;
+use crate::size_class::{SizeClass, BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
+use crate::stats::{self, StatsSnapshot, WorkerStats};
+
+/// Room kept in front of a GET's read buffer for the response head (no copy of the body).
+const HEAD_ROOM_BYTES: usize = 512;
+/// Most hashes in one `POST /blocks/missing`.
+pub const MISSING_HASHES_MAX: usize = 10_000;
+/// Largest `POST /blocks/missing` body: 10,000 lines of 64 hex characters and CRLF.
+const MISSING_BODY_MAX_BYTES: u64 = (MISSING_HASHES_MAX * (HASH_HEX_LEN + 2)) as u64;
+/// Lookups one `POST /blocks/missing` keeps in flight.
+const MISSING_IN_FLIGHT_MAX: usize = 256;
+/// Body of a refused request skipped to keep the connection usable; larger ones close it.
+const DISCARD_MAX_BYTES: u64 = 1 << 20;
+/// Connections over the limit that may be waiting for their 503 at once.
+const REJECTING_MAX: usize = 64;
+/// Recycled buffers kept per kind.
+const BUFFERS_KEPT_MAX: usize = 256;
+/// Delay before accepting again after EMFILE and similar.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VerifyReads {
+    Crc32c,
+    Sha256,
+    Off,
+}
+
+impl VerifyReads {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyReads::Crc32c => "crc32c",
+            VerifyReads::Sha256 => "sha256",
+            VerifyReads::Off => "off",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub id: WorkerId,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How long a PUT waits for a pool slot before 503.
+    pub slot_wait_limit: Duration,
+    pub verify_reads: VerifyReads,
+    pub auth_token: Option<Vec<u8>>,
+    pub pool_targets: [u16; CLASS_COUNT],
+    /// Largest single receive.
+    pub recv_chunk_bytes: usize,
+}
+
+impl WorkerConfig {
+    pub fn new(id: WorkerId) -> WorkerConfig {
+        WorkerConfig {
+            id,
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            slot_wait_limit: Duration::from_secs(5),
+            verify_reads: VerifyReads::Crc32c,
+            auth_token: None,
+            pool_targets: crate::pool::POOL_TARGET_DEFAULT,
+            recv_chunk_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OpKind {
+    Accept,
+    Recv,
+    Send,
+    File,
+    Close,
+    Cancel,
+}
+
+#[derive(Debug)]
+struct OpEntry {
+    generation: u32,
+    user: Option<(Option<ConnRef>, OpKind)>,
+}
+
+/// A connection slot index and its generation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct ConnRef {
+    index: usize,
+    generation: u32,
+}
+
+/// What a pending controller request belongs to.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    conn: ConnRef,
+    /// For `POST /blocks/missing`: which line.
+    tag: usize,
+}
+
+enum BodyReader {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    PutBlock { expected: Option<BlockHash> },
+    GetBlock { hash: BlockHash, head_only: bool },
+    DeleteBlock { hash: BlockHash },
+    Missing,
+    List,
+    Health,
+    Stats,
+    Metrics,
+}
+
+enum Stage {
+    /// Reading the request body.
+    Body { reader: BodyReader, body: Vec<u8>, hasher: sha2::Sha256, crc: u32 },
+    /// Body complete, waiting for a pool slot of `class`.
+    WaitSlot { body: Vec<u8>, hash: BlockHash, crc: u32, deadline: Instant },
+    /// Writing the body into `slot`.
+    Write { body: Option<Vec<u8>>, hash: BlockHash, crc: u32, slot: Slot, written: usize },
+    /// Waiting for the controller's occupy reply.
+    Occupy { hash: BlockHash },
+    /// Waiting for a get_address reply.
+    Lookup,
+    /// Waiting for a release reply.
+    Release,
+    /// Reading the block from the data file.
+    Read { location: Location, seq: u64, read: usize },
+    /// `POST /blocks/missing` lookups.
+    Missing { hashes: Vec<BlockHash>, state: Vec<u8>, next: usize, outstanding: usize },
+    /// `GET /blocks` items arriving.
+    List { body: Vec<u8> },
+    /// The response is queued; the request ends when it is sent.
+    Responded,
+}
+
+struct Active {
+    head: RequestHead,
+    route: Route,
+    started: Instant,
+    stage: Stage,
+}
+
+struct Conn {
+    generation: u32,
+    handle: ConnHandle,
+    /// Received bytes not yet consumed (None while a receive owns the buffer).
+    rbuf: Option<Vec<u8>>,
+    recv_op: Option<OpId>,
+    send_op: Option<OpId>,
+    send_started: Instant,
+    file_op: Option<OpId>,
+    other_ops: u32,
+    /// Responses waiting to be sent, each `(buffer, start, end)`.
+    outq: VecDeque<(Vec<u8>, usize, usize)>,
+    eof: bool,
+    active: Option<Active>,
+    /// First byte of the current request (head not complete yet).
+    head_started: Option<Instant>,
+    last_activity: Instant,
+    keep_alive: bool,
+    closing: bool,
+    close_submitted: bool,
+    rejecting: bool,
+    /// Bytes of a refused request's body still to skip.
+    discard: u64,
+}
+
+pub struct Worker {
+    config: WorkerConfig,
+    conns: Vec<Option<Conn>>,
+    conn_generations: Vec<u32>,
+    conn_free: Vec<usize>,
+    conns_open: usize,
+    rejecting: usize,
+    ops: Vec<OpEntry>,
+    op_free: Vec<u32>,
+    ops_in_flight: usize,
+    io_out: VecDeque<(OpId, Op)>,
+    msg_out: VecDeque<ToController>,
+    pending: BTreeMap<RequestId, Waiter>,
+    next_request: RequestId,
+    pools: Pools,
+    slot_waiters: Vec<VecDeque<ConnRef>>,
+    accept_op: Option<OpId>,
+    accept_retry_at: Option<Instant>,
+    shutting_down: bool,
+    /// Address replies received so far (their sequence numbers are 1..=this).
+    addresses_received: u64,
+    /// Sequence numbers of address replies whose reads are still in flight.
+    reads_in_flight: BTreeSet<u64>,
+    horizon_reported: u64,
+    small_bufs: Vec<Vec<u8>>,
+    large_bufs: Vec<Vec<u8>>,
+    stats: WorkerStats,
+    snapshot: Arc<StatsSnapshot>,
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig) -> Worker {
+        assert!(config.max_connections >= 1);
+        assert!(config.max_header_bytes >= 256 && config.recv_chunk_bytes >= 1024);
+        let pools = Pools::new(config.pool_targets);
+        Worker {
+            conns: Vec::new(),
+            conn_generations: Vec::new(),
+            conn_free: Vec::new(),
+            conns_open: 0,
+            rejecting: 0,
+            ops: Vec::new(),
+            op_free: Vec::new(),
+            ops_in_flight: 0,
+            io_out: VecDeque::new(),
+            msg_out: VecDeque::new(),
+            pending: BTreeMap::new(),
+            next_request: 1,
+            pools,
+            slot_waiters: (0..CLASS_COUNT).map(|_| VecDeque::new()).collect(),
+            accept_op: None,
+            accept_retry_at: None,
+            shutting_down: false,
+            addresses_received: 0,
+            reads_in_flight: BTreeSet::new(),
+            horizon_reported: 0,
+            small_bufs: Vec::new(),
+            large_bufs: Vec::new(),
+            stats: WorkerStats::default(),
+            snapshot: Arc::new(StatsSnapshot::default()),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> WorkerId {
+        self.config.id
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Output.
+
+    /// The next operation for the driver.
+    #[must_use]
+    pub fn poll_io(&mut self) -> Option<(OpId, Op)> {
+        self.io_out.pop_front()
+    }
+
+    /// Gives queued controller messages to `push` until it refuses one (queue full).
+    pub fn drain_messages(&mut self, mut push: impl FnMut(&ToController) -> bool) {
+        while let Some(m) = self.msg_out.front() {
+            if !push(m) {
+                break;
+            }
+            self.msg_out.pop_front();
+        }
+    }
+
+    pub fn messages_waiting(&self) -> usize {
+        self.msg_out.len()
+    }
+
+    /// When the worker next needs `tick` without other input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = self.accept_retry_at;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for conn in self.conns.iter().flatten() {
+            if let Some(t) = self.conn_deadline(conn) {
+                consider(t);
+            }
+        }
+        next
+    }
+
+    fn conn_deadline(&self, conn: &Conn) -> Option<Instant> {
+        if conn.closing {
+            return None;
+        }
+        let c = &self.config;
+        if conn.send_op.is_some() {
+            return Some(conn.send_started + c.request_timeout);
+        }
+        match &conn.active {
+            None => Some(match conn.head_started {
+                Some(t) => t + c.request_timeout,
+                None => conn.last_activity + c.idle_timeout,
+            }),
+            Some(a) => match &a.stage {
+                Stage::Body { .. } => Some(a.started + c.request_timeout),
+                Stage::WaitSlot { deadline, .. } => Some(*deadline),
+                _ => None,
+            },
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Operation table.
+
+    fn submit(&mut self, conn: Option<ConnRef>, kind: OpKind, op: Op) -> OpId {
+        let index = match self.op_free.pop() {
+            Some(i) => i,
+            None => {
+                self.ops.push(OpEntry { generation: 0, user: None });
+                (self.ops.len() - 1) as u32
+            }
+        };
+        let entry = &mut self.ops[index as usize];
+        assert!(entry.user.is_none(), "op slot {index} in use");
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.user = Some((conn, kind));
+        let id = OpId::new(index, entry.generation);
+        self.ops_in_flight += 1;
+        self.io_out.push_back((id, op));
+        id
+    }
+
+    fn retire(&mut self, id: OpId) -> Option<(Option<ConnRef>, OpKind)> {
+        let entry = self.ops.get_mut(id.index() as usize)?;
+        if entry.generation != id.generation() {
+            return None;
+        }
+        let user = entry.user.take()?;
+        self.op_free.push(id.index());
+        self.ops_in_flight -= 1;
+        Some(user)
+    }
+
+    fn conn_mut(&mut self, r: ConnRef) -> Option<&mut Conn> {
+        conn_at(&mut self.conns, r)
+    }
+
+    fn conn_ref(&self, index: usize) -> ConnRef {
+        ConnRef { index, generation: self.conn_generations[index] }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Buffers.
+
+    fn small_buf(&mut self) -> Vec<u8> {
+        let cap = self.config.max_header_bytes + self.config.recv_chunk_bytes;
+        match self.small_bufs.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(cap),
+        }
+    }
+
+    fn large_buf(&mut self) -> Vec<u8> {
+        match self.large_bufs.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize),
+        }
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        let large = HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize;
+        if buf.capacity() >= large && buf.capacity() <= 2 * large {
+            if self.large_bufs.len() < BUFFERS_KEPT_MAX / 4 {
+                self.large_bufs.push(buf);
+            }
+        } else if buf.capacity() >= self.config.max_header_bytes
+            && buf.capacity() < large
+            && self.small_bufs.len() < BUFFERS_KEPT_MAX
+        {
+            self.small_bufs.push(buf);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Periodic work.
+
+    /// Timeouts, pool refills, the accept op, and the reader horizon. Call every loop turn.
+    pub fn tick(&mut self, now: Instant) {
+        if !self.shutting_down && self.accept_op.is_none() {
+            let due = self.accept_retry_at.is_none_or(|t| now >= t);
+            if due {
+                self.accept_retry_at = None;
+                self.accept_op = Some(self.submit(None, OpKind::Accept, Op::Accept));
+            }
+        }
+        self.check_timeouts(now);
+        self.refill_pools();
+        self.report_horizon();
+    }
+
+    fn refill_pools(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        for class in SizeClass::ALL {
+            let waiting = self.slot_waiters[class.index()].len();
+            if let Some(count) = self.pools.refill_due(class, waiting) {
+                let request = self.next_request();
+                self.pools.requested(class, request);
+                let worker = self.config.id;
+                self.msg_out.push_back(ToController::Allocate { worker, request, class, count });
+            }
+        }
+    }
+
+    fn horizon(&self) -> u64 {
+        match self.reads_in_flight.first() {
+            Some(&oldest) => oldest,
+            None => self.addresses_received + 1,
+        }
+    }
+
+    fn report_horizon(&mut self) {
+        let h = self.horizon();
+        if h > self.horizon_reported {
+            self.horizon_reported = h;
+            let worker = self.config.id;
+            self.msg_out.push_back(ToController::ReaderHorizon { worker, epoch: h });
+        }
+    }
+
+    fn check_timeouts(&mut self, now: Instant) {
+        for index in 0..self.conns.len() {
+            let Some(conn) = self.conns[index].as_ref() else { continue };
+            let Some(deadline) = self.conn_deadline(conn) else { continue };
+            if now < deadline {
+                continue;
+            }
+            let r = self.conn_ref(index);
+            self.on_deadline(now, r);
+        }
+    }
+
+    fn on_deadline(&mut self, now: Instant, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if conn.send_op.is_some() {
+            // A client that does not read its response.
+            self.stats.timeouts += 1;
+            self.close_conn(r);
+            return;
+        }
+        match conn.active.as_ref().map(|a| &a.stage) {
+            None if conn.head_started.is_none() => self.close_conn(r),
+            None | Some(Stage::Body { .. }) => {
+                self.stats.timeouts += 1;
+                let method = conn.active.as_ref().map_or(Method::Other, |a| a.head.method);
+                self.respond_error(now, r, method, 408, "request not completed in time", true);
+            }
+            Some(Stage::WaitSlot { .. }) => {
+                self.respond_busy(now, r, "no free slot in time; try again");
+            }
+            _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Shutdown.
+
+    /// Stop accepting; close idle connections; let requests in progress finish, then close.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        if let Some(id) = self.accept_op {
+            self.submit(None, OpKind::Cancel, Op::Cancel { target: id });
+        }
+        for index in 0..self.conns.len() {
+            let Some(conn) = self.conns[index].as_mut() else { continue };
+            conn.keep_alive = false;
+            let idle = conn.active.is_none()
+                && conn.head_started.is_none()
+                && conn.send_op.is_none()
+                && conn.outq.is_empty();
+            if idle {
+                let r = self.conn_ref(index);
+                self.close_conn(r);
+            }
+        }
+    }
+
+    /// True when shutdown has finished: no connection, no operation, no pending reply.
+    pub fn is_drained(&self) -> bool {
+        self.shutting_down && self.conns_open + self.rejecting == 0 && self.ops_in_flight == 0
+            && self.io_out.is_empty()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Completions.
+
+    pub fn handle_completion(&mut self, now: Instant, c: Completion) {
+        let Some((conn, kind)) = self.retire(c.op) else {
+            panic!("completion for an unknown op {:?}", c.op);
+        };
+        match kind {
+            OpKind::Accept => self.on_accept(now, c),
+            OpKind::Cancel => {}
+            OpKind::Close => self.on_closed(conn.expect("close has a connection")),
+            OpKind::Recv => self.on_recv(now, conn.expect("recv has a connection"), c),
+            OpKind::Send => self.on_send(now, conn.expect("send has a connection"), c),
+            OpKind::File => self.on_file(now, conn.expect("file op has a connection"), c),
+        }
+    }
+
+    fn on_accept(&mut self, now: Instant, c: Completion) {
+        self.accept_op = None;
+        let handle = match c.result {
+            Ok(h) => ConnHandle(h),
+            Err(e) => {
+                if e != Errno::ECANCELED && !e.is_transient() && e != Errno::ECONNABORTED {
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY_DELAY);
+                }
+                return;
+            }
+        };
+        self.stats.connections_accepted += 1;
+        if self.shutting_down {
+            self.io_out_close_raw(handle);
+            return;
+        }
+        let rejecting = self.conns_open >= self.config.max_connections;
+        if rejecting && self.rejecting >= REJECTING_MAX {
+            self.stats.connections_rejected += 1;
+            self.io_out_close_raw(handle);
+            return;
+        }
+        let index = match self.conn_free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conn_generations.push(0);
+                self.conns.len() - 1
+            }
+        };
+        self.conn_generations[index] = self.conn_generations[index].wrapping_add(1);
+        let generation = self.conn_generations[index];
+        let rbuf = self.small_buf();
+        self.conns[index] = Some(Conn {
+            generation,
+            handle,
+            rbuf: Some(rbuf),
+            recv_op: None,
+            send_op: None,
+            send_started: now,
+            file_op: None,
+            other_ops: 0,
+            outq: VecDeque::new(),
+            eof: false,
+            active: None,
+            head_started: None,
+            last_activity: now,
+            keep_alive: !rejecting,
+            closing: false,
+            close_submitted: false,
+            rejecting,
+            discard: 0,
+        });
+        let r = ConnRef { index, generation };
+        if rejecting {
+            self.rejecting += 1;
+            self.stats.connections_rejected += 1;
+            self.respond_busy(now, r, "too many connections");
+        } else {
+            self.conns_open += 1;
+            self.process(now, r);
+        }
+    }
+
+    /// Closes a handle that never became a connection.
+    fn io_out_close_raw(&mut self, handle: ConnHandle) {
+        self.submit(None, OpKind::Cancel, Op::Close { conn: handle });
+    }
+
+    fn on_recv(&mut self, now: Instant, r: ConnRef, c: Completion) {
+        let buf = c.buf.expect("recv returns its buffer");
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            panic!("recv completion for a vanished connection");
+        };
+        conn.recv_op = None;
+        conn.rbuf = Some(buf);
+        if conn.closing {
+            self.maybe_finish_close(r);
+            return;
+        }
+        match c.result {
+            Ok(0) => conn.eof = true,
+            Ok(n) => {
+                conn.last_activity = now;
+                self.stats.bytes_in += n;
+            }
+            Err(e) if e.is_transient() || e == Errno::ECANCELED => {}
+            Err(_) => {
+                self.close_conn(r);
+                return;
+            }
+        }
+        self.process(now, r);
+    }
+
+    fn on_send(&mut self, now: Instant, r: ConnRef, c: Completion) {
+        let buf = c.buf.expect("send returns its buffer");
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            panic!("send completion for a vanished connection");
+        };
+        conn.send_op = None;
+        let (_, start, end) = conn.outq.front_mut().expect("a send has a queued response");
+        match c.result {
+            Ok(n) if n > 0 && !conn.closing => {
+                *start += n as usize;
+                debug_assert!(*start <= *end);
+                self.stats.bytes_out += n;
+                conn.last_activity = now;
+                if *start >= *end {
+                    conn.outq.pop_front();
+                    self.recycle(buf);
+                } else {
+                    let front = conn.outq.front_mut().expect("front exists");
+                    front.0 = buf;
+                }
+            }
+            Err(e) if e.is_transient() && !conn.closing => {
+                let front = conn.outq.front_mut().expect("front exists");
+                front.0 = buf;
+            }
+            _ => {
+                conn.outq.pop_front();
+                self.recycle(buf);
+                self.close_conn(r);
+                self.maybe_finish_close(r);
+                return;
+            }
+        }
+        self.pump_send(now, r);
+        self.after_send(now, r);
+    }
+
+    /// After a send: if the response is complete, end the request.
+    fn after_send(&mut self, now: Instant, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if conn.send_op.is_some() || !conn.outq.is_empty() {
+            return;
+        }
+        let done = matches!(conn.active.as_ref().map(|a| &a.stage), Some(Stage::Responded));
+        if done {
+            conn.active = None;
+            conn.last_activity = now;
+            if conn.rejecting || !conn.keep_alive {
+                self.close_conn(r);
+                return;
+            }
+            if self.shutting_down {
+                let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
+                if !buffered {
+                    self.close_conn(r);
+                    return;
+                }
+            }
+            self.process(now, r);
+        }
+    }
+
+    fn pump_send(&mut self, now: Instant, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if conn.send_op.is_some() || conn.closing {
+            return;
+        }
+        let Some((buf, start, end)) = conn.outq.front_mut() else { return };
+        let buf = std::mem::take(buf);
+        let (start, end) = (*start, *end);
+        let handle = conn.handle;
+        conn.send_started = now;
+        let id = self.submit(Some(r), OpKind::Send, Op::Send { conn: handle, buf, start, end });
+        conn_at(&mut self.conns, r).expect("still open").send_op = Some(id);
+    }
+
+    fn on_file(&mut self, now: Instant, r: ConnRef, c: Completion) {
+        let buf = c.buf.expect("file ops return their buffer");
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            panic!("file completion for a vanished connection");
+        };
+        conn.file_op = None;
+        let closing = conn.closing;
+        let active = conn.active.as_mut().expect("file op belongs to a request");
+        match &mut active.stage {
+            Stage::Write { .. } => self.on_write_done(now, r, buf, c.result, closing),
+            Stage::Read { .. } => self.on_read_done(now, r, buf, c.result, closing),
+            _ => panic!("file completion in a stage without file I/O"),
+        }
+        if closing {
+            self.maybe_finish_close(r);
+        }
+    }
+
+    fn on_closed(&mut self, r: ConnRef) {
+        let conn = self.conns[r.index].take().expect("closed connection exists");
+        assert_eq!(conn.generation, r.generation);
+        assert!(conn.recv_op.is_none() && conn.send_op.is_none() && conn.file_op.is_none());
+        if conn.rejecting {
+            self.rejecting -= 1;
+        } else {
+            self.conns_open -= 1;
+        }
+        if let Some(b) = conn.rbuf {
+            self.recycle(b);
+        }
+        self.conn_free.push(r.index);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Closing.
+
+    fn close_conn(&mut self, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if conn.closing {
+            return;
+        }
+        conn.closing = true;
+        let cancel: Vec<OpId> = [conn.recv_op, conn.send_op].into_iter().flatten().collect();
+        for target in cancel {
+            self.submit(Some(r), OpKind::Cancel, Op::Cancel { target });
+            conn_at(&mut self.conns, r).expect("open").other_ops += 1;
+        }
+        self.abandon_request(r);
+        self.maybe_finish_close(r);
+    }
+
+    /// Undo what the current request holds (a waiting PUT's place, buffers).
+    fn abandon_request(&mut self, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(active) = conn.active.as_mut() else { return };
+        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        match stage {
+            // In-flight file ops keep their stage until they complete.
+            Stage::Write { .. } | Stage::Read { .. } => active.stage = stage,
+            Stage::Body { body, .. } | Stage::WaitSlot { body, .. } => self.recycle(body),
+            Stage::List { body } => self.recycle(body),
+            _ => {}
+        }
+    }
+
+    fn maybe_finish_close(&mut self, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if !conn.closing || conn.close_submitted {
+            return;
+        }
+        if conn.recv_op.is_some() || conn.send_op.is_some() || conn.file_op.is_some() {
+            return;
+        }
+        conn.close_submitted = true;
+        let handle = conn.handle;
+        for (buf, _, _) in std::mem::take(&mut conn.outq) {
+            self.recycle(buf);
+        }
+        self.submit(Some(r), OpKind::Close, Op::Close { conn: handle });
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Request processing.
+
+    /// Drives a connection with the bytes it has: parse heads, feed bodies, ask for more bytes.
+    fn process(&mut self, now: Instant, r: ConnRef) {
+        loop {
+            let Some(conn) = conn_at(&mut self.conns, r) else { return };
+            if conn.closing || conn.rejecting || conn.recv_op.is_some() {
+                return;
+            }
+            let Some(rbuf) = conn.rbuf.as_mut() else { return };
+            if conn.discard > 0 {
+                let n = (conn.discard as usize).min(rbuf.len());
+                rbuf.drain(..n);
+                conn.discard -= n as u64;
+                if conn.discard > 0 {
+                    self.want_bytes(now, r);
+                    return;
+                }
+            }
+            let progressed = match conn.active.as_ref().map(|a| &a.stage) {
+                None => self.try_head(now, r),
+                Some(Stage::Body { .. }) => self.feed_body(now, r),
+                Some(_) => return,
+            };
+            if !progressed {
+                self.want_bytes(now, r);
+                return;
+            }
+        }
+    }
+
+    /// Posts a receive if the connection wants bytes; closes on EOF.
+    fn want_bytes(&mut self, now: Instant, r: ConnRef) {
+        let chunk = self.config.recv_chunk_bytes;
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if conn.closing || conn.recv_op.is_some() {
+            return;
+        }
+        let reading = match conn.active.as_ref().map(|a| &a.stage) {
+            None => true,
+            Some(Stage::Body { .. }) => true,
+            _ => false,
+        };
+        if !reading && conn.discard == 0 {
+            return;
+        }
+        if conn.eof {
+            let mid_request = conn.active.is_some() || conn.head_started.is_some();
+            if mid_request && conn.active.is_none() {
+                // A truncated head: answer it, then close.
+                self.respond_error(now, r, Method::Other, 400, "incomplete request", true);
+            } else {
+                self.close_conn(r);
+            }
+            return;
+        }
+        let mut buf = conn.rbuf.take().expect("not receiving");
+        if buf.capacity() - buf.len() < chunk {
+            buf.reserve(chunk);
+        }
+        let handle = conn.handle;
+        let id = self.submit(Some(r), OpKind::Recv, Op::Recv { conn: handle, buf, max: chunk });
+        conn_at(&mut self.conns, r).expect("open").recv_op = Some(id);
+    }
+
+    /// Parses a head from the buffer; returns whether it made progress.
+    fn try_head(&mut self, now: Instant, r: ConnRef) -> bool {
+        let max = self.config.max_header_bytes;
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let rbuf = conn.rbuf.as_mut().expect("buffer present");
+        if rbuf.is_empty() {
+            return false;
+        }
+        if conn.head_started.is_none() {
+            conn.head_started = Some(now);
+        }
+        let started = conn.head_started.expect("set above");
+        match http::parse_head(rbuf, max) {
+            Ok(HeadParse::Partial) => false,
+            Err(e) => {
+                rbuf.clear();
+                self.respond_error(now, r, Method::Other, e.status, e.reason, true);
+                false
+            }
+            Ok(HeadParse::Complete { head, head_len }) => {
+                rbuf.drain(..head_len);
+                conn.head_started = None;
+                conn.keep_alive = head.keep_alive && !self.shutting_down;
+                self.stats.requests += 1;
+                self.stats.by_method[stats::method_index(head.method)] += 1;
+                self.start_request(now, r, head, started);
+                true
+            }
+        }
+    }
+
+    fn start_request(&mut self, now: Instant, r: ConnRef, head: RequestHead, started: Instant) {
+        let route = match self.route(&head) {
+            Ok(route) => route,
+            Err((status, reason, allow)) => {
+                self.refuse(now, r, head, started, status, reason, allow);
+                return;
+            }
+        };
+        let writes = matches!(route, Route::PutBlock { .. } | Route::DeleteBlock { .. });
+        if writes && !self.authorized(&head) {
+            self.refuse(now, r, head, started, 401, "missing or wrong bearer token", None);
+            return;
+        }
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        conn.active = Some(Active { head, route, started, stage: Stage::Responded });
+        match route {
+            Route::PutBlock { .. } => self.start_body(now, r, BLOCK_LEN_MAX_BYTES),
+            Route::Missing => self.start_body(now, r, MISSING_BODY_MAX_BYTES),
+            Route::GetBlock { hash, .. } => {
+                self.ask(r, 0, Stage::Lookup, |worker, request| ToController::GetAddress {
+                    worker,
+                    request,
+                    hash,
+                });
+            }
+            Route::DeleteBlock { hash } => {
+                self.ask(r, 0, Stage::Release, |worker, request| ToController::Release {
+                    worker,
+                    request,
+                    hash,
+                });
+            }
+            Route::List => self.start_list(now, r),
+            Route::Health => self.respond_text(now, r, 200, b"ok".to_vec(), "text/plain"),
+            Route::Stats => {
+                let body = stats::render_json(&self.snapshot_now()).into_bytes();
+                self.respond_text(now, r, 200, body, "application/json")
+            }
+            Route::Metrics => {
+                let body = stats::render_prometheus(&self.snapshot_now()).into_bytes();
+                self.respond_text(now, r, 200, body, "text/plain; version=0.0.4")
+            }
+        }
+    }
+
+    /// Sends one controller request for the connection's current request.
+    fn ask(
+        &mut self,
+        r: ConnRef,
+        tag: usize,
+        stage: Stage,
+        make: impl FnOnce(WorkerId, RequestId) -> ToController,
+    ) {
+        let request = self.next_request();
+        self.pending.insert(request, Waiter { conn: r, tag });
+        self.msg_out.push_back(make(self.config.id, request));
+        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active request");
+        active.stage = stage;
+    }
+
+    fn next_request(&mut self) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
+    fn authorized(&self, head: &RequestHead) -> bool {
+        let Some(token) = &self.config.auth_token else { return true };
+        let Some(value) = &head.authorization else { return false };
+        let Some(given) = value.strip_prefix(b"Bearer ") else { return false };
+        constant_time_eq(given.trim_ascii(), token)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn route(
+        &self,
+        head: &RequestHead,
+    ) -> Result<Route, (u16, &'static str, Option<&'static str>)> {
+        let path = head.path.as_slice();
+        let m = head.method;
+        let not_allowed = |allow: &'static str| Err((405, "method not allowed", Some(allow)));
+        let block_methods = "GET, HEAD, PUT, DELETE";
+        let hash_route = |hash: BlockHash| match m {
+            Method::Get => Ok(Route::GetBlock { hash, head_only: false }),
+            Method::Head => Ok(Route::GetBlock { hash, head_only: true }),
+            Method::Put => Ok(Route::PutBlock { expected: Some(hash) }),
+            Method::Delete => Ok(Route::DeleteBlock { hash }),
+            _ => not_allowed(block_methods),
+        };
+        let read_only = |route: Route| match m {
+            Method::Get | Method::Head => Ok(route),
+            _ => not_allowed("GET, HEAD"),
+        };
+        match path {
+            b"/" | b"/block" => match m {
+                Method::Put => Ok(Route::PutBlock { expected: None }),
+                _ => not_allowed("PUT"),
+            },
+            b"/blocks/missing" => match m {
+                Method::Post => Ok(Route::Missing),
+                _ => not_allowed("POST"),
+            },
+            b"/blocks" => read_only(Route::List),
+            b"/health" => read_only(Route::Health),
+            b"/stats" => read_only(Route::Stats),
+            b"/metrics" => read_only(Route::Metrics),
+            _ => {
+                if let Some(rest) = path.strip_prefix(b"/block/") {
+                    match BlockHash::from_hex(rest) {
+                        Some(hash) => hash_route(hash),
+                        None => Err((400, "block address must be 64 hex characters", None)),
+                    }
+                } else if let Some(hash) =
+                    path.strip_prefix(b"/").and_then(BlockHash::from_hex)
+                {
+                    hash_route(hash)
+                } else {
+                    Err((404, "no such path", None))
+                }
+            }
+        }
+    }
+
+    /// Answers a request refused at its head, skipping a small declared body so the connection
+    /// stays usable.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        head: RequestHead,
+        started: Instant,
+        status: u16,
+        reason: &str,
+        allow: Option<&'static str>,
+    ) {
+        let method = head.method;
+        let close = match head.body {
+            BodyFraming::None => false,
+            BodyFraming::Length(n) if n <= DISCARD_MAX_BYTES && !head.expect_continue => {
+                conn_at(&mut self.conns, r).expect("open").discard = n;
+                false
+            }
+            _ => true,
+        };
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        conn.active = Some(Active { head, route: Route::Health, started, stage: Stage::Responded });
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(allow) = allow {
+            headers.push(("Allow", allow.as_bytes()));
+        }
+        if status == 401 {
+            headers.push(("WWW-Authenticate", b"Bearer"));
+        }
+        let body = format!("{reason}\n").into_bytes();
+        self.respond_full(now, r, method, status, &headers, body, close);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Bodies.
+
+    fn start_body(&mut self, now: Instant, r: ConnRef, max_bytes: u64) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let active = conn.active.as_ref().expect("active");
+        let method = active.head.method;
+        let reader = match active.head.body {
+            BodyFraming::None => {
+                self.respond_error(now, r, method, 411, "a body with Content-Length or chunked \
+                    transfer coding is required", false);
+                return;
+            }
+            BodyFraming::Length(0) => {
+                self.respond_error(now, r, method, 400, "empty body", false);
+                return;
+            }
+            BodyFraming::Length(n) if n > max_bytes => {
+                self.respond_error(now, r, method, 413, "body too large", true);
+                return;
+            }
+            BodyFraming::Length(n) => BodyReader::Length { remaining: n },
+            BodyFraming::Chunked => BodyReader::Chunked(ChunkedDecoder::new(max_bytes)),
+        };
+        let expect_continue = active.head.expect_continue;
+        let capacity = match reader {
+            BodyReader::Length { remaining } => remaining as usize,
+            BodyReader::Chunked(_) => 64 * 1024,
+        };
+        let mut body = self.large_buf();
+        body.reserve(capacity);
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
+        let active = conn.active.as_mut().expect("active");
+        active.stage = Stage::Body { reader, body, hasher: sha2::Sha256::new(), crc: 0 };
+        if expect_continue && !buffered {
+            conn.outq.push_back((b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), 0, 25));
+            self.pump_send(now, r);
+        }
+    }
+
+    /// Moves buffered bytes into the body; returns whether anything happened.
+    fn feed_body(&mut self, now: Instant, r: ConnRef) -> bool {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let rbuf = conn.rbuf.as_mut().expect("buffer present");
+        let active = conn.active.as_mut().expect("active");
+        let method = active.head.method;
+        let Stage::Body { reader, body, hasher, crc } = &mut active.stage else {
+            unreachable!("feed_body outside the body stage")
+        };
+        let before = body.len();
+        let result: Result<(usize, bool), HttpError> = match reader {
+            BodyReader::Length { remaining } => {
+                let n = (*remaining as usize).min(rbuf.len());
+                body.extend_from_slice(&rbuf[..n]);
+                *remaining -= n as u64;
+                Ok((n, *remaining == 0))
+            }
+            BodyReader::Chunked(decoder) => {
+                decoder.decode(rbuf, body).map(|n| (n, decoder.is_done()))
+            }
+        };
+        match result {
+            Err(e) => {
+                rbuf.clear();
+                self.respond_error(now, r, method, e.status, e.reason, true);
+                true
+            }
+            Ok((consumed, done)) => {
+                rbuf.drain(..consumed);
+                hasher.update(&body[before..]);
+                *crc = crc32c::crc32c_append(*crc, &body[before..]);
+                if done {
+                    self.body_complete(now, r);
+                    return true;
+                }
+                consumed > 0
+            }
+        }
+    }
+
+    fn body_complete(&mut self, now: Instant, r: ConnRef) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let active = conn.active.as_mut().expect("active");
+        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let Stage::Body { body, hasher, crc, .. } = stage else { unreachable!() };
+        let method = active.head.method;
+        if body.is_empty() {
+            self.recycle(body);
+            self.respond_error(now, r, method, 400, "empty body", false);
+            return;
+        }
+        match active.route {
+            Route::Missing => self.start_missing(now, r, body),
+            Route::PutBlock { expected } => {
+                let hash = BlockHash(hasher.finalize().into());
+                if expected.is_some_and(|e| e != hash) {
+                    self.recycle(body);
+                    self.respond_error(now, r, method, 422, "body does not hash to the address \
+                        in the path", false);
+                    return;
+                }
+                let deadline = now + self.config.slot_wait_limit;
+                active.stage = Stage::WaitSlot { body, hash, crc, deadline };
+                self.try_take_slot(now, r);
+            }
+            _ => unreachable!("only PUT and missing have bodies"),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // PUT.
+
+    fn body_class(stage: &Stage) -> SizeClass {
+        let Stage::WaitSlot { body, .. } = stage else { unreachable!() };
+        SizeClass::for_len(body.len() as u64).expect("body length was checked")
+    }
+
+    fn try_take_slot(&mut self, now: Instant, r: ConnRef) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let active = conn.active.as_mut().expect("active");
+        let class = Self::body_class(&active.stage);
+        let Some(slot) = self.pools.take(class) else {
+            // The pool asks the controller for target + waiting slots (even after a short
+            // refill); a refill that comes back short while PUTs wait answers them 507.
+            self.slot_waiters[class.index()].push_back(r);
+            self.refill_pools();
+            return;
+        };
+        self.start_write(now, r, slot);
+    }
+
+    fn start_write(&mut self, _now: Instant, r: ConnRef, slot: Slot) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let active = conn.active.as_mut().expect("active");
+        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let Stage::WaitSlot { body, hash, crc, .. } = stage else { unreachable!() };
+        assert!(body.len() as u64 <= slot.bytes());
+        let end = body.len();
+        active.stage = Stage::Write { body: None, hash, crc, slot, written: 0 };
+        let op = Op::WriteAt { offset: slot.offset, buf: body, start: 0, end };
+        let id = self.submit(Some(r), OpKind::File, op);
+        conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+    }
+
+    fn on_write_done(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        buf: Vec<u8>,
+        result: Result<u64, Errno>,
+        closing: bool,
+    ) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let active = conn.active.as_mut().expect("active");
+        let Stage::Write { body, hash, crc, slot, written } = &mut active.stage else {
+            unreachable!()
+        };
+        let (hash, crc, slot) = (*hash, *crc, *slot);
+        let end = buf.len();
+        match result {
+            Ok(n) if n > 0 && !closing => *written += n as usize,
+            Err(e) if e.is_transient() && !closing => {}
+            _ => {
+                // Failed or abandoned: the slot holds nothing acknowledged; back to the pool.
+                active.stage = Stage::Responded;
+                self.pools.put_back(slot);
+                self.recycle(buf);
+                if !closing {
+                    self.respond_error(now, r, Method::Put, 500, "write to the data file \
+                        failed", false);
+                }
+                return;
+            }
+        }
+        if *written < end {
+            let start = *written;
+            let op = Op::WriteAt { offset: slot.offset + start as u64, buf, start, end };
+            let id = self.submit(Some(r), OpKind::File, op);
+            conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+            return;
+        }
+        debug_assert!(body.is_none());
+        let len = end as u32;
+        self.recycle(buf);
+        self.ask(r, 0, Stage::Occupy { hash }, |worker, request| ToController::Occupy {
+            worker,
+            request,
+            hash,
+            slot,
+            len,
+            crc32c: crc,
+        });
+    }
+
+    fn on_occupied(&mut self, now: Instant, r: ConnRef, outcome: OccupyOutcome) {
+        let Some(Stage::Occupy { hash }) =
+            conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).map(|a| &a.stage)
+        else {
+            return;
+        };
+        let hash = *hash;
+        let status = match outcome {
+            OccupyOutcome::Stored => 201,
+            OccupyOutcome::Duplicate => 200,
+        };
+        let hex = hash.to_hex();
+        let location = format!("/block/{hex}");
+        let etag = format!("\"{hex}\"");
+        let headers: [(&str, &[u8]); 3] = [
+            ("Content-Type", b"text/plain"),
+            ("Location", location.as_bytes()),
+            ("ETag", etag.as_bytes()),
+        ];
+        self.respond_full(now, r, Method::Put, status, &headers, hex.into_bytes(), false);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // GET and HEAD.
+
+    fn on_address(&mut self, now: Instant, r: ConnRef, location: Option<Location>, seq: u64) {
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()) else { return };
+        let Route::GetBlock { hash, head_only } = active.route else {
+            return;
+        };
+        if !matches!(active.stage, Stage::Lookup) {
+            return;
+        }
+        let method = active.head.method;
+        let Some(location) = location else {
+            self.respond_error(now, r, method, 404, "no such block", false);
+            return;
+        };
+        let hex = hash.to_hex();
+        let not_modified =
+            active.head.if_none_match.as_ref().is_some_and(|v| http::if_none_match_matches(v, &hex));
+        if not_modified {
+            let etag = format!("\"{hex}\"");
+            let headers: [(&str, &[u8]); 2] = [("ETag", etag.as_bytes()), CACHE_CONTROL];
+            self.respond_head_only(now, r, method, 304, &headers, None);
+            return;
+        }
+        if head_only {
+            let etag = format!("\"{hex}\"");
+            let headers: [(&str, &[u8]); 4] = [
+                ("Content-Type", b"application/octet-stream"),
+                ("ETag", etag.as_bytes()),
+                CACHE_CONTROL,
+                ("Accept-Ranges", b"bytes"),
+            ];
+            self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
+            return;
+        }
+        // The reply stays in flight until the read completes (guarantee 4).
+        let fresh = self.reads_in_flight.insert(seq);
+        assert!(fresh, "address reply {seq} read twice");
+        let mut buf = self.large_buf();
+        let end = HEAD_ROOM_BYTES + location.len as usize;
+        buf.resize(end, 0);
+        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active");
+        active.stage = Stage::Read { location, seq, read: 0 };
+        let op = Op::ReadAt { offset: location.slot.offset, buf, start: HEAD_ROOM_BYTES, end };
+        let id = self.submit(Some(r), OpKind::File, op);
+        conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+    }
+
+    fn end_read(&mut self, seq: u64) {
+        let removed = self.reads_in_flight.remove(&seq);
+        assert!(removed, "read {seq} was in flight");
+    }
+
+    fn on_read_done(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        buf: Vec<u8>,
+        result: Result<u64, Errno>,
+        closing: bool,
+    ) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let active = conn.active.as_mut().expect("active");
+        let Stage::Read { location, seq, read } = &mut active.stage else { unreachable!() };
+        let (location, seq) = (*location, *seq);
+        let len = location.len as usize;
+        let failed = match result {
+            Ok(n) if n > 0 && !closing => {
+                *read += n as usize;
+                false
+            }
+            Err(e) if e.is_transient() && !closing => false,
+            _ => true,
+        };
+        if failed {
+            active.stage = Stage::Responded;
+            self.end_read(seq);
+            self.recycle(buf);
+            if !closing {
+                self.respond_error(now, r, Method::Get, 500, "read from the data file failed",
+                    false);
+            }
+            return;
+        }
+        if *read < len {
+            let start = HEAD_ROOM_BYTES + *read;
+            let offset = location.slot.offset + *read as u64;
+            let end = HEAD_ROOM_BYTES + len;
+            let id = self.submit(Some(r), OpKind::File, Op::ReadAt { offset, buf, start, end });
+            conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+            return;
+        }
+        active.stage = Stage::Responded;
+        self.end_read(seq);
+        self.send_block(now, r, buf, location);
+    }
+
+    /// Verifies the bytes read, then answers 200 or 206 (or 416, or 500 on corruption).
+    fn send_block(&mut self, now: Instant, r: ConnRef, mut buf: Vec<u8>, location: Location) {
+        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).expect("active");
+        let Route::GetBlock { hash, .. } = active.route else { unreachable!() };
+        let range = active.head.range.clone();
+        let len = u64::from(location.len);
+        let data = &buf[HEAD_ROOM_BYTES..];
+        debug_assert_eq!(data.len() as u64, len);
+        let ok = match self.config.verify_reads {
+            VerifyReads::Crc32c => crc32c::crc32c(data) == location.crc32c,
+            VerifyReads::Sha256 => BlockHash::of(data) == hash,
+            VerifyReads::Off => true,
+        };
+        if !ok {
+            self.stats.corrupt_blocks_detected += 1;
+            self.recycle(buf);
+            self.respond_error(now, r, Method::Get, 500, "stored bytes failed verification", false);
+            return;
+        }
+        let spec = range.as_deref().map_or(RangeSpec::Full, |v| http::parse_range(v, len));
+        let hex = hash.to_hex();
+        let etag = format!("\"{hex}\"");
+        let (status, start, end, content_range) = match spec {
+            RangeSpec::Full => (200, 0, len, None),
+            RangeSpec::Partial { start, end_inclusive } => {
+                (206, start, end_inclusive + 1, Some(format!("bytes {start}-{end_inclusive}/{len}")))
+            }
+            RangeSpec::Unsatisfiable => {
+                self.recycle(buf);
+                let cr = format!("bytes */{len}");
+                let headers: [(&str, &[u8]); 1] = [("Content-Range", cr.as_bytes())];
+                self.respond_full(now, r, Method::Get, 416, &headers, b"range not satisfiable\n"
+                    .to_vec(), false);
+                return;
+            }
+        };
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("Content-Type", b"application/octet-stream"),
+            ("ETag", etag.as_bytes()),
+            CACHE_CONTROL,
+            ("Accept-Ranges", b"bytes"),
+        ];
+        if let Some(cr) = &content_range {
+            headers.push(("Content-Range", cr.as_bytes()));
+        }
+        let close = !conn_at(&mut self.conns, r).expect("open").keep_alive;
+        let mut head = Vec::with_capacity(HEAD_ROOM_BYTES);
+        http::write_response_head(&mut head, status, &headers, Some(end - start), close);
+        let body_start = HEAD_ROOM_BYTES + start as usize;
+        assert!(head.len() <= body_start, "response head fits the room before the body");
+        let head_start = body_start - head.len();
+        buf[head_start..body_start].copy_from_slice(&head);
+        let send_end = HEAD_ROOM_BYTES + end as usize;
+        self.queue_response(now, r, Method::Get, status, buf, head_start, send_end);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // DELETE, missing, list.
+
+    fn on_released(&mut self, now: Instant, r: ConnRef, outcome: ReleaseOutcome) {
+        let Some(Stage::Release) =
+            conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).map(|a| &a.stage)
+        else {
+            return;
+        };
+        match outcome {
+            ReleaseOutcome::Deleted => {
+                self.respond_head_only(now, r, Method::Delete, 204, &[], None);
+            }
+            ReleaseOutcome::NotFound => {
+                self.respond_error(now, r, Method::Delete, 404, "no such block", false)
+            }
+        }
+    }
+
+    fn start_missing(&mut self, now: Instant, r: ConnRef, body: Vec<u8>) {
+        let mut hashes = Vec::new();
+        let mut problem = None;
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line).trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            match BlockHash::from_hex(line) {
+                Some(h) if hashes.len() < MISSING_HASHES_MAX => hashes.push(h),
+                Some(_) => {
+                    problem = Some(format!("more than {MISSING_HASHES_MAX} hashes"));
+                    break;
+                }
+                None => {
+                    problem = Some(format!("line {}: not a 64-hex block address", i + 1));
+                    break;
+                }
+            }
+        }
+        self.recycle(body);
+        if let Some(p) = problem {
+            let body = format!("{p}\n").into_bytes();
+            self.respond_full(now, r, Method::Post, 400, &[], body, false);
+            return;
+        }
+        let n = hashes.len();
+        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active");
+        active.stage = Stage::Missing { hashes, state: vec![0; n], next: 0, outstanding: 0 };
+        self.pump_missing(now, r);
+    }
+
+    /// Keeps up to MISSING_IN_FLIGHT_MAX lookups going; answers when all are back.
+    fn pump_missing(&mut self, now: Instant, r: ConnRef) {
+        loop {
+            let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active");
+            let Stage::Missing { hashes, state, next, outstanding } = &mut active.stage else {
+                return;
+            };
+            if *next < hashes.len() && *outstanding < MISSING_IN_FLIGHT_MAX {
+                let (tag, hash) = (*next, hashes[*next]);
+                *next += 1;
+                *outstanding += 1;
+                let request = self.next_request();
+                self.pending.insert(request, Waiter { conn: r, tag });
+                let worker = self.config.id;
+                self.msg_out.push_back(ToController::GetAddress { worker, request, hash });
+                continue;
+            }
+            if *outstanding > 0 {
+                return;
+            }
+            let mut body = Vec::with_capacity(state.iter().filter(|&&s| s == 2).count() * 65);
+            for (h, s) in hashes.iter().zip(state.iter()) {
+                if *s == 2 {
+                    body.extend_from_slice(h.to_hex().as_bytes());
+                    body.push(b'\n');
+                }
+            }
+            self.respond_text(now, r, 200, body, "text/plain");
+            return;
+        }
+    }
+
+    fn on_missing_reply(&mut self, now: Instant, r: ConnRef, tag: usize, found: Option<bool>) {
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else { return };
+        let Stage::Missing { state, outstanding, .. } = &mut active.stage else { return };
+        *outstanding -= 1;
+        match found {
+            Some(present) => state[tag] = if present { 1 } else { 2 },
+            None => {
+                // A lookup failed: fail the whole request once the rest are back.
+                state[tag] = 3;
+            }
+        }
+        if *outstanding == 0 && state.contains(&3) {
+            let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+            let Stage::Missing { hashes, state, next, .. } = stage else { unreachable!() };
+            if next >= hashes.len() {
+                let _ = state;
+                self.respond_error(now, r, Method::Post, 500, "index lookup failed", false);
+                return;
+            }
+            active.stage = Stage::Missing { hashes, state, next, outstanding: 0 };
+        }
+        self.pump_missing(now, r);
+    }
+
+    fn start_list(&mut self, now: Instant, r: ConnRef) {
+        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).expect("active");
+        let query = active.head.query.clone();
+        let mut after = None;
+        let mut limit: u16 = 1000;
+        for (k, v) in http::query_pairs(&query) {
+            match k {
+                b"after" if v.is_empty() => {}
+                b"after" => match BlockHash::from_hex(v) {
+                    Some(h) => after = Some(h),
+                    None => {
+                        let m = "after must be a 64-hex block address";
+                        self.respond_error(now, r, Method::Get, 400, m, false);
+                        return;
+                    }
+                },
+                b"limit" => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok())
+                {
+                    Some(n) if n >= 1 => limit = n.min(u64::from(LIST_LIMIT_MAX)) as u16,
+                    _ => {
+                        let m = "limit must be a positive integer";
+                        self.respond_error(now, r, Method::Get, 400, m, false);
+                        return;
+                    }
+                },
+                _ => {}
+            }
+        }
+        let body = Vec::new();
+        self.ask(r, 0, Stage::List { body }, |worker, request| ToController::List {
+            worker,
+            request,
+            after,
+            limit,
+        });
+    }
+
+    fn on_list_item(&mut self, r: ConnRef, hash: BlockHash, len: u32) {
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else { return };
+        if let Stage::List { body } = &mut active.stage {
+            let mut hex = [0u8; HASH_HEX_LEN];
+            hash.write_hex(&mut hex);
+            body.extend_from_slice(&hex);
+            body.extend_from_slice(format!(" {len}\n").as_bytes());
+        }
+    }
+
+    fn on_list_done(&mut self, now: Instant, r: ConnRef) {
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else { return };
+        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let Stage::List { body } = stage else {
+            active.stage = stage;
+            return;
+        };
+        let head_only = active.head.method == Method::Head;
+        if head_only {
+            let n = body.len() as u64;
+            let headers: [(&str, &[u8]); 1] = [("Content-Type", b"text/plain")];
+            self.respond_head_only(now, r, Method::Head, 200, &headers, Some(n));
+            return;
+        }
+        self.respond_text(now, r, 200, body, "text/plain");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Controller replies.
+
+    pub fn handle_message(&mut self, now: Instant, message: ToWorker) {
+        match message {
+            ToWorker::Allocated { request, slot } => {
+                let class = self.pools.class_of_request(request).expect("allocate in flight");
+                assert_eq!(class, slot.class, "controller sent a slot of another class");
+                self.pools.put_back(slot);
+                self.serve_slot_waiters(now, class);
+            }
+            ToWorker::AllocateDone { request, class, requested, granted } => {
+                self.pools.done(class, request, requested, granted);
+                self.serve_slot_waiters(now, class);
+                if granted < requested && self.pools.free_count(class) == 0 {
+                    self.fail_slot_waiters(now, class);
+                }
+            }
+            ToWorker::Address { request, location, epoch: _ } => {
+                self.addresses_received += 1;
+                let seq = self.addresses_received;
+                let Some(w) = self.pending.remove(&request) else { return };
+                let is_missing = self
+                    .conn_mut(w.conn)
+                    .and_then(|c| c.active.as_ref())
+                    .is_some_and(|a| matches!(a.stage, Stage::Missing { .. }));
+                if is_missing {
+                    self.on_missing_reply(now, w.conn, w.tag, Some(location.is_some()));
+                } else {
+                    self.on_address(now, w.conn, location, seq);
+                }
+            }
+            ToWorker::Occupied { request, outcome } => {
+                if let Some(w) = self.pending.remove(&request) {
+                    self.on_occupied(now, w.conn, outcome);
+                }
+            }
+            ToWorker::Released { request, outcome } => {
+                if let Some(w) = self.pending.remove(&request) {
+                    self.on_released(now, w.conn, outcome);
+                }
+            }
+            ToWorker::ListItem { request, hash, len } => {
+                if let Some(w) = self.pending.get(&request).copied() {
+                    self.on_list_item(w.conn, hash, len);
+                }
+            }
+            ToWorker::ListDone { request, .. } => {
+                if let Some(w) = self.pending.remove(&request) {
+                    self.on_list_done(now, w.conn);
+                }
+            }
+            ToWorker::Error { request, code } => self.on_error_reply(now, request, code),
+        }
+    }
+
+    fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
+        let Some(w) = self.pending.remove(&request) else { return };
+        let Some(active) = conn_at(&mut self.conns, w.conn).and_then(|c| c.active.as_ref()) else { return };
+        if matches!(active.stage, Stage::Missing { .. }) {
+            self.on_missing_reply(now, w.conn, w.tag, None);
+            return;
+        }
+        let method = active.head.method;
+        let (status, reason) = match code {
+            ErrorCode::NoSpace => (507, "no free slot of the needed size"),
+            ErrorCode::Unavailable => (503, "server busy; try again"),
+            ErrorCode::Io | ErrorCode::InvalidSlot => (500, "storage error"),
+        };
+        if status == 503 {
+            self.respond_busy(now, w.conn, reason);
+        } else {
+            self.respond_error(now, w.conn, method, status, reason, false);
+        }
+    }
+
+    fn serve_slot_waiters(&mut self, now: Instant, class: SizeClass) {
+        while self.pools.free_count(class) > 0 {
+            let Some(r) = self.slot_waiters[class.index()].pop_front() else { break };
+            let waiting = self
+                .conn_mut(r)
+                .and_then(|c| c.active.as_ref())
+                .is_some_and(|a| matches!(a.stage, Stage::WaitSlot { .. }));
+            if waiting {
+                let slot = self.pools.take(class).expect("checked above");
+                self.start_write(now, r, slot);
+            }
+        }
+    }
+
+    /// The controller has no space for this class: every waiting PUT gets 507.
+    fn fail_slot_waiters(&mut self, now: Instant, class: SizeClass) {
+        while let Some(r) = self.slot_waiters[class.index()].pop_front() {
+            let waiting = self
+                .conn_mut(r)
+                .and_then(|c| c.active.as_ref())
+                .is_some_and(|a| matches!(a.stage, Stage::WaitSlot { .. }));
+            if waiting {
+                self.respond_error(now, r, Method::Put, 507, "no free slot of the needed size",
+                    false);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Responses.
+
+    fn respond_busy(&mut self, now: Instant, r: ConnRef, reason: &str) {
+        let headers: [(&str, &[u8]); 1] = [("Retry-After", b"1")];
+        let body = format!("{reason}\n").into_bytes();
+        let method = self
+            .conn_mut(r)
+            .and_then(|c| c.active.as_ref())
+            .map_or(Method::Other, |a| a.head.method);
+        self.respond_full(now, r, method, 503, &headers, body, true);
+    }
+
+    fn respond_error(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        status: u16,
+        reason: &str,
+        close: bool,
+    ) {
+        let body = format!("{reason}\n").into_bytes();
+        self.respond_full(now, r, method, status, &[], body, close);
+    }
+
+    fn respond_text(&mut self, now: Instant, r: ConnRef, status: u16, body: Vec<u8>, ty: &str) {
+        let head_only = self
+            .conn_mut(r)
+            .and_then(|c| c.active.as_ref())
+            .is_some_and(|a| a.head.method == Method::Head);
+        let headers: [(&str, &[u8]); 2] =
+            [("Content-Type", ty.as_bytes()), ("Cache-Control", b"no-store")];
+        if head_only {
+            self.respond_head_only(now, r, Method::Head, status, &headers, Some(body.len() as u64));
+            return;
+        }
+        let method = Method::Get;
+        self.respond_full(now, r, method, status, &headers, body, false);
+    }
+
+    /// A response with a body; `close` forces `Connection: close` and closing after it.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_full(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        body: Vec<u8>,
+        close: bool,
+    ) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        if close {
+            conn.keep_alive = false;
+        }
+        let close = !conn.keep_alive;
+        let head_request = conn.active.as_ref().is_some_and(|a| a.head.method == Method::Head);
+        let mut buf = Vec::with_capacity(256 + body.len());
+        let mut all: Vec<(&str, &[u8])> = headers.to_vec();
+        if !headers.iter().any(|(k, _)| *k == "Content-Type") {
+            all.push(("Content-Type", b"text/plain"));
+        }
+        http::write_response_head(&mut buf, status, &all, Some(body.len() as u64), close);
+        if !head_request && status != 304 && status != 204 {
+            buf.extend_from_slice(&body);
+        }
+        let end = buf.len();
+        self.queue_response(now, r, method, status, buf, 0, end);
+    }
+
+    /// A response without a body (HEAD, 204, 304): `content_length` is announced, not sent.
+    fn respond_head_only(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        content_length: Option<u64>,
+    ) {
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let close = !conn.keep_alive;
+        let mut buf = Vec::with_capacity(256);
+        http::write_response_head(&mut buf, status, headers, content_length, close);
+        let end = buf.len();
+        self.queue_response(now, r, method, status, buf, 0, end);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_response(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        status: u16,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    ) {
+        assert!(start < end && end <= buf.len(), "a response has bytes");
+        self.stats.by_status[stats::status_index(status)] += 1;
+        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let started = conn.active.as_ref().map(|a| a.started);
+        match conn.active.as_mut() {
+            Some(a) => a.stage = Stage::Responded,
+            None => {
+                // Answered before a head was complete (400, 408, 431, 503 on accept).
+                conn.head_started = None;
+                conn.active = Some(Active {
+                    head: RequestHead {
+                        method,
+                        path: Vec::new(),
+                        query: Vec::new(),
+                        http10: false,
+                        keep_alive: false,
+                        body: BodyFraming::None,
+                        authorization: None,
+                        if_none_match: None,
+                        range: None,
+                        expect_continue: false,
+                    },
+                    route: Route::Health,
+                    started: now,
+                    stage: Stage::Responded,
+                });
+            }
+        }
+        conn.outq.push_back((buf, start, end));
+        if let Some(t) = started {
+            let ns = now.saturating_since(t).as_nanos() as u64;
+            self.stats.latency[stats::method_index(method)].record(ns);
+        }
+        self.pump_send(now, r);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Stats and checks.
+
+    /// The driver hands in the latest shared figures (controller, all workers).
+    pub fn set_snapshot(&mut self, snapshot: Arc<StatsSnapshot>) {
+        self.snapshot = snapshot;
+    }
+
+    fn snapshot_now(&mut self) -> StatsSnapshot {
+        let mut s = StatsSnapshot::clone(&self.snapshot);
+        let own = self.stats();
+        let id = self.config.id as usize;
+        if s.workers.len() <= id {
+            s.workers.resize(id + 1, WorkerStats::default());
+        }
+        s.workers[id] = own;
+        s.verify_reads = self.config.verify_reads.as_str();
+        s
+    }
+
+    pub fn stats(&self) -> WorkerStats {
+        let mut s = self.stats.clone();
+        s.connections_open = self.conns_open as u64;
+        s.pool_free = self.pools.levels();
+        let targets = self.pools.targets();
+        for (i, t) in targets.iter().enumerate() {
+            s.pool_target[i] = u64::from(*t);
+        }
+        s.refill_requests = self.pools.refill_requests;
+        s.ops_in_flight = self.ops_in_flight as u64;
+        s.controller_requests_waiting = self.pending.len() as u64;
+        s
+    }
+
+    /// Bytes held in this worker's pool (reserved, idle).
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pools.pooled_bytes()
+    }
+
+    pub fn connections_open(&self) -> usize {
+        self.conns_open
+    }
+
+    pub fn check_invariants(&self) {
+        let open = self.conns.iter().flatten().filter(|c| !c.rejecting).count();
+        assert_eq!(open, self.conns_open, "open connection count");
+        let in_flight = self.ops.iter().filter(|o| o.user.is_some()).count();
+        assert_eq!(in_flight, self.ops_in_flight, "in-flight op count");
+        assert!(self.horizon() >= self.horizon_reported, "the reader horizon never goes back");
+        assert!(self.reads_in_flight.last().is_none_or(|&s| s <= self.addresses_received));
+        for conn in self.conns.iter().flatten() {
+            assert!(conn.rbuf.is_some() != conn.recv_op.is_some(), "buffer owned exactly once");
+        }
+    }
+}
+
+/// The connection `r` names, if it is still that connection (field-disjoint borrow).
+fn conn_at(conns: &mut [Option<Conn>], r: ConnRef) -> Option<&mut Conn> {
+    match conns.get_mut(r.index) {
+        Some(Some(c)) if c.generation == r.generation => Some(c),
+        _ => None,
+    }
+}
+
+const CACHE_CONTROL: (&str, &[u8]) = ("Cache-Control", b"public, max-age=31536000, immutable");
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,109 @@
+//! `buddy-blocks check`: an offline audit of a data directory.
+//!
+//! Refuses to run while a server holds the directory (the index is opened exclusively). Checks
+//! that every index entry's bytes hash (SHA-256) to its key, that no two slots overlap and all
+//! lie inside the capacity, that reservations do not overlap stored blocks, and that the
+//! allocator's accounting adds up to the capacity. With `repair`, entries whose bytes are
+//! corrupt are dropped (and listed) so the node can serve again and re-fetch them elsewhere.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use engine::buddy::BuddyAllocator;
+use engine::hash::BlockHash;
+use engine::meta::{MetaRead, MetaStore, MetaTxn};
+
+use crate::datafile::DATA_FILE_NAME;
+use crate::mdbx::MdbxStore;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub blocks: u64,
+    pub data_bytes: u64,
+    pub used_bytes: u64,
+    pub reservations: u64,
+    pub capacity_bytes: u64,
+    pub corrupt: Vec<BlockHash>,
+    pub problems: Vec<String>,
+    pub repaired: u64,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.problems.is_empty()
+    }
+}
+
+pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
+    let mut store = MdbxStore::open_exclusive(dir, map_size)
+        .map_err(|e| anyhow!("opening the index in {}: {e}", dir.display()))?;
+    let data_path = dir.join(DATA_FILE_NAME);
+    let data = File::open(&data_path)
+        .with_context(|| format!("opening data file {}", data_path.display()))?;
+    let data_len = data.metadata()?.len();
+    let mut report = Report::default();
+    {
+        let read = store.read().map_err(|e| anyhow!("{e}"))?;
+        let header = read
+            .header()
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| anyhow!("{} has no format header: not a data directory", dir.display()))?;
+        report.capacity_bytes = header.capacity_bytes;
+        if data_len < header.capacity_bytes {
+            report.problems.push(format!(
+                "data file is {data_len} bytes, shorter than the capacity {}",
+                header.capacity_bytes
+            ));
+        }
+        let mut allocator = BuddyAllocator::new(header.capacity_bytes);
+        let mut buf = vec![0u8; 512 * 1024];
+        let mut io_error = None;
+        read.for_each_entry(&mut |hash, entry| {
+            report.blocks += 1;
+            report.data_bytes += u64::from(entry.len);
+            report.used_bytes += entry.slot.bytes();
+            if entry.slot.end() > header.capacity_bytes {
+                report.problems.push(format!("{hash}: slot past the capacity"));
+                return;
+            }
+            if let Err(e) = allocator.mark_allocated(entry.slot) {
+                report.problems.push(format!("{hash}: slot {:?} overlaps: {e}", entry.slot));
+            }
+            let bytes = &mut buf[..entry.len as usize];
+            if let Err(e) = data.read_exact_at(bytes, entry.slot.offset) {
+                io_error.get_or_insert(format!("{hash}: reading: {e}"));
+                report.corrupt.push(*hash);
+                return;
+            }
+            if BlockHash::of(bytes) != *hash {
+                report.corrupt.push(*hash);
+            }
+        })
+        .map_err(|e| anyhow!("{e}"))?;
+        if let Some(e) = io_error {
+            report.problems.push(e);
+        }
+        for (slot, worker) in read.reservations().map_err(|e| anyhow!("{e}"))? {
+            report.reservations += 1;
+            if let Err(e) = allocator.mark_allocated(slot) {
+                report.problems.push(format!("reservation {slot:?} (worker {worker}): {e}"));
+            }
+        }
+        allocator.check_invariants();
+        if allocator.free_bytes() + allocator.allocated_bytes() != header.capacity_bytes {
+            report.problems.push("allocator accounting does not add up".into());
+        }
+    }
+    if repair && !report.corrupt.is_empty() {
+        let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
+        for hash in &report.corrupt {
+            if txn.delete(hash).map_err(|e| anyhow!("{e}"))? {
+                report.repaired += 1;
+            }
+        }
+        txn.commit(true).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(report)
+}

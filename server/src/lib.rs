@@ -1,0 +1,13 @@
+//! buddy-blocks' server: the production driver of the engine (io_uring, rtrb, libmdbx, threads,
+//! signals, CLI). The binary is `buddy-blocks` (src/main.rs); this library holds its parts so
+//! tests and tools can reach them.
+
+pub mod check;
+pub mod config;
+pub mod control;
+pub mod datafile;
+pub mod mdbx;
+pub mod net;
+pub mod ring;
+pub mod serve;
+pub mod shared;

@@ -1,0 +1,497 @@
+//! The libmdbx implementation of the engine's [`MetaStore`].
+//!
+//! # Layout
+//!
+//! One MDBX environment in `<dir>/index.mdbx/` (a directory holding `mdbx.dat` and, when not
+//! exclusive, `mdbx.lck`) with three named tables:
+//!
+//! | table          | key                                | value                          |
+//! |----------------|------------------------------------|--------------------------------|
+//! | `index`        | the 32 hash bytes                  | [`IndexEntry::encode`] (26 B)  |
+//! | `reservations` | slot offset, 8 bytes big-endian    | class, worker (2 B)            |
+//! | `meta`         | `b"header"`                        | [`Header::encode`] (40 B)      |
+//!
+//! Every value read back goes through the engine's validating decoders: bad stored bytes are
+//! [`MetaError::Corrupt`], never a panic. libmdbx errors are [`MetaError::Io`], except a full map,
+//! which is [`MetaError::Full`] with a message telling the operator to raise the map size.
+//!
+//! Geometry: the data file grows in [`GROWTH_STEP`] (64 MiB) steps up to the caller's
+//! `map_size_max_bytes` (the upper bound is re-applied at every open, so raising it and
+//! restarting is how an operator recovers from `Full`); default page size.
+//!
+//! # Durability: `commit(false)` vs `commit(true)`
+//!
+//! The environment runs in `SyncMode::SafeNoSync` (`MDBX_SAFE_NOSYNC`, no write map): a commit
+//! `pwrite`s its dirty pages and a *weak* meta page and returns without any fsync. A durable
+//! commit then calls `Database::sync(force = true)` (`mdbx_env_sync_ex`), which `fdatasync`s the
+//! data file and writes a *steady* meta page, so the commit is on stable storage when
+//! `commit(true)` returns. (The `libmdbx` 0.9.0 crate has no per-transaction sync flag: its
+//! `commit()` takes no arguments and the env-wide mode is fixed at open; commit-then-`sync(true)`
+//! is the per-commit choice it offers.)
+//!
+//! Why a weak commit survives a process crash: its pages and meta are in the page cache, and on
+//! the next open libmdbx keeps a weak head meta whose boot id matches the running kernel's
+//! (`/proc/sys/kernel/random/boot_id`); after a reboot it rolls back to the last steady meta,
+//! which is exactly the "survives process crash only" contract. (Were the boot id unavailable,
+//! libmdbx would roll back to the last durable commit even after a mere process crash: still
+//! consistent, never corrupt.) The `mdbx_conformance` tests check both with a child process
+//! killed by SIGKILL after a non-durable commit.
+//!
+//! Cost (checked with `strace -f -e trace=fdatasync,fsync,msync,pwrite64,pwritev`): a
+//! non-durable commit issues `pwrite`s and no sync at all; a durable commit adds the sync, which
+//! is two `fdatasync`s of `mdbx.dat` (data pages, then the steady meta page). On this VM that
+//! is roughly the cost of two ~85 us fdatasyncs on top of the write transaction's fixed
+//! ~45-100 us round trip through the crate's transaction-manager thread; see the report of the
+//! `commit_cost` test (`cargo test -p server --release --test mdbx_conformance -- --ignored
+//! --nocapture commit_cost`). Batch many changes per commit. In SafeNoSync mode libmdbx also
+//! syncs on its own when it must grow the file or has run out of reusable pages (it cannot
+//! reuse pages freed since the last steady commit); frequent durable commits keep that rare.
+//!
+//! # Exclusivity
+//!
+//! [`MdbxStore::open`] and [`MdbxStore::open_exclusive`] both open with `MDBX_EXCLUSIVE`: a
+//! second process (another server, or `buddy-blocks check` while a server runs) gets a clean
+//! [`MetaError::Io`] saying the store is in use.
+
+use std::path::{Path, PathBuf};
+
+use engine::buddy::Slot;
+use engine::meta::{
+    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, MetaError,
+    MetaRead, MetaStore, MetaTxn, RESERVATION_KEY_BYTES, RESERVATION_VALUE_BYTES,
+};
+use engine::BlockHash;
+use libmdbx::{
+    Database, DatabaseOptions, Decodable, Mode, NoWriteMap, ReadWriteOptions, SyncMode, Table,
+    TableFlags, Transaction, TransactionKind, WriteFlags, RO, RW,
+};
+
+/// Name of the environment directory inside the store's directory.
+pub const ENV_DIR_NAME: &str = "index.mdbx";
+/// Growth step of the data file.
+pub const GROWTH_STEP: u64 = 64 << 20;
+/// Named tables.
+pub const INDEX_TABLE: &str = "index";
+pub const RESERVATIONS_TABLE: &str = "reservations";
+pub const META_TABLE: &str = "meta";
+/// Key of the header record in the `meta` table.
+pub const HEADER_KEY: &[u8] = b"header";
+/// Headroom over the three tables used today.
+const MAX_TABLES: u64 = 8;
+
+/// Table handles and what error messages need, shared by reads and transactions.
+struct Shared {
+    index: Table<'static>,
+    reservations: Table<'static>,
+    meta: Table<'static>,
+    env_path: PathBuf,
+    map_size_max_bytes: u64,
+}
+
+impl Shared {
+    fn err(&self, e: libmdbx::Error) -> MetaError {
+        match e {
+            libmdbx::Error::MapFull => MetaError::Full(format!(
+                "{}: the metadata map reached its maximum size of {} bytes; raise the metadata \
+                 map size limit and restart (the file grows in place, nothing is lost)",
+                self.env_path.display(),
+                self.map_size_max_bytes
+            )),
+            other => MetaError::Io(format!("{}: libmdbx: {other}", self.env_path.display())),
+        }
+    }
+}
+
+/// The libmdbx metadata store. `Send`: it is moved into the controller thread.
+pub struct MdbxStore {
+    // Declared before `db` only by taste: the handles are plain numbers without `Drop`.
+    shared: Shared,
+    db: Database<NoWriteMap>,
+}
+
+impl std::fmt::Debug for MdbxStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MdbxStore").field("env_path", &self.shared.env_path).finish()
+    }
+}
+
+impl MdbxStore {
+    /// Opens (creating if needed) the store in `dir`, exclusively: see [`MdbxStore::open_exclusive`].
+    pub fn open(dir: &Path, map_size_max_bytes: u64) -> Result<MdbxStore, MetaError> {
+        MdbxStore::open_exclusive(dir, map_size_max_bytes)
+    }
+
+    /// Opens (creating if needed) the store in `dir` with `MDBX_EXCLUSIVE`; fails with
+    /// [`MetaError::Io`] ("... in use ...") when another process has it open.
+    pub fn open_exclusive(dir: &Path, map_size_max_bytes: u64) -> Result<MdbxStore, MetaError> {
+        let env_path = dir.join(ENV_DIR_NAME);
+        let io = |what: &str, e: &dyn std::fmt::Display| {
+            MetaError::Io(format!("{}: {what}: {e}", env_path.display()))
+        };
+        let max_size = isize::try_from(map_size_max_bytes)
+            .map_err(|_| io("map size limit", &"does not fit the address space"))?;
+        std::fs::create_dir_all(&env_path).map_err(|e| io("creating the directory", &e))?;
+        let options = DatabaseOptions {
+            max_tables: Some(MAX_TABLES),
+            exclusive: true,
+            mode: Mode::ReadWrite(ReadWriteOptions {
+                sync_mode: SyncMode::SafeNoSync,
+                max_size: Some(max_size),
+                growth_step: Some(GROWTH_STEP.min(map_size_max_bytes) as isize),
+                ..ReadWriteOptions::default()
+            }),
+            ..DatabaseOptions::default()
+        };
+        let db = Database::<NoWriteMap>::open_with_options(&env_path, options).map_err(|e| {
+            match e {
+                libmdbx::Error::Busy => MetaError::Io(format!(
+                    "{}: metadata store in use by another process (it is opened exclusively: \
+                     stop the server using this directory first)",
+                    env_path.display()
+                )),
+                libmdbx::Error::MapFull | libmdbx::Error::TooLarge => MetaError::Full(format!(
+                    "{}: the existing metadata file does not fit the map size limit of {} \
+                     bytes; raise the limit",
+                    env_path.display(),
+                    map_size_max_bytes
+                )),
+                other => io("opening the libmdbx environment", &other),
+            }
+        })?;
+
+        let tables = {
+            let txn = db.begin_rw_txn().map_err(|e| io("begin", &e))?;
+            let mut dbis = [0; 3];
+            for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE].iter().enumerate() {
+                let table = txn
+                    .create_table(Some(name), TableFlags::empty())
+                    .map_err(|e| io(&format!("opening table {name}"), &e))?;
+                dbis[i] = table.dbi();
+                txn.prime_for_permaopen(table);
+            }
+            let (_, tables) =
+                txn.commit_and_rebind_open_dbs().map_err(|e| io("creating tables", &e))?;
+            db.sync(true).map_err(|e| io("sync", &e))?;
+            let mut out: [Option<Table<'static>>; 3] = [None, None, None];
+            for table in tables {
+                let i = dbis.iter().position(|&d| d == table.dbi());
+                let i = i.ok_or_else(|| io("table handles", &"unexpected dbi"))?;
+                // SAFETY: a `Table` is a dbi number with a lifetime marker. A dbi rebound by
+                // `commit_and_rebind_open_dbs` stays valid until the environment is closed (we
+                // never call `close_table`/`drop_table`). The 'static handles live next to the
+                // `Database` in `MdbxStore` and are only lent out together with a borrow of the
+                // store, so they are never used after the environment is closed.
+                out[i] = Some(unsafe { std::mem::transmute::<Table<'_>, Table<'static>>(table) });
+            }
+            out
+        };
+        let [Some(index), Some(reservations), Some(meta)] = tables else {
+            return Err(io("table handles", &"a table handle is missing"));
+        };
+        Ok(MdbxStore {
+            shared: Shared { index, reservations, meta, env_path, map_size_max_bytes },
+            db,
+        })
+    }
+
+    /// The libmdbx environment directory (`<dir>/index.mdbx`).
+    pub fn env_path(&self) -> PathBuf {
+        self.shared.env_path.clone()
+    }
+
+    /// The upper bound of the map given at open.
+    pub fn map_size_max_bytes(&self) -> u64 {
+        self.shared.map_size_max_bytes
+    }
+
+    /// Current size of the data file in bytes (for /stats and /metrics).
+    pub fn file_size_bytes(&self) -> Result<u64, MetaError> {
+        let info = self.db.info().map_err(|e| self.shared.err(e))?;
+        Ok(info.geometry().current_size())
+    }
+
+    /// Forces everything committed so far onto stable storage.
+    pub fn sync(&self) -> Result<(), MetaError> {
+        self.db.sync(true).map(drop).map_err(|e| self.shared.err(e))
+    }
+}
+
+/// A consistent read view: one read-only MDBX transaction (an MVCC snapshot; cheap to open, and
+/// its `get`s copy nothing but the 26 decoded bytes).
+pub struct MdbxRead<'r> {
+    txn: Transaction<'r, RO, NoWriteMap>,
+    shared: &'r Shared,
+}
+
+/// A write transaction. Dropping it without [`MetaTxn::commit`] aborts it.
+pub struct MdbxTxn<'t> {
+    txn: Transaction<'t, RW, NoWriteMap>,
+    store: &'t MdbxStore,
+}
+
+impl MetaStore for MdbxStore {
+    type Read<'r> = MdbxRead<'r>;
+    type Txn<'t> = MdbxTxn<'t>;
+
+    fn read(&self) -> Result<MdbxRead<'_>, MetaError> {
+        let txn = self.db.begin_ro_txn().map_err(|e| self.shared.err(e))?;
+        Ok(MdbxRead { txn, shared: &self.shared })
+    }
+
+    fn begin(&mut self) -> Result<MdbxTxn<'_>, MetaError> {
+        let store: &MdbxStore = self;
+        let txn = store.db.begin_rw_txn().map_err(|e| store.shared.err(e))?;
+        Ok(MdbxTxn { txn, store })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding straight from the mapped bytes (no allocation, in read-only and read-write
+// transactions alike: every decoder copies into a plain value).
+
+trait Record: Sized {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError>;
+}
+
+impl Record for IndexEntry {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        IndexEntry::decode(bytes)
+    }
+}
+
+impl Record for Header {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        Header::decode(bytes)
+    }
+}
+
+impl Record for BlockHash {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        decode_hash_key(bytes)
+    }
+}
+
+/// A reservation key, still to be validated together with its value.
+struct ReservationKey([u8; RESERVATION_KEY_BYTES]);
+
+impl Record for ReservationKey {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        let key = bytes.try_into().map_err(|_| MetaError::Corrupt("reservation key"))?;
+        Ok(ReservationKey(key))
+    }
+}
+
+struct ReservationValue([u8; RESERVATION_VALUE_BYTES]);
+
+impl Record for ReservationValue {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        let value =
+            bytes.try_into().map_err(|_| MetaError::Corrupt("reservation value length"))?;
+        Ok(ReservationValue(value))
+    }
+}
+
+/// A decoded record, or why the stored bytes are corrupt (never an libmdbx-level error, so a
+/// corrupt record reaches the caller as [`MetaError::Corrupt`]).
+struct Rec<T>(Result<T, MetaError>);
+
+impl<'tx, T: Record> Decodable<'tx> for Rec<T> {
+    fn decode(data_val: &[u8]) -> Result<Self, libmdbx::Error> {
+        Ok(Rec(T::decode_record(data_val)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads, shared by both transaction kinds.
+
+fn read_header<K: TransactionKind>(
+    txn: &Transaction<'_, K, NoWriteMap>,
+    shared: &Shared,
+) -> Result<Option<Header>, MetaError> {
+    match txn.get::<Rec<Header>>(&shared.meta, HEADER_KEY).map_err(|e| shared.err(e))? {
+        None => Ok(None),
+        Some(Rec(header)) => header.map(Some),
+    }
+}
+
+fn read_entry<K: TransactionKind>(
+    txn: &Transaction<'_, K, NoWriteMap>,
+    shared: &Shared,
+    hash: &BlockHash,
+) -> Result<Option<IndexEntry>, MetaError> {
+    match txn.get::<Rec<IndexEntry>>(&shared.index, hash.0).map_err(|e| shared.err(e))? {
+        None => Ok(None),
+        Some(Rec(entry)) => entry.map(Some),
+    }
+}
+
+/// Ascending cursor walk over the index from the first hash strictly greater than `after` (or
+/// from the start); `f` returns whether to go on.
+fn walk_index<K: TransactionKind>(
+    txn: &Transaction<'_, K, NoWriteMap>,
+    shared: &Shared,
+    after: Option<&BlockHash>,
+    f: &mut dyn FnMut(&BlockHash, &IndexEntry) -> bool,
+) -> Result<(), MetaError> {
+    let err = |e| shared.err(e);
+    let mut cursor = txn.cursor(&shared.index).map_err(err)?;
+    let mut item = match after {
+        None => cursor.first::<Rec<BlockHash>, Rec<IndexEntry>>().map_err(err)?,
+        Some(after) => cursor.set_range::<Rec<BlockHash>, Rec<IndexEntry>>(&after.0).map_err(err)?,
+    };
+    while let Some((Rec(hash), Rec(entry))) = item {
+        let hash = hash?;
+        if Some(&hash) != after {
+            if !f(&hash, &entry?) {
+                return Ok(());
+            }
+        }
+        item = cursor.next::<Rec<BlockHash>, Rec<IndexEntry>>().map_err(err)?;
+    }
+    Ok(())
+}
+
+fn list_index<K: TransactionKind>(
+    txn: &Transaction<'_, K, NoWriteMap>,
+    shared: &Shared,
+    after: Option<&BlockHash>,
+    limit: usize,
+    out: &mut Vec<(BlockHash, IndexEntry)>,
+) -> Result<(), MetaError> {
+    if limit == 0 {
+        return Ok(());
+    }
+    let mut taken = 0;
+    walk_index(txn, shared, after, &mut |hash, entry| {
+        out.push((*hash, *entry));
+        taken += 1;
+        taken < limit
+    })
+}
+
+fn read_reservations<K: TransactionKind>(
+    txn: &Transaction<'_, K, NoWriteMap>,
+    shared: &Shared,
+) -> Result<Vec<(Slot, u8)>, MetaError> {
+    let err = |e| shared.err(e);
+    let mut cursor = txn.cursor(&shared.reservations).map_err(err)?;
+    let mut out = Vec::new();
+    let mut item = cursor.first::<Rec<ReservationKey>, Rec<ReservationValue>>().map_err(err)?;
+    while let Some((Rec(key), Rec(value))) = item {
+        out.push(decode_reservation(&key?.0, &value?.0)?);
+        item = cursor.next::<Rec<ReservationKey>, Rec<ReservationValue>>().map_err(err)?;
+    }
+    Ok(out)
+}
+
+macro_rules! mdbx_read_impl {
+    ($t:ty, $shared:ident) => {
+        impl MetaRead for $t {
+            fn header(&self) -> Result<Option<Header>, MetaError> {
+                read_header(&self.txn, self.$shared())
+            }
+            fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError> {
+                read_entry(&self.txn, self.$shared(), hash)
+            }
+            fn list(
+                &self,
+                after: Option<&BlockHash>,
+                limit: usize,
+                out: &mut Vec<(BlockHash, IndexEntry)>,
+            ) -> Result<(), MetaError> {
+                list_index(&self.txn, self.$shared(), after, limit, out)
+            }
+            fn for_each_entry(
+                &self,
+                f: &mut dyn FnMut(&BlockHash, &IndexEntry),
+            ) -> Result<(), MetaError> {
+                walk_index(&self.txn, self.$shared(), None, &mut |hash, entry| {
+                    f(hash, entry);
+                    true
+                })
+            }
+            fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError> {
+                read_reservations(&self.txn, self.$shared())
+            }
+        }
+    };
+}
+
+impl MdbxRead<'_> {
+    fn shared(&self) -> &Shared {
+        self.shared
+    }
+}
+
+impl MdbxTxn<'_> {
+    fn shared(&self) -> &Shared {
+        &self.store.shared
+    }
+}
+
+mdbx_read_impl!(MdbxRead<'_>, shared);
+mdbx_read_impl!(MdbxTxn<'_>, shared);
+
+impl MetaTxn for MdbxTxn<'_> {
+    fn put(&mut self, hash: &BlockHash, entry: &IndexEntry) -> Result<(), MetaError> {
+        let shared = self.shared();
+        self.txn
+            .put(&shared.index, hash.0, entry.encode(), WriteFlags::UPSERT)
+            .map_err(|e| shared.err(e))
+    }
+
+    fn delete(&mut self, hash: &BlockHash) -> Result<bool, MetaError> {
+        let shared = self.shared();
+        self.txn.del(&shared.index, hash.0, None).map_err(|e| shared.err(e))
+    }
+
+    /// Panics if the slot's offset is already reserved (a controller bug, as in `MemStore`).
+    fn reserve(&mut self, slot: Slot, worker: u8) -> Result<(), MetaError> {
+        let shared = self.shared();
+        let (key, value) = encode_reservation(slot, worker);
+        match self.txn.put(&shared.reservations, key, value, WriteFlags::NO_OVERWRITE) {
+            Ok(()) => Ok(()),
+            Err(libmdbx::Error::KeyExist) => panic!("slot {slot:?} reserved twice"),
+            Err(e) => Err(shared.err(e)),
+        }
+    }
+
+    fn unreserve(&mut self, slot: Slot) -> Result<bool, MetaError> {
+        let shared = self.shared();
+        let key = slot.offset.to_be_bytes();
+        let stored = self
+            .txn
+            .get::<Rec<ReservationValue>>(&shared.reservations, key)
+            .map_err(|e| shared.err(e))?;
+        let Some(Rec(value)) = stored else { return Ok(false) };
+        let (stored_slot, _) = decode_reservation(&key, &value?.0)?;
+        if stored_slot != slot {
+            return Ok(false);
+        }
+        self.txn.del(&shared.reservations, key, None).map_err(|e| shared.err(e))
+    }
+
+    fn clear_reservations(&mut self) -> Result<(), MetaError> {
+        let shared = self.shared();
+        self.txn.clear_table(&shared.reservations).map_err(|e| shared.err(e))
+    }
+
+    fn set_header(&mut self, header: &Header) -> Result<(), MetaError> {
+        let shared = self.shared();
+        self.txn
+            .put(&shared.meta, HEADER_KEY, header.encode(), WriteFlags::UPSERT)
+            .map_err(|e| shared.err(e))
+    }
+
+    fn commit(self, durable: bool) -> Result<(), MetaError> {
+        let MdbxTxn { txn, store } = self;
+        txn.commit().map_err(|e| store.shared.err(e))?;
+        if durable {
+            // SafeNoSync: the commit above wrote a weak meta page; this fdatasyncs the data and
+            // writes a steady one (even if this transaction changed nothing, earlier weak
+            // commits become durable here).
+            store.db.sync(true).map_err(|e| store.shared.err(e))?;
+        }
+        Ok(())
+    }
+}

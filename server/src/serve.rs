@@ -1,0 +1,209 @@
+//! `buddy-blocks serve`: startup, threads, shutdown.
+//!
+//! Startup (DESIGN.md): open libmdbx, check the format header and capacity, grow the data file
+//! if the capacity grew, open the controller (which returns reservations to free and rebuilds
+//! the allocator), then start the controller thread, then the workers (their pools fill through
+//! the ordinary refill path). SIGTERM/SIGINT: workers stop accepting and drain (bounded by the
+//! drain timeout), the controller finishes its last batch, libmdbx is closed, exit 0.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use engine::controller::{Controller, ControllerConfig};
+use engine::meta::{MetaRead, MetaStore};
+use engine::message::Frame;
+use engine::stats::StatsSnapshot;
+use engine::worker::{Worker, WorkerConfig};
+
+use crate::config::ServeConfig;
+use crate::control::{self, ControllerLinks};
+use crate::mdbx::MdbxStore;
+use crate::ring::{Driver, WorkerLinks};
+use crate::shared::Shared;
+use crate::{datafile, net};
+
+/// Frames per queue direction per worker.
+pub const QUEUE_FRAMES: usize = 16 * 1024;
+/// listen(2) backlog per worker.
+const LISTEN_BACKLOG: i32 = 1024;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Blocks SIGTERM and SIGINT in this thread (and so in every thread spawned after), so that
+/// only `wait_for_signal` sees them.
+pub fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local, zeroed set; pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: waits on a valid set, writing the signal number into a local.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn node_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    u64::from_le_bytes(bytes) | 1
+}
+
+pub fn run(config: ServeConfig) -> Result<()> {
+    let signals = block_signals();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = MdbxStore::open_exclusive(&config.data_dir, config.map_size)
+        .map_err(|e| anyhow::anyhow!("opening the index in {}: {e}", config.data_dir.display()))?;
+    let stored = store.read().and_then(|r| r.header()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(h) = stored {
+        if h.capacity_bytes > config.capacity_bytes {
+            bail!(
+                "--capacity {} bytes is smaller than this data directory's capacity {} bytes; \
+                 shrinking is not supported (use --capacity {} or more)",
+                config.capacity_bytes,
+                h.capacity_bytes,
+                h.capacity_bytes
+            );
+        }
+    }
+    let data = datafile::open(&config.data_dir, config.capacity_bytes)?;
+    let controller = Controller::open(
+        store,
+        ControllerConfig {
+            capacity_bytes: config.capacity_bytes,
+            workers: config.workers,
+            cycle_interval: config.cycle_interval,
+            durability: config.durability,
+            node_id: node_id(),
+            bugs: engine::bugs::Bugs::NONE,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display()))?;
+    let stats = controller.stats();
+    tracing::info!(
+        version = VERSION,
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        capacity_bytes = config.capacity_bytes,
+        durability = config.durability.as_str(),
+        verify_reads = config.verify_reads.as_str(),
+        workers = config.workers,
+        blocks = stats.blocks,
+        auth = config.auth_token.is_some(),
+        "buddy-blocks starting"
+    );
+    let template = StatsSnapshot {
+        version: VERSION,
+        durability: config.durability.as_str(),
+        verify_reads: config.verify_reads.as_str(),
+        controller: stats,
+        workers: vec![Default::default(); config.workers],
+        ..Default::default()
+    };
+    let shared = Arc::new(Shared::new(config.workers, config.drain_timeout, template.clone()));
+    let (controller_links, worker_halves) = make_queues(config.workers)?;
+    let wakes: Vec<Arc<OwnedFd>> = controller_links.iter().map(|l| Arc::clone(&l.wake)).collect();
+    let data_fd = data.as_raw_fd();
+    let listeners = (0..config.workers)
+        .map(|_| net::listener(config.listen, LISTEN_BACKLOG))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let controller_thread = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("controller".into())
+            .spawn(move || control::run(controller, controller_links, data, shared, template))?
+    };
+    let mut workers = Vec::new();
+    for (id, ((to_controller, from_controller, wake), listener)) in
+        worker_halves.into_iter().zip(listeners).enumerate()
+    {
+        let links = WorkerLinks {
+            to_controller,
+            from_controller,
+            wake,
+            controller: controller_thread.thread().clone(),
+        };
+        let worker = Worker::new(worker_config(&config, id as u8));
+        let shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
+            let result = Driver::new(worker, links, listener, data_fd, Arc::clone(&shared))
+                .and_then(Driver::run);
+            if let Err(e) = &result {
+                tracing::error!(worker = id, "worker stopped: {e:#}");
+            }
+            shared.workers_running.fetch_sub(1, Ordering::AcqRel);
+            result
+        })?;
+        workers.push(handle);
+    }
+    tracing::info!(listen = %config.listen, "ready");
+    let sig = wait_for_signal(&signals);
+    tracing::info!(signal = sig, "shutting down: draining requests in progress");
+    shared.shutdown.store(true, Ordering::Release);
+    control::wake_all(&wakes);
+    let mut failed = false;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            _ => failed = true,
+        }
+    }
+    controller_thread.thread().unpark();
+    let controller = controller_thread.join().map_err(|_| anyhow::anyhow!("controller panicked"))?;
+    let failure = controller.failure().map(str::to_string);
+    drop(controller);
+    tracing::info!("index closed; bye");
+    if let Some(f) = failure {
+        bail!("the controller latched a storage error: {f}");
+    }
+    if failed {
+        bail!("a worker stopped with an error");
+    }
+    Ok(())
+}
+
+type WorkerHalf = (rtrb::Producer<Frame>, rtrb::Consumer<Frame>, Arc<OwnedFd>);
+
+fn make_queues(workers: usize) -> Result<(Vec<ControllerLinks>, Vec<WorkerHalf>)> {
+    let mut controller_side = Vec::new();
+    let mut worker_side = Vec::new();
+    for _ in 0..workers {
+        let (to_c, from_w) = rtrb::RingBuffer::<Frame>::new(QUEUE_FRAMES);
+        let (to_w, from_c) = rtrb::RingBuffer::<Frame>::new(QUEUE_FRAMES);
+        let wake = Arc::new(net::eventfd().context("creating an eventfd")?);
+        controller_side.push(ControllerLinks {
+            from_worker: from_w,
+            to_worker: to_w,
+            wake: Arc::clone(&wake),
+        });
+        worker_side.push((to_c, from_c, wake));
+    }
+    Ok((controller_side, worker_side))
+}
+
+fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
+    let mut w = WorkerConfig::new(id);
+    w.max_connections = config.max_connections;
+    w.max_header_bytes = config.max_header_bytes;
+    w.request_timeout = config.request_timeout;
+    w.idle_timeout = config.idle_timeout;
+    w.slot_wait_limit = config.request_timeout.min(std::time::Duration::from_secs(5));
+    w.verify_reads = config.verify_reads;
+    w.auth_token = config.auth_token.as_ref().map(|t| t.as_bytes().to_vec());
+    w.pool_targets = config.pool_target;
+    w
+}

@@ -1,0 +1,187 @@
+//! The fake data file: sectors with a live image and a durable image.
+//!
+//! Fault model:
+//! - A write changes the *live* image (the page cache) at once; `sync` (the controller's
+//!   `sync_data`, an fdatasync) makes every live sector durable.
+//! - A process crash loses nothing that was written: the page cache outlives the process.
+//! - Power loss keeps the durable image plus a seeded subset of the sectors written since the
+//!   last sync (each sector independently; a sector is the unit of atomicity, so a block that
+//!   spans sectors can be torn). Sectors never written read as zeros.
+//! - Misdirected writes (injected by the ring) land at another sector-aligned offset.
+//! - The disk remembers which sectors may hold bytes that belong to no committed block through
+//!   no fault of the engine: sectors hit by a misdirected write, sectors a misdirected write
+//!   should have reached, and — in relaxed durability only — every sector that was unsynced at a
+//!   power loss. The oracle accepts corrupt stored bytes only inside such `damaged` sectors; a
+//!   sector stops being damaged when a correct write covers it whole.
+//! - Transient read faults (EIO, bit flips) are the ring's business: the stored bytes are fine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+/// Unit of atomicity and of damage tracking.
+pub const SECTOR_BYTES: u64 = 4096;
+const SECTOR: usize = SECTOR_BYTES as usize;
+
+const _: () = assert!(engine::size_class::SLOT_MIN_BYTES % SECTOR_BYTES == 0);
+
+type Sector = Box<[u8; SECTOR]>;
+
+#[derive(Debug)]
+pub struct Disk {
+    capacity_bytes: u64,
+    durable: BTreeMap<u64, Sector>,
+    /// Sectors written since the last sync (the live image is `live` over `durable`).
+    live: BTreeMap<u64, Sector>,
+    damaged: BTreeSet<u64>,
+    pub syncs: u64,
+    pub writes: u64,
+}
+
+impl Disk {
+    pub fn new(capacity_bytes: u64) -> Disk {
+        assert!(capacity_bytes > 0 && capacity_bytes % SECTOR_BYTES == 0);
+        Disk {
+            capacity_bytes,
+            durable: BTreeMap::new(),
+            live: BTreeMap::new(),
+            damaged: BTreeSet::new(),
+            syncs: 0,
+            writes: 0,
+        }
+    }
+
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
+    }
+
+    fn sector(&self, index: u64) -> Option<&Sector> {
+        self.live.get(&index).or_else(|| self.durable.get(&index))
+    }
+
+    /// Reads the live image at `offset` into `out`.
+    pub fn read(&self, offset: u64, out: &mut [u8]) {
+        let end = offset + out.len() as u64;
+        assert!(end <= self.capacity_bytes, "read past the data file: {offset}+{}", out.len());
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / SECTOR_BYTES;
+            let within = (pos % SECTOR_BYTES) as usize;
+            let n = (SECTOR - within).min((end - pos) as usize);
+            let dst = &mut out[(pos - offset) as usize..(pos - offset) as usize + n];
+            match self.sector(index) {
+                Some(s) => dst.copy_from_slice(&s[within..within + n]),
+                None => dst.fill(0),
+            }
+            pos += n as u64;
+        }
+    }
+
+    /// Writes `data` at `offset` into the live image. `correct` is false for a misdirected write.
+    pub fn write(&mut self, offset: u64, data: &[u8], correct: bool) {
+        let end = offset + data.len() as u64;
+        assert!(end <= self.capacity_bytes, "write past the data file: {offset}+{}", data.len());
+        self.writes += 1;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / SECTOR_BYTES;
+            let within = (pos % SECTOR_BYTES) as usize;
+            let n = (SECTOR - within).min((end - pos) as usize);
+            if !self.live.contains_key(&index) {
+                let base = match self.durable.get(&index) {
+                    Some(s) => s.clone(),
+                    None => Box::new([0u8; SECTOR]),
+                };
+                self.live.insert(index, base);
+            }
+            let sector = self.live.get_mut(&index).expect("inserted above");
+            let src = &data[(pos - offset) as usize..(pos - offset) as usize + n];
+            sector[within..within + n].copy_from_slice(src);
+            if !correct {
+                self.damaged.insert(index);
+            } else if n == SECTOR {
+                self.damaged.remove(&index);
+            }
+            pos += n as u64;
+        }
+    }
+
+    /// Marks `[offset, offset + len)` damaged (a write that should have landed there did not).
+    pub fn mark_damaged(&mut self, offset: u64, len: u64) {
+        let first = offset / SECTOR_BYTES;
+        let last = (offset + len.max(1) - 1) / SECTOR_BYTES;
+        for index in first..=last {
+            self.damaged.insert(index);
+        }
+    }
+
+    /// Whether any sector of `[offset, offset + len)` is damaged.
+    pub fn is_damaged(&self, offset: u64, len: u64) -> bool {
+        let first = offset / SECTOR_BYTES;
+        let last = (offset + len.max(1) - 1) / SECTOR_BYTES;
+        self.damaged.range(first..=last).next().is_some()
+    }
+
+    /// fdatasync: every live sector becomes durable.
+    pub fn sync(&mut self) {
+        self.syncs += 1;
+        let live = std::mem::take(&mut self.live);
+        self.durable.extend(live);
+    }
+
+    pub fn unsynced_sectors(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`. With
+    /// `relaxed`, every unsynced sector counts as damaged (the index may point at it).
+    pub fn power_loss(&mut self, rng: &mut ChaCha8Rng, keep_p: f64, relaxed: bool) -> usize {
+        let live = std::mem::take(&mut self.live);
+        let mut kept = 0;
+        for (index, sector) in live {
+            if relaxed {
+                self.damaged.insert(index);
+            }
+            if rng.random_bool(keep_p) {
+                self.durable.insert(index, sector);
+                kept += 1;
+            }
+        }
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn power_loss_keeps_synced_bytes_and_only_some_unsynced_sectors() {
+        let mut d = Disk::new(1 << 20);
+        d.write(100, &[7u8; 5000], true);
+        d.sync();
+        d.write(8192, &[9u8; 8192], true);
+        let mut out = [0u8; 4];
+        d.read(8192, &mut out);
+        assert_eq!(out, [9; 4], "live bytes are readable before sync");
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        d.power_loss(&mut rng, 0.0, false);
+        d.read(8192, &mut out);
+        assert_eq!(out, [0; 4], "unsynced sector lost");
+        let mut back = vec![0u8; 5000];
+        d.read(100, &mut back);
+        assert!(back.iter().all(|&b| b == 7), "synced bytes survive");
+        assert!(!d.is_damaged(0, 1 << 20));
+    }
+
+    #[test]
+    fn misdirected_damage_clears_when_a_whole_sector_is_rewritten() {
+        let mut d = Disk::new(1 << 20);
+        d.write(4096, &[1u8; 10], false);
+        assert!(d.is_damaged(4096, 1));
+        d.write(4096, &[2u8; 4096], true);
+        assert!(!d.is_damaged(4096, 4096));
+    }
+}

@@ -1,0 +1,266 @@
+//! The oracle's model of acknowledged state: per address, what a correct server must hold.
+//!
+//! Content addressing makes the bytes of an address a fixed fact (`contents`); the model only
+//! tracks whether each address is stored. Per address it keeps:
+//! - `state`: `Present` or `Absent` when certain, `Uncertain` when the server may hold either
+//!   (a write whose outcome the client never learned, a crash in the middle of writes, power
+//!   loss in relaxed durability);
+//! - `in_flight`: writes sent and not yet answered, and `tainted`: writes whose client gave up
+//!   (they may still take effect until the next crash ends every hidden write);
+//! - `version`: bumped when any write to the address starts or ends, so a request can tell
+//!   whether it overlapped another.
+//!
+//! A request's result is checked against the model only when it is certain: nothing else was
+//! in flight or tainted on that address during its whole life. An acknowledged write that did
+//! not overlap another sets the state; a read that did not overlap a write resolves an
+//! `Uncertain` state. Nothing in here looks inside the engine.
+
+use std::collections::BTreeMap;
+
+use engine::hash::BlockHash;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Known {
+    Present,
+    Absent,
+    Uncertain,
+}
+
+#[derive(Clone, Debug)]
+pub struct AddrState {
+    pub state: Known,
+    pub in_flight: u32,
+    pub tainted: u32,
+    pub version: u64,
+    /// Index into `Model::contents` when the model knows the bytes of this address.
+    pub content: Option<usize>,
+}
+
+/// Taken when a write starts; handed back when it ends.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteTicket {
+    pub hash: BlockHash,
+    version: u64,
+    others_at_start: bool,
+}
+
+/// Taken when a read starts.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadTicket {
+    pub hash: BlockHash,
+    version: u64,
+    state: Known,
+    certain_at_start: bool,
+}
+
+/// How a write ended, as far as the client knows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WriteEnd {
+    /// Acknowledged: the address is now `Present` (PUT 2xx) or `Absent` (DELETE 204/404).
+    Effect(Known),
+    /// Refused: nothing was done.
+    NoEffect,
+    /// No answer (connection lost, client gave up): may or may not take effect, until the next
+    /// crash.
+    Unknown,
+    /// No answer, and the node that held it is gone (a crash): it did or did not happen.
+    LostInCrash,
+}
+
+#[derive(Debug, Default)]
+pub struct Model {
+    pub addrs: BTreeMap<BlockHash, AddrState>,
+    pub contents: Vec<(BlockHash, Vec<u8>)>,
+    /// Violations of a certain expectation found by `end_write`.
+    pub violations: Vec<String>,
+}
+
+impl Model {
+    pub fn new() -> Model {
+        Model::default()
+    }
+
+    /// Registers content (idempotent); returns its index.
+    pub fn add_content(&mut self, bytes: Vec<u8>) -> usize {
+        let hash = BlockHash::of(&bytes);
+        if let Some(i) = self.addrs.get(&hash).and_then(|a| a.content) {
+            return i;
+        }
+        let index = self.contents.len();
+        self.contents.push((hash, bytes));
+        let entry = self.entry(hash);
+        entry.content = Some(index);
+        index
+    }
+
+    pub fn content_of(&self, hash: &BlockHash) -> Option<&[u8]> {
+        let i = self.addrs.get(hash)?.content?;
+        Some(&self.contents[i].1)
+    }
+
+    pub fn entry(&mut self, hash: BlockHash) -> &mut AddrState {
+        self.addrs.entry(hash).or_insert(AddrState {
+            state: Known::Absent,
+            in_flight: 0,
+            tainted: 0,
+            version: 0,
+            content: None,
+        })
+    }
+
+    pub fn state(&self, hash: &BlockHash) -> Known {
+        self.addrs.get(hash).map_or(Known::Absent, |a| a.state)
+    }
+
+    pub fn begin_write(&mut self, hash: BlockHash) -> WriteTicket {
+        let a = self.entry(hash);
+        let others_at_start = a.in_flight > 0 || a.tainted > 0;
+        a.in_flight += 1;
+        a.version += 1;
+        WriteTicket { hash, version: a.version, others_at_start }
+    }
+
+    /// Ends a write. For an acknowledged effect without overlap, `expect_prior` is checked: a
+    /// PUT answered 201 claims the address was absent, 200 that it was present; a DELETE
+    /// answered 204 that it was present, 404 that it was absent.
+    pub fn end_write(&mut self, t: WriteTicket, end: WriteEnd, claims_prior: Option<Known>) {
+        let a = self.addrs.get_mut(&t.hash).expect("write ticket for a known address");
+        assert!(a.in_flight >= 1);
+        a.in_flight -= 1;
+        let overlapped = t.others_at_start || a.version != t.version || a.tainted > 0;
+        a.version += 1;
+        match end {
+            WriteEnd::Effect(state) => {
+                assert_ne!(state, Known::Uncertain);
+                if overlapped {
+                    a.state = Known::Uncertain;
+                    return;
+                }
+                if let Some(prior) = claims_prior {
+                    if a.state != Known::Uncertain && a.state != prior {
+                        self.violations.push(format!(
+                            "{}: answer implies the address was {prior:?} but the model says \
+                             {:?}",
+                            t.hash, a.state
+                        ));
+                    }
+                }
+                a.state = state;
+            }
+            WriteEnd::NoEffect => {}
+            WriteEnd::Unknown => {
+                a.tainted += 1;
+                a.state = Known::Uncertain;
+            }
+            WriteEnd::LostInCrash => a.state = Known::Uncertain,
+        }
+    }
+
+    pub fn begin_read(&mut self, hash: BlockHash) -> ReadTicket {
+        let a = self.entry(hash);
+        ReadTicket {
+            hash,
+            version: a.version,
+            state: a.state,
+            certain_at_start: a.in_flight == 0 && a.tainted == 0,
+        }
+    }
+
+    /// The state a read may be checked against (`Uncertain` if it overlapped a write).
+    pub fn read_expectation(&self, t: &ReadTicket) -> Known {
+        let a = &self.addrs[&t.hash];
+        if t.certain_at_start && a.version == t.version && a.in_flight == 0 && a.tainted == 0 {
+            t.state
+        } else {
+            Known::Uncertain
+        }
+    }
+
+    /// A read that overlapped nothing observed `state`: the model learns it.
+    pub fn observe(&mut self, t: &ReadTicket, state: Known) {
+        assert_ne!(state, Known::Uncertain);
+        if self.read_expectation(t) == Known::Uncertain {
+            let a = self.addrs.get_mut(&t.hash).expect("read ticket for a known address");
+            let quiet = a.version == t.version && t.certain_at_start && a.in_flight == 0
+                && a.tainted == 0;
+            if quiet {
+                a.state = state;
+            }
+        }
+    }
+
+    /// A crash ended every hidden write. With `forget`, every certain state becomes uncertain
+    /// (power loss in relaxed durability: unsynced acknowledgements may be lost).
+    pub fn crash(&mut self, forget: bool) {
+        for a in self.addrs.values_mut() {
+            if a.tainted > 0 {
+                a.tainted = 0;
+                a.version += 1;
+                a.state = Known::Uncertain;
+            }
+            if forget && a.state != Known::Uncertain {
+                a.state = Known::Uncertain;
+                a.version += 1;
+            }
+        }
+    }
+
+    /// Addresses whose state is certain and quiet.
+    pub fn certain(&self) -> impl Iterator<Item = (&BlockHash, Known)> + '_ {
+        self.addrs
+            .iter()
+            .filter(|(_, a)| a.in_flight == 0 && a.tainted == 0 && a.state != Known::Uncertain)
+            .map(|(h, a)| (h, a.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_put_then_overlapping_delete_is_uncertain_then_resolved_by_a_read() {
+        let mut m = Model::new();
+        let i = m.add_content(b"abc".to_vec());
+        let h = m.contents[i].0;
+        let t = m.begin_write(h);
+        m.end_write(t, WriteEnd::Effect(Known::Present), Some(Known::Absent));
+        assert_eq!(m.state(&h), Known::Present);
+        let put = m.begin_write(h);
+        let del = m.begin_write(h);
+        m.end_write(del, WriteEnd::Effect(Known::Absent), Some(Known::Present));
+        m.end_write(put, WriteEnd::Effect(Known::Present), Some(Known::Present));
+        assert_eq!(m.state(&h), Known::Uncertain);
+        let r = m.begin_read(h);
+        assert_eq!(m.read_expectation(&r), Known::Uncertain);
+        m.observe(&r, Known::Absent);
+        assert_eq!(m.state(&h), Known::Absent);
+        assert!(m.violations.is_empty());
+    }
+
+    #[test]
+    fn a_wrong_claim_without_overlap_is_a_violation() {
+        let mut m = Model::new();
+        let i = m.add_content(b"x".to_vec());
+        let h = m.contents[i].0;
+        let t = m.begin_write(h);
+        m.end_write(t, WriteEnd::Effect(Known::Present), Some(Known::Present));
+        assert_eq!(m.violations.len(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_write_taints_until_a_crash() {
+        let mut m = Model::new();
+        let i = m.add_content(b"y".to_vec());
+        let h = m.contents[i].0;
+        let t = m.begin_write(h);
+        m.end_write(t, WriteEnd::Unknown, None);
+        let r = m.begin_read(h);
+        m.observe(&r, Known::Absent);
+        assert_eq!(m.state(&h), Known::Uncertain, "a tainted address is not learned");
+        m.crash(false);
+        let r = m.begin_read(h);
+        m.observe(&r, Known::Absent);
+        assert_eq!(m.state(&h), Known::Absent);
+    }
+}
