@@ -26,9 +26,7 @@ use crate::message::{
     ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
     WorkerId, ALLOCATE_COUNT_MAX,
 };
-use crate::meta::{
-    Header, IndexEntry, MetaError, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION,
-};
+use crate::meta::{Header, IndexEntry, MetaError, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION};
 use crate::size_class::{SizeClass, CLASS_COUNT, SLOT_MAX_BYTES};
 
 /// Default pause between cycles (seed: 100 us).
@@ -167,8 +165,12 @@ impl<M: MetaStore> Controller<M> {
     /// Opens the store: checks the header, rebuilds the allocator from the index, grows the
     /// capacity if asked, and returns every reservation left by the previous run to free.
     pub fn open(store: M, config: ControllerConfig) -> Result<Controller<M>, OpenError> {
-        assert!(config.workers >= 1 && config.workers <= WORKERS_MAX, "{}", config.workers);
-        if config.capacity_bytes == 0 || config.capacity_bytes % SLOT_MAX_BYTES != 0 {
+        assert!(
+            config.workers >= 1 && config.workers <= WORKERS_MAX,
+            "{}",
+            config.workers
+        );
+        if config.capacity_bytes == 0 || !config.capacity_bytes.is_multiple_of(SLOT_MAX_BYTES) {
             return Err(OpenError::BadCapacity(config.capacity_bytes));
         }
         let (header, allocator, stats, stale) = {
@@ -186,7 +188,10 @@ impl<M: MetaStore> Controller<M> {
                         stored: h.capacity_bytes,
                     })
                 }
-                Some(h) => Header { capacity_bytes: config.capacity_bytes, ..h },
+                Some(h) => Header {
+                    capacity_bytes: config.capacity_bytes,
+                    ..h
+                },
                 None => Header {
                     format_version: FORMAT_VERSION,
                     capacity_bytes: config.capacity_bytes,
@@ -260,7 +265,10 @@ impl<M: MetaStore> Controller<M> {
 
     /// Takes one message drained from a worker queue.
     pub fn handle_message(&mut self, message: ToController) {
-        assert!((message.worker() as usize) < self.config.workers, "{message:?}");
+        assert!(
+            (message.worker() as usize) < self.config.workers,
+            "{message:?}"
+        );
         self.inbox.push(message);
     }
 
@@ -301,7 +309,9 @@ impl<M: MetaStore> Controller<M> {
         self.stats.messages_total += batch.len() as u64;
         self.run_batch(&batch, io);
         self.check_invariants_cheap();
-        CycleOutcome::Ran { messages: batch.len() }
+        CycleOutcome::Ran {
+            messages: batch.len(),
+        }
     }
 
     fn run_batch(&mut self, batch: &[ToController], io: &mut impl ControllerIo) {
@@ -309,7 +319,10 @@ impl<M: MetaStore> Controller<M> {
         for m in batch {
             if let ToController::ReaderHorizon { worker, epoch } = *m {
                 let h = &mut self.horizon[worker as usize];
-                assert!(epoch <= self.addresses_sent[worker as usize] + 1, "horizon ahead of replies");
+                assert!(
+                    epoch <= self.addresses_sent[worker as usize] + 1,
+                    "horizon ahead of replies"
+                );
                 *h = (*h).max(epoch);
             }
         }
@@ -341,11 +354,17 @@ impl<M: MetaStore> Controller<M> {
                     self.stats.failed = true;
                 }
                 for m in batch {
-                    if let ToController::GetAddress { worker, request, .. }
-                    | ToController::List { worker, request, .. } = *m
+                    if let ToController::GetAddress {
+                        worker, request, ..
+                    }
+                    | ToController::List {
+                        worker, request, ..
+                    } = *m
                     {
-                        self.outbox[worker as usize]
-                            .push_back(ToWorker::Error { request, code: ErrorCode::Io });
+                        self.outbox[worker as usize].push_back(ToWorker::Error {
+                            request,
+                            code: ErrorCode::Io,
+                        });
                     }
                 }
                 return;
@@ -354,7 +373,11 @@ impl<M: MetaStore> Controller<M> {
         let mut listed = Vec::new();
         for m in batch {
             match *m {
-                ToController::GetAddress { worker, request, hash } => {
+                ToController::GetAddress {
+                    worker,
+                    request,
+                    hash,
+                } => {
                     let reply = match read.get(&hash) {
                         Ok(found) => {
                             let location = found.map(|e| Location {
@@ -362,28 +385,46 @@ impl<M: MetaStore> Controller<M> {
                                 len: e.len,
                                 crc32c: e.crc32c,
                             });
-                            ToWorker::Address { request, location, epoch }
+                            ToWorker::Address {
+                                request,
+                                location,
+                                epoch,
+                            }
                         }
-                        Err(_) => ToWorker::Error { request, code: ErrorCode::Io },
+                        Err(_) => ToWorker::Error {
+                            request,
+                            code: ErrorCode::Io,
+                        },
                     };
                     if matches!(reply, ToWorker::Address { .. }) {
                         self.addresses_sent[worker as usize] += 1;
                     }
                     self.outbox[worker as usize].push_back(reply);
                 }
-                ToController::List { worker, request, after, limit } => {
+                ToController::List {
+                    worker,
+                    request,
+                    after,
+                    limit,
+                } => {
                     listed.clear();
                     let out = &mut self.outbox[worker as usize];
                     match read.list(after.as_ref(), limit as usize, &mut listed) {
                         Ok(()) => {
                             for (hash, e) in &listed {
-                                out.push_back(ToWorker::ListItem { request, hash: *hash,
-                                    len: e.len });
+                                out.push_back(ToWorker::ListItem {
+                                    request,
+                                    hash: *hash,
+                                    len: e.len,
+                                });
                             }
                             let count = listed.len() as u16;
                             out.push_back(ToWorker::ListDone { request, count });
                         }
-                        Err(_) => out.push_back(ToWorker::Error { request, code: ErrorCode::Io }),
+                        Err(_) => out.push_back(ToWorker::Error {
+                            request,
+                            code: ErrorCode::Io,
+                        }),
                     }
                 }
                 _ => {}
@@ -421,37 +462,80 @@ impl<M: MetaStore> Controller<M> {
         let seq = self.header.commit_seq + 1;
         let mut txn = self.store.begin().map_err(|e| format!("begin: {e}"))?;
         let mut counts = Counts::default();
-        let mut ctx =
-            BatchCtx { allocator: &mut self.allocator, reserved: &mut self.reserved, seq };
+        let mut ctx = BatchCtx {
+            allocator: &mut self.allocator,
+            reserved: &mut self.reserved,
+            seq,
+        };
         for m in batch {
-            if let ToController::Release { worker, request, hash } = *m {
+            if let ToController::Release {
+                worker,
+                request,
+                hash,
+            } = *m
+            {
                 let outcome = ctx.release(&mut txn, hash, pending, &mut counts)?;
-                pending.replies.push((worker, ToWorker::Released { request, outcome }));
+                pending
+                    .replies
+                    .push((worker, ToWorker::Released { request, outcome }));
             }
         }
         for m in batch {
-            if let ToController::Allocate { worker, request, class, count } = *m {
+            if let ToController::Allocate {
+                worker,
+                request,
+                class,
+                count,
+            } = *m
+            {
                 ctx.allocate(&mut txn, worker, request, class, count, pending)?;
             }
         }
         for m in batch {
-            if let ToController::Occupy { worker, request, hash, slot, len, crc32c } = *m {
-                let reply = ctx.occupy(&mut txn, worker, request, hash, slot, len, crc32c,
-                    pending, &mut counts)?;
+            if let ToController::Occupy {
+                worker,
+                request,
+                hash,
+                slot,
+                len,
+                crc32c,
+            } = *m
+            {
+                let reply = ctx.occupy(
+                    &mut txn,
+                    worker,
+                    request,
+                    hash,
+                    slot,
+                    len,
+                    crc32c,
+                    pending,
+                    &mut counts,
+                )?;
                 pending.replies.push((worker, reply));
             }
         }
         for m in batch {
-            if let ToController::ReturnSlot { worker, request: _, slot } = *m {
+            if let ToController::ReturnSlot {
+                worker,
+                request: _,
+                slot,
+            } = *m
+            {
                 ctx.return_slot(&mut txn, worker, slot, pending)?;
             }
         }
-        let header = Header { commit_seq: seq, ..self.header };
-        txn.set_header(&header).map_err(|e| format!("header: {e}"))?;
+        let header = Header {
+            commit_seq: seq,
+            ..self.header
+        };
+        txn.set_header(&header)
+            .map_err(|e| format!("header: {e}"))?;
         let full = self.config.durability == Durability::Full;
         if full && pending.needs_sync && !self.config.bugs.ack_before_durable() {
             let t0 = io.now();
-            io.sync_data().map_err(|e| format!("fdatasync of the data file: {e}"))?;
+            io.sync_data()
+                .map_err(|e| format!("fdatasync of the data file: {e}"))?;
             let ns = io.now().saturating_since(t0).as_nanos() as u64;
             self.stats.last_sync_ns = ns;
             self.stats.total_sync_ns += ns;
@@ -466,22 +550,25 @@ impl<M: MetaStore> Controller<M> {
         self.stats.commits += 1;
         self.header = header;
         self.stats.blocks = (self.stats.blocks + counts.blocks_added) - counts.blocks_removed;
-        self.stats.used_bytes =
-            (self.stats.used_bytes + counts.used_added) - counts.used_removed;
-        self.stats.data_bytes =
-            (self.stats.data_bytes + counts.data_added) - counts.data_removed;
+        self.stats.used_bytes = (self.stats.used_bytes + counts.used_added) - counts.used_removed;
+        self.stats.data_bytes = (self.stats.data_bytes + counts.data_added) - counts.data_removed;
         Ok(())
     }
 
     fn finish_commit(&mut self, pending: Pending) {
         for slot in pending.free_after_commit {
-            self.allocator.free(slot).expect("a committed duplicate or return was allocated");
+            self.allocator
+                .free(slot)
+                .expect("a committed duplicate or return was allocated");
         }
         for slot in pending.quarantine_after_commit {
             if self.config.bugs.reuse_while_reading() {
-                self.allocator.free(slot).expect("released slot was allocated");
+                self.allocator
+                    .free(slot)
+                    .expect("released slot was allocated");
             } else {
-                self.quarantine.push_back((self.addresses_sent.clone(), slot));
+                self.quarantine
+                    .push_back((self.addresses_sent.clone(), slot));
             }
         }
         for (worker, reply) in pending.replies {
@@ -493,7 +580,12 @@ impl<M: MetaStore> Controller<M> {
     fn fail_writes(&mut self, batch: &[ToController]) {
         for m in batch {
             let (worker, request) = match *m {
-                ToController::Allocate { worker, request, class, count } => {
+                ToController::Allocate {
+                    worker,
+                    request,
+                    class,
+                    count,
+                } => {
                     self.outbox[worker as usize].push_back(ToWorker::AllocateDone {
                         request,
                         class,
@@ -502,11 +594,18 @@ impl<M: MetaStore> Controller<M> {
                     });
                     continue;
                 }
-                ToController::Occupy { worker, request, .. }
-                | ToController::Release { worker, request, .. } => (worker, request),
+                ToController::Occupy {
+                    worker, request, ..
+                }
+                | ToController::Release {
+                    worker, request, ..
+                } => (worker, request),
                 _ => continue,
             };
-            self.outbox[worker as usize].push_back(ToWorker::Error { request, code: ErrorCode::Io });
+            self.outbox[worker as usize].push_back(ToWorker::Error {
+                request,
+                code: ErrorCode::Io,
+            });
         }
     }
 
@@ -530,7 +629,9 @@ impl<M: MetaStore> Controller<M> {
             }
             let slot = *slot;
             self.quarantine.pop_front();
-            self.allocator.free(slot).expect("quarantined slot was allocated");
+            self.allocator
+                .free(slot)
+                .expect("quarantined slot was allocated");
         }
     }
 
@@ -595,7 +696,10 @@ impl<M: MetaStore> Controller<M> {
         );
         for (offset, (slot, _)) in &self.reserved {
             assert_eq!(*offset, slot.offset);
-            debug_assert!(self.allocator.is_allocated(*slot), "reserved slot must be allocated");
+            debug_assert!(
+                self.allocator.is_allocated(*slot),
+                "reserved slot must be allocated"
+            );
         }
     }
 
@@ -609,14 +713,22 @@ impl<M: MetaStore> Controller<M> {
             blocks += 1;
             used += e.slot.bytes();
             data += u64::from(e.len);
-            assert!(self.allocator.is_allocated(e.slot), "indexed slot {:?} not allocated", e.slot);
+            assert!(
+                self.allocator.is_allocated(e.slot),
+                "indexed slot {:?} not allocated",
+                e.slot
+            );
         })
         .expect("index scan");
         assert_eq!(blocks, self.stats.blocks, "block count");
         assert_eq!(used, self.stats.used_bytes, "used bytes");
         assert_eq!(data, self.stats.data_bytes, "data bytes");
         let reservations = read.reservations().expect("reservations");
-        assert_eq!(reservations.len(), self.reserved.len(), "persisted reservations");
+        assert_eq!(
+            reservations.len(),
+            self.reserved.len(),
+            "persisted reservations"
+        );
         self.check_invariants();
     }
 }
@@ -666,19 +778,29 @@ impl BatchCtx<'_> {
         count: u16,
         pending: &mut Pending,
     ) -> Result<(), String> {
-        assert!(count >= 1 && count <= ALLOCATE_COUNT_MAX);
+        assert!((1..=ALLOCATE_COUNT_MAX).contains(&count));
         let mut granted = 0u16;
         while granted < count {
-            let Some(slot) = self.allocator.allocate(class) else { break };
-            txn.reserve(slot, worker).map_err(|e| format!("reserve: {e}"))?;
+            let Some(slot) = self.allocator.allocate(class) else {
+                break;
+            };
+            txn.reserve(slot, worker)
+                .map_err(|e| format!("reserve: {e}"))?;
             let previous = self.reserved.insert(slot.offset, (slot, worker));
             assert!(previous.is_none(), "fresh slot {slot:?} already reserved");
-            pending.replies.push((worker, ToWorker::Allocated { request, slot }));
+            pending
+                .replies
+                .push((worker, ToWorker::Allocated { request, slot }));
             granted += 1;
         }
         pending.replies.push((
             worker,
-            ToWorker::AllocateDone { request, class, requested: count, granted },
+            ToWorker::AllocateDone {
+                request,
+                class,
+                requested: count,
+                granted,
+            },
         ));
         Ok(())
     }
@@ -698,9 +820,17 @@ impl BatchCtx<'_> {
     ) -> Result<ToWorker, String> {
         match self.reserved.get(&slot.offset) {
             Some((s, w)) if *s == slot && *w == worker => {}
-            _ => return Ok(ToWorker::Error { request, code: ErrorCode::InvalidSlot }),
+            _ => {
+                return Ok(ToWorker::Error {
+                    request,
+                    code: ErrorCode::InvalidSlot,
+                })
+            }
         }
-        assert!(len >= 1 && u64::from(len) <= slot.bytes(), "decoder validated the length");
+        assert!(
+            len >= 1 && u64::from(len) <= slot.bytes(),
+            "decoder validated the length"
+        );
         let unreserved = txn.unreserve(slot).map_err(|e| format!("unreserve: {e}"))?;
         assert!(unreserved, "in-memory and stored reservations agree");
         self.reserved.remove(&slot.offset);
@@ -710,7 +840,13 @@ impl BatchCtx<'_> {
             pending.free_after_commit.push(slot);
             OccupyOutcome::Duplicate
         } else {
-            let entry = IndexEntry { slot, len, crc32c, flags: 0, commit_seq: self.seq };
+            let entry = IndexEntry {
+                slot,
+                len,
+                crc32c,
+                flags: 0,
+                commit_seq: self.seq,
+            };
             txn.put(&hash, &entry).map_err(|e| format!("put: {e}"))?;
             counts.blocks_added += 1;
             counts.used_added += slot.bytes();

@@ -88,7 +88,10 @@ mod tests {
     fn known_vector_and_hex_round_trip() {
         let h = BlockHash::of(b"abc");
         let hex = h.to_hex();
-        assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(BlockHash::from_hex(hex.as_bytes()), Some(h));
         assert_eq!(BlockHash::from_hex(hex.to_uppercase().as_bytes()), Some(h));
     }

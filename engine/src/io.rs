@@ -54,13 +54,32 @@ pub enum Op {
     Accept,
     /// Receive up to `max` bytes, appended to `buf` (the driver grows `buf.len()` by the count).
     /// Result 0 means the peer closed its side.
-    Recv { conn: ConnHandle, buf: Vec<u8>, max: usize },
+    Recv {
+        conn: ConnHandle,
+        buf: Vec<u8>,
+        max: usize,
+    },
     /// Send `buf[start..end]`; result: bytes sent (may be fewer).
-    Send { conn: ConnHandle, buf: Vec<u8>, start: usize, end: usize },
+    Send {
+        conn: ConnHandle,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
     /// Read the data file at `offset` into `buf[start..end]`; result: bytes read (may be fewer).
-    ReadAt { offset: u64, buf: Vec<u8>, start: usize, end: usize },
+    ReadAt {
+        offset: u64,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
     /// Write `buf[start..end]` to the data file at `offset`; result: bytes written.
-    WriteAt { offset: u64, buf: Vec<u8>, start: usize, end: usize },
+    WriteAt {
+        offset: u64,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
     /// Close the connection (every other operation on it has completed).
     Close { conn: ConnHandle },
     /// Ask the driver to cancel `target`; the target then completes (often with ECANCELED).

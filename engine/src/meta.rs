@@ -70,10 +70,7 @@ pub trait MetaRead {
         out: &mut Vec<(BlockHash, IndexEntry)>,
     ) -> Result<(), MetaError>;
     /// Every index entry, ascending by hash.
-    fn for_each_entry(
-        &self,
-        f: &mut dyn FnMut(&BlockHash, &IndexEntry),
-    ) -> Result<(), MetaError>;
+    fn for_each_entry(&self, f: &mut dyn FnMut(&BlockHash, &IndexEntry)) -> Result<(), MetaError>;
     /// Every reserved slot with the worker that holds it, ascending by offset.
     fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError>;
 }
@@ -115,8 +112,14 @@ pub const RESERVATION_VALUE_BYTES: usize = 2;
 
 impl IndexEntry {
     pub fn encode(&self) -> [u8; INDEX_ENTRY_BYTES] {
-        assert!(self.len >= 1 && u64::from(self.len) <= self.slot.bytes(), "{self:?}");
-        assert!(self.slot.offset % self.slot.bytes() == 0, "{self:?}");
+        assert!(
+            self.len >= 1 && u64::from(self.len) <= self.slot.bytes(),
+            "{self:?}"
+        );
+        assert!(
+            self.slot.offset.is_multiple_of(self.slot.bytes()),
+            "{self:?}"
+        );
         let mut out = [0u8; INDEX_ENTRY_BYTES];
         out[0..8].copy_from_slice(&self.slot.offset.to_le_bytes());
         out[8] = self.slot.class.as_u8();
@@ -128,11 +131,12 @@ impl IndexEntry {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<IndexEntry, MetaError> {
-        let bytes: &[u8; INDEX_ENTRY_BYTES] =
-            bytes.try_into().map_err(|_| MetaError::Corrupt("index entry length"))?;
+        let bytes: &[u8; INDEX_ENTRY_BYTES] = bytes
+            .try_into()
+            .map_err(|_| MetaError::Corrupt("index entry length"))?;
         let offset = u64::from_le_bytes(le8(&bytes[0..8]));
         let class = SizeClass::new(bytes[8]).ok_or(MetaError::Corrupt("index entry class"))?;
-        if offset % class.bytes() != 0 {
+        if !offset.is_multiple_of(class.bytes()) {
             return Err(MetaError::Corrupt("index entry slot misaligned"));
         }
         let len = u32::from_le_bytes(le4(&bytes[9..13]));
@@ -153,7 +157,7 @@ impl IndexEntry {
 
 impl Header {
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
-        assert!(self.capacity_bytes > 0 && self.capacity_bytes % SLOT_MAX_BYTES == 0);
+        assert!(self.capacity_bytes > 0 && self.capacity_bytes.is_multiple_of(SLOT_MAX_BYTES));
         let mut out = [0u8; HEADER_BYTES];
         out[0..8].copy_from_slice(&HEADER_MAGIC);
         out[8..12].copy_from_slice(&self.format_version.to_le_bytes());
@@ -175,7 +179,7 @@ impl Header {
             return Err(MetaError::Corrupt("header padding"));
         }
         let capacity_bytes = u64::from_le_bytes(le8(&bytes[16..24]));
-        if capacity_bytes == 0 || capacity_bytes % SLOT_MAX_BYTES != 0 {
+        if capacity_bytes == 0 || !capacity_bytes.is_multiple_of(SLOT_MAX_BYTES) {
             return Err(MetaError::Corrupt("header capacity"));
         }
         Ok(Header {
@@ -190,18 +194,20 @@ impl Header {
 /// Reservation records: key = slot offset (big-endian, so keys sort by offset), value = class and
 /// worker.
 pub fn encode_reservation(slot: Slot, worker: u8) -> ([u8; 8], [u8; 2]) {
-    assert!(slot.offset % slot.bytes() == 0);
+    assert!(slot.offset.is_multiple_of(slot.bytes()));
     (slot.offset.to_be_bytes(), [slot.class.as_u8(), worker])
 }
 
 pub fn decode_reservation(key: &[u8], value: &[u8]) -> Result<(Slot, u8), MetaError> {
-    let key: [u8; 8] = key.try_into().map_err(|_| MetaError::Corrupt("reservation key"))?;
+    let key: [u8; 8] = key
+        .try_into()
+        .map_err(|_| MetaError::Corrupt("reservation key"))?;
     if value.len() != RESERVATION_VALUE_BYTES {
         return Err(MetaError::Corrupt("reservation value length"));
     }
     let offset = u64::from_be_bytes(key);
     let class = SizeClass::new(value[0]).ok_or(MetaError::Corrupt("reservation class"))?;
-    if offset % class.bytes() != 0 {
+    if !offset.is_multiple_of(class.bytes()) {
         return Err(MetaError::Corrupt("reservation slot misaligned"));
     }
     Ok((Slot { offset, class }, value[1]))
@@ -209,7 +215,9 @@ pub fn decode_reservation(key: &[u8], value: &[u8]) -> Result<(Slot, u8), MetaEr
 
 /// Index keys are the 32 hash bytes.
 pub fn decode_hash_key(key: &[u8]) -> Result<BlockHash, MetaError> {
-    let key: [u8; 32] = key.try_into().map_err(|_| MetaError::Corrupt("index key length"))?;
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| MetaError::Corrupt("index key length"))?;
     Ok(BlockHash(key))
 }
 
@@ -263,7 +271,9 @@ pub struct MemStore {
 
 impl MemStore {
     pub fn new() -> MemStore {
-        MemStore { image: Arc::new(Mutex::new(MemImage::default())) }
+        MemStore {
+            image: Arc::new(Mutex::new(MemImage::default())),
+        }
     }
 
     /// Opens a store on an existing image (after a crash, call [`MemStore::crash`] first).
@@ -405,7 +415,9 @@ impl MetaStore for MemStore {
 
     fn read(&self) -> Result<MemRead, MetaError> {
         let img = self.image.lock().expect("image lock");
-        Ok(MemRead { state: img.committed.clone() })
+        Ok(MemRead {
+            state: img.committed.clone(),
+        })
     }
 
     fn begin(&mut self) -> Result<MemTxn<'_>, MetaError> {
@@ -430,7 +442,13 @@ pub trait StoreHarness {
 
 fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
     let class = SizeClass::new(class).expect("test class");
-    IndexEntry { slot: Slot { offset, class }, len, crc32c: len ^ 0xabcd, flags: 0, commit_seq: seq }
+    IndexEntry {
+        slot: Slot { offset, class },
+        len,
+        crc32c: len ^ 0xabcd,
+        flags: 0,
+        commit_seq: seq,
+    }
 }
 
 fn hash_n(n: u8) -> BlockHash {
@@ -448,9 +466,17 @@ pub fn conformance<H: StoreHarness>(harness: &mut H) {
 
 fn conformance_basic<H: StoreHarness>(harness: &mut H) {
     let mut store = harness.create();
-    assert_eq!(store.read().unwrap().header().unwrap(), None, "new store has no header");
-    let header = Header { format_version: FORMAT_VERSION, capacity_bytes: 1 << 20, node_id: 7,
-        commit_seq: 1 };
+    assert_eq!(
+        store.read().unwrap().header().unwrap(),
+        None,
+        "new store has no header"
+    );
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        capacity_bytes: 1 << 20,
+        node_id: 7,
+        commit_seq: 1,
+    };
     {
         let mut txn = store.begin().unwrap();
         txn.set_header(&header).unwrap();
@@ -459,26 +485,52 @@ fn conformance_basic<H: StoreHarness>(harness: &mut H) {
         txn.put(&hash_n(3), &entry(8192, 1, 4097, 1)).unwrap();
         // A transaction sees its own writes.
         assert_eq!(txn.get(&hash_n(2)).unwrap(), Some(entry(0, 0, 1, 1)));
-        txn.reserve(Slot { offset: 16384, class: SizeClass::new(2).unwrap() }, 3).unwrap();
+        txn.reserve(
+            Slot {
+                offset: 16384,
+                class: SizeClass::new(2).unwrap(),
+            },
+            3,
+        )
+        .unwrap();
         txn.commit(true).unwrap();
     }
     let read = store.read().unwrap();
     assert_eq!(read.header().unwrap(), Some(header));
-    assert_eq!(read.get(&hash_n(1)).unwrap(), Some(entry(524_288, 7, 524_288, 1)));
+    assert_eq!(
+        read.get(&hash_n(1)).unwrap(),
+        Some(entry(524_288, 7, 524_288, 1))
+    );
     assert_eq!(read.get(&hash_n(9)).unwrap(), None);
     let mut out = Vec::new();
     read.list(None, 10, &mut out).unwrap();
     let hashes: Vec<_> = out.iter().map(|(h, _)| *h).collect();
-    assert_eq!(hashes, vec![hash_n(1), hash_n(2), hash_n(3)], "list is ascending");
+    assert_eq!(
+        hashes,
+        vec![hash_n(1), hash_n(2), hash_n(3)],
+        "list is ascending"
+    );
     out.clear();
     read.list(Some(&hash_n(1)), 1, &mut out).unwrap();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].0, hash_n(2), "list is strictly after `after` and honours limit");
+    assert_eq!(
+        out[0].0,
+        hash_n(2),
+        "list is strictly after `after` and honours limit"
+    );
     let mut seen = 0;
     read.for_each_entry(&mut |_, _| seen += 1).unwrap();
     assert_eq!(seen, 3);
-    assert_eq!(read.reservations().unwrap(), vec![(Slot { offset: 16384,
-        class: SizeClass::new(2).unwrap() }, 3)]);
+    assert_eq!(
+        read.reservations().unwrap(),
+        vec![(
+            Slot {
+                offset: 16384,
+                class: SizeClass::new(2).unwrap()
+            },
+            3
+        )]
+    );
     drop(read);
 
     // Delete, unreserve, abort by drop.
@@ -486,12 +538,25 @@ fn conformance_basic<H: StoreHarness>(harness: &mut H) {
         let mut txn = store.begin().unwrap();
         assert!(txn.delete(&hash_n(2)).unwrap());
         assert!(!txn.delete(&hash_n(9)).unwrap());
-        assert!(txn.unreserve(Slot { offset: 16384, class: SizeClass::new(2).unwrap() }).unwrap());
-        assert!(!txn.unreserve(Slot { offset: 0, class: SizeClass::new(0).unwrap() }).unwrap());
+        assert!(txn
+            .unreserve(Slot {
+                offset: 16384,
+                class: SizeClass::new(2).unwrap()
+            })
+            .unwrap());
+        assert!(!txn
+            .unreserve(Slot {
+                offset: 0,
+                class: SizeClass::new(0).unwrap()
+            })
+            .unwrap());
         drop(txn);
     }
     let read = store.read().unwrap();
-    assert!(read.get(&hash_n(2)).unwrap().is_some(), "a dropped transaction changes nothing");
+    assert!(
+        read.get(&hash_n(2)).unwrap().is_some(),
+        "a dropped transaction changes nothing"
+    );
     assert_eq!(read.reservations().unwrap().len(), 1);
     drop(read);
     {
@@ -507,8 +572,12 @@ fn conformance_basic<H: StoreHarness>(harness: &mut H) {
 
 fn conformance_crash<H: StoreHarness>(harness: &mut H) {
     let mut store = harness.create();
-    let header = Header { format_version: FORMAT_VERSION, capacity_bytes: 4 << 20, node_id: 1,
-        commit_seq: 1 };
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        capacity_bytes: 4 << 20,
+        node_id: 1,
+        commit_seq: 1,
+    };
     {
         let mut txn = store.begin().unwrap();
         txn.set_header(&header).unwrap();
@@ -519,30 +588,59 @@ fn conformance_crash<H: StoreHarness>(harness: &mut H) {
     {
         let mut txn = store.begin().unwrap();
         txn.put(&hash_n(2), &entry(4096, 0, 10, 2)).unwrap();
-        txn.reserve(Slot { offset: 8192, class: SizeClass::new(0).unwrap() }, 0).unwrap();
+        txn.reserve(
+            Slot {
+                offset: 8192,
+                class: SizeClass::new(0).unwrap(),
+            },
+            0,
+        )
+        .unwrap();
         drop(txn);
     }
     let mut store = harness.crash_and_reopen(store, CrashKind::Process);
     {
         let read = store.read().unwrap();
         assert_eq!(read.header().unwrap(), Some(header));
-        assert!(read.get(&hash_n(1)).unwrap().is_some(), "durable commit survives");
-        assert_eq!(read.get(&hash_n(2)).unwrap(), None, "uncommitted put vanishes");
+        assert!(
+            read.get(&hash_n(1)).unwrap().is_some(),
+            "durable commit survives"
+        );
+        assert_eq!(
+            read.get(&hash_n(2)).unwrap(),
+            None,
+            "uncommitted put vanishes"
+        );
         assert!(read.reservations().unwrap().is_empty());
     }
     // Crash after a durable commit: everything survives, even power loss.
     {
         let mut txn = store.begin().unwrap();
         txn.put(&hash_n(3), &entry(8192, 1, 5000, 3)).unwrap();
-        txn.reserve(Slot { offset: 16384, class: SizeClass::new(0).unwrap() }, 1).unwrap();
+        txn.reserve(
+            Slot {
+                offset: 16384,
+                class: SizeClass::new(0).unwrap(),
+            },
+            1,
+        )
+        .unwrap();
         txn.commit(true).unwrap();
     }
-    let kind = if harness.models_power_loss() { CrashKind::PowerLoss } else { CrashKind::Process };
+    let kind = if harness.models_power_loss() {
+        CrashKind::PowerLoss
+    } else {
+        CrashKind::Process
+    };
     let mut store = harness.crash_and_reopen(store, kind);
     {
         let read = store.read().unwrap();
         assert_eq!(read.get(&hash_n(3)).unwrap(), Some(entry(8192, 1, 5000, 3)));
-        assert_eq!(read.reservations().unwrap().len(), 1, "reservations are persisted");
+        assert_eq!(
+            read.reservations().unwrap().len(),
+            1,
+            "reservations are persisted"
+        );
     }
     // Crash after a non-durable commit: survives a process crash.
     {
@@ -558,8 +656,16 @@ fn conformance_crash<H: StoreHarness>(harness: &mut H) {
         txn.commit(false).unwrap();
         let store = harness.crash_and_reopen(store, CrashKind::PowerLoss);
         let read = store.read().unwrap();
-        assert_eq!(read.get(&hash_n(4)).unwrap(), None, "non-durable commit lost on power loss");
-        assert_eq!(read.get(&hash_n(3)).unwrap(), None, "but the durable state is intact");
+        assert_eq!(
+            read.get(&hash_n(4)).unwrap(),
+            None,
+            "non-durable commit lost on power loss"
+        );
+        assert_eq!(
+            read.get(&hash_n(3)).unwrap(),
+            None,
+            "but the durable state is intact"
+        );
     }
 }
 
@@ -606,15 +712,32 @@ mod tests {
         bad[9..13].copy_from_slice(&0u32.to_le_bytes());
         assert!(IndexEntry::decode(&bad).is_err(), "zero length");
         assert!(IndexEntry::decode(&[0u8; 5]).is_err());
-        let h = Header { format_version: 1, capacity_bytes: 1 << 20, node_id: 5, commit_seq: 9 };
+        let h = Header {
+            format_version: 1,
+            capacity_bytes: 1 << 20,
+            node_id: 5,
+            commit_seq: 9,
+        };
         assert_eq!(Header::decode(&h.encode()), Ok(h));
         let mut bad = h.encode();
         bad[0] = b'X';
         assert!(Header::decode(&bad).is_err());
-        let (k, v) = encode_reservation(Slot { offset: 8192, class: SizeClass::new(1).unwrap() }, 4);
+        let (k, v) = encode_reservation(
+            Slot {
+                offset: 8192,
+                class: SizeClass::new(1).unwrap(),
+            },
+            4,
+        );
         assert_eq!(
             decode_reservation(&k, &v),
-            Ok((Slot { offset: 8192, class: SizeClass::new(1).unwrap() }, 4))
+            Ok((
+                Slot {
+                    offset: 8192,
+                    class: SizeClass::new(1).unwrap()
+                },
+                4
+            ))
         );
         assert!(decode_reservation(&k, &[9, 0]).is_err());
     }

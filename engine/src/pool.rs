@@ -42,7 +42,10 @@ impl Pools {
                 exhausted: false,
             })
             .collect();
-        Pools { classes, refill_requests: 0 }
+        Pools {
+            classes,
+            refill_requests: 0,
+        }
     }
 
     pub fn take(&mut self, class: SizeClass) -> Option<Slot> {
@@ -100,13 +103,19 @@ impl Pools {
 
     /// Which class an in-flight allocate request belongs to.
     pub fn class_of_request(&self, request: RequestId) -> Option<SizeClass> {
-        SizeClass::ALL.into_iter().find(|c| self.classes[c.index()].in_flight == Some(request))
+        SizeClass::ALL
+            .into_iter()
+            .find(|c| self.classes[c.index()].in_flight == Some(request))
     }
 
     /// The controller finished an allocate request.
     pub fn done(&mut self, class: SizeClass, request: RequestId, requested: u16, granted: u16) {
         let pool = &mut self.classes[class.index()];
-        assert_eq!(pool.in_flight, Some(request), "done for a request not in flight");
+        assert_eq!(
+            pool.in_flight,
+            Some(request),
+            "done for a request not in flight"
+        );
         assert!(granted <= requested);
         pool.in_flight = None;
         pool.exhausted = granted < requested;
@@ -145,7 +154,10 @@ impl Pools {
     }
 
     pub fn pooled_bytes(&self) -> u64 {
-        self.classes.iter().map(|p| p.free.iter().map(|s| s.bytes()).sum::<u64>()).sum()
+        self.classes
+            .iter()
+            .map(|p| p.free.iter().map(|s| s.bytes()).sum::<u64>())
+            .sum()
     }
 }
 
@@ -154,7 +166,10 @@ mod tests {
     use super::*;
 
     fn slot(offset: u64, class: u8) -> Slot {
-        Slot { offset, class: SizeClass::new(class).unwrap() }
+        Slot {
+            offset,
+            class: SizeClass::new(class).unwrap(),
+        }
     }
 
     #[test]
@@ -167,7 +182,11 @@ mod tests {
         p.put_back(slot(0, 0));
         p.done(c0, 7, 2, 1);
         assert!(p.is_exhausted(c0));
-        assert_eq!(p.refill_due(c0, 0), None, "exhausted and nobody waiting: don't spin");
+        assert_eq!(
+            p.refill_due(c0, 0),
+            None,
+            "exhausted and nobody waiting: don't spin"
+        );
         assert_eq!(p.refill_due(c0, 1), Some(2));
         assert_eq!(p.take(c0), Some(slot(0, 0)));
         assert_eq!(p.take(c0), None);

@@ -15,7 +15,7 @@ pub const CLASS_COUNT: usize = 8;
 pub const BLOCK_LEN_MAX_BYTES: u64 = SLOT_MAX_BYTES;
 
 const _: () = assert!(SLOT_MIN_BYTES << (CLASS_COUNT - 1) == SLOT_MAX_BYTES);
-const _: () = assert!(SLOT_MAX_BYTES % SLOT_MIN_BYTES == 0);
+const _: () = assert!(SLOT_MAX_BYTES.is_multiple_of(SLOT_MIN_BYTES));
 const _: () = assert!(SLOT_MIN_BYTES.is_power_of_two());
 
 /// A size class index, always in `0..CLASS_COUNT`.

@@ -10,16 +10,17 @@ use crate::size_class::{SizeClass, CLASS_COUNT};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS_S: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    1.0, 5.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    5.0,
 ];
 
 /// Methods tracked per request.
 pub const METHODS: [&str; 6] = ["get", "head", "put", "delete", "post", "other"];
 /// Status codes tracked per request (others land in the last entry).
-pub const STATUSES: [u16; 20] =
-    [200, 201, 204, 206, 304, 400, 401, 404, 405, 408, 411, 413, 416, 422, 431, 500, 503, 505,
-     507, 0];
+pub const STATUSES: [u16; 20] = [
+    200, 201, 204, 206, 304, 400, 401, 404, 405, 408, 411, 413, 416, 422, 431, 500, 503, 505, 507,
+    0,
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Histogram {
@@ -30,7 +31,11 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram { buckets: [0; LATENCY_BUCKETS_S.len()], count: 0, sum_ns: 0 }
+        Histogram {
+            buckets: [0; LATENCY_BUCKETS_S.len()],
+            count: 0,
+            sum_ns: 0,
+        }
     }
 }
 
@@ -102,7 +107,10 @@ pub fn method_index(method: crate::http::Method) -> usize {
 }
 
 pub fn status_index(status: u16) -> usize {
-    STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len() - 1)
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len() - 1)
 }
 
 fn json_array(out: &mut String, values: impl Iterator<Item = u64>) {
@@ -223,7 +231,11 @@ pub fn render_json(s: &StatsSnapshot) -> String {
                 out.push(',');
             }
             first = false;
-            let label = if *st == 0 { "other".to_string() } else { st.to_string() };
+            let label = if *st == 0 {
+                "other".to_string()
+            } else {
+                st.to_string()
+            };
             let _ = write!(out, "\"{label}\":{}", w.by_status[j]);
         }
         out.push_str("}}");
@@ -252,60 +264,153 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     let c = &s.controller;
     let mut out = String::with_capacity(8192);
     let p = "buddy_blocks";
-    prom_gauge(&mut out, &format!("{p}_capacity_bytes"), "Data file capacity.", c.capacity_bytes);
-    prom_gauge(&mut out, &format!("{p}_free_bytes"), "Free bytes (incl. quarantine).",
-        c.free_bytes);
-    prom_gauge(&mut out, &format!("{p}_reserved_bytes"), "Bytes reserved by worker pools.",
-        c.reserved_bytes);
-    prom_gauge(&mut out, &format!("{p}_used_bytes"), "Slot bytes of stored blocks.", c.used_bytes);
+    prom_gauge(
+        &mut out,
+        &format!("{p}_capacity_bytes"),
+        "Data file capacity.",
+        c.capacity_bytes,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_free_bytes"),
+        "Free bytes (incl. quarantine).",
+        c.free_bytes,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_reserved_bytes"),
+        "Bytes reserved by worker pools.",
+        c.reserved_bytes,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_used_bytes"),
+        "Slot bytes of stored blocks.",
+        c.used_bytes,
+    );
     prom_gauge(&mut out, &format!("{p}_blocks"), "Stored blocks.", c.blocks);
-    prom_gauge(&mut out, &format!("{p}_data_bytes"), "Sum of stored block lengths.",
-        c.data_bytes);
-    prom_gauge(&mut out, &format!("{p}_uptime_seconds"), "Seconds since start.", s.uptime_s);
-    prom_gauge(&mut out, &format!("{p}_failed"), "1 after a storage error latched the controller.",
-        u64::from(c.failed));
+    prom_gauge(
+        &mut out,
+        &format!("{p}_data_bytes"),
+        "Sum of stored block lengths.",
+        c.data_bytes,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_uptime_seconds"),
+        "Seconds since start.",
+        s.uptime_s,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_failed"),
+        "1 after a storage error latched the controller.",
+        u64::from(c.failed),
+    );
     let corrupt: u64 = s.workers.iter().map(|w| w.corrupt_blocks_detected).sum();
-    prom_counter(&mut out, &format!("{p}_corrupt_blocks_detected_total"),
-        "Reads whose bytes failed verification.", corrupt);
-    prom_counter(&mut out, &format!("{p}_controller_cycles_total"), "Controller cycles run.",
-        c.cycles);
-    prom_counter(&mut out, &format!("{p}_controller_commits_total"), "Metadata commits.",
-        c.commits);
-    prom_counter(&mut out, &format!("{p}_controller_messages_total"), "Messages handled.",
-        c.messages_total);
-    prom_gauge(&mut out, &format!("{p}_controller_last_batch_messages"),
-        "Messages in the last cycle.", c.last_batch_messages);
+    prom_counter(
+        &mut out,
+        &format!("{p}_corrupt_blocks_detected_total"),
+        "Reads whose bytes failed verification.",
+        corrupt,
+    );
+    prom_counter(
+        &mut out,
+        &format!("{p}_controller_cycles_total"),
+        "Controller cycles run.",
+        c.cycles,
+    );
+    prom_counter(
+        &mut out,
+        &format!("{p}_controller_commits_total"),
+        "Metadata commits.",
+        c.commits,
+    );
+    prom_counter(
+        &mut out,
+        &format!("{p}_controller_messages_total"),
+        "Messages handled.",
+        c.messages_total,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_controller_last_batch_messages"),
+        "Messages in the last cycle.",
+        c.last_batch_messages,
+    );
     let name = format!("{p}_controller_commit_seconds_total");
-    prom_header(&mut out, &name, "counter", "Time spent in metadata commits.");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Time spent in metadata commits.",
+    );
     let _ = writeln!(out, "{name} {}", c.total_commit_ns as f64 / 1e9);
     let name = format!("{p}_controller_sync_seconds_total");
-    prom_header(&mut out, &name, "counter", "Time spent in fdatasync of the data file.");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Time spent in fdatasync of the data file.",
+    );
     let _ = writeln!(out, "{name} {}", c.total_sync_ns as f64 / 1e9);
     let name = format!("{p}_free_slots");
-    prom_header(&mut out, &name, "gauge", "Free slots on the allocator's free list per class.");
+    prom_header(
+        &mut out,
+        &name,
+        "gauge",
+        "Free slots on the allocator's free list per class.",
+    );
     for cl in SizeClass::ALL {
-        let _ = writeln!(out, "{name}{{class=\"{}\"}} {}", cl.label(), c.free_slots[cl.index()]);
+        let _ = writeln!(
+            out,
+            "{name}{{class=\"{}\"}} {}",
+            cl.label(),
+            c.free_slots[cl.index()]
+        );
     }
     let name = format!("{p}_pool_free_slots");
-    prom_header(&mut out, &name, "gauge", "Slots waiting in a worker's pool per class.");
+    prom_header(
+        &mut out,
+        &name,
+        "gauge",
+        "Slots waiting in a worker's pool per class.",
+    );
     for (w, ws) in s.workers.iter().enumerate() {
         for cl in SizeClass::ALL {
-            let _ = writeln!(out, "{name}{{worker=\"{w}\",class=\"{}\"}} {}", cl.label(),
-                ws.pool_free[cl.index()]);
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{w}\",class=\"{}\"}} {}",
+                cl.label(),
+                ws.pool_free[cl.index()]
+            );
         }
     }
     let name = format!("{p}_requests_total");
-    prom_header(&mut out, &name, "counter", "Requests answered, by worker and method.");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Requests answered, by worker and method.",
+    );
     for (w, ws) in s.workers.iter().enumerate() {
         for (j, m) in METHODS.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{worker=\"{w}\",method=\"{m}\"}} {}", ws.by_method[j]);
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{w}\",method=\"{m}\"}} {}",
+                ws.by_method[j]
+            );
         }
     }
     let name = format!("{p}_responses_total");
     prom_header(&mut out, &name, "counter", "Responses by status code.");
     for (j, st) in STATUSES.iter().enumerate() {
         let total: u64 = s.workers.iter().map(|w| w.by_status[j]).sum();
-        let label = if *st == 0 { "other".to_string() } else { st.to_string() };
+        let label = if *st == 0 {
+            "other".to_string()
+        } else {
+            st.to_string()
+        };
         let _ = writeln!(out, "{name}{{status=\"{label}\"}} {total}");
     }
     let name = format!("{p}_connections_open");
@@ -314,15 +419,30 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     let _ = writeln!(out, "{name} {open}");
     let rx: u64 = s.workers.iter().map(|w| w.bytes_in).sum();
     let tx: u64 = s.workers.iter().map(|w| w.bytes_out).sum();
-    prom_counter(&mut out, &format!("{p}_received_bytes_total"), "Bytes received.", rx);
-    prom_counter(&mut out, &format!("{p}_sent_bytes_total"), "Bytes sent.", tx);
+    prom_counter(
+        &mut out,
+        &format!("{p}_received_bytes_total"),
+        "Bytes received.",
+        rx,
+    );
+    prom_counter(
+        &mut out,
+        &format!("{p}_sent_bytes_total"),
+        "Bytes sent.",
+        tx,
+    );
     for (j, m) in METHODS.iter().enumerate() {
         let mut h = Histogram::default();
         for w in &s.workers {
             h.merge(&w.latency[j]);
         }
         let name = format!("{p}_{m}_duration_seconds");
-        prom_header(&mut out, &name, "histogram", "Request latency, head to last byte queued.");
+        prom_header(
+            &mut out,
+            &name,
+            "histogram",
+            "Request latency, head to last byte queued.",
+        );
         let mut cumulative = 0;
         for (i, b) in LATENCY_BUCKETS_S.iter().enumerate() {
             cumulative += h.buckets[i];

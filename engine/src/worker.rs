@@ -153,11 +153,27 @@ enum Route {
 
 enum Stage {
     /// Reading the request body.
-    Body { reader: BodyReader, body: Vec<u8>, hasher: sha2::Sha256, crc: u32 },
+    Body {
+        reader: BodyReader,
+        body: Vec<u8>,
+        hasher: sha2::Sha256,
+        crc: u32,
+    },
     /// Body complete, waiting for a pool slot of `class`.
-    WaitSlot { body: Vec<u8>, hash: BlockHash, crc: u32, deadline: Instant },
+    WaitSlot {
+        body: Vec<u8>,
+        hash: BlockHash,
+        crc: u32,
+        deadline: Instant,
+    },
     /// Writing the body into `slot`.
-    Write { body: Option<Vec<u8>>, hash: BlockHash, crc: u32, slot: Slot, written: usize },
+    Write {
+        body: Option<Vec<u8>>,
+        hash: BlockHash,
+        crc: u32,
+        slot: Slot,
+        written: usize,
+    },
     /// Waiting for the controller's occupy reply.
     Occupy { hash: BlockHash },
     /// Waiting for a get_address reply.
@@ -165,9 +181,18 @@ enum Stage {
     /// Waiting for a release reply.
     Release,
     /// Reading the block from the data file.
-    Read { location: Location, seq: u64, read: usize },
+    Read {
+        location: Location,
+        seq: u64,
+        read: usize,
+    },
     /// `POST /blocks/missing` lookups.
-    Missing { hashes: Vec<BlockHash>, state: Vec<u8>, next: usize, outstanding: usize },
+    Missing {
+        hashes: Vec<BlockHash>,
+        state: Vec<u8>,
+        next: usize,
+        outstanding: usize,
+    },
     /// `GET /blocks` items arriving.
     List { body: Vec<u8> },
     /// The response is queued; the request ends when it is sent.
@@ -341,7 +366,10 @@ impl Worker {
         let index = match self.op_free.pop() {
             Some(i) => i,
             None => {
-                self.ops.push(OpEntry { generation: 0, user: None });
+                self.ops.push(OpEntry {
+                    generation: 0,
+                    user: None,
+                });
                 (self.ops.len() - 1) as u32
             }
         };
@@ -371,7 +399,10 @@ impl Worker {
     }
 
     fn conn_ref(&self, index: usize) -> ConnRef {
-        ConnRef { index, generation: self.conn_generations[index] }
+        ConnRef {
+            index,
+            generation: self.conn_generations[index],
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -440,7 +471,12 @@ impl Worker {
                 let request = self.next_request();
                 self.pools.requested(class, request);
                 let worker = self.config.id;
-                self.msg_out.push_back(ToController::Allocate { worker, request, class, count });
+                self.msg_out.push_back(ToController::Allocate {
+                    worker,
+                    request,
+                    class,
+                    count,
+                });
             }
         }
     }
@@ -457,14 +493,19 @@ impl Worker {
         if h > self.horizon_reported {
             self.horizon_reported = h;
             let worker = self.config.id;
-            self.msg_out.push_back(ToController::ReaderHorizon { worker, epoch: h });
+            self.msg_out
+                .push_back(ToController::ReaderHorizon { worker, epoch: h });
         }
     }
 
     fn check_timeouts(&mut self, now: Instant) {
         for index in 0..self.conns.len() {
-            let Some(conn) = self.conns[index].as_ref() else { continue };
-            let Some(deadline) = self.conn_deadline(conn) else { continue };
+            let Some(conn) = self.conns[index].as_ref() else {
+                continue;
+            };
+            let Some(deadline) = self.conn_deadline(conn) else {
+                continue;
+            };
             if now < deadline {
                 continue;
             }
@@ -474,7 +515,9 @@ impl Worker {
     }
 
     fn on_deadline(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if conn.send_op.is_some() {
             // A client that does not read its response.
             self.stats.timeouts += 1;
@@ -485,7 +528,10 @@ impl Worker {
             None if conn.head_started.is_none() => self.close_conn(r),
             None | Some(Stage::Body { .. }) => {
                 self.stats.timeouts += 1;
-                let method = conn.active.as_ref().map_or(Method::Other, |a| a.head.method);
+                let method = conn
+                    .active
+                    .as_ref()
+                    .map_or(Method::Other, |a| a.head.method);
                 self.respond_error(now, r, method, 408, "request not completed in time", true);
             }
             Some(Stage::WaitSlot { .. }) => {
@@ -505,7 +551,9 @@ impl Worker {
             self.submit(None, OpKind::Cancel, Op::Cancel { target: id });
         }
         for index in 0..self.conns.len() {
-            let Some(conn) = self.conns[index].as_mut() else { continue };
+            let Some(conn) = self.conns[index].as_mut() else {
+                continue;
+            };
             conn.keep_alive = false;
             let idle = conn.active.is_none()
                 && conn.head_started.is_none()
@@ -520,7 +568,9 @@ impl Worker {
 
     /// True when shutdown has finished: no connection, no operation, no pending reply.
     pub fn is_drained(&self) -> bool {
-        self.shutting_down && self.conns_open + self.rejecting == 0 && self.ops_in_flight == 0
+        self.shutting_down
+            && self.conns_open + self.rejecting == 0
+            && self.ops_in_flight == 0
             && self.io_out.is_empty()
     }
 
@@ -675,11 +725,16 @@ impl Worker {
 
     /// After a send: if the response is complete, end the request.
     fn after_send(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if conn.send_op.is_some() || !conn.outq.is_empty() {
             return;
         }
-        let done = matches!(conn.active.as_ref().map(|a| &a.stage), Some(Stage::Responded));
+        let done = matches!(
+            conn.active.as_ref().map(|a| &a.stage),
+            Some(Stage::Responded)
+        );
         if done {
             conn.active = None;
             conn.last_activity = now;
@@ -699,16 +754,29 @@ impl Worker {
     }
 
     fn pump_send(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if conn.send_op.is_some() || conn.closing {
             return;
         }
-        let Some((buf, start, end)) = conn.outq.front_mut() else { return };
+        let Some((buf, start, end)) = conn.outq.front_mut() else {
+            return;
+        };
         let buf = std::mem::take(buf);
         let (start, end) = (*start, *end);
         let handle = conn.handle;
         conn.send_started = now;
-        let id = self.submit(Some(r), OpKind::Send, Op::Send { conn: handle, buf, start, end });
+        let id = self.submit(
+            Some(r),
+            OpKind::Send,
+            Op::Send {
+                conn: handle,
+                buf,
+                start,
+                end,
+            },
+        );
         conn_at(&mut self.conns, r).expect("still open").send_op = Some(id);
     }
 
@@ -731,7 +799,9 @@ impl Worker {
     }
 
     fn on_closed(&mut self, r: ConnRef) {
-        let conn = self.conns[r.index].take().expect("closed connection exists");
+        let conn = self.conns[r.index]
+            .take()
+            .expect("closed connection exists");
         assert_eq!(conn.generation, r.generation);
         assert!(conn.recv_op.is_none() && conn.send_op.is_none() && conn.file_op.is_none());
         if conn.rejecting {
@@ -749,7 +819,9 @@ impl Worker {
     // Closing.
 
     fn close_conn(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if conn.closing {
             return;
         }
@@ -765,8 +837,12 @@ impl Worker {
 
     /// Undo what the current request holds (a waiting PUT's place, buffers).
     fn abandon_request(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
-        let Some(active) = conn.active.as_mut() else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
+        let Some(active) = conn.active.as_mut() else {
+            return;
+        };
         let stage = std::mem::replace(&mut active.stage, Stage::Responded);
         match stage {
             // In-flight file ops keep their stage until they complete.
@@ -778,7 +854,9 @@ impl Worker {
     }
 
     fn maybe_finish_close(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if !conn.closing || conn.close_submitted {
             return;
         }
@@ -799,11 +877,15 @@ impl Worker {
     /// Drives a connection with the bytes it has: parse heads, feed bodies, ask for more bytes.
     fn process(&mut self, now: Instant, r: ConnRef) {
         loop {
-            let Some(conn) = conn_at(&mut self.conns, r) else { return };
+            let Some(conn) = conn_at(&mut self.conns, r) else {
+                return;
+            };
             if conn.closing || conn.rejecting || conn.recv_op.is_some() {
                 return;
             }
-            let Some(rbuf) = conn.rbuf.as_mut() else { return };
+            let Some(rbuf) = conn.rbuf.as_mut() else {
+                return;
+            };
             if conn.discard > 0 {
                 let n = (conn.discard as usize).min(rbuf.len());
                 rbuf.drain(..n);
@@ -828,15 +910,16 @@ impl Worker {
     /// Posts a receive if the connection wants bytes; closes on EOF.
     fn want_bytes(&mut self, now: Instant, r: ConnRef) {
         let chunk = self.config.recv_chunk_bytes;
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if conn.closing || conn.recv_op.is_some() {
             return;
         }
-        let reading = match conn.active.as_ref().map(|a| &a.stage) {
-            None => true,
-            Some(Stage::Body { .. }) => true,
-            _ => false,
-        };
+        let reading = matches!(
+            conn.active.as_ref().map(|a| &a.stage),
+            None | Some(Stage::Body { .. })
+        );
         if !reading && conn.discard == 0 {
             return;
         }
@@ -855,7 +938,15 @@ impl Worker {
             buf.reserve(chunk);
         }
         let handle = conn.handle;
-        let id = self.submit(Some(r), OpKind::Recv, Op::Recv { conn: handle, buf, max: chunk });
+        let id = self.submit(
+            Some(r),
+            OpKind::Recv,
+            Op::Recv {
+                conn: handle,
+                buf,
+                max: chunk,
+            },
+        );
         conn_at(&mut self.conns, r).expect("open").recv_op = Some(id);
     }
 
@@ -900,26 +991,43 @@ impl Worker {
         };
         let writes = matches!(route, Route::PutBlock { .. } | Route::DeleteBlock { .. });
         if writes && !self.authorized(&head) {
-            self.refuse(now, r, head, started, 401, "missing or wrong bearer token", None);
+            self.refuse(
+                now,
+                r,
+                head,
+                started,
+                401,
+                "missing or wrong bearer token",
+                None,
+            );
             return;
         }
         let conn = conn_at(&mut self.conns, r).expect("open");
-        conn.active = Some(Active { head, route, started, stage: Stage::Responded });
+        conn.active = Some(Active {
+            head,
+            route,
+            started,
+            stage: Stage::Responded,
+        });
         match route {
             Route::PutBlock { .. } => self.start_body(now, r, BLOCK_LEN_MAX_BYTES),
             Route::Missing => self.start_body(now, r, MISSING_BODY_MAX_BYTES),
             Route::GetBlock { hash, .. } => {
-                self.ask(r, 0, Stage::Lookup, |worker, request| ToController::GetAddress {
-                    worker,
-                    request,
-                    hash,
+                self.ask(r, 0, Stage::Lookup, |worker, request| {
+                    ToController::GetAddress {
+                        worker,
+                        request,
+                        hash,
+                    }
                 });
             }
             Route::DeleteBlock { hash } => {
-                self.ask(r, 0, Stage::Release, |worker, request| ToController::Release {
-                    worker,
-                    request,
-                    hash,
+                self.ask(r, 0, Stage::Release, |worker, request| {
+                    ToController::Release {
+                        worker,
+                        request,
+                        hash,
+                    }
                 });
             }
             Route::List => self.start_list(now, r),
@@ -946,7 +1054,9 @@ impl Worker {
         let request = self.next_request();
         self.pending.insert(request, Waiter { conn: r, tag });
         self.msg_out.push_back(make(self.config.id, request));
-        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active request");
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active request");
         active.stage = stage;
     }
 
@@ -957,9 +1067,15 @@ impl Worker {
     }
 
     fn authorized(&self, head: &RequestHead) -> bool {
-        let Some(token) = &self.config.auth_token else { return true };
-        let Some(value) = &head.authorization else { return false };
-        let Some(given) = value.strip_prefix(b"Bearer ") else { return false };
+        let Some(token) = &self.config.auth_token else {
+            return true;
+        };
+        let Some(value) = &head.authorization else {
+            return false;
+        };
+        let Some(given) = value.strip_prefix(b"Bearer ") else {
+            return false;
+        };
         constant_time_eq(given.trim_ascii(), token)
     }
 
@@ -973,9 +1089,17 @@ impl Worker {
         let not_allowed = |allow: &'static str| Err((405, "method not allowed", Some(allow)));
         let block_methods = "GET, HEAD, PUT, DELETE";
         let hash_route = |hash: BlockHash| match m {
-            Method::Get => Ok(Route::GetBlock { hash, head_only: false }),
-            Method::Head => Ok(Route::GetBlock { hash, head_only: true }),
-            Method::Put => Ok(Route::PutBlock { expected: Some(hash) }),
+            Method::Get => Ok(Route::GetBlock {
+                hash,
+                head_only: false,
+            }),
+            Method::Head => Ok(Route::GetBlock {
+                hash,
+                head_only: true,
+            }),
+            Method::Put => Ok(Route::PutBlock {
+                expected: Some(hash),
+            }),
             Method::Delete => Ok(Route::DeleteBlock { hash }),
             _ => not_allowed(block_methods),
         };
@@ -1002,9 +1126,7 @@ impl Worker {
                         Some(hash) => hash_route(hash),
                         None => Err((400, "block address must be 64 hex characters", None)),
                     }
-                } else if let Some(hash) =
-                    path.strip_prefix(b"/").and_then(BlockHash::from_hex)
-                {
+                } else if let Some(hash) = path.strip_prefix(b"/").and_then(BlockHash::from_hex) {
                     hash_route(hash)
                 } else {
                     Err((404, "no such path", None))
@@ -1036,7 +1158,12 @@ impl Worker {
             _ => true,
         };
         let conn = conn_at(&mut self.conns, r).expect("open");
-        conn.active = Some(Active { head, route: Route::Health, started, stage: Stage::Responded });
+        conn.active = Some(Active {
+            head,
+            route: Route::Health,
+            started,
+            stage: Stage::Responded,
+        });
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         if let Some(allow) = allow {
             headers.push(("Allow", allow.as_bytes()));
@@ -1057,8 +1184,15 @@ impl Worker {
         let method = active.head.method;
         let reader = match active.head.body {
             BodyFraming::None => {
-                self.respond_error(now, r, method, 411, "a body with Content-Length or chunked \
-                    transfer coding is required", false);
+                self.respond_error(
+                    now,
+                    r,
+                    method,
+                    411,
+                    "a body with Content-Length or chunked \
+                    transfer coding is required",
+                    false,
+                );
                 return;
             }
             BodyFraming::Length(0) => {
@@ -1082,9 +1216,15 @@ impl Worker {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
         let active = conn.active.as_mut().expect("active");
-        active.stage = Stage::Body { reader, body, hasher: sha2::Sha256::new(), crc: 0 };
+        active.stage = Stage::Body {
+            reader,
+            body,
+            hasher: sha2::Sha256::new(),
+            crc: 0,
+        };
         if expect_continue && !buffered {
-            conn.outq.push_back((b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), 0, 25));
+            conn.outq
+                .push_back((b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), 0, 25));
             self.pump_send(now, r);
         }
     }
@@ -1095,7 +1235,13 @@ impl Worker {
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         let active = conn.active.as_mut().expect("active");
         let method = active.head.method;
-        let Stage::Body { reader, body, hasher, crc } = &mut active.stage else {
+        let Stage::Body {
+            reader,
+            body,
+            hasher,
+            crc,
+        } = &mut active.stage
+        else {
             unreachable!("feed_body outside the body stage")
         };
         let before = body.len();
@@ -1133,7 +1279,12 @@ impl Worker {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let stage = std::mem::replace(&mut active.stage, Stage::Responded);
-        let Stage::Body { body, hasher, crc, .. } = stage else { unreachable!() };
+        let Stage::Body {
+            body, hasher, crc, ..
+        } = stage
+        else {
+            unreachable!()
+        };
         let method = active.head.method;
         if body.is_empty() {
             self.recycle(body);
@@ -1146,12 +1297,24 @@ impl Worker {
                 let hash = BlockHash(hasher.finalize().into());
                 if expected.is_some_and(|e| e != hash) {
                     self.recycle(body);
-                    self.respond_error(now, r, method, 422, "body does not hash to the address \
-                        in the path", false);
+                    self.respond_error(
+                        now,
+                        r,
+                        method,
+                        422,
+                        "body does not hash to the address \
+                        in the path",
+                        false,
+                    );
                     return;
                 }
                 let deadline = now + self.config.slot_wait_limit;
-                active.stage = Stage::WaitSlot { body, hash, crc, deadline };
+                active.stage = Stage::WaitSlot {
+                    body,
+                    hash,
+                    crc,
+                    deadline,
+                };
                 self.try_take_slot(now, r);
             }
             _ => unreachable!("only PUT and missing have bodies"),
@@ -1162,7 +1325,9 @@ impl Worker {
     // PUT.
 
     fn body_class(stage: &Stage) -> SizeClass {
-        let Stage::WaitSlot { body, .. } = stage else { unreachable!() };
+        let Stage::WaitSlot { body, .. } = stage else {
+            unreachable!()
+        };
         SizeClass::for_len(body.len() as u64).expect("body length was checked")
     }
 
@@ -1184,11 +1349,27 @@ impl Worker {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let stage = std::mem::replace(&mut active.stage, Stage::Responded);
-        let Stage::WaitSlot { body, hash, crc, .. } = stage else { unreachable!() };
+        let Stage::WaitSlot {
+            body, hash, crc, ..
+        } = stage
+        else {
+            unreachable!()
+        };
         assert!(body.len() as u64 <= slot.bytes());
         let end = body.len();
-        active.stage = Stage::Write { body: None, hash, crc, slot, written: 0 };
-        let op = Op::WriteAt { offset: slot.offset, buf: body, start: 0, end };
+        active.stage = Stage::Write {
+            body: None,
+            hash,
+            crc,
+            slot,
+            written: 0,
+        };
+        let op = Op::WriteAt {
+            offset: slot.offset,
+            buf: body,
+            start: 0,
+            end,
+        };
         let id = self.submit(Some(r), OpKind::File, op);
         conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
     }
@@ -1203,7 +1384,14 @@ impl Worker {
     ) {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
-        let Stage::Write { body, hash, crc, slot, written } = &mut active.stage else {
+        let Stage::Write {
+            body,
+            hash,
+            crc,
+            slot,
+            written,
+        } = &mut active.stage
+        else {
             unreachable!()
         };
         let (hash, crc, slot) = (*hash, *crc, *slot);
@@ -1217,15 +1405,27 @@ impl Worker {
                 self.pools.put_back(slot);
                 self.recycle(buf);
                 if !closing {
-                    self.respond_error(now, r, Method::Put, 500, "write to the data file \
-                        failed", false);
+                    self.respond_error(
+                        now,
+                        r,
+                        Method::Put,
+                        500,
+                        "write to the data file \
+                        failed",
+                        false,
+                    );
                 }
                 return;
             }
         }
         if *written < end {
             let start = *written;
-            let op = Op::WriteAt { offset: slot.offset + start as u64, buf, start, end };
+            let op = Op::WriteAt {
+                offset: slot.offset + start as u64,
+                buf,
+                start,
+                end,
+            };
             let id = self.submit(Some(r), OpKind::File, op);
             conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
             return;
@@ -1233,19 +1433,22 @@ impl Worker {
         debug_assert!(body.is_none());
         let len = end as u32;
         self.recycle(buf);
-        self.ask(r, 0, Stage::Occupy { hash }, |worker, request| ToController::Occupy {
-            worker,
-            request,
-            hash,
-            slot,
-            len,
-            crc32c: crc,
+        self.ask(r, 0, Stage::Occupy { hash }, |worker, request| {
+            ToController::Occupy {
+                worker,
+                request,
+                hash,
+                slot,
+                len,
+                crc32c: crc,
+            }
         });
     }
 
     fn on_occupied(&mut self, now: Instant, r: ConnRef, outcome: OccupyOutcome) {
-        let Some(Stage::Occupy { hash }) =
-            conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).map(|a| &a.stage)
+        let Some(Stage::Occupy { hash }) = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .map(|a| &a.stage)
         else {
             return;
         };
@@ -1262,14 +1465,24 @@ impl Worker {
             ("Location", location.as_bytes()),
             ("ETag", etag.as_bytes()),
         ];
-        self.respond_full(now, r, Method::Put, status, &headers, hex.into_bytes(), false);
+        self.respond_full(
+            now,
+            r,
+            Method::Put,
+            status,
+            &headers,
+            hex.into_bytes(),
+            false,
+        );
     }
 
     // -----------------------------------------------------------------------------------------
     // GET and HEAD.
 
     fn on_address(&mut self, now: Instant, r: ConnRef, location: Option<Location>, seq: u64) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()) else { return };
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()) else {
+            return;
+        };
         let Route::GetBlock { hash, head_only } = active.route else {
             return;
         };
@@ -1282,8 +1495,11 @@ impl Worker {
             return;
         };
         let hex = hash.to_hex();
-        let not_modified =
-            active.head.if_none_match.as_ref().is_some_and(|v| http::if_none_match_matches(v, &hex));
+        let not_modified = active
+            .head
+            .if_none_match
+            .as_ref()
+            .is_some_and(|v| http::if_none_match_matches(v, &hex));
         if not_modified {
             let etag = format!("\"{hex}\"");
             let headers: [(&str, &[u8]); 2] = [("ETag", etag.as_bytes()), CACHE_CONTROL];
@@ -1307,9 +1523,20 @@ impl Worker {
         let mut buf = self.large_buf();
         let end = HEAD_ROOM_BYTES + location.len as usize;
         buf.resize(end, 0);
-        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active");
-        active.stage = Stage::Read { location, seq, read: 0 };
-        let op = Op::ReadAt { offset: location.slot.offset, buf, start: HEAD_ROOM_BYTES, end };
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        active.stage = Stage::Read {
+            location,
+            seq,
+            read: 0,
+        };
+        let op = Op::ReadAt {
+            offset: location.slot.offset,
+            buf,
+            start: HEAD_ROOM_BYTES,
+            end,
+        };
         let id = self.submit(Some(r), OpKind::File, op);
         conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
     }
@@ -1329,7 +1556,14 @@ impl Worker {
     ) {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
-        let Stage::Read { location, seq, read } = &mut active.stage else { unreachable!() };
+        let Stage::Read {
+            location,
+            seq,
+            read,
+        } = &mut active.stage
+        else {
+            unreachable!()
+        };
         let (location, seq) = (*location, *seq);
         let len = location.len as usize;
         let failed = match result {
@@ -1345,8 +1579,14 @@ impl Worker {
             self.end_read(seq);
             self.recycle(buf);
             if !closing {
-                self.respond_error(now, r, Method::Get, 500, "read from the data file failed",
-                    false);
+                self.respond_error(
+                    now,
+                    r,
+                    Method::Get,
+                    500,
+                    "read from the data file failed",
+                    false,
+                );
             }
             return;
         }
@@ -1354,7 +1594,16 @@ impl Worker {
             let start = HEAD_ROOM_BYTES + *read;
             let offset = location.slot.offset + *read as u64;
             let end = HEAD_ROOM_BYTES + len;
-            let id = self.submit(Some(r), OpKind::File, Op::ReadAt { offset, buf, start, end });
+            let id = self.submit(
+                Some(r),
+                OpKind::File,
+                Op::ReadAt {
+                    offset,
+                    buf,
+                    start,
+                    end,
+                },
+            );
             conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
             return;
         }
@@ -1365,8 +1614,12 @@ impl Worker {
 
     /// Verifies the bytes read, then answers 200 or 206 (or 416, or 500 on corruption).
     fn send_block(&mut self, now: Instant, r: ConnRef, mut buf: Vec<u8>, location: Location) {
-        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).expect("active");
-        let Route::GetBlock { hash, .. } = active.route else { unreachable!() };
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .expect("active");
+        let Route::GetBlock { hash, .. } = active.route else {
+            unreachable!()
+        };
         let range = active.head.range.clone();
         let len = u64::from(location.len);
         let data = &buf[HEAD_ROOM_BYTES..];
@@ -1379,23 +1632,45 @@ impl Worker {
         if !ok {
             self.stats.corrupt_blocks_detected += 1;
             self.recycle(buf);
-            self.respond_error(now, r, Method::Get, 500, "stored bytes failed verification", false);
+            self.respond_error(
+                now,
+                r,
+                Method::Get,
+                500,
+                "stored bytes failed verification",
+                false,
+            );
             return;
         }
-        let spec = range.as_deref().map_or(RangeSpec::Full, |v| http::parse_range(v, len));
+        let spec = range
+            .as_deref()
+            .map_or(RangeSpec::Full, |v| http::parse_range(v, len));
         let hex = hash.to_hex();
         let etag = format!("\"{hex}\"");
         let (status, start, end, content_range) = match spec {
             RangeSpec::Full => (200, 0, len, None),
-            RangeSpec::Partial { start, end_inclusive } => {
-                (206, start, end_inclusive + 1, Some(format!("bytes {start}-{end_inclusive}/{len}")))
-            }
+            RangeSpec::Partial {
+                start,
+                end_inclusive,
+            } => (
+                206,
+                start,
+                end_inclusive + 1,
+                Some(format!("bytes {start}-{end_inclusive}/{len}")),
+            ),
             RangeSpec::Unsatisfiable => {
                 self.recycle(buf);
                 let cr = format!("bytes */{len}");
                 let headers: [(&str, &[u8]); 1] = [("Content-Range", cr.as_bytes())];
-                self.respond_full(now, r, Method::Get, 416, &headers, b"range not satisfiable\n"
-                    .to_vec(), false);
+                self.respond_full(
+                    now,
+                    r,
+                    Method::Get,
+                    416,
+                    &headers,
+                    b"range not satisfiable\n".to_vec(),
+                    false,
+                );
                 return;
             }
         };
@@ -1412,7 +1687,10 @@ impl Worker {
         let mut head = Vec::with_capacity(HEAD_ROOM_BYTES);
         http::write_response_head(&mut head, status, &headers, Some(end - start), close);
         let body_start = HEAD_ROOM_BYTES + start as usize;
-        assert!(head.len() <= body_start, "response head fits the room before the body");
+        assert!(
+            head.len() <= body_start,
+            "response head fits the room before the body"
+        );
         let head_start = body_start - head.len();
         buf[head_start..body_start].copy_from_slice(&head);
         let send_end = HEAD_ROOM_BYTES + end as usize;
@@ -1423,8 +1701,9 @@ impl Worker {
     // DELETE, missing, list.
 
     fn on_released(&mut self, now: Instant, r: ConnRef, outcome: ReleaseOutcome) {
-        let Some(Stage::Release) =
-            conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).map(|a| &a.stage)
+        let Some(Stage::Release) = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .map(|a| &a.stage)
         else {
             return;
         };
@@ -1465,16 +1744,31 @@ impl Worker {
             return;
         }
         let n = hashes.len();
-        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active");
-        active.stage = Stage::Missing { hashes, state: vec![0; n], next: 0, outstanding: 0 };
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        active.stage = Stage::Missing {
+            hashes,
+            state: vec![0; n],
+            next: 0,
+            outstanding: 0,
+        };
         self.pump_missing(now, r);
     }
 
     /// Keeps up to MISSING_IN_FLIGHT_MAX lookups going; answers when all are back.
     fn pump_missing(&mut self, now: Instant, r: ConnRef) {
         loop {
-            let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()).expect("active");
-            let Stage::Missing { hashes, state, next, outstanding } = &mut active.stage else {
+            let active = conn_at(&mut self.conns, r)
+                .and_then(|c| c.active.as_mut())
+                .expect("active");
+            let Stage::Missing {
+                hashes,
+                state,
+                next,
+                outstanding,
+            } = &mut active.stage
+            else {
                 return;
             };
             if *next < hashes.len() && *outstanding < MISSING_IN_FLIGHT_MAX {
@@ -1484,7 +1778,11 @@ impl Worker {
                 let request = self.next_request();
                 self.pending.insert(request, Waiter { conn: r, tag });
                 let worker = self.config.id;
-                self.msg_out.push_back(ToController::GetAddress { worker, request, hash });
+                self.msg_out.push_back(ToController::GetAddress {
+                    worker,
+                    request,
+                    hash,
+                });
                 continue;
             }
             if *outstanding > 0 {
@@ -1503,8 +1801,15 @@ impl Worker {
     }
 
     fn on_missing_reply(&mut self, now: Instant, r: ConnRef, tag: usize, found: Option<bool>) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else { return };
-        let Stage::Missing { state, outstanding, .. } = &mut active.stage else { return };
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+            return;
+        };
+        let Stage::Missing {
+            state, outstanding, ..
+        } = &mut active.stage
+        else {
+            return;
+        };
         *outstanding -= 1;
         match found {
             Some(present) => state[tag] = if present { 1 } else { 2 },
@@ -1515,19 +1820,34 @@ impl Worker {
         }
         if *outstanding == 0 && state.contains(&3) {
             let stage = std::mem::replace(&mut active.stage, Stage::Responded);
-            let Stage::Missing { hashes, state, next, .. } = stage else { unreachable!() };
+            let Stage::Missing {
+                hashes,
+                state,
+                next,
+                ..
+            } = stage
+            else {
+                unreachable!()
+            };
             if next >= hashes.len() {
                 let _ = state;
                 self.respond_error(now, r, Method::Post, 500, "index lookup failed", false);
                 return;
             }
-            active.stage = Stage::Missing { hashes, state, next, outstanding: 0 };
+            active.stage = Stage::Missing {
+                hashes,
+                state,
+                next,
+                outstanding: 0,
+            };
         }
         self.pump_missing(now, r);
     }
 
     fn start_list(&mut self, now: Instant, r: ConnRef) {
-        let active = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()).expect("active");
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .expect("active");
         let query = active.head.query.clone();
         let mut after = None;
         let mut limit: u16 = 1000;
@@ -1542,7 +1862,9 @@ impl Worker {
                         return;
                     }
                 },
-                b"limit" => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok())
+                b"limit" => match std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
                 {
                     Some(n) if n >= 1 => limit = n.min(u64::from(LIST_LIMIT_MAX)) as u16,
                     _ => {
@@ -1555,16 +1877,20 @@ impl Worker {
             }
         }
         let body = Vec::new();
-        self.ask(r, 0, Stage::List { body }, |worker, request| ToController::List {
-            worker,
-            request,
-            after,
-            limit,
+        self.ask(r, 0, Stage::List { body }, |worker, request| {
+            ToController::List {
+                worker,
+                request,
+                after,
+                limit,
+            }
         });
     }
 
     fn on_list_item(&mut self, r: ConnRef, hash: BlockHash, len: u32) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else { return };
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+            return;
+        };
         if let Stage::List { body } = &mut active.stage {
             let mut hex = [0u8; HASH_HEX_LEN];
             hash.write_hex(&mut hex);
@@ -1574,7 +1900,9 @@ impl Worker {
     }
 
     fn on_list_done(&mut self, now: Instant, r: ConnRef) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else { return };
+        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+            return;
+        };
         let stage = std::mem::replace(&mut active.stage, Stage::Responded);
         let Stage::List { body } = stage else {
             active.stage = stage;
@@ -1596,22 +1924,36 @@ impl Worker {
     pub fn handle_message(&mut self, now: Instant, message: ToWorker) {
         match message {
             ToWorker::Allocated { request, slot } => {
-                let class = self.pools.class_of_request(request).expect("allocate in flight");
+                let class = self
+                    .pools
+                    .class_of_request(request)
+                    .expect("allocate in flight");
                 assert_eq!(class, slot.class, "controller sent a slot of another class");
                 self.pools.put_back(slot);
                 self.serve_slot_waiters(now, class);
             }
-            ToWorker::AllocateDone { request, class, requested, granted } => {
+            ToWorker::AllocateDone {
+                request,
+                class,
+                requested,
+                granted,
+            } => {
                 self.pools.done(class, request, requested, granted);
                 self.serve_slot_waiters(now, class);
                 if granted < requested && self.pools.free_count(class) == 0 {
                     self.fail_slot_waiters(now, class);
                 }
             }
-            ToWorker::Address { request, location, epoch: _ } => {
+            ToWorker::Address {
+                request,
+                location,
+                epoch: _,
+            } => {
                 self.addresses_received += 1;
                 let seq = self.addresses_received;
-                let Some(w) = self.pending.remove(&request) else { return };
+                let Some(w) = self.pending.remove(&request) else {
+                    return;
+                };
                 let is_missing = self
                     .conn_mut(w.conn)
                     .and_then(|c| c.active.as_ref())
@@ -1647,8 +1989,12 @@ impl Worker {
     }
 
     fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
-        let Some(w) = self.pending.remove(&request) else { return };
-        let Some(active) = conn_at(&mut self.conns, w.conn).and_then(|c| c.active.as_ref()) else { return };
+        let Some(w) = self.pending.remove(&request) else {
+            return;
+        };
+        let Some(active) = conn_at(&mut self.conns, w.conn).and_then(|c| c.active.as_ref()) else {
+            return;
+        };
         if matches!(active.stage, Stage::Missing { .. }) {
             self.on_missing_reply(now, w.conn, w.tag, None);
             return;
@@ -1668,7 +2014,9 @@ impl Worker {
 
     fn serve_slot_waiters(&mut self, now: Instant, class: SizeClass) {
         while self.pools.free_count(class) > 0 {
-            let Some(r) = self.slot_waiters[class.index()].pop_front() else { break };
+            let Some(r) = self.slot_waiters[class.index()].pop_front() else {
+                break;
+            };
             let waiting = self
                 .conn_mut(r)
                 .and_then(|c| c.active.as_ref())
@@ -1688,8 +2036,14 @@ impl Worker {
                 .and_then(|c| c.active.as_ref())
                 .is_some_and(|a| matches!(a.stage, Stage::WaitSlot { .. }));
             if waiting {
-                self.respond_error(now, r, Method::Put, 507, "no free slot of the needed size",
-                    false);
+                self.respond_error(
+                    now,
+                    r,
+                    Method::Put,
+                    507,
+                    "no free slot of the needed size",
+                    false,
+                );
             }
         }
     }
@@ -1725,10 +2079,19 @@ impl Worker {
             .conn_mut(r)
             .and_then(|c| c.active.as_ref())
             .is_some_and(|a| a.head.method == Method::Head);
-        let headers: [(&str, &[u8]); 2] =
-            [("Content-Type", ty.as_bytes()), ("Cache-Control", b"no-store")];
+        let headers: [(&str, &[u8]); 2] = [
+            ("Content-Type", ty.as_bytes()),
+            ("Cache-Control", b"no-store"),
+        ];
         if head_only {
-            self.respond_head_only(now, r, Method::Head, status, &headers, Some(body.len() as u64));
+            self.respond_head_only(
+                now,
+                r,
+                Method::Head,
+                status,
+                &headers,
+                Some(body.len() as u64),
+            );
             return;
         }
         let method = Method::Get;
@@ -1747,12 +2110,17 @@ impl Worker {
         body: Vec<u8>,
         close: bool,
     ) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         if close {
             conn.keep_alive = false;
         }
         let close = !conn.keep_alive;
-        let head_request = conn.active.as_ref().is_some_and(|a| a.head.method == Method::Head);
+        let head_request = conn
+            .active
+            .as_ref()
+            .is_some_and(|a| a.head.method == Method::Head);
         let mut buf = Vec::with_capacity(256 + body.len());
         let mut all: Vec<(&str, &[u8])> = headers.to_vec();
         if !headers.iter().any(|(k, _)| *k == "Content-Type") {
@@ -1776,7 +2144,9 @@ impl Worker {
         headers: &[(&str, &[u8])],
         content_length: Option<u64>,
     ) {
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         let close = !conn.keep_alive;
         let mut buf = Vec::with_capacity(256);
         http::write_response_head(&mut buf, status, headers, content_length, close);
@@ -1797,7 +2167,9 @@ impl Worker {
     ) {
         assert!(start < end && end <= buf.len(), "a response has bytes");
         self.stats.by_status[stats::status_index(status)] += 1;
-        let Some(conn) = conn_at(&mut self.conns, r) else { return };
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
         let started = conn.active.as_ref().map(|a| a.started);
         match conn.active.as_mut() {
             Some(a) => a.stage = Stage::Responded,
@@ -1879,10 +2251,19 @@ impl Worker {
         assert_eq!(open, self.conns_open, "open connection count");
         let in_flight = self.ops.iter().filter(|o| o.user.is_some()).count();
         assert_eq!(in_flight, self.ops_in_flight, "in-flight op count");
-        assert!(self.horizon() >= self.horizon_reported, "the reader horizon never goes back");
-        assert!(self.reads_in_flight.last().is_none_or(|&s| s <= self.addresses_received));
+        assert!(
+            self.horizon() >= self.horizon_reported,
+            "the reader horizon never goes back"
+        );
+        assert!(self
+            .reads_in_flight
+            .last()
+            .is_none_or(|&s| s <= self.addresses_received));
         for conn in self.conns.iter().flatten() {
-            assert!(conn.rbuf.is_some() != conn.recv_op.is_some(), "buffer owned exactly once");
+            assert!(
+                conn.rbuf.is_some() != conn.recv_op.is_some(),
+                "buffer owned exactly once"
+            );
         }
     }
 }
@@ -1901,5 +2282,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }

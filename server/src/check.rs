@@ -46,10 +46,12 @@ pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
     let mut report = Report::default();
     {
         let read = store.read().map_err(|e| anyhow!("{e}"))?;
-        let header = read
-            .header()
-            .map_err(|e| anyhow!("{e}"))?
-            .ok_or_else(|| anyhow!("{} has no format header: not a data directory", dir.display()))?;
+        let header = read.header().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| {
+            anyhow!(
+                "{} has no format header: not a data directory",
+                dir.display()
+            )
+        })?;
         report.capacity_bytes = header.capacity_bytes;
         if data_len < header.capacity_bytes {
             report.problems.push(format!(
@@ -65,11 +67,15 @@ pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
             report.data_bytes += u64::from(entry.len);
             report.used_bytes += entry.slot.bytes();
             if entry.slot.end() > header.capacity_bytes {
-                report.problems.push(format!("{hash}: slot past the capacity"));
+                report
+                    .problems
+                    .push(format!("{hash}: slot past the capacity"));
                 return;
             }
             if let Err(e) = allocator.mark_allocated(entry.slot) {
-                report.problems.push(format!("{hash}: slot {:?} overlaps: {e}", entry.slot));
+                report
+                    .problems
+                    .push(format!("{hash}: slot {:?} overlaps: {e}", entry.slot));
             }
             let bytes = &mut buf[..entry.len as usize];
             if let Err(e) = data.read_exact_at(bytes, entry.slot.offset) {
@@ -88,12 +94,16 @@ pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
         for (slot, worker) in read.reservations().map_err(|e| anyhow!("{e}"))? {
             report.reservations += 1;
             if let Err(e) = allocator.mark_allocated(slot) {
-                report.problems.push(format!("reservation {slot:?} (worker {worker}): {e}"));
+                report
+                    .problems
+                    .push(format!("reservation {slot:?} (worker {worker}): {e}"));
             }
         }
         allocator.check_invariants();
         if allocator.free_bytes() + allocator.allocated_bytes() != header.capacity_bytes {
-            report.problems.push("allocator accounting does not add up".into());
+            report
+                .problems
+                .push("allocator accounting does not add up".into());
         }
     }
     if repair && !report.corrupt.is_empty() {

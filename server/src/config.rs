@@ -47,25 +47,92 @@ pub enum LogFormat {
 /// Every key, its default (as text) and its help line: the single source for flags, file keys,
 /// `--print-config` and the README table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
-    ("listen", "127.0.0.1:10001", "address to listen on (every worker binds it, SO_REUSEPORT)"),
-    ("data_dir", "./buddy-data", "directory of the data file and the index"),
-    ("capacity", "1GiB", "data file size; rounded down to a multiple of 512 KiB"),
-    ("workers", "<cores>", "worker threads (default: available cores)"),
-    ("durability", "full", "full: fsync before acknowledging; relaxed: survive process crash"),
-    ("verify_reads", "crc32c", "check bytes before serving: crc32c, sha256 or off"),
-    ("auth_token", "", "bearer token required for PUT and DELETE (empty: none)"),
-    ("pool_target", "4k=10,8k=10,16k=10,32k=5,64k=5,128k=3,256k=2,512k=2",
-        "reserved slots each worker keeps ready, per class"),
-    ("log_level", "info", "tracing filter (RUST_LOG syntax; RUST_LOG overrides)"),
+    (
+        "listen",
+        "127.0.0.1:10001",
+        "address to listen on (every worker binds it, SO_REUSEPORT)",
+    ),
+    (
+        "data_dir",
+        "./buddy-data",
+        "directory of the data file and the index",
+    ),
+    (
+        "capacity",
+        "1GiB",
+        "data file size; rounded down to a multiple of 512 KiB",
+    ),
+    (
+        "workers",
+        "<cores>",
+        "worker threads (default: available cores)",
+    ),
+    (
+        "durability",
+        "full",
+        "full: fsync before acknowledging; relaxed: survive process crash",
+    ),
+    (
+        "verify_reads",
+        "crc32c",
+        "check bytes before serving: crc32c, sha256 or off",
+    ),
+    (
+        "auth_token",
+        "",
+        "bearer token required for PUT and DELETE (empty: none)",
+    ),
+    (
+        "pool_target",
+        "4k=10,8k=10,16k=10,32k=5,64k=5,128k=3,256k=2,512k=2",
+        "reserved slots each worker keeps ready, per class",
+    ),
+    (
+        "log_level",
+        "info",
+        "tracing filter (RUST_LOG syntax; RUST_LOG overrides)",
+    ),
     ("log_format", "text", "text or json"),
-    ("max_connections", "4096", "connections per worker; beyond: 503 and close"),
-    ("max_header_bytes", "16KiB", "largest request head; beyond: 431"),
-    ("request_timeout", "10s", "first byte to last byte of a request; beyond: 408"),
-    ("idle_timeout", "60s", "keep-alive connection idle time before closing"),
-    ("drain_timeout", "10s", "how long shutdown waits for requests in progress"),
-    ("cycle_interval", "100us", "controller's minimum time between batches"),
-    ("map_size", "64GiB", "largest size the index (libmdbx map) may grow to"),
-    ("scrub_interval", "off", "background scrub: pause between blocks re-hashed, or off"),
+    (
+        "max_connections",
+        "4096",
+        "connections per worker; beyond: 503 and close",
+    ),
+    (
+        "max_header_bytes",
+        "16KiB",
+        "largest request head; beyond: 431",
+    ),
+    (
+        "request_timeout",
+        "10s",
+        "first byte to last byte of a request; beyond: 408",
+    ),
+    (
+        "idle_timeout",
+        "60s",
+        "keep-alive connection idle time before closing",
+    ),
+    (
+        "drain_timeout",
+        "10s",
+        "how long shutdown waits for requests in progress",
+    ),
+    (
+        "cycle_interval",
+        "100us",
+        "controller's minimum time between batches",
+    ),
+    (
+        "map_size",
+        "64GiB",
+        "largest size the index (libmdbx map) may grow to",
+    ),
+    (
+        "scrub_interval",
+        "off",
+        "background scrub: pause between blocks re-hashed, or off",
+    ),
 ];
 
 /// Raw settings from one source: key -> text value.
@@ -92,8 +159,10 @@ pub fn read_file(path: &std::path::Path) -> Result<Raw> {
                 .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
                 .collect::<Vec<_>>()
                 .join(","),
-            other => bail!("config file {}: `{key}` has an unsupported value {other}",
-                path.display()),
+            other => bail!(
+                "config file {}: `{key}` has an unsupported value {other}",
+                path.display()
+            ),
         };
         raw.insert(key, text);
     }
@@ -107,21 +176,32 @@ pub fn resolve(flags: &Raw, file: &Raw) -> Result<ServeConfig> {
     };
     let text = |key: &str| -> &str {
         get(key).unwrap_or_else(|| {
-            SETTINGS.iter().find(|(k, _, _)| *k == key).map(|(_, d, _)| *d).expect("known key")
+            SETTINGS
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .map(|(_, d, _)| *d)
+                .expect("known key")
         })
     };
     let ctx = |key: &'static str| move || format!("invalid value for {key}");
     let workers = match get("workers") {
-        Some(w) => w.parse::<usize>().ok().filter(|&n| (1..=64).contains(&n))
+        Some(w) => w
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| (1..=64).contains(&n))
             .ok_or_else(|| anyhow!("workers must be 1..=64, got {w}"))?,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(64),
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(64),
     };
     let capacity = parse_size(text("capacity")).with_context(ctx("capacity"))?;
     let capacity_bytes = capacity - capacity % SLOT_MAX_BYTES;
     if capacity_bytes < SLOT_MAX_BYTES {
         bail!("capacity must be at least 512KiB, got {}", text("capacity"));
     }
-    let auth_token = get("auth_token").filter(|t| !t.is_empty()).map(str::to_string);
+    let auth_token = get("auth_token")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     let scrub_interval = match text("scrub_interval") {
         "off" | "" | "0" => None,
         s => Some(parse_duration(s).with_context(ctx("scrub_interval"))?),
@@ -148,10 +228,12 @@ pub fn resolve(flags: &Raw, file: &Raw) -> Result<ServeConfig> {
             .filter(|&n| (1024..=1 << 20).contains(&n))
             .ok_or_else(|| anyhow!("max_header_bytes must be 1KiB..=1MiB"))?
             as usize,
-        request_timeout: parse_duration(text("request_timeout")).with_context(ctx("request_timeout"))?,
+        request_timeout: parse_duration(text("request_timeout"))
+            .with_context(ctx("request_timeout"))?,
         idle_timeout: parse_duration(text("idle_timeout")).with_context(ctx("idle_timeout"))?,
         drain_timeout: parse_duration(text("drain_timeout")).with_context(ctx("drain_timeout"))?,
-        cycle_interval: parse_duration(text("cycle_interval")).with_context(ctx("cycle_interval"))?,
+        cycle_interval: parse_duration(text("cycle_interval"))
+            .with_context(ctx("cycle_interval"))?,
         map_size: parse_size(text("map_size")).with_context(ctx("map_size"))?,
         scrub_interval,
     };
@@ -169,7 +251,9 @@ impl ServeConfig {
             .iter()
             .map(|c| format!("{}={}", c.label(), self.pool_target[c.index()]))
             .collect();
-        let scrub = self.scrub_interval.map_or("off".to_string(), format_duration);
+        let scrub = self
+            .scrub_interval
+            .map_or("off".to_string(), format_duration);
         format!(
             "listen = \"{}\"\ndata_dir = \"{}\"\ncapacity = \"{}\"\nworkers = {}\n\
              durability = \"{}\"\nverify_reads = \"{}\"\nauth_token = \"{}\"\n\
@@ -183,10 +267,18 @@ impl ServeConfig {
             self.workers,
             self.durability.as_str(),
             self.verify_reads.as_str(),
-            if self.auth_token.is_some() { "<set>" } else { "" },
+            if self.auth_token.is_some() {
+                "<set>"
+            } else {
+                ""
+            },
             pool.join(","),
             self.log_level,
-            if self.log_format == LogFormat::Json { "json" } else { "text" },
+            if self.log_format == LogFormat::Json {
+                "json"
+            } else {
+                "text"
+            },
             self.max_connections,
             self.max_header_bytes,
             format_duration(self.request_timeout),
@@ -238,7 +330,8 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "t" | "tb" | "tib" => 1 << 40,
         other => bail!("unknown size unit `{other}` in {s}"),
     };
-    n.checked_mul(mult).ok_or_else(|| anyhow!("size overflows: {s}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow!("size overflows: {s}"))
 }
 
 /// Durations: `100us`, `5ms`, `10s`, `2m`, `1h`; a bare number is seconds.
@@ -275,11 +368,18 @@ fn format_duration(d: Duration) -> String {
 pub fn parse_pool_target(s: &str) -> Result<[u16; CLASS_COUNT]> {
     let mut out = POOL_TARGET_DEFAULT;
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').ok_or_else(|| anyhow!("pool_target entry `{part}` \
-            is not class=count"))?;
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            anyhow!(
+                "pool_target entry `{part}` \
+            is not class=count"
+            )
+        })?;
         let class = SizeClass::from_label(k)
             .ok_or_else(|| anyhow!("pool_target: unknown class `{k}` (4k..512k)"))?;
-        let n: u16 = v.trim().parse().map_err(|_| anyhow!("pool_target: bad count `{v}`"))?;
+        let n: u16 = v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("pool_target: bad count `{v}`"))?;
         if n > POOL_TARGET_MAX {
             bail!("pool_target: {n} is over the maximum {POOL_TARGET_MAX}");
         }
@@ -325,7 +425,10 @@ mod tests {
     fn capacity_rounds_down_and_has_a_floor() {
         let mut flags = Raw::new();
         flags.insert("capacity".into(), "1000000".into());
-        assert_eq!(resolve(&flags, &Raw::new()).unwrap().capacity_bytes, 524_288);
+        assert_eq!(
+            resolve(&flags, &Raw::new()).unwrap().capacity_bytes,
+            524_288
+        );
         flags.insert("capacity".into(), "1000".into());
         assert!(resolve(&flags, &Raw::new()).is_err());
     }

@@ -48,7 +48,10 @@ pub fn run(
     shared: Arc<Shared>,
     template: StatsSnapshot,
 ) -> Controller<MdbxStore> {
-    let mut io = Io { data: &data, shared: &shared };
+    let mut io = Io {
+        data: &data,
+        shared: &shared,
+    };
     loop {
         let mut received = 0usize;
         for link in &mut links {
@@ -75,7 +78,11 @@ pub fn run(
             if shared.workers_running.load(Ordering::Acquire) == 0 {
                 break;
             }
-            let park = if waiting > 0 { Duration::from_micros(200) } else { IDLE_PARK };
+            let park = if waiting > 0 {
+                Duration::from_micros(200)
+            } else {
+                IDLE_PARK
+            };
             std::thread::park_timeout(park);
         }
     }

@@ -31,7 +31,11 @@ pub fn open(dir: &Path, capacity_bytes: u64) -> Result<File> {
             if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
                 file.set_len(capacity_bytes)?;
             } else {
-                bail!("preallocating {} bytes for {}: {err}", capacity_bytes, path.display());
+                bail!(
+                    "preallocating {} bytes for {}: {err}",
+                    capacity_bytes,
+                    path.display()
+                );
             }
         }
         fdatasync(&file).context("syncing the grown data file")?;

@@ -7,8 +7,12 @@ use clap::{Args, Parser, Subcommand};
 use server::config::{self, Raw, ServeConfig};
 
 #[derive(Parser)]
-#[command(name = "buddy-blocks", version, about = "Content-addressed block storage server: \
-    PUT blocks of up to 512 KiB, GET/HEAD/DELETE them by SHA-256.")]
+#[command(
+    name = "buddy-blocks",
+    version,
+    about = "Content-addressed block storage server: \
+    PUT blocks of up to 512 KiB, GET/HEAD/DELETE them by SHA-256."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,7 +115,10 @@ impl ServeArgs {
             }
         };
         put("listen", &self.listen);
-        put("data_dir", &self.data_dir.as_ref().map(|p| p.display().to_string()));
+        put(
+            "data_dir",
+            &self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
         put("capacity", &self.capacity);
         put("workers", &self.workers);
         put("durability", &self.durability);
@@ -158,7 +165,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    init_logging(&config.log_level, config.log_format == config::LogFormat::Json);
+    init_logging(
+        &config.log_level,
+        config.log_format == config::LogFormat::Json,
+    );
     server::serve::run(config)
 }
 
@@ -171,7 +181,10 @@ fn check(args: CheckArgs) -> anyhow::Result<bool> {
     println!("blocks: {}", report.blocks);
     println!("data_bytes: {}", report.data_bytes);
     println!("used_bytes: {}", report.used_bytes);
-    println!("reservations (returned to free at next start): {}", report.reservations);
+    println!(
+        "reservations (returned to free at next start): {}",
+        report.reservations
+    );
     for hash in &report.corrupt {
         println!("corrupt: {hash}");
     }

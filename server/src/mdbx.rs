@@ -111,7 +111,9 @@ pub struct MdbxStore {
 
 impl std::fmt::Debug for MdbxStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MdbxStore").field("env_path", &self.shared.env_path).finish()
+        f.debug_struct("MdbxStore")
+            .field("env_path", &self.shared.env_path)
+            .finish()
     }
 }
 
@@ -142,9 +144,11 @@ impl MdbxStore {
             }),
             ..DatabaseOptions::default()
         };
-        let db = Database::<NoWriteMap>::open_with_options(&env_path, options).map_err(|e| {
-            match e {
-                libmdbx::Error::Busy => MetaError::Io(format!(
+        let db =
+            Database::<NoWriteMap>::open_with_options(&env_path, options).map_err(|e| match e {
+                // Exclusive mode takes an fcntl write lock on the data file: held elsewhere, it
+                // fails with EAGAIN (libmdbx passes the errno through) or MDBX_BUSY.
+                e if is_in_use(&e) => MetaError::Io(format!(
                     "{}: metadata store in use by another process (it is opened exclusively: \
                      stop the server using this directory first)",
                     env_path.display()
@@ -156,21 +160,24 @@ impl MdbxStore {
                     map_size_max_bytes
                 )),
                 other => io("opening the libmdbx environment", &other),
-            }
-        })?;
+            })?;
 
         let tables = {
             let txn = db.begin_rw_txn().map_err(|e| io("begin", &e))?;
             let mut dbis = [0; 3];
-            for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE].iter().enumerate() {
+            for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]
+                .iter()
+                .enumerate()
+            {
                 let table = txn
                     .create_table(Some(name), TableFlags::empty())
                     .map_err(|e| io(&format!("opening table {name}"), &e))?;
                 dbis[i] = table.dbi();
                 txn.prime_for_permaopen(table);
             }
-            let (_, tables) =
-                txn.commit_and_rebind_open_dbs().map_err(|e| io("creating tables", &e))?;
+            let (_, tables) = txn
+                .commit_and_rebind_open_dbs()
+                .map_err(|e| io("creating tables", &e))?;
             db.sync(true).map_err(|e| io("sync", &e))?;
             let mut out: [Option<Table<'static>>; 3] = [None, None, None];
             for table in tables {
@@ -189,7 +196,13 @@ impl MdbxStore {
             return Err(io("table handles", &"a table handle is missing"));
         };
         Ok(MdbxStore {
-            shared: Shared { index, reservations, meta, env_path, map_size_max_bytes },
+            shared: Shared {
+                index,
+                reservations,
+                meta,
+                env_path,
+                map_size_max_bytes,
+            },
             db,
         })
     }
@@ -216,6 +229,16 @@ impl MdbxStore {
     }
 }
 
+fn is_in_use(e: &libmdbx::Error) -> bool {
+    match e {
+        libmdbx::Error::Busy => true,
+        libmdbx::Error::Other(code) => {
+            std::io::Error::from_raw_os_error(*code).kind() == std::io::ErrorKind::WouldBlock
+        }
+        _ => false,
+    }
+}
+
 /// A consistent read view: one read-only MDBX transaction (an MVCC snapshot; cheap to open, and
 /// its `get`s copy nothing but the 26 decoded bytes).
 pub struct MdbxRead<'r> {
@@ -235,7 +258,10 @@ impl MetaStore for MdbxStore {
 
     fn read(&self) -> Result<MdbxRead<'_>, MetaError> {
         let txn = self.db.begin_ro_txn().map_err(|e| self.shared.err(e))?;
-        Ok(MdbxRead { txn, shared: &self.shared })
+        Ok(MdbxRead {
+            txn,
+            shared: &self.shared,
+        })
     }
 
     fn begin(&mut self) -> Result<MdbxTxn<'_>, MetaError> {
@@ -276,7 +302,9 @@ struct ReservationKey([u8; RESERVATION_KEY_BYTES]);
 
 impl Record for ReservationKey {
     fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
-        let key = bytes.try_into().map_err(|_| MetaError::Corrupt("reservation key"))?;
+        let key = bytes
+            .try_into()
+            .map_err(|_| MetaError::Corrupt("reservation key"))?;
         Ok(ReservationKey(key))
     }
 }
@@ -285,8 +313,9 @@ struct ReservationValue([u8; RESERVATION_VALUE_BYTES]);
 
 impl Record for ReservationValue {
     fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
-        let value =
-            bytes.try_into().map_err(|_| MetaError::Corrupt("reservation value length"))?;
+        let value = bytes
+            .try_into()
+            .map_err(|_| MetaError::Corrupt("reservation value length"))?;
         Ok(ReservationValue(value))
     }
 }
@@ -308,7 +337,10 @@ fn read_header<K: TransactionKind>(
     txn: &Transaction<'_, K, NoWriteMap>,
     shared: &Shared,
 ) -> Result<Option<Header>, MetaError> {
-    match txn.get::<Rec<Header>>(&shared.meta, HEADER_KEY).map_err(|e| shared.err(e))? {
+    match txn
+        .get::<Rec<Header>>(&shared.meta, HEADER_KEY)
+        .map_err(|e| shared.err(e))?
+    {
         None => Ok(None),
         Some(Rec(header)) => header.map(Some),
     }
@@ -319,7 +351,10 @@ fn read_entry<K: TransactionKind>(
     shared: &Shared,
     hash: &BlockHash,
 ) -> Result<Option<IndexEntry>, MetaError> {
-    match txn.get::<Rec<IndexEntry>>(&shared.index, hash.0).map_err(|e| shared.err(e))? {
+    match txn
+        .get::<Rec<IndexEntry>>(&shared.index, hash.0)
+        .map_err(|e| shared.err(e))?
+    {
         None => Ok(None),
         Some(Rec(entry)) => entry.map(Some),
     }
@@ -336,8 +371,12 @@ fn walk_index<K: TransactionKind>(
     let err = |e| shared.err(e);
     let mut cursor = txn.cursor(&shared.index).map_err(err)?;
     let mut item = match after {
-        None => cursor.first::<Rec<BlockHash>, Rec<IndexEntry>>().map_err(err)?,
-        Some(after) => cursor.set_range::<Rec<BlockHash>, Rec<IndexEntry>>(&after.0).map_err(err)?,
+        None => cursor
+            .first::<Rec<BlockHash>, Rec<IndexEntry>>()
+            .map_err(err)?,
+        Some(after) => cursor
+            .set_range::<Rec<BlockHash>, Rec<IndexEntry>>(&after.0)
+            .map_err(err)?,
     };
     while let Some((Rec(hash), Rec(entry))) = item {
         let hash = hash?;
@@ -346,7 +385,9 @@ fn walk_index<K: TransactionKind>(
                 return Ok(());
             }
         }
-        item = cursor.next::<Rec<BlockHash>, Rec<IndexEntry>>().map_err(err)?;
+        item = cursor
+            .next::<Rec<BlockHash>, Rec<IndexEntry>>()
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -376,10 +417,14 @@ fn read_reservations<K: TransactionKind>(
     let err = |e| shared.err(e);
     let mut cursor = txn.cursor(&shared.reservations).map_err(err)?;
     let mut out = Vec::new();
-    let mut item = cursor.first::<Rec<ReservationKey>, Rec<ReservationValue>>().map_err(err)?;
+    let mut item = cursor
+        .first::<Rec<ReservationKey>, Rec<ReservationValue>>()
+        .map_err(err)?;
     while let Some((Rec(key), Rec(value))) = item {
         out.push(decode_reservation(&key?.0, &value?.0)?);
-        item = cursor.next::<Rec<ReservationKey>, Rec<ReservationValue>>().map_err(err)?;
+        item = cursor
+            .next::<Rec<ReservationKey>, Rec<ReservationValue>>()
+            .map_err(err)?;
     }
     Ok(out)
 }
@@ -442,14 +487,19 @@ impl MetaTxn for MdbxTxn<'_> {
 
     fn delete(&mut self, hash: &BlockHash) -> Result<bool, MetaError> {
         let shared = self.shared();
-        self.txn.del(&shared.index, hash.0, None).map_err(|e| shared.err(e))
+        self.txn
+            .del(&shared.index, hash.0, None)
+            .map_err(|e| shared.err(e))
     }
 
     /// Panics if the slot's offset is already reserved (a controller bug, as in `MemStore`).
     fn reserve(&mut self, slot: Slot, worker: u8) -> Result<(), MetaError> {
         let shared = self.shared();
         let (key, value) = encode_reservation(slot, worker);
-        match self.txn.put(&shared.reservations, key, value, WriteFlags::NO_OVERWRITE) {
+        match self
+            .txn
+            .put(&shared.reservations, key, value, WriteFlags::NO_OVERWRITE)
+        {
             Ok(()) => Ok(()),
             Err(libmdbx::Error::KeyExist) => panic!("slot {slot:?} reserved twice"),
             Err(e) => Err(shared.err(e)),
@@ -463,23 +513,34 @@ impl MetaTxn for MdbxTxn<'_> {
             .txn
             .get::<Rec<ReservationValue>>(&shared.reservations, key)
             .map_err(|e| shared.err(e))?;
-        let Some(Rec(value)) = stored else { return Ok(false) };
+        let Some(Rec(value)) = stored else {
+            return Ok(false);
+        };
         let (stored_slot, _) = decode_reservation(&key, &value?.0)?;
         if stored_slot != slot {
             return Ok(false);
         }
-        self.txn.del(&shared.reservations, key, None).map_err(|e| shared.err(e))
+        self.txn
+            .del(&shared.reservations, key, None)
+            .map_err(|e| shared.err(e))
     }
 
     fn clear_reservations(&mut self) -> Result<(), MetaError> {
         let shared = self.shared();
-        self.txn.clear_table(&shared.reservations).map_err(|e| shared.err(e))
+        self.txn
+            .clear_table(&shared.reservations)
+            .map_err(|e| shared.err(e))
     }
 
     fn set_header(&mut self, header: &Header) -> Result<(), MetaError> {
         let shared = self.shared();
         self.txn
-            .put(&shared.meta, HEADER_KEY, header.encode(), WriteFlags::UPSERT)
+            .put(
+                &shared.meta,
+                HEADER_KEY,
+                header.encode(),
+                WriteFlags::UPSERT,
+            )
             .map_err(|e| shared.err(e))
     }
 

@@ -29,7 +29,11 @@ fn set_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
 /// A listening TCP socket with SO_REUSEPORT (one per worker, same address) and TCP_NODELAY
 /// (inherited by accepted sockets).
 pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain syscall; the result is checked and owned below.
     let fd = check(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
@@ -42,7 +46,9 @@ pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: passes a live sockaddr_in and its size.
@@ -59,7 +65,9 @@ pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: passes a live sockaddr_in6 and its size.

@@ -120,7 +120,10 @@ impl Driver {
                     break;
                 }
                 if now >= deadline {
-                    tracing::warn!(worker = id, "drain timeout: closing with requests in flight");
+                    tracing::warn!(
+                        worker = id,
+                        "drain timeout: closing with requests in flight"
+                    );
                     // Buffers of ops still in flight must outlive the kernel's use of them.
                     std::mem::forget(std::mem::take(&mut self.in_flight));
                     break;
@@ -175,7 +178,9 @@ impl Driver {
 
     fn take_ops(&mut self) {
         while self.backlog.len() < BACKLOG_MAX {
-            let Some((id, op)) = self.worker.poll_io() else { break };
+            let Some((id, op)) = self.worker.poll_io() else {
+                break;
+            };
             let entry = self.prepare(id, op);
             self.backlog.push_back(entry);
         }
@@ -216,8 +221,15 @@ impl Driver {
         if self.in_flight.len() <= index {
             self.in_flight.resize_with(index + 1, || None);
         }
-        assert!(self.in_flight[index].is_none(), "op slot {index} reused while in flight");
-        let mut slot = InFlight { id, buf: None, recv_base: None };
+        assert!(
+            self.in_flight[index].is_none(),
+            "op slot {index} reused while in flight"
+        );
+        let mut slot = InFlight {
+            id,
+            buf: None,
+            recv_base: None,
+        };
         let entry = match op {
             Op::Accept => {
                 let fd = self.listener.as_ref().map_or(-1, |l| l.as_raw_fd());
@@ -235,7 +247,12 @@ impl Driver {
                 slot.buf = Some(buf);
                 opcode::Recv::new(types::Fd(conn.0 as RawFd), ptr, max as u32).build()
             }
-            Op::Send { conn, buf, start, end } => {
+            Op::Send {
+                conn,
+                buf,
+                start,
+                end,
+            } => {
                 assert!(start < end && end <= buf.len());
                 // SAFETY: in bounds (asserted); the buffer lives in the table until the CQE.
                 let ptr = unsafe { buf.as_ptr().add(start) };
@@ -244,7 +261,12 @@ impl Driver {
                     .flags(libc::MSG_NOSIGNAL)
                     .build()
             }
-            Op::ReadAt { offset, mut buf, start, end } => {
+            Op::ReadAt {
+                offset,
+                mut buf,
+                start,
+                end,
+            } => {
                 assert!(start < end && end <= buf.len());
                 // SAFETY: in bounds (asserted); the buffer lives in the table until the CQE.
                 let ptr = unsafe { buf.as_mut_ptr().add(start) };
@@ -253,7 +275,12 @@ impl Driver {
                     .offset(offset)
                     .build()
             }
-            Op::WriteAt { offset, buf, start, end } => {
+            Op::WriteAt {
+                offset,
+                buf,
+                start,
+                end,
+            } => {
                 assert!(start < end && end <= buf.len());
                 // SAFETY: in bounds (asserted); the buffer lives in the table until the CQE.
                 let ptr = unsafe { buf.as_ptr().add(start) };
@@ -270,7 +297,9 @@ impl Driver {
     }
 
     fn submit_and_wait(&mut self, wait: Duration) -> Result<()> {
-        let ts = types::Timespec::new().sec(wait.as_secs()).nsec(wait.subsec_nanos());
+        let ts = types::Timespec::new()
+            .sec(wait.as_secs())
+            .nsec(wait.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
@@ -297,16 +326,29 @@ impl Driver {
                 continue;
             }
             let id = OpId(user_data);
-            let slot = self.in_flight[id.index() as usize].take().expect("CQE for a known op");
+            let slot = self.in_flight[id.index() as usize]
+                .take()
+                .expect("CQE for a known op");
             assert_eq!(slot.id, id, "CQE matches the op in its slot");
             let mut buf = slot.buf;
-            let result = if res < 0 { Err(Errno(-res)) } else { Ok(res as u64) };
+            let result = if res < 0 {
+                Err(Errno(-res))
+            } else {
+                Ok(res as u64)
+            };
             if let (Some(base), Some(b), Ok(n)) = (slot.recv_base, buf.as_mut(), result) {
                 // SAFETY: the kernel wrote `n` bytes starting at `base`, within the capacity
                 // reserved in `prepare`.
                 unsafe { b.set_len(base + n as usize) };
             }
-            self.worker.handle_completion(now, Completion { op: id, result, buf });
+            self.worker.handle_completion(
+                now,
+                Completion {
+                    op: id,
+                    result,
+                    buf,
+                },
+            );
         }
         self.completions = completions;
         self.completions.clear();

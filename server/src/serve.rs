@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use engine::controller::{Controller, ControllerConfig};
-use engine::meta::{MetaRead, MetaStore};
 use engine::message::Frame;
+use engine::meta::{MetaRead, MetaStore};
 use engine::stats::StatsSnapshot;
 use engine::worker::{Worker, WorkerConfig};
 
@@ -67,7 +67,10 @@ pub fn run(config: ServeConfig) -> Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = MdbxStore::open_exclusive(&config.data_dir, config.map_size)
         .map_err(|e| anyhow::anyhow!("opening the index in {}: {e}", config.data_dir.display()))?;
-    let stored = store.read().and_then(|r| r.header()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stored = store
+        .read()
+        .and_then(|r| r.header())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(h) = stored {
         if h.capacity_bytes > config.capacity_bytes {
             bail!(
@@ -113,9 +116,16 @@ pub fn run(config: ServeConfig) -> Result<()> {
         workers: vec![Default::default(); config.workers],
         ..Default::default()
     };
-    let shared = Arc::new(Shared::new(config.workers, config.drain_timeout, template.clone()));
+    let shared = Arc::new(Shared::new(
+        config.workers,
+        config.drain_timeout,
+        template.clone(),
+    ));
     let (controller_links, worker_halves) = make_queues(config.workers)?;
-    let wakes: Vec<Arc<OwnedFd>> = controller_links.iter().map(|l| Arc::clone(&l.wake)).collect();
+    let wakes: Vec<Arc<OwnedFd>> = controller_links
+        .iter()
+        .map(|l| Arc::clone(&l.wake))
+        .collect();
     let data_fd = data.as_raw_fd();
     let listeners = (0..config.workers)
         .map(|_| net::listener(config.listen, LISTEN_BACKLOG))
@@ -139,15 +149,17 @@ pub fn run(config: ServeConfig) -> Result<()> {
         };
         let worker = Worker::new(worker_config(&config, id as u8));
         let shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new().name(format!("worker-{id}")).spawn(move || {
-            let result = Driver::new(worker, links, listener, data_fd, Arc::clone(&shared))
-                .and_then(Driver::run);
-            if let Err(e) = &result {
-                tracing::error!(worker = id, "worker stopped: {e:#}");
-            }
-            shared.workers_running.fetch_sub(1, Ordering::AcqRel);
-            result
-        })?;
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || {
+                let result = Driver::new(worker, links, listener, data_fd, Arc::clone(&shared))
+                    .and_then(Driver::run);
+                if let Err(e) = &result {
+                    tracing::error!(worker = id, "worker stopped: {e:#}");
+                }
+                shared.workers_running.fetch_sub(1, Ordering::AcqRel);
+                result
+            })?;
         workers.push(handle);
     }
     tracing::info!(listen = %config.listen, "ready");
@@ -163,7 +175,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
     }
     controller_thread.thread().unpark();
-    let controller = controller_thread.join().map_err(|_| anyhow::anyhow!("controller panicked"))?;
+    let controller = controller_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("controller panicked"))?;
     let failure = controller.failure().map(str::to_string);
     drop(controller);
     tracing::info!("index closed; bye");
@@ -201,7 +215,9 @@ fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
     w.max_header_bytes = config.max_header_bytes;
     w.request_timeout = config.request_timeout;
     w.idle_timeout = config.idle_timeout;
-    w.slot_wait_limit = config.request_timeout.min(std::time::Duration::from_secs(5));
+    w.slot_wait_limit = config
+        .request_timeout
+        .min(std::time::Duration::from_secs(5));
     w.verify_reads = config.verify_reads;
     w.auth_token = config.auth_token.as_ref().map(|t| t.as_bytes().to_vec());
     w.pool_targets = config.pool_target;

@@ -24,7 +24,9 @@ impl Shared {
             drain_timeout,
             start: std::time::Instant::now(),
             snapshot: Mutex::new(Arc::new(template)),
-            workers: (0..workers).map(|_| Mutex::new(WorkerStats::default())).collect(),
+            workers: (0..workers)
+                .map(|_| Mutex::new(WorkerStats::default()))
+                .collect(),
         }
     }
 
@@ -50,7 +52,10 @@ impl Shared {
     }
 
     pub fn worker_stats(&self) -> Vec<WorkerStats> {
-        self.workers.iter().map(|m| m.lock().expect("worker stats lock").clone()).collect()
+        self.workers
+            .iter()
+            .map(|m| m.lock().expect("worker stats lock").clone())
+            .collect()
     }
 
     pub fn is_shutting_down(&self) -> bool {

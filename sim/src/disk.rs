@@ -63,7 +63,11 @@ impl Disk {
     /// Reads the live image at `offset` into `out`.
     pub fn read(&self, offset: u64, out: &mut [u8]) {
         let end = offset + out.len() as u64;
-        assert!(end <= self.capacity_bytes, "read past the data file: {offset}+{}", out.len());
+        assert!(
+            end <= self.capacity_bytes,
+            "read past the data file: {offset}+{}",
+            out.len()
+        );
         let mut pos = offset;
         while pos < end {
             let index = pos / SECTOR_BYTES;
@@ -81,7 +85,11 @@ impl Disk {
     /// Writes `data` at `offset` into the live image. `correct` is false for a misdirected write.
     pub fn write(&mut self, offset: u64, data: &[u8], correct: bool) {
         let end = offset + data.len() as u64;
-        assert!(end <= self.capacity_bytes, "write past the data file: {offset}+{}", data.len());
+        assert!(
+            end <= self.capacity_bytes,
+            "write past the data file: {offset}+{}",
+            data.len()
+        );
         self.writes += 1;
         let mut pos = offset;
         while pos < end {

@@ -42,30 +42,46 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<(Response
         return Ok(None);
     };
     let head = &buf[..head_end];
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status_line = lines.next().ok_or("empty response")?;
     let rest = status_line
         .strip_prefix(b"HTTP/1.1 ")
         .ok_or_else(|| format!("bad status line {:?}", String::from_utf8_lossy(status_line)))?;
     if rest.len() < 3 || !rest[..3].iter().all(u8::is_ascii_digit) {
-        return Err(format!("bad status code in {:?}", String::from_utf8_lossy(status_line)));
+        return Err(format!(
+            "bad status code in {:?}",
+            String::from_utf8_lossy(status_line)
+        ));
     }
-    let status = (rest[0] - b'0') as u16 * 100 + (rest[1] - b'0') as u16 * 10
-        + (rest[2] - b'0') as u16;
+    let status =
+        (rest[0] - b'0') as u16 * 100 + (rest[1] - b'0') as u16 * 10 + (rest[2] - b'0') as u16;
     let mut headers = Vec::new();
     for line in lines {
-        let colon = line.iter().position(|&b| b == b':').ok_or("header without a colon")?;
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or("header without a colon")?;
         let name = String::from_utf8(line[..colon].to_vec()).map_err(|_| "non-ASCII header")?;
         let value = line[colon + 1..].trim_ascii().to_vec();
         headers.push((name, value));
     }
-    let mut resp = Response { status, headers, body: Vec::new(), close: false };
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+        close: false,
+    };
     resp.close = resp
         .header("Connection")
         .is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
     let no_body = head_request || status == 204 || status == 304 || (100..200).contains(&status);
-    let body_len = if no_body { 0 } else {
-        resp.content_length().ok_or_else(|| format!("{status} without Content-Length"))?
+    let body_len = if no_body {
+        0
+    } else {
+        resp.content_length()
+            .ok_or_else(|| format!("{status} without Content-Length"))?
     };
     if body_len > RESPONSE_BODY_MAX_BYTES {
         return Err(format!("body of {body_len} bytes"));
@@ -124,9 +140,12 @@ fn head_lines(out: &mut Vec<u8>, method: &str, path: &str, style: &Style, auth: 
 }
 
 /// `PUT` with a body (to `/block`, or to the hash's path when `path_hash` is given).
-pub fn put(body: &[u8], path_hash: Option<&BlockHash>, style: &Style, auth: Option<&[u8]>)
-    -> Vec<u8>
-{
+pub fn put(
+    body: &[u8],
+    path_hash: Option<&BlockHash>,
+    style: &Style,
+    auth: Option<&[u8]>,
+) -> Vec<u8> {
     let path = match path_hash {
         Some(h) => hash_path(h, style),
         None if style.legacy_path => "/".to_string(),
@@ -151,9 +170,13 @@ pub fn put(body: &[u8], path_hash: Option<&BlockHash>, style: &Style, auth: Opti
 }
 
 /// A request without a body; `extra` headers are complete lines without CRLF.
-pub fn bodyless(method: &str, path: &str, style: &Style, auth: Option<&[u8]>, extra: &[String])
-    -> Vec<u8>
-{
+pub fn bodyless(
+    method: &str,
+    path: &str,
+    style: &Style,
+    auth: Option<&[u8]>,
+    extra: &[String],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     head_lines(&mut out, method, path, style, auth);
     for line in extra {
@@ -173,7 +196,10 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 204 No Content\r\n\
             Connection: close\r\n\r\n";
         let (r, n) = parse_response(raw, false).unwrap().unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.close), (200, &b"abc"[..], false));
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.close),
+            (200, &b"abc"[..], false)
+        );
         let (r2, m) = parse_response(&raw[n..], false).unwrap().unwrap();
         assert_eq!((r2.status, r2.close, n + m), (204, true, raw.len()));
         assert_eq!(parse_response(&raw[..n - 1], false).unwrap(), None);
@@ -184,9 +210,16 @@ mod tests {
 
     #[test]
     fn chunked_put_frames_the_body() {
-        let style = Style { chunked: true, chunk_bytes: 2, ..Style::default() };
+        let style = Style {
+            chunked: true,
+            chunk_bytes: 2,
+            ..Style::default()
+        };
         let bytes = put(b"abcde", None, &style, None);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.ends_with("2\r\nab\r\n2\r\ncd\r\n1\r\ne\r\n0\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with("2\r\nab\r\n2\r\ncd\r\n1\r\ne\r\n0\r\n\r\n"),
+            "{text}"
+        );
     }
 }

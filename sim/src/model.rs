@@ -117,14 +117,21 @@ impl Model {
         let others_at_start = a.in_flight > 0 || a.tainted > 0;
         a.in_flight += 1;
         a.version += 1;
-        WriteTicket { hash, version: a.version, others_at_start }
+        WriteTicket {
+            hash,
+            version: a.version,
+            others_at_start,
+        }
     }
 
     /// Ends a write. For an acknowledged effect without overlap, `expect_prior` is checked: a
     /// PUT answered 201 claims the address was absent, 200 that it was present; a DELETE
     /// answered 204 that it was present, 404 that it was absent.
     pub fn end_write(&mut self, t: WriteTicket, end: WriteEnd, claims_prior: Option<Known>) {
-        let a = self.addrs.get_mut(&t.hash).expect("write ticket for a known address");
+        let a = self
+            .addrs
+            .get_mut(&t.hash)
+            .expect("write ticket for a known address");
         assert!(a.in_flight >= 1);
         a.in_flight -= 1;
         let overlapped = t.others_at_start || a.version != t.version || a.tainted > 0;
@@ -180,9 +187,12 @@ impl Model {
     pub fn observe(&mut self, t: &ReadTicket, state: Known) {
         assert_ne!(state, Known::Uncertain);
         if self.read_expectation(t) == Known::Uncertain {
-            let a = self.addrs.get_mut(&t.hash).expect("read ticket for a known address");
-            let quiet = a.version == t.version && t.certain_at_start && a.in_flight == 0
-                && a.tainted == 0;
+            let a = self
+                .addrs
+                .get_mut(&t.hash)
+                .expect("read ticket for a known address");
+            let quiet =
+                a.version == t.version && t.certain_at_start && a.in_flight == 0 && a.tainted == 0;
             if quiet {
                 a.state = state;
             }
@@ -257,7 +267,11 @@ mod tests {
         m.end_write(t, WriteEnd::Unknown, None);
         let r = m.begin_read(h);
         m.observe(&r, Known::Absent);
-        assert_eq!(m.state(&h), Known::Uncertain, "a tainted address is not learned");
+        assert_eq!(
+            m.state(&h),
+            Known::Uncertain,
+            "a tainted address is not learned"
+        );
         m.crash(false);
         let r = m.begin_read(h);
         m.observe(&r, Known::Absent);

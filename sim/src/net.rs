@@ -113,7 +113,10 @@ impl Net {
 
     /// The client sends bytes; returns the Recv to wake, if one is parked.
     pub fn client_send(&mut self, handle: u64, bytes: &[u8]) -> Option<(usize, OpId)> {
-        let conn = self.conns.get_mut(&handle).expect("client sends on its connection");
+        let conn = self
+            .conns
+            .get_mut(&handle)
+            .expect("client sends on its connection");
         assert!(!conn.client_fin && !conn.client_gone, "send after close");
         if conn.server_closed {
             return None;
@@ -124,16 +127,25 @@ impl Net {
 
     /// The client reads up to `max` bytes; returns them and the Send to wake, if any.
     pub fn client_read(&mut self, handle: u64, max: usize) -> (Vec<u8>, Option<(usize, OpId)>) {
-        let conn = self.conns.get_mut(&handle).expect("client reads its connection");
+        let conn = self
+            .conns
+            .get_mut(&handle)
+            .expect("client reads its connection");
         let n = max.min(conn.to_client.len());
         let bytes: Vec<u8> = conn.to_client.drain(..n).collect();
-        let wake = if n > 0 { conn.send_waiter.take().map(|op| (conn.worker, op)) } else { None };
+        let wake = if n > 0 {
+            conn.send_waiter.take().map(|op| (conn.worker, op))
+        } else {
+            None
+        };
         (bytes, wake)
     }
 
     /// The client closes its write side (FIN) or vanishes (reset); returns ops to wake.
     pub fn client_close(&mut self, handle: u64, reset: bool) -> Vec<(usize, OpId)> {
-        let Some(conn) = self.conns.get_mut(&handle) else { return Vec::new() };
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return Vec::new();
+        };
         if reset {
             conn.client_gone = true;
             conn.to_client.clear();
@@ -141,10 +153,11 @@ impl Net {
             conn.client_fin = true;
         }
         let w = conn.worker;
-        let wake: Vec<(usize, OpId)> =
-            [conn.recv_waiter.take(), conn.send_waiter.take()].into_iter().flatten()
-                .map(|op| (w, op))
-                .collect();
+        let wake: Vec<(usize, OpId)> = [conn.recv_waiter.take(), conn.send_waiter.take()]
+            .into_iter()
+            .flatten()
+            .map(|op| (w, op))
+            .collect();
         self.reap(handle);
         wake
     }
@@ -160,7 +173,9 @@ impl Net {
 
     /// Forgets a connection once neither side can use it any more.
     fn reap(&mut self, handle: u64) {
-        let Some(conn) = self.conns.get(&handle) else { return };
+        let Some(conn) = self.conns.get(&handle) else {
+            return;
+        };
         let client_done = conn.client_gone || (conn.client_fin && conn.to_client.is_empty());
         if client_done && conn.server_closed {
             self.conns.remove(&handle);

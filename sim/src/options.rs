@@ -74,7 +74,13 @@ pub struct Mix {
 
 impl Mix {
     pub fn total(&self) -> u32 {
-        self.put + self.put_hash + self.get + self.head + self.delete + self.range + self.bad
+        self.put
+            + self.put_hash
+            + self.get
+            + self.head
+            + self.delete
+            + self.range
+            + self.bad
             + self.misc
     }
 }
@@ -185,14 +191,26 @@ impl Options {
         let to_worker_capacity = queue(&mut rng);
         let cycle_interval =
             Duration::from_nanos(pick(&mut rng, &[0, 10 * US, 100 * US, 100 * US, MS]));
-        let durability =
-            if rng.random_bool(0.5) { Durability::Full } else { Durability::Relaxed };
-        let verify_reads =
-            pick(&mut rng, &[VerifyReads::Crc32c, VerifyReads::Crc32c, VerifyReads::Sha256,
-                VerifyReads::Off]);
+        let durability = if rng.random_bool(0.5) {
+            Durability::Full
+        } else {
+            Durability::Relaxed
+        };
+        let verify_reads = pick(
+            &mut rng,
+            &[
+                VerifyReads::Crc32c,
+                VerifyReads::Crc32c,
+                VerifyReads::Sha256,
+                VerifyReads::Off,
+            ],
+        );
         let auth_token = rng.random_bool(0.3).then(|| b"sim-token".to_vec());
-        let max_connections =
-            if rng.random_bool(0.15) { rng.random_range(1..=6) } else { 4096 };
+        let max_connections = if rng.random_bool(0.15) {
+            rng.random_range(1..=6)
+        } else {
+            4096
+        };
         let max_header_bytes = pick(&mut rng, &[1024, 4096, 16 * 1024]);
         let recv_chunk_bytes = pick(&mut rng, &[1024, 4096, 16 * 1024, 64 * 1024]);
         let request_timeout = Duration::from_nanos(rng.random_range(S..=10 * S));
@@ -218,8 +236,16 @@ impl Options {
                 eagain: maybe(&mut rng, 0.001, 0.05),
                 short: maybe(&mut rng, 0.01, 0.3),
                 file_eio: maybe(&mut rng, 0.0005, 0.01),
-                bit_flip: if verify { maybe(&mut rng, 0.0005, 0.01) } else { 0.0 },
-                misdirect: if verify { maybe(&mut rng, 0.0001, 0.002) } else { 0.0 },
+                bit_flip: if verify {
+                    maybe(&mut rng, 0.0005, 0.01)
+                } else {
+                    0.0
+                },
+                misdirect: if verify {
+                    maybe(&mut rng, 0.0001, 0.002)
+                } else {
+                    0.0
+                },
                 conn_reset: maybe(&mut rng, 0.0005, 0.01),
                 accept_error: maybe(&mut rng, 0.01, 0.1),
                 queue_stall: maybe(&mut rng, 0.001, 0.02),
@@ -258,8 +284,16 @@ impl Options {
             hot_p: rng.random_range(0.0..0.6),
             large_p: rng.random_range(0.0..0.04),
             fragment_p: rng.random_range(0.0..0.5),
-            slow_client_p: if slow { rng.random_range(0.0..0.1) } else { 0.0 },
-            vanish_p: if faults_on { rng.random_range(0.0..0.03) } else { 0.0 },
+            slow_client_p: if slow {
+                rng.random_range(0.0..0.1)
+            } else {
+                0.0
+            },
+            vanish_p: if faults_on {
+                rng.random_range(0.0..0.03)
+            } else {
+                0.0
+            },
             close_p: rng.random_range(0.0..0.2),
             net_latency_ns,
             disk_latency_ns: (US, disk_hi),
@@ -346,17 +380,29 @@ fn draw_crashes(
         .map(|_| {
             let point = pick(
                 rng,
-                &[CrashPoint::Anywhere, CrashPoint::Anywhere, CrashPoint::BeforeCommit,
-                    CrashPoint::AfterCommit, CrashPoint::AfterRecovery],
+                &[
+                    CrashPoint::Anywhere,
+                    CrashPoint::Anywhere,
+                    CrashPoint::BeforeCommit,
+                    CrashPoint::AfterCommit,
+                    CrashPoint::AfterRecovery,
+                ],
             );
-            let mut kind =
-                if rng.random_bool(0.5) { CrashKind::PowerLoss } else { CrashKind::Process };
+            let mut kind = if rng.random_bool(0.5) {
+                CrashKind::PowerLoss
+            } else {
+                CrashKind::Process
+            };
             // Relaxed durability without verification may serve torn bytes after power loss:
             // that combination promises nothing, so it is not simulated.
             if durability == Durability::Relaxed && !verify {
                 kind = CrashKind::Process;
             }
-            CrashPlan { after_requests: rng.random_range(1..requests.max(2)), point, kind }
+            CrashPlan {
+                after_requests: rng.random_range(1..requests.max(2)),
+                point,
+                kind,
+            }
         })
         .collect();
     plans.sort_by_key(|p| p.after_requests);
@@ -371,8 +417,11 @@ impl fmt::Display for Options {
         writeln!(f, "workers: {}", self.workers)?;
         writeln!(f, "capacity_bytes: {}", self.capacity_bytes)?;
         writeln!(f, "pool_targets: {:?}", self.pool_targets)?;
-        writeln!(f, "queue_frames: to_controller={} to_worker={}", self.to_controller_capacity,
-            self.to_worker_capacity)?;
+        writeln!(
+            f,
+            "queue_frames: to_controller={} to_worker={}",
+            self.to_controller_capacity, self.to_worker_capacity
+        )?;
         writeln!(f, "cycle_interval_us: {}", self.cycle_interval.as_micros())?;
         writeln!(f, "durability: {}", self.durability.as_str())?;
         writeln!(f, "verify_reads: {}", self.verify_reads.as_str())?;
@@ -380,17 +429,33 @@ impl fmt::Display for Options {
         writeln!(f, "max_connections: {}", self.max_connections)?;
         writeln!(f, "max_header_bytes: {}", self.max_header_bytes)?;
         writeln!(f, "recv_chunk_bytes: {}", self.recv_chunk_bytes)?;
-        writeln!(f, "timeouts_ms: request={} idle={} slot_wait={}",
-            self.request_timeout.as_millis(), self.idle_timeout.as_millis(),
-            self.slot_wait_limit.as_millis())?;
+        writeln!(
+            f,
+            "timeouts_ms: request={} idle={} slot_wait={}",
+            self.request_timeout.as_millis(),
+            self.idle_timeout.as_millis(),
+            self.slot_wait_limit.as_millis()
+        )?;
         writeln!(f, "clients: {}", self.clients)?;
         writeln!(f, "mix: {:?}", self.mix)?;
-        writeln!(f, "workload: pipeline_p={:.3} duplicate_p={:.3} hot_p={:.3} large_p={:.3} \
+        writeln!(
+            f,
+            "workload: pipeline_p={:.3} duplicate_p={:.3} hot_p={:.3} large_p={:.3} \
             fragment_p={:.3} slow_client_p={:.3} vanish_p={:.3} close_p={:.3}",
-            self.pipeline_p, self.duplicate_p, self.hot_p, self.large_p, self.fragment_p,
-            self.slow_client_p, self.vanish_p, self.close_p)?;
-        writeln!(f, "latency_ns: net={:?} disk={:?} disk_tail_p={:.4}", self.net_latency_ns,
-            self.disk_latency_ns, self.disk_tail_p)?;
+            self.pipeline_p,
+            self.duplicate_p,
+            self.hot_p,
+            self.large_p,
+            self.fragment_p,
+            self.slow_client_p,
+            self.vanish_p,
+            self.close_p
+        )?;
+        writeln!(
+            f,
+            "latency_ns: net={:?} disk={:?} disk_tail_p={:.4}",
+            self.net_latency_ns, self.disk_latency_ns, self.disk_tail_p
+        )?;
         writeln!(f, "faults: {:?}", self.faults)?;
         writeln!(f, "power_loss_keep_p: {:.3}", self.power_loss_keep_p)?;
         write!(f, "crashes: {:?}", self.crashes)

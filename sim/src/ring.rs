@@ -97,17 +97,29 @@ impl Ring {
 
     /// Adds an op, due at `due` or parked (`None`).
     pub fn insert(&mut self, id: OpId, op: Op, due: Option<u64>) {
-        assert!(!self.ops.contains_key(&id), "op id {id:?} submitted twice while in flight");
+        assert!(
+            !self.ops.contains_key(&id),
+            "op id {id:?} submitted twice while in flight"
+        );
         self.submitted += 1;
         if let Some(t) = due {
             self.timed.insert((t, id));
         }
-        self.ops.insert(id, InFlight { op, due, canceled: false });
+        self.ops.insert(
+            id,
+            InFlight {
+                op,
+                due,
+                canceled: false,
+            },
+        );
     }
 
     /// Makes a parked (or timed) op due at `due`.
     pub fn schedule(&mut self, id: OpId, due: u64) {
-        let Some(entry) = self.ops.get_mut(&id) else { return };
+        let Some(entry) = self.ops.get_mut(&id) else {
+            return;
+        };
         if let Some(t) = entry.due {
             if t <= due {
                 return;
@@ -173,12 +185,14 @@ pub fn first_due(op: &Op, env: &mut IoEnv<'_>, opts: &Options, healed: bool) -> 
     let net = latency(env.rng, opts.net_latency_ns, 0.0);
     match op {
         Op::Accept => (env.net.backlog_len(env.worker) > 0).then_some(now + net),
-        Op::Recv { conn, .. } => {
-            let c = env.net.get(conn.0)?;
-            let ready =
-                !c.to_server.is_empty() || c.client_fin || c.client_gone || c.server_closed;
-            ready.then_some(now + net)
-        }
+        Op::Recv { conn, .. } => match env.net.get(conn.0) {
+            None => Some(now + net),
+            Some(c) => {
+                let ready =
+                    !c.to_server.is_empty() || c.client_fin || c.client_gone || c.server_closed;
+                ready.then_some(now + net)
+            }
+        },
         Op::Send { .. } | Op::Close { .. } => Some(now + net),
         Op::Cancel { .. } => Some(now + 1_000),
         Op::ReadAt { .. } | Op::WriteAt { .. } => {
@@ -217,11 +231,19 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
                 return out(done(id, Err(Errno::ECANCELED), None), None);
             }
             if env.net.backlog_len(env.worker) == 0 {
-                return Err(InFlight { op: Op::Accept, due: None, canceled });
+                return Err(InFlight {
+                    op: Op::Accept,
+                    due: None,
+                    canceled,
+                });
             }
             if chance(env.rng, env.faults.accept_error) {
                 env.counters.accept_errors += 1;
-                let e = if env.rng.random_bool(0.5) { Errno::ECONNABORTED } else { Errno::EMFILE };
+                let e = if env.rng.random_bool(0.5) {
+                    Errno::ECONNABORTED
+                } else {
+                    Errno::EMFILE
+                };
                 return out(done(id, Err(e), None), None);
             }
             let handle = env.net.accept(env.worker).expect("backlog checked");
@@ -253,7 +275,11 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
                     return out(done(id, Ok(0), Some(buf)), None);
                 }
                 c.recv_waiter = Some(id);
-                return Err(InFlight { op: Op::Recv { conn, buf, max }, due: None, canceled });
+                return Err(InFlight {
+                    op: Op::Recv { conn, buf, max },
+                    due: None,
+                    canceled,
+                });
             }
             let avail = c.to_server.len().min(max);
             let n = transfer(env, avail);
@@ -261,8 +287,16 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             buf.extend(c.to_server.drain(..n));
             out(done(id, Ok(n as u64), Some(buf)), None)
         }
-        Op::Send { conn, buf, start, end } => {
-            assert!(start < end && end <= buf.len(), "send of an empty or bad range");
+        Op::Send {
+            conn,
+            buf,
+            start,
+            end,
+        } => {
+            assert!(
+                start < end && end <= buf.len(),
+                "send of an empty or bad range"
+            );
             if canceled {
                 return out(done(id, Err(Errno::ECANCELED), Some(buf)), None);
             }
@@ -285,16 +319,32 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             let room = c.window_bytes.saturating_sub(c.to_client.len());
             if room == 0 {
                 c.send_waiter = Some(id);
-                return Err(InFlight { op: Op::Send { conn, buf, start, end }, due: None,
-                    canceled });
+                return Err(InFlight {
+                    op: Op::Send {
+                        conn,
+                        buf,
+                        start,
+                        end,
+                    },
+                    due: None,
+                    canceled,
+                });
             }
             let n = transfer(env, (end - start).min(room));
             let c = env.net.get_mut(conn.0).expect("checked above");
             c.to_client.extend(&buf[start..start + n]);
             out(done(id, Ok(n as u64), Some(buf)), Some(conn.0))
         }
-        Op::ReadAt { offset, mut buf, start, end } => {
-            assert!(start < end && end <= buf.len(), "read into an empty or bad range");
+        Op::ReadAt {
+            offset,
+            mut buf,
+            start,
+            end,
+        } => {
+            assert!(
+                start < end && end <= buf.len(),
+                "read into an empty or bad range"
+            );
             if chance(env.rng, env.faults.eagain) {
                 env.counters.eagain += 1;
                 return out(done(id, Err(Errno::EAGAIN), Some(buf)), None);
@@ -312,8 +362,16 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             }
             out(done(id, Ok(n as u64), Some(buf)), None)
         }
-        Op::WriteAt { offset, buf, start, end } => {
-            assert!(start < end && end <= buf.len(), "write of an empty or bad range");
+        Op::WriteAt {
+            offset,
+            buf,
+            start,
+            end,
+        } => {
+            assert!(
+                start < end && end <= buf.len(),
+                "write of an empty or bad range"
+            );
             if chance(env.rng, env.faults.eagain) {
                 env.counters.eagain += 1;
                 return out(done(id, Err(Errno::EAGAIN), Some(buf)), None);

@@ -20,7 +20,11 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(keep_lines: bool) -> Trace {
-        Trace { hash: FNV_OFFSET, events: 0, lines: keep_lines.then(Vec::new) }
+        Trace {
+            hash: FNV_OFFSET,
+            events: 0,
+            lines: keep_lines.then(Vec::new),
+        }
     }
 
     fn fold(&mut self, bytes: &[u8]) {
@@ -40,8 +44,10 @@ impl Trace {
         }
         if let Some(lines) = &mut self.lines {
             if lines.len() < TRACE_LINES_MAX {
-                lines.push(format!("{:>14} {kind:<14} {} {} {} {}", now, args[0], args[1],
-                    args[2], args[3]));
+                lines.push(format!(
+                    "{:>14} {kind:<14} {} {} {} {}",
+                    now, args[0], args[1], args[2], args[3]
+                ));
             }
         }
     }

@@ -48,20 +48,43 @@ const MS: u64 = 1_000_000;
 
 #[derive(Clone, Debug)]
 pub enum Kind {
-    Put { content: usize, path_hash: bool },
+    Put {
+        content: usize,
+        path_hash: bool,
+    },
     /// `PUT /block/<claimed>` with a body that hashes to something else: 422.
-    PutWrongHash { body_seed: u64, claimed: BlockHash },
-    Get { hash: BlockHash, if_none_match: bool },
-    Head { hash: BlockHash },
-    Range { hash: BlockHash, spec: RangeReq },
-    Delete { hash: BlockHash },
+    PutWrongHash {
+        body_seed: u64,
+        claimed: BlockHash,
+    },
+    Get {
+        hash: BlockHash,
+        if_none_match: bool,
+    },
+    Head {
+        hash: BlockHash,
+    },
+    Range {
+        hash: BlockHash,
+        spec: RangeReq,
+    },
+    Delete {
+        hash: BlockHash,
+    },
     /// A write without the right token (auth on): 401.
-    Unauthorized { hash: BlockHash, delete: bool },
-    Garbage { seed: u64 },
+    Unauthorized {
+        hash: BlockHash,
+        delete: bool,
+    },
+    Garbage {
+        seed: u64,
+    },
     BadHex,
     Oversize,
     UnknownPath,
-    NotAllowed { hash: BlockHash },
+    NotAllowed {
+        hash: BlockHash,
+    },
     Health,
     Stats,
     Metrics,
@@ -316,8 +339,11 @@ impl Workload {
         let mut out: Vec<_> = self
             .clients
             .iter()
-            .flat_map(|c| c.waiting.iter().map(move |r| (c.id, r.serial, r.kind.name(),
-                r.started_at)))
+            .flat_map(|c| {
+                c.waiting
+                    .iter()
+                    .map(move |r| (c.id, r.serial, r.kind.name(), r.started_at))
+            })
             .collect();
         out.sort_by_key(|x| x.3);
         out
@@ -380,7 +406,11 @@ impl Workload {
         if ctx.healed || c.waiting.is_empty() || !ctx.chance(ctx.opts.vanish_p) {
             return false;
         }
-        ctx.trace.ev(ctx.now, "client-vanish", [id as u64, handle, c.waiting.len() as u64, 0]);
+        ctx.trace.ev(
+            ctx.now,
+            "client-vanish",
+            [id as u64, handle, c.waiting.len() as u64, 0],
+        );
         let wakes = ctx.net.client_close(handle, true);
         ctx.wakes.extend(wakes);
         let c = &mut self.clients[id];
@@ -402,7 +432,11 @@ impl Workload {
         let c = &mut self.clients[id];
         let Some(handle) = c.conn else { return };
         let slow = c.slow_reader && !ctx.healed;
-        let max = if slow { ctx.rng.random_range(1..=4096) } else { usize::MAX };
+        let max = if slow {
+            ctx.rng.random_range(1..=4096)
+        } else {
+            usize::MAX
+        };
         let (bytes, wake) = ctx.net.client_read(handle, max);
         ctx.wakes.extend(wake);
         if bytes.is_empty() {
@@ -439,9 +473,20 @@ impl Workload {
                 c.conn_done = true;
             }
             self.answered += 1;
-            *self.statuses.entry((req.kind.name(), resp.status)).or_insert(0) += 1;
-            ctx.trace.ev(ctx.now, "response", [id as u64, req.serial, u64::from(resp.status),
-                resp.body.len() as u64]);
+            *self
+                .statuses
+                .entry((req.kind.name(), resp.status))
+                .or_insert(0) += 1;
+            ctx.trace.ev(
+                ctx.now,
+                "response",
+                [
+                    id as u64,
+                    req.serial,
+                    u64::from(resp.status),
+                    resp.body.len() as u64,
+                ],
+            );
             if let Err(e) = check(&req, &resp, ctx) {
                 ctx.failures.push(Failure::Correctness(format!(
                     "client {id} request {} ({}) answered {}: {e}",
@@ -458,24 +503,26 @@ impl Workload {
         let c = &mut self.clients[id];
         let Some(handle) = c.conn else { return };
         let (closed, faulted) = match ctx.net.get(handle) {
-            Some(conn) => (conn.server_closed && conn.to_client.is_empty(), conn.faulted),
+            Some(conn) => (
+                conn.server_closed && conn.to_client.is_empty(),
+                conn.faulted,
+            ),
             None => (true, false),
         };
         if !closed {
             return;
         }
         let slow = c.slow_sender || c.slow_reader;
-        let unsent = c.out_pos < c.out.len();
         for req in c.waiting.drain(..) {
             self.unanswered += 1;
             // After an answer with `Connection: close`, later pipelined requests were never read.
-            let end = if c.conn_done { WriteEnd::NoEffect } else { WriteEnd::Unknown };
+            let end = if c.conn_done {
+                WriteEnd::NoEffect
+            } else {
+                WriteEnd::Unknown
+            };
             if let Some(t) = req.write {
                 ctx.model.end_write(t, end, None);
-            }
-            if !c.conn_done && !faulted && !slow && !unsent && req.ends_conn {
-                // A request that ends the connection may be answered and closed at once; the
-                // bytes arrived, so not reading them all is a dropped answer only if none came.
             }
             if !c.conn_done && !faulted && !slow {
                 ctx.failures.push(Failure::Liveness(format!(
@@ -486,7 +533,8 @@ impl Workload {
                 )));
             }
         }
-        ctx.trace.ev(ctx.now, "client-eof", [id as u64, handle, 0, 0]);
+        ctx.trace
+            .ev(ctx.now, "client-eof", [id as u64, handle, 0, 0]);
         ctx.net.client_forget(handle);
         c.conn = None;
         c.out.clear();
@@ -507,14 +555,21 @@ impl Workload {
         }
         let remaining = c.out.len() - c.out_pos;
         let n = if ctx.rng.random_bool(ctx.opts.fragment_p) {
-            if ctx.rng.random_bool(0.2) { 1 } else { ctx.rng.random_range(1..=remaining) }
+            if ctx.rng.random_bool(0.2) {
+                1
+            } else {
+                ctx.rng.random_range(1..=remaining)
+            }
         } else {
             remaining
         };
-        let wake = ctx.net.client_send(handle, &c.out[c.out_pos..c.out_pos + n]);
+        let wake = ctx
+            .net
+            .client_send(handle, &c.out[c.out_pos..c.out_pos + n]);
         ctx.wakes.extend(wake);
         c.out_pos += n;
-        ctx.trace.ev(ctx.now, "client-send", [id as u64, handle, n as u64, 0]);
+        ctx.trace
+            .ev(ctx.now, "client-send", [id as u64, handle, n as u64, 0]);
         if c.out_pos < c.out.len() {
             let gap = if c.slow_sender && !ctx.healed {
                 let hi = (ctx.opts.request_timeout.as_nanos() as u64 / 3).max(MS);
@@ -546,27 +601,43 @@ impl Workload {
         let handle = self.clients[id].conn.expect("connected above");
         let mut kinds = Vec::with_capacity(count);
         for _ in 0..count {
-            let kind = if let Some(k) = self.sweep.pop_front() {
-                k
+            let (kind, counted) = if let Some(k) = self.sweep.pop_front() {
+                (k, false)
+            } else if !self.issuing {
+                break;
             } else if let Some(k) = self.clients[id].retry.pop() {
-                k
+                (k, true)
             } else {
-                self.draw_kind(ctx)
+                (self.draw_kind(ctx), true)
             };
             let ends = matches!(kind, Kind::Garbage { .. } | Kind::Oversize);
-            kinds.push(kind);
+            kinds.push((kind, counted));
             if ends {
                 break;
             }
         }
+        if kinds.is_empty() {
+            return;
+        }
         let last = kinds.len() - 1;
-        for (i, kind) in kinds.into_iter().enumerate() {
+        for (i, (kind, counted)) in kinds.into_iter().enumerate() {
             let close = i == last && ctx.chance(ctx.opts.close_p);
+            if counted {
+                self.issued += 1;
+            }
             self.issue(id, kind, close, ctx);
         }
         let c = &mut self.clients[id];
-        ctx.trace.ev(ctx.now, "batch", [id as u64, handle, c.waiting.len() as u64,
-            c.out.len() as u64]);
+        ctx.trace.ev(
+            ctx.now,
+            "batch",
+            [
+                id as u64,
+                handle,
+                c.waiting.len() as u64,
+                c.out.len() as u64,
+            ],
+        );
         self.send(id, ctx);
     }
 
@@ -587,10 +658,15 @@ impl Workload {
         let worker = ctx.rng.random_range(0..ctx.opts.workers);
         c.slow_sender = !ctx.healed && ctx.chance(ctx.opts.slow_client_p);
         c.slow_reader = !ctx.healed && ctx.chance(ctx.opts.slow_client_p);
-        let window = if c.slow_reader { ctx.rng.random_range(1024..=65536) } else { 8 << 20 };
+        let window = if c.slow_reader {
+            ctx.rng.random_range(1024..=65536)
+        } else {
+            8 << 20
+        };
         let handle = ctx.net.connect(worker, id, window);
         ctx.accept_wakes.push(worker);
-        ctx.trace.ev(ctx.now, "connect", [id as u64, handle, worker as u64, 0]);
+        ctx.trace
+            .ev(ctx.now, "connect", [id as u64, handle, worker as u64, 0]);
         c.conn = Some(handle);
         c.conn_last_used = ctx.now;
         c.conn_done = false;
@@ -665,8 +741,9 @@ impl Workload {
             }
         };
         if take(m.put) || take(m.put_hash) {
-            let path_hash = ctx.rng.random_bool(f64::from(m.put_hash)
-                / f64::from((m.put + m.put_hash).max(1)));
+            let path_hash = ctx
+                .rng
+                .random_bool(f64::from(m.put_hash) / f64::from((m.put + m.put_hash).max(1)));
             let content = if ctx.chance(ctx.opts.duplicate_p) {
                 self.pick_content(ctx)
             } else {
@@ -676,13 +753,20 @@ impl Workload {
         }
         if take(m.get) {
             let hash = self.pick_hash(ctx);
-            return Kind::Get { hash, if_none_match: ctx.rng.random_bool(0.05) };
+            return Kind::Get {
+                hash,
+                if_none_match: ctx.rng.random_bool(0.05),
+            };
         }
         if take(m.head) {
-            return Kind::Head { hash: self.pick_hash(ctx) };
+            return Kind::Head {
+                hash: self.pick_hash(ctx),
+            };
         }
         if take(m.delete) {
-            return Kind::Delete { hash: self.pick_hash(ctx) };
+            return Kind::Delete {
+                hash: self.pick_hash(ctx),
+            };
         }
         if take(m.range) {
             let hash = self.pick_hash(ctx);
@@ -708,14 +792,23 @@ impl Workload {
     fn draw_bad(&mut self, ctx: &mut Ctx<'_>) -> Kind {
         let auth = ctx.opts.auth_token.is_some();
         match ctx.rng.random_range(0..7) {
-            0 => Kind::Garbage { seed: ctx.rng.random() },
+            0 => Kind::Garbage {
+                seed: ctx.rng.random(),
+            },
             1 => Kind::BadHex,
             2 => Kind::Oversize,
             3 => Kind::UnknownPath,
-            4 => Kind::NotAllowed { hash: self.pick_hash(ctx) },
-            5 if auth => Kind::Unauthorized { hash: self.pick_hash(ctx),
-                delete: ctx.rng.random_bool(0.5) },
-            _ => Kind::PutWrongHash { body_seed: ctx.rng.random(), claimed: self.pick_hash(ctx) },
+            4 => Kind::NotAllowed {
+                hash: self.pick_hash(ctx),
+            },
+            5 if auth => Kind::Unauthorized {
+                hash: self.pick_hash(ctx),
+                delete: ctx.rng.random_bool(0.5),
+            },
+            _ => Kind::PutWrongHash {
+                body_seed: ctx.rng.random(),
+                claimed: self.pick_hash(ctx),
+            },
         }
     }
 
@@ -748,39 +841,70 @@ impl Workload {
                 let body = body_seed.to_le_bytes().repeat(3);
                 http_client::put(&body, Some(claimed), &style, token)
             }
-            Kind::Get { hash, if_none_match } => {
+            Kind::Get {
+                hash,
+                if_none_match,
+            } => {
                 read = Some(ctx.model.begin_read(*hash));
                 let extra = if *if_none_match {
                     vec![format!("If-None-Match: \"{}\"", hash.to_hex())]
                 } else {
                     Vec::new()
                 };
-                http_client::bodyless("GET", &http_client::hash_path(hash, &style), &style, None,
-                    &extra)
+                http_client::bodyless(
+                    "GET",
+                    &http_client::hash_path(hash, &style),
+                    &style,
+                    None,
+                    &extra,
+                )
             }
             Kind::Head { hash } => {
                 read = Some(ctx.model.begin_read(*hash));
-                http_client::bodyless("HEAD", &http_client::hash_path(hash, &style), &style, None,
-                    &[])
+                http_client::bodyless(
+                    "HEAD",
+                    &http_client::hash_path(hash, &style),
+                    &style,
+                    None,
+                    &[],
+                )
             }
             Kind::Range { hash, spec } => {
                 read = Some(ctx.model.begin_read(*hash));
-                http_client::bodyless("GET", &http_client::hash_path(hash, &style), &style, None,
-                    &[spec.header()])
+                http_client::bodyless(
+                    "GET",
+                    &http_client::hash_path(hash, &style),
+                    &style,
+                    None,
+                    &[spec.header()],
+                )
             }
             Kind::Delete { hash } => {
                 write = Some(ctx.model.begin_write(*hash));
-                http_client::bodyless("DELETE", &http_client::hash_path(hash, &style), &style,
-                    token, &[])
+                http_client::bodyless(
+                    "DELETE",
+                    &http_client::hash_path(hash, &style),
+                    &style,
+                    token,
+                    &[],
+                )
             }
             Kind::Unauthorized { hash, delete } => {
                 let wrong: &[u8] = b"not-the-token";
                 let auth = ctx.rng.random_bool(0.5).then_some(wrong);
                 if *delete {
-                    http_client::bodyless("DELETE", &http_client::hash_path(hash, &style),
-                        &style, auth, &[])
+                    http_client::bodyless(
+                        "DELETE",
+                        &http_client::hash_path(hash, &style),
+                        &style,
+                        auth,
+                        &[],
+                    )
                 } else {
-                    let style = Style { chunked: false, ..style };
+                    let style = Style {
+                        chunked: false,
+                        ..style
+                    };
                     http_client::put(b"unauthorized", None, &style, auth)
                 }
             }
@@ -794,30 +918,44 @@ impl Workload {
             Kind::BadHex => http_client::bodyless("GET", "/block/zz", &style, None, &[]),
             Kind::Oversize => {
                 ends_conn = true;
-                let mut b = http_client::bodyless("PUT", "/block", &style, token,
-                    &[format!("Content-Length: {}", BLOCK_MAX_BYTES + 1)]);
+                let mut b = http_client::bodyless(
+                    "PUT",
+                    "/block",
+                    &style,
+                    token,
+                    &[format!("Content-Length: {}", BLOCK_MAX_BYTES + 1)],
+                );
                 b.truncate(b.len());
                 b
             }
             Kind::UnknownPath => http_client::bodyless("GET", "/nowhere", &style, None, &[]),
-            Kind::NotAllowed { hash } => {
-                http_client::bodyless("POST", &http_client::hash_path(hash, &style), &style, None,
-                    &["Content-Length: 0".to_string()])
-            }
+            Kind::NotAllowed { hash } => http_client::bodyless(
+                "POST",
+                &http_client::hash_path(hash, &style),
+                &style,
+                None,
+                &["Content-Length: 0".to_string()],
+            ),
             Kind::Health => http_client::bodyless("GET", "/health", &style, None, &[]),
             Kind::Stats => http_client::bodyless("GET", "/stats", &style, None, &[]),
             Kind::Metrics => http_client::bodyless("GET", "/metrics", &style, None, &[]),
         };
         self.serial += 1;
-        if self.sweep.is_empty() && self.issuing {
-            self.issued += 1;
-        }
-        ctx.trace.ev(ctx.now, "request", [id as u64, self.serial, kind.code(),
-            bytes.len() as u64]);
+        ctx.trace.ev(
+            ctx.now,
+            "request",
+            [id as u64, self.serial, kind.code(), bytes.len() as u64],
+        );
         let c = &mut self.clients[id];
         c.out.extend_from_slice(&bytes);
-        c.waiting.push_back(Req { serial: self.serial, kind, write, read, started_at: ctx.now,
-            ends_conn });
+        c.waiting.push_back(Req {
+            serial: self.serial,
+            kind,
+            write,
+            read,
+            started_at: ctx.now,
+            ends_conn,
+        });
     }
 }
 
@@ -849,8 +987,13 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                     if resp.header("Location") != Some(loc.as_bytes()) {
                         return Err("PUT without the right Location".into());
                     }
-                    let prior = if s == 201 { Known::Absent } else { Known::Present };
-                    ctx.model.end_write(t, WriteEnd::Effect(Known::Present), Some(prior));
+                    let prior = if s == 201 {
+                        Known::Absent
+                    } else {
+                        Known::Present
+                    };
+                    ctx.model
+                        .end_write(t, WriteEnd::Effect(Known::Present), Some(prior));
                     return take_violation(ctx);
                 }
                 500 if explain_write_500(resp, ctx) => WriteEnd::NoEffect,
@@ -871,8 +1014,13 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                     if !resp.body.is_empty() && s == 204 {
                         return Err("204 with a body".into());
                     }
-                    let prior = if s == 204 { Known::Present } else { Known::Absent };
-                    ctx.model.end_write(t, WriteEnd::Effect(Known::Absent), Some(prior));
+                    let prior = if s == 204 {
+                        Known::Present
+                    } else {
+                        Known::Absent
+                    };
+                    ctx.model
+                        .end_write(t, WriteEnd::Effect(Known::Absent), Some(prior));
                     take_violation(ctx)
                 }
                 500 if explain_write_500(resp, ctx) => {
@@ -885,11 +1033,17 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                 }
                 _ => {
                     ctx.model.end_write(t, WriteEnd::Unknown, None);
-                    Err(format!("unexpected status for a DELETE: {}", body_text(resp)))
+                    Err(format!(
+                        "unexpected status for a DELETE: {}",
+                        body_text(resp)
+                    ))
                 }
             }
         }
-        Kind::Get { hash, if_none_match } => {
+        Kind::Get {
+            hash,
+            if_none_match,
+        } => {
             let t = req.read.expect("a GET holds a read ticket");
             match s {
                 200 => {
@@ -1003,7 +1157,9 @@ fn expect_one(status: u16, want: u16) -> Result<(), String> {
 }
 
 fn body_text(resp: &Response) -> String {
-    String::from_utf8_lossy(&resp.body[..resp.body.len().min(80)]).trim().to_string()
+    String::from_utf8_lossy(&resp.body[..resp.body.len().min(80)])
+        .trim()
+        .to_string()
 }
 
 /// A 200 body must be the block: it hashes to the address (never another block's bytes).
@@ -1042,8 +1198,10 @@ fn explain_read_500(hash: &BlockHash, resp: &Response, ctx: &mut Ctx<'_>) -> Res
     if ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault() {
         return Ok(());
     }
-    Err(format!("unexplained 500 ({text}): no read fault injected and the stored bytes are \
-        intact"))
+    Err(format!(
+        "unexplained 500 ({text}): no read fault injected and the stored bytes are \
+        intact"
+    ))
 }
 
 fn explain_write_500(resp: &Response, ctx: &mut Ctx<'_>) -> bool {
@@ -1059,6 +1217,9 @@ pub fn sweep_requests(model: &Model, max: usize) -> VecDeque<Kind> {
     model
         .certain()
         .take(max)
-        .map(|(h, _)| Kind::Get { hash: *h, if_none_match: false })
+        .map(|(h, _)| Kind::Get {
+            hash: *h,
+            if_none_match: false,
+        })
         .collect()
 }

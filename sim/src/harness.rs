@@ -1,0 +1,138 @@
+//! A scripted harness for scenario tests: the same world (N workers, one controller, in-memory
+//! queues, `MemStore`, the fake ring, disk and clock) without the random workload and without
+//! faults. A test opens connections, sends exact bytes, steps the world until it is quiet, and
+//! reads the answers.
+
+use engine::bugs::Bugs;
+use engine::worker::VerifyReads;
+
+use crate::http_client::{parse_response, Response};
+use crate::options::Options;
+use crate::world::World;
+use crate::Failure;
+
+/// The engine configuration of a scripted run.
+#[derive(Clone, Debug)]
+pub struct HarnessConfig {
+    pub workers: usize,
+    pub capacity_bytes: u64,
+    pub pool_targets: [u16; 8],
+    pub queue_frames: usize,
+    pub verify_reads: VerifyReads,
+    pub bugs: Bugs,
+    pub recv_chunk_bytes: usize,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> HarnessConfig {
+        HarnessConfig {
+            workers: 1,
+            capacity_bytes: 16 << 20,
+            pool_targets: [2, 2, 2, 1, 1, 1, 1, 1],
+            queue_frames: 64,
+            verify_reads: VerifyReads::Crc32c,
+            bugs: Bugs::NONE,
+            recv_chunk_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Virtual time a step may jump ahead while "running until quiet": far below every timeout.
+const QUIET_HORIZON_NS: u64 = 50_000_000;
+
+pub struct Harness {
+    pub world: World,
+}
+
+impl Harness {
+    pub fn new(cfg: HarnessConfig) -> Harness {
+        let mut opts = Options::draw(1, 1, cfg.bugs, None).quiet();
+        opts.workers = cfg.workers;
+        opts.capacity_bytes = cfg.capacity_bytes;
+        opts.pool_targets = cfg.pool_targets;
+        opts.to_controller_capacity = cfg.queue_frames;
+        opts.to_worker_capacity = cfg.queue_frames;
+        opts.verify_reads = cfg.verify_reads;
+        opts.recv_chunk_bytes = cfg.recv_chunk_bytes;
+        opts.clients = 0;
+        opts.auth_token = None;
+        opts.max_connections = 4096;
+        opts.max_header_bytes = 16 * 1024;
+        opts.request_timeout = std::time::Duration::from_secs(10);
+        opts.idle_timeout = std::time::Duration::from_secs(60);
+        opts.slot_wait_limit = std::time::Duration::from_secs(5);
+        opts.cycle_interval = std::time::Duration::from_micros(100);
+        opts.net_latency_ns = (1_000, 20_000);
+        opts.disk_latency_ns = (1_000, 100_000);
+        let mut world = World::new(opts, false);
+        world.start().expect("a fresh store opens");
+        let mut h = Harness { world };
+        h.run_until_quiet();
+        h
+    }
+
+    /// Steps until nothing is left to do within a short horizon (timers far off may remain).
+    pub fn run_until_quiet(&mut self) {
+        loop {
+            self.world.time_limit = Some(self.world.now + QUIET_HORIZON_NS);
+            let progressed = match self.world.step() {
+                Ok(p) => p,
+                Err(f) => panic!("the world failed: {f}"),
+            };
+            if !progressed {
+                break;
+            }
+        }
+        self.world.time_limit = None;
+        if let Some(f) = self.world.failures.first() {
+            panic!("the world failed: {f}");
+        }
+    }
+
+    /// Opens a connection to `worker`.
+    pub fn connect(&mut self, worker: usize) -> u64 {
+        let handle = self.world.net.connect(worker, 0, 8 << 20);
+        self.world.wake_scripted(Vec::new(), Some(worker));
+        handle
+    }
+
+    /// Sends bytes on a connection (does not step).
+    pub fn send(&mut self, conn: u64, bytes: &[u8]) {
+        let wake = self.world.net.client_send(conn, bytes);
+        self.world.wake_scripted(wake.into_iter().collect(), None);
+    }
+
+    /// Every complete answer received on `conn` so far, parsed (`head` for HEAD requests).
+    pub fn responses(&mut self, conn: u64, head: bool) -> Vec<Response> {
+        let (bytes, wake) = self.world.net.client_read(conn, usize::MAX);
+        self.world.wake_scripted(wake.into_iter().collect(), None);
+        let mut out = Vec::new();
+        let mut rest = bytes.as_slice();
+        while let Some((r, used)) = parse_response(rest, head).expect("a well-formed response") {
+            out.push(r);
+            rest = &rest[used..];
+        }
+        assert!(
+            rest.is_empty(),
+            "a partial response is left: {} bytes",
+            rest.len()
+        );
+        out
+    }
+
+    /// One request on a fresh connection to `worker`, run to its answer.
+    pub fn request(&mut self, worker: usize, bytes: &[u8]) -> Response {
+        let head = bytes.starts_with(b"HEAD ");
+        let conn = self.connect(worker);
+        self.send(conn, bytes);
+        self.run_until_quiet();
+        let mut r = self.responses(conn, head);
+        assert_eq!(r.len(), 1, "exactly one answer");
+        r.pop().expect("one")
+    }
+
+    /// The failure the world recorded, if any (scripted tests mostly expect none).
+    pub fn failure(&self) -> Option<&Failure> {
+        self.world.failures.first()
+    }
+}

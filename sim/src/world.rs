@@ -1,0 +1,1069 @@
+//! The simulated world: N engine workers and one engine controller — the very types the server
+//! runs — over the fake ring, disk, network, queues and clock, stepped on one thread by one
+//! seeded scheduler.
+//!
+//! Each step gathers every actor that can make progress at the current virtual time (a worker
+//! with a due completion, a frame in its inbox or a due timer; the controller with frames to take,
+//! a cycle due or replies to hand out; a client with something to do), picks one at random and
+//! runs it. When nothing is ready the clock jumps to the earliest deadline (the workers' and the
+//! controller's `poll_timeout`, the next completion, a client's timer). Every frame crossing a
+//! queue is encoded and decoded, so the codec is exercised on every message.
+//!
+//! A run: start (open the store through `Controller::open`, the server's recovery path), a
+//! safety phase with faults and crashes until the requests are issued, a liveness phase with
+//! faults healed in which every outstanding request must be answered within a bound, a graceful
+//! shutdown that must drain, a clean restart, and a verification sweep that reads back every
+//! address the model is certain about. Checks run after every worker step
+//! (`Worker::check_invariants`), after every controller cycle (`Controller::check_invariants`),
+//! after every recovery (`check_against_store`, no leaked or reserved bytes, the index against
+//! the model and the stored bytes against their addresses) and at the drained shutdown (every
+//! reserved slot sits in some worker's pool).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use engine::controller::{Controller, ControllerIo, CycleOutcome};
+use engine::hash::BlockHash;
+use engine::io::{Op, OpId};
+use engine::message::{ToController, ToWorker};
+use engine::meta::{MemStore, SharedImage};
+use engine::worker::Worker;
+use engine::Instant;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::Disk;
+use crate::model::{Known, Model};
+use crate::net::Net;
+use crate::options::{CrashKind, CrashPlan, CrashPoint, Faults, Options};
+use crate::queue::FrameQueue;
+use crate::ring::{self, FaultCounters, IoEnv, Outcome, Ring};
+use crate::trace::Trace;
+use crate::workload::{self, Ctx, Explain, Workload};
+use crate::Failure;
+
+/// An armed crash point that has not struck within this much virtual time strikes anyway.
+const ARMED_CRASH_PATIENCE_NS: u64 = 50_000_000;
+/// Steps at one virtual instant before the run counts as a livelock.
+const STEPS_PER_INSTANT_MAX: u64 = 2_000_000;
+/// Addresses the final sweep reads back.
+const SWEEP_ADDRESSES_MAX: usize = 400;
+
+pub struct WorkerBox {
+    pub worker: Worker,
+    pub ring: Ring,
+    pub to_controller: FrameQueue,
+    pub to_worker: FrameQueue,
+    /// `worker.poll_timeout()` after its last step.
+    timeout: Option<u64>,
+}
+
+/// One incarnation of the server process.
+pub struct Node {
+    pub controller: Controller<MemStore>,
+    pub workers: Vec<WorkerBox>,
+    /// Occupy frames taken by the controller since its last cycle.
+    occupies_waiting: usize,
+    /// The last hand-out of replies made no progress (every target queue full).
+    outbox_blocked: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Ring(usize),
+    Inbox(usize),
+    Turn(usize),
+    Controller,
+    Client(usize),
+}
+
+/// What the run did, for the `PASSED` line and the README's speed figure.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub trace_hash: u64,
+    pub events: u64,
+    pub steps: u64,
+    pub requests: u64,
+    pub answered: u64,
+    pub unanswered: u64,
+    pub crashes: u64,
+    pub cycles: u64,
+    pub virtual_ns: u64,
+    pub statuses: Vec<((&'static str, u16), u64)>,
+    pub counters: FaultCounters,
+    pub edges_put: [bool; 5],
+}
+
+pub struct World {
+    pub opts: Options,
+    pub rng: ChaCha8Rng,
+    pub now: u64,
+    pub image: SharedImage,
+    pub disk: Disk,
+    pub net: Net,
+    pub node: Option<Node>,
+    pub trace: Trace,
+    pub healed: bool,
+    pub counters: FaultCounters,
+    read_used: u64,
+    write_used: u64,
+    /// A sync or commit failure was injected since the last start.
+    pub latched: bool,
+    pub model: Model,
+    pub workload: Workload,
+    pub failures: Vec<Failure>,
+    pub crashes: u64,
+    pub cycles: u64,
+    pub steps: u64,
+    plan: VecDeque<CrashPlan>,
+    armed: Option<(CrashPlan, u64)>,
+    crash_after_recovery: Option<CrashKind>,
+    ready: Vec<Action>,
+    due_clients: Vec<usize>,
+    wakes: Vec<(usize, OpId)>,
+    accept_wakes: Vec<usize>,
+    instant_steps: u64,
+    last_now: u64,
+    /// The clock does not jump past this (scripted tests step "until quiet").
+    pub time_limit: Option<u64>,
+    /// Scripted tests: park every ReadAt until `release_reads`.
+    pub hold_reads: bool,
+    held_reads: Vec<(usize, OpId)>,
+}
+
+struct CtlIo<'a> {
+    disk: &'a mut Disk,
+    rng: &'a mut ChaCha8Rng,
+    now: u64,
+    sync_fail: f64,
+    failed: &'a mut bool,
+}
+
+impl ControllerIo for CtlIo<'_> {
+    fn sync_data(&mut self) -> Result<(), String> {
+        if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
+            *self.failed = true;
+            return Err("injected EIO".into());
+        }
+        self.disk.sync();
+        Ok(())
+    }
+
+    fn now(&mut self) -> Instant {
+        Instant(self.now)
+    }
+}
+
+impl World {
+    pub fn new(opts: Options, keep_trace: bool) -> World {
+        let rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let workload = Workload::new(&opts);
+        World {
+            rng,
+            now: 0,
+            image: MemStore::new().image(),
+            disk: Disk::new(opts.capacity_bytes),
+            net: Net::new(opts.workers),
+            node: None,
+            trace: Trace::new(keep_trace),
+            healed: false,
+            counters: FaultCounters::default(),
+            read_used: 0,
+            write_used: 0,
+            latched: false,
+            model: Model::new(),
+            workload,
+            failures: Vec::new(),
+            crashes: 0,
+            cycles: 0,
+            steps: 0,
+            plan: opts.crashes.iter().copied().collect(),
+            armed: None,
+            crash_after_recovery: None,
+            ready: Vec::new(),
+            due_clients: Vec::new(),
+            wakes: Vec::new(),
+            accept_wakes: Vec::new(),
+            instant_steps: 0,
+            last_now: 0,
+            time_limit: None,
+            hold_reads: false,
+            held_reads: Vec::new(),
+            opts,
+        }
+    }
+
+    fn faults(&self) -> Faults {
+        if self.healed {
+            Faults::default()
+        } else {
+            self.opts.faults
+        }
+    }
+
+    fn first_failure(&mut self) -> Result<(), Failure> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        let f = self.failures.remove(0);
+        self.trace.note(self.now, &f.to_string());
+        Err(f)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Starting, crashing, restarting.
+
+    /// Opens the store through the server's recovery path, checks it, starts the workers.
+    pub fn start(&mut self) -> Result<(), Failure> {
+        loop {
+            assert!(self.node.is_none());
+            // The driver's startup fdatasync: the recovery commit below is durable, so the data
+            // the surviving index points at must be durable first (see sim/README.md).
+            self.disk.sync();
+            self.image.lock().expect("image lock").fail_next_commit = false;
+            self.latched = false;
+            let store = MemStore::open(self.image.clone());
+            let controller = Controller::open(store, self.opts.controller_config())
+                .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
+            self.trace.ev(
+                self.now,
+                "open",
+                [self.crashes, controller.header().commit_seq, 0, 0],
+            );
+            controller.check_against_store();
+            let s = controller.stats();
+            if s.reserved_bytes != 0 || s.quarantined_bytes != 0 {
+                return Err(Failure::Correctness(format!(
+                    "after recovery {} bytes are still reserved and {} quarantined",
+                    s.reserved_bytes, s.quarantined_bytes
+                )));
+            }
+            if s.free_bytes + s.used_bytes != s.capacity_bytes {
+                return Err(Failure::Correctness(format!(
+                    "leak after recovery: free {} + used {} != capacity {}",
+                    s.free_bytes, s.used_bytes, s.capacity_bytes
+                )));
+            }
+            self.check_store("recovery")?;
+            let workers = (0..self.opts.workers)
+                .map(|i| WorkerBox {
+                    worker: Worker::new(self.opts.worker_config(i as u8)),
+                    ring: Ring::default(),
+                    to_controller: FrameQueue::new(self.opts.to_controller_capacity),
+                    to_worker: FrameQueue::new(self.opts.to_worker_capacity),
+                    timeout: None,
+                })
+                .collect();
+            self.node = Some(Node {
+                controller,
+                workers,
+                occupies_waiting: 0,
+                outbox_blocked: false,
+            });
+            if let Some(kind) = self.crash_after_recovery.take() {
+                self.trace.note(self.now, "crash right after recovery");
+                self.crash_now(kind);
+                continue;
+            }
+            for w in 0..self.opts.workers {
+                self.worker_turn(w);
+            }
+            return Ok(());
+        }
+    }
+
+    /// Kills the node: every in-flight op is lost (a WriteAt may leave a prefix), the disk and
+    /// the store lose what a crash of `kind` loses, every connection is reset.
+    fn crash_now(&mut self, kind: CrashKind) {
+        self.crashes += 1;
+        self.trace
+            .ev(self.now, "crash", [self.crashes, kind as u64, 0, 0]);
+        if let Some(node) = self.node.take() {
+            for mut wb in node.workers {
+                for (_, entry) in wb.ring.drain() {
+                    if let Op::WriteAt {
+                        offset,
+                        buf,
+                        start,
+                        end,
+                    } = entry.op
+                    {
+                        if self.rng.random_bool(0.5) {
+                            let n = self.rng.random_range(0..=end - start);
+                            if n > 0 {
+                                self.disk.write(offset, &buf[start..start + n], true);
+                            }
+                        }
+                    }
+                }
+            }
+            drop(node.controller);
+        }
+        let relaxed = self.opts.durability == engine::controller::Durability::Relaxed;
+        let meta_kind = match kind {
+            CrashKind::Process => engine::meta::CrashKind::Process,
+            CrashKind::PowerLoss => {
+                let kept =
+                    self.disk
+                        .power_loss(&mut self.rng, self.opts.power_loss_keep_p, relaxed);
+                self.trace
+                    .ev(self.now, "power-loss", [kept as u64, 0, 0, 0]);
+                engine::meta::CrashKind::PowerLoss
+            }
+        };
+        MemStore::crash(&self.image, meta_kind);
+        self.net.crash();
+        self.workload
+            .on_crash(&mut self.model, &mut self.rng, self.now);
+        self.model.crash(kind == CrashKind::PowerLoss && relaxed);
+    }
+
+    /// A crash and the restart after it.
+    pub fn crash(&mut self, kind: CrashKind) -> Result<(), Failure> {
+        self.crash_now(kind);
+        self.start()
+    }
+
+    /// The index against the model, and every stored block's bytes against its address.
+    pub fn check_store(&mut self, when: &str) -> Result<(), Failure> {
+        let index = self
+            .image
+            .lock()
+            .expect("image lock")
+            .committed
+            .index
+            .clone();
+        for (hash, known) in self.model.certain() {
+            let stored = index.contains_key(hash);
+            let bad = match known {
+                Known::Present => !stored,
+                Known::Absent => stored,
+                Known::Uncertain => false,
+            };
+            if bad {
+                return Err(Failure::Correctness(format!(
+                    "{when}: the index {} {hash}, but the model says {known:?}",
+                    if stored { "holds" } else { "lacks" }
+                )));
+            }
+        }
+        for (hash, entry) in &index {
+            let Some(content) = self.model.content_of(hash) else {
+                return Err(Failure::Correctness(format!(
+                    "{when}: the index holds {hash}, which no client ever stored"
+                )));
+            };
+            if content.len() != entry.len as usize {
+                return Err(Failure::Correctness(format!(
+                    "{when}: {hash} is indexed with length {} but is {} bytes",
+                    entry.len,
+                    content.len()
+                )));
+            }
+            let mut bytes = vec![0u8; entry.len as usize];
+            self.disk.read(entry.slot.offset, &mut bytes);
+            let damaged = self
+                .disk
+                .is_damaged(entry.slot.offset, u64::from(entry.len));
+            if BlockHash::of(&bytes) != *hash && !damaged {
+                return Err(Failure::Correctness(format!(
+                    "{when}: stored bytes of {hash} at {:?} are corrupt and no fault explains it",
+                    entry.slot
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The scheduler.
+
+    /// One step. `Ok(false)` when nothing at all can happen any more.
+    pub fn step(&mut self) -> Result<bool, Failure> {
+        self.steps += 1;
+        if self.now == self.last_now {
+            self.instant_steps += 1;
+            if self.instant_steps > STEPS_PER_INSTANT_MAX {
+                return Err(Failure::Liveness(format!(
+                    "livelock: {STEPS_PER_INSTANT_MAX} steps without time passing at {} ns",
+                    self.now
+                )));
+            }
+        } else {
+            self.last_now = self.now;
+            self.instant_steps = 0;
+        }
+        if let Some((plan, armed_at)) = self.armed {
+            let overdue = self.now >= armed_at + ARMED_CRASH_PATIENCE_NS;
+            if plan.point == CrashPoint::Anywhere || overdue || self.node.is_none() {
+                self.armed = None;
+                self.crash(plan.kind)?;
+                return Ok(true);
+            }
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        let next = self.gather(&mut ready);
+        if ready.is_empty() {
+            self.ready = ready;
+            return match next {
+                Some(t) if self.time_limit.is_some_and(|limit| t > limit) => Ok(false),
+                Some(t) => {
+                    assert!(
+                        t > self.now,
+                        "a future deadline {t} is not after now {}",
+                        self.now
+                    );
+                    self.now = t;
+                    Ok(true)
+                }
+                None => Ok(false),
+            };
+        }
+        let action = ready[self.rng.random_range(0..ready.len())];
+        self.ready = ready;
+        self.run(action)?;
+        self.first_failure()?;
+        self.arm_crashes();
+        Ok(true)
+    }
+
+    fn arm_crashes(&mut self) {
+        if self.armed.is_some() || self.healed {
+            return;
+        }
+        if let Some(p) = self.plan.front() {
+            if self.workload.issued >= p.after_requests {
+                let plan = self.plan.pop_front().expect("front exists");
+                self.trace.ev(
+                    self.now,
+                    "crash-armed",
+                    [plan.point as u64, plan.kind as u64, 0, 0],
+                );
+                if plan.point == CrashPoint::AfterRecovery {
+                    self.crash_after_recovery = Some(CrashKind::Process);
+                    self.armed = Some((
+                        CrashPlan {
+                            point: CrashPoint::Anywhere,
+                            ..plan
+                        },
+                        self.now,
+                    ));
+                } else {
+                    self.armed = Some((plan, self.now));
+                }
+            }
+        }
+    }
+
+    /// Collects the ready actions; returns the earliest future deadline.
+    fn gather(&mut self, ready: &mut Vec<Action>) -> Option<u64> {
+        let now = self.now;
+        let mut next: Option<u64> = None;
+        let mut later = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
+        if let Some((_, at)) = self.armed {
+            later(at + ARMED_CRASH_PATIENCE_NS);
+        }
+        if let Some(node) = &self.node {
+            let mut controller_ready = false;
+            for (w, wb) in node.workers.iter().enumerate() {
+                if let Some(t) = wb.ring.next_due() {
+                    if t <= now {
+                        ready.push(Action::Ring(w));
+                    } else {
+                        later(t);
+                    }
+                }
+                if !wb.to_worker.is_empty() {
+                    if wb.to_worker.stalled_until <= now {
+                        ready.push(Action::Inbox(w));
+                    } else {
+                        later(wb.to_worker.stalled_until);
+                    }
+                }
+                let due = wb.timeout.is_some_and(|t| t <= now);
+                let can_push = wb.worker.messages_waiting() > 0 && !wb.to_controller.is_full();
+                if due || can_push {
+                    ready.push(Action::Turn(w));
+                } else if let Some(t) = wb.timeout {
+                    later(t);
+                }
+                if !wb.to_controller.is_empty() {
+                    if wb.to_controller.stalled_until <= now {
+                        controller_ready = true;
+                    } else {
+                        later(wb.to_controller.stalled_until);
+                    }
+                }
+            }
+            if let Some(t) = node.controller.poll_timeout() {
+                if t.0 <= now {
+                    controller_ready = true;
+                } else {
+                    later(t.0);
+                }
+            }
+            if node.controller.outbox_len() > 0 && !node.outbox_blocked {
+                controller_ready = true;
+            }
+            if controller_ready {
+                ready.push(Action::Controller);
+            }
+        }
+        self.due_clients.clear();
+        self.workload.due(now, &mut self.due_clients);
+        ready.extend(self.due_clients.iter().map(|&c| Action::Client(c)));
+        if let Some(t) = self.workload.next_wake() {
+            if t > now {
+                later(t);
+            }
+        }
+        next
+    }
+
+    fn run(&mut self, action: Action) -> Result<(), Failure> {
+        match action {
+            Action::Ring(w) => self.complete_one(w),
+            Action::Inbox(w) => self.worker_inbox(w),
+            Action::Turn(w) => self.worker_turn(w),
+            Action::Controller => return self.controller_turn(),
+            Action::Client(c) => self.client_step(c),
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Workers.
+
+    fn complete_one(&mut self, w: usize) {
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let wb = &mut node.workers[w];
+        let id = wb.ring.pop_due(self.now).expect("the ring had a due op");
+        let entry = wb.ring.remove(id);
+        let mut env = IoEnv {
+            now: self.now,
+            worker: w,
+            net: &mut self.net,
+            disk: &mut self.disk,
+            rng: &mut self.rng,
+            faults,
+            counters: &mut self.counters,
+        };
+        match ring::complete(id, entry, &mut env) {
+            Err(parked) => {
+                let accept = matches!(parked.op, Op::Accept);
+                wb.ring.insert(id, parked.op, None);
+                if parked.canceled {
+                    wb.ring.get_mut(id).expect("just inserted").canceled = true;
+                }
+                if accept {
+                    wb.ring.accept_parked = Some(id);
+                }
+            }
+            Ok(Outcome::Done(c, wake)) => {
+                let result = match c.result {
+                    Ok(n) => n,
+                    Err(e) => (1 << 32) | e.0 as u64,
+                };
+                self.trace
+                    .ev(self.now, "complete", [w as u64, id.0, result, 0]);
+                wb.worker.handle_completion(Instant(self.now), c);
+                if let Some(h) = wake.conn {
+                    self.workload.wake_conn(&self.net, h, self.now);
+                }
+                self.worker_turn(w);
+            }
+        }
+    }
+
+    fn worker_inbox(&mut self, w: usize) {
+        let node = self.node.as_mut().expect("a node is running");
+        let wb = &mut node.workers[w];
+        let n = self.rng.random_range(1..=wb.to_worker.len());
+        for _ in 0..n {
+            let frame = wb.to_worker.pop().expect("counted");
+            let m = ToWorker::decode(&frame).expect("a frame the controller encoded decodes");
+            self.trace.ev(
+                self.now,
+                "to-worker",
+                [w as u64, frame[0] as u64, m.request().unwrap_or(0), 0],
+            );
+            wb.worker.handle_message(Instant(self.now), m);
+        }
+        node.outbox_blocked = false;
+        self.worker_turn(w);
+    }
+
+    /// The worker's loop turn: tick, hand its ops to the ring, push its messages.
+    fn worker_turn(&mut self, w: usize) {
+        let now = self.now;
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let wb = &mut node.workers[w];
+        wb.worker.tick(Instant(now));
+        while let Some((id, op)) = wb.worker.poll_io() {
+            if self.hold_reads && matches!(op, Op::ReadAt { .. }) {
+                self.trace.ev(now, "held-read", [w as u64, id.0, 0, 0]);
+                wb.ring.insert(id, op, None);
+                self.held_reads.push((w, id));
+                continue;
+            }
+            submit(
+                wb,
+                w,
+                id,
+                op,
+                &mut self.net,
+                &mut self.disk,
+                &mut self.rng,
+                &mut self.counters,
+                &self.opts,
+                &mut self.trace,
+                now,
+                self.healed,
+            );
+        }
+        let trace = &mut self.trace;
+        let queue = &mut wb.to_controller;
+        let rng = &mut self.rng;
+        let occupies = &mut node.occupies_waiting;
+        wb.worker.drain_messages(|m| {
+            let frame = m.encode();
+            assert_eq!(
+                ToController::decode(&frame).as_ref(),
+                Ok(m),
+                "frame round trip"
+            );
+            if !queue.push(frame) {
+                return false;
+            }
+            if matches!(m, ToController::Occupy { .. }) {
+                *occupies += 1;
+            }
+            trace.ev(now, "to-controller", [w as u64, frame[0] as u64, 0, 0]);
+            if faults.queue_stall > 0.0 && rng.random_bool(faults.queue_stall) {
+                queue.stalled_until = now + rng.random_range(10_000..=5_000_000);
+            }
+            true
+        });
+        // A deadline at or before `now` after a tick is not handled by the tick: the scheduler
+        // keeps running the worker at this instant, and the livelock guard reports it.
+        wb.timeout = wb.worker.poll_timeout().map(|t| t.0);
+        wb.worker.check_invariants();
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The controller.
+
+    fn controller_turn(&mut self) -> Result<(), Failure> {
+        let now = self.now;
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        for (w, wb) in node.workers.iter_mut().enumerate() {
+            if !wb.to_controller.readable(now) {
+                continue;
+            }
+            while let Some(frame) = wb.to_controller.pop() {
+                let m = ToController::decode(&frame).expect("a frame the worker encoded decodes");
+                assert_eq!(m.worker() as usize, w, "a worker signs its own messages");
+                node.controller.handle_message(m);
+            }
+        }
+        let due = node.controller.poll_timeout().is_some_and(|t| t.0 <= now);
+        if due {
+            if let Some((plan, _)) = self.armed {
+                if plan.point == CrashPoint::BeforeCommit && node.occupies_waiting > 0 {
+                    self.armed = None;
+                    if self.rng.random_bool(0.5) {
+                        self.disk.sync();
+                    }
+                    self.trace
+                        .note(now, "crash between the data write and the commit");
+                    return self.crash(plan.kind);
+                }
+            }
+            if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
+                self.image.lock().expect("image lock").fail_next_commit = true;
+                self.latched = true;
+            }
+            let commits_before = self.image.lock().expect("image lock").commits;
+            let node = self.node.as_mut().expect("a node is running");
+            let mut io = CtlIo {
+                disk: &mut self.disk,
+                rng: &mut self.rng,
+                now,
+                sync_fail: faults.sync_fail,
+                failed: &mut self.latched,
+            };
+            let outcome = node.controller.run_cycle(Instant(now), &mut io);
+            if let CycleOutcome::Ran { messages } = outcome {
+                self.cycles += 1;
+                node.occupies_waiting = 0;
+                node.controller.check_invariants();
+                self.trace.ev(
+                    now,
+                    "cycle",
+                    [
+                        messages as u64,
+                        node.controller.outbox_len() as u64,
+                        node.controller.is_failed() as u64,
+                        0,
+                    ],
+                );
+                let committed = self.image.lock().expect("image lock").commits > commits_before;
+                if let Some((plan, _)) = self.armed {
+                    if plan.point == CrashPoint::AfterCommit && committed {
+                        self.armed = None;
+                        self.trace
+                            .note(now, "crash between the commit and the replies");
+                        return self.crash(plan.kind);
+                    }
+                }
+            }
+        }
+        self.hand_out_replies();
+        Ok(())
+    }
+
+    fn hand_out_replies(&mut self) {
+        let now = self.now;
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let before = node.controller.outbox_len();
+        for (w, wb) in node.workers.iter_mut().enumerate() {
+            let queue = &mut wb.to_worker;
+            let trace = &mut self.trace;
+            let rng = &mut self.rng;
+            node.controller.drain_outbox(w as u8, |m| {
+                let frame = m.encode();
+                assert_eq!(ToWorker::decode(&frame).as_ref(), Ok(m), "frame round trip");
+                if !queue.push(frame) {
+                    return false;
+                }
+                trace.ev(now, "reply", [w as u64, frame[0] as u64, 0, 0]);
+                if faults.queue_stall > 0.0 && rng.random_bool(faults.queue_stall) {
+                    queue.stalled_until = now + rng.random_range(10_000..=5_000_000);
+                }
+                true
+            });
+        }
+        let after = node.controller.outbox_len();
+        node.outbox_blocked = after > 0 && after == before;
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Clients.
+
+    fn client_step(&mut self, c: usize) {
+        self.wakes.clear();
+        self.accept_wakes.clear();
+        let counters = self.counters;
+        let mut ctx = Ctx {
+            now: self.now,
+            opts: &self.opts,
+            rng: &mut self.rng,
+            net: &mut self.net,
+            model: &mut self.model,
+            trace: &mut self.trace,
+            wakes: &mut self.wakes,
+            accept_wakes: &mut self.accept_wakes,
+            explain: Explain {
+                counters: &counters,
+                read_used: &mut self.read_used,
+                write_used: &mut self.write_used,
+                latched: self.latched,
+                image: &self.image,
+                disk: &self.disk,
+            },
+            healed: self.healed,
+            failures: &mut self.failures,
+        };
+        self.workload.step(c, &mut ctx);
+        self.apply_wakes();
+    }
+
+    /// Schedules the ring ops that client actions woke.
+    fn apply_wakes(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        for &(w, op) in &self.wakes {
+            let due = self.now + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
+            node.workers[w].ring.schedule(op, due);
+        }
+        for &w in &self.accept_wakes {
+            let ring = &mut node.workers[w].ring;
+            if let Some(op) = ring.accept_parked.take() {
+                let due = self.now + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
+                ring.schedule(op, due);
+            }
+        }
+        self.wakes.clear();
+        self.accept_wakes.clear();
+    }
+
+    /// Lets every held ReadAt complete (scripted tests).
+    pub fn release_reads(&mut self) {
+        self.hold_reads = false;
+        let node = self.node.as_mut().expect("a node is running");
+        for (w, id) in self.held_reads.drain(..) {
+            node.workers[w].ring.schedule(id, self.now + 1_000);
+        }
+    }
+
+    /// Reads held so far (scripted tests).
+    pub fn held_reads(&self) -> usize {
+        self.held_reads.len()
+    }
+
+    /// Wakes what a scripted client did on the network (a connect, bytes, a close).
+    pub fn wake_scripted(&mut self, wakes: Vec<(usize, OpId)>, accept_worker: Option<usize>) {
+        self.wakes.extend(wakes);
+        self.accept_wakes.extend(accept_worker);
+        self.apply_wakes();
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Phases.
+
+    fn liveness_bound_ns(&self) -> u64 {
+        let o = &self.opts;
+        let bound =
+            2 * o.request_timeout + o.slot_wait_limit + o.idle_timeout + Duration::from_secs(10);
+        bound.as_nanos() as u64
+    }
+
+    /// Steps until `done` holds, failing with a liveness error after `bound_ns`.
+    pub fn run_until(
+        &mut self,
+        what: &str,
+        bound_ns: u64,
+        mut done: impl FnMut(&World) -> bool,
+    ) -> Result<(), Failure> {
+        let deadline = self.now + bound_ns;
+        while !done(self) {
+            let progressed = self.step()?;
+            if self.now > deadline || !progressed {
+                let stuck: Vec<String> = self
+                    .workload
+                    .outstanding()
+                    .iter()
+                    .take(5)
+                    .map(|(c, s, k, t)| format!("client {c} request {s} ({k}) since {t} ns"))
+                    .collect();
+                return Err(Failure::Liveness(format!(
+                    "{what}: not done after {} ms of virtual time{}; outstanding: [{}]",
+                    bound_ns / 1_000_000,
+                    if progressed {
+                        ""
+                    } else {
+                        " (nothing left to happen)"
+                    },
+                    stuck.join("; ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults off, crashes off, no new requests; a latched controller is restarted.
+    pub fn heal(&mut self) -> Result<(), Failure> {
+        self.trace.note(self.now, "heal");
+        self.healed = true;
+        self.armed = None;
+        self.plan.clear();
+        self.crash_after_recovery = None;
+        self.workload.issuing = false;
+        self.workload.wake_all(self.now);
+        for wb in self.node.iter_mut().flat_map(|n| n.workers.iter_mut()) {
+            wb.to_worker.stalled_until = 0;
+            wb.to_controller.stalled_until = 0;
+        }
+        let failed = self.node.as_ref().is_some_and(|n| n.controller.is_failed());
+        if failed || self.node.is_none() {
+            self.trace.note(self.now, "restart a latched controller");
+            return self.crash(CrashKind::Process);
+        }
+        Ok(())
+    }
+
+    /// Graceful shutdown: stop accepting, drain, then check that no reserved slot leaked.
+    pub fn shutdown(&mut self) -> Result<(), Failure> {
+        let node = self.node.as_mut().expect("a node is running");
+        for wb in &mut node.workers {
+            wb.worker.begin_shutdown();
+        }
+        for w in 0..self.opts.workers {
+            self.worker_turn(w);
+        }
+        let bound = self.liveness_bound_ns();
+        self.run_until("graceful shutdown", bound, |world| {
+            let node = world.node.as_ref().expect("a node is running");
+            node.workers.iter().all(|wb| {
+                wb.worker.is_drained()
+                    && wb.to_controller.is_empty()
+                    && wb.to_worker.is_empty()
+                    && wb.worker.messages_waiting() == 0
+            }) && node.controller.inbox_len() == 0
+                && node.controller.outbox_len() == 0
+        })?;
+        let node = self.node.take().expect("a node is running");
+        let s = node.controller.stats();
+        let pooled: u64 = node.workers.iter().map(|wb| wb.worker.pooled_bytes()).sum();
+        if !node.controller.is_failed() && s.reserved_bytes != pooled {
+            return Err(Failure::Correctness(format!(
+                "leak at shutdown: the controller holds {} reserved bytes, the pools {pooled}",
+                s.reserved_bytes
+            )));
+        }
+        node.controller.check_invariants();
+        node.controller.check_against_store();
+        self.trace.ev(
+            self.now,
+            "shutdown",
+            [s.used_bytes, s.reserved_bytes, s.free_bytes, 0],
+        );
+        self.net.crash();
+        self.workload
+            .on_crash(&mut self.model, &mut self.rng, self.now);
+        Ok(())
+    }
+
+    /// The whole run: safety, liveness, shutdown, restart, sweep.
+    pub fn run_all(&mut self) -> Result<Summary, Failure> {
+        self.trace.note(0, &format!("seed {}", self.opts.seed));
+        self.start()?;
+        while self.workload.issued < self.opts.requests {
+            if !self.step()? {
+                return Err(Failure::Liveness(
+                    "the safety phase came to a standstill".into(),
+                ));
+            }
+        }
+        self.heal()?;
+        let bound = self.liveness_bound_ns();
+        self.run_until("liveness after healing", bound, |w| w.workload.all_idle())?;
+        self.shutdown()?;
+        self.start()?;
+        self.workload.sweep = workload::sweep_requests(&self.model, SWEEP_ADDRESSES_MAX);
+        self.workload.wake_all(self.now);
+        self.run_until("verification sweep", bound, |w| {
+            w.workload.sweep.is_empty() && w.workload.all_idle()
+        })?;
+        self.first_failure()?;
+        self.check_store("final")?;
+        Ok(self.summary())
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            trace_hash: self.trace.hash(),
+            events: self.trace.events(),
+            steps: self.steps,
+            requests: self.workload.issued,
+            answered: self.workload.answered,
+            unanswered: self.workload.unanswered,
+            crashes: self.crashes,
+            cycles: self.cycles,
+            virtual_ns: self.now,
+            statuses: self
+                .workload
+                .statuses
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            counters: self.counters,
+            edges_put: self.workload.edges_put,
+        }
+    }
+}
+
+/// Hands one op from a worker to its ring (and handles Cancel's effect on its target).
+#[allow(clippy::too_many_arguments)]
+fn submit(
+    wb: &mut WorkerBox,
+    w: usize,
+    id: OpId,
+    op: Op,
+    net: &mut Net,
+    disk: &mut Disk,
+    rng: &mut ChaCha8Rng,
+    counters: &mut FaultCounters,
+    opts: &Options,
+    trace: &mut Trace,
+    now: u64,
+    healed: bool,
+) {
+    trace.ev(now, "submit", [w as u64, id.0, op_code(&op), 0]);
+    if let Op::Cancel { target } = op {
+        cancel(wb, target, net, rng, now);
+    }
+    let mut env = IoEnv {
+        now,
+        worker: w,
+        net,
+        disk,
+        rng,
+        faults: Faults::default(),
+        counters,
+    };
+    let due = ring::first_due(&op, &mut env, opts, healed);
+    let parked_recv = match (&op, due) {
+        (Op::Recv { conn, .. }, None) => Some(conn.0),
+        _ => None,
+    };
+    let accept = matches!(op, Op::Accept);
+    wb.ring.insert(id, op, due);
+    if due.is_none() {
+        if accept {
+            wb.ring.accept_parked = Some(id);
+        }
+        if let Some(h) = parked_recv {
+            net.get_mut(h)
+                .expect("parked only on a live connection")
+                .recv_waiter = Some(id);
+        }
+    }
+}
+
+fn cancel(wb: &mut WorkerBox, target: OpId, net: &mut Net, rng: &mut ChaCha8Rng, now: u64) {
+    let Some(entry) = wb.ring.get_mut(target) else {
+        return;
+    };
+    let parked = entry.due.is_none();
+    if parked || rng.random_bool(0.5) {
+        entry.canceled = true;
+    }
+    if !parked {
+        return;
+    }
+    let conn = match &entry.op {
+        Op::Recv { conn, .. } | Op::Send { conn, .. } => Some(conn.0),
+        _ => None,
+    };
+    if wb.ring.accept_parked == Some(target) {
+        wb.ring.accept_parked = None;
+    }
+    if let Some(c) = conn.and_then(|h| net.get_mut(h)) {
+        if c.recv_waiter == Some(target) {
+            c.recv_waiter = None;
+        }
+        if c.send_waiter == Some(target) {
+            c.send_waiter = None;
+        }
+    }
+    wb.ring.schedule(target, now + 1_000);
+}
+
+fn op_code(op: &Op) -> u64 {
+    match op {
+        Op::Accept => 1,
+        Op::Recv { .. } => 2,
+        Op::Send { .. } => 3,
+        Op::ReadAt { .. } => 4,
+        Op::WriteAt { .. } => 5,
+        Op::Close { .. } => 6,
+        Op::Cancel { .. } => 7,
+    }
+}
