@@ -159,6 +159,16 @@ struct Pending {
     /// Slots to quarantine once committed (releases).
     quarantine_after_commit: Vec<Slot>,
     needs_sync: bool,
+    /// In-memory changes made before the commit, undone if the batch fails.
+    undo: Vec<Undo>,
+}
+
+/// One in-memory change of a batch that a failed commit must take back.
+enum Undo {
+    /// A slot taken from the allocator (and perhaps reserved) for an allocate request.
+    Allocated(Slot),
+    /// A reservation dropped by an occupy or a return.
+    Unreserved(Slot, WorkerId),
 }
 
 impl<M: MetaStore> Controller<M> {
@@ -220,6 +230,12 @@ impl<M: MetaStore> Controller<M> {
             config,
         };
         controller.recover_reservations(&stale)?;
+        // The known bug of `BuddyAllocator` is switched on through the same `bugs` config as
+        // the controller's own (sim-bugs builds only).
+        #[cfg(feature = "sim-bugs")]
+        controller
+            .allocator
+            .inject_skip_merge(controller.config.bugs.skip_merge());
         controller.check_invariants();
         Ok(controller)
     }
@@ -443,14 +459,39 @@ impl<M: MetaStore> Controller<M> {
             free_after_commit: Vec::new(),
             quarantine_after_commit: Vec::new(),
             needs_sync: false,
+            undo: Vec::new(),
         };
         match self.apply_in_txn(batch, &mut pending, io) {
             Ok(()) => self.finish_commit(pending),
             Err(e) => {
+                // Nothing was committed: the allocator and the reservations go back to the
+                // committed state, or the books (and the next cycle's check) would be wrong.
+                self.undo(pending.undo);
                 self.latch(e);
                 self.fail_writes(batch);
             }
         }
+    }
+
+    fn undo(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Allocated(slot) => {
+                    self.reserved.remove(&slot.offset);
+                    self.allocator
+                        .free(slot)
+                        .expect("an undone allocation was allocated");
+                }
+                Undo::Unreserved(slot, worker) => {
+                    let previous = self.reserved.insert(slot.offset, (slot, worker));
+                    assert!(previous.is_none(), "an undone reservation was free");
+                }
+            }
+        }
+        debug_assert!(self
+            .reserved
+            .values()
+            .all(|(s, _)| self.allocator.is_allocated(*s)));
     }
 
     fn apply_in_txn(
@@ -466,6 +507,8 @@ impl<M: MetaStore> Controller<M> {
             allocator: &mut self.allocator,
             reserved: &mut self.reserved,
             seq,
+            quarantined: !self.quarantine.is_empty(),
+            reclaim_sent: 0,
         };
         for m in batch {
             if let ToController::Release {
@@ -540,7 +583,10 @@ impl<M: MetaStore> Controller<M> {
             self.stats.last_sync_ns = ns;
             self.stats.total_sync_ns += ns;
         }
-        let durable = full && !self.config.bugs.ack_before_durable();
+        // Only index changes a client was promised (stored blocks, deletions) need a durable
+        // commit; reservations alone return to free at the next start anyway.
+        let promised = pending.needs_sync || !pending.quarantine_after_commit.is_empty();
+        let durable = full && promised && !self.config.bugs.ack_before_durable();
         let t0 = io.now();
         txn.commit(durable).map_err(|e| format!("commit: {e}"))?;
         let ns = io.now().saturating_since(t0).as_nanos() as u64;
@@ -747,6 +793,10 @@ struct BatchCtx<'a> {
     allocator: &'a mut BuddyAllocator,
     reserved: &'a mut BTreeMap<u64, (Slot, WorkerId)>,
     seq: u64,
+    /// Slots wait in quarantine (they will be free once readers finish).
+    quarantined: bool,
+    /// Workers sent a `Reclaim` in this batch (bit per worker id).
+    reclaim_sent: u64,
 }
 
 impl BatchCtx<'_> {
@@ -784,6 +834,7 @@ impl BatchCtx<'_> {
             let Some(slot) = self.allocator.allocate(class) else {
                 break;
             };
+            pending.undo.push(Undo::Allocated(slot));
             txn.reserve(slot, worker)
                 .map_err(|e| format!("reserve: {e}"))?;
             let previous = self.reserved.insert(slot.offset, (slot, worker));
@@ -792,6 +843,10 @@ impl BatchCtx<'_> {
                 .replies
                 .push((worker, ToWorker::Allocated { request, slot }));
             granted += 1;
+        }
+        if granted < count && (self.quarantined || !self.reserved.is_empty()) {
+            // Space may come back: pools hand their slots in, the requester keeps waiting.
+            self.send_reclaim(worker, class, pending);
         }
         pending.replies.push((
             worker,
@@ -803,6 +858,20 @@ impl BatchCtx<'_> {
             },
         ));
         Ok(())
+    }
+
+    fn send_reclaim(&mut self, requester: WorkerId, class: SizeClass, pending: &mut Pending) {
+        let mut targets = 1u64 << requester;
+        for (_, w) in self.reserved.values() {
+            targets |= 1u64 << w;
+        }
+        let fresh = targets & !self.reclaim_sent;
+        self.reclaim_sent |= fresh;
+        for w in 0..WORKERS_MAX as u8 {
+            if fresh & (1u64 << w) != 0 {
+                pending.replies.push((w, ToWorker::Reclaim { class }));
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -834,6 +903,7 @@ impl BatchCtx<'_> {
         let unreserved = txn.unreserve(slot).map_err(|e| format!("unreserve: {e}"))?;
         assert!(unreserved, "in-memory and stored reservations agree");
         self.reserved.remove(&slot.offset);
+        pending.undo.push(Undo::Unreserved(slot, worker));
         let existing = txn.get(&hash).map_err(|e| format!("get: {e}"))?;
         let outcome = if existing.is_some() {
             // Dedup: the bytes are stored already; the new slot was never visible to a reader.
@@ -872,6 +942,7 @@ impl BatchCtx<'_> {
         let unreserved = txn.unreserve(slot).map_err(|e| format!("unreserve: {e}"))?;
         assert!(unreserved, "in-memory and stored reservations agree");
         self.reserved.remove(&slot.offset);
+        pending.undo.push(Undo::Unreserved(slot, worker));
         pending.free_after_commit.push(slot);
         Ok(())
     }

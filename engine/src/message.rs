@@ -128,6 +128,10 @@ pub enum ToWorker {
         request: RequestId,
         outcome: OccupyOutcome,
     },
+    /// Space of `class` ran short while slots are parked in pools or waiting for readers: hand
+    /// every pooled slot back (`ReturnSlot`), and keep PUTs waiting rather than answering 507,
+    /// because space may come back. Sent to the short requester too, before its `AllocateDone`.
+    Reclaim { class: SizeClass },
     Released {
         request: RequestId,
         outcome: ReleaseOutcome,
@@ -239,6 +243,7 @@ const TAG_ADDRESS: u8 = 0x85;
 const TAG_LIST_ITEM: u8 = 0x86;
 const TAG_LIST_DONE: u8 = 0x87;
 const TAG_ERROR: u8 = 0x88;
+const TAG_RECLAIM: u8 = 0x89;
 
 // The two directions never share a tag, so a frame sent the wrong way is an `UnknownTag`.
 const _: () = assert!(TAG_READER_HORIZON < TAG_ALLOCATED);
@@ -732,6 +737,7 @@ impl ToWorker {
                 w.u64(REQUEST_AT, request);
                 w.u8(FLAG_AT, code.to_u8());
             }
+            ToWorker::Reclaim { class } => w.u8(CLASS_AT, class.as_u8()),
         }
         let frame = w.finish();
         debug_assert_eq!(ToWorker::decode(&frame), Ok(*self));
@@ -793,6 +799,8 @@ impl ToWorker {
                 request,
                 code: ErrorCode::from_u8(r.u8(FLAG_AT))?,
             },
+            TAG_RECLAIM if request == 0 => ToWorker::Reclaim { class: r.class()? },
+            TAG_RECLAIM => return Err(DecodeError::NonZeroPadding),
             other => return Err(DecodeError::UnknownTag(other)),
         };
         r.finish()?;
@@ -812,6 +820,7 @@ impl ToWorker {
             | ToWorker::ListItem { request, .. }
             | ToWorker::ListDone { request, .. }
             | ToWorker::Error { request, .. } => Some(request),
+            ToWorker::Reclaim { .. } => None,
         }
     }
 
@@ -825,6 +834,7 @@ impl ToWorker {
             ToWorker::ListItem { .. } => TAG_LIST_ITEM,
             ToWorker::ListDone { .. } => TAG_LIST_DONE,
             ToWorker::Error { .. } => TAG_ERROR,
+            ToWorker::Reclaim { .. } => TAG_RECLAIM,
         }
     }
 
@@ -857,7 +867,8 @@ impl ToWorker {
             ToWorker::Address { location: None, .. }
             | ToWorker::Occupied { .. }
             | ToWorker::Released { .. }
-            | ToWorker::Error { .. } => Ok(()),
+            | ToWorker::Error { .. }
+            | ToWorker::Reclaim { .. } => Ok(()),
         }
     }
 }
@@ -999,6 +1010,7 @@ mod tests {
         let item_len = count_strategy(BLOCK_LEN_MAX_BYTES).prop_map(|len| len as u32);
         let done_count = prop_oneof![Just(0), Just(LIST_LIMIT_MAX), 0..=LIST_LIMIT_MAX];
         prop_oneof![
+            class_strategy().prop_map(|class| ToWorker::Reclaim { class }),
             (r, slot_strategy()).prop_map(|(request, slot)| ToWorker::Allocated { request, slot }),
             allocate_done_strategy(),
             (r, occupy).prop_map(|(request, outcome)| ToWorker::Occupied { request, outcome }),
@@ -1099,7 +1111,7 @@ mod tests {
         #[test]
         fn to_worker_round_trips(message in to_worker_strategy()) {
             let frame = message.encode();
-            prop_assert!((TAG_ALLOCATED..=TAG_ERROR).contains(&frame[TAG_AT]));
+            prop_assert!((TAG_ALLOCATED..=TAG_RECLAIM).contains(&frame[TAG_AT]));
             prop_assert_eq!(ToWorker::decode(&frame), Ok(message));
             prop_assert_eq!(ToController::decode(&frame), Err(DecodeError::UnknownTag(frame[0])));
         }
@@ -1239,7 +1251,7 @@ mod tests {
     /// Tags of neither direction (and of the other direction) are `UnknownTag`.
     #[test]
     fn unknown_tags_are_rejected() {
-        for tag in [0, 8, 0x80, 0x89, 0xff] {
+        for tag in [0, 8, 0x80, 0x8a, 0xff] {
             let mut frame = [0u8; FRAME_BYTES];
             frame[TAG_AT] = tag;
             assert_eq!(

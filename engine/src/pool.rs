@@ -6,6 +6,10 @@
 //! one allocate request per class is in flight. Slots of failed PUTs come back here. A pool whose
 //! last request came back short is `exhausted` until a later request is granted; a PUT waiting on
 //! an exhausted pool is answered 507 once the controller confirms no space is left.
+//!
+//! Targets adapt to demand (the seed's remedy for pool exhaustion): a PUT that finds its pool
+//! empty doubles that class's target, up to the class's bound; a second without such a miss
+//! lowers it by a quarter, never below the configured base.
 
 use crate::buddy::Slot;
 use crate::message::{RequestId, ALLOCATE_COUNT_MAX};
@@ -16,10 +20,16 @@ pub const POOL_TARGET_DEFAULT: [u16; CLASS_COUNT] = [10, 10, 10, 5, 5, 3, 2, 2];
 /// Upper bound of a class's target (configuration is clamped to it).
 pub const POOL_TARGET_MAX: u16 = 1024;
 
+/// How often adapted targets decay towards their base.
+pub const POOL_DECAY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 struct ClassPool {
     free: Vec<Slot>,
     target: u16,
+    base: u16,
+    max: u16,
+    missed: bool,
     in_flight: Option<RequestId>,
     /// The last allocate came back short.
     exhausted: bool,
@@ -32,14 +42,25 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn new(targets: [u16; CLASS_COUNT]) -> Pools {
+    /// `bytes_max` bounds how far adaptation may raise each class's target (split evenly over
+    /// the classes); the configured targets themselves are always honoured.
+    pub fn new(targets: [u16; CLASS_COUNT], bytes_max: u64) -> Pools {
         let classes = targets
             .iter()
-            .map(|&t| ClassPool {
-                free: Vec::new(),
-                target: t.min(POOL_TARGET_MAX),
-                in_flight: None,
-                exhausted: false,
+            .zip(SizeClass::ALL)
+            .map(|(&t, class)| {
+                let base = t.min(POOL_TARGET_MAX);
+                let share = bytes_max / CLASS_COUNT as u64 / class.bytes();
+                let max = (share.min(u64::from(POOL_TARGET_MAX)) as u16).max(base);
+                ClassPool {
+                    free: Vec::new(),
+                    target: base,
+                    base,
+                    max,
+                    missed: false,
+                    in_flight: None,
+                    exhausted: false,
+                }
             })
             .collect();
         Pools {
@@ -121,6 +142,33 @@ impl Pools {
         pool.exhausted = granted < requested;
     }
 
+    /// A PUT found the pool empty: raise the target (adaptive pools).
+    pub fn note_miss(&mut self, class: SizeClass) {
+        let pool = &mut self.classes[class.index()];
+        pool.missed = true;
+        pool.target = pool.target.saturating_mul(2).max(pool.target + 1).min(pool.max);
+        debug_assert!(pool.target >= pool.base && pool.target <= pool.max.max(pool.base));
+    }
+
+    /// Called every [`POOL_DECAY_INTERVAL`]: targets without a miss drift back to their base.
+    pub fn decay(&mut self) {
+        for pool in &mut self.classes {
+            if !pool.missed && pool.target > pool.base {
+                let step = (pool.target / 4).max(1);
+                pool.target = (pool.target - step).max(pool.base);
+            }
+            pool.missed = false;
+        }
+    }
+
+    /// Space ran short (a reclaim): targets back to base, and no refill until a PUT waits.
+    pub fn shrink_for_reclaim(&mut self) {
+        for pool in &mut self.classes {
+            pool.target = pool.base;
+            pool.exhausted = true;
+        }
+    }
+
     /// Forget exhaustion (space may have been freed): the next refill asks again.
     pub fn clear_exhausted(&mut self) {
         for pool in &mut self.classes {
@@ -174,7 +222,7 @@ mod tests {
 
     #[test]
     fn below_target_asks_for_the_difference_once() {
-        let mut p = Pools::new([2, 0, 0, 0, 0, 0, 0, 1]);
+        let mut p = Pools::new([2, 0, 0, 0, 0, 0, 0, 1], 1 << 30);
         let c0 = SizeClass::MIN;
         assert_eq!(p.refill_due(c0, 0), Some(2));
         p.requested(c0, 7);
@@ -192,5 +240,27 @@ mod tests {
         assert_eq!(p.take(c0), None);
         assert_eq!(p.refill_due(SizeClass::MAX, 0), Some(1));
         assert_eq!(p.refill_due(SizeClass::new(3).unwrap(), 0), None);
+    }
+
+    #[test]
+    fn targets_adapt_to_misses_within_bounds_and_decay() {
+        let mut p = Pools::new([2, 0, 0, 0, 0, 0, 0, 1], 8 * 512 * 1024);
+        let c0 = SizeClass::MIN;
+        p.note_miss(c0);
+        assert_eq!(p.target(c0), 4);
+        for _ in 0..20 {
+            p.note_miss(c0);
+        }
+        assert_eq!(p.target(c0), 128, "bounded by bytes_max / classes / class size");
+        p.note_miss(SizeClass::MAX);
+        assert_eq!(p.target(SizeClass::MAX), 1, "no room to grow: base is kept");
+        p.decay();
+        assert_eq!(p.target(c0), 128, "a miss in the last interval holds the target");
+        p.decay();
+        assert_eq!(p.target(c0), 96);
+        for _ in 0..40 {
+            p.decay();
+        }
+        assert_eq!(p.target(c0), 2, "back to base");
     }
 }

@@ -82,6 +82,8 @@ pub struct WorkerConfig {
     pub verify_reads: VerifyReads,
     pub auth_token: Option<Vec<u8>>,
     pub pool_targets: [u16; CLASS_COUNT],
+    /// Bound on what adaptive pool targets may hold in reserve (bytes, all classes).
+    pub pool_bytes_max: u64,
     /// Largest single receive.
     pub recv_chunk_bytes: usize,
 }
@@ -98,6 +100,7 @@ impl WorkerConfig {
             verify_reads: VerifyReads::Crc32c,
             auth_token: None,
             pool_targets: crate::pool::POOL_TARGET_DEFAULT,
+            pool_bytes_max: 64 << 20,
             recv_chunk_bytes: 64 * 1024,
         }
     }
@@ -249,6 +252,9 @@ pub struct Worker {
     slot_waiters: Vec<VecDeque<ConnRef>>,
     accept_op: Option<OpId>,
     accept_retry_at: Option<Instant>,
+    next_pool_decay: Instant,
+    /// A `Reclaim` arrived since the last `AllocateDone`: space may come back, keep PUTs waiting.
+    reclaim_seen: bool,
     shutting_down: bool,
     /// Address replies received so far (their sequence numbers are 1..=this).
     addresses_received: u64,
@@ -265,7 +271,7 @@ impl Worker {
     pub fn new(config: WorkerConfig) -> Worker {
         assert!(config.max_connections >= 1);
         assert!(config.max_header_bytes >= 256 && config.recv_chunk_bytes >= 1024);
-        let pools = Pools::new(config.pool_targets);
+        let pools = Pools::new(config.pool_targets, config.pool_bytes_max);
         Worker {
             conns: Vec::new(),
             conn_generations: Vec::new(),
@@ -283,6 +289,8 @@ impl Worker {
             slot_waiters: (0..CLASS_COUNT).map(|_| VecDeque::new()).collect(),
             accept_op: None,
             accept_retry_at: None,
+            next_pool_decay: Instant::ZERO,
+            reclaim_seen: false,
             shutting_down: false,
             addresses_received: 0,
             reads_in_flight: BTreeSet::new(),
@@ -457,6 +465,10 @@ impl Worker {
             }
         }
         self.check_timeouts(now);
+        if now >= self.next_pool_decay {
+            self.next_pool_decay = now + crate::pool::POOL_DECAY_INTERVAL;
+            self.pools.decay();
+        }
         self.refill_pools();
         self.report_horizon();
     }
@@ -1337,7 +1349,9 @@ impl Worker {
         let class = Self::body_class(&active.stage);
         let Some(slot) = self.pools.take(class) else {
             // The pool asks the controller for target + waiting slots (even after a short
-            // refill); a refill that comes back short while PUTs wait answers them 507.
+            // refill); a refill that comes back short while PUTs wait answers them 507,
+            // unless the controller is reclaiming parked slots (then they wait and ask again).
+            self.pools.note_miss(class);
             self.slot_waiters[class.index()].push_back(r);
             self.refill_pools();
             return;
@@ -1940,8 +1954,18 @@ impl Worker {
             } => {
                 self.pools.done(class, request, requested, granted);
                 self.serve_slot_waiters(now, class);
-                if granted < requested && self.pools.free_count(class) == 0 {
+                let short = granted < requested && self.pools.free_count(class) == 0;
+                if short && !std::mem::take(&mut self.reclaim_seen) {
                     self.fail_slot_waiters(now, class);
+                }
+            }
+            ToWorker::Reclaim { class: _ } => {
+                self.reclaim_seen = true;
+                self.pools.shrink_for_reclaim();
+                let worker = self.config.id;
+                for slot in self.pools.drain_all() {
+                    let request = self.next_request();
+                    self.msg_out.push_back(ToController::ReturnSlot { worker, request, slot });
                 }
             }
             ToWorker::Address {

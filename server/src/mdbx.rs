@@ -54,6 +54,7 @@
 //! [`MetaError::Io`] saying the store is in use.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use engine::buddy::Slot;
 use engine::meta::{
@@ -86,6 +87,8 @@ struct Shared {
     meta: Table<'static>,
     env_path: PathBuf,
     map_size_max_bytes: u64,
+    /// A non-durable commit happened since the last sync.
+    unsynced: AtomicBool,
 }
 
 impl Shared {
@@ -149,8 +152,8 @@ impl MdbxStore {
                 // Exclusive mode takes an fcntl write lock on the data file: held elsewhere, it
                 // fails with EAGAIN (libmdbx passes the errno through) or MDBX_BUSY.
                 e if is_in_use(&e) => MetaError::Io(format!(
-                    "{}: metadata store in use by another process (it is opened exclusively: \
-                     stop the server using this directory first)",
+                    "{}: metadata store in use (opened exclusively by another process, or \
+                     already open in this one): stop the server using this directory first",
                     env_path.display()
                 )),
                 libmdbx::Error::MapFull | libmdbx::Error::TooLarge => MetaError::Full(format!(
@@ -202,6 +205,7 @@ impl MdbxStore {
                 meta,
                 env_path,
                 map_size_max_bytes,
+                unsynced: AtomicBool::new(false),
             },
             db,
         })
@@ -225,7 +229,11 @@ impl MdbxStore {
 
     /// Forces everything committed so far onto stable storage.
     pub fn sync(&self) -> Result<(), MetaError> {
-        self.db.sync(true).map(drop).map_err(|e| self.shared.err(e))
+        self.shared.unsynced.store(false, Ordering::Release);
+        self.db.sync(true).map(drop).map_err(|e| {
+            self.shared.unsynced.store(true, Ordering::Release);
+            self.shared.err(e)
+        })
     }
 }
 
@@ -250,6 +258,10 @@ pub struct MdbxRead<'r> {
 pub struct MdbxTxn<'t> {
     txn: Transaction<'t, RW, NoWriteMap>,
     store: &'t MdbxStore,
+    /// Whether any write was attempted.
+    wrote: bool,
+    /// The first libmdbx error of a write: `commit` then fails.
+    failed: Option<MetaError>,
 }
 
 impl MetaStore for MdbxStore {
@@ -267,7 +279,12 @@ impl MetaStore for MdbxStore {
     fn begin(&mut self) -> Result<MdbxTxn<'_>, MetaError> {
         let store: &MdbxStore = self;
         let txn = store.db.begin_rw_txn().map_err(|e| store.shared.err(e))?;
-        Ok(MdbxTxn { txn, store })
+        Ok(MdbxTxn {
+            txn,
+            store,
+            wrote: false,
+            failed: None,
+        })
     }
 }
 
@@ -380,10 +397,8 @@ fn walk_index<K: TransactionKind>(
     };
     while let Some((Rec(hash), Rec(entry))) = item {
         let hash = hash?;
-        if Some(&hash) != after {
-            if !f(&hash, &entry?) {
-                return Ok(());
-            }
+        if Some(&hash) != after && !f(&hash, &entry?) {
+            return Ok(());
         }
         item = cursor
             .next::<Rec<BlockHash>, Rec<IndexEntry>>()
@@ -477,81 +492,111 @@ impl MdbxTxn<'_> {
 mdbx_read_impl!(MdbxRead<'_>, shared);
 mdbx_read_impl!(MdbxTxn<'_>, shared);
 
+impl MdbxTxn<'_> {
+    /// Records the outcome of a libmdbx write call. Any libmdbx error (other than the expected
+    /// "not found") may leave the transaction in libmdbx's error state, in which `commit` aborts
+    /// instead: remember the first one so that `commit` reports it.
+    fn wrote<T>(&mut self, result: Result<T, libmdbx::Error>) -> Result<T, MetaError> {
+        self.wrote = true;
+        result.map_err(|e| {
+            let e = self.store.shared.err(e);
+            self.failed.get_or_insert_with(|| e.clone());
+            e
+        })
+    }
+}
+
 impl MetaTxn for MdbxTxn<'_> {
     fn put(&mut self, hash: &BlockHash, entry: &IndexEntry) -> Result<(), MetaError> {
-        let shared = self.shared();
-        self.txn
-            .put(&shared.index, hash.0, entry.encode(), WriteFlags::UPSERT)
-            .map_err(|e| shared.err(e))
+        let index = &self.store.shared.index;
+        let result = self
+            .txn
+            .put(index, hash.0, entry.encode(), WriteFlags::UPSERT);
+        self.wrote(result)
     }
 
     fn delete(&mut self, hash: &BlockHash) -> Result<bool, MetaError> {
-        let shared = self.shared();
-        self.txn
-            .del(&shared.index, hash.0, None)
-            .map_err(|e| shared.err(e))
+        let result = self.txn.del(&self.store.shared.index, hash.0, None);
+        self.wrote(result)
     }
 
     /// Panics if the slot's offset is already reserved (a controller bug, as in `MemStore`).
     fn reserve(&mut self, slot: Slot, worker: u8) -> Result<(), MetaError> {
-        let shared = self.shared();
         let (key, value) = encode_reservation(slot, worker);
-        match self
-            .txn
-            .put(&shared.reservations, key, value, WriteFlags::NO_OVERWRITE)
-        {
-            Ok(()) => Ok(()),
-            Err(libmdbx::Error::KeyExist) => panic!("slot {slot:?} reserved twice"),
-            Err(e) => Err(shared.err(e)),
+        let table = &self.store.shared.reservations;
+        let result = self.txn.put(table, key, value, WriteFlags::NO_OVERWRITE);
+        if let Err(libmdbx::Error::KeyExist) = result {
+            panic!("slot {slot:?} reserved twice");
         }
+        self.wrote(result)
     }
 
     fn unreserve(&mut self, slot: Slot) -> Result<bool, MetaError> {
-        let shared = self.shared();
+        let shared = &self.store.shared;
         let key = slot.offset.to_be_bytes();
         let stored = self
             .txn
-            .get::<Rec<ReservationValue>>(&shared.reservations, key)
-            .map_err(|e| shared.err(e))?;
-        let Some(Rec(value)) = stored else {
+            .get::<Rec<ReservationValue>>(&shared.reservations, key);
+        let Some(Rec(value)) = stored.map_err(|e| shared.err(e))? else {
             return Ok(false);
         };
         let (stored_slot, _) = decode_reservation(&key, &value?.0)?;
         if stored_slot != slot {
             return Ok(false);
         }
-        self.txn
-            .del(&shared.reservations, key, None)
-            .map_err(|e| shared.err(e))
+        let result = self.txn.del(&shared.reservations, key, None);
+        self.wrote(result)
     }
 
     fn clear_reservations(&mut self) -> Result<(), MetaError> {
-        let shared = self.shared();
-        self.txn
-            .clear_table(&shared.reservations)
-            .map_err(|e| shared.err(e))
+        let result = self.txn.clear_table(&self.store.shared.reservations);
+        self.wrote(result)
     }
 
     fn set_header(&mut self, header: &Header) -> Result<(), MetaError> {
-        let shared = self.shared();
-        self.txn
-            .put(
-                &shared.meta,
-                HEADER_KEY,
-                header.encode(),
-                WriteFlags::UPSERT,
-            )
-            .map_err(|e| shared.err(e))
+        let meta = &self.store.shared.meta;
+        let result = self
+            .txn
+            .put(meta, HEADER_KEY, header.encode(), WriteFlags::UPSERT);
+        self.wrote(result)
     }
 
+    /// Fails, committing nothing, if any earlier write of this transaction failed: libmdbx
+    /// poisons a transaction after most errors (a full map above all), so a batch is all or
+    /// nothing.
     fn commit(self, durable: bool) -> Result<(), MetaError> {
-        let MdbxTxn { txn, store } = self;
-        txn.commit().map_err(|e| store.shared.err(e))?;
-        if durable {
-            // SafeNoSync: the commit above wrote a weak meta page; this fdatasyncs the data and
-            // writes a steady one (even if this transaction changed nothing, earlier weak
-            // commits become durable here).
-            store.db.sync(true).map_err(|e| store.shared.err(e))?;
+        let MdbxTxn {
+            txn,
+            store,
+            wrote,
+            failed,
+        } = self;
+        let shared = &store.shared;
+        if let Some(e) = failed {
+            drop(txn); // Aborts.
+            return Err(e);
+        }
+        // `Ok(true)`: libmdbx did not commit, because the transaction was empty or because an
+        // earlier error (e.g. in a read) poisoned it. Only the first is a success.
+        let not_committed = txn.commit().map_err(|e| shared.err(e))?;
+        if not_committed && wrote {
+            return Err(MetaError::Io(format!(
+                "{}: libmdbx aborted the transaction after an earlier error; nothing was \
+                 committed",
+                shared.env_path.display()
+            )));
+        }
+        if wrote && !durable {
+            shared.unsynced.store(true, Ordering::Release);
+        }
+        // SafeNoSync: the commit above wrote a weak meta page; `sync(true)` fdatasyncs the data,
+        // writes a steady meta page and fdatasyncs again. It is skipped only when there is
+        // nothing to make durable: no write here and no non-durable commit since the last sync.
+        if durable && (wrote || shared.unsynced.swap(false, Ordering::AcqRel)) {
+            if let Err(e) = store.db.sync(true) {
+                shared.unsynced.store(true, Ordering::Release);
+                return Err(shared.err(e));
+            }
         }
         Ok(())
     }

@@ -221,5 +221,7 @@ fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
     w.verify_reads = config.verify_reads;
     w.auth_token = config.auth_token.as_ref().map(|t| t.as_bytes().to_vec());
     w.pool_targets = config.pool_target;
+    // Adaptive pools may park at most an eighth of the capacity across all workers.
+    w.pool_bytes_max = (config.capacity_bytes / 8 / config.workers as u64).min(64 << 20);
     w
 }

@@ -374,6 +374,47 @@ fn map_full_is_full_and_a_larger_limit_recovers() {
     );
 }
 
+#[test]
+fn a_failed_write_fails_the_whole_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = MdbxStore::open(dir.path(), 1 << 20).unwrap();
+    let hashes = random_hashes(100_000, 8);
+    put_all(&mut store, &hashes[..10], true);
+    // Empty transactions commit, durable or not.
+    store.begin().unwrap().commit(true).unwrap();
+    store.begin().unwrap().commit(false).unwrap();
+
+    // One transaction that overflows the 1 MiB map: the put that fails (or the commit) reports
+    // Full, and a commit after a failed put fails too instead of committing part of the batch.
+    let mut txn = store.begin().unwrap();
+    let mut failed_put = None;
+    for (i, h) in hashes.iter().enumerate().skip(10) {
+        if let Err(e) = txn.put(h, &entry_n(i as u64)) {
+            failed_put = Some(e);
+            break;
+        }
+    }
+    txn.set_header(&header()).ok();
+    let commit = txn.commit(true);
+    eprintln!("failed put: {failed_put:?}; commit: {commit:?}");
+    assert!(matches!(commit, Err(MetaError::Full(_))), "{commit:?}");
+    if let Some(e) = failed_put {
+        assert!(matches!(e, MetaError::Full(_)), "{e:?}");
+    }
+
+    let read = store.read().unwrap();
+    let mut n = 0;
+    read.for_each_entry(&mut |_, _| n += 1).unwrap();
+    assert_eq!(n, 10, "nothing of the failed transaction is visible");
+    assert_eq!(read.header().unwrap(), None);
+    drop(read);
+    // The store still works.
+    let mut txn = store.begin().unwrap();
+    txn.set_header(&header()).unwrap();
+    txn.commit(true).unwrap();
+    assert_eq!(store.read().unwrap().header().unwrap(), Some(header()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Across processes: the test binary re-runs itself with `child_process` as the only test.
 
@@ -546,10 +587,11 @@ fn strace_commits() {
     let mut store = MdbxStore::open(dir.path(), MAP_MAX).unwrap();
     let hashes = random_hashes(20, 17);
     let mut stderr = std::io::stderr();
-    for (i, durable) in [false, false, true, true].into_iter().enumerate() {
+    for (i, durable) in [false, false, true, true, true].into_iter().enumerate() {
         writeln!(stderr, "MARK begin commit {i} durable={durable}").unwrap();
         let mut txn = store.begin().unwrap();
-        for (j, h) in hashes[i * 5..i * 5 + 5].iter().enumerate() {
+        // The last transaction changes nothing.
+        for (j, h) in hashes[i * 5..(i * 5 + 5).min(20)].iter().enumerate() {
             txn.put(h, &entry_n((i * 5 + j) as u64)).unwrap();
         }
         txn.commit(durable).unwrap();
@@ -558,11 +600,11 @@ fn strace_commits() {
 }
 
 #[test]
-fn scratch_double_open_same_process() {
+fn a_second_open_in_the_same_process_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let a = MdbxStore::open(dir.path(), MAP_MAX).unwrap();
-    let b = MdbxStore::open(dir.path(), MAP_MAX);
-    eprintln!("second open in-process: {b:?}");
-    let small = MdbxStore::open(tempfile::tempdir().unwrap().path(), 1 << 20).unwrap();
-    drop((a, small));
+    let _store = MdbxStore::open(dir.path(), MAP_MAX).unwrap();
+    match MdbxStore::open(dir.path(), MAP_MAX) {
+        Err(MetaError::Io(message)) => assert!(message.contains("in use"), "{message}"),
+        other => panic!("expected an in-use error, got {other:?}"),
+    }
 }

@@ -4,6 +4,7 @@
 //! reads the answers.
 
 use engine::bugs::Bugs;
+use engine::controller::Durability;
 use engine::worker::VerifyReads;
 
 use crate::http_client::{parse_response, Response};
@@ -21,6 +22,7 @@ pub struct HarnessConfig {
     pub verify_reads: VerifyReads,
     pub bugs: Bugs,
     pub recv_chunk_bytes: usize,
+    pub durability: Durability,
 }
 
 impl Default for HarnessConfig {
@@ -33,6 +35,7 @@ impl Default for HarnessConfig {
             verify_reads: VerifyReads::Crc32c,
             bugs: Bugs::NONE,
             recv_chunk_bytes: 64 * 1024,
+            durability: Durability::Full,
         }
     }
 }
@@ -54,6 +57,7 @@ impl Harness {
         opts.to_worker_capacity = cfg.queue_frames;
         opts.verify_reads = cfg.verify_reads;
         opts.recv_chunk_bytes = cfg.recv_chunk_bytes;
+        opts.durability = cfg.durability;
         opts.clients = 0;
         opts.auth_token = None;
         opts.max_connections = 4096;

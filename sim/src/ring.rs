@@ -68,12 +68,9 @@ pub struct IoEnv<'a> {
     pub counters: &'a mut FaultCounters,
 }
 
-/// The result of trying to complete an op that is due.
-pub enum Outcome {
-    Done(Completion, Wake),
-    /// Not ready after all (no bytes, full window, empty backlog): parked again.
-    Parked,
-}
+/// A completed op and whom it concerns; `Err` from [`complete`] hands back an op that was not
+/// ready after all (no bytes, full window, empty backlog), to be parked again.
+pub type Outcome = (Completion, Wake);
 
 /// Whom a completion concerns besides the worker.
 #[derive(Clone, Copy, Debug, Default)]
@@ -224,7 +221,7 @@ fn done(op: OpId, result: Result<u64, Errno>, buf: Option<Vec<u8>>) -> Completio
 /// Completes a due op against the network and the disk.
 pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcome, InFlight> {
     let canceled = entry.canceled;
-    let out = |c: Completion, conn: Option<u64>| Ok(Outcome::Done(c, Wake { conn }));
+    let out = |c: Completion, conn: Option<u64>| Ok((c, Wake { conn }));
     match entry.op {
         Op::Accept => {
             if canceled {

@@ -37,7 +37,7 @@ use crate::model::{Known, Model};
 use crate::net::Net;
 use crate::options::{CrashKind, CrashPlan, CrashPoint, Faults, Options};
 use crate::queue::FrameQueue;
-use crate::ring::{self, FaultCounters, IoEnv, Outcome, Ring};
+use crate::ring::{self, FaultCounters, IoEnv, Ring};
 use crate::trace::Trace;
 use crate::workload::{self, Ctx, Explain, Workload};
 use crate::Failure;
@@ -561,7 +561,7 @@ impl World {
                     wb.ring.accept_parked = Some(id);
                 }
             }
-            Ok(Outcome::Done(c, wake)) => {
+            Ok((c, wake)) => {
                 let result = match c.result {
                     Ok(n) => n,
                     Err(e) => (1 << 32) | e.0 as u64,
@@ -711,6 +711,16 @@ impl World {
                         0,
                     ],
                 );
+                if node.controller.is_failed() && self.armed.is_none() && !self.healed {
+                    // The operator restarts a latched server (a failed fsync is never retried).
+                    self.trace.note(now, "the controller latched failed: restart");
+                    let restart = CrashPlan {
+                        after_requests: 0,
+                        point: CrashPoint::Anywhere,
+                        kind: CrashKind::Process,
+                    };
+                    self.armed = Some((restart, now));
+                }
                 let committed = self.image.lock().expect("image lock").commits > commits_before;
                 if let Some((plan, _)) = self.armed {
                     if plan.point == CrashPoint::AfterCommit && committed {

@@ -485,6 +485,18 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("--map-size", "256MiB"),
 ];
 
+fn with_defaults(args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for (flag, value) in DEFAULTS {
+        if !args.contains(flag) {
+            all.push(flag.to_string());
+            all.push(value.to_string());
+        }
+    }
+    all.extend(args.iter().map(|s| s.to_string()));
+    all
+}
+
 impl Server {
     /// Starts a server with the default test flags plus `args` (which override them).
     pub fn start(args: &[&str]) -> Server {
@@ -496,14 +508,7 @@ impl Server {
     /// Starts a server on an existing data directory (kept by `tmp`).
     pub fn start_on(tmp: tempfile::TempDir, dir: PathBuf, args: &[&str]) -> Server {
         let port = free_port();
-        let mut all: Vec<String> = Vec::new();
-        for (flag, value) in DEFAULTS {
-            if !args.contains(flag) {
-                all.push(flag.to_string());
-                all.push(value.to_string());
-            }
-        }
-        all.extend(args.iter().map(|s| s.to_string()));
+        let all = with_defaults(args);
         let log = tmp.path().join("server.log");
         let mut server = Server {
             child: None,
@@ -561,6 +566,12 @@ impl Server {
         self.launch();
     }
 
+    /// Starts the server again on the same data directory and port with other flags.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.args = with_defaults(args);
+        self.launch();
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }
@@ -582,6 +593,7 @@ impl Server {
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 self.child = None;
+                self.wait_port_released();
                 return status;
             }
             if Instant::now() >= deadline {
@@ -591,6 +603,17 @@ impl Server {
                 panic!("server did not exit within {within:?}; log:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A killed process's io_uring is torn down after the process is reaped, and until then
+    /// its SO_REUSEPORT listeners still take (and then reset) connections: a server restarted
+    /// at once would share the port with them. Wait until the port can be bound exclusively.
+    fn wait_port_released(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpListener::bind(self.addr).is_err() {
+            assert!(Instant::now() < deadline, "port {} still bound after the exit", self.port);
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -762,7 +785,46 @@ pub fn run_check(dir: &Path, repair: bool) -> Output {
     if repair {
         cmd.arg("--repair");
     }
-    cmd.env_remove("RUST_LOG").output().expect("running buddy-blocks check")
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
+/// Runs `buddy-blocks serve` with `args` where it is expected to refuse to start; a server
+/// that starts anyway is killed after a few seconds (and the test sees it succeed).
+pub fn run_serve_expecting_refusal(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(with_defaults(args));
+    run_bounded(cmd, Duration::from_secs(5))
+}
+
+/// Runs a command to completion, killing it after `limit` (then its status is a failure
+/// by signal, or success if it was a server that would have kept running: see the callers).
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .env_remove("BUDDY_BLOCKS_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning buddy-blocks");
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collecting output");
+        }
+        if Instant::now() >= deadline {
+            // Still running: it did not refuse. Stop it cleanly so its status says success.
+            // SAFETY: kill(2) on the pid of our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            return child.wait_with_output().expect("collecting output");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub fn output_text(o: &Output) -> String {
