@@ -146,7 +146,11 @@ impl Pools {
     pub fn note_miss(&mut self, class: SizeClass) {
         let pool = &mut self.classes[class.index()];
         pool.missed = true;
-        pool.target = pool.target.saturating_mul(2).max(pool.target + 1).min(pool.max);
+        pool.target = pool
+            .target
+            .saturating_mul(2)
+            .max(pool.target + 1)
+            .min(pool.max);
         debug_assert!(pool.target >= pool.base && pool.target <= pool.max.max(pool.base));
     }
 
@@ -251,11 +255,19 @@ mod tests {
         for _ in 0..20 {
             p.note_miss(c0);
         }
-        assert_eq!(p.target(c0), 128, "bounded by bytes_max / classes / class size");
+        assert_eq!(
+            p.target(c0),
+            128,
+            "bounded by bytes_max / classes / class size"
+        );
         p.note_miss(SizeClass::MAX);
         assert_eq!(p.target(SizeClass::MAX), 1, "no room to grow: base is kept");
         p.decay();
-        assert_eq!(p.target(c0), 128, "a miss in the last interval holds the target");
+        assert_eq!(
+            p.target(c0),
+            128,
+            "a miss in the last interval holds the target"
+        );
         p.decay();
         assert_eq!(p.target(c0), 96);
         for _ in 0..40 {

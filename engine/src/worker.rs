@@ -1965,7 +1965,11 @@ impl Worker {
                 let worker = self.config.id;
                 for slot in self.pools.drain_all() {
                     let request = self.next_request();
-                    self.msg_out.push_back(ToController::ReturnSlot { worker, request, slot });
+                    self.msg_out.push_back(ToController::ReturnSlot {
+                        worker,
+                        request,
+                        slot,
+                    });
                 }
             }
             ToWorker::Address {

@@ -20,8 +20,15 @@ fn put_get_head_delete_roundtrip_with_headers_and_dedup() {
 
     let r = s.put(&data);
     r.expect(201);
-    assert_eq!(r.body, hash.as_bytes(), "body is the hash without a newline");
-    assert_eq!(r.header("location"), Some(format!("/block/{hash}").as_str()));
+    assert_eq!(
+        r.body,
+        hash.as_bytes(),
+        "body is the hash without a newline"
+    );
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/block/{hash}").as_str())
+    );
     assert_eq!(r.header("etag"), Some(etag(&hash).as_str()));
     let after_first = s.stats();
     assert_eq!(after_first.used, before.used + 16384);
@@ -33,10 +40,16 @@ fn put_get_head_delete_roundtrip_with_headers_and_dedup() {
     let r = s.put(&data);
     r.expect(200);
     assert_eq!(r.body, hash.as_bytes());
-    assert_eq!(r.header("location"), Some(format!("/block/{hash}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/block/{hash}").as_str())
+    );
     assert_eq!(r.header("etag"), Some(etag(&hash).as_str()));
     let after_dup = s.stats();
-    assert_eq!(after_dup.used, after_first.used, "a duplicate PUT must not leak a slot");
+    assert_eq!(
+        after_dup.used, after_first.used,
+        "a duplicate PUT must not leak a slot"
+    );
     assert_eq!(after_dup.blocks, after_first.blocks);
     after_dup.assert_identity();
 
@@ -45,7 +58,10 @@ fn put_get_head_delete_roundtrip_with_headers_and_dedup() {
     assert!(r.body == data);
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
     assert_eq!(r.header("etag"), Some(etag(&hash).as_str()));
-    assert_eq!(r.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
     assert_eq!(r.header("content-length"), Some("10000"));
 
     // Upper-case hex is accepted.
@@ -61,8 +77,14 @@ fn put_get_head_delete_roundtrip_with_headers_and_dedup() {
     assert_eq!(r.header("content-length"), Some("10000"));
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
     assert_eq!(r.header("etag"), Some(etag(&hash).as_str()));
-    assert_eq!(r.header("cache-control"), Some("public, max-age=31536000, immutable"));
-    assert!(c.is_quiet_for(Duration::from_millis(100)), "HEAD must not send a body");
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(
+        c.is_quiet_for(Duration::from_millis(100)),
+        "HEAD must not send a body"
+    );
     let r = c.request("GET", "/health", &[], None);
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
 
@@ -70,12 +92,20 @@ fn put_get_head_delete_roundtrip_with_headers_and_dedup() {
     let r = c.request("DELETE", &format!("/block/{hash}"), &[], None);
     r.expect(204);
     assert!(r.body.is_empty());
-    assert!(c.is_quiet_for(Duration::from_millis(100)), "204 must not send a body");
-    c.request("DELETE", &format!("/block/{hash}"), &[], None).expect(404);
-    c.request("GET", &format!("/block/{hash}"), &[], None).expect(404);
+    assert!(
+        c.is_quiet_for(Duration::from_millis(100)),
+        "204 must not send a body"
+    );
+    c.request("DELETE", &format!("/block/{hash}"), &[], None)
+        .expect(404);
+    c.request("GET", &format!("/block/{hash}"), &[], None)
+        .expect(404);
     let r = c.request("HEAD", &format!("/block/{hash}"), &[], None);
     r.expect(404);
-    assert!(c.is_quiet_for(Duration::from_millis(100)), "HEAD 404 must not send a body");
+    assert!(
+        c.is_quiet_for(Duration::from_millis(100)),
+        "HEAD 404 must not send a body"
+    );
     c.request("GET", "/health", &[], None).expect(200);
 
     let end = s.wait_stats("the slot to come back", |st| st.used == before.used);
@@ -92,11 +122,20 @@ fn put_with_address_in_path() {
     let r = s.request("PUT", &format!("/block/{hash}"), &[], Some(&data));
     r.expect(201);
     assert_eq!(r.body, hash.as_bytes());
-    assert_eq!(r.header("location"), Some(format!("/block/{hash}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/block/{hash}").as_str())
+    );
     assert_eq!(r.header("etag"), Some(etag(&hash).as_str()));
     s.assert_stored(&data);
     // Upper-case address in the path, same bytes: a duplicate.
-    s.request("PUT", &format!("/block/{}", hash.to_uppercase()), &[], Some(&data)).expect(200);
+    s.request(
+        "PUT",
+        &format!("/block/{}", hash.to_uppercase()),
+        &[],
+        Some(&data),
+    )
+    .expect(200);
 
     // A body that hashes to something else: 422 and nothing stored.
     let before = s.stats();
@@ -120,7 +159,10 @@ fn compatibility_forms() {
     let r = s.request("PUT", "/", &[], Some(&data));
     r.expect(201);
     assert_eq!(r.body, hash.as_bytes());
-    assert_eq!(r.header("location"), Some(format!("/block/{hash}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/block/{hash}").as_str())
+    );
     s.request("PUT", "/", &[], Some(&data)).expect(200);
 
     let r = s.request("GET", &format!("/{hash}"), &[], None);
@@ -130,10 +172,13 @@ fn compatibility_forms() {
     let r = s.request("HEAD", &format!("/{hash}"), &[], None);
     r.expect(200);
     assert_eq!(r.header("content-length"), Some("777"));
-    s.request("DELETE", &format!("/{hash}"), &[], None).expect(204);
+    s.request("DELETE", &format!("/{hash}"), &[], None)
+        .expect(204);
     s.request("GET", &format!("/{hash}"), &[], None).expect(404);
-    s.request("HEAD", &format!("/{hash}"), &[], None).expect(404);
-    s.request("DELETE", &format!("/{hash}"), &[], None).expect(404);
+    s.request("HEAD", &format!("/{hash}"), &[], None)
+        .expect(404);
+    s.request("DELETE", &format!("/{hash}"), &[], None)
+        .expect(404);
     s.assert_healthy();
 }
 
@@ -151,7 +196,12 @@ fn conditional_get_and_ranges() {
     r.expect(304);
     assert_eq!(r.header("etag"), Some(etag(&hash).as_str()));
     let other = etag(&"0".repeat(64));
-    let r = c.request("GET", &path, &[("If-None-Match", &format!("{other}, {}", etag(&hash)))], None);
+    let r = c.request(
+        "GET",
+        &path,
+        &[("If-None-Match", &format!("{other}, {}", etag(&hash)))],
+        None,
+    );
     r.expect(304);
     let r = c.request("GET", &path, &[("If-None-Match", &other)], None);
     r.expect(200);
@@ -185,7 +235,11 @@ fn conditional_get_and_ranges() {
     }
     // A multi-range request may be answered 200 with the whole block (or 206).
     let r = range(&mut c, "bytes=0-1,5-6");
-    assert!(r.status == 200 || r.status == 206, "multi-range: {}", r.status);
+    assert!(
+        r.status == 200 || r.status == 206,
+        "multi-range: {}",
+        r.status
+    );
     if r.status == 200 {
         assert!(r.body == data);
     }
@@ -197,7 +251,9 @@ fn conditional_get_and_ranges() {
 #[test]
 fn sizes_are_byte_exact() {
     let s = Server::start(&[]);
-    let sizes = [1usize, 2, 4095, 4096, 4097, 8192, 65_537, 262_144, 524_287, 524_288];
+    let sizes = [
+        1usize, 2, 4095, 4096, 4097, 8192, 65_537, 262_144, 524_287, 524_288,
+    ];
     let mut expected_used = s.stats().used;
     for (i, &len) in sizes.iter().enumerate() {
         let data = body(100 + i as u64, len);
@@ -261,10 +317,16 @@ fn chunked_put() {
     // Decoded total over the limit: 413.
     let big = body(15, BLOCK_MAX + 1);
     let mut c = s.conn();
-    let _ = c.try_send(&request_bytes("PUT", "/block", &te, Some(&chunked(&big, &[65_536]))));
+    let _ = c.try_send(&request_bytes(
+        "PUT",
+        "/block",
+        &te,
+        Some(&chunked(&big, &[65_536])),
+    ));
     c.read_response(false).expect(413);
     // An empty chunked body: 400.
-    s.request("PUT", "/block", &te, Some(b"0\r\n\r\n")).expect(400);
+    s.request("PUT", "/block", &te, Some(b"0\r\n\r\n"))
+        .expect(400);
     s.assert_healthy();
 }
 
@@ -302,7 +364,10 @@ fn blocks_missing() {
     let r = s.request("POST", "/blocks/missing", &[], Some(text.as_bytes()));
     r.expect(400);
     let msg = r.text();
-    assert!(msg.contains("line 2") || msg.contains("not-a-hash"), "names the bad line: {msg:?}");
+    assert!(
+        msg.contains("line 2") || msg.contains("not-a-hash"),
+        "names the bad line: {msg:?}"
+    );
 
     s.request("GET", "/blocks/missing", &[], None).expect(405);
     s.assert_healthy();
@@ -323,7 +388,10 @@ fn blocks_listing() {
     let r = s.request("GET", "/blocks", &[], None);
     r.expect(200);
     let text = r.text();
-    assert!(text.lines().all(|l| l.len() >= 66), "`<hash> <len>` lines: {text:?}");
+    assert!(
+        text.lines().all(|l| l.len() >= 66),
+        "`<hash> <len>` lines: {text:?}"
+    );
     assert_eq!(parse_listing(&text), expected, "ascending, with lengths");
 
     // Paging with limit and after.
@@ -353,7 +421,12 @@ fn blocks_listing() {
     let before_mid = hex_dec(mid);
     let r = s.request("GET", &format!("/blocks?after={mid}&limit=1"), &[], None);
     assert_eq!(parse_listing(&r.text()), vec![expected[13].clone()]);
-    let r = s.request("GET", &format!("/blocks?after={before_mid}&limit=2"), &[], None);
+    let r = s.request(
+        "GET",
+        &format!("/blocks?after={before_mid}&limit=2"),
+        &[],
+        None,
+    );
     assert_eq!(parse_listing(&r.text()), expected[12..14].to_vec());
     // After the last: empty.
     let last = &expected[24].0;
@@ -369,7 +442,10 @@ fn blocks_listing() {
 
 /// The hex hash one less than `h` (so it is not stored and sorts right before `h`).
 fn hex_dec(h: &str) -> String {
-    let mut digits: Vec<u8> = h.bytes().map(|c| (c as char).to_digit(16).unwrap() as u8).collect();
+    let mut digits: Vec<u8> = h
+        .bytes()
+        .map(|c| (c as char).to_digit(16).unwrap() as u8)
+        .collect();
     for d in digits.iter_mut().rev() {
         if *d > 0 {
             *d -= 1;
@@ -377,7 +453,10 @@ fn hex_dec(h: &str) -> String {
         }
         *d = 15;
     }
-    digits.iter().map(|d| char::from_digit(u32::from(*d), 16).unwrap()).collect()
+    digits
+        .iter()
+        .map(|d| char::from_digit(u32::from(*d), 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -393,7 +472,9 @@ fn health_stats_metrics() {
     s.put(&body(50, 5000)).expect(201);
     let r = s.request("GET", "/stats", &[], None);
     r.expect(200);
-    assert!(r.header("content-type").is_some_and(|t| t.starts_with("application/json")));
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json")));
     let json = r.text();
     assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'));
     for key in [
@@ -407,7 +488,10 @@ fn health_stats_metrics() {
         "verify_reads",
         "corrupt_blocks_detected",
     ] {
-        assert!(json.contains(&format!("\"{key}\":")), "/stats lacks {key}: {json}");
+        assert!(
+            json.contains(&format!("\"{key}\":")),
+            "/stats lacks {key}: {json}"
+        );
     }
     let st = Stats::parse(json.clone());
     st.assert_identity();
@@ -419,7 +503,9 @@ fn health_stats_metrics() {
 
     let r = s.request("GET", "/metrics", &[], None);
     r.expect(200);
-    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/plain")));
     let text = r.text();
     assert!(text.contains("# TYPE "), "{text}");
     // Same figures as /stats.
@@ -459,15 +545,28 @@ fn bad_requests_are_400() {
     let s = Server::start(&[]);
     let data = body(60, 100);
     s.put(&data).expect(201);
-    for path in ["/block/xyz", &format!("/block/{}", "a".repeat(63)), &format!("/block/{}", "g".repeat(64))] {
+    for path in [
+        "/block/xyz",
+        &format!("/block/{}", "a".repeat(63)),
+        &format!("/block/{}", "g".repeat(64)),
+    ] {
         let r = s.request("GET", path, &[], None);
         assert_eq!(r.status, 400, "GET {path}");
         assert!(!r.body.is_empty());
-        assert_eq!(s.request("DELETE", path, &[], None).status, 400, "DELETE {path}");
-        assert_eq!(s.request("PUT", path, &[], Some(&data)).status, 400, "PUT {path}");
+        assert_eq!(
+            s.request("DELETE", path, &[], None).status,
+            400,
+            "DELETE {path}"
+        );
+        assert_eq!(
+            s.request("PUT", path, &[], Some(&data)).status,
+            400,
+            "PUT {path}"
+        );
     }
     // An empty body.
-    s.request("PUT", "/block", &[("Content-Length", "0")], Some(b"")).expect(400);
+    s.request("PUT", "/block", &[("Content-Length", "0")], Some(b""))
+        .expect(400);
     // Both Content-Length and Transfer-Encoding.
     let mut c = s.conn();
     c.send(b"PUT /block HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
@@ -475,7 +574,9 @@ fn bad_requests_are_400() {
     // Non-numeric and conflicting lengths.
     for cl in ["abc", "-1", "0x10", "+5", "5 5", "99999999999999999999999"] {
         let mut c = s.conn();
-        let _ = c.try_send(format!("PUT /block HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nhello").as_bytes());
+        let _ = c.try_send(
+            format!("PUT /block HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nhello").as_bytes(),
+        );
         let r = c.read_response(false);
         assert_eq!(r.status, 400, "Content-Length: {cl}");
     }
@@ -483,7 +584,12 @@ fn bad_requests_are_400() {
     c.send(b"PUT /block HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!");
     c.read_response(false).expect(400);
     // A malformed request line.
-    for line in ["GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1 x\r\n\r\n"] {
+    for line in [
+        "GARBAGE\r\n\r\n",
+        "GET\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1 x\r\n\r\n",
+    ] {
         let mut c = s.conn();
         c.send(line.as_bytes());
         let r = c.read_response(false);
@@ -504,10 +610,15 @@ fn not_found_and_method_not_allowed() {
     let absent = sha256_hex(b"never stored");
     for path in ["/nope", "/blockz", "/block/", "/xyz", "/blocks/other"] {
         let r = s.request("GET", path, &[], None);
-        assert_eq!(r.status, if path == "/block/" { 400 } else { 404 }, "GET {path}");
+        assert_eq!(
+            r.status,
+            if path == "/block/" { 400 } else { 404 },
+            "GET {path}"
+        );
     }
     s.get(&absent).expect(404);
-    s.request("GET", &format!("/{absent}"), &[], None).expect(404);
+    s.request("GET", &format!("/{absent}"), &[], None)
+        .expect(404);
     s.delete(&absent).expect(404);
     s.assert_healthy();
 
@@ -520,9 +631,16 @@ fn not_found_and_method_not_allowed() {
         ("POST", format!("/block/{absent}"), "GET"),
         ("PATCH", format!("/block/{absent}"), "DELETE"),
     ] {
-        let r = s.request(method, &path, &[], if method == "GET" { None } else { Some(b"x") });
+        let r = s.request(
+            method,
+            &path,
+            &[],
+            if method == "GET" { None } else { Some(b"x") },
+        );
         assert_eq!(r.status, 405, "{method} {path}");
-        let a = r.header("allow").unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"));
+        let a = r
+            .header("allow")
+            .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"));
         assert!(a.contains(allow), "{method} {path}: Allow {a:?}");
     }
     s.assert_healthy();
@@ -547,7 +665,10 @@ fn oversize_is_413_without_reading_the_body() {
     c.set_read_timeout(Duration::from_secs(3));
     let r = c.read_response(false);
     r.expect(413);
-    assert!(r.says_close(), "the unread body makes the connection unusable");
+    assert!(
+        r.says_close(),
+        "the unread body makes the connection unusable"
+    );
     assert!(c.closed_within(Duration::from_secs(3)));
     // On the address path too, and with a huge length.
     let mut c = s.conn();
@@ -590,9 +711,17 @@ fn auth_token_protects_writes() {
     let good = [("Authorization", "Bearer s3cret")];
     let r = s.request("PUT", "/block", &[], Some(&data));
     r.expect(401);
-    s.request("PUT", "/block", &[("Authorization", "Bearer wrong")], Some(&data)).expect(401);
-    s.request("PUT", "/block", &[("Authorization", "s3cret")], Some(&data)).expect(401);
-    s.request("PUT", &format!("/block/{hash}"), &[], Some(&data)).expect(401);
+    s.request(
+        "PUT",
+        "/block",
+        &[("Authorization", "Bearer wrong")],
+        Some(&data),
+    )
+    .expect(401);
+    s.request("PUT", "/block", &[("Authorization", "s3cret")], Some(&data))
+        .expect(401);
+    s.request("PUT", &format!("/block/{hash}"), &[], Some(&data))
+        .expect(401);
     s.request("PUT", "/", &[], Some(&data)).expect(401);
     s.get(&hash).expect(404);
     assert_eq!(s.stats().blocks, 0);
@@ -601,16 +730,24 @@ fn auth_token_protects_writes() {
     // Reads need no token.
     s.assert_stored(&data);
     s.head(&hash).expect(200);
-    s.request("POST", "/blocks/missing", &[], Some(hash.as_bytes())).expect(200);
+    s.request("POST", "/blocks/missing", &[], Some(hash.as_bytes()))
+        .expect(200);
     s.request("GET", "/blocks", &[], None).expect(200);
     s.request("GET", "/stats", &[], None).expect(200);
 
     s.delete(&hash).expect(401);
-    s.request("DELETE", &format!("/block/{hash}"), &[("Authorization", "Bearer s3cre")], None)
+    s.request(
+        "DELETE",
+        &format!("/block/{hash}"),
+        &[("Authorization", "Bearer s3cre")],
+        None,
+    )
+    .expect(401);
+    s.request("DELETE", &format!("/{hash}"), &[], None)
         .expect(401);
-    s.request("DELETE", &format!("/{hash}"), &[], None).expect(401);
     s.assert_stored(&data);
-    s.request("DELETE", &format!("/block/{hash}"), &good, None).expect(204);
+    s.request("DELETE", &format!("/block/{hash}"), &good, None)
+        .expect(204);
     s.get(&hash).expect(404);
 
     // A 401 keeps a keep-alive connection usable (the small body is skipped).
@@ -641,7 +778,12 @@ fn keep_alive_100_requests_on_one_connection() {
                 assert!(&r.body == data);
                 r
             }
-            2 => c.request("HEAD", &format!("/block/{}", sha256_hex(stored.last().unwrap())), &[], None),
+            2 => c.request(
+                "HEAD",
+                &format!("/block/{}", sha256_hex(stored.last().unwrap())),
+                &[],
+                None,
+            ),
             _ => c.request("GET", "/health", &[], None),
         };
         assert!(r.status < 300, "request {i}: {}", r.status);
@@ -667,7 +809,12 @@ fn pipelined_requests_are_answered_in_order() {
     wire.extend(request_bytes("DELETE", &format!("/block/{ha}"), &[], None));
     wire.extend(request_bytes("GET", &format!("/block/{ha}"), &[], None));
     wire.extend(request_bytes("PUT", "/block", &[], Some(&a)));
-    wire.extend(request_bytes("GET", &format!("/block/{ha}"), &[("Range", "bytes=0-1")], None));
+    wire.extend(request_bytes(
+        "GET",
+        &format!("/block/{ha}"),
+        &[("Range", "bytes=0-1")],
+        None,
+    ));
     let mut c = s.conn();
     c.send(&wire);
     let expect: [(u16, bool); 11] = [
@@ -686,11 +833,20 @@ fn pipelined_requests_are_answered_in_order() {
     let mut got = Vec::new();
     for (status, head) in expect {
         let r = c.read_response(head);
-        assert_eq!(r.status, status, "answers in order: {got:?} then {} {:?}", r.status, r.text());
+        assert_eq!(
+            r.status,
+            status,
+            "answers in order: {got:?} then {} {:?}",
+            r.status,
+            r.text()
+        );
         got.push(r);
     }
     assert_eq!(got[0].body, ha.as_bytes());
-    assert!(got[1].body == a, "a GET after a PUT on the same connection sees the block");
+    assert!(
+        got[1].body == a,
+        "a GET after a PUT on the same connection sees the block"
+    );
     assert_eq!(got[2].header("content-length"), Some("5000"));
     assert!(got[4].body == b"ok");
     assert!(got[5].body == b);
@@ -723,22 +879,38 @@ fn http10_and_connection_close_are_honoured() {
         let r = c.read_response(false);
         r.expect(200);
         assert!(r.says_close(), "HTTP/1.0 response: {:?}", r.headers);
-        assert!(c.closed_within(Duration::from_secs(3)), "closed after an HTTP/1.0 answer");
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "closed after an HTTP/1.0 answer"
+        );
     }
     // HTTP/1.0 PUT works.
     let other = body(91, 10);
     let mut c = s.conn();
-    c.send(&[b"PUT /block HTTP/1.0\r\nContent-Length: 10\r\n\r\n".as_slice(), &other].concat());
+    c.send(
+        &[
+            b"PUT /block HTTP/1.0\r\nContent-Length: 10\r\n\r\n".as_slice(),
+            &other,
+        ]
+        .concat(),
+    );
     c.read_response(false).expect(201);
     assert!(c.closed_within(Duration::from_secs(3)));
     s.assert_stored(&other);
 
     // HTTP/1.1 with Connection: close.
-    for (method, path) in [("GET", format!("/block/{hash}")), ("HEAD", format!("/block/{hash}")), ("GET", "/nope".into())] {
+    for (method, path) in [
+        ("GET", format!("/block/{hash}")),
+        ("HEAD", format!("/block/{hash}")),
+        ("GET", "/nope".into()),
+    ] {
         let mut c = s.conn();
         let r = c.request(method, &path, &[("Connection", "close")], None);
         assert!(r.says_close(), "{method} {path}: {:?}", r.headers);
-        assert!(c.closed_within(Duration::from_secs(3)), "{method} {path}: closed");
+        assert!(
+            c.closed_within(Duration::from_secs(3)),
+            "{method} {path}: closed"
+        );
     }
     // A pipelined request after Connection: close is not answered.
     let mut c = s.conn();
@@ -755,7 +927,9 @@ fn concurrent_clients_put_get_delete() {
     let s = Server::start(&["--capacity", "64MiB"]);
     let clients = 64u64;
     let rounds = 6u64;
-    let shared: Vec<Vec<u8>> = (0..4).map(|i| body(9000 + i, 3000 + i as usize * 1000)).collect();
+    let shared: Vec<Vec<u8>> = (0..4)
+        .map(|i| body(9000 + i, 3000 + i as usize * 1000))
+        .collect();
     let results: Vec<(Vec<Vec<u8>>, Vec<u16>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|t| {
@@ -788,8 +962,10 @@ fn concurrent_clients_put_get_delete() {
                         let r = c.request("GET", &format!("/block/{}", sha256_hex(sh)), &[], None);
                         assert!(r.status == 200 && &r.body == sh, "client {t}: shared block");
                         if i % 2 == 1 {
-                            c.request("DELETE", &format!("/block/{hash}"), &[], None).expect(204);
-                            c.request("GET", &format!("/block/{hash}"), &[], None).expect(404);
+                            c.request("DELETE", &format!("/block/{hash}"), &[], None)
+                                .expect(204);
+                            c.request("GET", &format!("/block/{hash}"), &[], None)
+                                .expect(404);
                         } else {
                             kept.push(data);
                         }
@@ -798,19 +974,39 @@ fn concurrent_clients_put_get_delete() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
     });
-    let statuses: Vec<u16> = results.iter().flat_map(|(_, st)| st.iter().copied()).collect();
-    assert_eq!(statuses.iter().filter(|&&st| st == 201).count(), shared.len(), "{statuses:?}");
+    let statuses: Vec<u16> = results
+        .iter()
+        .flat_map(|(_, st)| st.iter().copied())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&st| st == 201).count(),
+        shared.len(),
+        "{statuses:?}"
+    );
     assert!(statuses.iter().all(|&st| st == 201 || st == 200));
-    let kept: Vec<&Vec<u8>> = results.iter().flat_map(|(k, _)| k.iter()).chain(shared.iter()).collect();
+    let kept: Vec<&Vec<u8>> = results
+        .iter()
+        .flat_map(|(k, _)| k.iter())
+        .chain(shared.iter())
+        .collect();
     for data in &kept {
         s.assert_stored(data);
     }
     let st = s.stats();
     st.assert_identity();
     assert_eq!(st.blocks, kept.len() as u64);
-    assert_eq!(st.used, kept.iter().map(|d| slot_bytes(d.len())).sum::<u64>());
-    assert_eq!(st.data_bytes, kept.iter().map(|d| d.len() as u64).sum::<u64>());
+    assert_eq!(
+        st.used,
+        kept.iter().map(|d| slot_bytes(d.len())).sum::<u64>()
+    );
+    assert_eq!(
+        st.data_bytes,
+        kept.iter().map(|d| d.len() as u64).sum::<u64>()
+    );
     assert_eq!(s.list_all().len(), kept.len());
 }

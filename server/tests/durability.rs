@@ -14,8 +14,14 @@ use common::*;
 
 /// Sum of the default pool targets of one worker (4k=10,8k=10,16k=10,32k=5,64k=5,128k=3,
 /// 256k=2,512k=2), in bytes.
-const DEFAULT_POOL_BYTES: u64 = 10 * 4096 + 10 * 8192 + 10 * 16384 + 5 * 32768 + 5 * 65536
-    + 3 * 131_072 + 2 * 262_144 + 2 * 524_288;
+const DEFAULT_POOL_BYTES: u64 = 10 * 4096
+    + 10 * 8192
+    + 10 * 16384
+    + 5 * 32768
+    + 5 * 65536
+    + 3 * 131_072
+    + 2 * 262_144
+    + 2 * 524_288;
 
 #[test]
 fn restart_keeps_everything() {
@@ -51,7 +57,12 @@ fn restart_keeps_everything() {
     after.assert_identity();
     assert_eq!(
         (after.blocks, after.used, after.data_bytes, after.capacity),
-        (before.blocks, before.used, before.data_bytes, before.capacity)
+        (
+            before.blocks,
+            before.used,
+            before.data_bytes,
+            before.capacity
+        )
     );
     assert_eq!(after.blocks, kept.len() as u64);
     assert_eq!(s.list_all(), listing);
@@ -71,7 +82,10 @@ fn restart_keeps_everything() {
     let out = run_serve_expecting_refusal(&s.dir, &["--capacity", "16MiB"]);
     assert!(!out.status.success());
     let text = output_text(&out);
-    assert!(text.contains("smaller") || text.contains("shrink"), "{text}");
+    assert!(
+        text.contains("smaller") || text.contains("shrink"),
+        "{text}"
+    );
     assert!(run_check(&s.dir, false).status.success());
 }
 
@@ -104,7 +118,9 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
             let (addr, ledger, stop) = (s.addr, &ledger, &stop);
             scope.spawn(move || {
                 let mut rng = Rng::new(t + 77);
-                let Ok(mut c) = Conn::connect(addr) else { return };
+                let Ok(mut c) = Conn::connect(addr) else {
+                    return;
+                };
                 let mut mine: Vec<(u64, usize)> = Vec::new();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -155,7 +171,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     });
 
     let ledger = ledger.into_inner().unwrap();
-    assert!(ledger.acked_puts.len() > 20, "the load made progress: {}", ledger.acked_puts.len());
+    assert!(
+        ledger.acked_puts.len() > 20,
+        "the load made progress: {}",
+        ledger.acked_puts.len()
+    );
     assert!(!ledger.acked_deletes.is_empty());
     s.restart();
     let mut expected_present = 0;
@@ -177,22 +197,39 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     }
     let listing = s.list_all();
     for (hash, len) in &listing {
-        assert_eq!(known.get(hash).map(|&l| l as u64), Some(*len), "unexpected block {hash}");
+        assert_eq!(
+            known.get(hash).map(|&l| l as u64),
+            Some(*len),
+            "unexpected block {hash}"
+        );
     }
     for &(seed, len) in &ledger.unknown_puts {
         // An unanswered PUT is all or nothing.
         let data = body(seed, len);
         let r = s.get(&sha256_hex(&data));
-        assert!(r.status == 404 || (r.status == 200 && r.body == data), "torn PUT {seed}");
+        assert!(
+            r.status == 404 || (r.status == 200 && r.body == data),
+            "torn PUT {seed}"
+        );
     }
     assert!(listing.len() >= expected_present);
     let st = s.stats();
     st.assert_identity();
     assert_eq!(st.blocks, listing.len() as u64);
-    assert_eq!(st.used, listing.iter().map(|(_, l)| slot_bytes(*l as usize)).sum::<u64>());
+    assert_eq!(
+        st.used,
+        listing
+            .iter()
+            .map(|(_, l)| slot_bytes(*l as usize))
+            .sum::<u64>()
+    );
     assert_eq!(st.data_bytes, listing.iter().map(|(_, l)| *l).sum::<u64>());
     // Reservations of the crashed process went back to free: only the new pools hold slots.
-    assert!(st.reserved <= 2 * DEFAULT_POOL_BYTES, "reserved {} after restart", st.reserved);
+    assert!(
+        st.reserved <= 2 * DEFAULT_POOL_BYTES,
+        "reserved {} after restart",
+        st.reserved
+    );
     // New writes work, and a clean stop leaves a directory `check` accepts.
     let data = body(424_242, 9999);
     s.put(&data).expect(201);
@@ -213,19 +250,32 @@ fn graceful_shutdown_finishes_requests_in_flight() {
     let data = body(2, 200_000);
     let hash = sha256_hex(&data);
     let mut busy = s.conn();
-    busy.send(format!("PUT /block HTTP/1.1\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes());
+    busy.send(
+        format!(
+            "PUT /block HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
     busy.send(&data[..100_000]);
     std::thread::sleep(Duration::from_millis(50));
 
     s.signal(libc::SIGTERM);
-    assert!(idle.closed_within(Duration::from_secs(3)), "idle keep-alive closed at once");
+    assert!(
+        idle.closed_within(Duration::from_secs(3)),
+        "idle keep-alive closed at once"
+    );
     std::thread::sleep(Duration::from_millis(100));
     busy.send(&data[100_000..]);
     let r = busy.read_response(false);
     r.expect(201);
     assert_eq!(r.body, hash.as_bytes());
     let status = s.wait_exit(Duration::from_secs(10));
-    assert!(status.success(), "exit status {status}; log:\n{}", s.log_text());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        s.log_text()
+    );
 
     s.restart();
     s.assert_stored(&early);
@@ -244,8 +294,16 @@ fn graceful_shutdown_is_bounded_by_the_drain_timeout() {
     let t = Instant::now();
     s.signal(libc::SIGTERM);
     let status = s.wait_exit(Duration::from_secs(10));
-    assert!(status.success(), "exit status {status}; log:\n{}", s.log_text());
-    assert!(t.elapsed() < Duration::from_secs(5), "drain took {:?}", t.elapsed());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        s.log_text()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "drain took {:?}",
+        t.elapsed()
+    );
     drop(stuck);
     s.restart();
     let st = s.stats();
@@ -270,11 +328,18 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Flips one byte in the middle of the only occurrence of `marker` in the data file.
 fn corrupt_in_place(data_dir: &Path, marker: &[u8]) {
     let path = data_dir.join("blocks.data");
-    let mut file = std::fs::File::options().read(true).write(true).open(&path).unwrap();
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).unwrap();
     let at = find(&bytes, marker).expect("the block's bytes in blocks.data");
-    assert!(find(&bytes[at + 1..], marker).is_none(), "the marker is unique");
+    assert!(
+        find(&bytes[at + 1..], marker).is_none(),
+        "the marker is unique"
+    );
     let pos = at + marker.len() / 2;
     file.seek(SeekFrom::Start(pos as u64)).unwrap();
     file.write_all(&[bytes[pos] ^ 0x55]).unwrap();
@@ -288,21 +353,31 @@ fn check_finds_and_repairs_corruption() {
     marker.extend_from_slice(&body(7, 1000));
     let victim_hash = sha256_hex(&marker);
     s.put(&marker).expect(201);
-    let others: Vec<Vec<u8>> = (0..6).map(|i| body(100 + i, 500 + i as usize * 20_000)).collect();
+    let others: Vec<Vec<u8>> = (0..6)
+        .map(|i| body(100 + i, 500 + i as usize * 20_000))
+        .collect();
     for o in &others {
         s.put(o).expect(201);
     }
     s.stop_ok();
 
     let out = run_check(&s.dir, false);
-    assert!(out.status.success(), "check on a clean directory: {}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "check on a clean directory: {}",
+        output_text(&out)
+    );
 
     let copy = s.tmp_path().join("copy");
     copy_dir(&s.dir, &copy);
     corrupt_in_place(&copy, &marker);
     let out = run_check(&copy, false);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(output_text(&out).contains(&victim_hash), "check names the hash: {}", output_text(&out));
+    assert!(
+        output_text(&out).contains(&victim_hash),
+        "check names the hash: {}",
+        output_text(&out)
+    );
     // The original directory is untouched.
     assert!(run_check(&s.dir, false).status.success());
 
@@ -313,21 +388,37 @@ fn check_finds_and_repairs_corruption() {
         let r = c.get(&victim_hash);
         assert_eq!(r.status, 500, "corrupt block served: {:?}", r.headers);
         assert!(r.body.len() < 200, "no part of the block is sent");
-        let r = c.request("GET", &format!("/block/{victim_hash}"), &[("Range", "bytes=0-9")], None);
+        let r = c.request(
+            "GET",
+            &format!("/block/{victim_hash}"),
+            &[("Range", "bytes=0-9")],
+            None,
+        );
         assert_eq!(r.status, 500);
         for o in &others {
             c.assert_stored(o);
         }
         let st = c.stats();
-        assert!(json_u64(&st.raw, "corrupt_blocks_detected").unwrap() >= 1, "{}", st.raw);
+        assert!(
+            json_u64(&st.raw, "corrupt_blocks_detected").unwrap() >= 1,
+            "{}",
+            st.raw
+        );
         drop(c); // kill -9 is fine for the check below: nothing was written.
     }
 
     let out = run_check(&copy, true);
     let text = output_text(&out);
-    assert!(text.contains(&victim_hash), "repair lists the dropped block: {text}");
+    assert!(
+        text.contains(&victim_hash),
+        "repair lists the dropped block: {text}"
+    );
     let out = run_check(&copy, false);
-    assert!(out.status.success(), "check after repair: {}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "check after repair: {}",
+        output_text(&out)
+    );
 
     // The repaired copy serves: the victim is gone, its slot is free, the rest intact.
     let tmp = tempfile::tempdir().unwrap();
@@ -339,7 +430,10 @@ fn check_finds_and_repairs_corruption() {
     let st = c.stats();
     st.assert_identity();
     assert_eq!(st.blocks, others.len() as u64);
-    assert_eq!(st.used, others.iter().map(|o| slot_bytes(o.len())).sum::<u64>());
+    assert_eq!(
+        st.used,
+        others.iter().map(|o| slot_bytes(o.len())).sum::<u64>()
+    );
     c.put(&marker).expect(201);
     c.assert_stored(&marker);
 }
@@ -349,7 +443,11 @@ fn check_refuses_while_a_server_runs() {
     let s = Server::start(&[]);
     s.put(&body(1, 100)).expect(201);
     let out = run_check(&s.dir, false);
-    assert!(!out.status.success(), "check ran beside a live server: {}", output_text(&out));
+    assert!(
+        !out.status.success(),
+        "check ran beside a live server: {}",
+        output_text(&out)
+    );
     let text = output_text(&out).to_lowercase();
     assert!(
         text.contains("in use") || text.contains("running") || text.contains("another process"),

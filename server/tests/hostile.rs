@@ -18,8 +18,11 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let s = Server::start(&["--request-timeout", "3s"]);
-        let blocks: Vec<Vec<u8>> =
-            [1usize, 5000, 70_000, BLOCK_MAX].iter().enumerate().map(|(i, &n)| body(i as u64, n)).collect();
+        let blocks: Vec<Vec<u8>> = [1usize, 5000, 70_000, BLOCK_MAX]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| body(i as u64, n))
+            .collect();
         for b in &blocks {
             s.put(b).expect(201);
         }
@@ -62,7 +65,11 @@ fn exchange(s: &Server, bytes: &[u8]) -> Vec<Response> {
             break;
         }
     }
-    assert!(c.closed_within(Duration::from_secs(8)), "server closes after {:?}", bytes.get(..40));
+    assert!(
+        c.closed_within(Duration::from_secs(8)),
+        "server closes after {:?}",
+        bytes.get(..40)
+    );
     out
 }
 
@@ -80,7 +87,8 @@ fn lying_content_length() {
     s.get(&sha256_hex(&data[..500])).expect(404);
 
     // Longer than announced: the first bytes are the block, the rest is a bad next request.
-    let mut req = b"PUT /block HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGARBAGE-NOT-HTTP\r\n\r\n".to_vec();
+    let mut req =
+        b"PUT /block HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGARBAGE-NOT-HTTP\r\n\r\n".to_vec();
     req.extend_from_slice(b"");
     let answers = exchange(s, &req);
     assert_eq!(answers.first().map(|r| r.status), Some(201), "{answers:?}");
@@ -90,8 +98,17 @@ fn lying_content_length() {
     s.delete(&sha256_hex(b"hello")).expect(204);
 
     // Lengths that are not decimal numbers.
-    for cl in ["-1", "-0", "18446744073709551616", "99999999999999999999999", "0x10", "1e3", "", " ", "5,5"]
-    {
+    for cl in [
+        "-1",
+        "-0",
+        "18446744073709551616",
+        "99999999999999999999999",
+        "0x10",
+        "1e3",
+        "",
+        " ",
+        "5,5",
+    ] {
         let req = format!("PUT /block HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nhello");
         let answers = exchange(s, req.as_bytes());
         assert!(!answers.is_empty(), "Content-Length {cl:?}: no answer");
@@ -99,13 +116,22 @@ fn lying_content_length() {
     }
     // Chunk sizes that are not hex numbers, or overflow.
     for size in ["-1", "fffffffffffffffffffff", "0x5", "g", " 5", "5 5"] {
-        let req = format!("PUT /block HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n");
+        let req = format!(
+            "PUT /block HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n"
+        );
         let answers = exchange(s, req.as_bytes());
         assert!(!answers.is_empty(), "chunk size {size:?}: no answer");
-        assert!(matches!(answers[0].status, 400 | 413), "chunk size {size:?}: {}", answers[0].status);
+        assert!(
+            matches!(answers[0].status, 400 | 413),
+            "chunk size {size:?}: {}",
+            answers[0].status
+        );
     }
     // A chunk longer than its size line says.
-    let answers = exchange(s, b"PUT /block HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n");
+    let answers = exchange(
+        s,
+        b"PUT /block HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n",
+    );
     assert_eq!(answers.first().map(|r| r.status), Some(400));
     s.get(&sha256_hex(b"hel")).expect(404);
     f.verify_and_empty();
@@ -135,13 +161,28 @@ fn request_smuggling_shapes_are_refused() {
         let answers = exchange(s, format!("{shape}{smuggled}").as_bytes());
         assert!(!answers.is_empty(), "no answer to {shape:?}");
         assert_eq!(answers[0].status, 400, "{shape:?}");
-        assert!(answers[0].says_close(), "{shape:?}: a framing error closes the connection");
-        assert_eq!(answers.len(), 1, "{shape:?}: the smuggled request was answered");
+        assert!(
+            answers[0].says_close(),
+            "{shape:?}: a framing error closes the connection"
+        );
+        assert_eq!(
+            answers.len(),
+            1,
+            "{shape:?}: the smuggled request was answered"
+        );
     }
     s.get(&sha256_hex(b"hello")).expect(404);
     // Bare LF line ends: refused or understood, but never misframed.
-    let answers = exchange(s, b"GET /health HTTP/1.1\nHost: x\n\nGET /health HTTP/1.1\r\n\r\n");
-    assert!(answers.iter().all(|r| r.status == 400 || (r.status == 200 && r.body == b"ok")), "{answers:?}");
+    let answers = exchange(
+        s,
+        b"GET /health HTTP/1.1\nHost: x\n\nGET /health HTTP/1.1\r\n\r\n",
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status == 400 || (r.status == 200 && r.body == b"ok")),
+        "{answers:?}"
+    );
     f.verify_and_empty();
 }
 
@@ -160,20 +201,36 @@ fn bad_bytes_in_request_lines() {
     ] {
         let answers = exchange(s, &req);
         assert!(!answers.is_empty(), "no answer to {req:?}");
-        assert_eq!(answers[0].status, 400, "{:?}", String::from_utf8_lossy(&req));
+        assert_eq!(
+            answers[0].status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(&req)
+        );
     }
     // Only empty lines: ignored or refused.
     let answers = exchange(s, b"\r\n\r\n\r\n");
     assert!(answers.iter().all(|r| r.status == 400), "{answers:?}");
     // Versions it does not speak.
-    for req in [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], b"GET / HTTP/3.0\r\n\r\n", b"GET / HTTP/1.2\r\n\r\n"] {
+    for req in [
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+        b"GET / HTTP/3.0\r\n\r\n",
+        b"GET / HTTP/1.2\r\n\r\n",
+    ] {
         let answers = exchange(s, req);
         assert!(!answers.is_empty(), "no answer to {req:?}");
-        assert!(matches!(answers[0].status, 400 | 505), "{req:?}: {}", answers[0].status);
+        assert!(
+            matches!(answers[0].status, 400 | 505),
+            "{req:?}: {}",
+            answers[0].status
+        );
     }
     // An absolute URI: understood or refused, never a crash.
     let answers = exchange(s, b"GET http://127.0.0.1/health HTTP/1.1\r\n\r\n");
-    assert!(answers.iter().all(|r| matches!(r.status, 200 | 400 | 404)), "{answers:?}");
+    assert!(
+        answers.iter().all(|r| matches!(r.status, 200 | 400 | 404)),
+        "{answers:?}"
+    );
     f.verify_and_empty();
 }
 
@@ -210,7 +267,10 @@ fn random_byte_streams() {
                 let _ = c.try_send(&bytes);
                 c.shutdown_write();
                 while c.try_read_response(false).is_ok() {}
-                assert!(c.closed_within(Duration::from_secs(8)), "stream {i}: not closed");
+                assert!(
+                    c.closed_within(Duration::from_secs(8)),
+                    "stream {i}: not closed"
+                );
             }));
         }
         for h in handles {

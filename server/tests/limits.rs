@@ -26,7 +26,14 @@ fn fill_until_507(s: &Server, seed: u64, max: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn capacity_exhaustion_507_then_delete_frees_room() {
-    let s = Server::start(&["--capacity", "2MiB", "--workers", "1", "--pool-target", ONLY_512K_POOL]);
+    let s = Server::start(&[
+        "--capacity",
+        "2MiB",
+        "--workers",
+        "1",
+        "--pool-target",
+        ONLY_512K_POOL,
+    ]);
     let stored = fill_until_507(&s, 1, 10);
     assert_eq!(stored.len(), 4, "the whole 2 MiB holds four 512 KiB blocks");
     let st = s.stats();
@@ -109,7 +116,10 @@ fn request_timeout_408_and_others_still_served() {
         max_latency = max_latency.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(max_latency < Duration::from_millis(500), "others waited {max_latency:?}");
+    assert!(
+        max_latency < Duration::from_millis(500),
+        "others waited {max_latency:?}"
+    );
 
     for (name, c) in [("head", &mut head), ("body", &mut partial)] {
         let r = c.read_response(false);
@@ -118,8 +128,14 @@ fn request_timeout_408_and_others_still_served() {
         assert!(c.closed_within(Duration::from_secs(2)), "{name}: closed");
     }
     let elapsed = t0.elapsed();
-    assert!(elapsed >= Duration::from_millis(900), "408 before the timeout: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(4), "408 too late: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "408 before the timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "408 too late: {elapsed:?}"
+    );
     // The slowloris is cut off too (with 408, or closed).
     match slow.try_read_response(false) {
         Ok(r) => assert_eq!(r.status, 408),
@@ -137,8 +153,15 @@ fn idle_keep_alive_connections_are_closed() {
     let mut c = s.conn();
     c.request("GET", "/health", &[], None).expect(200);
     let t = Instant::now();
-    assert!(c.closed_within(Duration::from_secs(4)), "idle connection closed");
-    assert!(t.elapsed() >= Duration::from_millis(800), "closed too early: {:?}", t.elapsed());
+    assert!(
+        c.closed_within(Duration::from_secs(4)),
+        "idle connection closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
     // A connection that keeps working is not cut.
     let mut busy = s.conn();
     for _ in 0..6 {
@@ -163,13 +186,18 @@ fn connections_beyond_the_limit_get_503() {
     assert!(r.header("retry-after").is_some());
     assert!(extra.closed_within(Duration::from_secs(3)));
     // A flood: each gets 503 or is closed; none hangs.
-    let flood: Vec<Conn> = (0..100).filter_map(|_| Conn::connect(s.addr).ok()).collect();
+    let flood: Vec<Conn> = (0..100)
+        .filter_map(|_| Conn::connect(s.addr).ok())
+        .collect();
     for mut c in flood {
         c.set_read_timeout(Duration::from_secs(5));
         if let Ok(r) = c.try_read_response(false) {
             assert_eq!(r.status, 503);
         }
-        assert!(c.closed_within(Duration::from_secs(5)), "a rejected connection is closed");
+        assert!(
+            c.closed_within(Duration::from_secs(5)),
+            "a rejected connection is closed"
+        );
     }
     // The held ones still work.
     for c in &mut held {

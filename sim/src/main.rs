@@ -62,7 +62,9 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--seed" => {
-                let s = value("--seed")?.parse().map_err(|_| "--seed takes a number")?;
+                let s = value("--seed")?
+                    .parse()
+                    .map_err(|_| "--seed takes a number")?;
                 args.seeds = (s, s);
                 seen_seed = true;
             }
@@ -105,10 +107,19 @@ fn parse_args() -> Result<Args, String> {
 
 /// CPU seconds this process has used (user + system), from /proc; 0 where unavailable.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
-    let Some(after) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(after) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name; 100 Hz.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -136,8 +147,16 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
                 out,
                 "PASSED seed={} requests={} answered={} unanswered={} crashes={} cycles={} \
                  steps={} events={} virtual_ms={} trace={:016x}",
-                r.opts.seed, s.requests, s.answered, s.unanswered, s.crashes, s.cycles, s.steps,
-                s.events, s.virtual_ns / 1_000_000, s.trace_hash
+                r.opts.seed,
+                s.requests,
+                s.answered,
+                s.unanswered,
+                s.crashes,
+                s.cycles,
+                s.steps,
+                s.events,
+                s.virtual_ns / 1_000_000,
+                s.trace_hash
             );
             0
         }
@@ -198,13 +217,17 @@ fn soak(args: &Args) -> ExitCode {
                 let entry = match &r.outcome {
                     Ok(s) => {
                         requests_total.fetch_add(s.requests, Ordering::SeqCst);
-                        line = format!("seed {seed}: PASSED crashes={} trace={:016x}",
-                            s.crashes, s.trace_hash);
+                        line = format!(
+                            "seed {seed}: PASSED crashes={} trace={:016x}",
+                            s.crashes, s.trace_hash
+                        );
                         Ok((s.trace_hash, s.crashes))
                     }
                     Err(f) => {
-                        line.push_str(&format!("seed {seed}: FAILED {f}\n  reproduce: {}",
-                            r.opts.reproduce_line()));
+                        line.push_str(&format!(
+                            "seed {seed}: FAILED {f}\n  reproduce: {}",
+                            r.opts.reproduce_line()
+                        ));
                         Err((f.to_string(), f.exit_code(), r.opts.reproduce_line()))
                     }
                 };
@@ -233,7 +256,11 @@ fn soak(args: &Args) -> ExitCode {
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     let passed = results.len() - failed.len();
     let requests = requests_total.load(Ordering::SeqCst);
-    let min_crashes = results.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|(_, c)| *c).min();
+    let min_crashes = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|(_, c)| *c)
+        .min();
     println!(
         "seeds {first}..={last}: {passed} passed, {} failed; {requests} requests of passing \
          seeds; fewest crashes in a passing seed: {}; wall {:.1} s, cpu {:.1} s, {:.0} \

@@ -352,7 +352,9 @@ impl Workload {
     /// Wakes the client of a connection that got bytes or was closed.
     pub fn wake_conn(&mut self, net: &Net, handle: u64, now: u64) {
         let Some(conn) = net.get(handle) else { return };
-        let Some(c) = self.clients.get_mut(conn.client) else { return };
+        let Some(c) = self.clients.get_mut(conn.client) else {
+            return;
+        };
         if c.conn == Some(handle) {
             c.next_at = Some(c.next_at.map_or(now, |t| t.min(now)));
         }

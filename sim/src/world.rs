@@ -713,7 +713,8 @@ impl World {
                 );
                 if node.controller.is_failed() && self.armed.is_none() && !self.healed {
                     // The operator restarts a latched server (a failed fsync is never retried).
-                    self.trace.note(now, "the controller latched failed: restart");
+                    self.trace
+                        .note(now, "the controller latched failed: restart");
                     let restart = CrashPlan {
                         after_requests: 0,
                         point: CrashPoint::Anywhere,

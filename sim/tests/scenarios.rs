@@ -14,23 +14,40 @@ fn put_req(body: &[u8]) -> Vec<u8> {
 }
 
 fn get_req(hash: &BlockHash) -> Vec<u8> {
-    http_client::bodyless("GET", &format!("/block/{}", hash.to_hex()), &Style::default(), None,
-        &[])
+    http_client::bodyless(
+        "GET",
+        &format!("/block/{}", hash.to_hex()),
+        &Style::default(),
+        None,
+        &[],
+    )
 }
 
 fn delete_req(hash: &BlockHash) -> Vec<u8> {
-    http_client::bodyless("DELETE", &format!("/block/{}", hash.to_hex()), &Style::default(),
-        None, &[])
+    http_client::bodyless(
+        "DELETE",
+        &format!("/block/{}", hash.to_hex()),
+        &Style::default(),
+        None,
+        &[],
+    )
 }
 
 fn head_req(hash: &BlockHash) -> Vec<u8> {
-    http_client::bodyless("HEAD", &format!("/block/{}", hash.to_hex()), &Style::default(), None,
-        &[])
+    http_client::bodyless(
+        "HEAD",
+        &format!("/block/{}", hash.to_hex()),
+        &Style::default(),
+        None,
+        &[],
+    )
 }
 
 /// Seeded, distinct content of `len` bytes.
 fn content(len: usize, tag: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(tag) ^ (i >> 8) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(tag) ^ (i >> 8) as u8)
+        .collect()
 }
 
 fn status(r: &Response) -> u16 {
@@ -42,14 +59,23 @@ fn assert_books(h: &Harness) {
     let node = h.world.node.as_ref().expect("running");
     node.controller.check_invariants();
     let s = node.controller.stats();
-    assert_eq!(s.free_bytes + s.reserved_bytes + s.used_bytes, s.capacity_bytes);
+    assert_eq!(
+        s.free_bytes + s.reserved_bytes + s.used_bytes,
+        s.capacity_bytes
+    );
     let pooled: u64 = node.workers.iter().map(|w| w.worker.pooled_bytes()).sum();
-    assert_eq!(s.reserved_bytes, pooled, "every reserved slot is in some worker's pool");
+    assert_eq!(
+        s.reserved_bytes, pooled,
+        "every reserved slot is in some worker's pool"
+    );
 }
 
 #[test]
 fn put_then_get_is_byte_exact_for_the_edge_sizes() {
-    let mut h = Harness::new(HarnessConfig { workers: 2, ..HarnessConfig::default() });
+    let mut h = Harness::new(HarnessConfig {
+        workers: 2,
+        ..HarnessConfig::default()
+    });
     for (i, len) in [1usize, 4095, 4096, 4097, 524_288].into_iter().enumerate() {
         let body = content(len, i as u8);
         let hash = BlockHash::of(&body);
@@ -71,7 +97,11 @@ fn a_second_put_of_the_same_bytes_is_200_and_stores_nothing() {
     let used = h.world.node.as_ref().unwrap().controller.stats().used_bytes;
     assert_eq!(status(&h.request(0, &put_req(&body))), 200);
     let s = h.world.node.as_ref().unwrap().controller.stats();
-    assert_eq!((s.used_bytes, s.blocks), (used, 1), "dedup: no new slot is used");
+    assert_eq!(
+        (s.used_bytes, s.blocks),
+        (used, 1),
+        "dedup: no new slot is used"
+    );
     assert_books(&h);
 }
 
@@ -97,7 +127,11 @@ fn pools_fill_to_their_targets_and_refill_after_puts() {
         pool_targets: targets,
         ..HarnessConfig::default()
     });
-    let want: u64 = targets.iter().enumerate().map(|(i, t)| u64::from(*t) * (4096 << i)).sum();
+    let want: u64 = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| u64::from(*t) * (4096 << i))
+        .sum();
     for wb in &h.world.node.as_ref().unwrap().workers {
         assert_eq!(wb.worker.pooled_bytes(), want, "pool filled at start");
     }
@@ -144,7 +178,13 @@ fn many_requests_through_one_frame_queues(bugs: Bugs) -> (Harness, Vec<u64>, usi
 fn a_full_queue_is_back_pressure_never_a_lost_reply() {
     let (h, conns, answered) = many_requests_through_one_frame_queues(Bugs::NONE);
     assert_eq!(answered, conns.len() * 3, "every request answered");
-    let refused: u64 = h.world.node.as_ref().unwrap().workers.iter()
+    let refused: u64 = h
+        .world
+        .node
+        .as_ref()
+        .unwrap()
+        .workers
+        .iter()
         .map(|w| w.to_controller.refused + w.to_worker.refused)
         .sum();
     assert!(refused > 0, "the queues were full at some point");
@@ -153,9 +193,15 @@ fn a_full_queue_is_back_pressure_never_a_lost_reply() {
 
 #[test]
 fn the_drop_reply_when_full_bug_loses_answers_through_one_frame_queues() {
-    let bugs = Bugs { drop_reply_when_full: true, ..Bugs::NONE };
+    let bugs = Bugs {
+        drop_reply_when_full: true,
+        ..Bugs::NONE
+    };
     let (_, conns, answered) = many_requests_through_one_frame_queues(bugs);
-    assert!(answered < conns.len() * 3, "with the bug some request never gets an answer");
+    assert!(
+        answered < conns.len() * 3,
+        "with the bug some request never gets an answer"
+    );
 }
 
 /// GET gets its address; while its read is held, DELETE and a PUT of other bytes of the same
@@ -189,18 +235,31 @@ fn get_racing_delete_and_reuse(bugs: Bugs, verify: VerifyReads) -> (Response, Ve
 fn a_get_racing_delete_and_slot_reuse_never_serves_foreign_bytes() {
     for verify in [VerifyReads::Off, VerifyReads::Crc32c] {
         let (r, _) = get_racing_delete_and_reuse(Bugs::NONE, verify);
-        assert_eq!(r.status, 200, "the slot was not reused while read ({verify:?})");
+        assert_eq!(
+            r.status, 200,
+            "the slot was not reused while read ({verify:?})"
+        );
         assert_eq!(r.body, content(3000, 1), "the original bytes");
     }
 }
 
 #[test]
 fn the_reuse_while_reading_bug_serves_foreign_bytes_or_fails_the_read() {
-    let bugs = Bugs { reuse_while_reading: true, ..Bugs::NONE };
+    let bugs = Bugs {
+        reuse_while_reading: true,
+        ..Bugs::NONE
+    };
     let (r, other) = get_racing_delete_and_reuse(bugs, VerifyReads::Off);
-    assert_eq!((r.status, r.body == other), (200, true), "foreign bytes without verification");
+    assert_eq!(
+        (r.status, r.body == other),
+        (200, true),
+        "foreign bytes without verification"
+    );
     let (r, _) = get_racing_delete_and_reuse(bugs, VerifyReads::Crc32c);
-    assert_eq!(r.status, 500, "verification turns the foreign bytes into a clean 500");
+    assert_eq!(
+        r.status, 500,
+        "verification turns the foreign bytes into a clean 500"
+    );
 }
 
 #[test]
@@ -224,10 +283,21 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn a_request_split_into_one_byte_fragments_is_answered() {
-    let mut h = Harness::new(HarnessConfig { recv_chunk_bytes: 1024, ..HarnessConfig::default() });
+    let mut h = Harness::new(HarnessConfig {
+        recv_chunk_bytes: 1024,
+        ..HarnessConfig::default()
+    });
     let body = content(3000, 9);
-    let bytes = http_client::put(&body, Some(&BlockHash::of(&body)),
-        &Style { chunked: true, chunk_bytes: 700, ..Style::default() }, None);
+    let bytes = http_client::put(
+        &body,
+        Some(&BlockHash::of(&body)),
+        &Style {
+            chunked: true,
+            chunk_bytes: 700,
+            ..Style::default()
+        },
+        None,
+    );
     let c = h.connect(0);
     for b in &bytes {
         h.send(c, std::slice::from_ref(b));
@@ -265,13 +335,22 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
         node.controller.check_invariants();
         let again = status(&h.request(0, &put_req(&content(10, 3))));
         assert!(again == 500 || again == 507, "stays latched: {again}");
-        assert_eq!(h.request(0, &get_req(&BlockHash::of(&x))).body, x, "reads still work");
+        assert_eq!(
+            h.request(0, &get_req(&BlockHash::of(&x))).body,
+            x,
+            "reads still work"
+        );
         // The operator restarts: the store holds x only, and nothing leaked.
         h.world.model.add_content(x.clone());
         let t = h.world.model.begin_write(BlockHash::of(&x));
-        h.world.model.end_write(t, sim::model::WriteEnd::Effect(sim::model::Known::Present),
-            None);
-        h.world.crash(CrashKind::Process).expect("restart after a latch");
+        h.world.model.end_write(
+            t,
+            sim::model::WriteEnd::Effect(sim::model::Known::Present),
+            None,
+        );
+        h.world
+            .crash(CrashKind::Process)
+            .expect("restart after a latch");
         h.run_until_quiet();
         assert_eq!(status(&h.request(0, &put_req(&y))), 201);
         assert_books(&h);
@@ -292,24 +371,39 @@ fn fixed_seeds_of_the_full_simulator_pass_and_replay_identically() {
 
 #[test]
 fn debug_tmp() {
-    let bugs = Bugs { reuse_while_reading: true, ..Bugs::NONE };
-    let mut h = Harness::new(HarnessConfig {
-        pool_targets: [0; 8],
-        verify_reads: VerifyReads::Off,
-        bugs,
-        ..HarnessConfig::default()
-    });
-    let a = content(3000, 1);
-    let b = content(3000, 2);
-    let ha = BlockHash::of(&a);
-    assert_eq!(status(&h.request(0, &put_req(&a))), 201);
-    eprintln!("after A: {:?}", h.world.image.lock().unwrap().committed.index);
-    h.world.hold_reads = true;
-    let getter = h.connect(0);
-    h.send(getter, &get_req(&ha));
-    h.run_until_quiet();
-    assert_eq!(status(&h.request(0, &delete_req(&ha))), 204);
-    eprintln!("stats {:?}", h.world.node.as_ref().unwrap().controller.stats());
-    assert_eq!(status(&h.request(0, &put_req(&b))), 201);
-    eprintln!("after B: {:?}", h.world.image.lock().unwrap().committed.index);
+    for commit in [false, true] {
+        let mut h = Harness::new(HarnessConfig::default());
+        let x = content(2000, 1);
+        let y = content(2000, 2);
+        eprintln!(
+            "x={} y={} z={}",
+            BlockHash::of(&x),
+            BlockHash::of(&y),
+            BlockHash::of(&content(10, 3))
+        );
+        assert_eq!(status(&h.request(0, &put_req(&x))), 201);
+        if commit {
+            h.world.image.lock().unwrap().fail_next_commit = true;
+        } else {
+            h.world.opts.faults.sync_fail = 1.0;
+        }
+        let r = h.request(0, &put_req(&y));
+        h.world.opts.faults.sync_fail = 0.0;
+        eprintln!(
+            "commit={commit} y -> {} {:?}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        eprintln!(
+            "index {:?}",
+            h.world
+                .image
+                .lock()
+                .unwrap()
+                .committed
+                .index
+                .keys()
+                .collect::<Vec<_>>()
+        );
+    }
 }

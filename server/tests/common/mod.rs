@@ -121,7 +121,10 @@ impl Response {
     }
 
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
     }
 
     pub fn text(&self) -> String {
@@ -136,7 +139,13 @@ impl Response {
 
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Response {
-        assert_eq!(self.status, status, "unexpected response: {} {:?}", self.status, self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected response: {} {:?}",
+            self.status,
+            self.text()
+        );
         self
     }
 }
@@ -155,11 +164,16 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, buf: Vec::new() })
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     pub fn set_read_timeout(&self, t: Duration) {
-        self.stream.set_read_timeout(Some(t)).expect("set_read_timeout");
+        self.stream
+            .set_read_timeout(Some(t))
+            .expect("set_read_timeout");
     }
 
     /// Writes raw bytes.
@@ -177,7 +191,10 @@ impl Conn {
     pub fn read_response(&mut self, head_request: bool) -> Response {
         match self.try_read_response(head_request) {
             Ok(r) => r,
-            Err(e) => panic!("reading a response: {e} (buffered: {:?})", self.buffered_text()),
+            Err(e) => panic!(
+                "reading a response: {e} (buffered: {:?})",
+                self.buffered_text()
+            ),
         }
     }
 
@@ -195,7 +212,10 @@ impl Conn {
     fn fill_exact(&mut self, want: usize) -> io::Result<()> {
         while self.buf.len() < want {
             if self.fill()? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-response"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed mid-response",
+                ));
             }
         }
         Ok(())
@@ -219,7 +239,11 @@ impl Conn {
             if self.fill()? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    if self.buf.is_empty() { "closed before a response" } else { "closed mid-head" },
+                    if self.buf.is_empty() {
+                        "closed before a response"
+                    } else {
+                        "closed mid-head"
+                    },
                 ));
             }
         };
@@ -239,10 +263,17 @@ impl Conn {
         }
         let mut headers = Vec::new();
         for line in lines {
-            let (k, v) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header {line:?}")))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
-        let mut response = Response { version, status, headers, body: Vec::new() };
+        let mut response = Response {
+            version,
+            status,
+            headers,
+            body: Vec::new(),
+        };
         let no_body =
             head_request || (100..200).contains(&status) || status == 204 || status == 304;
         if no_body {
@@ -254,7 +285,9 @@ impl Conn {
         if chunked {
             response.body = self.read_chunked()?;
         } else if let Some(cl) = response.header("content-length") {
-            let n: usize = cl.parse().map_err(|_| bad(format!("bad Content-Length {cl:?}")))?;
+            let n: usize = cl
+                .parse()
+                .map_err(|_| bad(format!("bad Content-Length {cl:?}")))?;
             self.fill_exact(n)?;
             response.body = self.buf.drain(..n).collect();
         } else {
@@ -325,12 +358,19 @@ impl Conn {
             if left.is_zero() {
                 return false;
             }
-            self.stream.set_read_timeout(Some(left)).expect("set_read_timeout");
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return false
                 }
                 Err(_) => return true,
@@ -343,13 +383,20 @@ impl Conn {
         if !self.buf.is_empty() {
             return false;
         }
-        self.stream.set_read_timeout(Some(wait)).expect("set_read_timeout");
+        self.stream
+            .set_read_timeout(Some(wait))
+            .expect("set_read_timeout");
         let mut b = [0u8; 1];
         let quiet = match self.stream.read(&mut b) {
             Ok(_) => false,
-            Err(e) => matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+            Err(e) => matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
         };
-        self.stream.set_read_timeout(Some(IO_TIMEOUT)).expect("set_read_timeout");
+        self.stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("set_read_timeout");
         quiet
     }
 
@@ -425,8 +472,11 @@ pub struct Stats {
 pub fn json_u64(json: &str, key: &str) -> Option<u64> {
     let pat = format!("\"{key}\":");
     let at = json.find(&pat)? + pat.len();
-    let digits: String =
-        json[at..].trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = json[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -500,7 +550,10 @@ fn with_defaults(args: &[&str]) -> Vec<String> {
 impl Server {
     /// Starts a server with the default test flags plus `args` (which override them).
     pub fn start(args: &[&str]) -> Server {
-        let tmp = tempfile::Builder::new().prefix("buddy-blocks-test").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("buddy-blocks-test")
+            .tempdir()
+            .expect("tempdir");
         let dir = tmp.path().join("data");
         Server::start_on(tmp, dir, args)
     }
@@ -527,7 +580,11 @@ impl Server {
     fn launch(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
         self.starts += 1;
-        let log = File::options().create(true).append(true).open(&self.log).expect("log file");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--listen")
@@ -549,14 +606,27 @@ impl Server {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.child.as_mut().expect("running").try_wait().expect("try_wait") {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("running")
+                .try_wait()
+                .expect("try_wait")
+            {
                 self.child = None;
-                panic!("buddy-blocks exited during startup ({status}); log:\n{}", self.log_text());
+                panic!(
+                    "buddy-blocks exited during startup ({status}); log:\n{}",
+                    self.log_text()
+                );
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "server not ready in time; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in time; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -600,7 +670,10 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
-                panic!("server did not exit within {within:?}; log:\n{}", self.log_text());
+                panic!(
+                    "server did not exit within {within:?}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -612,7 +685,11 @@ impl Server {
     fn wait_port_released(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpListener::bind(self.addr).is_err() {
-            assert!(Instant::now() < deadline, "port {} still bound after the exit", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "port {} still bound after the exit",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -627,7 +704,11 @@ impl Server {
     #[track_caller]
     pub fn stop_ok(&mut self) {
         let status = self.stop();
-        assert!(status.success(), "server exited with {status}; log:\n{}", self.log_text());
+        assert!(
+            status.success(),
+            "server exited with {status}; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// `kill -9`.
@@ -674,7 +755,12 @@ impl Server {
     #[track_caller]
     pub fn put_ok(&self, body: &[u8]) -> String {
         let r = self.put(body);
-        assert!(r.status == 201 || r.status == 200, "PUT: {} {:?}", r.status, r.text());
+        assert!(
+            r.status == 201 || r.status == 200,
+            "PUT: {} {:?}",
+            r.status,
+            r.text()
+        );
         let hash = sha256_hex(body);
         assert_eq!(r.text(), hash);
         hash
@@ -701,7 +787,12 @@ impl Server {
         let hash = sha256_hex(body);
         let r = self.get(&hash);
         assert_eq!(r.status, 200, "GET {hash}: {:?}", r.text());
-        assert!(r.body == body, "GET {hash}: {} bytes differ from the {} stored", r.body.len(), body.len());
+        assert!(
+            r.body == body,
+            "GET {hash}: {} bytes differ from the {} stored",
+            r.body.len(),
+            body.len()
+        );
     }
 
     #[track_caller]
@@ -771,9 +862,15 @@ impl Drop for Server {
 pub fn parse_listing(text: &str) -> Vec<(String, u64)> {
     text.lines()
         .map(|line| {
-            let (h, n) = line.split_once(' ').unwrap_or_else(|| panic!("bad listing line {line:?}"));
+            let (h, n) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("bad listing line {line:?}"));
             assert_eq!(h.len(), 64, "bad listing line {line:?}");
-            (h.to_string(), n.parse().unwrap_or_else(|_| panic!("bad listing line {line:?}")))
+            (
+                h.to_string(),
+                n.parse()
+                    .unwrap_or_else(|_| panic!("bad listing line {line:?}")),
+            )
         })
         .collect()
 }
@@ -781,7 +878,11 @@ pub fn parse_listing(text: &str) -> Vec<(String, u64)> {
 /// Runs `buddy-blocks check` on a data directory.
 pub fn run_check(dir: &Path, repair: bool) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.arg("check").arg("--data-dir").arg(dir).arg("--map-size").arg("256MiB");
+    cmd.arg("check")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--map-size")
+        .arg("256MiB");
     if repair {
         cmd.arg("--repair");
     }
