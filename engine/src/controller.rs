@@ -31,6 +31,9 @@ use crate::size_class::{SizeClass, CLASS_COUNT, SLOT_MAX_BYTES};
 
 /// Default pause between cycles (seed: 100 us).
 pub const CYCLE_INTERVAL_DEFAULT: Duration = Duration::from_micros(100);
+/// In relaxed mode, the longest time between durable commits (bounds index growth, see
+/// `apply_in_txn`).
+pub const RELAXED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Most workers one controller serves (worker ids are a u8).
 pub const WORKERS_MAX: usize = 64;
 /// Most messages handled in one cycle; the rest wait for the next.
@@ -147,6 +150,7 @@ pub struct Controller<M: MetaStore> {
     inbox: Vec<ToController>,
     outbox: Vec<VecDeque<ToWorker>>,
     last_run: Option<Instant>,
+    last_durable_commit: Instant,
     failed: Option<String>,
     stats: ControllerStats,
 }
@@ -225,6 +229,7 @@ impl<M: MetaStore> Controller<M> {
             inbox: Vec::new(),
             outbox: (0..config.workers).map(|_| VecDeque::new()).collect(),
             last_run: None,
+            last_durable_commit: Instant::ZERO,
             failed: None,
             stats,
             config,
@@ -588,6 +593,12 @@ impl<M: MetaStore> Controller<M> {
         let promised = pending.needs_sync || !pending.quarantine_after_commit.is_empty();
         let durable = full && promised && !self.config.bugs.ack_before_durable();
         let t0 = io.now();
+        // A store may not reuse pages freed after its last durable commit (libmdbx in its
+        // no-sync mode): in relaxed mode, still make one commit a second durable.
+        let durable = durable || t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        if durable {
+            self.last_durable_commit = t0;
+        }
         txn.commit(durable).map_err(|e| format!("commit: {e}"))?;
         let ns = io.now().saturating_since(t0).as_nanos() as u64;
         self.stats.last_commit_ns = ns;

@@ -20,6 +20,9 @@ use crate::shared::Shared;
 
 /// Longest park when idle.
 const IDLE_PARK: Duration = Duration::from_millis(100);
+/// How often an idle controller republishes the /stats snapshot (workers publish their
+/// counters every 50 ms; without this, other workers' figures would go stale while idle).
+const STATS_REFRESH: Duration = Duration::from_millis(100);
 
 pub struct ControllerLinks {
     pub from_worker: rtrb::Consumer<Frame>,
@@ -52,6 +55,7 @@ pub fn run(
         data: &data,
         shared: &shared,
     };
+    let mut last_publish = shared.now();
     loop {
         let mut received = 0usize;
         for link in &mut links {
@@ -69,8 +73,18 @@ pub fn run(
                 std::thread::park_timeout(until.saturating_since(now));
                 continue;
             }
-            CycleOutcome::Ran { .. } => publish(&controller, &links, &shared, &template),
-            CycleOutcome::Idle => {}
+            CycleOutcome::Ran { .. } => {
+                publish(&controller, &links, &shared, &template);
+                last_publish = now;
+            }
+            CycleOutcome::Idle => {
+                // Worker counters (reads, errors, corruption) change without controller work:
+                // keep the figures every worker renders for /stats fresh.
+                if now.saturating_since(last_publish) >= STATS_REFRESH {
+                    publish(&controller, &links, &shared, &template);
+                    last_publish = now;
+                }
+            }
         }
         let waiting = push_replies(&mut controller, &mut links);
         if received == 0 && controller.inbox_len() == 0 {

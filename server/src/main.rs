@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (works with no flags in a fresh directory).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Offline audit of a data directory: re-hash every block, check the accounting.
     Check(CheckArgs),
 }
@@ -202,7 +202,7 @@ fn check(args: CheckArgs) -> anyhow::Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).map(|_| true),
+        Command::Serve(args) => serve(*args).map(|_| true),
         Command::Check(args) => check(args),
     };
     match result {

@@ -97,7 +97,7 @@ fn lying_content_length() {
     s.assert_stored(b"hello");
     s.delete(&sha256_hex(b"hello")).expect(204);
 
-    // Lengths that are not decimal numbers.
+    // Lengths that are not decimal numbers. (`5, 5` may be accepted as 5: RFC 9110 8.6.)
     for cl in [
         "-1",
         "-0",
@@ -107,7 +107,6 @@ fn lying_content_length() {
         "1e3",
         "",
         " ",
-        "5,5",
     ] {
         let req = format!("PUT /block HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nhello");
         let answers = exchange(s, req.as_bytes());
@@ -258,7 +257,7 @@ fn random_byte_streams() {
             if i % 5 == 0 {
                 // Mostly printable noise with line ends.
                 for b in &mut bytes[start..] {
-                    *b = b"abc: 0123\r\n\t /"[(*b % 15) as usize];
+                    *b = b"abc: 0123\r\n\t /"[(*b % 14) as usize];
                 }
             }
             handles.push(scope.spawn(move || {
