@@ -89,6 +89,10 @@ pub struct StatsSnapshot {
     pub queue_to_controller: Vec<u64>,
     pub queue_to_worker: Vec<u64>,
     pub uptime_s: u64,
+    /// Background scrub: blocks re-hashed, corrupt ones found, full passes finished.
+    pub scrub_blocks: u64,
+    pub scrub_corrupt: u64,
+    pub scrub_passes: u64,
     pub version: &'static str,
     pub durability: &'static str,
     pub verify_reads: &'static str,
@@ -135,17 +139,27 @@ fn json_class_map(out: &mut String, values: &[u64; CLASS_COUNT]) {
     out.push('}');
 }
 
+/// Corruption found by GETs on every worker plus the scrub.
+pub fn corrupt_total(s: &StatsSnapshot) -> u64 {
+    s.workers
+        .iter()
+        .map(|w| w.corrupt_blocks_detected)
+        .sum::<u64>()
+        + s.scrub_corrupt
+}
+
 /// Renders /stats as one JSON object.
 pub fn render_json(s: &StatsSnapshot) -> String {
     let c = &s.controller;
-    let corrupt: u64 = s.workers.iter().map(|w| w.corrupt_blocks_detected).sum();
+    let corrupt = corrupt_total(s);
     let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
         "{{\"version\":\"{}\",\"uptime_seconds\":{},\"capacity_bytes\":{},\"free_bytes\":{},\
          \"reserved_bytes\":{},\"used_bytes\":{},\"blocks\":{},\"data_bytes\":{},\
          \"durability\":\"{}\",\"verify_reads\":\"{}\",\"corrupt_blocks_detected\":{},\
-         \"quarantined_bytes\":{},\"failed\":{},",
+         \"quarantined_bytes\":{},\"failed\":{},\"scrub\":{{\"blocks\":{},\"corrupt\":{},\
+         \"passes\":{}}},",
         s.version,
         s.uptime_s,
         c.capacity_bytes,
@@ -159,6 +173,9 @@ pub fn render_json(s: &StatsSnapshot) -> String {
         corrupt,
         c.quarantined_bytes,
         c.failed,
+        s.scrub_blocks,
+        s.scrub_corrupt,
+        s.scrub_passes,
     );
     out.push_str("\"free_slots\":");
     json_class_map(&mut out, &c.free_slots);
@@ -307,12 +324,23 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
         "1 after a storage error latched the controller.",
         u64::from(c.failed),
     );
-    let corrupt: u64 = s.workers.iter().map(|w| w.corrupt_blocks_detected).sum();
     prom_counter(
         &mut out,
         &format!("{p}_corrupt_blocks_detected_total"),
-        "Reads whose bytes failed verification.",
-        corrupt,
+        "Blocks whose bytes failed verification (GETs and the scrub).",
+        corrupt_total(s),
+    );
+    prom_counter(
+        &mut out,
+        &format!("{p}_scrub_blocks_total"),
+        "Blocks re-hashed by the background scrub.",
+        s.scrub_blocks,
+    );
+    prom_counter(
+        &mut out,
+        &format!("{p}_scrub_passes_total"),
+        "Full passes of the background scrub over the index.",
+        s.scrub_passes,
     );
     prom_counter(
         &mut out,

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::controller::{Controller, ControllerIo, CycleOutcome};
+use engine::hash::BlockHash;
 use engine::message::{Frame, ToController, ToWorker};
+use engine::meta::{MetaRead, MetaStore};
 use engine::stats::StatsSnapshot;
 
 use crate::mdbx::MdbxStore;
@@ -44,12 +46,85 @@ impl ControllerIo for Io<'_> {
     }
 }
 
+/// The background scrub: re-reads and re-hashes one stored block per interval, walking the
+/// index in hash order and starting over at the end. It runs on the controller thread between
+/// cycles, so no slot it reads can be freed and reused while it reads it.
+pub struct Scrub {
+    interval: Duration,
+    next: engine::Instant,
+    cursor: Option<BlockHash>,
+    buf: Vec<u8>,
+    blocks: u64,
+    corrupt: u64,
+    passes: u64,
+}
+
+impl Scrub {
+    pub fn new(interval: Duration) -> Scrub {
+        Scrub {
+            interval,
+            next: engine::Instant::ZERO,
+            cursor: None,
+            buf: vec![0; engine::size_class::BLOCK_LEN_MAX_BYTES as usize],
+            blocks: 0,
+            corrupt: 0,
+            passes: 0,
+        }
+    }
+
+    /// Runs one step if due; returns whether it checked a block.
+    fn step(
+        &mut self,
+        now: engine::Instant,
+        controller: &Controller<MdbxStore>,
+        data: &File,
+    ) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.interval;
+        let mut found = Vec::with_capacity(1);
+        let listed = controller
+            .store()
+            .read()
+            .and_then(|r| r.list(self.cursor.as_ref(), 1, &mut found));
+        if let Err(e) = listed {
+            tracing::error!("scrub: reading the index: {e}");
+            return false;
+        }
+        let Some((hash, entry)) = found.pop() else {
+            if self.cursor.take().is_some() {
+                self.passes += 1;
+            }
+            return false;
+        };
+        self.cursor = Some(hash);
+        self.blocks += 1;
+        let bytes = &mut self.buf[..entry.len as usize];
+        let ok = match std::os::unix::fs::FileExt::read_exact_at(data, bytes, entry.slot.offset) {
+            Ok(()) => BlockHash::of(bytes) == hash,
+            Err(e) => {
+                tracing::error!(%hash, "scrub: reading the data file: {e}");
+                false
+            }
+        };
+        if !ok {
+            self.corrupt += 1;
+            tracing::error!(%hash, offset = entry.slot.offset, len = entry.len,
+                "scrub: stored bytes do not hash to their address (corrupt block); \
+                 run `buddy-blocks check --repair` offline and re-fetch it");
+        }
+        true
+    }
+}
+
 pub fn run(
     mut controller: Controller<MdbxStore>,
     mut links: Vec<ControllerLinks>,
     data: File,
     shared: Arc<Shared>,
     template: StatsSnapshot,
+    mut scrub: Option<Scrub>,
 ) -> Controller<MdbxStore> {
     let mut io = Io {
         data: &data,
@@ -57,6 +132,11 @@ pub fn run(
     };
     let mut last_publish = shared.now();
     loop {
+        if let Some(s) = scrub.as_mut() {
+            if s.step(shared.now(), &controller, &data) {
+                publish(&controller, &links, &shared, &template, scrub.as_ref());
+            }
+        }
         let mut received = 0usize;
         for link in &mut links {
             while let Ok(frame) = link.from_worker.pop() {
@@ -74,14 +154,14 @@ pub fn run(
                 continue;
             }
             CycleOutcome::Ran { .. } => {
-                publish(&controller, &links, &shared, &template);
+                publish(&controller, &links, &shared, &template, scrub.as_ref());
                 last_publish = now;
             }
             CycleOutcome::Idle => {
                 // Worker counters (reads, errors, corruption) change without controller work:
                 // keep the figures every worker renders for /stats fresh.
                 if now.saturating_since(last_publish) >= STATS_REFRESH {
-                    publish(&controller, &links, &shared, &template);
+                    publish(&controller, &links, &shared, &template, scrub.as_ref());
                     last_publish = now;
                 }
             }
@@ -92,15 +172,18 @@ pub fn run(
             if shared.workers_running.load(Ordering::Acquire) == 0 {
                 break;
             }
-            let park = if waiting > 0 {
+            let mut park = if waiting > 0 {
                 Duration::from_micros(200)
             } else {
                 IDLE_PARK
             };
+            if let Some(s) = scrub.as_ref() {
+                park = park.min(s.next.saturating_since(shared.now()));
+            }
             std::thread::park_timeout(park);
         }
     }
-    publish(&controller, &links, &shared, &template);
+    publish(&controller, &links, &shared, &template, scrub.as_ref());
     controller
 }
 
@@ -139,8 +222,12 @@ fn publish(
     links: &[ControllerLinks],
     shared: &Shared,
     template: &StatsSnapshot,
+    scrub: Option<&Scrub>,
 ) {
     let snapshot = StatsSnapshot {
+        scrub_blocks: scrub.map_or(0, |s| s.blocks),
+        scrub_corrupt: scrub.map_or(0, |s| s.corrupt),
+        scrub_passes: scrub.map_or(0, |s| s.passes),
         controller: controller.stats(),
         workers: shared.worker_stats(),
         queue_to_controller: links.iter().map(|l| l.from_worker.slots() as u64).collect(),

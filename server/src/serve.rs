@@ -131,11 +131,14 @@ pub fn run(config: ServeConfig) -> Result<()> {
         .map(|_| net::listener(config.listen, LISTEN_BACKLOG))
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("listening on {}", config.listen))?;
+    let scrub = config.scrub_interval.map(control::Scrub::new);
     let controller_thread = {
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("controller".into())
-            .spawn(move || control::run(controller, controller_links, data, shared, template))?
+            .spawn(move || {
+                control::run(controller, controller_links, data, shared, template, scrub)
+            })?
     };
     let mut workers = Vec::new();
     for (id, ((to_controller, from_controller, wake), listener)) in
