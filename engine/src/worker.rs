@@ -207,6 +207,8 @@ struct Active {
     route: Route,
     started: Instant,
     stage: Stage,
+    /// `request` span (debug level): worker, request number, method, path.
+    span: tracing::Span,
 }
 
 struct Conn {
@@ -1014,12 +1016,14 @@ impl Worker {
             );
             return;
         }
+        let span = self.request_span(&head);
         let conn = conn_at(&mut self.conns, r).expect("open");
         conn.active = Some(Active {
             head,
             route,
             started,
             stage: Stage::Responded,
+            span,
         });
         match route {
             Route::PutBlock { .. } => self.start_body(now, r, BLOCK_LEN_MAX_BYTES),
@@ -1076,6 +1080,19 @@ impl Worker {
         let id = self.next_request;
         self.next_request += 1;
         id
+    }
+
+    /// The span of one request (cheap when debug logging is off).
+    fn request_span(&self, head: &RequestHead) -> tracing::Span {
+        let span = tracing::debug_span!(
+            "request",
+            worker = self.config.id,
+            id = self.stats.requests,
+            method = ?head.method,
+            path = %String::from_utf8_lossy(&head.path),
+        );
+        span.in_scope(|| tracing::debug!("request"));
+        span
     }
 
     fn authorized(&self, head: &RequestHead) -> bool {
@@ -1169,12 +1186,14 @@ impl Worker {
             }
             _ => true,
         };
+        let span = self.request_span(&head);
         let conn = conn_at(&mut self.conns, r).expect("open");
         conn.active = Some(Active {
             head,
             route: Route::Health,
             started,
             stage: Stage::Responded,
+            span,
         });
         let mut headers: Vec<(&str, &[u8])> = Vec::new();
         if let Some(allow) = allow {
@@ -2220,6 +2239,7 @@ impl Worker {
                     route: Route::Health,
                     started: now,
                     stage: Stage::Responded,
+                    span: tracing::Span::none(),
                 });
             }
         }
@@ -2227,6 +2247,11 @@ impl Worker {
         if let Some(t) = started {
             let ns = now.saturating_since(t).as_nanos() as u64;
             self.stats.latency[stats::method_index(method)].record(ns);
+            if let Some(a) = conn.active.as_ref() {
+                a.span.in_scope(|| tracing::debug!(status, latency_us = ns / 1000, "response"));
+            }
+        } else if status >= 400 {
+            tracing::debug!(worker = self.config.id, status, "refused before a request head");
         }
         self.pump_send(now, r);
     }
