@@ -38,6 +38,8 @@ use crate::stats::{self, StatsSnapshot, WorkerStats};
 
 /// Room kept in front of a GET's read buffer for the response head (no copy of the body).
 const HEAD_ROOM_BYTES: usize = 512;
+/// Receive size (and buffer) of a connection between requests.
+const IDLE_RECV_BYTES: usize = 8192;
 /// Most hashes in one `POST /blocks/missing`.
 pub const MISSING_HASHES_MAX: usize = 10_000;
 /// Largest `POST /blocks/missing` body: 10,000 lines of 64 hex characters and CRLF.
@@ -419,7 +421,7 @@ impl Worker {
     // Buffers.
 
     fn small_buf(&mut self) -> Vec<u8> {
-        let cap = self.config.max_header_bytes + self.config.recv_chunk_bytes;
+        let cap = IDLE_RECV_BYTES;
         match self.small_bufs.pop() {
             Some(mut b) => {
                 b.clear();
@@ -446,8 +448,7 @@ impl Worker {
             if self.large_bufs.len() < BUFFERS_KEPT_MAX / 4 {
                 self.large_bufs.push(buf);
             }
-        } else if buf.capacity() >= self.config.max_header_bytes
-            && buf.capacity() < large
+        } else if (IDLE_RECV_BYTES..=2 * IDLE_RECV_BYTES).contains(&buf.capacity())
             && self.small_bufs.len() < BUFFERS_KEPT_MAX
         {
             self.small_bufs.push(buf);
@@ -948,6 +949,13 @@ impl Worker {
             return;
         }
         let mut buf = conn.rbuf.take().expect("not receiving");
+        // Between requests a connection holds only a small buffer (memory with many idle
+        // connections); a request in progress receives in full chunks.
+        let idle = conn.active.is_none() && conn.head_started.is_none() && buf.is_empty();
+        if idle && buf.capacity() > 2 * IDLE_RECV_BYTES {
+            buf = Vec::with_capacity(IDLE_RECV_BYTES);
+        }
+        let chunk = if idle { IDLE_RECV_BYTES } else { chunk };
         if buf.capacity() - buf.len() < chunk {
             buf.reserve(chunk);
         }
