@@ -38,6 +38,8 @@ use crate::stats::{self, StatsSnapshot, WorkerStats};
 
 /// Room kept in front of a GET's read buffer for the response head (no copy of the body).
 const HEAD_ROOM_BYTES: usize = 512;
+/// Piece size of a streamed PUT body.
+const STREAM_PIECE_BYTES: usize = 64 * 1024;
 /// Receive size (and buffer) of a connection between requests.
 const IDLE_RECV_BYTES: usize = 8192;
 /// Most hashes in one `POST /blocks/missing`.
@@ -171,6 +173,8 @@ enum Stage {
         crc: u32,
         deadline: Instant,
     },
+    /// A PUT with Content-Length: the body goes into its slot piece by piece as it arrives.
+    Stream(Box<StreamPut>),
     /// Writing the body into `slot`.
     Write {
         body: Option<Vec<u8>>,
@@ -181,6 +185,8 @@ enum Stage {
     },
     /// Waiting for the controller's occupy reply.
     Occupy { hash: BlockHash },
+    /// Out of space: is the block stored already? (Then the PUT is a 200, not a 507.)
+    DedupCheck { hash: BlockHash },
     /// Waiting for a get_address reply.
     Lookup,
     /// Waiting for a release reply.
@@ -202,6 +208,29 @@ enum Stage {
     List { body: Vec<u8> },
     /// The response is queued; the request ends when it is sent.
     Responded,
+}
+
+/// A PUT body streamed into its slot: at most one piece of [`STREAM_PIECE_BYTES`] is held in
+/// memory, so a slow upload costs a piece, not a block.
+struct StreamPut {
+    /// Declared body length.
+    len: u64,
+    /// Body bytes not yet taken from the connection.
+    remaining: u64,
+    /// The pool slot, once there is one (the body is not read before).
+    slot: Option<Slot>,
+    /// Until when to wait for a slot.
+    deadline: Instant,
+    /// Taken bytes not yet written (empty while its buffer is in a write).
+    piece: Vec<u8>,
+    /// A write of the current piece is in flight.
+    writing: bool,
+    /// Bytes of the piece in flight already written (short writes).
+    piece_written: usize,
+    /// Body bytes written before the current piece.
+    written: u64,
+    hasher: sha2::Sha256,
+    crc: u32,
 }
 
 struct Active {
@@ -267,6 +296,7 @@ pub struct Worker {
     horizon_reported: u64,
     small_bufs: Vec<Vec<u8>>,
     large_bufs: Vec<Vec<u8>>,
+    piece_bufs: Vec<Vec<u8>>,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
 }
@@ -301,6 +331,7 @@ impl Worker {
             horizon_reported: 0,
             small_bufs: Vec::new(),
             large_bufs: Vec::new(),
+            piece_bufs: Vec::new(),
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
             config,
@@ -366,6 +397,10 @@ impl Worker {
             Some(a) => match &a.stage {
                 Stage::Body { .. } => Some(a.started + c.request_timeout),
                 Stage::WaitSlot { deadline, .. } => Some(*deadline),
+                Stage::Stream(s) if s.slot.is_none() => {
+                    Some(s.deadline.min(a.started + c.request_timeout))
+                }
+                Stage::Stream(s) if s.remaining > 0 => Some(a.started + c.request_timeout),
                 _ => None,
             },
         }
@@ -551,6 +586,20 @@ impl Worker {
             }
             Some(Stage::WaitSlot { .. }) => {
                 self.respond_busy(now, r, "no free slot in time; try again");
+            }
+            Some(Stage::Stream(s)) if s.slot.is_none() => {
+                self.respond_busy(now, r, "no free slot in time; try again");
+            }
+            Some(Stage::Stream(_)) => {
+                self.stats.timeouts += 1;
+                self.respond_error(
+                    now,
+                    r,
+                    Method::Put,
+                    408,
+                    "request not completed in time",
+                    true,
+                );
             }
             _ => {}
         }
@@ -805,6 +854,7 @@ impl Worker {
         let active = conn.active.as_mut().expect("file op belongs to a request");
         match &mut active.stage {
             Stage::Write { .. } => self.on_write_done(now, r, buf, c.result, closing),
+            Stage::Stream(_) => self.on_stream_write_done(now, r, buf, c.result, closing),
             Stage::Read { .. } => self.on_read_done(now, r, buf, c.result, closing),
             _ => panic!("file completion in a stage without file I/O"),
         }
@@ -862,6 +912,13 @@ impl Worker {
         match stage {
             // In-flight file ops keep their stage until they complete.
             Stage::Write { .. } | Stage::Read { .. } => active.stage = stage,
+            Stage::Stream(s) if s.writing => active.stage = Stage::Stream(s),
+            Stage::Stream(s) => {
+                if let Some(slot) = s.slot {
+                    self.pools.put_back(slot);
+                }
+                self.recycle_piece(s.piece);
+            }
             Stage::Body { body, .. } | Stage::WaitSlot { body, .. } => self.recycle(body),
             Stage::List { body } => self.recycle(body),
             _ => {}
@@ -913,6 +970,7 @@ impl Worker {
             let progressed = match conn.active.as_ref().map(|a| &a.stage) {
                 None => self.try_head(now, r),
                 Some(Stage::Body { .. }) => self.feed_body(now, r),
+                Some(Stage::Stream(_)) => self.feed_stream(now, r),
                 Some(_) => return,
             };
             if !progressed {
@@ -931,10 +989,15 @@ impl Worker {
         if conn.closing || conn.recv_op.is_some() {
             return;
         }
-        let reading = matches!(
-            conn.active.as_ref().map(|a| &a.stage),
-            None | Some(Stage::Body { .. })
-        );
+        let buffered = conn.rbuf.as_ref().map_or(0, Vec::len);
+        let reading = match conn.active.as_ref().map(|a| &a.stage) {
+            None | Some(Stage::Body { .. }) => true,
+            // Receive only body bytes not already buffered (a receive holds the buffer, so
+            // posting one with the rest of the body inside would strand it), and stop at a
+            // chunk while the stream cannot take bytes: memory per upload stays bounded.
+            Some(Stage::Stream(s)) => s.remaining > buffered as u64 && buffered < chunk,
+            _ => false,
+        };
         if !reading && conn.discard == 0 {
             return;
         }
@@ -1242,6 +1305,10 @@ impl Worker {
                 self.respond_error(now, r, method, 413, "body too large", true);
                 return;
             }
+            BodyFraming::Length(n) if matches!(active.route, Route::PutBlock { .. }) => {
+                self.start_stream(now, r, n);
+                return;
+            }
             BodyFraming::Length(n) => BodyReader::Length { remaining: n },
             BodyFraming::Chunked => BodyReader::Chunked(ChunkedDecoder::new(max_bytes)),
         };
@@ -1265,6 +1332,201 @@ impl Worker {
             conn.outq
                 .push_back((b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), 0, 25));
             self.pump_send(now, r);
+        }
+    }
+
+    fn send_continue_if_expected(&mut self, now: Instant, r: ConnRef) {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let expect = conn.active.as_ref().is_some_and(|a| a.head.expect_continue);
+        let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
+        if expect && !buffered {
+            conn.outq
+                .push_back((b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), 0, 25));
+            self.pump_send(now, r);
+        }
+    }
+
+    fn start_stream(&mut self, now: Instant, r: ConnRef, len: u64) {
+        assert!(
+            len >= 1 && len <= BLOCK_LEN_MAX_BYTES,
+            "length checked by the caller"
+        );
+        let piece = match self.piece_bufs.pop() {
+            Some(b) => b,
+            None => Vec::with_capacity(STREAM_PIECE_BYTES),
+        };
+        let stream = StreamPut {
+            len,
+            remaining: len,
+            slot: None,
+            deadline: now + self.config.slot_wait_limit,
+            piece,
+            writing: false,
+            piece_written: 0,
+            written: 0,
+            hasher: sha2::Sha256::new(),
+            crc: 0,
+        };
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        active.stage = Stage::Stream(Box::new(stream));
+        let class = SizeClass::for_len(len).expect("length checked");
+        match self.pools.take(class) {
+            Some(slot) => self.stream_slot(r, slot),
+            None => {
+                self.pools.note_miss(class);
+                self.slot_waiters[class.index()].push_back(r);
+                self.refill_pools();
+            }
+        }
+        self.send_continue_if_expected(now, r);
+    }
+
+    fn stream_slot(&mut self, r: ConnRef, slot: Slot) {
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        let Stage::Stream(s) = &mut active.stage else {
+            unreachable!("stream stage")
+        };
+        assert!(s.slot.is_none() && s.len <= slot.bytes());
+        s.slot = Some(slot);
+    }
+
+    /// Moves buffered body bytes into the piece; writes a full (or the last) piece.
+    fn feed_stream(&mut self, _now: Instant, r: ConnRef) -> bool {
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let rbuf = conn.rbuf.as_mut().expect("buffer present");
+        let active = conn.active.as_mut().expect("active");
+        let Stage::Stream(s) = &mut active.stage else {
+            unreachable!("stream stage")
+        };
+        let Some(slot) = s.slot else { return false };
+        if s.writing {
+            return false;
+        }
+        let take = (s.remaining as usize)
+            .min(rbuf.len())
+            .min(STREAM_PIECE_BYTES - s.piece.len());
+        s.piece.extend_from_slice(&rbuf[..take]);
+        rbuf.drain(..take);
+        s.remaining -= take as u64;
+        let new = &s.piece[s.piece.len() - take..];
+        s.hasher.update(new);
+        s.crc = crc32c::crc32c_append(s.crc, new);
+        let full = s.piece.len() == STREAM_PIECE_BYTES || s.remaining == 0;
+        if !full || s.piece.is_empty() {
+            return take > 0;
+        }
+        s.writing = true;
+        s.piece_written = 0;
+        let buf = std::mem::take(&mut s.piece);
+        let end = buf.len();
+        let offset = slot.offset + s.written;
+        debug_assert!(s.written + end as u64 <= s.len);
+        let id = self.submit(
+            Some(r),
+            OpKind::File,
+            Op::WriteAt {
+                offset,
+                buf,
+                start: 0,
+                end,
+            },
+        );
+        conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+        true
+    }
+
+    fn on_stream_write_done(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        mut buf: Vec<u8>,
+        result: Result<u64, Errno>,
+        closing: bool,
+    ) {
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        let Stage::Stream(s) = &mut active.stage else {
+            unreachable!("stream stage")
+        };
+        let slot = s.slot.expect("a write has a slot");
+        match result {
+            Ok(n) if n > 0 && !closing => s.piece_written += n as usize,
+            Err(e) if e.is_transient() && !closing => {}
+            _ => {
+                // Failed or abandoned: nothing in the slot was acknowledged; back to the pool.
+                active.stage = Stage::Responded;
+                self.pools.put_back(slot);
+                self.recycle_piece(buf);
+                if !closing {
+                    let m = "write to the data file failed";
+                    self.respond_error(now, r, Method::Put, 500, m, true);
+                }
+                return;
+            }
+        }
+        if s.piece_written < buf.len() {
+            let start = s.piece_written;
+            let end = buf.len();
+            let offset = slot.offset + s.written + start as u64;
+            let id = self.submit(
+                Some(r),
+                OpKind::File,
+                Op::WriteAt {
+                    offset,
+                    buf,
+                    start,
+                    end,
+                },
+            );
+            conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+            return;
+        }
+        s.written += buf.len() as u64;
+        s.writing = false;
+        buf.clear();
+        s.piece = buf;
+        if s.remaining > 0 {
+            self.process(now, r);
+            return;
+        }
+        assert_eq!(s.written, s.len, "every body byte was written");
+        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let Stage::Stream(s) = stage else {
+            unreachable!()
+        };
+        let Route::PutBlock { expected } = active.route else {
+            unreachable!()
+        };
+        self.recycle_piece(s.piece);
+        let hash = BlockHash(s.hasher.finalize().into());
+        if expected.is_some_and(|e| e != hash) {
+            self.pools.put_back(slot);
+            let m = "body does not hash to the address in the path";
+            self.respond_error(now, r, Method::Put, 422, m, false);
+            return;
+        }
+        let (len, crc32c) = (s.len as u32, s.crc);
+        self.ask(r, 0, Stage::Occupy { hash }, |worker, request| {
+            ToController::Occupy {
+                worker,
+                request,
+                hash,
+                slot,
+                len,
+                crc32c,
+            }
+        });
+    }
+
+    fn recycle_piece(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        if buf.capacity() == STREAM_PIECE_BYTES && self.piece_bufs.len() < BUFFERS_KEPT_MAX {
+            self.piece_bufs.push(buf);
         }
     }
 
@@ -1498,6 +1760,33 @@ impl Worker {
             OccupyOutcome::Stored => 201,
             OccupyOutcome::Duplicate => 200,
         };
+        self.respond_stored(now, r, hash, status);
+    }
+
+    /// Out of space for a PUT: a stored duplicate is still a 200 (it needs no slot).
+    fn on_dedup_checked(&mut self, now: Instant, r: ConnRef, found: bool) {
+        let Some(Stage::DedupCheck { hash }) = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .map(|a| &a.stage)
+        else {
+            return;
+        };
+        let hash = *hash;
+        if found {
+            self.respond_stored(now, r, hash, 200);
+        } else {
+            self.respond_error(
+                now,
+                r,
+                Method::Put,
+                507,
+                "no free slot of the needed size",
+                false,
+            );
+        }
+    }
+
+    fn respond_stored(&mut self, now: Instant, r: ConnRef, hash: BlockHash, status: u16) {
         let hex = hash.to_hex();
         let location = format!("/block/{hex}");
         let etag = format!("\"{hex}\"");
@@ -2013,8 +2302,14 @@ impl Worker {
                     .conn_mut(w.conn)
                     .and_then(|c| c.active.as_ref())
                     .is_some_and(|a| matches!(a.stage, Stage::Missing { .. }));
+                let is_dedup = self
+                    .conn_mut(w.conn)
+                    .and_then(|c| c.active.as_ref())
+                    .is_some_and(|a| matches!(a.stage, Stage::DedupCheck { .. }));
                 if is_missing {
                     self.on_missing_reply(now, w.conn, w.tag, Some(location.is_some()));
+                } else if is_dedup {
+                    self.on_dedup_checked(now, w.conn, location.is_some());
                 } else {
                     self.on_address(now, w.conn, location, seq);
                 }
@@ -2072,13 +2367,21 @@ impl Worker {
             let Some(r) = self.slot_waiters[class.index()].pop_front() else {
                 break;
             };
-            let waiting = self
+            let stage = self
                 .conn_mut(r)
                 .and_then(|c| c.active.as_ref())
-                .is_some_and(|a| matches!(a.stage, Stage::WaitSlot { .. }));
-            if waiting {
-                let slot = self.pools.take(class).expect("checked above");
-                self.start_write(now, r, slot);
+                .map(|a| &a.stage);
+            match stage {
+                Some(Stage::WaitSlot { .. }) => {
+                    let slot = self.pools.take(class).expect("checked above");
+                    self.start_write(now, r, slot);
+                }
+                Some(Stage::Stream(s)) if s.slot.is_none() => {
+                    let slot = self.pools.take(class).expect("checked above");
+                    self.stream_slot(r, slot);
+                    self.process(now, r);
+                }
+                _ => {}
             }
         }
     }
@@ -2086,19 +2389,40 @@ impl Worker {
     /// The controller has no space for this class: every waiting PUT gets 507.
     fn fail_slot_waiters(&mut self, now: Instant, class: SizeClass) {
         while let Some(r) = self.slot_waiters[class.index()].pop_front() {
-            let waiting = self
-                .conn_mut(r)
-                .and_then(|c| c.active.as_ref())
-                .is_some_and(|a| matches!(a.stage, Stage::WaitSlot { .. }));
-            if waiting {
-                self.respond_error(
-                    now,
-                    r,
-                    Method::Put,
-                    507,
-                    "no free slot of the needed size",
-                    false,
-                );
+            let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+                continue;
+            };
+            // A duplicate needs no slot: before a 507, read the body (a streamed PUT has not
+            // yet) and ask whether its hash is stored.
+            match std::mem::replace(&mut active.stage, Stage::Responded) {
+                Stage::WaitSlot { body, hash, .. } => {
+                    self.recycle(body);
+                    self.ask(r, 0, Stage::DedupCheck { hash }, |worker, request| {
+                        ToController::GetAddress {
+                            worker,
+                            request,
+                            hash,
+                        }
+                    });
+                }
+                Stage::Stream(st) if st.slot.is_none() => {
+                    let mut body = self.large_buf();
+                    body.reserve(st.len as usize);
+                    let active = conn_at(&mut self.conns, r)
+                        .and_then(|c| c.active.as_mut())
+                        .expect("active");
+                    active.stage = Stage::Body {
+                        reader: BodyReader::Length {
+                            remaining: st.remaining,
+                        },
+                        body,
+                        hasher: st.hasher,
+                        crc: st.crc,
+                    };
+                    self.recycle_piece(st.piece);
+                    self.process(now, r);
+                }
+                other => active.stage = other,
             }
         }
     }
@@ -2256,10 +2580,15 @@ impl Worker {
             let ns = now.saturating_since(t).as_nanos() as u64;
             self.stats.latency[stats::method_index(method)].record(ns);
             if let Some(a) = conn.active.as_ref() {
-                a.span.in_scope(|| tracing::debug!(status, latency_us = ns / 1000, "response"));
+                a.span
+                    .in_scope(|| tracing::debug!(status, latency_us = ns / 1000, "response"));
             }
         } else if status >= 400 {
-            tracing::debug!(worker = self.config.id, status, "refused before a request head");
+            tracing::debug!(
+                worker = self.config.id,
+                status,
+                "refused before a request head"
+            );
         }
         self.pump_send(now, r);
     }

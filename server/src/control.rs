@@ -55,9 +55,14 @@ pub struct Scrub {
     cursor: Option<BlockHash>,
     buf: Vec<u8>,
     blocks: u64,
+    /// Distinct corrupt blocks found (each is counted and logged once).
     corrupt: u64,
+    known_corrupt: std::collections::BTreeSet<BlockHash>,
     passes: u64,
 }
+
+/// Corrupt blocks remembered (so each is counted once); beyond it, counting goes on per pass.
+const SCRUB_KNOWN_CORRUPT_MAX: usize = 100_000;
 
 impl Scrub {
     pub fn new(interval: Duration) -> Scrub {
@@ -68,6 +73,7 @@ impl Scrub {
             buf: vec![0; engine::size_class::BLOCK_LEN_MAX_BYTES as usize],
             blocks: 0,
             corrupt: 0,
+            known_corrupt: std::collections::BTreeSet::new(),
             passes: 0,
         }
     }
@@ -108,7 +114,14 @@ impl Scrub {
                 false
             }
         };
-        if !ok {
+        let known = self.known_corrupt.contains(&hash);
+        if ok && known {
+            self.known_corrupt.remove(&hash);
+        }
+        if !ok && !known {
+            if self.known_corrupt.len() < SCRUB_KNOWN_CORRUPT_MAX {
+                self.known_corrupt.insert(hash);
+            }
             self.corrupt += 1;
             tracing::error!(%hash, offset = entry.slot.offset, len = entry.len,
                 "scrub: stored bytes do not hash to their address (corrupt block); \

@@ -61,12 +61,7 @@ fn capacity_exhaustion_507_then_delete_frees_room() {
     s.assert_healthy();
 }
 
-// BUG: a PUT of content that is already stored gets 507 when the store is full. SPEC.md: a PUT
-// of stored bytes is `200 OK` and stores nothing new, and 507 means "no free slot of the
-// needed class" -- a duplicate needs no slot. The worker takes a slot before the controller
-// finds the duplicate (engine/src/worker.rs: `try_take_slot` queues the PUT as a slot waiter
-// and `fail_slot_waiters` answers 507 without asking the controller whether the hash is
-// already stored). A syncing client re-sending what a full node already holds fails.
+/// A PUT of bytes already stored is a 200 even when the store is full (it needs no slot).
 #[test]
 fn duplicate_put_succeeds_when_full() {
     let s = Server::start(&[
