@@ -286,6 +286,8 @@ pub struct Worker {
     accept_op: Option<OpId>,
     accept_retry_at: Option<Instant>,
     next_pool_decay: Instant,
+    /// No connection deadline comes before this (see `poll_timeout`).
+    deadline_cache: Instant,
     /// A `Reclaim` arrived since the last `AllocateDone`: space may come back, keep PUTs waiting.
     reclaim_seen: bool,
     shutting_down: bool,
@@ -324,6 +326,7 @@ impl Worker {
             accept_op: None,
             accept_retry_at: None,
             next_pool_decay: Instant::ZERO,
+            deadline_cache: Instant::ZERO,
             reclaim_seen: false,
             shutting_down: false,
             addresses_received: 0,
@@ -370,15 +373,33 @@ impl Worker {
     }
 
     /// When the worker next needs `tick` without other input.
+    ///
+    /// Deadlines are checked lazily: `tick` scans the connections only when the cached earliest
+    /// deadline has come, and every event lowers the cache to `now + min_timeout / 2` (any
+    /// deadline an event creates is at least `min_timeout` away). So a busy worker scans its
+    /// connections a few times per `min_timeout`, not once per loop turn.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = self.accept_retry_at;
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        for conn in self.conns.iter().flatten() {
-            if let Some(t) = self.conn_deadline(conn) {
-                consider(t);
-            }
+        let connections = self.conns_open + self.rejecting > 0;
+        let deadlines = connections.then_some(self.deadline_cache);
+        match (deadlines, self.accept_retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        next
+    }
+
+    /// The shortest timeout any deadline is set with.
+    fn min_timeout(&self) -> Duration {
+        let c = &self.config;
+        c.request_timeout.min(c.idle_timeout).min(c.slot_wait_limit)
+    }
+
+    /// The earliest deadline of any connection (exact scan).
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .flatten()
+            .filter_map(|c| self.conn_deadline(c))
+            .min()
     }
 
     fn conn_deadline(&self, conn: &Conn) -> Option<Instant> {
@@ -502,7 +523,15 @@ impl Worker {
                 self.accept_op = Some(self.submit(None, OpKind::Accept, Op::Accept));
             }
         }
-        self.check_timeouts(now);
+        if now >= self.deadline_cache {
+            self.check_timeouts(now);
+            let far = now + self.min_timeout();
+            // Never in the past: a deadline that stayed would otherwise spin the loop.
+            let floor = now + Duration::from_millis(1);
+            self.deadline_cache = self.earliest_deadline().unwrap_or(far).max(floor);
+        }
+        let soon = now + self.min_timeout() / 2;
+        self.deadline_cache = self.deadline_cache.min(soon);
         if now >= self.next_pool_decay {
             self.next_pool_decay = now + crate::pool::POOL_DECAY_INTERVAL;
             self.pools.decay();
