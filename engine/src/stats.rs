@@ -215,7 +215,7 @@ pub fn render_json(s: &StatsSnapshot) -> String {
             "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections_open\":{},\
              \"connections_accepted\":{},\"connections_rejected\":{},\"refill_requests\":{},\
              \"ops_in_flight\":{},\"controller_requests_waiting\":{},\"timeouts\":{},\
-             \"corrupt_blocks_detected\":{},\"pool_free\":",
+             \"corrupt_blocks_detected\":{},\"controller_wait_ns\":{},\"pool_free\":",
             w.requests,
             w.bytes_in,
             w.bytes_out,
@@ -227,6 +227,7 @@ pub fn render_json(s: &StatsSnapshot) -> String {
             w.controller_requests_waiting,
             w.timeouts,
             w.corrupt_blocks_detected,
+            w.controller_wait_ns,
         );
         json_class_map(&mut out, &w.pool_free);
         out.push_str(",\"pool_target\":");
@@ -445,6 +446,51 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     prom_header(&mut out, &name, "gauge", "Open client connections.");
     let open: u64 = s.workers.iter().map(|w| w.connections_open).sum();
     let _ = writeln!(out, "{name} {open}");
+    let name = format!("{p}_io_ops_in_flight");
+    prom_header(
+        &mut out,
+        &name,
+        "gauge",
+        "io_uring operations in flight per worker.",
+    );
+    for (w, ws) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.ops_in_flight);
+    }
+    let name = format!("{p}_pool_refill_requests_total");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Allocate requests sent by worker pools.",
+    );
+    for (w, ws) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.refill_requests);
+    }
+    let name = format!("{p}_controller_wait_seconds_total");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Time requests waited for controller replies.",
+    );
+    let wait: u64 = s.workers.iter().map(|w| w.controller_wait_ns).sum();
+    let _ = writeln!(out, "{name} {}", wait as f64 / 1e9);
+    let name = format!("{p}_queue_depth");
+    prom_header(
+        &mut out,
+        &name,
+        "gauge",
+        "Frames waiting in the SPSC queues.",
+    );
+    for (w, d) in s.queue_to_controller.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{name}{{worker=\"{w}\",direction=\"to_controller\"}} {d}"
+        );
+    }
+    for (w, d) in s.queue_to_worker.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{worker=\"{w}\",direction=\"to_worker\"}} {d}");
+    }
     let rx: u64 = s.workers.iter().map(|w| w.bytes_in).sum();
     let tx: u64 = s.workers.iter().map(|w| w.bytes_out).sum();
     prom_counter(

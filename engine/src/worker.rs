@@ -139,6 +139,8 @@ struct Waiter {
     conn: ConnRef,
     /// For `POST /blocks/missing`: which line.
     tag: usize,
+    /// When the request went out (for the time-waiting-for-the-controller figure).
+    sent: Instant,
 }
 
 enum BodyReader {
@@ -286,6 +288,8 @@ pub struct Worker {
     accept_op: Option<OpId>,
     accept_retry_at: Option<Instant>,
     next_pool_decay: Instant,
+    /// The latest `now` any input carried (stamps controller requests).
+    now_seen: Instant,
     /// No connection deadline comes before this (see `poll_timeout`).
     deadline_cache: Instant,
     /// A `Reclaim` arrived since the last `AllocateDone`: space may come back, keep PUTs waiting.
@@ -326,6 +330,7 @@ impl Worker {
             accept_op: None,
             accept_retry_at: None,
             next_pool_decay: Instant::ZERO,
+            now_seen: Instant::ZERO,
             deadline_cache: Instant::ZERO,
             reclaim_seen: false,
             shutting_down: false,
@@ -516,6 +521,7 @@ impl Worker {
 
     /// Timeouts, pool refills, the accept op, and the reader horizon. Call every loop turn.
     pub fn tick(&mut self, now: Instant) {
+        self.now_seen = self.now_seen.max(now);
         if !self.shutting_down && self.accept_op.is_none() {
             let due = self.accept_retry_at.is_none_or(|t| now >= t);
             if due {
@@ -619,8 +625,13 @@ impl Worker {
             Some(Stage::Stream(s)) if s.slot.is_none() => {
                 self.respond_busy(now, r, "no free slot in time; try again");
             }
+            // A piece is being written: answer once it is done (the deadline fires again);
+            // answering now would drop the stage the write's completion needs.
+            Some(Stage::Stream(s)) if s.writing => {}
             Some(Stage::Stream(_)) => {
                 self.stats.timeouts += 1;
+                // The slot goes back to the pool before the answer replaces the stage.
+                self.abandon_request(r);
                 self.respond_error(
                     now,
                     r,
@@ -671,6 +682,7 @@ impl Worker {
     // Completions.
 
     pub fn handle_completion(&mut self, now: Instant, c: Completion) {
+        self.now_seen = self.now_seen.max(now);
         let Some((conn, kind)) = self.retire(c.op) else {
             panic!("completion for an unknown op {:?}", c.op);
         };
@@ -1168,7 +1180,14 @@ impl Worker {
         make: impl FnOnce(WorkerId, RequestId) -> ToController,
     ) {
         let request = self.next_request();
-        self.pending.insert(request, Waiter { conn: r, tag });
+        self.pending.insert(
+            request,
+            Waiter {
+                conn: r,
+                tag,
+                sent: self.now_seen,
+            },
+        );
         self.msg_out.push_back(make(self.config.id, request));
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
@@ -2135,7 +2154,14 @@ impl Worker {
                 *next += 1;
                 *outstanding += 1;
                 let request = self.next_request();
-                self.pending.insert(request, Waiter { conn: r, tag });
+                self.pending.insert(
+                    request,
+                    Waiter {
+                        conn: r,
+                        tag,
+                        sent: self.now_seen,
+                    },
+                );
                 let worker = self.config.id;
                 self.msg_out.push_back(ToController::GetAddress {
                     worker,
@@ -2280,7 +2306,15 @@ impl Worker {
     // -----------------------------------------------------------------------------------------
     // Controller replies.
 
+    /// Removes a pending controller request, counting how long it waited.
+    fn take_pending(&mut self, now: Instant, request: RequestId) -> Option<Waiter> {
+        let w = self.pending.remove(&request)?;
+        self.stats.controller_wait_ns += now.saturating_since(w.sent).as_nanos() as u64;
+        Some(w)
+    }
+
     pub fn handle_message(&mut self, now: Instant, message: ToWorker) {
+        self.now_seen = self.now_seen.max(now);
         match message {
             ToWorker::Allocated { request, slot } => {
                 let class = self
@@ -2324,7 +2358,7 @@ impl Worker {
             } => {
                 self.addresses_received += 1;
                 let seq = self.addresses_received;
-                let Some(w) = self.pending.remove(&request) else {
+                let Some(w) = self.take_pending(now, request) else {
                     return;
                 };
                 let is_missing = self
@@ -2344,12 +2378,12 @@ impl Worker {
                 }
             }
             ToWorker::Occupied { request, outcome } => {
-                if let Some(w) = self.pending.remove(&request) {
+                if let Some(w) = self.take_pending(now, request) {
                     self.on_occupied(now, w.conn, outcome);
                 }
             }
             ToWorker::Released { request, outcome } => {
-                if let Some(w) = self.pending.remove(&request) {
+                if let Some(w) = self.take_pending(now, request) {
                     self.on_released(now, w.conn, outcome);
                 }
             }
@@ -2359,7 +2393,7 @@ impl Worker {
                 }
             }
             ToWorker::ListDone { request, .. } => {
-                if let Some(w) = self.pending.remove(&request) {
+                if let Some(w) = self.take_pending(now, request) {
                     self.on_list_done(now, w.conn);
                 }
             }
@@ -2368,7 +2402,7 @@ impl Worker {
     }
 
     fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
-        let Some(w) = self.pending.remove(&request) else {
+        let Some(w) = self.take_pending(now, request) else {
             return;
         };
         let Some(active) = conn_at(&mut self.conns, w.conn).and_then(|c| c.active.as_ref()) else {
