@@ -513,7 +513,7 @@ impl<M: MetaStore> Controller<M> {
             reserved: &mut self.reserved,
             seq,
             quarantined: !self.quarantine.is_empty(),
-            reclaim_sent: 0,
+            reclaim_sent: [0; WORKERS_MAX],
         };
         for m in batch {
             if let ToController::Release {
@@ -807,7 +807,7 @@ struct BatchCtx<'a> {
     /// Slots wait in quarantine (they will be free once readers finish).
     quarantined: bool,
     /// Workers sent a `Reclaim` in this batch (bit per worker id).
-    reclaim_sent: u64,
+    reclaim_sent: [u8; WORKERS_MAX],
 }
 
 impl BatchCtx<'_> {
@@ -871,15 +871,18 @@ impl BatchCtx<'_> {
         Ok(())
     }
 
+    /// One `Reclaim { class }` per worker and class per batch: the requester must see one
+    /// before each short `AllocateDone` of a class, or it would answer 507 too early.
     fn send_reclaim(&mut self, requester: WorkerId, class: SizeClass, pending: &mut Pending) {
         let mut targets = 1u64 << requester;
         for (_, w) in self.reserved.values() {
             targets |= 1u64 << w;
         }
-        let fresh = targets & !self.reclaim_sent;
-        self.reclaim_sent |= fresh;
+        let bit = 1u8 << class.index();
         for w in 0..WORKERS_MAX as u8 {
-            if fresh & (1u64 << w) != 0 {
+            let sent = &mut self.reclaim_sent[w as usize];
+            if targets & (1u64 << w) != 0 && *sent & bit == 0 {
+                *sent |= bit;
                 pending.replies.push((w, ToWorker::Reclaim { class }));
             }
         }

@@ -40,6 +40,10 @@ use crate::stats::{self, StatsSnapshot, WorkerStats};
 const HEAD_ROOM_BYTES: usize = 512;
 /// Piece size of a streamed PUT body.
 const STREAM_PIECE_BYTES: usize = 64 * 1024;
+/// How long a lingering close waits for the rest of a refused body.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Largest oversize body (413) drained before closing; larger ones close at once.
+const OVERSIZE_DISCARD_MAX_BYTES: u64 = 4 << 20;
 /// Receive size (and buffer) of a connection between requests.
 const IDLE_RECV_BYTES: usize = 8192;
 /// Most hashes in one `POST /blocks/missing`.
@@ -267,6 +271,8 @@ struct Conn {
     rejecting: bool,
     /// Bytes of a refused request's body still to skip.
     discard: u64,
+    /// Answered with `Connection: close`; draining `discard` bytes before closing.
+    lingering: bool,
 }
 
 pub struct Worker {
@@ -292,8 +298,9 @@ pub struct Worker {
     now_seen: Instant,
     /// No connection deadline comes before this (see `poll_timeout`).
     deadline_cache: Instant,
-    /// A `Reclaim` arrived since the last `AllocateDone`: space may come back, keep PUTs waiting.
-    reclaim_seen: bool,
+    /// Per class: a `Reclaim` arrived since the last `AllocateDone`: space may come back, keep
+    /// PUTs waiting.
+    reclaim_seen: [bool; CLASS_COUNT],
     shutting_down: bool,
     /// Address replies received so far (their sequence numbers are 1..=this).
     addresses_received: u64,
@@ -332,7 +339,7 @@ impl Worker {
             next_pool_decay: Instant::ZERO,
             now_seen: Instant::ZERO,
             deadline_cache: Instant::ZERO,
-            reclaim_seen: false,
+            reclaim_seen: [false; CLASS_COUNT],
             shutting_down: false,
             addresses_received: 0,
             reads_in_flight: BTreeSet::new(),
@@ -414,6 +421,9 @@ impl Worker {
         let c = &self.config;
         if conn.send_op.is_some() {
             return Some(conn.send_started + c.request_timeout);
+        }
+        if conn.lingering {
+            return Some(conn.last_activity + LINGER_TIMEOUT);
         }
         match &conn.active {
             None => Some(match conn.head_started {
@@ -748,6 +758,7 @@ impl Worker {
             close_submitted: false,
             rejecting,
             discard: 0,
+            lingering: false,
         });
         let r = ConnRef { index, generation };
         if rejecting {
@@ -844,7 +855,14 @@ impl Worker {
             conn.active = None;
             conn.last_activity = now;
             if conn.rejecting || !conn.keep_alive {
-                self.close_conn(r);
+                if conn.discard > 0 && !conn.eof {
+                    // Lingering close: drain the refused body the client may still send, so
+                    // the close does not reset the connection before it reads the answer.
+                    conn.lingering = true;
+                    self.process(now, r);
+                } else {
+                    self.close_conn(r);
+                }
                 return;
             }
             if self.shutting_down {
@@ -1007,6 +1025,10 @@ impl Worker {
                     self.want_bytes(now, r);
                     return;
                 }
+            }
+            if conn.lingering {
+                self.close_conn(r);
+                return;
             }
             let progressed = match conn.active.as_ref().map(|a| &a.stage) {
                 None => self.try_head(now, r),
@@ -1350,6 +1372,12 @@ impl Worker {
                 return;
             }
             BodyFraming::Length(n) if n > max_bytes => {
+                // Answered at once with `Connection: close`. A body of moderate size that the
+                // client sends anyway is drained first (lingering close): closing a socket
+                // with unread bytes resets it, and the client might lose the 413.
+                if n <= OVERSIZE_DISCARD_MAX_BYTES && !active.head.expect_continue {
+                    conn.discard = n;
+                }
                 self.respond_error(now, r, method, 413, "body too large", true);
                 return;
             }
@@ -1396,7 +1424,7 @@ impl Worker {
 
     fn start_stream(&mut self, now: Instant, r: ConnRef, len: u64) {
         assert!(
-            len >= 1 && len <= BLOCK_LEN_MAX_BYTES,
+            (1..=BLOCK_LEN_MAX_BYTES).contains(&len),
             "length checked by the caller"
         );
         let piece = match self.piece_bufs.pop() {
@@ -2334,12 +2362,12 @@ impl Worker {
                 self.pools.done(class, request, requested, granted);
                 self.serve_slot_waiters(now, class);
                 let short = granted < requested && self.pools.free_count(class) == 0;
-                if short && !std::mem::take(&mut self.reclaim_seen) {
+                if short && !std::mem::take(&mut self.reclaim_seen[class.index()]) {
                     self.fail_slot_waiters(now, class);
                 }
             }
-            ToWorker::Reclaim { class: _ } => {
-                self.reclaim_seen = true;
+            ToWorker::Reclaim { class } => {
+                self.reclaim_seen[class.index()] = true;
                 self.pools.shrink_for_reclaim();
                 let worker = self.config.id;
                 for slot in self.pools.drain_all() {

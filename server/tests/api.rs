@@ -272,8 +272,17 @@ fn sizes_are_byte_exact() {
     assert_eq!(st.blocks, sizes.len() as u64);
     assert_eq!(st.data_bytes, sizes.iter().sum::<usize>() as u64);
     st.assert_identity();
-    // One byte over the maximum is refused.
-    s.put(&body(99, BLOCK_MAX + 1)).expect(413);
+    // One byte over the maximum is refused (the head alone is enough: a body the server
+    // will not read could turn the answer into a reset).
+    let mut c = s.conn();
+    c.send(
+        format!(
+            "PUT /block HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            BLOCK_MAX + 1
+        )
+        .as_bytes(),
+    );
+    c.read_response(false).expect(413);
     s.assert_healthy();
 }
 
@@ -314,16 +323,17 @@ fn chunked_put() {
     c.request("GET", "/health", &[], None).expect(200);
     s.assert_stored(&data);
 
-    // Decoded total over the limit: 413.
-    let big = body(15, BLOCK_MAX + 1);
+    // Decoded total over the limit: 413 as soon as a chunk size line goes past it (nothing
+    // is sent after that line, so no unread bytes can turn the answer into a reset).
+    let big = body(15, BLOCK_MAX);
+    let mut wire = chunked(&big, &[65_536]);
+    wire.truncate(wire.len() - b"0\r\n\r\n".len());
+    wire.extend_from_slice(b"1\r\n");
     let mut c = s.conn();
-    let _ = c.try_send(&request_bytes(
-        "PUT",
-        "/block",
-        &te,
-        Some(&chunked(&big, &[65_536])),
-    ));
-    c.read_response(false).expect(413);
+    c.send(&request_bytes("PUT", "/block", &te, Some(&wire)));
+    let r = c.read_response(false);
+    r.expect(413);
+    assert!(r.says_close());
     // An empty chunked body: 400.
     s.request("PUT", "/block", &te, Some(b"0\r\n\r\n"))
         .expect(400);
@@ -1009,4 +1019,22 @@ fn concurrent_clients_put_get_delete() {
         kept.iter().map(|d| d.len() as u64).sum::<u64>()
     );
     assert_eq!(s.list_all().len(), kept.len());
+}
+
+/// A client that sends an oversize body anyway still reads the 413: the server drains the body
+/// before closing (lingering close) instead of resetting the connection with unread bytes.
+#[test]
+fn oversize_body_sent_anyway_still_gets_413() {
+    let s = Server::start(&[]);
+    for _ in 0..5 {
+        let mut c = s.conn();
+        let mut req = b"PUT /block HTTP/1.1\r\nHost: x\r\nContent-Length: 600000\r\n\r\n".to_vec();
+        req.extend(std::iter::repeat_n(b'z', 600_000));
+        let _ = c.try_send(&req);
+        c.set_read_timeout(Duration::from_secs(5));
+        let r = c.read_response(false);
+        r.expect(413);
+        assert!(r.says_close());
+    }
+    s.assert_healthy();
 }

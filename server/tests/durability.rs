@@ -125,7 +125,7 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    if i % 3 == 0 && !mine.is_empty() {
+                    if i.is_multiple_of(3) && !mine.is_empty() {
                         let (seed, len) = mine.swap_remove(rng.below(mine.len() as u64) as usize);
                         let hash = sha256_hex(&body(seed, len));
                         ledger.lock().unwrap().unknown_deletes.insert(hash.clone());

@@ -333,3 +333,68 @@ fn disconnects_mid_body_and_mid_response_leak_nothing() {
     s.get(&sha256_hex(&data)).expect(404);
     f.verify_and_empty();
 }
+
+#[test]
+fn abandoned_puts_return_their_slots() {
+    // A store of exactly four 512 KiB slots: any slot an abandoned PUT kept would show as a
+    // 507 before the fourth block.
+    let s = Server::start(&[
+        "--capacity",
+        "2MiB",
+        "--workers",
+        "1",
+        "--pool-target",
+        "4k=0,8k=0,16k=0,32k=0,64k=0,128k=0,256k=0,512k=1",
+        "--request-timeout",
+        "1s",
+    ]);
+    let data = body(600, BLOCK_MAX);
+    for (i, cut) in [0usize, 1, 4096, 65_536, 65_537, 300_000, BLOCK_MAX - 1]
+        .into_iter()
+        .enumerate()
+    {
+        // Content-Length bodies of several classes, cut short.
+        for len in [BLOCK_MAX, 100_000, 5000] {
+            let mut c = s.conn();
+            c.send(format!("PUT /block HTTP/1.1\r\nContent-Length: {len}\r\n\r\n").as_bytes());
+            let _ = c.try_send(&data[..cut.min(len - 1)]);
+        }
+        // Chunked, cut short.
+        let wire = chunked(&data, &[70_000]);
+        let mut c = s.conn();
+        c.send(b"PUT /block HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let _ = c.try_send(&wire[..cut.min(wire.len() - 1)]);
+        // On the address path, cut short, with the connection kept open until the timeout.
+        if i == 3 {
+            let mut c = s.conn();
+            let hash = sha256_hex(&data);
+            c.send(
+                format!("PUT /block/{hash} HTTP/1.1\r\nContent-Length: {BLOCK_MAX}\r\n\r\n")
+                    .as_bytes(),
+            );
+            c.send(&data[..cut]);
+            c.read_response(false).expect(408);
+        }
+    }
+    // Let the server see every disconnect.
+    std::thread::sleep(Duration::from_millis(200));
+    let st = s.stats();
+    st.assert_identity();
+    assert_eq!((st.used, st.blocks), (0, 0));
+    // The whole capacity is still there.
+    let mut stored = Vec::new();
+    for i in 0..4u64 {
+        let block = body(700 + i, BLOCK_MAX);
+        let r = s.put(&block);
+        assert_eq!(r.status, 201, "PUT {i} of 4: {:?}", r.text());
+        stored.push(block);
+    }
+    s.put(&body(800, BLOCK_MAX)).expect(507);
+    for b in &stored {
+        s.assert_stored(b);
+        s.delete(&sha256_hex(b)).expect(204);
+    }
+    let st = s.wait_stats("everything deleted", |st| st.used == 0);
+    st.assert_identity();
+    s.assert_healthy();
+}

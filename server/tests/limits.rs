@@ -94,14 +94,7 @@ fn duplicate_put_succeeds_when_full() {
 fn capacity_exhaustion_with_default_pools_uses_the_whole_capacity() {
     // Two workers whose default pools want more than the whole capacity: slots parked in
     // pools are handed back before a PUT gets 507.
-    let s = Server::start(&[
-        "--capacity",
-        "2MiB",
-        "--workers",
-        "2",
-        "--log-level",
-        "debug",
-    ]);
+    let s = Server::start(&["--capacity", "2MiB", "--workers", "2"]);
     s.stats().assert_identity();
     let stored = fill_until_507(&s, 200, 10);
     assert_eq!(stored.len(), 4, "the whole capacity is usable");

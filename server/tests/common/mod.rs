@@ -104,12 +104,25 @@ pub fn slot_bytes(len: usize) -> u64 {
 // -----------------------------------------------------------------------------------------
 // Responses.
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Response {
     pub version: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    /// The body is shown only in part: assertion messages stay readable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.body[..self.body.len().min(120)];
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("body_start", &String::from_utf8_lossy(shown))
+            .finish()
+    }
 }
 
 impl Response {
