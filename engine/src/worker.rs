@@ -181,9 +181,8 @@ enum Stage {
     },
     /// A PUT with Content-Length: the body goes into its slot piece by piece as it arrives.
     Stream(Box<StreamPut>),
-    /// Writing the body into `slot`.
+    /// Writing the (buffered, chunked) body into `slot`; the buffer is in the write op.
     Write {
-        body: Option<Vec<u8>>,
         hash: BlockHash,
         crc: u32,
         slot: Slot,
@@ -464,6 +463,18 @@ impl Worker {
         self.ops_in_flight += 1;
         self.io_out.push_back((id, op));
         id
+    }
+
+    /// Submits a data-file operation for the connection's current request.
+    fn submit_file(&mut self, r: ConnRef, op: Op) {
+        debug_assert!(matches!(op, Op::ReadAt { .. } | Op::WriteAt { .. }));
+        let id = self.submit(Some(r), OpKind::File, op);
+        let conn = conn_at(&mut self.conns, r).expect("a file op belongs to an open connection");
+        assert!(
+            conn.file_op.is_none(),
+            "one file op per connection at a time"
+        );
+        conn.file_op = Some(id);
     }
 
     fn retire(&mut self, id: OpId) -> Option<(Option<ConnRef>, OpKind)> {
@@ -1501,9 +1512,8 @@ impl Worker {
         let end = buf.len();
         let offset = slot.offset + s.written;
         debug_assert!(s.written + end as u64 <= s.len);
-        let id = self.submit(
-            Some(r),
-            OpKind::File,
+        self.submit_file(
+            r,
             Op::WriteAt {
                 offset,
                 buf,
@@ -1511,7 +1521,6 @@ impl Worker {
                 end,
             },
         );
-        conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
         true
     }
 
@@ -1549,9 +1558,8 @@ impl Worker {
             let start = s.piece_written;
             let end = buf.len();
             let offset = slot.offset + s.written + start as u64;
-            let id = self.submit(
-                Some(r),
-                OpKind::File,
+            self.submit_file(
+                r,
                 Op::WriteAt {
                     offset,
                     buf,
@@ -1559,7 +1567,6 @@ impl Worker {
                     end,
                 },
             );
-            conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
             return;
         }
         s.written += buf.len() as u64;
@@ -1737,7 +1744,6 @@ impl Worker {
         assert!(body.len() as u64 <= slot.bytes());
         let end = body.len();
         active.stage = Stage::Write {
-            body: None,
             hash,
             crc,
             slot,
@@ -1749,8 +1755,7 @@ impl Worker {
             start: 0,
             end,
         };
-        let id = self.submit(Some(r), OpKind::File, op);
-        conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+        self.submit_file(r, op);
     }
 
     fn on_write_done(
@@ -1764,7 +1769,6 @@ impl Worker {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let Stage::Write {
-            body,
             hash,
             crc,
             slot,
@@ -1805,11 +1809,9 @@ impl Worker {
                 start,
                 end,
             };
-            let id = self.submit(Some(r), OpKind::File, op);
-            conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+            self.submit_file(r, op);
             return;
         }
-        debug_assert!(body.is_none());
         let len = end as u32;
         self.recycle(buf);
         self.ask(r, 0, Stage::Occupy { hash }, |worker, request| {
@@ -1943,8 +1945,7 @@ impl Worker {
             start: HEAD_ROOM_BYTES,
             end,
         };
-        let id = self.submit(Some(r), OpKind::File, op);
-        conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
+        self.submit_file(r, op);
     }
 
     fn end_read(&mut self, seq: u64) {
@@ -2000,9 +2001,8 @@ impl Worker {
             let start = HEAD_ROOM_BYTES + *read;
             let offset = location.slot.offset + *read as u64;
             let end = HEAD_ROOM_BYTES + len;
-            let id = self.submit(
-                Some(r),
-                OpKind::File,
+            self.submit_file(
+                r,
                 Op::ReadAt {
                     offset,
                     buf,
@@ -2010,7 +2010,6 @@ impl Worker {
                     end,
                 },
             );
-            conn_at(&mut self.conns, r).expect("open").file_op = Some(id);
             return;
         }
         active.stage = Stage::Responded;
