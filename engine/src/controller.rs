@@ -142,6 +142,10 @@ pub struct Controller<M: MetaStore> {
     /// Released slots waiting for readers, with the per-worker count of address replies sent
     /// up to their release.
     quarantine: VecDeque<(Vec<u64>, Slot)>,
+    /// Released slots the durable index may still point at (relaxed mode: the release was
+    /// committed, not yet durably): they join the quarantine at the next durable commit, so a
+    /// power loss that brings a deleted block back finds its bytes intact, not a reused slot.
+    undurable: Vec<(Vec<u64>, Slot)>,
     /// Per worker: every address reply numbered below this is finished.
     horizon: Vec<u64>,
     /// Per worker: address replies sent so far (numbered 1..=this).
@@ -163,6 +167,8 @@ struct Pending {
     /// Slots to quarantine once committed (releases).
     quarantine_after_commit: Vec<Slot>,
     needs_sync: bool,
+    /// The commit was durable.
+    durable: bool,
     /// In-memory changes made before the commit, undone if the batch fails.
     undo: Vec<Undo>,
 }
@@ -223,6 +229,7 @@ impl<M: MetaStore> Controller<M> {
             allocator,
             reserved: BTreeMap::new(),
             quarantine: VecDeque::new(),
+            undurable: Vec::new(),
             horizon: vec![1; config.workers],
             addresses_sent: vec![0; config.workers],
             epoch: 0,
@@ -464,6 +471,7 @@ impl<M: MetaStore> Controller<M> {
             free_after_commit: Vec::new(),
             quarantine_after_commit: Vec::new(),
             needs_sync: false,
+            durable: false,
             undo: Vec::new(),
         };
         match self.apply_in_txn(batch, &mut pending, io) {
@@ -512,7 +520,7 @@ impl<M: MetaStore> Controller<M> {
             allocator: &mut self.allocator,
             reserved: &mut self.reserved,
             seq,
-            quarantined: !self.quarantine.is_empty(),
+            quarantined: !self.quarantine.is_empty() || !self.undurable.is_empty(),
             reclaim_sent: [0; WORKERS_MAX],
         };
         for m in batch {
@@ -595,10 +603,18 @@ impl<M: MetaStore> Controller<M> {
         let t0 = io.now();
         // A store may not reuse pages freed after its last durable commit (libmdbx in its
         // no-sync mode): in relaxed mode, still make one commit a second durable.
-        let durable = durable || t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        let periodic = !durable && t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        if periodic && !full {
+            // The durable index must not point at data that is not durable (a power loss would
+            // leave torn blocks under it): the relaxed mode's durable commit syncs first.
+            io.sync_data()
+                .map_err(|e| format!("fdatasync of the data file: {e}"))?;
+        }
+        let durable = durable || periodic;
         if durable {
             self.last_durable_commit = t0;
         }
+        pending.durable = durable;
         txn.commit(durable).map_err(|e| format!("commit: {e}"))?;
         let ns = io.now().saturating_since(t0).as_nanos() as u64;
         self.stats.last_commit_ns = ns;
@@ -618,14 +634,19 @@ impl<M: MetaStore> Controller<M> {
                 .free(slot)
                 .expect("a committed duplicate or return was allocated");
         }
+        if pending.durable {
+            self.quarantine.extend(self.undurable.drain(..));
+        }
         for slot in pending.quarantine_after_commit {
             if self.config.bugs.reuse_while_reading() {
                 self.allocator
                     .free(slot)
                     .expect("released slot was allocated");
-            } else {
+            } else if pending.durable {
                 self.quarantine
                     .push_back((self.addresses_sent.clone(), slot));
+            } else {
+                self.undurable.push((self.addresses_sent.clone(), slot));
             }
         }
         for (worker, reply) in pending.replies {
@@ -715,7 +736,9 @@ impl<M: MetaStore> Controller<M> {
 
     pub fn stats(&self) -> ControllerStats {
         let mut s = self.stats.clone();
-        let quarantined: u64 = self.quarantine.iter().map(|(_, slot)| slot.bytes()).sum();
+        let quarantined: u64 = (self.quarantine.iter().chain(self.undurable.iter()))
+            .map(|(_, slot)| slot.bytes())
+            .sum();
         s.capacity_bytes = self.allocator.capacity_bytes();
         s.quarantined_bytes = quarantined;
         s.reserved_bytes = self.reserved.values().map(|(slot, _)| slot.bytes()).sum();

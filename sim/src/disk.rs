@@ -9,10 +9,11 @@
 //!   spans sectors can be torn). Sectors never written read as zeros.
 //! - Misdirected writes (injected by the ring) land at another sector-aligned offset.
 //! - The disk remembers which sectors may hold bytes that belong to no committed block through
-//!   no fault of the engine: sectors hit by a misdirected write, sectors a misdirected write
-//!   should have reached, and — in relaxed durability only — every sector that was unsynced at a
-//!   power loss. The oracle accepts corrupt stored bytes only inside such `damaged` sectors; a
-//!   sector stops being damaged when a correct write covers it whole.
+//!   no fault of the engine: sectors hit by a misdirected write and sectors a misdirected write
+//!   should have reached. The oracle accepts corrupt stored bytes only inside such `damaged`
+//!   sectors; a sector stops being damaged when a correct write covers it whole. Power loss
+//!   damages nothing by this definition: whatever the index (as it survived) points at must have
+//!   been durable, in either durability mode.
 //! - Transient read faults (EIO, bit flips) are the ring's business: the stored bytes are fine.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 pub const SECTOR_BYTES: u64 = 4096;
 const SECTOR: usize = SECTOR_BYTES as usize;
 
-const _: () = assert!(engine::size_class::SLOT_MIN_BYTES % SECTOR_BYTES == 0);
+const _: () = assert!(engine::size_class::SLOT_MIN_BYTES.is_multiple_of(SECTOR_BYTES));
 
 type Sector = Box<[u8; SECTOR]>;
 
@@ -41,7 +42,7 @@ pub struct Disk {
 
 impl Disk {
     pub fn new(capacity_bytes: u64) -> Disk {
-        assert!(capacity_bytes > 0 && capacity_bytes % SECTOR_BYTES == 0);
+        assert!(capacity_bytes > 0 && capacity_bytes.is_multiple_of(SECTOR_BYTES));
         Disk {
             capacity_bytes,
             durable: BTreeMap::new(),
@@ -142,15 +143,11 @@ impl Disk {
         self.live.len()
     }
 
-    /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`. With
-    /// `relaxed`, every unsynced sector counts as damaged (the index may point at it).
-    pub fn power_loss(&mut self, rng: &mut ChaCha8Rng, keep_p: f64, relaxed: bool) -> usize {
+    /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`.
+    pub fn power_loss(&mut self, rng: &mut ChaCha8Rng, keep_p: f64) -> usize {
         let live = std::mem::take(&mut self.live);
         let mut kept = 0;
         for (index, sector) in live {
-            if relaxed {
-                self.damaged.insert(index);
-            }
             if rng.random_bool(keep_p) {
                 self.durable.insert(index, sector);
                 kept += 1;
@@ -175,7 +172,7 @@ mod tests {
         d.read(8192, &mut out);
         assert_eq!(out, [9; 4], "live bytes are readable before sync");
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        d.power_loss(&mut rng, 0.0, false);
+        d.power_loss(&mut rng, 0.0);
         d.read(8192, &mut out);
         assert_eq!(out, [0; 4], "unsynced sector lost");
         let mut back = vec![0u8; 5000];

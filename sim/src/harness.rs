@@ -7,7 +7,10 @@ use engine::bugs::Bugs;
 use engine::controller::Durability;
 use engine::worker::VerifyReads;
 
-use crate::http_client::{parse_response, Response};
+use engine::hash::BlockHash;
+
+use crate::http_client::{self, parse_response, Response, Style};
+use crate::model::{Known, WriteEnd};
 use crate::options::Options;
 use crate::world::World;
 use crate::Failure;
@@ -69,6 +72,7 @@ impl Harness {
         opts.net_latency_ns = (1_000, 20_000);
         opts.disk_latency_ns = (1_000, 100_000);
         let mut world = World::new(opts, false);
+        world.restart_on_latch = false;
         world.start().expect("a fresh store opens");
         let mut h = Harness { world };
         h.run_until_quiet();
@@ -78,7 +82,7 @@ impl Harness {
     /// Steps until nothing is left to do within a short horizon (timers far off may remain).
     pub fn run_until_quiet(&mut self) {
         loop {
-            self.world.time_limit = Some(self.world.now + QUIET_HORIZON_NS);
+            self.world.time_limit = Some(self.world.clock.now() + QUIET_HORIZON_NS);
             let progressed = match self.world.step() {
                 Ok(p) => p,
                 Err(f) => panic!("the world failed: {f}"),
@@ -108,11 +112,19 @@ impl Harness {
 
     /// Every complete answer received on `conn` so far, parsed (`head` for HEAD requests).
     pub fn responses(&mut self, conn: u64, head: bool) -> Vec<Response> {
+        self.responses_to(conn, &[head; 64])
+    }
+
+    /// Like `responses`, for a pipeline whose i-th request was a HEAD when `heads[i]`.
+    pub fn responses_to(&mut self, conn: u64, heads: &[bool]) -> Vec<Response> {
         let (bytes, wake) = self.world.net.client_read(conn, usize::MAX);
         self.world.wake_scripted(wake.into_iter().collect(), None);
         let mut out = Vec::new();
         let mut rest = bytes.as_slice();
-        while let Some((r, used)) = parse_response(rest, head).expect("a well-formed response") {
+        loop {
+            let head = heads.get(out.len()).copied().unwrap_or(false);
+            let parsed = parse_response(rest, head).expect("a well-formed response");
+            let Some((r, used)) = parsed else { break };
             out.push(r);
             rest = &rest[used..];
         }
@@ -138,5 +150,45 @@ impl Harness {
     /// The failure the world recorded, if any (scripted tests mostly expect none).
     pub fn failure(&self) -> Option<&Failure> {
         self.world.failures.first()
+    }
+
+    /// `PUT /block` of `body`, with the model told, so that recovery checks know the block.
+    pub fn put_known(&mut self, worker: usize, body: &[u8]) -> Response {
+        let i = self.world.model.add_content(body.to_vec());
+        let hash = self.world.model.contents[i].0;
+        let t = self.world.model.begin_write(hash);
+        let r = self.request(
+            worker,
+            &http_client::put(body, None, &Style::default(), None),
+        );
+        let end = match r.status {
+            200 | 201 => WriteEnd::Effect(Known::Present),
+            _ => WriteEnd::NoEffect,
+        };
+        self.world.model.end_write(t, end, None);
+        r
+    }
+
+    /// `DELETE /block/<hash>`, with the model told.
+    pub fn delete_known(&mut self, worker: usize, hash: &BlockHash) -> Response {
+        let t = self.world.model.begin_write(*hash);
+        let path = http_client::hash_path(hash, &Style::default());
+        let r = self.request(
+            worker,
+            &http_client::bodyless("DELETE", &path, &Style::default(), None, &[]),
+        );
+        let end = match r.status {
+            204 | 404 => WriteEnd::Effect(Known::Absent),
+            _ => WriteEnd::NoEffect,
+        };
+        self.world.model.end_write(t, end, None);
+        r
+    }
+
+    /// Lets virtual time pass with nothing happening (timers due meanwhile fire at once after).
+    pub fn advance(&mut self, by: std::time::Duration) {
+        let t = self.world.clock.now() + by.as_nanos() as u64;
+        self.world.clock.advance_to(t);
+        self.run_until_quiet();
     }
 }

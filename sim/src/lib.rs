@@ -3,8 +3,8 @@
 //! The engine's `Worker` and `Controller` — the same types the server runs — are stepped on one
 //! thread by one seeded scheduler over fakes of everything outside them: the ring ([`ring`]),
 //! the data file ([`disk`]), the network ([`net`]), the queues ([`queue`]), the metadata store
-//! (the engine's `MemStore` with its crash semantics) and the clock (virtual nanoseconds in
-//! [`world`]). One `u64` seed fixes every option ([`options`]), every scheduling decision, every
+//! (the engine's `MemStore` with its crash semantics) and the clock ([`clock`]). The scheduler
+//! is in [`world`]. One `u64` seed fixes every option ([`options`]), every scheduling decision, every
 //! fault and every request ([`workload`]), so any failure replays exactly from its seed. The
 //! oracle ([`model`] and [`workload::check`]) knows what a correct server must answer; the
 //! engine's own invariant checks run after every step.
@@ -12,6 +12,7 @@
 //! This crate never reads a wall clock or OS randomness, and iterates only ordered collections:
 //! the same seed gives the same event trace ([`trace`]) on every run.
 
+pub mod clock;
 pub mod disk;
 pub mod harness;
 pub mod http_client;
@@ -158,7 +159,7 @@ pub fn run(opts: Options, keep_trace: bool) -> RunResult {
                 .unwrap_or_default();
             Err(Failure::Crash(format!(
                 "panic at virtual time {} ns: {m}",
-                world.now
+                world.clock.now()
             )))
         }
     };

@@ -3,7 +3,7 @@
 //! ```text
 //! buddy-sim --seed N [--requests N] [--bug NAME] [--trace]
 //! buddy-sim --seeds A..B [--jobs N] [--requests N] [--bug NAME] [--expect-failure]
-//!           [--determinism]
+//!           [--stop-at-first-failure] [--determinism] [--quiet]
 //! ```
 //! One seed prints the seed and every drawn option first, then `PASSED` with the trace hash, or
 //! the failure and `reproduce: buddy-sim --seed N ...`. Exit codes: 0 passed, 1 crash (a panic),
@@ -12,16 +12,20 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use sim::options::REQUESTS_DEFAULT;
 use sim::{run_seed, RunResult, BUG_NAMES};
 
 const USAGE: &str = "usage: buddy-sim (--seed N | --seeds A..B | --seeds A..=B) [--requests N] \
-[--bug NAME] [--trace] [--jobs N] [--expect-failure] [--determinism] [--quiet]
+[--bug NAME] [--trace] [--jobs N] [--expect-failure] [--stop-at-first-failure] [--determinism] \
+[--quiet]
 bugs: ack_before_durable skip_reservation_recovery reuse_while_reading drop_reply_when_full \
 skip_merge";
+
+/// A passing seed's trace hash and crash count, or a failing seed's exit code.
+type SeedOutcome = Result<(u64, u64), (i32, String)>;
 
 struct Args {
     seeds: (u64, u64),
@@ -33,6 +37,8 @@ struct Args {
     expect_failure: bool,
     determinism: bool,
     quiet: bool,
+    /// Start no new seed after the first failure.
+    first_failure: bool,
 }
 
 fn parse_range(text: &str) -> Option<(u64, u64)> {
@@ -55,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
         expect_failure: false,
         determinism: false,
         quiet: false,
+        first_failure: false,
     };
     let mut seen_seed = false;
     let mut it = std::env::args().skip(1);
@@ -95,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
             "--expect-failure" => args.expect_failure = true,
             "--determinism" => args.determinism = true,
             "--quiet" => args.quiet = true,
+            "--stop-at-first-failure" => args.first_failure = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -143,6 +151,11 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
             let _ = writeln!(out, "statuses: {:?}", s.statuses);
             let _ = writeln!(out, "faults injected: {:?}", s.counters);
             let _ = writeln!(out, "size edges put: [{}]", edges.join(", "));
+            let _ = writeln!(
+                out,
+                "answers checked against a certain model state: {} reads, {} writes",
+                s.checked_reads, s.checked_writes
+            );
             let _ = writeln!(
                 out,
                 "PASSED seed={} requests={} answered={} unanswered={} crashes={} cycles={} \
@@ -199,17 +212,17 @@ fn main() -> ExitCode {
 fn soak(args: &Args) -> ExitCode {
     let (first, last) = args.seeds;
     let next = AtomicU64::new(first);
-    let results: Mutex<Vec<(u64, Result<(u64, u64), (String, i32, String)>)>> =
-        Mutex::new(Vec::new());
+    let results: Mutex<Vec<(u64, SeedOutcome)>> = Mutex::new(Vec::new());
     let requests_total = AtomicU64::new(0);
     let nondeterministic = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
     let wall = std::time::Instant::now();
     let cpu0 = cpu_seconds();
     std::thread::scope(|scope| {
         for _ in 0..args.jobs {
             scope.spawn(|| loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
-                if seed > last {
+                if seed > last || (args.first_failure && stop.load(Ordering::SeqCst)) {
                     break;
                 }
                 let r = run_seed(seed, args.requests, args.bug.as_deref(), false);
@@ -228,7 +241,7 @@ fn soak(args: &Args) -> ExitCode {
                             "seed {seed}: FAILED {f}\n  reproduce: {}",
                             r.opts.reproduce_line()
                         ));
-                        Err((f.to_string(), f.exit_code(), r.opts.reproduce_line()))
+                        Err((f.exit_code(), f.to_string()))
                     }
                 };
                 if args.determinism {
@@ -243,7 +256,12 @@ fn soak(args: &Args) -> ExitCode {
                         line.push_str(" (twice)");
                     }
                 }
-                let show = !args.quiet || entry.is_err() || line.contains("NONDET");
+                if entry.is_err() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                // Expected failures (a known bug switched on) are summed up, not listed.
+                let expected = args.expect_failure && entry.is_err();
+                let show = !args.quiet || (entry.is_err() && !expected) || line.contains("NONDET");
                 if show {
                     println!("{line}");
                 }
@@ -283,11 +301,15 @@ fn soak(args: &Args) -> ExitCode {
             let mut seeds: Vec<u64> = failed.iter().map(|(s, _)| *s).collect();
             seeds.sort_unstable();
             println!("caught by seeds {seeds:?}");
+            if let Some((seed, Err((_, what)))) = failed.iter().min_by_key(|(s, _)| *s) {
+                let what: String = what.chars().take(160).collect();
+                println!("seed {seed}: {what}");
+            }
             ExitCode::SUCCESS
         };
     }
     match failed.iter().min_by_key(|(s, _)| *s) {
-        Some((_, Err((_, code, _)))) => ExitCode::from(*code as u8),
+        Some((_, Err((code, _)))) => ExitCode::from(*code as u8),
         _ => ExitCode::SUCCESS,
     }
 }

@@ -34,6 +34,9 @@ pub struct AddrState {
     pub version: u64,
     /// Index into `Model::contents` when the model knows the bytes of this address.
     pub content: Option<usize>,
+    /// The stored copy may have been damaged by an injected fault (a misdirected write, power
+    /// loss in relaxed durability) since it was last written: a read may fail verification.
+    pub maybe_corrupt: bool,
 }
 
 /// Taken when a write starts; handed back when it ends.
@@ -51,6 +54,8 @@ pub struct ReadTicket {
     version: u64,
     state: Known,
     certain_at_start: bool,
+    /// The stored copy was possibly damaged when the read started.
+    pub maybe_corrupt: bool,
 }
 
 /// How a write ended, as far as the client knows.
@@ -73,6 +78,9 @@ pub struct Model {
     pub contents: Vec<(BlockHash, Vec<u8>)>,
     /// Violations of a certain expectation found by `end_write`.
     pub violations: Vec<String>,
+    /// Answers checked against a certain state (reads, and writes' claims about the prior state).
+    pub checked_reads: u64,
+    pub checked_writes: u64,
 }
 
 impl Model {
@@ -105,6 +113,7 @@ impl Model {
             tainted: 0,
             version: 0,
             content: None,
+            maybe_corrupt: false,
         })
     }
 
@@ -144,6 +153,9 @@ impl Model {
                     return;
                 }
                 if let Some(prior) = claims_prior {
+                    if a.state != Known::Uncertain {
+                        self.checked_writes += 1;
+                    }
                     if a.state != Known::Uncertain && a.state != prior {
                         self.violations.push(format!(
                             "{}: answer implies the address was {prior:?} but the model says \
@@ -170,6 +182,24 @@ impl Model {
             version: a.version,
             state: a.state,
             certain_at_start: a.in_flight == 0 && a.tainted == 0,
+            maybe_corrupt: a.maybe_corrupt,
+        }
+    }
+
+    /// An injected fault may have damaged the stored copy of `hash`.
+    pub fn mark_corrupt(&mut self, hash: BlockHash) {
+        self.entry(hash).maybe_corrupt = true;
+    }
+
+    /// Whether the stored copy of `hash` may be damaged now.
+    pub fn maybe_corrupt(&self, hash: &BlockHash) -> bool {
+        self.addrs.get(hash).is_some_and(|a| a.maybe_corrupt)
+    }
+
+    /// A PUT answered 201 wrote a fresh copy.
+    pub fn fresh_copy(&mut self, hash: &BlockHash) {
+        if let Some(a) = self.addrs.get_mut(hash) {
+            a.maybe_corrupt = false;
         }
     }
 

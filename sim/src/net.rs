@@ -10,6 +10,7 @@
 //! - A client may close its write side after its last request (FIN: Recv returns 0), or vanish
 //!   (reset: the server's next Recv or Send fails with ECONNRESET or EPIPE).
 //! - A server crash resets every connection; clients see it as a reset.
+//!
 //! Handles are never reused (a real kernel reuses descriptors; the worker's generations guard
 //! against stale ops either way).
 

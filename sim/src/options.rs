@@ -151,6 +151,8 @@ pub struct Options {
     pub net_latency_ns: (u64, u64),
     pub disk_latency_ns: (u64, u64),
     pub disk_tail_p: f64,
+    /// Virtual time one controller cycle takes besides its fdatasync.
+    pub cycle_cost_ns: (u64, u64),
     pub faults: Faults,
     /// Of the unsynced sectors at power loss, the share that reached the disk anyway.
     pub power_loss_keep_p: f64,
@@ -256,7 +258,7 @@ impl Options {
         let slow = faults_on && rng.random_bool(0.5);
         let net_latency_ns = (US, rng.random_range(2 * US..=200 * US));
         let disk_hi = pick(&mut rng, &[20 * US, 200 * US, 2 * MS, 10 * MS]);
-        let crashes = draw_crashes(&mut rng, requests, durability, verify);
+        let crashes = draw_crashes(&mut rng, requests);
         Options {
             seed,
             requests,
@@ -298,6 +300,7 @@ impl Options {
             net_latency_ns,
             disk_latency_ns: (US, disk_hi),
             disk_tail_p: rng.random_range(0.0..0.02),
+            cycle_cost_ns: (US, rng.random_range(2 * US..=50 * US)),
             faults,
             power_loss_keep_p: rng.random_range(0.0..1.0),
             crashes,
@@ -369,12 +372,7 @@ fn draw_pool_targets(rng: &mut ChaCha8Rng) -> [u16; 8] {
     }
 }
 
-fn draw_crashes(
-    rng: &mut ChaCha8Rng,
-    requests: u64,
-    durability: Durability,
-    verify: bool,
-) -> Vec<CrashPlan> {
+fn draw_crashes(rng: &mut ChaCha8Rng, requests: u64) -> Vec<CrashPlan> {
     let count = rng.random_range(1..=CRASHES_MAX);
     let mut plans: Vec<CrashPlan> = (0..count)
         .map(|_| {
@@ -388,16 +386,11 @@ fn draw_crashes(
                     CrashPoint::AfterRecovery,
                 ],
             );
-            let mut kind = if rng.random_bool(0.5) {
+            let kind = if rng.random_bool(0.5) {
                 CrashKind::PowerLoss
             } else {
                 CrashKind::Process
             };
-            // Relaxed durability without verification may serve torn bytes after power loss:
-            // that combination promises nothing, so it is not simulated.
-            if durability == Durability::Relaxed && !verify {
-                kind = CrashKind::Process;
-            }
             CrashPlan {
                 after_requests: rng.random_range(1..requests.max(2)),
                 point,
@@ -456,6 +449,7 @@ impl fmt::Display for Options {
             "latency_ns: net={:?} disk={:?} disk_tail_p={:.4}",
             self.net_latency_ns, self.disk_latency_ns, self.disk_tail_p
         )?;
+        writeln!(f, "cycle_cost_ns: {:?}", self.cycle_cost_ns)?;
         writeln!(f, "faults: {:?}", self.faults)?;
         writeln!(f, "power_loss_keep_p: {:.3}", self.power_loss_keep_p)?;
         write!(f, "crashes: {:?}", self.crashes)

@@ -16,6 +16,7 @@
 //! - A Recv with no bytes waits (parked) for the client; a Send to a full client window waits for
 //!   the client to read; an Accept waits for a connection. Parked ops never time out by
 //!   themselves: the worker's own timers must deal with silent peers.
+//!
 //! Every op returns its buffer with its completion. Ops still in flight at a crash are lost
 //! (a WriteAt in flight may have written a prefix: see `World::crash`).
 

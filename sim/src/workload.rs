@@ -88,6 +88,15 @@ pub enum Kind {
     Health,
     Stats,
     Metrics,
+    /// `POST /blocks/missing`: the listed addresses that are not stored, in input order.
+    Missing {
+        hashes: Vec<BlockHash>,
+    },
+    /// `GET /blocks?after=&limit=`: stored addresses in ascending order.
+    List {
+        after: Option<BlockHash>,
+        limit: u16,
+    },
 }
 
 impl Kind {
@@ -111,8 +120,25 @@ impl Kind {
             Kind::UnknownPath => "unknown-path",
             Kind::NotAllowed { .. } => "not-allowed",
             Kind::Health => "health",
+            Kind::Missing { .. } => "missing",
+            Kind::List { .. } => "list",
             Kind::Stats => "stats",
             Kind::Metrics => "metrics",
+        }
+    }
+
+    /// The prefix of the address the request is about (for the trace), 0 if none.
+    fn target(&self, model: &Model) -> u64 {
+        match self {
+            Kind::Put { content, .. } => crate::world::hash_prefix(&model.contents[*content].0),
+            Kind::Get { hash, .. }
+            | Kind::Head { hash }
+            | Kind::Range { hash, .. }
+            | Kind::Delete { hash }
+            | Kind::Unauthorized { hash, .. }
+            | Kind::NotAllowed { hash } => crate::world::hash_prefix(hash),
+            Kind::PutWrongHash { claimed, .. } => crate::world::hash_prefix(claimed),
+            _ => 0,
         }
     }
 
@@ -131,6 +157,8 @@ impl Kind {
             Kind::UnknownPath => 11,
             Kind::NotAllowed { .. } => 12,
             Kind::Health => 13,
+            Kind::Missing { .. } => 16,
+            Kind::List { .. } => 17,
             Kind::Stats => 14,
             Kind::Metrics => 15,
         }
@@ -175,6 +203,8 @@ pub struct Req {
     pub kind: Kind,
     pub write: Option<WriteTicket>,
     pub read: Option<ReadTicket>,
+    /// `POST /blocks/missing`: one read ticket per listed address.
+    pub reads: Vec<ReadTicket>,
     pub started_at: u64,
     /// The server closes the connection after answering this one.
     pub ends_conn: bool,
@@ -784,10 +814,23 @@ impl Workload {
         if take(m.bad) {
             return self.draw_bad(ctx);
         }
-        match ctx.rng.random_range(0..3) {
+        match ctx.rng.random_range(0..5) {
             0 => Kind::Health,
             1 => Kind::Stats,
-            _ => Kind::Metrics,
+            2 => Kind::Metrics,
+            3 => {
+                let n = ctx.rng.random_range(1..=8);
+                Kind::Missing {
+                    hashes: (0..n).map(|_| self.pick_hash(ctx)).collect(),
+                }
+            }
+            _ => {
+                let after = ctx.rng.random_bool(0.5).then(|| self.pick_hash(ctx));
+                Kind::List {
+                    after,
+                    limit: ctx.rng.random_range(1..=50),
+                }
+            }
         }
     }
 
@@ -828,6 +871,7 @@ impl Workload {
         let mut ends_conn = close;
         let mut write = None;
         let mut read = None;
+        let mut reads = Vec::new();
         let bytes = match &kind {
             Kind::Put { content, path_hash } => {
                 let (hash, body) = &ctx.model.contents[*content];
@@ -939,6 +983,35 @@ impl Workload {
                 &["Content-Length: 0".to_string()],
             ),
             Kind::Health => http_client::bodyless("GET", "/health", &style, None, &[]),
+            Kind::Missing { hashes } => {
+                let mut body = Vec::new();
+                for h in hashes {
+                    reads.push(ctx.model.begin_read(*h));
+                    body.extend_from_slice(h.to_hex().as_bytes());
+                    let eol: &[u8] = if ctx.rng.random_bool(0.5) {
+                        b"\n"
+                    } else {
+                        b"\r\n"
+                    };
+                    body.extend_from_slice(eol);
+                }
+                let mut b = http_client::bodyless(
+                    "POST",
+                    "/blocks/missing",
+                    &style,
+                    None,
+                    &[format!("Content-Length: {}", body.len())],
+                );
+                b.extend_from_slice(&body);
+                b
+            }
+            Kind::List { after, limit } => {
+                let mut path = format!("/blocks?limit={limit}");
+                if let Some(a) = after {
+                    path.push_str(&format!("&after={}", a.to_hex()));
+                }
+                http_client::bodyless("GET", &path, &style, None, &[])
+            }
             Kind::Stats => http_client::bodyless("GET", "/stats", &style, None, &[]),
             Kind::Metrics => http_client::bodyless("GET", "/metrics", &style, None, &[]),
         };
@@ -946,7 +1019,7 @@ impl Workload {
         ctx.trace.ev(
             ctx.now,
             "request",
-            [id as u64, self.serial, kind.code(), bytes.len() as u64],
+            [id as u64, self.serial, kind.code(), kind.target(ctx.model)],
         );
         let c = &mut self.clients[id];
         c.out.extend_from_slice(&bytes);
@@ -955,6 +1028,7 @@ impl Workload {
             kind,
             write,
             read,
+            reads,
             started_at: ctx.now,
             ends_conn,
         });
@@ -990,6 +1064,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                         return Err("PUT without the right Location".into());
                     }
                     let prior = if s == 201 {
+                        ctx.model.fresh_copy(&hash);
                         Known::Absent
                     } else {
                         Known::Present
@@ -1054,7 +1129,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                 }
                 304 if *if_none_match => saw(&t, Known::Present, ctx),
                 404 => saw(&t, Known::Absent, ctx),
-                500 => explain_read_500(hash, resp, ctx),
+                500 => explain_read_500(&t, resp, ctx),
                 503 | 408 => Ok(()),
                 _ => Err("unexpected status for a GET".into()),
             }
@@ -1103,7 +1178,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                     saw(&t, Known::Present, ctx)
                 }
                 (404, _) => saw(&t, Known::Absent, ctx),
-                (500, _) => explain_read_500(hash, resp, ctx),
+                (500, _) => explain_read_500(&t, resp, ctx),
                 (503 | 408, _) => Ok(()),
                 _ => Err(format!("unexpected status for a range GET {spec:?}")),
             }
@@ -1140,7 +1215,99 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
             expect_one(s, 200)
         }
         Kind::Metrics => expect_one(s, 200),
+        Kind::Missing { hashes } => {
+            expect_one(s, 200)?;
+            if s == 200 {
+                check_missing(hashes, &req.reads, &resp.body, ctx)?;
+            }
+            Ok(())
+        }
+        Kind::List { after, limit } => {
+            expect_one(s, 200)?;
+            if s == 200 {
+                check_list(after.as_ref(), *limit, &resp.body, ctx)?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// `POST /blocks/missing`: a subsequence of the input, in order; certain states must agree.
+fn check_missing(
+    hashes: &[BlockHash],
+    reads: &[ReadTicket],
+    body: &[u8],
+    ctx: &mut Ctx<'_>,
+) -> Result<(), String> {
+    let mut listed = Vec::new();
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        listed.push(BlockHash::from_hex(line).ok_or("a missing line is not a hash")?);
+    }
+    let mut next = 0;
+    let mut missing = vec![false; hashes.len()];
+    for h in &listed {
+        let at = hashes[next..]
+            .iter()
+            .position(|x| x == h)
+            .ok_or("not a subsequence")?;
+        missing[next + at] = true;
+        next += at + 1;
+    }
+    for (i, t) in reads.iter().enumerate() {
+        // The engine answers every line; a hash listed twice is judged by its first line.
+        if hashes.iter().position(|x| *x == t.hash) != Some(i) {
+            continue;
+        }
+        let seen = if missing[i] {
+            Known::Absent
+        } else {
+            Known::Present
+        };
+        saw(t, seen, ctx)?;
+    }
+    Ok(())
+}
+
+/// `GET /blocks`: ascending, after `after`, at most `limit` lines, every line a known block.
+fn check_list(
+    after: Option<&BlockHash>,
+    limit: u16,
+    body: &[u8],
+    ctx: &mut Ctx<'_>,
+) -> Result<(), String> {
+    let mut previous = after.copied();
+    let mut count = 0usize;
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let text = std::str::from_utf8(line).map_err(|_| "a listing line is not text")?;
+        let (hex, len) = text
+            .split_once(' ')
+            .ok_or("a listing line without a length")?;
+        let hash = BlockHash::from_hex(hex.as_bytes()).ok_or("a listing line without a hash")?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| "a listing length is not a number")?;
+        if previous.is_some_and(|p| hash <= p) {
+            return Err(format!(
+                "listing not ascending after {previous:?} at {hash}"
+            ));
+        }
+        match ctx.model.content_of(&hash) {
+            Some(bytes) if bytes.len() == len => {}
+            Some(bytes) => {
+                return Err(format!(
+                    "{hash} listed with {len} bytes, it has {}",
+                    bytes.len()
+                ))
+            }
+            None => return Err(format!("{hash} listed, but no client ever stored it")),
+        }
+        previous = Some(hash);
+        count += 1;
+    }
+    if count > usize::from(limit) {
+        return Err(format!("{count} lines for limit {limit}"));
+    }
+    Ok(())
 }
 
 fn take_violation(ctx: &mut Ctx<'_>) -> Result<(), String> {
@@ -1183,6 +1350,9 @@ fn check_block_body(hash: &BlockHash, body: &[u8], ctx: &mut Ctx<'_>) -> Result<
 /// A read saw the address `Present` or `Absent`: compare with the model where it is certain.
 fn saw(t: &ReadTicket, seen: Known, ctx: &mut Ctx<'_>) -> Result<(), String> {
     let expected = ctx.model.read_expectation(t);
+    if expected != Known::Uncertain {
+        ctx.model.checked_reads += 1;
+    }
     if expected != Known::Uncertain && expected != seen {
         let what = if seen == Known::Absent {
             "an acknowledged block is missing"
@@ -1195,14 +1365,25 @@ fn saw(t: &ReadTicket, seen: Known, ctx: &mut Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
-fn explain_read_500(hash: &BlockHash, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String> {
+fn explain_read_500(t: &ReadTicket, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String> {
     let text = body_text(resp);
-    if ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault() {
+    let hash = &t.hash;
+    let damaged = t.maybe_corrupt || ctx.model.maybe_corrupt(hash);
+    if damaged || ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault() {
         return Ok(());
     }
+    let entry = ctx
+        .explain
+        .image
+        .lock()
+        .expect("image lock")
+        .committed
+        .index
+        .get(hash)
+        .copied();
     Err(format!(
-        "unexplained 500 ({text}): no read fault injected and the stored bytes are \
-        intact"
+        "unexplained 500 ({text}) for {hash}: no read fault injected and the stored bytes are \
+        intact (index entry now: {entry:?})"
     ))
 }
 

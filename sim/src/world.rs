@@ -32,6 +32,7 @@ use engine::Instant;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::clock::Clock;
 use crate::disk::Disk;
 use crate::model::{Known, Model};
 use crate::net::Net;
@@ -92,12 +93,15 @@ pub struct Summary {
     pub statuses: Vec<((&'static str, u16), u64)>,
     pub counters: FaultCounters,
     pub edges_put: [bool; 5],
+    /// Answers the oracle could check against a certain model state.
+    pub checked_reads: u64,
+    pub checked_writes: u64,
 }
 
 pub struct World {
     pub opts: Options,
     pub rng: ChaCha8Rng,
-    pub now: u64,
+    pub clock: Clock,
     pub image: SharedImage,
     pub disk: Disk,
     pub net: Net,
@@ -129,18 +133,27 @@ pub struct World {
     /// Scripted tests: park every ReadAt until `release_reads`.
     pub hold_reads: bool,
     held_reads: Vec<(usize, OpId)>,
+    /// Restart the node when its controller latches failed (off in scripted tests).
+    pub restart_on_latch: bool,
+    /// The controller thread is busy with its last cycle until then.
+    controller_busy_until: u64,
 }
 
+/// The controller's driver: the fake disk's fdatasync, and the time the cycle has spent.
 struct CtlIo<'a> {
     disk: &'a mut Disk,
     rng: &'a mut ChaCha8Rng,
     now: u64,
+    /// Virtual time spent in this cycle so far (syncs take the disk's latency).
+    spent_ns: u64,
+    disk_latency_ns: (u64, u64),
     sync_fail: f64,
     failed: &'a mut bool,
 }
 
 impl ControllerIo for CtlIo<'_> {
     fn sync_data(&mut self) -> Result<(), String> {
+        self.spent_ns += ring::latency(self.rng, self.disk_latency_ns, 0.0);
         if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
             *self.failed = true;
             return Err("injected EIO".into());
@@ -150,7 +163,7 @@ impl ControllerIo for CtlIo<'_> {
     }
 
     fn now(&mut self) -> Instant {
-        Instant(self.now)
+        Instant(self.now + self.spent_ns)
     }
 }
 
@@ -160,7 +173,7 @@ impl World {
         let workload = Workload::new(&opts);
         World {
             rng,
-            now: 0,
+            clock: Clock::default(),
             image: MemStore::new().image(),
             disk: Disk::new(opts.capacity_bytes),
             net: Net::new(opts.workers),
@@ -189,6 +202,8 @@ impl World {
             time_limit: None,
             hold_reads: false,
             held_reads: Vec::new(),
+            restart_on_latch: true,
+            controller_busy_until: 0,
             opts,
         }
     }
@@ -206,7 +221,7 @@ impl World {
             return Ok(());
         }
         let f = self.failures.remove(0);
-        self.trace.note(self.now, &f.to_string());
+        self.trace.note(self.clock.now(), &f.to_string());
         Err(f)
     }
 
@@ -226,7 +241,7 @@ impl World {
             let controller = Controller::open(store, self.opts.controller_config())
                 .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
             self.trace.ev(
-                self.now,
+                self.clock.now(),
                 "open",
                 [self.crashes, controller.header().commit_seq, 0, 0],
             );
@@ -244,6 +259,7 @@ impl World {
                     s.free_bytes, s.used_bytes, s.capacity_bytes
                 )));
             }
+            self.mark_damaged_blocks();
             self.check_store("recovery")?;
             let workers = (0..self.opts.workers)
                 .map(|i| WorkerBox {
@@ -261,7 +277,8 @@ impl World {
                 outbox_blocked: false,
             });
             if let Some(kind) = self.crash_after_recovery.take() {
-                self.trace.note(self.now, "crash right after recovery");
+                self.trace
+                    .note(self.clock.now(), "crash right after recovery");
                 self.crash_now(kind);
                 continue;
             }
@@ -276,8 +293,9 @@ impl World {
     /// the store lose what a crash of `kind` loses, every connection is reset.
     fn crash_now(&mut self, kind: CrashKind) {
         self.crashes += 1;
+        self.controller_busy_until = self.clock.now();
         self.trace
-            .ev(self.now, "crash", [self.crashes, kind as u64, 0, 0]);
+            .ev(self.clock.now(), "crash", [self.crashes, kind as u64, 0, 0]);
         if let Some(node) = self.node.take() {
             for mut wb in node.workers {
                 for (_, entry) in wb.ring.drain() {
@@ -305,16 +323,16 @@ impl World {
             CrashKind::PowerLoss => {
                 let kept =
                     self.disk
-                        .power_loss(&mut self.rng, self.opts.power_loss_keep_p, relaxed);
+                        .power_loss(&mut self.rng, self.opts.power_loss_keep_p);
                 self.trace
-                    .ev(self.now, "power-loss", [kept as u64, 0, 0, 0]);
+                    .ev(self.clock.now(), "power-loss", [kept as u64, 0, 0, 0]);
                 engine::meta::CrashKind::PowerLoss
             }
         };
         MemStore::crash(&self.image, meta_kind);
         self.net.crash();
         self.workload
-            .on_crash(&mut self.model, &mut self.rng, self.now);
+            .on_crash(&mut self.model, &mut self.rng, self.clock.now());
         self.model.crash(kind == CrashKind::PowerLoss && relaxed);
     }
 
@@ -381,20 +399,20 @@ impl World {
     /// One step. `Ok(false)` when nothing at all can happen any more.
     pub fn step(&mut self) -> Result<bool, Failure> {
         self.steps += 1;
-        if self.now == self.last_now {
+        if self.clock.now() == self.last_now {
             self.instant_steps += 1;
             if self.instant_steps > STEPS_PER_INSTANT_MAX {
                 return Err(Failure::Liveness(format!(
                     "livelock: {STEPS_PER_INSTANT_MAX} steps without time passing at {} ns",
-                    self.now
+                    self.clock.now()
                 )));
             }
         } else {
-            self.last_now = self.now;
+            self.last_now = self.clock.now();
             self.instant_steps = 0;
         }
         if let Some((plan, armed_at)) = self.armed {
-            let overdue = self.now >= armed_at + ARMED_CRASH_PATIENCE_NS;
+            let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
             if plan.point == CrashPoint::Anywhere || overdue || self.node.is_none() {
                 self.armed = None;
                 self.crash(plan.kind)?;
@@ -409,12 +427,7 @@ impl World {
             return match next {
                 Some(t) if self.time_limit.is_some_and(|limit| t > limit) => Ok(false),
                 Some(t) => {
-                    assert!(
-                        t > self.now,
-                        "a future deadline {t} is not after now {}",
-                        self.now
-                    );
-                    self.now = t;
+                    self.clock.advance_to(t);
                     Ok(true)
                 }
                 None => Ok(false),
@@ -436,7 +449,7 @@ impl World {
             if self.workload.issued >= p.after_requests {
                 let plan = self.plan.pop_front().expect("front exists");
                 self.trace.ev(
-                    self.now,
+                    self.clock.now(),
                     "crash-armed",
                     [plan.point as u64, plan.kind as u64, 0, 0],
                 );
@@ -447,10 +460,10 @@ impl World {
                             point: CrashPoint::Anywhere,
                             ..plan
                         },
-                        self.now,
+                        self.clock.now(),
                     ));
                 } else {
-                    self.armed = Some((plan, self.now));
+                    self.armed = Some((plan, self.clock.now()));
                 }
             }
         }
@@ -458,7 +471,7 @@ impl World {
 
     /// Collects the ready actions; returns the earliest future deadline.
     fn gather(&mut self, ready: &mut Vec<Action>) -> Option<u64> {
-        let now = self.now;
+        let now = self.clock.now();
         let mut next: Option<u64> = None;
         let mut later = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
         if let Some((_, at)) = self.armed {
@@ -507,7 +520,11 @@ impl World {
                 controller_ready = true;
             }
             if controller_ready {
-                ready.push(Action::Controller);
+                if self.controller_busy_until <= now {
+                    ready.push(Action::Controller);
+                } else {
+                    later(self.controller_busy_until);
+                }
             }
         }
         self.due_clients.clear();
@@ -539,10 +556,14 @@ impl World {
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         let wb = &mut node.workers[w];
-        let id = wb.ring.pop_due(self.now).expect("the ring had a due op");
+        let id = wb
+            .ring
+            .pop_due(self.clock.now())
+            .expect("the ring had a due op");
         let entry = wb.ring.remove(id);
+        let misdirected = self.counters.misdirected;
         let mut env = IoEnv {
-            now: self.now,
+            now: self.clock.now(),
             worker: w,
             net: &mut self.net,
             disk: &mut self.disk,
@@ -567,12 +588,26 @@ impl World {
                     Err(e) => (1 << 32) | e.0 as u64,
                 };
                 self.trace
-                    .ev(self.now, "complete", [w as u64, id.0, result, 0]);
-                wb.worker.handle_completion(Instant(self.now), c);
+                    .ev(self.clock.now(), "complete", [w as u64, id.0, result, 0]);
+                wb.worker.handle_completion(Instant(self.clock.now()), c);
                 if let Some(h) = wake.conn {
-                    self.workload.wake_conn(&self.net, h, self.now);
+                    self.workload.wake_conn(&self.net, h, self.clock.now());
                 }
                 self.worker_turn(w);
+            }
+        }
+        if self.counters.misdirected != misdirected {
+            self.mark_damaged_blocks();
+        }
+    }
+
+    /// Tells the model which stored blocks overlap damaged sectors (after a misdirected write,
+    /// and after recovery): reads of them may fail verification.
+    fn mark_damaged_blocks(&mut self) {
+        let img = self.image.lock().expect("image lock");
+        for (hash, e) in &img.committed.index {
+            if self.disk.is_damaged(e.slot.offset, u64::from(e.len)) {
+                self.model.mark_corrupt(*hash);
             }
         }
     }
@@ -585,11 +620,16 @@ impl World {
             let frame = wb.to_worker.pop().expect("counted");
             let m = ToWorker::decode(&frame).expect("a frame the controller encoded decodes");
             self.trace.ev(
-                self.now,
+                self.clock.now(),
                 "to-worker",
-                [w as u64, frame[0] as u64, m.request().unwrap_or(0), 0],
+                [
+                    w as u64,
+                    frame[0] as u64,
+                    m.request().unwrap_or(0),
+                    reply_detail(&m),
+                ],
             );
-            wb.worker.handle_message(Instant(self.now), m);
+            wb.worker.handle_message(Instant(self.clock.now()), m);
         }
         node.outbox_blocked = false;
         self.worker_turn(w);
@@ -597,7 +637,7 @@ impl World {
 
     /// The worker's loop turn: tick, hand its ops to the ring, push its messages.
     fn worker_turn(&mut self, w: usize) {
-        let now = self.now;
+        let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         let wb = &mut node.workers[w];
@@ -641,7 +681,12 @@ impl World {
             if matches!(m, ToController::Occupy { .. }) {
                 *occupies += 1;
             }
-            trace.ev(now, "to-controller", [w as u64, frame[0] as u64, 0, 0]);
+            let (request, detail) = message_detail(m);
+            trace.ev(
+                now,
+                "to-controller",
+                [w as u64, frame[0] as u64, request, detail],
+            );
             if faults.queue_stall > 0.0 && rng.random_bool(faults.queue_stall) {
                 queue.stalled_until = now + rng.random_range(10_000..=5_000_000);
             }
@@ -657,7 +702,7 @@ impl World {
     // The controller.
 
     fn controller_turn(&mut self) -> Result<(), Failure> {
-        let now = self.now;
+        let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         for (w, wb) in node.workers.iter_mut().enumerate() {
@@ -693,11 +738,20 @@ impl World {
                 disk: &mut self.disk,
                 rng: &mut self.rng,
                 now,
+                spent_ns: 0,
+                disk_latency_ns: self.opts.disk_latency_ns,
                 sync_fail: faults.sync_fail,
                 failed: &mut self.latched,
             };
             let outcome = node.controller.run_cycle(Instant(now), &mut io);
+            let spent_ns = io.spent_ns;
             if let CycleOutcome::Ran { messages } = outcome {
+                // A cycle takes time (and its fdatasync the disk's latency): the controller
+                // thread takes nothing else meanwhile, while the workers go on.
+                let cost = self
+                    .rng
+                    .random_range(self.opts.cycle_cost_ns.0..=self.opts.cycle_cost_ns.1);
+                self.controller_busy_until = now + cost + spent_ns;
                 self.cycles += 1;
                 node.occupies_waiting = 0;
                 node.controller.check_invariants();
@@ -711,7 +765,8 @@ impl World {
                         0,
                     ],
                 );
-                if node.controller.is_failed() && self.armed.is_none() && !self.healed {
+                let restart = self.restart_on_latch && !self.healed;
+                if node.controller.is_failed() && self.armed.is_none() && restart {
                     // The operator restarts a latched server (a failed fsync is never retried).
                     self.trace
                         .note(now, "the controller latched failed: restart");
@@ -723,6 +778,10 @@ impl World {
                     self.armed = Some((restart, now));
                 }
                 let committed = self.image.lock().expect("image lock").commits > commits_before;
+                if committed && self.counters.misdirected > 0 {
+                    // A block whose own write was misdirected is damaged from its commit on.
+                    self.mark_damaged_blocks();
+                }
                 if let Some((plan, _)) = self.armed {
                     if plan.point == CrashPoint::AfterCommit && committed {
                         self.armed = None;
@@ -738,7 +797,7 @@ impl World {
     }
 
     fn hand_out_replies(&mut self) {
-        let now = self.now;
+        let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         let before = node.controller.outbox_len();
@@ -752,7 +811,12 @@ impl World {
                 if !queue.push(frame) {
                     return false;
                 }
-                trace.ev(now, "reply", [w as u64, frame[0] as u64, 0, 0]);
+                let request = m.request().unwrap_or(0);
+                trace.ev(
+                    now,
+                    "reply",
+                    [w as u64, frame[0] as u64, request, reply_detail(m)],
+                );
                 if faults.queue_stall > 0.0 && rng.random_bool(faults.queue_stall) {
                     queue.stalled_until = now + rng.random_range(10_000..=5_000_000);
                 }
@@ -771,7 +835,7 @@ impl World {
         self.accept_wakes.clear();
         let counters = self.counters;
         let mut ctx = Ctx {
-            now: self.now,
+            now: self.clock.now(),
             opts: &self.opts,
             rng: &mut self.rng,
             net: &mut self.net,
@@ -800,13 +864,15 @@ impl World {
             return;
         };
         for &(w, op) in &self.wakes {
-            let due = self.now + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
+            let due =
+                self.clock.now() + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
             node.workers[w].ring.schedule(op, due);
         }
         for &w in &self.accept_wakes {
             let ring = &mut node.workers[w].ring;
             if let Some(op) = ring.accept_parked.take() {
-                let due = self.now + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
+                let due =
+                    self.clock.now() + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
                 ring.schedule(op, due);
             }
         }
@@ -819,7 +885,7 @@ impl World {
         self.hold_reads = false;
         let node = self.node.as_mut().expect("a node is running");
         for (w, id) in self.held_reads.drain(..) {
-            node.workers[w].ring.schedule(id, self.now + 1_000);
+            node.workers[w].ring.schedule(id, self.clock.now() + 1_000);
         }
     }
 
@@ -852,10 +918,10 @@ impl World {
         bound_ns: u64,
         mut done: impl FnMut(&World) -> bool,
     ) -> Result<(), Failure> {
-        let deadline = self.now + bound_ns;
+        let deadline = self.clock.now() + bound_ns;
         while !done(self) {
             let progressed = self.step()?;
-            if self.now > deadline || !progressed {
+            if self.clock.now() > deadline || !progressed {
                 let stuck: Vec<String> = self
                     .workload
                     .outstanding()
@@ -880,20 +946,28 @@ impl World {
 
     /// Faults off, crashes off, no new requests; a latched controller is restarted.
     pub fn heal(&mut self) -> Result<(), Failure> {
-        self.trace.note(self.now, "heal");
+        // Every seed crashes at least once: a crash armed too late to strike strikes now.
+        if let Some((plan, _)) = self.armed.take() {
+            self.crash(plan.kind)?;
+        }
+        if self.crashes == 0 {
+            let kind = self.plan.front().map_or(CrashKind::Process, |p| p.kind);
+            self.crash(kind)?;
+        }
+        self.trace.note(self.clock.now(), "heal");
         self.healed = true;
-        self.armed = None;
         self.plan.clear();
         self.crash_after_recovery = None;
         self.workload.issuing = false;
-        self.workload.wake_all(self.now);
+        self.workload.wake_all(self.clock.now());
         for wb in self.node.iter_mut().flat_map(|n| n.workers.iter_mut()) {
             wb.to_worker.stalled_until = 0;
             wb.to_controller.stalled_until = 0;
         }
         let failed = self.node.as_ref().is_some_and(|n| n.controller.is_failed());
         if failed || self.node.is_none() {
-            self.trace.note(self.now, "restart a latched controller");
+            self.trace
+                .note(self.clock.now(), "restart a latched controller");
             return self.crash(CrashKind::Process);
         }
         Ok(())
@@ -931,13 +1005,13 @@ impl World {
         node.controller.check_invariants();
         node.controller.check_against_store();
         self.trace.ev(
-            self.now,
+            self.clock.now(),
             "shutdown",
             [s.used_bytes, s.reserved_bytes, s.free_bytes, 0],
         );
         self.net.crash();
         self.workload
-            .on_crash(&mut self.model, &mut self.rng, self.now);
+            .on_crash(&mut self.model, &mut self.rng, self.clock.now());
         Ok(())
     }
 
@@ -958,7 +1032,7 @@ impl World {
         self.shutdown()?;
         self.start()?;
         self.workload.sweep = workload::sweep_requests(&self.model, SWEEP_ADDRESSES_MAX);
-        self.workload.wake_all(self.now);
+        self.workload.wake_all(self.clock.now());
         self.run_until("verification sweep", bound, |w| {
             w.workload.sweep.is_empty() && w.workload.all_idle()
         })?;
@@ -977,7 +1051,7 @@ impl World {
             unanswered: self.workload.unanswered,
             crashes: self.crashes,
             cycles: self.cycles,
-            virtual_ns: self.now,
+            virtual_ns: self.clock.now(),
             statuses: self
                 .workload
                 .statuses
@@ -986,6 +1060,8 @@ impl World {
                 .collect(),
             counters: self.counters,
             edges_put: self.workload.edges_put,
+            checked_reads: self.model.checked_reads,
+            checked_writes: self.model.checked_writes,
         }
     }
 }
@@ -1065,6 +1141,40 @@ fn cancel(wb: &mut WorkerBox, target: OpId, net: &mut Net, rng: &mut ChaCha8Rng,
         }
     }
     wb.ring.schedule(target, now + 1_000);
+}
+
+/// The first 8 bytes of a hash, for the trace.
+pub fn hash_prefix(h: &BlockHash) -> u64 {
+    u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"))
+}
+
+/// A message's request id and its most telling field (hash prefix, slot offset, epoch).
+fn message_detail(m: &ToController) -> (u64, u64) {
+    match *m {
+        ToController::Allocate {
+            request,
+            class,
+            count,
+            ..
+        } => (request, u64::from(class.as_u8()) << 16 | u64::from(count)),
+        ToController::Occupy { request, hash, .. } => (request, hash_prefix(&hash)),
+        ToController::Release { request, hash, .. }
+        | ToController::GetAddress { request, hash, .. } => (request, hash_prefix(&hash)),
+        ToController::ReturnSlot { request, slot, .. } => (request, slot.offset),
+        ToController::List { request, .. } => (request, 0),
+        ToController::ReaderHorizon { epoch, .. } => (0, epoch),
+    }
+}
+
+/// A reply's slot offset (plus one) where it has one.
+fn reply_detail(m: &ToWorker) -> u64 {
+    match *m {
+        ToWorker::Address {
+            location: Some(l), ..
+        } => l.slot.offset + 1,
+        ToWorker::Allocated { slot, .. } => slot.offset + 1,
+        _ => 0,
+    }
 }
 
 fn op_code(op: &Op) -> u64 {
