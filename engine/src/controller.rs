@@ -152,6 +152,8 @@ pub struct Controller<M: MetaStore> {
     addresses_sent: Vec<u64>,
     epoch: u64,
     inbox: Vec<ToController>,
+    /// The batch between `start_cycle` and `finish_cycle`.
+    writes_pending: Option<Vec<ToController>>,
     outbox: Vec<VecDeque<ToWorker>>,
     last_run: Option<Instant>,
     last_durable_commit: Instant,
@@ -234,6 +236,7 @@ impl<M: MetaStore> Controller<M> {
             addresses_sent: vec![0; config.workers],
             epoch: 0,
             inbox: Vec::new(),
+            writes_pending: None,
             outbox: (0..config.workers).map(|_| VecDeque::new()).collect(),
             last_run: None,
             last_durable_commit: Instant::ZERO,
@@ -318,6 +321,18 @@ impl<M: MetaStore> Controller<M> {
 
     /// Runs one cycle if the pause has passed.
     pub fn run_cycle(&mut self, now: Instant, io: &mut impl ControllerIo) -> CycleOutcome {
+        let outcome = self.start_cycle(now);
+        if matches!(outcome, CycleOutcome::Ran { .. }) {
+            self.finish_cycle(io);
+        }
+        outcome
+    }
+
+    /// Steps 0-5 of a cycle: the pause, the batch, and the answers to get_address and list
+    /// (in the outboxes: the driver may push them before [`Controller::finish_cycle`], so GETs do
+    /// not wait for the batch's fdatasync and commit). `Ran` must be followed by `finish_cycle`.
+    pub fn start_cycle(&mut self, now: Instant) -> CycleOutcome {
+        assert!(self.writes_pending.is_none(), "finish_cycle was not called");
         if let Some(last) = self.last_run {
             let until = last + self.config.cycle_interval;
             if now < until {
@@ -335,14 +350,33 @@ impl<M: MetaStore> Controller<M> {
         self.stats.last_batch_messages = batch.len() as u64;
         self.stats.max_batch_messages = self.stats.max_batch_messages.max(batch.len() as u64);
         self.stats.messages_total += batch.len() as u64;
-        self.run_batch(&batch, io);
-        self.check_invariants_cheap();
-        CycleOutcome::Ran {
-            messages: batch.len(),
+        let messages = batch.len();
+        self.read_phase(&batch);
+        self.writes_pending = Some(batch);
+        CycleOutcome::Ran { messages }
+    }
+
+    /// Steps 6-10 of a cycle started by [`Controller::start_cycle`]: one write transaction,
+    /// durable data, commit, replies.
+    pub fn finish_cycle(&mut self, io: &mut impl ControllerIo) {
+        let batch = self.writes_pending.take().expect("start_cycle ran a batch");
+        let writes = batch.iter().any(|m| {
+            !matches!(
+                m,
+                ToController::GetAddress { .. }
+                    | ToController::List { .. }
+                    | ToController::ReaderHorizon { .. }
+            )
+        });
+        if writes {
+            self.write_batch(&batch, io);
+        }
+        if cfg!(debug_assertions) {
+            self.check_invariants_cheap();
         }
     }
 
-    fn run_batch(&mut self, batch: &[ToController], io: &mut impl ControllerIo) {
+    fn read_phase(&mut self, batch: &[ToController]) {
         // Horizons first: they may let quarantined slots go before this cycle allocates.
         for m in batch {
             if let ToController::ReaderHorizon { worker, epoch } = *m {
@@ -357,17 +391,6 @@ impl<M: MetaStore> Controller<M> {
         self.release_quarantine();
         self.epoch += 1;
         self.answer_reads(batch);
-        let writes = batch.iter().any(|m| {
-            !matches!(
-                m,
-                ToController::GetAddress { .. }
-                    | ToController::List { .. }
-                    | ToController::ReaderHorizon { .. }
-            )
-        });
-        if writes {
-            self.write_batch(batch, io);
-        }
     }
 
     /// Step 5: get_address and list from a read view of the committed state.
@@ -741,14 +764,15 @@ impl<M: MetaStore> Controller<M> {
             .sum();
         s.capacity_bytes = self.allocator.capacity_bytes();
         s.quarantined_bytes = quarantined;
-        s.reserved_bytes = self.reserved.values().map(|(slot, _)| slot.bytes()).sum();
         s.free_bytes = self.allocator.free_bytes() + quarantined;
         for class in SizeClass::ALL {
             s.free_slots[class.index()] = self.allocator.free_slots(class) as u64;
         }
         s.reserved_slots = [0; CLASS_COUNT];
+        s.reserved_bytes = 0;
         for (slot, _) in self.reserved.values() {
             s.reserved_slots[slot.class.index()] += 1;
+            s.reserved_bytes += slot.bytes();
         }
         s.commit_seq = self.header.commit_seq;
         s.outbox_waiting = self.outbox_len() as u64;

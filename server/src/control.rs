@@ -161,12 +161,15 @@ pub fn run(
             }
         }
         let now = shared.now();
-        match controller.run_cycle(now, &mut io) {
+        match controller.start_cycle(now) {
             CycleOutcome::Paused { until } => {
                 std::thread::park_timeout(until.saturating_since(now));
                 continue;
             }
             CycleOutcome::Ran { .. } => {
+                // GET addresses go out before the batch's fdatasync and commit.
+                push_replies(&mut controller, &mut links);
+                controller.finish_cycle(&mut io);
                 publish(&controller, &links, &shared, &template, scrub.as_ref());
                 last_publish = now;
             }
