@@ -171,6 +171,8 @@ struct Pending {
     needs_sync: bool,
     /// The commit was durable.
     durable: bool,
+    /// An allocate request of the batch was granted fewer slots than it asked for.
+    short: bool,
     /// In-memory changes made before the commit, undone if the batch fails.
     undo: Vec<Undo>,
 }
@@ -495,6 +497,7 @@ impl<M: MetaStore> Controller<M> {
             quarantine_after_commit: Vec::new(),
             needs_sync: false,
             durable: false,
+            short: false,
             undo: Vec::new(),
         };
         match self.apply_in_txn(batch, &mut pending, io) {
@@ -627,6 +630,10 @@ impl<M: MetaStore> Controller<M> {
         // A store may not reuse pages freed after its last durable commit (libmdbx in its
         // no-sync mode): in relaxed mode, still make one commit a second durable.
         let periodic = !durable && t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        // Released slots wait for a durable commit (relaxed mode): when space runs short, make
+        // this one durable rather than let PUTs wait up to the interval.
+        let pressed = !durable && pending.short && !self.undurable.is_empty();
+        let periodic = periodic || pressed;
         if periodic && !full {
             // The durable index must not point at data that is not durable (a power loss would
             // leave torn blocks under it): the relaxed mode's durable commit syncs first.
@@ -902,6 +909,7 @@ impl BatchCtx<'_> {
                 .push((worker, ToWorker::Allocated { request, slot }));
             granted += 1;
         }
+        pending.short |= granted < count;
         if granted < count && (self.quarantined || !self.reserved.is_empty()) {
             // Space may come back: pools hand their slots in, the requester keeps waiting.
             self.send_reclaim(worker, class, pending);

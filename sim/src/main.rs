@@ -225,14 +225,16 @@ fn soak(args: &Args) -> ExitCode {
                 if seed > last || (args.first_failure && stop.load(Ordering::SeqCst)) {
                     break;
                 }
+                let t0 = std::time::Instant::now();
                 let r = run_seed(seed, args.requests, args.bug.as_deref(), false);
+                let secs = t0.elapsed().as_secs_f64();
                 let mut line = String::new();
                 let entry = match &r.outcome {
                     Ok(s) => {
                         requests_total.fetch_add(s.requests, Ordering::SeqCst);
                         line = format!(
-                            "seed {seed}: PASSED crashes={} trace={:016x}",
-                            s.crashes, s.trace_hash
+                            "seed {seed}: PASSED crashes={} cycles={} trace={:016x} ({secs:.2} s)",
+                            s.crashes, s.cycles, s.trace_hash
                         );
                         Ok((s.trace_hash, s.crashes))
                     }

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use engine::controller::{Controller, ControllerIo, CycleOutcome};
+use engine::controller::{Controller, ControllerIo, ControllerStats, CycleOutcome};
 use engine::hash::BlockHash;
 use engine::io::{Op, OpId};
 use engine::message::{ToController, ToWorker};
@@ -49,6 +49,8 @@ const ARMED_CRASH_PATIENCE_NS: u64 = 50_000_000;
 const STEPS_PER_INSTANT_MAX: u64 = 2_000_000;
 /// Addresses the final sweep reads back.
 const SWEEP_ADDRESSES_MAX: usize = 400;
+/// Virtual time an idle node (no request in flight) may take to stop all activity.
+const QUIESCENCE_BOUND_NS: u64 = 10_000_000_000;
 
 pub struct WorkerBox {
     pub worker: Worker,
@@ -130,9 +132,10 @@ pub struct World {
     last_now: u64,
     /// The clock does not jump past this (scripted tests step "until quiet").
     pub time_limit: Option<u64>,
-    /// Scripted tests: park every ReadAt until `release_reads`.
+    /// Scripted tests: park every ReadAt (WriteAt) until `release_held`.
     pub hold_reads: bool,
-    held_reads: Vec<(usize, OpId)>,
+    pub hold_writes: bool,
+    held: Vec<(usize, OpId)>,
     /// Restart the node when its controller latches failed (off in scripted tests).
     pub restart_on_latch: bool,
     /// The controller thread is busy with its last cycle until then.
@@ -201,7 +204,8 @@ impl World {
             last_now: 0,
             time_limit: None,
             hold_reads: false,
-            held_reads: Vec::new(),
+            hold_writes: false,
+            held: Vec::new(),
             restart_on_latch: true,
             controller_busy_until: 0,
             opts,
@@ -321,9 +325,9 @@ impl World {
         let meta_kind = match kind {
             CrashKind::Process => engine::meta::CrashKind::Process,
             CrashKind::PowerLoss => {
-                let kept =
-                    self.disk
-                        .power_loss(&mut self.rng, self.opts.power_loss_keep_p);
+                let kept = self
+                    .disk
+                    .power_loss(&mut self.rng, self.opts.power_loss_keep_p);
                 self.trace
                     .ev(self.clock.now(), "power-loss", [kept as u64, 0, 0, 0]);
                 engine::meta::CrashKind::PowerLoss
@@ -643,10 +647,15 @@ impl World {
         let wb = &mut node.workers[w];
         wb.worker.tick(Instant(now));
         while let Some((id, op)) = wb.worker.poll_io() {
-            if self.hold_reads && matches!(op, Op::ReadAt { .. }) {
-                self.trace.ev(now, "held-read", [w as u64, id.0, 0, 0]);
+            let hold = match op {
+                Op::ReadAt { .. } => self.hold_reads,
+                Op::WriteAt { .. } => self.hold_writes,
+                _ => false,
+            };
+            if hold {
+                self.trace.ev(now, "held", [w as u64, id.0, 0, 0]);
                 wb.ring.insert(id, op, None);
-                self.held_reads.push((w, id));
+                self.held.push((w, id));
                 continue;
             }
             submit(
@@ -743,6 +752,7 @@ impl World {
                 sync_fail: faults.sync_fail,
                 failed: &mut self.latched,
             };
+            let books_before = books(&node.controller.stats());
             let outcome = node.controller.run_cycle(Instant(now), &mut io);
             let spent_ns = io.spent_ns;
             if let CycleOutcome::Ran { messages } = outcome {
@@ -754,7 +764,12 @@ impl World {
                 self.controller_busy_until = now + cost + spent_ns;
                 self.cycles += 1;
                 node.occupies_waiting = 0;
-                node.controller.check_invariants();
+                // The full check after every cycle that moved a byte between free, reserved
+                // and used (with debug assertions the allocator also checks itself on entry
+                // and exit of every allocate and free).
+                if books(&node.controller.stats()) != books_before {
+                    node.controller.check_invariants();
+                }
                 self.trace.ev(
                     now,
                     "cycle",
@@ -880,18 +895,19 @@ impl World {
         self.accept_wakes.clear();
     }
 
-    /// Lets every held ReadAt complete (scripted tests).
-    pub fn release_reads(&mut self) {
+    /// Lets every held op complete (scripted tests).
+    pub fn release_held(&mut self) {
         self.hold_reads = false;
+        self.hold_writes = false;
         let node = self.node.as_mut().expect("a node is running");
-        for (w, id) in self.held_reads.drain(..) {
+        for (w, id) in self.held.drain(..) {
             node.workers[w].ring.schedule(id, self.clock.now() + 1_000);
         }
     }
 
-    /// Reads held so far (scripted tests).
-    pub fn held_reads(&self) -> usize {
-        self.held_reads.len()
+    /// Ops held so far (scripted tests).
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// Wakes what a scripted client did on the network (a connect, bytes, a close).
@@ -942,6 +958,21 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Nothing is happening or due: no controller work, no message, no I/O due.
+    pub fn quiescent(&self) -> bool {
+        let Some(node) = &self.node else { return true };
+        let c = &node.controller;
+        let controller_idle =
+            c.inbox_len() == 0 && c.outbox_len() == 0 && c.poll_timeout().is_none();
+        controller_idle
+            && node.workers.iter().all(|wb| {
+                wb.to_controller.is_empty()
+                    && wb.to_worker.is_empty()
+                    && wb.worker.messages_waiting() == 0
+                    && wb.ring.next_due().is_none()
+            })
     }
 
     /// Faults off, crashes off, no new requests; a latched controller is restarted.
@@ -1029,6 +1060,21 @@ impl World {
         self.heal()?;
         let bound = self.liveness_bound_ns();
         self.run_until("liveness after healing", bound, |w| w.workload.all_idle())?;
+        // With every request answered and no client active, the node must go quiet: no
+        // controller cycle, no message, no I/O due (idle connections and timers may remain).
+        let cycles = self.cycles;
+        self.run_until(
+            "quiescence with no request in flight",
+            QUIESCENCE_BOUND_NS,
+            |w| w.quiescent(),
+        )
+        .map_err(|f| match f {
+            Failure::Liveness(m) => Failure::Liveness(format!(
+                "{m}; {} controller cycles ran meanwhile",
+                self.cycles - cycles
+            )),
+            other => other,
+        })?;
         self.shutdown()?;
         self.start()?;
         self.workload.sweep = workload::sweep_requests(&self.model, SWEEP_ADDRESSES_MAX);
@@ -1141,6 +1187,18 @@ fn cancel(wb: &mut WorkerBox, target: OpId, net: &mut Net, rng: &mut ChaCha8Rng,
         }
     }
     wb.ring.schedule(target, now + 1_000);
+}
+
+/// The allocator's figures a cycle may change: free, reserved, used and quarantined bytes, and
+/// the free slots per class.
+fn books(s: &ControllerStats) -> (u64, u64, u64, u64, [u64; 8]) {
+    (
+        s.free_bytes,
+        s.reserved_bytes,
+        s.used_bytes,
+        s.quarantined_bytes,
+        s.free_slots,
+    )
 }
 
 /// The first 8 bytes of a hash, for the trace.
