@@ -157,6 +157,10 @@ pub struct Controller<M: MetaStore> {
     outbox: Vec<VecDeque<ToWorker>>,
     last_run: Option<Instant>,
     last_durable_commit: Instant,
+    /// Relaxed mode, since `open`: no durable commit yet. The last run's non-durable deletes
+    /// are committed but not durable, so the first write batch (before any slot is handed out)
+    /// syncs the data file and commits durably.
+    durable_commit_due: bool,
     failed: Option<String>,
     stats: ControllerStats,
 }
@@ -242,6 +246,7 @@ impl<M: MetaStore> Controller<M> {
             outbox: (0..config.workers).map(|_| VecDeque::new()).collect(),
             last_run: None,
             last_durable_commit: Instant::ZERO,
+            durable_commit_due: config.durability == Durability::Relaxed,
             failed: None,
             stats,
             config,
@@ -271,7 +276,10 @@ impl<M: MetaStore> Controller<M> {
         }
         self.header.commit_seq += 1;
         txn.set_header(&self.header)?;
-        txn.commit(true)?;
+        // In relaxed mode the last run's newest entries may point at data it never synced: a
+        // durable commit here would make them survive a power loss over lost bytes. Relaxed mode
+        // makes the index durable only in `apply_in_txn`, after syncing the data file.
+        txn.commit(self.config.durability == Durability::Full)?;
         Ok(())
     }
 
@@ -629,7 +637,8 @@ impl<M: MetaStore> Controller<M> {
         let t0 = io.now();
         // A store may not reuse pages freed after its last durable commit (libmdbx in its
         // no-sync mode): in relaxed mode, still make one commit a second durable.
-        let periodic = !durable && t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        let periodic = !durable
+            && (self.durable_commit_due || t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL);
         // Released slots wait for a durable commit (relaxed mode): when space runs short, make
         // this one durable rather than let PUTs wait up to the interval.
         let pressed = !durable && pending.short && !self.undurable.is_empty();
@@ -643,6 +652,7 @@ impl<M: MetaStore> Controller<M> {
         let durable = durable || periodic;
         if durable {
             self.last_durable_commit = t0;
+            self.durable_commit_due = false;
         }
         pending.durable = durable;
         txn.commit(durable).map_err(|e| format!("commit: {e}"))?;

@@ -60,6 +60,9 @@ const REJECTING_MAX: usize = 64;
 const BUFFERS_KEPT_MAX: usize = 256;
 /// Delay before accepting again after EMFILE and similar.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
+/// Delay before a class that came back short after a `Reclaim` is asked again (the space it
+/// waits for comes back over some cycles; asking every loop turn spins worker and controller).
+const SLOT_RETRY_DELAY: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VerifyReads {
@@ -300,6 +303,8 @@ pub struct Worker {
     /// Per class: a `Reclaim` arrived since the last `AllocateDone`: space may come back, keep
     /// PUTs waiting.
     reclaim_seen: [bool; CLASS_COUNT],
+    /// Per class: no allocate request before this (see `SLOT_RETRY_DELAY`).
+    slot_retry_at: [Option<Instant>; CLASS_COUNT],
     shutting_down: bool,
     /// Address replies received so far (their sequence numbers are 1..=this).
     addresses_received: u64,
@@ -339,6 +344,7 @@ impl Worker {
             now_seen: Instant::ZERO,
             deadline_cache: Instant::ZERO,
             reclaim_seen: [false; CLASS_COUNT],
+            slot_retry_at: [None; CLASS_COUNT],
             shutting_down: false,
             addresses_received: 0,
             reads_in_flight: BTreeSet::new(),
@@ -392,10 +398,15 @@ impl Worker {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let connections = self.conns_open + self.rejecting > 0;
         let deadlines = connections.then_some(self.deadline_cache);
-        match (deadlines, self.accept_retry_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A worker shutting down neither accepts nor refills: a pending retry of either would
+        // be a deadline no tick clears, and the driver's loop would spin on it.
+        let retries = if self.shutting_down {
+            [None, None]
+        } else {
+            let slot = self.slot_retry_at.iter().flatten().min().copied();
+            [self.accept_retry_at, slot]
+        };
+        retries.into_iter().chain([deadlines]).flatten().min()
     }
 
     /// The shortest timeout any deadline is set with.
@@ -572,6 +583,14 @@ impl Worker {
             return;
         }
         for class in SizeClass::ALL {
+            // A waiter answered meanwhile (503 at its deadline, closed) no longer counts.
+            let conns = &self.conns;
+            self.slot_waiters[class.index()].retain(|&r| waits_for_slot(conns, r));
+            let retry = &mut self.slot_retry_at[class.index()];
+            if retry.is_some_and(|t| self.now_seen < t) {
+                continue;
+            }
+            *retry = None;
             let waiting = self.slot_waiters[class.index()].len();
             if let Some(count) = self.pools.refill_due(class, waiting) {
                 let request = self.next_request();
@@ -2361,8 +2380,11 @@ impl Worker {
                 self.pools.done(class, request, requested, granted);
                 self.serve_slot_waiters(now, class);
                 let short = granted < requested && self.pools.free_count(class) == 0;
-                if short && !std::mem::take(&mut self.reclaim_seen[class.index()]) {
+                let reclaimed = std::mem::take(&mut self.reclaim_seen[class.index()]);
+                if short && !reclaimed {
                     self.fail_slot_waiters(now, class);
+                } else if short {
+                    self.slot_retry_at[class.index()] = Some(now + SLOT_RETRY_DELAY);
                 }
             }
             ToWorker::Reclaim { class } => {
@@ -2745,6 +2767,19 @@ impl Worker {
                 "buffer owned exactly once"
             );
         }
+    }
+}
+
+/// Whether connection `r` still has a PUT waiting for a pool slot.
+fn waits_for_slot(conns: &[Option<Conn>], r: ConnRef) -> bool {
+    let stage = match conns.get(r.index) {
+        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),
+        _ => None,
+    };
+    match stage {
+        Some(Stage::WaitSlot { .. }) => true,
+        Some(Stage::Stream(s)) => s.slot.is_none(),
+        _ => false,
     }
 }
 

@@ -14,6 +14,9 @@
 //!   sectors; a sector stops being damaged when a correct write covers it whole. Power loss
 //!   damages nothing by this definition: whatever the index (as it survived) points at must have
 //!   been durable, in either durability mode.
+//! - Sticky read errors: a sector may turn bad (the ring decides when); every read that touches
+//!   it fails with EIO until a write touches it (the drive remaps it; what the write did not
+//!   cover stays damaged). Bad sectors count as damaged.
 //! - Transient read faults (EIO, bit flips) are the ring's business: the stored bytes are fine.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +39,7 @@ pub struct Disk {
     /// Sectors written since the last sync (the live image is `live` over `durable`).
     live: BTreeMap<u64, Sector>,
     damaged: BTreeSet<u64>,
+    bad: BTreeSet<u64>,
     pub syncs: u64,
     pub writes: u64,
 }
@@ -48,6 +52,7 @@ impl Disk {
             durable: BTreeMap::new(),
             live: BTreeMap::new(),
             damaged: BTreeSet::new(),
+            bad: BTreeSet::new(),
             syncs: 0,
             writes: 0,
         }
@@ -109,8 +114,12 @@ impl Disk {
             sector[within..within + n].copy_from_slice(src);
             if !correct {
                 self.damaged.insert(index);
-            } else if n == SECTOR {
-                self.damaged.remove(&index);
+            } else {
+                // A write remaps a bad sector; what it did not cover is lost (stays damaged).
+                self.bad.remove(&index);
+                if n == SECTOR {
+                    self.damaged.remove(&index);
+                }
             }
             pos += n as u64;
         }
@@ -123,6 +132,20 @@ impl Disk {
         for index in first..=last {
             self.damaged.insert(index);
         }
+    }
+
+    /// The sector holding `offset` turns bad (a sticky read error).
+    pub fn mark_bad(&mut self, offset: u64) {
+        assert!(offset < self.capacity_bytes);
+        self.bad.insert(offset / SECTOR_BYTES);
+        self.damaged.insert(offset / SECTOR_BYTES);
+    }
+
+    /// Whether a read of `[offset, offset + len)` touches a bad sector.
+    pub fn is_bad(&self, offset: u64, len: u64) -> bool {
+        let first = offset / SECTOR_BYTES;
+        let last = (offset + len.max(1) - 1) / SECTOR_BYTES;
+        self.bad.range(first..=last).next().is_some()
     }
 
     /// Whether any sector of `[offset, offset + len)` is damaged.

@@ -304,7 +304,13 @@ fn soak(args: &Args) -> ExitCode {
             seeds.sort_unstable();
             println!("caught by seeds {seeds:?}");
             if let Some((seed, Err((_, what)))) = failed.iter().min_by_key(|(s, _)| *s) {
-                let what: String = what.chars().take(160).collect();
+                let what: String = what
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(160)
+                    .collect();
                 println!("seed {seed}: {what}");
             }
             ExitCode::SUCCESS

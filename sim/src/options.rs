@@ -96,6 +96,9 @@ pub struct Faults {
     pub file_eio: f64,
     /// A file read returns one flipped bit (only with verification on).
     pub bit_flip: f64,
+    /// A file read hits a sector that turns bad: it and every later read of it fail with EIO
+    /// until a write covers it whole.
+    pub sticky_read: f64,
     /// A file write lands at another offset (only with verification on).
     pub misdirect: f64,
     /// A socket op fails with ECONNRESET.
@@ -248,6 +251,7 @@ impl Options {
                 } else {
                     0.0
                 },
+                sticky_read: maybe(&mut rng, 0.0001, 0.002),
                 conn_reset: maybe(&mut rng, 0.0005, 0.01),
                 accept_error: maybe(&mut rng, 0.01, 0.1),
                 queue_stall: maybe(&mut rng, 0.001, 0.02),

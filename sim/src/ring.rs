@@ -7,6 +7,7 @@
 //! - Recv, Send, ReadAt and WriteAt may transfer fewer bytes than asked (at least one).
 //! - Any socket or file op may complete with EAGAIN, having done nothing.
 //! - ReadAt and WriteAt may fail with EIO (a failed write may have written a prefix).
+//! - ReadAt may turn a sector bad: it and later reads of it fail with EIO (see `disk`).
 //! - With verification on: ReadAt may return one flipped bit (the stored bytes are fine), and
 //!   WriteAt may land at another offset while reporting success (the disk records the damage).
 //! - Recv and Send may fail with ECONNRESET (the connection is then marked faulted).
@@ -52,6 +53,8 @@ pub struct FaultCounters {
     pub read_faults: u64,
     pub write_faults: u64,
     pub misdirected: u64,
+    /// Sectors turned bad (sticky read errors).
+    pub sticky: u64,
     pub conn_faults: u64,
     pub eagain: u64,
     pub short: u64,
@@ -349,6 +352,16 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             }
             if chance(env.rng, env.faults.file_eio) {
                 env.counters.read_faults += 1;
+                return out(done(id, Err(Errno::EIO), Some(buf)), None);
+            }
+            if chance(env.rng, env.faults.sticky_read) {
+                // This read fails for it (a read fault); later ones are explained as damage.
+                env.counters.sticky += 1;
+                env.counters.read_faults += 1;
+                env.disk
+                    .mark_bad(offset + env.rng.random_range(0..(end - start) as u64));
+            }
+            if env.disk.is_bad(offset, (end - start) as u64) {
                 return out(done(id, Err(Errno::EIO), Some(buf)), None);
             }
             let n = transfer(env, end - start);

@@ -236,9 +236,8 @@ impl World {
     pub fn start(&mut self) -> Result<(), Failure> {
         loop {
             assert!(self.node.is_none());
-            // The driver's startup fdatasync: the recovery commit below is durable, so the data
-            // the surviving index points at must be durable first (see sim/README.md).
-            self.disk.sync();
+            // No startup fdatasync (the server does none): what the recovery commit makes
+            // durable must not depend on data the last run never synced.
             self.image.lock().expect("image lock").fail_next_commit = false;
             self.latched = false;
             let store = MemStore::open(self.image.clone());
@@ -406,8 +405,16 @@ impl World {
         if self.clock.now() == self.last_now {
             self.instant_steps += 1;
             if self.instant_steps > STEPS_PER_INSTANT_MAX {
+                let mut ready = Vec::new();
+                self.gather(&mut ready);
+                let timeouts: Vec<Option<u64>> = self
+                    .node
+                    .iter()
+                    .flat_map(|n| n.workers.iter().map(|wb| wb.timeout))
+                    .collect();
                 return Err(Failure::Liveness(format!(
-                    "livelock: {STEPS_PER_INSTANT_MAX} steps without time passing at {} ns",
+                    "livelock: {STEPS_PER_INSTANT_MAX} steps without time passing at {} ns; \
+                     ready: {ready:?}; worker timeouts: {timeouts:?}",
                     self.clock.now()
                 )));
             }
@@ -565,7 +572,7 @@ impl World {
             .pop_due(self.clock.now())
             .expect("the ring had a due op");
         let entry = wb.ring.remove(id);
-        let misdirected = self.counters.misdirected;
+        let damage = self.counters.misdirected + self.counters.sticky;
         let mut env = IoEnv {
             now: self.clock.now(),
             worker: w,
@@ -600,7 +607,7 @@ impl World {
                 self.worker_turn(w);
             }
         }
-        if self.counters.misdirected != misdirected {
+        if self.counters.misdirected + self.counters.sticky != damage {
             self.mark_damaged_blocks();
         }
     }
@@ -793,7 +800,7 @@ impl World {
                     self.armed = Some((restart, now));
                 }
                 let committed = self.image.lock().expect("image lock").commits > commits_before;
-                if committed && self.counters.misdirected > 0 {
+                if committed && self.counters.misdirected + self.counters.sticky > 0 {
                     // A block whose own write was misdirected is damaged from its commit on.
                     self.mark_damaged_blocks();
                 }
