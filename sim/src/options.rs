@@ -22,7 +22,7 @@ pub const REQUESTS_DEFAULT: u64 = 2000;
 /// Most simulated clients.
 pub const CLIENTS_MAX: usize = 32;
 /// Most workers.
-pub const WORKERS_MAX: usize = 4;
+pub const WORKERS_MAX: usize = 8;
 /// Most crashes planned per seed.
 pub const CRASHES_MAX: usize = 4;
 
@@ -367,7 +367,7 @@ fn draw_pool_targets(rng: &mut ChaCha8Rng) -> [u16; 8] {
         _ => {
             let mut t = [0u16; 8];
             for (i, v) in t.iter_mut().enumerate() {
-                // Fewer slots of the large classes: 4 workers x 8 x 512 KiB is 16 MiB already.
+                // Fewer slots of the large classes: 8 workers x 8 x 512 KiB would be 32 MiB already.
                 let hi = if i >= 5 { 2 } else { 8 };
                 *v = rng.random_range(0..=hi);
             }

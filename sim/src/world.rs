@@ -69,6 +69,18 @@ pub struct Node {
     occupies_waiting: usize,
     /// The last hand-out of replies made no progress (every target queue full).
     outbox_blocked: bool,
+    /// A cycle between `start_cycle` and `finish_cycle`: its read replies are out, the workers
+    /// run on (and may read the addresses they got) while the controller thread does the
+    /// batch's write transaction, fdatasync and commit — the server's order.
+    cycle_open: Option<OpenCycle>,
+}
+
+/// What a cycle's second half needs from its first.
+#[derive(Clone, Copy, Debug)]
+struct OpenCycle {
+    messages: usize,
+    books_before: Books,
+    commits_before: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -278,6 +290,7 @@ impl World {
                 workers,
                 occupies_waiting: 0,
                 outbox_blocked: false,
+                cycle_open: None,
             });
             if let Some(kind) = self.crash_after_recovery.take() {
                 self.trace
@@ -530,6 +543,9 @@ impl World {
             if node.controller.outbox_len() > 0 && !node.outbox_blocked {
                 controller_ready = true;
             }
+            if node.cycle_open.is_some() {
+                controller_ready = true;
+            }
             if controller_ready {
                 if self.controller_busy_until <= now {
                     ready.push(Action::Controller);
@@ -718,8 +734,10 @@ impl World {
     // The controller.
 
     fn controller_turn(&mut self) -> Result<(), Failure> {
+        if self.node.as_ref().is_some_and(|n| n.cycle_open.is_some()) {
+            return self.finish_cycle();
+        }
         let now = self.clock.now();
-        let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         for (w, wb) in node.workers.iter_mut().enumerate() {
             if !wb.to_controller.readable(now) {
@@ -744,74 +762,97 @@ impl World {
                     return self.crash(plan.kind);
                 }
             }
-            if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
-                self.image.lock().expect("image lock").fail_next_commit = true;
-                self.latched = true;
-            }
             let commits_before = self.image.lock().expect("image lock").commits;
             let node = self.node.as_mut().expect("a node is running");
-            let mut io = CtlIo {
-                disk: &mut self.disk,
-                rng: &mut self.rng,
-                now,
-                spent_ns: 0,
-                disk_latency_ns: self.opts.disk_latency_ns,
-                sync_fail: faults.sync_fail,
-                failed: &mut self.latched,
-            };
             let books_before = books(&node.controller.stats());
-            let outcome = node.controller.run_cycle(Instant(now), &mut io);
-            let spent_ns = io.spent_ns;
-            if let CycleOutcome::Ran { messages } = outcome {
-                // A cycle takes time (and its fdatasync the disk's latency): the controller
-                // thread takes nothing else meanwhile, while the workers go on.
+            if let CycleOutcome::Ran { messages } = node.controller.start_cycle(Instant(now)) {
+                // The first half (pause, batch, read view) takes time; its replies go out now,
+                // as the server pushes them before the batch's fdatasync and commit, and the
+                // workers go on while the controller thread does the second half.
                 let cost = self
                     .rng
                     .random_range(self.opts.cycle_cost_ns.0..=self.opts.cycle_cost_ns.1);
-                self.controller_busy_until = now + cost + spent_ns;
-                self.cycles += 1;
+                self.controller_busy_until = now + cost;
                 node.occupies_waiting = 0;
-                // The full check after every cycle that moved a byte between free, reserved
-                // and used (with debug assertions the allocator also checks itself on entry
-                // and exit of every allocate and free).
-                if books(&node.controller.stats()) != books_before {
-                    node.controller.check_invariants();
-                }
+                node.cycle_open = Some(OpenCycle {
+                    messages,
+                    books_before,
+                    commits_before,
+                });
                 self.trace.ev(
                     now,
-                    "cycle",
-                    [
-                        messages as u64,
-                        node.controller.outbox_len() as u64,
-                        node.controller.is_failed() as u64,
-                        0,
-                    ],
+                    "cycle-start",
+                    [messages as u64, node.controller.outbox_len() as u64, 0, 0],
                 );
-                let restart = self.restart_on_latch && !self.healed;
-                if node.controller.is_failed() && self.armed.is_none() && restart {
-                    // The operator restarts a latched server (a failed fsync is never retried).
-                    self.trace
-                        .note(now, "the controller latched failed: restart");
-                    let restart = CrashPlan {
-                        after_requests: 0,
-                        point: CrashPoint::Anywhere,
-                        kind: CrashKind::Process,
-                    };
-                    self.armed = Some((restart, now));
-                }
-                let committed = self.image.lock().expect("image lock").commits > commits_before;
-                if committed && self.counters.misdirected + self.counters.sticky > 0 {
-                    // A block whose own write was misdirected is damaged from its commit on.
-                    self.mark_damaged_blocks();
-                }
-                if let Some((plan, _)) = self.armed {
-                    if plan.point == CrashPoint::AfterCommit && committed {
-                        self.armed = None;
-                        self.trace
-                            .note(now, "crash between the commit and the replies");
-                        return self.crash(plan.kind);
-                    }
-                }
+            }
+        }
+        self.hand_out_replies();
+        Ok(())
+    }
+
+    /// The second half of an open cycle: one write transaction, fdatasync, commit, replies.
+    fn finish_cycle(&mut self) -> Result<(), Failure> {
+        let now = self.clock.now();
+        let faults = self.faults();
+        if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
+            self.image.lock().expect("image lock").fail_next_commit = true;
+            self.latched = true;
+        }
+        let node = self.node.as_mut().expect("a node is running");
+        let open = node.cycle_open.take().expect("a cycle is open");
+        let mut io = CtlIo {
+            disk: &mut self.disk,
+            rng: &mut self.rng,
+            now,
+            spent_ns: 0,
+            disk_latency_ns: self.opts.disk_latency_ns,
+            sync_fail: faults.sync_fail,
+            failed: &mut self.latched,
+        };
+        node.controller.finish_cycle(&mut io);
+        // Its fdatasync takes the disk's latency: the controller thread takes nothing else
+        // meanwhile.
+        self.controller_busy_until = now + io.spent_ns;
+        self.cycles += 1;
+        // The full check after every cycle that moved a byte between free, reserved and used
+        // (with debug assertions the allocator also checks itself on entry and exit of every
+        // allocate and free).
+        if books(&node.controller.stats()) != open.books_before {
+            node.controller.check_invariants();
+        }
+        self.trace.ev(
+            now,
+            "cycle",
+            [
+                open.messages as u64,
+                node.controller.outbox_len() as u64,
+                node.controller.is_failed() as u64,
+                0,
+            ],
+        );
+        let restart = self.restart_on_latch && !self.healed;
+        if node.controller.is_failed() && self.armed.is_none() && restart {
+            // The operator restarts a latched server (a failed fsync is never retried).
+            self.trace
+                .note(now, "the controller latched failed: restart");
+            let restart = CrashPlan {
+                after_requests: 0,
+                point: CrashPoint::Anywhere,
+                kind: CrashKind::Process,
+            };
+            self.armed = Some((restart, now));
+        }
+        let committed = self.image.lock().expect("image lock").commits > open.commits_before;
+        if committed && self.counters.misdirected + self.counters.sticky > 0 {
+            // A block whose own write was misdirected is damaged from its commit on.
+            self.mark_damaged_blocks();
+        }
+        if let Some((plan, _)) = self.armed {
+            if plan.point == CrashPoint::AfterCommit && committed {
+                self.armed = None;
+                self.trace
+                    .note(now, "crash between the commit and the replies");
+                return self.crash(plan.kind);
             }
         }
         self.hand_out_replies();
@@ -1030,6 +1071,7 @@ impl World {
                     && wb.worker.messages_waiting() == 0
             }) && node.controller.inbox_len() == 0
                 && node.controller.outbox_len() == 0
+                && node.cycle_open.is_none()
         })?;
         let node = self.node.take().expect("a node is running");
         let s = node.controller.stats();
@@ -1198,7 +1240,10 @@ fn cancel(wb: &mut WorkerBox, target: OpId, net: &mut Net, rng: &mut ChaCha8Rng,
 
 /// The allocator's figures a cycle may change: free, reserved, used and quarantined bytes, and
 /// the free slots per class.
-fn books(s: &ControllerStats) -> (u64, u64, u64, u64, [u64; 8]) {
+/// The allocator's books: free, reserved, used and quarantined bytes, free slots per class.
+type Books = (u64, u64, u64, u64, [u64; 8]);
+
+fn books(s: &ControllerStats) -> Books {
     (
         s.free_bytes,
         s.reserved_bytes,
