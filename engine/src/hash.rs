@@ -38,6 +38,13 @@ impl BlockHash {
         }
     }
 
+    /// The 64 lowercase hex characters, on the stack.
+    pub fn hex(&self) -> Hex {
+        let mut buf = [0u8; HASH_HEX_LEN];
+        self.write_hex(&mut buf);
+        Hex(buf)
+    }
+
     pub fn to_hex(&self) -> String {
         let mut buf = [0u8; HASH_HEX_LEN];
         self.write_hex(&mut buf);
@@ -112,5 +119,25 @@ mod tests {
         b[30] = 1;
         assert_eq!(BlockHash(a).successor(), Some(BlockHash(b)));
         assert_eq!(BlockHash([0xff; 32]).successor(), None);
+    }
+}
+
+/// A hash in 64 lowercase hex characters, without a heap allocation ([`BlockHash::hex`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Hex([u8; HASH_HEX_LEN]);
+
+impl Hex {
+    pub fn as_bytes(&self) -> &[u8; HASH_HEX_LEN] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl fmt::Debug for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

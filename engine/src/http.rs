@@ -96,6 +96,68 @@ pub enum HeadParse {
 /// `max_header_bytes` or more, or a complete one longer than that, is `431`. The result depends
 /// only on the bytes, so growing `buf` never turns an error or a complete head into anything else.
 pub fn parse_head(buf: &[u8], max_header_bytes: usize) -> Result<HeadParse, HttpError> {
+    parse_head_with(buf, max_header_bytes, &mut HeadBuffers::default())
+}
+
+/// Spare byte buffers for the parts of a request head that are copied out of the receive buffer
+/// (path, query, some header values). A worker gives every finished request's head back
+/// ([`HeadBuffers::recycle`]) and parses the next head with them ([`parse_head_with`]), so a
+/// keep-alive request allocates nothing for its head.
+#[derive(Default, Debug)]
+pub struct HeadBuffers {
+    spare: Vec<Vec<u8>>,
+}
+
+/// Most spare buffers kept, and the largest capacity kept (a long target or header value is
+/// rare: its buffer is dropped rather than kept).
+const HEAD_SPARE_MAX: usize = 64;
+const HEAD_SPARE_BYTES_MAX: usize = 4096;
+
+impl HeadBuffers {
+    /// `bytes` in a spare buffer (or a new one when none is left).
+    fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut v) => {
+                v.clear();
+                v.extend_from_slice(bytes);
+                v
+            }
+            None => bytes.to_vec(),
+        }
+    }
+
+    /// Keeps the buffers of a head that is done with.
+    pub fn recycle(&mut self, head: RequestHead) {
+        let parts = [
+            Some(head.path),
+            Some(head.query),
+            head.authorization,
+            head.if_none_match,
+            head.range,
+        ];
+        for v in parts.into_iter().flatten() {
+            if self.spare.len() < HEAD_SPARE_MAX && v.capacity() <= HEAD_SPARE_BYTES_MAX {
+                self.spare.push(v);
+            }
+        }
+    }
+
+    /// Spare buffers held (for memory accounting and tests).
+    pub fn len(&self) -> usize {
+        self.spare.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spare.is_empty()
+    }
+}
+
+/// [`parse_head`] taking the copied parts' buffers from `buffers`.
+pub fn parse_head_with(
+    buf: &[u8],
+    max_header_bytes: usize,
+    buffers: &mut HeadBuffers,
+) -> Result<HeadParse, HttpError> {
     assert!(
         max_header_bytes > 0,
         "a zero head limit refuses every request"
@@ -120,7 +182,7 @@ pub fn parse_head(buf: &[u8], max_header_bytes: usize) -> Result<HeadParse, Http
     if head_len > max_header_bytes {
         return Err(HttpError::new(431, "request head too large"));
     }
-    let head = head_from_parsed(&request)?;
+    let head = head_from_parsed(&request, buffers)?;
     assert!(head.path.first() == Some(&b'/'));
     Ok(HeadParse::Complete { head, head_len })
 }
@@ -156,7 +218,10 @@ fn request_line_version(buf: &[u8]) -> Option<&[u8]> {
 }
 
 /// Builds a `RequestHead` from a complete httparse request, enforcing the framing rules.
-fn head_from_parsed(request: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError> {
+fn head_from_parsed(
+    request: &httparse::Request<'_, '_>,
+    buffers: &mut HeadBuffers,
+) -> Result<RequestHead, HttpError> {
     let method = match request.method.unwrap_or("") {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
@@ -171,7 +236,9 @@ fn head_from_parsed(request: &httparse::Request<'_, '_>) -> Result<RequestHead, 
         _ => return Err(HttpError::new(505, "HTTP version not supported")),
     };
     let (path, query) = split_target(request.path.unwrap_or("").as_bytes())?;
-    let fields = HeaderFields::collect(request.headers)?;
+    let fields = HeaderFields::collect(request.headers, buffers)?;
+    let path = buffers.copy(path);
+    let query = buffers.copy(query);
     let body = match (fields.content_length, fields.chunked) {
         (Some(_), true) => {
             return Err(HttpError::bad("both Content-Length and Transfer-Encoding"));
@@ -205,7 +272,7 @@ fn head_from_parsed(request: &httparse::Request<'_, '_>) -> Result<RequestHead, 
 
 /// Splits a request target into path and query. Origin-form (`/p?q`) is kept as sent;
 /// absolute-form (`http://host/p?q`) loses its scheme and authority. Anything else is `400`.
-fn split_target(target: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
+fn split_target(target: &[u8]) -> Result<(&[u8], &[u8]), HttpError> {
     if target.iter().any(|&b| b <= b' ' || b == 0x7f) {
         return Err(HttpError::bad(
             "control character or space in request target",
@@ -223,13 +290,9 @@ fn split_target(target: &[u8]) -> Result<(Vec<u8>, Vec<u8>), HttpError> {
         ),
         None => (origin, &[]),
     };
-    let path = if path.is_empty() {
-        b"/".to_vec()
-    } else {
-        path.to_vec()
-    };
+    let path: &[u8] = if path.is_empty() { b"/" } else { path };
     assert!(path.first() == Some(&b'/'));
-    Ok((path, query.to_vec()))
+    Ok((path, query))
 }
 
 /// For `http://host[/path][?query]` (scheme case-insensitive, host non-empty), the part from the
@@ -270,16 +333,24 @@ struct HeaderFields {
 }
 
 impl HeaderFields {
-    fn collect(headers: &[httparse::Header<'_>]) -> Result<HeaderFields, HttpError> {
+    fn collect(
+        headers: &[httparse::Header<'_>],
+        buffers: &mut HeadBuffers,
+    ) -> Result<HeaderFields, HttpError> {
         assert!(headers.len() <= HEADERS_MAX);
         let mut fields = HeaderFields::default();
         for header in headers {
-            fields.add(header.name.as_bytes(), header.value)?;
+            fields.add(header.name.as_bytes(), header.value, buffers)?;
         }
         Ok(fields)
     }
 
-    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HttpError> {
+    fn add(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        buffers: &mut HeadBuffers,
+    ) -> Result<(), HttpError> {
         let is = |expected: &[u8]| name.eq_ignore_ascii_case(expected);
         if is(b"content-length") {
             self.add_content_length(value)?;
@@ -302,13 +373,13 @@ impl HeaderFields {
             if self.authorization.is_some() {
                 return Err(HttpError::bad("more than one Authorization"));
             }
-            self.authorization = Some(trim_ows(value).to_vec());
+            self.authorization = Some(buffers.copy(trim_ows(value)));
         } else if is(b"if-none-match") {
             // A list field: several lines mean the same as one line joined by commas.
-            append_list(&mut self.if_none_match, value);
+            append_list(&mut self.if_none_match, value, buffers);
         } else if is(b"range") {
             // Not a list, but joining makes repeated lines a multi-range, which is ignored.
-            append_list(&mut self.range, value);
+            append_list(&mut self.range, value, buffers);
         } else if is(b"expect") {
             self.expect_continue |= trim_ows(value).eq_ignore_ascii_case(b"100-continue");
         }
@@ -332,14 +403,14 @@ impl HeaderFields {
     }
 }
 
-fn append_list(slot: &mut Option<Vec<u8>>, value: &[u8]) {
+fn append_list(slot: &mut Option<Vec<u8>>, value: &[u8], buffers: &mut HeadBuffers) {
     let value = trim_ows(value);
     match slot {
         Some(joined) => {
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value);
         }
-        None => *slot = Some(value.to_vec()),
+        None => *slot = Some(buffers.copy(value)),
     }
 }
 

@@ -25,7 +25,8 @@ use crate::buddy::Slot;
 use crate::clock::Instant;
 use crate::hash::{BlockHash, HASH_HEX_LEN};
 use crate::http::{
-    self, BodyFraming, ChunkedDecoder, HeadParse, HttpError, Method, RangeSpec, RequestHead,
+    self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
+    RequestHead,
 };
 use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
 use crate::message::{
@@ -58,6 +59,8 @@ const DISCARD_MAX_BYTES: u64 = 1 << 20;
 const REJECTING_MAX: usize = 64;
 /// Recycled buffers kept per kind.
 const BUFFERS_KEPT_MAX: usize = 256;
+/// Pooled receive buffers of requests in progress kept per worker (~80 KiB each by default).
+const RECV_BUFS_KEPT_MAX: usize = 16;
 /// Delay before accepting again after EMFILE and similar.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// Delay before a class that came back short after a `Reclaim` is asked again (the space it
@@ -183,7 +186,9 @@ enum Stage {
         deadline: Instant,
     },
     /// A PUT with Content-Length: the body goes into its slot piece by piece as it arrives.
-    Stream(Box<StreamPut>),
+    /// Not boxed: a box per PUT would be a heap allocation per request; an `Active` lives in
+    /// its connection only while a request is in progress.
+    Stream(StreamPut),
     /// Writing the (buffered, chunked) body into `slot`; the buffer is in the write op.
     Write {
         hash: BlockHash,
@@ -314,6 +319,12 @@ pub struct Worker {
     small_bufs: Vec<Vec<u8>>,
     large_bufs: Vec<Vec<u8>>,
     piece_bufs: Vec<Vec<u8>>,
+    /// Receive buffers of a request in progress (`recv_chunk_bytes` and a little more).
+    recv_bufs: Vec<Vec<u8>>,
+    /// Buffers of finished requests' heads, for the next heads (no allocation per request).
+    head_buffers: HeadBuffers,
+    /// Where a GET's response head is written before it goes in front of the body.
+    head_scratch: Vec<u8>,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
 }
@@ -352,6 +363,9 @@ impl Worker {
             small_bufs: Vec::new(),
             large_bufs: Vec::new(),
             piece_bufs: Vec::new(),
+            recv_bufs: Vec::new(),
+            head_buffers: HeadBuffers::default(),
+            head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
             config,
@@ -534,12 +548,33 @@ impl Worker {
         }
     }
 
+    /// A receive buffer with room for `need` bytes, for a request in progress.
+    fn recv_buf(&mut self, need: usize) -> Vec<u8> {
+        match self.recv_bufs.pop() {
+            Some(mut b) if b.capacity() >= need => {
+                b.clear();
+                b
+            }
+            _ => Vec::with_capacity(need.max(self.recv_buf_bytes())),
+        }
+    }
+
+    /// The capacity of a pooled receive buffer: a chunk plus what may already be buffered.
+    fn recv_buf_bytes(&self) -> usize {
+        self.config.recv_chunk_bytes + 2 * IDLE_RECV_BYTES
+    }
+
     fn recycle(&mut self, mut buf: Vec<u8>) {
         buf.clear();
         let large = HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize;
+        let recv = self.recv_buf_bytes();
         if buf.capacity() >= large && buf.capacity() <= 2 * large {
             if self.large_bufs.len() < BUFFERS_KEPT_MAX / 4 {
                 self.large_bufs.push(buf);
+            }
+        } else if buf.capacity() >= recv && buf.capacity() <= 2 * recv {
+            if self.recv_bufs.len() < RECV_BUFS_KEPT_MAX {
+                self.recv_bufs.push(buf);
             }
         } else if (IDLE_RECV_BYTES..=2 * IDLE_RECV_BYTES).contains(&buf.capacity())
             && self.small_bufs.len() < BUFFERS_KEPT_MAX
@@ -882,7 +917,9 @@ impl Worker {
             Some(Stage::Responded)
         );
         if done {
-            conn.active = None;
+            if let Some(a) = conn.active.take() {
+                self.head_buffers.recycle(a.head);
+            }
             conn.last_activity = now;
             if conn.rejecting || !conn.keep_alive {
                 if conn.discard > 0 && !conn.eof {
@@ -1105,17 +1142,21 @@ impl Worker {
             return;
         }
         let mut buf = conn.rbuf.take().expect("not receiving");
+        let handle = conn.handle;
         // Between requests a connection holds only a small buffer (memory with many idle
-        // connections); a request in progress receives in full chunks.
+        // connections); a request in progress receives in full chunks. Buffers are swapped
+        // through the pools, not reallocated.
         let idle = conn.active.is_none() && conn.head_started.is_none() && buf.is_empty();
         if idle && buf.capacity() > 2 * IDLE_RECV_BYTES {
-            buf = Vec::with_capacity(IDLE_RECV_BYTES);
+            let small = self.small_buf();
+            self.recycle(std::mem::replace(&mut buf, small));
         }
         let chunk = if idle { IDLE_RECV_BYTES } else { chunk };
         if buf.capacity() - buf.len() < chunk {
-            buf.reserve(chunk);
+            let mut bigger = self.recv_buf(buf.len() + chunk);
+            bigger.extend_from_slice(&buf);
+            self.recycle(std::mem::replace(&mut buf, bigger));
         }
-        let handle = conn.handle;
         let id = self.submit(
             Some(r),
             OpKind::Recv,
@@ -1140,7 +1181,7 @@ impl Worker {
             conn.head_started = Some(now);
         }
         let started = conn.head_started.expect("set above");
-        match http::parse_head(rbuf, max) {
+        match http::parse_head_with(rbuf, max, &mut self.head_buffers) {
             Ok(HeadParse::Partial) => false,
             Err(e) => {
                 rbuf.clear();
@@ -1211,14 +1252,14 @@ impl Worker {
                 });
             }
             Route::List => self.start_list(now, r),
-            Route::Health => self.respond_text(now, r, 200, b"ok".to_vec(), "text/plain"),
+            Route::Health => self.respond_text(now, r, 200, b"ok", "text/plain"),
             Route::Stats => {
                 let body = stats::render_json(&self.snapshot_now()).into_bytes();
-                self.respond_text(now, r, 200, body, "application/json")
+                self.respond_text(now, r, 200, &body, "application/json")
             }
             Route::Metrics => {
                 let body = stats::render_prometheus(&self.snapshot_now()).into_bytes();
-                self.respond_text(now, r, 200, body, "text/plain; version=0.0.4")
+                self.respond_text(now, r, 200, &body, "text/plain; version=0.0.4")
             }
         }
     }
@@ -1366,15 +1407,18 @@ impl Worker {
             stage: Stage::Responded,
             span,
         });
-        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        let mut headers: [(&str, &[u8]); 2] = [("", b""); 2];
+        let mut n = 0;
         if let Some(allow) = allow {
-            headers.push(("Allow", allow.as_bytes()));
+            headers[n] = ("Allow", allow.as_bytes());
+            n += 1;
         }
         if status == 401 {
-            headers.push(("WWW-Authenticate", b"Bearer"));
+            headers[n] = ("WWW-Authenticate", b"Bearer");
+            n += 1;
         }
-        let body = format!("{reason}\n").into_bytes();
-        self.respond_full(now, r, method, status, &headers, body, close);
+        let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
+        self.respond_full(now, r, method, status, &headers[..n], &body, close);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1476,7 +1520,7 @@ impl Worker {
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
-        active.stage = Stage::Stream(Box::new(stream));
+        active.stage = Stage::Stream(stream);
         let class = SizeClass::for_len(len).expect("length checked");
         match self.pools.take(class) {
             Some(slot) => self.stream_slot(r, slot),
@@ -1884,23 +1928,16 @@ impl Worker {
     }
 
     fn respond_stored(&mut self, now: Instant, r: ConnRef, hash: BlockHash, status: u16) {
-        let hex = hash.to_hex();
-        let location = format!("/block/{hex}");
-        let etag = format!("\"{hex}\"");
+        let hex = hash.hex();
+        let location = location_of(&hash);
+        let etag = etag_of(&hash);
         let headers: [(&str, &[u8]); 3] = [
             ("Content-Type", b"text/plain"),
-            ("Location", location.as_bytes()),
-            ("ETag", etag.as_bytes()),
+            ("Location", &location),
+            ("ETag", &etag),
         ];
-        self.respond_full(
-            now,
-            r,
-            Method::Put,
-            status,
-            &headers,
-            hex.into_bytes(),
-            false,
-        );
+        let body: [&[u8]; 1] = [hex.as_bytes()];
+        self.respond_full(now, r, Method::Put, status, &headers, &body, false);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1921,23 +1958,22 @@ impl Worker {
             self.respond_error(now, r, method, 404, "no such block", false);
             return;
         };
-        let hex = hash.to_hex();
+        let hex = hash.hex();
         let not_modified = active
             .head
             .if_none_match
             .as_ref()
-            .is_some_and(|v| http::if_none_match_matches(v, &hex));
+            .is_some_and(|v| http::if_none_match_matches(v, hex.as_str()));
+        let etag = etag_of(&hash);
         if not_modified {
-            let etag = format!("\"{hex}\"");
-            let headers: [(&str, &[u8]); 2] = [("ETag", etag.as_bytes()), CACHE_CONTROL];
+            let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
             self.respond_head_only(now, r, method, 304, &headers, None);
             return;
         }
         if head_only {
-            let etag = format!("\"{hex}\"");
             let headers: [(&str, &[u8]); 4] = [
                 ("Content-Type", b"application/octet-stream"),
-                ("ETag", etag.as_bytes()),
+                ("ETag", &etag),
                 CACHE_CONTROL,
                 ("Accept-Ranges", b"bytes"),
             ];
@@ -2069,47 +2105,46 @@ impl Worker {
         let spec = range
             .as_deref()
             .map_or(RangeSpec::Full, |v| http::parse_range(v, len));
-        let hex = hash.to_hex();
-        let etag = format!("\"{hex}\"");
-        let (status, start, end, content_range) = match spec {
-            RangeSpec::Full => (200, 0, len, None),
+        let etag = etag_of(&hash);
+        // "bytes <start>-<end>/<len>" or "bytes */<len>": at most 6 + 3 * 20 + 2 bytes.
+        let mut content_range = [0u8; 72];
+        let (status, start, end, range_len) = match spec {
+            RangeSpec::Full => (200, 0, len, 0),
             RangeSpec::Partial {
                 start,
                 end_inclusive,
-            } => (
-                206,
-                start,
-                end_inclusive + 1,
-                Some(format!("bytes {start}-{end_inclusive}/{len}")),
-            ),
+            } => {
+                let n = write_into(
+                    &mut content_range,
+                    format_args!("bytes {start}-{end_inclusive}/{len}"),
+                );
+                (206, start, end_inclusive + 1, n)
+            }
             RangeSpec::Unsatisfiable => {
                 self.recycle(buf);
-                let cr = format!("bytes */{len}");
-                let headers: [(&str, &[u8]); 1] = [("Content-Range", cr.as_bytes())];
-                self.respond_full(
-                    now,
-                    r,
-                    Method::Get,
-                    416,
-                    &headers,
-                    b"range not satisfiable\n".to_vec(),
-                    false,
-                );
+                let n = write_into(&mut content_range, format_args!("bytes */{len}"));
+                let headers: [(&str, &[u8]); 1] = [("Content-Range", &content_range[..n])];
+                let body: [&[u8]; 1] = [b"range not satisfiable\n"];
+                self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
                 return;
             }
         };
-        let mut headers: Vec<(&str, &[u8])> = vec![
+        let headers: [(&str, &[u8]); 5] = [
             ("Content-Type", b"application/octet-stream"),
-            ("ETag", etag.as_bytes()),
+            ("ETag", &etag),
             CACHE_CONTROL,
             ("Accept-Ranges", b"bytes"),
+            ("Content-Range", &content_range[..range_len]),
         ];
-        if let Some(cr) = &content_range {
-            headers.push(("Content-Range", cr.as_bytes()));
-        }
+        let headers = if range_len > 0 {
+            &headers[..]
+        } else {
+            &headers[..4]
+        };
         let close = !conn_at(&mut self.conns, r).expect("open").keep_alive;
-        let mut head = Vec::with_capacity(HEAD_ROOM_BYTES);
-        http::write_response_head(&mut head, status, &headers, Some(end - start), close);
+        let mut head = std::mem::take(&mut self.head_scratch);
+        head.clear();
+        http::write_response_head(&mut head, status, headers, Some(end - start), close);
         let body_start = HEAD_ROOM_BYTES + start as usize;
         assert!(
             head.len() <= body_start,
@@ -2117,6 +2152,7 @@ impl Worker {
         );
         let head_start = body_start - head.len();
         buf[head_start..body_start].copy_from_slice(&head);
+        self.head_scratch = head;
         let send_end = HEAD_ROOM_BYTES + end as usize;
         self.queue_response(now, r, Method::Get, status, buf, head_start, send_end);
     }
@@ -2164,7 +2200,7 @@ impl Worker {
         self.recycle(body);
         if let Some(p) = problem {
             let body = format!("{p}\n").into_bytes();
-            self.respond_full(now, r, Method::Post, 400, &[], body, false);
+            self.respond_full(now, r, Method::Post, 400, &[], &[&body], false);
             return;
         }
         let n = hashes.len();
@@ -2226,7 +2262,7 @@ impl Worker {
                     body.push(b'\n');
                 }
             }
-            self.respond_text(now, r, 200, body, "text/plain");
+            self.respond_text(now, r, 200, &body, "text/plain");
             return;
         }
     }
@@ -2346,7 +2382,7 @@ impl Worker {
             self.respond_head_only(now, r, Method::Head, 200, &headers, Some(n));
             return;
         }
-        self.respond_text(now, r, 200, body, "text/plain");
+        self.respond_text(now, r, 200, &body, "text/plain");
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2544,12 +2580,12 @@ impl Worker {
 
     fn respond_busy(&mut self, now: Instant, r: ConnRef, reason: &str) {
         let headers: [(&str, &[u8]); 1] = [("Retry-After", b"1")];
-        let body = format!("{reason}\n").into_bytes();
+        let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
         let method = self
             .conn_mut(r)
             .and_then(|c| c.active.as_ref())
             .map_or(Method::Other, |a| a.head.method);
-        self.respond_full(now, r, method, 503, &headers, body, true);
+        self.respond_full(now, r, method, 503, &headers, &body, true);
     }
 
     fn respond_error(
@@ -2561,11 +2597,11 @@ impl Worker {
         reason: &str,
         close: bool,
     ) {
-        let body = format!("{reason}\n").into_bytes();
-        self.respond_full(now, r, method, status, &[], body, close);
+        let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
+        self.respond_full(now, r, method, status, &[], &body, close);
     }
 
-    fn respond_text(&mut self, now: Instant, r: ConnRef, status: u16, body: Vec<u8>, ty: &str) {
+    fn respond_text(&mut self, now: Instant, r: ConnRef, status: u16, body: &[u8], ty: &str) {
         let head_only = self
             .conn_mut(r)
             .and_then(|c| c.active.as_ref())
@@ -2586,7 +2622,7 @@ impl Worker {
             return;
         }
         let method = Method::Get;
-        self.respond_full(now, r, method, status, &headers, body, false);
+        self.respond_full(now, r, method, status, &headers, &[body], false);
     }
 
     /// A response with a body; `close` forces `Connection: close` and closing after it.
@@ -2598,7 +2634,7 @@ impl Worker {
         method: Method,
         status: u16,
         headers: &[(&str, &[u8])],
-        body: Vec<u8>,
+        body: &[&[u8]],
         close: bool,
     ) {
         let Some(conn) = conn_at(&mut self.conns, r) else {
@@ -2612,14 +2648,27 @@ impl Worker {
             .active
             .as_ref()
             .is_some_and(|a| a.head.method == Method::Head);
-        let mut buf = Vec::with_capacity(256 + body.len());
-        let mut all: Vec<(&str, &[u8])> = headers.to_vec();
+        let body_len: usize = body.iter().map(|part| part.len()).sum();
+        let mut buf = if HEAD_ROOM_BYTES + body_len <= IDLE_RECV_BYTES {
+            self.small_buf()
+        } else {
+            Vec::with_capacity(HEAD_ROOM_BYTES + body_len)
+        };
+        // Every header plus a default Content-Type, without a heap allocation.
+        const HEADERS_MAX: usize = 8;
+        assert!(headers.len() < HEADERS_MAX, "{} headers", headers.len());
+        let mut all: [(&str, &[u8]); HEADERS_MAX] = [("", b""); HEADERS_MAX];
+        all[..headers.len()].copy_from_slice(headers);
+        let mut n = headers.len();
         if !headers.iter().any(|(k, _)| *k == "Content-Type") {
-            all.push(("Content-Type", b"text/plain"));
+            all[n] = ("Content-Type", b"text/plain");
+            n += 1;
         }
-        http::write_response_head(&mut buf, status, &all, Some(body.len() as u64), close);
+        http::write_response_head(&mut buf, status, &all[..n], Some(body_len as u64), close);
         if !head_request && status != 304 && status != 204 {
-            buf.extend_from_slice(&body);
+            for part in body {
+                buf.extend_from_slice(part);
+            }
         }
         let end = buf.len();
         self.queue_response(now, r, method, status, buf, 0, end);
@@ -2639,7 +2688,7 @@ impl Worker {
             return;
         };
         let close = !conn.keep_alive;
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = self.small_buf();
         http::write_response_head(&mut buf, status, headers, content_length, close);
         let end = buf.len();
         self.queue_response(now, r, method, status, buf, 0, end);
@@ -2784,6 +2833,41 @@ fn waits_for_slot(conns: &[Option<Conn>], r: ConnRef) -> bool {
 }
 
 /// The connection `r` names, if it is still that connection (field-disjoint borrow).
+/// `"<hex>"`: a block's ETag, on the stack.
+fn etag_of(hash: &BlockHash) -> [u8; HASH_HEX_LEN + 2] {
+    let mut out = [b'"'; HASH_HEX_LEN + 2];
+    out[1..=HASH_HEX_LEN].copy_from_slice(hash.hex().as_bytes());
+    out
+}
+
+/// `/block/<hex>`: a block's Location, on the stack.
+fn location_of(hash: &BlockHash) -> [u8; 7 + HASH_HEX_LEN] {
+    let mut out = [0u8; 7 + HASH_HEX_LEN];
+    out[..7].copy_from_slice(b"/block/");
+    out[7..].copy_from_slice(hash.hex().as_bytes());
+    out
+}
+
+/// Formats into `out` without a heap allocation; returns the length written.
+fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize {
+    struct Slice<'a> {
+        out: &'a mut [u8],
+        len: usize,
+    }
+    impl std::fmt::Write for Slice<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            let dst = self.out.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+            dst.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut w = Slice { out, len: 0 };
+    std::fmt::Write::write_fmt(&mut w, args).expect("formatted text fits its buffer");
+    w.len
+}
+
 fn conn_at(conns: &mut [Option<Conn>], r: ConnRef) -> Option<&mut Conn> {
     match conns.get_mut(r.index) {
         Some(Some(c)) if c.generation == r.generation => Some(c),

@@ -19,6 +19,7 @@ pub mod http_client;
 pub mod model;
 pub mod net;
 pub mod options;
+pub mod probe;
 pub mod queue;
 pub mod ring;
 pub mod trace;

@@ -37,6 +37,7 @@ use crate::disk::Disk;
 use crate::model::{Known, Model};
 use crate::net::Net;
 use crate::options::{CrashKind, CrashPlan, CrashPoint, Faults, Options};
+use crate::probe;
 use crate::queue::FrameQueue;
 use crate::ring::{self, FaultCounters, IoEnv, Ring};
 use crate::trace::Trace;
@@ -616,7 +617,8 @@ impl World {
                 };
                 self.trace
                     .ev(self.clock.now(), "complete", [w as u64, id.0, result, 0]);
-                wb.worker.handle_completion(Instant(self.clock.now()), c);
+                let now = Instant(self.clock.now());
+                probe::worker(|| wb.worker.handle_completion(now, c));
                 if let Some(h) = wake.conn {
                     self.workload.wake_conn(&self.net, h, self.clock.now());
                 }
@@ -656,7 +658,8 @@ impl World {
                     reply_detail(&m),
                 ],
             );
-            wb.worker.handle_message(Instant(self.clock.now()), m);
+            let now = Instant(self.clock.now());
+            probe::worker(|| wb.worker.handle_message(now, m));
         }
         node.outbox_blocked = false;
         self.worker_turn(w);
@@ -668,8 +671,8 @@ impl World {
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         let wb = &mut node.workers[w];
-        wb.worker.tick(Instant(now));
-        while let Some((id, op)) = wb.worker.poll_io() {
+        probe::worker(|| wb.worker.tick(Instant(now)));
+        while let Some((id, op)) = probe::worker(|| wb.worker.poll_io()) {
             let hold = match op {
                 Op::ReadAt { .. } => self.hold_reads,
                 Op::WriteAt { .. } => self.hold_writes,
