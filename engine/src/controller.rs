@@ -138,7 +138,7 @@ pub struct Controller<M: MetaStore> {
     header: Header,
     allocator: BuddyAllocator,
     /// Slots held by worker pools (or by PUTs in flight), by offset.
-    reserved: BTreeMap<u64, (Slot, WorkerId)>,
+    reserved: Reserved,
     /// Released slots waiting for readers, with the per-worker count of address replies sent
     /// up to their release.
     quarantine: VecDeque<(Vec<u64>, Slot)>,
@@ -235,7 +235,7 @@ impl<M: MetaStore> Controller<M> {
             store,
             header,
             allocator,
-            reserved: BTreeMap::new(),
+            reserved: Reserved::default(),
             quarantine: VecDeque::new(),
             undurable: Vec::new(),
             horizon: vec![1; config.workers],
@@ -785,12 +785,8 @@ impl<M: MetaStore> Controller<M> {
         for class in SizeClass::ALL {
             s.free_slots[class.index()] = self.allocator.free_slots(class) as u64;
         }
-        s.reserved_slots = [0; CLASS_COUNT];
-        s.reserved_bytes = 0;
-        for (slot, _) in self.reserved.values() {
-            s.reserved_slots[slot.class.index()] += 1;
-            s.reserved_bytes += slot.bytes();
-        }
+        s.reserved_slots = self.reserved.slots;
+        s.reserved_bytes = self.reserved.bytes;
         s.commit_seq = self.header.commit_seq;
         s.outbox_waiting = self.outbox_len() as u64;
         s
@@ -815,7 +811,8 @@ impl<M: MetaStore> Controller<M> {
             s.capacity_bytes,
             "SPEC accounting identity"
         );
-        for (offset, (slot, _)) in &self.reserved {
+        self.reserved.check_counts();
+        for (offset, (slot, _)) in self.reserved.iter() {
             assert_eq!(*offset, slot.offset);
             debug_assert!(
                 self.allocator.is_allocated(*slot),
@@ -866,7 +863,7 @@ struct Counts {
 
 struct BatchCtx<'a> {
     allocator: &'a mut BuddyAllocator,
-    reserved: &'a mut BTreeMap<u64, (Slot, WorkerId)>,
+    reserved: &'a mut Reserved,
     seq: u64,
     /// Slots wait in quarantine (they will be free once readers finish).
     quarantined: bool,
@@ -940,8 +937,10 @@ impl BatchCtx<'_> {
     /// before each short `AllocateDone` of a class, or it would answer 507 too early.
     fn send_reclaim(&mut self, requester: WorkerId, class: SizeClass, pending: &mut Pending) {
         let mut targets = 1u64 << requester;
-        for (_, w) in self.reserved.values() {
-            targets |= 1u64 << w;
+        for (w, &n) in self.reserved.per_worker.iter().enumerate() {
+            if n > 0 {
+                targets |= 1u64 << w;
+            }
         }
         let bit = 1u8 << class.index();
         for w in 0..WORKERS_MAX as u8 {
@@ -1055,4 +1054,87 @@ fn rebuild_allocator(
         return Err(OpenError::Inconsistent(p));
     }
     Ok((allocator, stats))
+}
+
+/// The reserved slots (handed to a worker's pool, not yet occupied or returned) by offset, with
+/// running totals so that `stats` (every cycle) and `send_reclaim` need not walk the map.
+#[derive(Debug)]
+struct Reserved {
+    map: BTreeMap<u64, (Slot, WorkerId)>,
+    bytes: u64,
+    slots: [u64; CLASS_COUNT],
+    per_worker: [u32; WORKERS_MAX],
+}
+
+impl Default for Reserved {
+    fn default() -> Reserved {
+        Reserved {
+            map: BTreeMap::new(),
+            bytes: 0,
+            slots: [0; CLASS_COUNT],
+            per_worker: [0; WORKERS_MAX],
+        }
+    }
+}
+
+impl Reserved {
+    fn insert(&mut self, offset: u64, entry: (Slot, WorkerId)) -> Option<(Slot, WorkerId)> {
+        let previous = self.map.insert(offset, entry);
+        if let Some(old) = previous {
+            self.uncount(old);
+        }
+        self.bytes += entry.0.bytes();
+        self.slots[entry.0.class.index()] += 1;
+        self.per_worker[entry.1 as usize] += 1;
+        previous
+    }
+
+    fn remove(&mut self, offset: &u64) -> Option<(Slot, WorkerId)> {
+        let removed = self.map.remove(offset);
+        if let Some(old) = removed {
+            self.uncount(old);
+        }
+        removed
+    }
+
+    fn uncount(&mut self, (slot, worker): (Slot, WorkerId)) {
+        self.bytes -= slot.bytes();
+        self.slots[slot.class.index()] -= 1;
+        self.per_worker[worker as usize] -= 1;
+    }
+
+    fn get(&self, offset: &u64) -> Option<&(Slot, WorkerId)> {
+        self.map.get(offset)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &(Slot, WorkerId)> {
+        self.map.values()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u64, &(Slot, WorkerId))> {
+        self.map.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The running totals agree with the map.
+    fn check_counts(&self) {
+        let mut bytes = 0;
+        let mut slots = [0u64; CLASS_COUNT];
+        let mut per_worker = [0u32; WORKERS_MAX];
+        for (slot, worker) in self.map.values() {
+            bytes += slot.bytes();
+            slots[slot.class.index()] += 1;
+            per_worker[*worker as usize] += 1;
+        }
+        assert_eq!(bytes, self.bytes, "reserved bytes total");
+        assert_eq!(slots, self.slots, "reserved slots per class");
+        assert_eq!(per_worker, self.per_worker, "reserved slots per worker");
+    }
 }
