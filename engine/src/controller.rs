@@ -1031,8 +1031,8 @@ fn rebuild_allocator(
     read: &impl MetaRead,
     capacity_bytes: u64,
 ) -> Result<(BuddyAllocator, ControllerStats), OpenError> {
-    let mut allocator = BuddyAllocator::new(capacity_bytes);
     let mut stats = ControllerStats::default();
+    let mut slots = Vec::new();
     let mut problem: Option<String> = None;
     read.for_each_entry(&mut |hash, entry| {
         if problem.is_some() {
@@ -1042,10 +1042,7 @@ fn rebuild_allocator(
             problem = Some(format!("{hash} points past the capacity"));
             return;
         }
-        if let Err(e) = allocator.mark_allocated(entry.slot) {
-            problem = Some(format!("{hash} at {:?}: {e}", entry.slot));
-            return;
-        }
+        slots.push(entry.slot);
         stats.blocks += 1;
         stats.used_bytes += entry.slot.bytes();
         stats.data_bytes += u64::from(entry.len);
@@ -1053,7 +1050,25 @@ fn rebuild_allocator(
     if let Some(p) = problem {
         return Err(OpenError::Inconsistent(p));
     }
-    Ok((allocator, stats))
+    // One pass over the sorted slots (a million blocks in a fraction of a second); when the
+    // index is inconsistent, marking slot by slot names the entry at fault.
+    match BuddyAllocator::from_allocated(capacity_bytes, slots) {
+        Ok(allocator) => Ok((allocator, stats)),
+        Err(_) => {
+            let mut allocator = BuddyAllocator::new(capacity_bytes);
+            let mut problem: Option<String> = None;
+            read.for_each_entry(&mut |hash, entry| {
+                if problem.is_none() {
+                    if let Err(e) = allocator.mark_allocated(entry.slot) {
+                        problem = Some(format!("{hash} at {:?}: {e}", entry.slot));
+                    }
+                }
+            })?;
+            Err(OpenError::Inconsistent(problem.unwrap_or_else(|| {
+                "the index's slots overlap (no single entry at fault)".to_string()
+            })))
+        }
+    }
 }
 
 /// The reserved slots (handed to a worker's pool, not yet occupied or returned) by offset, with
