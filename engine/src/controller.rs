@@ -69,8 +69,13 @@ pub struct ControllerConfig {
 
 /// What the controller needs from its driver besides the store.
 pub trait ControllerIo {
-    /// Make every completed write to the data file durable (fdatasync).
+    /// Make every completed write to the data file durable (fdatasync). After
+    /// [`ControllerIo::begin_sync_data`], waits for that sync instead (its result).
     fn sync_data(&mut self) -> Result<(), String>;
+    /// Start making every write completed so far durable, in the background, so that the sync
+    /// overlaps the batch's index work; `sync_data` then waits for it. A driver that cannot
+    /// sync in the background does nothing here (and syncs in `sync_data`).
+    fn begin_sync_data(&mut self) {}
     /// The current time, for latency figures only (never for decisions).
     fn now(&mut self) -> Instant;
 }
@@ -548,6 +553,15 @@ impl<M: MetaStore> Controller<M> {
         io: &mut impl ControllerIo,
     ) -> Result<(), String> {
         let seq = self.header.commit_seq + 1;
+        let full = self.config.durability == Durability::Full;
+        // Every Occupy of the batch was sent after its data write completed, so a sync started
+        // now covers them all: let it run while this thread does the index work.
+        let occupies = batch
+            .iter()
+            .any(|m| matches!(m, ToController::Occupy { .. }));
+        if full && occupies && !self.config.bugs.ack_before_durable() {
+            io.begin_sync_data();
+        }
         let mut txn = self.store.begin().map_err(|e| format!("begin: {e}"))?;
         let mut counts = Counts::default();
         let mut ctx = BatchCtx {
@@ -621,7 +635,6 @@ impl<M: MetaStore> Controller<M> {
         };
         txn.set_header(&header)
             .map_err(|e| format!("header: {e}"))?;
-        let full = self.config.durability == Durability::Full;
         if full && pending.needs_sync && !self.config.bugs.ack_before_durable() {
             let t0 = io.now();
             io.sync_data()

@@ -35,14 +35,86 @@ pub struct ControllerLinks {
 struct Io<'a> {
     data: &'a File,
     shared: &'a Shared,
+    syncer: Syncer,
 }
 
 impl ControllerIo for Io<'_> {
     fn sync_data(&mut self) -> Result<(), String> {
-        crate::datafile::fdatasync(self.data).map_err(|e| e.to_string())
+        self.syncer.finish(self.data)
+    }
+
+    fn begin_sync_data(&mut self) {
+        self.syncer.begin();
     }
     fn now(&mut self) -> engine::Instant {
         self.shared.now()
+    }
+}
+
+/// A thread that runs the data file's fdatasync while the controller thread does a batch's
+/// index work (`ControllerIo::begin_sync_data`): at most one sync in flight.
+struct Syncer {
+    start: std::sync::mpsc::SyncSender<()>,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+    in_flight: bool,
+    stale_error: Option<String>,
+}
+
+impl Syncer {
+    fn spawn(data: &File) -> std::io::Result<Syncer> {
+        let file = data.try_clone()?;
+        let (start, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let (results, done) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("data-sync".into())
+            .spawn(move || {
+                // Ends when the controller thread drops its sender.
+                while requests.recv().is_ok() {
+                    let r = crate::datafile::fdatasync(&file).map_err(|e| e.to_string());
+                    if results.send(r).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Syncer {
+            start,
+            done,
+            in_flight: false,
+            stale_error: None,
+        })
+    }
+
+    /// Starts a background fdatasync. One begun earlier but never waited for (the batch
+    /// failed before its sync point) covers older writes only: it is finished first.
+    fn begin(&mut self) {
+        if let Some(Err(e)) = self.wait() {
+            self.stale_error.get_or_insert(e);
+        }
+        self.start.send(()).expect("the data-sync thread runs");
+        self.in_flight = true;
+    }
+
+    /// The result of the background sync, or of an fdatasync of `data` now when none runs.
+    fn finish(&mut self, data: &File) -> Result<(), String> {
+        if let Some(e) = self.stale_error.take() {
+            // A background sync whose result nobody waited for failed: the data it covered
+            // may be lost, so this sync fails too (the controller latches; never retried).
+            let _ = self.wait();
+            return Err(e);
+        }
+        match self.wait() {
+            Some(result) => result,
+            None => crate::datafile::fdatasync(data).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The result of the sync in flight, if one is.
+    fn wait(&mut self) -> Option<Result<(), String>> {
+        if !self.in_flight {
+            return None;
+        }
+        self.in_flight = false;
+        Some(self.done.recv().expect("the data-sync thread answers"))
     }
 }
 
@@ -142,6 +214,7 @@ pub fn run(
     let mut io = Io {
         data: &data,
         shared: &shared,
+        syncer: Syncer::spawn(&data).expect("starting the data-sync thread"),
     };
     let mut last_publish = shared.now();
     loop {
@@ -255,4 +328,52 @@ fn publish(
         ..template.clone()
     };
     shared.publish(snapshot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file() -> File {
+        tempfile::tempfile().expect("temp file")
+    }
+
+    /// fdatasync of a pipe fails (EINVAL): a stand-in for a failing disk.
+    fn failing_file() -> File {
+        let mut fds = [0; 2];
+        // SAFETY: pipe() fills two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fds[1] is open and owned by nobody else; fds[0] is closed here.
+        unsafe {
+            libc::close(fds[0]);
+            std::os::fd::FromRawFd::from_raw_fd(fds[1])
+        }
+    }
+
+    #[test]
+    fn a_background_sync_reports_its_result_and_a_direct_sync_runs_without_one() {
+        let ok = temp_file();
+        let mut syncer = Syncer::spawn(&ok).unwrap();
+        syncer.begin();
+        assert_eq!(syncer.finish(&ok), Ok(()));
+        // None in flight: finish syncs directly.
+        assert_eq!(syncer.finish(&ok), Ok(()));
+        assert!(syncer.finish(&failing_file()).is_err());
+        let bad = failing_file();
+        let mut syncer = Syncer::spawn(&bad).unwrap();
+        syncer.begin();
+        assert!(syncer.finish(&ok).is_err(), "the background sync's failure");
+    }
+
+    #[test]
+    fn a_failed_background_sync_nobody_waited_for_fails_the_next_sync() {
+        let bad = failing_file();
+        let ok = temp_file();
+        let mut syncer = Syncer::spawn(&bad).unwrap();
+        syncer.begin(); // its batch failed before the sync point: never waited for
+        syncer.begin();
+        let first = syncer.finish(&ok);
+        assert!(first.is_err(), "{first:?}");
+        assert!(syncer.stale_error.is_none() && !syncer.in_flight);
+    }
 }
