@@ -1,9 +1,11 @@
-//! Request-head parsing (`engine::http::parse_head`) of typical GET and PUT heads.
+//! Request-head parsing of typical GET and PUT heads: `parse_head` (fresh buffers for the copied
+//! path, query and header values) and `parse_head_with` reusing the buffers of the previous head,
+//! as a worker does.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine::http::{parse_head, HeadParse};
+use engine::http::{parse_head, parse_head_with, HeadBuffers, HeadParse};
 
 mod common;
 
@@ -31,6 +33,21 @@ fn bench(c: &mut Criterion) {
                 Ok(HeadParse::Complete { head_len, .. }) => head_len,
                 other => panic!("unexpected {other:?}"),
             })
+        });
+    }
+    let mut buffers = HeadBuffers::default();
+    for (name, head) in [("parse_head_with/get", GET), ("parse_head_with/put", PUT)] {
+        g.throughput(Throughput::Bytes(head.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(
+                || match parse_head_with(black_box(head), 16 * 1024, &mut buffers) {
+                    Ok(HeadParse::Complete { head, head_len }) => {
+                        buffers.recycle(head);
+                        head_len
+                    }
+                    other => panic!("unexpected {other:?}"),
+                },
+            )
         });
     }
     // An incomplete head (the common case when a head arrives in pieces).

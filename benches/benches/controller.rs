@@ -1,0 +1,250 @@
+//! One controller cycle of N messages over the real libmdbx store (`server::mdbx::MdbxStore`),
+//! the server's only metadata path: the batch is decoded into one read view and one write
+//! transaction, committed (durably in `full`), and its replies land in the outbox.
+//!
+//! - `occupy/<N>/<durability>`: a cycle of N `Occupy` messages (N new 4 KiB blocks under random
+//!   hashes) — what N concurrent PUTs cost the controller. The slots are reserved by an untimed
+//!   `Allocate` cycle first, and the blocks deleted again by an untimed `Release` cycle after,
+//!   so the index stays at its preloaded size.
+//! - `get_address/<N>`: a cycle of N `GetAddress` lookups of stored hashes (read view only, no
+//!   write transaction) over an index of `PRELOAD` blocks.
+//!
+//! The data file's fdatasync is not part of it (`sync_data` does nothing): that is the disk's
+//! cost, measured by `buddy-bench`. In `full` the libmdbx durable commit is.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant as StdInstant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use engine::buddy::Slot;
+use engine::controller::{Controller, ControllerConfig, ControllerIo, CycleOutcome, Durability};
+use engine::message::{ToController, ToWorker, ALLOCATE_COUNT_MAX};
+use engine::size_class::SizeClass;
+use engine::{BlockHash, Instant};
+use server::mdbx::MdbxStore;
+
+mod common;
+
+const CAPACITY: u64 = 4 << 30;
+const MAP_MAX: u64 = 4 << 30;
+/// Blocks in the index before measuring, so its B-tree has a realistic depth.
+const PRELOAD: usize = 100_000;
+
+struct NoSync {
+    start: StdInstant,
+}
+
+impl ControllerIo for NoSync {
+    fn sync_data(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn now(&mut self) -> Instant {
+        Instant(self.start.elapsed().as_nanos() as u64)
+    }
+}
+
+struct Bench {
+    dir: PathBuf,
+    controller: Controller<MdbxStore>,
+    io: NoSync,
+    request: u64,
+    /// xorshift state for hashes no earlier iteration used.
+    x: u64,
+}
+
+impl Bench {
+    fn new(durability: Durability) -> Bench {
+        let dir = std::env::temp_dir().join(format!(
+            "buddy-bench-controller-{}-{:?}",
+            std::process::id(),
+            durability
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = MdbxStore::open(&dir, MAP_MAX).expect("open libmdbx");
+        let controller = Controller::open(
+            store,
+            ControllerConfig {
+                capacity_bytes: CAPACITY,
+                workers: 1,
+                cycle_interval: Duration::ZERO,
+                durability,
+                node_id: 1,
+                bugs: engine::bugs::Bugs::NONE,
+            },
+        )
+        .expect("open controller");
+        let mut b = Bench {
+            dir,
+            controller,
+            io: NoSync {
+                start: StdInstant::now(),
+            },
+            request: 0,
+            x: 0x9e37_79b9_7f4a_7c15,
+        };
+        // Preload in batches of 1,000 (the controller's batch bound is larger).
+        let mut left = PRELOAD;
+        while left > 0 {
+            let n = left.min(1000);
+            let _ = b.put(n);
+            left -= n;
+        }
+        b
+    }
+
+    fn hash(&mut self) -> BlockHash {
+        let mut h = [0u8; 32];
+        for chunk in h.chunks_mut(8) {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            chunk.copy_from_slice(&self.x.to_le_bytes());
+        }
+        BlockHash(h)
+    }
+
+    fn next_request(&mut self) -> u64 {
+        self.request += 1;
+        self.request
+    }
+
+    fn cycle(&mut self) -> Vec<ToWorker> {
+        let now = self.io.now();
+        let outcome = self.controller.run_cycle(now, &mut self.io);
+        assert!(matches!(outcome, CycleOutcome::Ran { .. }), "{outcome:?}");
+        let mut out = Vec::new();
+        self.controller.drain_outbox(0, |m| {
+            out.push(*m);
+            true
+        });
+        assert!(!self.controller.is_failed());
+        out
+    }
+
+    /// Reserves `n` 4 KiB slots (one cycle).
+    fn reserve(&mut self, n: usize) -> Vec<Slot> {
+        let mut slots = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let count = left.min(ALLOCATE_COUNT_MAX as usize) as u16;
+            let request = self.next_request();
+            self.controller.handle_message(ToController::Allocate {
+                worker: 0,
+                request,
+                class: SizeClass::MIN,
+                count,
+            });
+            left -= count as usize;
+        }
+        for m in self.cycle() {
+            if let ToWorker::Allocated { slot, .. } = m {
+                slots.push(slot);
+            }
+        }
+        assert_eq!(slots.len(), n, "capacity for the benchmark");
+        slots
+    }
+
+    /// Stores `n` new blocks in one cycle after an untimed reservation; returns their hashes and
+    /// the time of the occupy cycle alone.
+    fn put(&mut self, n: usize) -> (Vec<BlockHash>, Duration) {
+        let slots = self.reserve(n);
+        let mut hashes = Vec::with_capacity(n);
+        for slot in slots {
+            let hash = self.hash();
+            let request = self.next_request();
+            self.controller.handle_message(ToController::Occupy {
+                worker: 0,
+                request,
+                hash,
+                slot,
+                len: 4096,
+                crc32c: 0,
+            });
+            hashes.push(hash);
+        }
+        let t = StdInstant::now();
+        let replies = self.cycle();
+        let spent = t.elapsed();
+        let stored = replies
+            .iter()
+            .filter(|m| matches!(m, ToWorker::Occupied { .. }))
+            .count();
+        assert_eq!(stored, n);
+        (hashes, spent)
+    }
+
+    fn delete(&mut self, hashes: &[BlockHash]) {
+        for &hash in hashes {
+            let request = self.next_request();
+            self.controller.handle_message(ToController::Release {
+                worker: 0,
+                request,
+                hash,
+            });
+        }
+        let replies = self.cycle();
+        assert_eq!(replies.len(), hashes.len());
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("controller");
+    for durability in [Durability::Relaxed, Durability::Full] {
+        let mut b = Bench::new(durability);
+        for n in [1usize, 64, 512] {
+            g.throughput(criterion::Throughput::Elements(n as u64));
+            g.bench_function(
+                BenchmarkId::new(format!("occupy/{}", durability.as_str()), n),
+                |bencher| {
+                    bencher.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let (hashes, spent) = b.put(n);
+                            total += spent;
+                            b.delete(&hashes);
+                        }
+                        total
+                    })
+                },
+            );
+        }
+    }
+    // Lookups: read view only, so durability does not matter.
+    let mut b = Bench::new(Durability::Relaxed);
+    let (stored, _) = b.put(4096);
+    let mut i = 0usize;
+    for n in [1usize, 64, 512] {
+        g.throughput(criterion::Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("get_address", n), |bencher| {
+            bencher.iter(|| {
+                for _ in 0..n {
+                    let request = b.next_request();
+                    b.controller.handle_message(ToController::GetAddress {
+                        worker: 0,
+                        request,
+                        hash: stored[i % stored.len()],
+                    });
+                    i += 1;
+                }
+                black_box(b.cycle())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::quick();
+    targets = bench
+}
+criterion_main!(benches);
