@@ -45,6 +45,20 @@ fn head_req(hash: &BlockHash) -> Vec<u8> {
 }
 
 /// Seeded, distinct content of `len` bytes.
+/// Power fails, the node recovers; `x` (written in relaxed mode) may be lost, never corrupt.
+fn power_loss_keeps_the_block_or_loses_it(h: &mut Harness, x: &[u8]) {
+    if let Err(f) = h.world.crash(CrashKind::PowerLoss) {
+        panic!("recovery after power loss: {f}");
+    }
+    h.run_until_quiet();
+    let g = h.request(0, &get_req(&BlockHash::of(x)));
+    assert!(
+        g.status == 404 || (g.status == 200 && g.body == x),
+        "{}",
+        g.status
+    );
+}
+
 fn content(len: usize, tag: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(tag) ^ (i >> 8) as u8)
@@ -433,16 +447,7 @@ fn regression_relaxed_power_loss_never_resurrects_a_block_over_reused_bytes() {
     }
     // The page cache may reach the disk at any time: here, all of it, just before power fails.
     h.world.disk.sync();
-    if let Err(f) = h.world.crash(CrashKind::PowerLoss) {
-        panic!("recovery after power loss: {f}");
-    }
-    h.run_until_quiet();
-    let g = h.request(0, &get_req(&hx));
-    assert!(
-        g.status == 404 || (g.status == 200 && g.body == x),
-        "{}",
-        g.status
-    );
+    power_loss_keeps_the_block_or_loses_it(&mut h, &x);
 }
 
 /// Regression (same seeds): the relaxed mode's once-a-second durable commit made index entries
@@ -455,16 +460,7 @@ fn regression_relaxed_durable_commit_never_points_at_unsynced_data() {
     assert_eq!(h.put_known(0, &x).status, 201);
     h.advance(std::time::Duration::from_millis(1500));
     assert_eq!(h.put_known(0, &content(3000, 2)).status, 201);
-    if let Err(f) = h.world.crash(CrashKind::PowerLoss) {
-        panic!("recovery after power loss: {f}");
-    }
-    h.run_until_quiet();
-    let g = h.request(0, &get_req(&BlockHash::of(&x)));
-    assert!(
-        g.status == 404 || (g.status == 200 && g.body == x),
-        "{}",
-        g.status
-    );
+    power_loss_keeps_the_block_or_loses_it(&mut h, &x);
 }
 
 /// Regression (simulator seed 35, after the fix above): in relaxed durability a PUT that needed
@@ -560,16 +556,7 @@ fn regression_relaxed_restart_never_makes_unsynced_blocks_durable() {
     assert_eq!(h.put_known(0, &x).status, 201);
     h.world.crash(CrashKind::Process).expect("restart");
     h.run_until_quiet();
-    if let Err(f) = h.world.crash(CrashKind::PowerLoss) {
-        panic!("recovery after power loss: {f}");
-    }
-    h.run_until_quiet();
-    let g = h.request(0, &get_req(&BlockHash::of(&x)));
-    assert!(
-        g.status == 404 || (g.status == 200 && g.body == x),
-        "{}",
-        g.status
-    );
+    power_loss_keeps_the_block_or_loses_it(&mut h, &x);
 }
 
 /// Regression (simulator seed 176): after an accept error (EMFILE) the worker asks to be woken
@@ -655,14 +642,5 @@ fn regression_relaxed_restart_keeps_undurable_deletes_from_reuse() {
     );
     // The page cache reaches the disk, then power fails.
     h.world.disk.sync();
-    if let Err(f) = h.world.crash(CrashKind::PowerLoss) {
-        panic!("recovery after power loss: {f}");
-    }
-    h.run_until_quiet();
-    let g = h.request(0, &get_req(&hx));
-    assert!(
-        g.status == 404 || (g.status == 200 && g.body == x),
-        "{}",
-        g.status
-    );
+    power_loss_keeps_the_block_or_loses_it(&mut h, &x);
 }
