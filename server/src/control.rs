@@ -52,27 +52,45 @@ impl ControllerIo for Io<'_> {
 }
 
 /// A thread that runs the data file's fdatasync while the controller thread does a batch's
-/// index work (`ControllerIo::begin_sync_data`): at most one sync in flight.
+/// index work (`ControllerIo::begin_sync_data`): at most one sync in flight. In relaxed
+/// durability it also starts the writeback of dirty data pages every `WRITEBACK_KICK`
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the once-a-second durable
+/// commit's fdatasync finds little left to write instead of stalling every PUT behind a second
+/// of data.
 struct Syncer {
-    start: std::sync::mpsc::SyncSender<()>,
+    start: std::sync::mpsc::SyncSender<SyncRequest>,
     done: std::sync::mpsc::Receiver<Result<(), String>>,
     in_flight: bool,
     stale_error: Option<String>,
 }
 
+enum SyncRequest {
+    Sync,
+    StartWriteback,
+}
+
+/// How often relaxed durability starts the data file's writeback (see `Syncer`).
+const WRITEBACK_KICK: Duration = Duration::from_millis(100);
+
 impl Syncer {
     fn spawn(data: &File) -> std::io::Result<Syncer> {
         let file = data.try_clone()?;
-        let (start, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let (start, requests) = std::sync::mpsc::sync_channel::<SyncRequest>(1);
         let (results, done) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("data-sync".into())
             .spawn(move || {
                 // Ends when the controller thread drops its sender.
-                while requests.recv().is_ok() {
-                    let r = crate::datafile::fdatasync(&file).map_err(|e| e.to_string());
-                    if results.send(r).is_err() {
-                        break;
+                while let Ok(request) = requests.recv() {
+                    match request {
+                        SyncRequest::Sync => {
+                            let r = crate::datafile::fdatasync(&file).map_err(|e| e.to_string());
+                            if results.send(r).is_err() {
+                                break;
+                            }
+                        }
+                        // Only starts I/O: a write error surfaces at the next fdatasync.
+                        SyncRequest::StartWriteback => crate::datafile::start_writeback(&file),
                     }
                 }
             })?;
@@ -90,8 +108,18 @@ impl Syncer {
         if let Some(Err(e)) = self.wait() {
             self.stale_error.get_or_insert(e);
         }
-        self.start.send(()).expect("the data-sync thread runs");
+        self.start
+            .send(SyncRequest::Sync)
+            .expect("the data-sync thread runs");
         self.in_flight = true;
+    }
+
+    /// Starts the writeback of the data file's dirty pages unless a sync is in flight or the
+    /// thread is still busy with the previous request (then this one is not needed).
+    fn start_writeback(&mut self) {
+        if !self.in_flight {
+            let _ = self.start.try_send(SyncRequest::StartWriteback);
+        }
     }
 
     /// The result of the background sync, or of an fdatasync of `data` now when none runs.
@@ -217,7 +245,13 @@ pub fn run(
         syncer: Syncer::spawn(&data).expect("starting the data-sync thread"),
     };
     let mut last_publish = shared.now();
+    let relaxed = controller.config().durability == engine::controller::Durability::Relaxed;
+    let mut last_writeback = shared.now();
     loop {
+        if relaxed && shared.now().saturating_since(last_writeback) >= WRITEBACK_KICK {
+            io.syncer.start_writeback();
+            last_writeback = shared.now();
+        }
         if let Some(s) = scrub.as_mut() {
             if s.step(shared.now(), &controller, &data) {
                 publish(&controller, &links, &shared, &template, scrub.as_ref());
@@ -363,6 +397,30 @@ mod tests {
         let mut syncer = Syncer::spawn(&bad).unwrap();
         syncer.begin();
         assert!(syncer.finish(&ok).is_err(), "the background sync's failure");
+    }
+
+    #[test]
+    fn writeback_kicks_interleave_with_syncs() {
+        use std::io::Write;
+        let mut f = temp_file();
+        let mut syncer = Syncer::spawn(&f).unwrap();
+        for round in 0..20u8 {
+            f.write_all(&[round; 8192]).unwrap();
+            syncer.start_writeback();
+            if round % 3 == 0 {
+                syncer.begin();
+                // No kick while a sync is in flight: it would be redundant.
+                syncer.start_writeback();
+                assert_eq!(syncer.finish(&f), Ok(()));
+            }
+        }
+        assert_eq!(syncer.finish(&f), Ok(()));
+        // A kick on a file whose sync fails is ignored; the sync still reports the failure.
+        let bad = failing_file();
+        let mut syncer = Syncer::spawn(&bad).unwrap();
+        syncer.start_writeback();
+        syncer.begin();
+        assert!(syncer.finish(&f).is_err());
     }
 
     #[test]
