@@ -591,11 +591,7 @@ impl Worker {
         }
         buf.clear();
         let recv = self.recv_buf_bytes();
-        if buf.capacity() >= large && buf.capacity() <= 2 * large {
-            if self.large_bufs.len() < BUFFERS_KEPT_MAX / 4 {
-                self.large_bufs.push(buf);
-            }
-        } else if buf.capacity() >= recv && buf.capacity() <= 2 * recv {
+        if buf.capacity() >= recv && buf.capacity() <= 2 * recv {
             if self.recv_bufs.len() < RECV_BUFS_KEPT_MAX {
                 self.recv_bufs.push(buf);
             }
