@@ -236,11 +236,22 @@ def main():
     started = time.monotonic()
     n_put = 0
     with open(out, "a") as results:
+        def settle(rec):
+            # Flush what the run left dirty in the page cache before the next run starts, so
+            # no server pays for another's deferred writeback (nginx never fsyncs: after a
+            # PUT run its bytes are still being written back while the next run measures).
+            # How long that took is recorded: writeback the run's own figures did not pay.
+            t0 = time.monotonic()
+            os.sync()
+            rec["settle_sync_s"] = round(time.monotonic() - t0, 3)
+            return rec
+
         def emit(rec):
             results.write(json.dumps(rec, sort_keys=True) + "\n")
             results.flush()
 
         emit(machine_meta(args))
+        os.sync()
         try:
             for rnd in range(args.rounds):
                 for i, (op, size, conns) in enumerate(cells(args)):
@@ -253,8 +264,8 @@ def main():
                         if server == "nginx":
                             tags = dict(base, server="nginx", durability="none", verify="none")
                             log(f"round {rnd} {op} {size} c{conns} nginx")
-                            emit(bench(nginx_url, "webdav", MIX[op], size, conns, args,
-                                       nginx.pids, tags, preload))
+                            emit(settle(bench(nginx_url, "webdav", MIX[op], size, conns,
+                                             args, nginx.pids, tags, preload)))
                             continue
                         for durability, verify in buddy_configs(op):
                             tags = dict(base, server="buddy", durability=durability,
@@ -275,7 +286,7 @@ def main():
                                 rec["server_startup_s"] = round(srv.startup_s, 3)
                             finally:
                                 srv.stop()
-                            emit(rec)
+                            emit(settle(rec))
                             if op == "put":
                                 shutil.rmtree(data, ignore_errors=True)
 
