@@ -141,15 +141,6 @@ impl HeadBuffers {
             }
         }
     }
-
-    /// Spare buffers held (for memory accounting and tests).
-    pub fn len(&self) -> usize {
-        self.spare.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spare.is_empty()
-    }
 }
 
 /// [`parse_head`] taking the copied parts' buffers from `buffers`.

@@ -23,7 +23,7 @@ use sha2::Digest;
 
 use crate::buddy::Slot;
 use crate::clock::Instant;
-use crate::hash::{BlockHash, HASH_HEX_LEN};
+use crate::hash::{BlockHash, Hex, HASH_HEX_LEN};
 use crate::http::{
     self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
     RequestHead,
@@ -1948,8 +1948,8 @@ impl Worker {
 
     fn respond_stored(&mut self, now: Instant, r: ConnRef, hash: BlockHash, status: u16) {
         let hex = hash.hex();
-        let location = location_of(&hash);
-        let etag = etag_of(&hash);
+        let location = location_of(&hex);
+        let etag = etag_of(&hex);
         let headers: [(&str, &[u8]); 3] = [
             ("Content-Type", b"text/plain"),
             ("Location", &location),
@@ -1983,7 +1983,7 @@ impl Worker {
             .if_none_match
             .as_ref()
             .is_some_and(|v| http::if_none_match_matches(v, hex.as_str()));
-        let etag = etag_of(&hash);
+        let etag = etag_of(&hex);
         if not_modified {
             let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
             self.respond_head_only(now, r, method, 304, &headers, None);
@@ -2123,7 +2123,7 @@ impl Worker {
         let spec = range
             .as_deref()
             .map_or(RangeSpec::Full, |v| http::parse_range(v, len));
-        let etag = etag_of(&hash);
+        let etag = etag_of(&hash.hex());
         // "bytes <start>-<end>/<len>" or "bytes */<len>": at most 6 + 3 * 20 + 2 bytes.
         let mut content_range = [0u8; 72];
         let (status, start, end, range_len) = match spec {
@@ -2850,19 +2850,18 @@ fn waits_for_slot(conns: &[Option<Conn>], r: ConnRef) -> bool {
     }
 }
 
-/// The connection `r` names, if it is still that connection (field-disjoint borrow).
 /// `"<hex>"`: a block's ETag, on the stack.
-fn etag_of(hash: &BlockHash) -> [u8; HASH_HEX_LEN + 2] {
+fn etag_of(hex: &Hex) -> [u8; HASH_HEX_LEN + 2] {
     let mut out = [b'"'; HASH_HEX_LEN + 2];
-    out[1..=HASH_HEX_LEN].copy_from_slice(hash.hex().as_bytes());
+    out[1..=HASH_HEX_LEN].copy_from_slice(hex.as_bytes());
     out
 }
 
 /// `/block/<hex>`: a block's Location, on the stack.
-fn location_of(hash: &BlockHash) -> [u8; 7 + HASH_HEX_LEN] {
+fn location_of(hex: &Hex) -> [u8; 7 + HASH_HEX_LEN] {
     let mut out = [0u8; 7 + HASH_HEX_LEN];
     out[..7].copy_from_slice(b"/block/");
-    out[7..].copy_from_slice(hash.hex().as_bytes());
+    out[7..].copy_from_slice(hex.as_bytes());
     out
 }
 
@@ -2886,6 +2885,7 @@ fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize {
     w.len
 }
 
+/// The connection `r` names, if it is still that connection (field-disjoint borrow).
 fn conn_at(conns: &mut [Option<Conn>], r: ConnRef) -> Option<&mut Conn> {
     match conns.get_mut(r.index) {
         Some(Some(c)) if c.generation == r.generation => Some(c),

@@ -486,10 +486,9 @@ fn regression_relaxed_space_of_a_deleted_block_is_reusable_at_once() {
     );
 }
 
-/// A PUT waits for a slot of a full class while another PUT's slot stays reserved (its write is
-/// held). Returns the controller cycles per second while the PUT waits, then per second after
-/// it has been answered (503 at its slot wait limit), and its status.
-fn cycles_per_second_around_a_put_waiting_for_space() -> (u64, u64, u16) {
+/// 1 MiB with a 300,000-byte block stored and a small PUT whose data write is held in flight (its
+/// slot stays reserved), no pools: the next large PUT has to wait for space.
+fn full_with_a_held_write() -> Harness {
     let mut h = Harness::new(HarnessConfig {
         capacity_bytes: 1 << 20,
         pool_targets: [0; 8],
@@ -500,6 +499,14 @@ fn cycles_per_second_around_a_put_waiting_for_space() -> (u64, u64, u16) {
     let holder = h.connect(0);
     h.send(holder, &put_req(&content(100, 2)));
     h.run_until_quiet();
+    h
+}
+
+/// A PUT waits for a slot of a full class while another PUT's slot stays reserved (its write is
+/// held). Returns the controller cycles per second while the PUT waits, then per second after
+/// it has been answered (503 at its slot wait limit), and its status.
+fn cycles_per_second_around_a_put_waiting_for_space() -> (u64, u64, u16) {
+    let mut h = full_with_a_held_write();
     assert_eq!(
         h.world.held(),
         1,
@@ -587,16 +594,7 @@ fn regression_shutdown_after_an_accept_error_does_not_spin() {
 /// shutdown, so nothing cleared it).
 #[test]
 fn regression_shutdown_with_a_slot_retry_pending_does_not_spin() {
-    let mut h = Harness::new(HarnessConfig {
-        capacity_bytes: 1 << 20,
-        pool_targets: [0; 8],
-        ..HarnessConfig::default()
-    });
-    assert_eq!(h.put_known(0, &content(300_000, 1)).status, 201);
-    h.world.hold_writes = true;
-    let holder = h.connect(0);
-    h.send(holder, &put_req(&content(100, 2)));
-    h.run_until_quiet();
+    let mut h = full_with_a_held_write();
     let waiter = h.connect(0);
     h.send(waiter, &put_req(&content(300_000, 3)));
     h.run_for(std::time::Duration::from_micros(1500));
