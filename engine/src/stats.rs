@@ -78,6 +78,12 @@ pub struct WorkerStats {
     pub controller_wait_ns: u64,
     pub corrupt_blocks_detected: u64,
     pub timeouts: u64,
+    /// Bytes of the buffer budget held by requests now (gauge).
+    pub buffer_granted_bytes: u64,
+    /// Requests (GETs, buffered bodies) that waited for the buffer budget.
+    pub buffer_waits: u64,
+    /// Uploads that went in small pieces because the buffer budget was spent.
+    pub small_piece_uploads: u64,
 }
 
 /// What the driver gathers for rendering.
@@ -215,7 +221,9 @@ pub fn render_json(s: &StatsSnapshot) -> String {
             "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections_open\":{},\
              \"connections_accepted\":{},\"connections_rejected\":{},\"refill_requests\":{},\
              \"ops_in_flight\":{},\"controller_requests_waiting\":{},\"timeouts\":{},\
-             \"corrupt_blocks_detected\":{},\"controller_wait_ns\":{},\"pool_free\":",
+             \"corrupt_blocks_detected\":{},\"controller_wait_ns\":{},\
+             \"buffer_granted_bytes\":{},\"buffer_waits\":{},\"small_piece_uploads\":{},\
+             \"pool_free\":",
             w.requests,
             w.bytes_in,
             w.bytes_out,
@@ -228,6 +236,9 @@ pub fn render_json(s: &StatsSnapshot) -> String {
             w.timeouts,
             w.corrupt_blocks_detected,
             w.controller_wait_ns,
+            w.buffer_granted_bytes,
+            w.buffer_waits,
+            w.small_piece_uploads,
         );
         json_class_map(&mut out, &w.pool_free);
         out.push_str(",\"pool_target\":");
@@ -455,6 +466,36 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     );
     for (w, ws) in s.workers.iter().enumerate() {
         let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.ops_in_flight);
+    }
+    let name = format!("{p}_buffer_granted_bytes");
+    prom_header(
+        &mut out,
+        &name,
+        "gauge",
+        "Bytes of the I/O buffer budget held by requests, per worker.",
+    );
+    for (w, ws) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.buffer_granted_bytes);
+    }
+    let name = format!("{p}_buffer_waits_total");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Requests that waited for the I/O buffer budget, per worker.",
+    );
+    for (w, ws) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.buffer_waits);
+    }
+    let name = format!("{p}_small_piece_uploads_total");
+    prom_header(
+        &mut out,
+        &name,
+        "counter",
+        "Uploads streamed in small pieces because the buffer budget was spent, per worker.",
+    );
+    for (w, ws) in s.workers.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.small_piece_uploads);
     }
     let name = format!("{p}_pool_refill_requests_total");
     prom_header(

@@ -41,6 +41,8 @@ use crate::stats::{self, StatsSnapshot, WorkerStats};
 const HEAD_ROOM_BYTES: usize = 512;
 /// Piece size of a streamed PUT body.
 const STREAM_PIECE_BYTES: usize = 64 * 1024;
+/// Capacity of a large buffer: a whole block plus room for the response head.
+const LARGE_BUF_BYTES: usize = HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize;
 /// How long a lingering close waits for the rest of a refused body.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest oversize body (413) drained before closing; larger ones close at once.
@@ -100,7 +102,15 @@ pub struct WorkerConfig {
     pub pool_bytes_max: u64,
     /// Largest single receive.
     pub recv_chunk_bytes: usize,
+    /// Bound on the bytes of large I/O buffers the worker's requests hold at once: GET read
+    /// buffers of blocks over 8 KiB, buffered bodies, and upload pieces with their receive
+    /// buffers. A GET or buffered body beyond it waits (FIFO, up to `slot_wait_limit`, then
+    /// 503); an upload beyond it proceeds in small pieces. It also bounds the idle buffers kept.
+    pub buffer_budget_bytes: usize,
 }
+
+/// The smallest `buffer_budget_bytes`: one large buffer with its receive room.
+pub const BUFFER_BUDGET_MIN_BYTES: usize = 1 << 20;
 
 impl WorkerConfig {
     pub fn new(id: WorkerId) -> WorkerConfig {
@@ -116,6 +126,7 @@ impl WorkerConfig {
             pool_targets: crate::pool::POOL_TARGET_DEFAULT,
             pool_bytes_max: 64 << 20,
             recv_chunk_bytes: 64 * 1024,
+            buffer_budget_bytes: 4 << 20,
         }
     }
 }
@@ -200,6 +211,8 @@ enum Stage {
     Occupy { hash: BlockHash },
     /// Out of space: is the block stored already? (Then the PUT is a 200, not a 507.)
     DedupCheck { hash: BlockHash },
+    /// Waiting for the buffer budget (`WorkerConfig::buffer_budget_bytes`).
+    WaitBuffer { need: BufferNeed, deadline: Instant },
     /// Waiting for a get_address reply.
     Lookup,
     /// Waiting for a release reply.
@@ -223,6 +236,19 @@ enum Stage {
     Responded,
 }
 
+/// What a request waiting for the buffer budget goes on with once it has its grant.
+enum BufferNeed {
+    /// Read a block for a GET. The address reply `seq` stays in flight while waiting (the
+    /// slot must not be reused before the read).
+    Read { location: Location, seq: u64 },
+    /// Read a body into one buffer (chunked PUT, `POST /blocks/missing`, a PUT that needs its
+    /// hash before a 507); `send_continue`: answer `Expect: 100-continue` when it starts.
+    Body {
+        reader: BodyReader,
+        send_continue: bool,
+    },
+}
+
 /// A PUT body streamed into its slot: at most one piece of [`STREAM_PIECE_BYTES`] is held in
 /// memory, so a slow upload costs a piece, not a block.
 struct StreamPut {
@@ -236,6 +262,12 @@ struct StreamPut {
     deadline: Instant,
     /// Taken bytes not yet written (empty while its buffer is in a write).
     piece: Vec<u8>,
+    /// Bytes a piece holds before it is written: [`STREAM_PIECE_BYTES`] with a buffer
+    /// grant (a "lane": the piece and a receive buffer), 0 while waiting for one,
+    /// [`IDLE_RECV_BYTES`] after waiting in vain (slower, never stuck behind slow uploads).
+    piece_max: usize,
+    /// Waiting for a lane (in `buffer_waiters`) until then; after it, small pieces.
+    lane_deadline: Option<Instant>,
     /// A write of the current piece is in flight.
     writing: bool,
     /// Bytes of the piece in flight already written (short writes).
@@ -280,6 +312,8 @@ struct Conn {
     discard: u64,
     /// Answered with `Connection: close`; draining `discard` bytes before closing.
     lingering: bool,
+    /// Bytes of the worker's buffer budget the current request holds (0 between requests).
+    grant: usize,
 }
 
 pub struct Worker {
@@ -325,6 +359,10 @@ pub struct Worker {
     head_buffers: HeadBuffers,
     /// Where a GET's response head is written before it goes in front of the body.
     head_scratch: Vec<u8>,
+    /// Sum of the connections' `grant`s.
+    granted: usize,
+    /// Requests in `Stage::WaitBuffer`, first come first served.
+    buffer_waiters: VecDeque<ConnRef>,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
 }
@@ -333,6 +371,16 @@ impl Worker {
     pub fn new(config: WorkerConfig) -> Worker {
         assert!(config.max_connections >= 1);
         assert!(config.max_header_bytes >= 256 && config.recv_chunk_bytes >= 1024);
+        assert!(
+            config.buffer_budget_bytes >= BUFFER_BUDGET_MIN_BYTES,
+            "buffer budget of {} bytes is below the minimum",
+            config.buffer_budget_bytes
+        );
+        assert!(
+            LARGE_BUF_BYTES + config.recv_chunk_bytes + 2 * IDLE_RECV_BYTES
+                <= config.buffer_budget_bytes,
+            "the buffer budget holds a buffered body with its receive buffer"
+        );
         let pools = Pools::new(config.pool_targets, config.pool_bytes_max);
         Worker {
             conns: Vec::new(),
@@ -366,6 +414,8 @@ impl Worker {
             recv_bufs: Vec::new(),
             head_buffers: HeadBuffers::default(),
             head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
+            granted: 0,
+            buffer_waiters: VecDeque::new(),
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
             config,
@@ -457,10 +507,20 @@ impl Worker {
             Some(a) => match &a.stage {
                 Stage::Body { .. } => Some(a.started + c.request_timeout),
                 Stage::WaitSlot { deadline, .. } => Some(*deadline),
-                Stage::Stream(s) if s.slot.is_none() => {
-                    Some(s.deadline.min(a.started + c.request_timeout))
+                Stage::WaitBuffer { deadline, .. } => {
+                    Some((*deadline).min(a.started + c.request_timeout))
                 }
-                Stage::Stream(s) if s.remaining > 0 => Some(a.started + c.request_timeout),
+                Stage::Stream(s) => {
+                    let request = if s.slot.is_none() {
+                        Some(s.deadline.min(a.started + c.request_timeout))
+                    } else {
+                        (s.remaining > 0).then_some(a.started + c.request_timeout)
+                    };
+                    match (request, s.lane_deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
                 _ => None,
             },
         }
@@ -544,7 +604,7 @@ impl Worker {
                 b.clear();
                 b
             }
-            None => Vec::with_capacity(HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize),
+            None => Vec::with_capacity(LARGE_BUF_BYTES),
         }
     }
 
@@ -567,10 +627,10 @@ impl Worker {
     /// A large buffer of exactly `len` bytes whose contents are unspecified (the read that
     /// fills it overwrites them): zero-filling 512 KiB per GET was 13% of the server's CPU.
     fn large_buf_of_len(&mut self, len: usize) -> Vec<u8> {
-        assert!(len <= HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize);
+        assert!(len <= LARGE_BUF_BYTES);
         let mut buf = match self.large_bufs.pop() {
             Some(b) => b,
-            None => Vec::with_capacity(HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize),
+            None => Vec::with_capacity(LARGE_BUF_BYTES),
         };
         if buf.len() >= len {
             buf.truncate(len);
@@ -580,11 +640,42 @@ impl Worker {
         buf
     }
 
+    /// The buffer a GET of a block of `len` bytes reads into (the head room in front), from
+    /// the smallest pool it fits: a 4 KiB block does not pin a 512 KiB buffer.
+    fn read_buf(&mut self, len: u32) -> Vec<u8> {
+        let end = HEAD_ROOM_BYTES + len as usize;
+        let mut buf = if end <= IDLE_RECV_BYTES {
+            self.small_buf()
+        } else if end <= self.recv_buf_bytes() {
+            self.recv_buf(end)
+        } else {
+            return self.large_buf_of_len(end);
+        };
+        buf.resize(end, 0);
+        buf
+    }
+
+    /// The budget a GET of a block of `len` bytes takes: the capacity of its [`read_buf`]
+    /// (small buffers are a connection's own and come free).
+    ///
+    /// [`read_buf`]: Worker::read_buf
+    fn read_grant(&self, len: u32) -> usize {
+        let end = HEAD_ROOM_BYTES + len as usize;
+        if end <= IDLE_RECV_BYTES {
+            0
+        } else if end <= self.recv_buf_bytes() {
+            self.recv_buf_bytes()
+        } else {
+            LARGE_BUF_BYTES
+        }
+    }
+
     fn recycle(&mut self, mut buf: Vec<u8>) {
-        let large = HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize;
+        let large = LARGE_BUF_BYTES;
         if buf.capacity() >= large && buf.capacity() <= 2 * large {
-            // Kept at its length: `large_buf_of_len` then needs no zero fill.
-            if self.large_bufs.len() < BUFFERS_KEPT_MAX / 4 {
+            // Kept at its length: `large_buf_of_len` then needs no zero fill. The idle ones
+            // kept are bounded by the budget too (memory that is not given back is RSS).
+            if self.large_bufs.len() < self.config.buffer_budget_bytes / large {
                 self.large_bufs.push(buf);
             }
             return;
@@ -599,6 +690,97 @@ impl Worker {
             && self.small_bufs.len() < BUFFERS_KEPT_MAX
         {
             self.small_bufs.push(buf);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The buffer budget.
+
+    /// Raises the grant of `r`'s current request to `need` bytes of the buffer budget. Refused
+    /// when that would overrun the budget, or when other requests wait for it and this one is
+    /// not the first of them (`first_waiter`): waiters are served in order.
+    fn take_grant(&mut self, r: ConnRef, need: usize, first_waiter: bool) -> bool {
+        let budget = self.config.buffer_budget_bytes;
+        assert!(need <= budget, "a grant of {need} bytes never fits");
+        let queue_empty = self.buffer_waiters.is_empty();
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        if conn.grant >= need {
+            return true;
+        }
+        let others = self.granted - conn.grant;
+        if others + need > budget || !(queue_empty || first_waiter) {
+            return false;
+        }
+        self.granted = others + need;
+        conn.grant = need;
+        true
+    }
+
+    /// Parks `r`'s request until the budget has room for it (or its deadline: 503).
+    fn wait_for_buffer(&mut self, now: Instant, r: ConnRef, need: BufferNeed) {
+        self.stats.buffer_waits += 1;
+        let deadline = now + self.config.slot_wait_limit;
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        active.stage = Stage::WaitBuffer { need, deadline };
+        self.buffer_waiters.push_back(r);
+    }
+
+    /// Grants of the requests waiting, in order, while the budget has room.
+    fn serve_buffer_waiters(&mut self, now: Instant) {
+        while let Some(&r) = self.buffer_waiters.front() {
+            let need = match conn_at(&mut self.conns, r)
+                .and_then(|c| c.active.as_ref())
+                .map(|a| &a.stage)
+            {
+                Some(Stage::WaitBuffer {
+                    need: BufferNeed::Read { location, .. },
+                    ..
+                }) => {
+                    let len = location.len;
+                    self.read_grant(len)
+                }
+                Some(Stage::WaitBuffer {
+                    need: BufferNeed::Body { .. },
+                    ..
+                }) => LARGE_BUF_BYTES + self.recv_buf_bytes(),
+                Some(Stage::Stream(s)) if s.lane_deadline.is_some() => {
+                    STREAM_PIECE_BYTES + self.recv_buf_bytes()
+                }
+                // Answered (timed out) or closed meanwhile.
+                _ => {
+                    self.buffer_waiters.pop_front();
+                    continue;
+                }
+            };
+            if !self.take_grant(r, need, true) {
+                return;
+            }
+            self.buffer_waiters.pop_front();
+            let active = conn_at(&mut self.conns, r)
+                .and_then(|c| c.active.as_mut())
+                .expect("checked above");
+            if matches!(active.stage, Stage::Stream(_)) {
+                self.give_lane(r);
+                self.process(now, r);
+                continue;
+            }
+            let Stage::WaitBuffer { need, .. } =
+                std::mem::replace(&mut active.stage, Stage::Responded)
+            else {
+                unreachable!("checked above")
+            };
+            match need {
+                BufferNeed::Read { location, seq } => self.start_read(r, location, seq),
+                BufferNeed::Body {
+                    reader,
+                    send_continue,
+                } => {
+                    self.begin_body(now, r, reader, send_continue);
+                    self.process(now, r);
+                }
+            }
         }
     }
 
@@ -715,6 +897,16 @@ impl Worker {
             }
             Some(Stage::WaitSlot { .. }) => {
                 self.respond_busy(now, r, "no free slot in time; try again");
+            }
+            Some(Stage::WaitBuffer { .. }) => {
+                // A GET's address goes out of flight before the answer replaces the stage.
+                self.abandon_request(r);
+                self.respond_busy(now, r, "no buffer memory free in time; try again");
+            }
+            Some(Stage::Stream(s)) if s.lane_deadline.is_some_and(|d| now >= d) => {
+                // Its queue entry is skipped when its turn comes.
+                self.degrade_stream(r);
+                self.process(now, r);
             }
             Some(Stage::Stream(s)) if s.slot.is_none() => {
                 self.respond_busy(now, r, "no free slot in time; try again");
@@ -843,6 +1035,7 @@ impl Worker {
             rejecting,
             discard: 0,
             lingering: false,
+            grant: 0,
         });
         let r = ConnRef { index, generation };
         if rejecting {
@@ -939,27 +1132,52 @@ impl Worker {
             if let Some(a) = conn.active.take() {
                 self.head_buffers.recycle(a.head);
             }
-            conn.last_activity = now;
-            if conn.rejecting || !conn.keep_alive {
-                if conn.discard > 0 && !conn.eof {
-                    // Lingering close: drain the refused body the client may still send, so
-                    // the close does not reset the connection before it reads the answer.
-                    conn.lingering = true;
-                    self.process(now, r);
-                } else {
-                    self.close_conn(r);
-                }
+            let grant = std::mem::take(&mut conn.grant);
+            self.granted -= grant;
+            self.end_request(now, r);
+            if grant > 0 {
+                self.serve_buffer_waiters(now);
+            }
+        }
+    }
+
+    /// Gives the grant of `r`'s request back to the budget, serving waiters.
+    fn release_grant(&mut self, now: Instant, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
+        let grant = std::mem::take(&mut conn.grant);
+        if grant > 0 {
+            self.granted -= grant;
+            self.serve_buffer_waiters(now);
+        }
+    }
+
+    /// The connection's request is answered and sent: close, linger, or go on to the next.
+    fn end_request(&mut self, now: Instant, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
+        conn.last_activity = now;
+        if conn.rejecting || !conn.keep_alive {
+            if conn.discard > 0 && !conn.eof {
+                // Lingering close: drain the refused body the client may still send, so
+                // the close does not reset the connection before it reads the answer.
+                conn.lingering = true;
+                self.process(now, r);
+            } else {
+                self.close_conn(r);
+            }
+            return;
+        }
+        if self.shutting_down {
+            let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
+            if !buffered {
+                self.close_conn(r);
                 return;
             }
-            if self.shutting_down {
-                let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
-                if !buffered {
-                    self.close_conn(r);
-                    return;
-                }
-            }
-            self.process(now, r);
         }
+        self.process(now, r);
     }
 
     fn pump_send(&mut self, now: Instant, r: ConnRef) {
@@ -1023,6 +1241,10 @@ impl Worker {
             self.recycle(b);
         }
         self.conn_free.push(r.index);
+        if conn.grant > 0 {
+            self.granted -= conn.grant;
+            self.serve_buffer_waiters(self.now_seen);
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1066,6 +1288,10 @@ impl Worker {
             }
             Stage::Body { body, .. } | Stage::WaitSlot { body, .. } => self.recycle(body),
             Stage::List { body } => self.recycle(body),
+            Stage::WaitBuffer {
+                need: BufferNeed::Read { seq, .. },
+                ..
+            } => self.end_read(seq),
             _ => {}
         }
     }
@@ -1139,6 +1365,14 @@ impl Worker {
             return;
         }
         let buffered = conn.rbuf.as_ref().map_or(0, Vec::len);
+        // A request with a grant receives in full chunks; without one (a head, an upload
+        // beyond the budget) in small ones, into the buffer it has.
+        let granted = conn.grant > 0;
+        let chunk = if granted { chunk } else { IDLE_RECV_BYTES };
+        let stream = matches!(
+            conn.active.as_ref().map(|a| &a.stage),
+            Some(Stage::Stream(_))
+        );
         let reading = match conn.active.as_ref().map(|a| &a.stage) {
             None | Some(Stage::Body { .. }) => true,
             // Receive only body bytes not already buffered (a receive holds the buffer, so
@@ -1170,11 +1404,22 @@ impl Worker {
             let small = self.small_buf();
             self.recycle(std::mem::replace(&mut buf, small));
         }
-        let chunk = if idle { IDLE_RECV_BYTES } else { chunk };
-        if buf.capacity() - buf.len() < chunk {
-            let mut bigger = self.recv_buf(buf.len() + chunk);
-            bigger.extend_from_slice(&buf);
-            self.recycle(std::mem::replace(&mut buf, bigger));
+        let mut max = if idle { IDLE_RECV_BYTES } else { chunk };
+        let room = buf.capacity() - buf.len();
+        if room < max {
+            if !granted && (stream || room >= IDLE_RECV_BYTES / 8) {
+                // No budget for a bigger buffer: fill the one there is. An upload whose
+                // buffer is full waits for its piece to be written (which calls `process`).
+                if room == 0 {
+                    conn_at(&mut self.conns, r).expect("open").rbuf = Some(buf);
+                    return;
+                }
+                max = room;
+            } else {
+                let mut bigger = self.recv_buf(buf.len() + max);
+                bigger.extend_from_slice(&buf);
+                self.recycle(std::mem::replace(&mut buf, bigger));
+            }
         }
         let id = self.submit(
             Some(r),
@@ -1182,7 +1427,7 @@ impl Worker {
             Op::Recv {
                 conn: handle,
                 buf,
-                max: chunk,
+                max,
             },
         );
         conn_at(&mut self.conns, r).expect("open").recv_op = Some(id);
@@ -1481,26 +1726,37 @@ impl Worker {
             BodyFraming::Length(n) => BodyReader::Length { remaining: n },
             BodyFraming::Chunked => BodyReader::Chunked(ChunkedDecoder::new(max_bytes)),
         };
-        let expect_continue = active.head.expect_continue;
+        self.begin_body(now, r, reader, true);
+    }
+
+    /// Reads a body into one buffer, once the request has the budget for it (else it waits).
+    fn begin_body(&mut self, now: Instant, r: ConnRef, reader: BodyReader, send_continue: bool) {
+        let need = LARGE_BUF_BYTES + self.recv_buf_bytes();
+        if !self.take_grant(r, need, false) {
+            let need = BufferNeed::Body {
+                reader,
+                send_continue,
+            };
+            self.wait_for_buffer(now, r, need);
+            return;
+        }
         let capacity = match reader {
             BodyReader::Length { remaining } => remaining as usize,
             BodyReader::Chunked(_) => 64 * 1024,
         };
         let mut body = self.large_buf();
         body.reserve(capacity);
-        let conn = conn_at(&mut self.conns, r).expect("open");
-        let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
-        let active = conn.active.as_mut().expect("active");
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
         active.stage = Stage::Body {
             reader,
             body,
             hasher: sha2::Sha256::new(),
             crc: 0,
         };
-        if expect_continue && !buffered {
-            conn.outq
-                .push_back((b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), 0, 25));
-            self.pump_send(now, r);
+        if send_continue {
+            self.send_continue_if_expected(now, r);
         }
     }
 
@@ -1520,16 +1776,14 @@ impl Worker {
             (1..=BLOCK_LEN_MAX_BYTES).contains(&len),
             "length checked by the caller"
         );
-        let piece = match self.piece_bufs.pop() {
-            Some(b) => b,
-            None => Vec::with_capacity(STREAM_PIECE_BYTES),
-        };
         let stream = StreamPut {
             len,
             remaining: len,
             slot: None,
             deadline: now + self.config.slot_wait_limit,
-            piece,
+            piece: Vec::new(),
+            piece_max: 0,
+            lane_deadline: None,
             writing: false,
             piece_written: 0,
             written: 0,
@@ -1542,7 +1796,7 @@ impl Worker {
         active.stage = Stage::Stream(stream);
         let class = SizeClass::for_len(len).expect("length checked");
         match self.pools.take(class) {
-            Some(slot) => self.stream_slot(r, slot),
+            Some(slot) => self.stream_slot(now, r, slot),
             None => {
                 self.pools.note_miss(class);
                 self.slot_waiters[class.index()].push_back(r);
@@ -1552,7 +1806,11 @@ impl Worker {
         self.send_continue_if_expected(now, r);
     }
 
-    fn stream_slot(&mut self, r: ConnRef, slot: Slot) {
+    /// The upload has its slot; now it needs a lane (a piece and a receive buffer) from the
+    /// buffer budget, or waits for one. Not before: an upload waiting for space must not
+    /// hold buffers others could use meanwhile.
+    fn stream_slot(&mut self, now: Instant, r: ConnRef, slot: Slot) {
+        let wait_limit = self.config.slot_wait_limit;
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
@@ -1561,6 +1819,20 @@ impl Worker {
         };
         assert!(s.slot.is_none() && s.len <= slot.bytes());
         s.slot = Some(slot);
+        let lane = STREAM_PIECE_BYTES + self.recv_buf_bytes();
+        if self.take_grant(r, lane, false) {
+            self.give_lane(r);
+            return;
+        }
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        let Stage::Stream(s) = &mut active.stage else {
+            unreachable!("stream stage")
+        };
+        s.lane_deadline = Some(now + wait_limit);
+        self.stats.buffer_waits += 1;
+        self.buffer_waiters.push_back(r);
     }
 
     /// Moves buffered body bytes into the piece; writes a full (or the last) piece.
@@ -1572,19 +1844,19 @@ impl Worker {
             unreachable!("stream stage")
         };
         let Some(slot) = s.slot else { return false };
-        if s.writing {
+        if s.writing || s.piece_max == 0 {
             return false;
         }
         let take = (s.remaining as usize)
             .min(rbuf.len())
-            .min(STREAM_PIECE_BYTES - s.piece.len());
+            .min(s.piece_max - s.piece.len());
         s.piece.extend_from_slice(&rbuf[..take]);
         rbuf.drain(..take);
         s.remaining -= take as u64;
         let new = &s.piece[s.piece.len() - take..];
         s.hasher.update(new);
         s.crc = crc32c::crc32c_append(s.crc, new);
-        let full = s.piece.len() == STREAM_PIECE_BYTES || s.remaining == 0;
+        let full = s.piece.len() == s.piece_max || s.remaining == 0;
         if !full || s.piece.is_empty() {
             return take > 0;
         }
@@ -1656,6 +1928,9 @@ impl Worker {
         buf.clear();
         s.piece = buf;
         if s.remaining > 0 {
+            if s.piece_max < STREAM_PIECE_BYTES {
+                self.upgrade_stream(r);
+            }
             self.process(now, r);
             return;
         }
@@ -1668,6 +1943,10 @@ impl Worker {
             unreachable!()
         };
         self.recycle_piece(s.piece);
+        // The body is in its slot: the upload's buffers go back to the budget now, not after
+        // the commit the answer waits for.
+        self.shrink_rbuf(r);
+        self.release_grant(now, r);
         let hash = BlockHash(s.hasher.finalize().into());
         if expected.is_some_and(|e| e != hash) {
             self.pools.put_back(slot);
@@ -1688,9 +1967,71 @@ impl Worker {
         });
     }
 
+    /// An upload going in small pieces takes full ones once the budget has room again.
+    fn upgrade_stream(&mut self, r: ConnRef) {
+        let lane = STREAM_PIECE_BYTES + self.recv_buf_bytes();
+        if self.take_grant(r, lane, false) {
+            self.give_lane(r);
+        }
+    }
+
+    /// The upload of `r`, granted its lane, takes full pieces.
+    fn give_lane(&mut self, r: ConnRef) {
+        let piece = match self.piece_bufs.pop() {
+            Some(b) => b,
+            None => Vec::with_capacity(STREAM_PIECE_BYTES),
+        };
+        let old = self.set_piece(r, piece, STREAM_PIECE_BYTES);
+        self.recycle(old);
+    }
+
+    /// The upload of `r` waited for a lane in vain: it goes on in small pieces.
+    fn degrade_stream(&mut self, r: ConnRef) {
+        self.stats.small_piece_uploads += 1;
+        let small = self.small_buf();
+        let old = self.set_piece(r, small, IDLE_RECV_BYTES);
+        debug_assert_eq!(old.capacity(), 0, "no piece while waiting for a lane");
+    }
+
+    /// Swaps the (empty) piece buffer of `r`'s upload; returns the old one.
+    fn set_piece(&mut self, r: ConnRef, piece: Vec<u8>, piece_max: usize) -> Vec<u8> {
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("active");
+        let Stage::Stream(s) = &mut active.stage else {
+            unreachable!("stream stage")
+        };
+        assert!(s.piece.is_empty() && !s.writing);
+        s.piece_max = piece_max;
+        s.lane_deadline = None;
+        std::mem::replace(&mut s.piece, piece)
+    }
+
+    /// Swaps a connection's receive buffer for a small one if what it holds fits.
+    fn shrink_rbuf(&mut self, r: ConnRef) {
+        let Some(conn) = conn_at(&mut self.conns, r) else {
+            return;
+        };
+        let Some(rbuf) = conn.rbuf.as_ref() else {
+            return;
+        };
+        if rbuf.capacity() <= 2 * IDLE_RECV_BYTES || rbuf.len() > IDLE_RECV_BYTES {
+            return;
+        }
+        let mut small = self.small_buf();
+        let conn = conn_at(&mut self.conns, r).expect("open");
+        let rbuf = conn.rbuf.as_mut().expect("checked above");
+        small.extend_from_slice(rbuf);
+        let big = std::mem::replace(rbuf, small);
+        self.recycle(big);
+    }
+
     fn recycle_piece(&mut self, mut buf: Vec<u8>) {
         buf.clear();
-        if buf.capacity() == STREAM_PIECE_BYTES && self.piece_bufs.len() < BUFFERS_KEPT_MAX {
+        if buf.capacity() != STREAM_PIECE_BYTES {
+            // A small piece (an upload beyond the budget).
+            self.recycle(buf);
+        } else if self.piece_bufs.len() < self.config.buffer_budget_bytes / STREAM_PIECE_BYTES {
             self.piece_bufs.push(buf);
         }
     }
@@ -1999,11 +2340,22 @@ impl Worker {
             self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
             return;
         }
-        // The reply stays in flight until the read completes (guarantee 4).
+        // The reply stays in flight until the read completes (guarantee 4), waiting for the
+        // buffer budget included.
         let fresh = self.reads_in_flight.insert(seq);
         assert!(fresh, "address reply {seq} read twice");
+        let need = self.read_grant(location.len);
+        if need > 0 && !self.take_grant(r, need, false) {
+            self.wait_for_buffer(now, r, BufferNeed::Read { location, seq });
+            return;
+        }
+        self.start_read(r, location, seq);
+    }
+
+    fn start_read(&mut self, r: ConnRef, location: Location, seq: u64) {
+        debug_assert!(self.reads_in_flight.contains(&seq));
         let end = HEAD_ROOM_BYTES + location.len as usize;
-        let buf = self.large_buf_of_len(end);
+        let buf = self.read_buf(location.len);
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
@@ -2544,7 +2896,7 @@ impl Worker {
                 }
                 Some(Stage::Stream(s)) if s.slot.is_none() => {
                     let slot = self.pools.take(class).expect("checked above");
-                    self.stream_slot(r, slot);
+                    self.stream_slot(now, r, slot);
                     self.process(now, r);
                 }
                 _ => {}
@@ -2572,20 +2924,17 @@ impl Worker {
                     });
                 }
                 Stage::Stream(st) if st.slot.is_none() => {
-                    let mut body = self.large_buf();
-                    body.reserve(st.len as usize);
-                    let active = conn_at(&mut self.conns, r)
-                        .and_then(|c| c.active.as_mut())
-                        .expect("active");
-                    active.stage = Stage::Body {
-                        reader: BodyReader::Length {
-                            remaining: st.remaining,
-                        },
-                        body,
-                        hasher: st.hasher,
-                        crc: st.crc,
-                    };
+                    // Nothing of the body was taken yet (a stream takes bytes once it has
+                    // its slot), so it is read from the start into one buffer.
+                    assert_eq!(
+                        st.remaining, st.len,
+                        "a stream without a slot took no bytes"
+                    );
                     self.recycle_piece(st.piece);
+                    let reader = BodyReader::Length {
+                        remaining: st.remaining,
+                    };
+                    self.begin_body(now, r, reader, false);
                     self.process(now, r);
                 }
                 other => active.stage = other,
@@ -2803,6 +3152,7 @@ impl Worker {
         s.refill_requests = self.pools.refill_requests;
         s.ops_in_flight = self.ops_in_flight as u64;
         s.controller_requests_waiting = self.pending.len() as u64;
+        s.buffer_granted_bytes = self.granted as u64;
         s
     }
 
@@ -2833,6 +3183,62 @@ impl Worker {
                 conn.rbuf.is_some() != conn.recv_op.is_some(),
                 "buffer owned exactly once"
             );
+        }
+        let grants: usize = self.conns.iter().flatten().map(|c| c.grant).sum();
+        assert_eq!(grants, self.granted, "granted buffer bytes add up");
+        assert!(
+            self.granted <= self.config.buffer_budget_bytes,
+            "{} bytes granted over a budget of {}",
+            self.granted,
+            self.config.buffer_budget_bytes
+        );
+        for (index, conn) in self.conns.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            assert!(
+                conn.grant == 0 || conn.active.is_some(),
+                "a grant belongs to a request"
+            );
+            let r = ConnRef {
+                index,
+                generation: conn.generation,
+            };
+            if let Some(Stage::Stream(s)) = conn.active.as_ref().map(|a| &a.stage) {
+                if s.lane_deadline.is_some() {
+                    assert!(s.piece_max == 0 && conn.grant == 0 && s.piece.capacity() == 0);
+                    assert!(
+                        s.slot.is_some(),
+                        "an upload asks for a lane once it has a slot"
+                    );
+                    assert!(
+                        self.buffer_waiters.contains(&r),
+                        "an upload waiting is queued"
+                    );
+                } else if s.slot.is_some() {
+                    assert!(
+                        s.piece_max > 0,
+                        "an upload with a slot has a piece or waits"
+                    );
+                } else {
+                    assert!(
+                        s.piece_max == 0 && conn.grant == 0,
+                        "an upload waiting for space holds no buffer"
+                    );
+                }
+            }
+            let Some(Stage::WaitBuffer { need, .. }) = conn.active.as_ref().map(|a| &a.stage)
+            else {
+                continue;
+            };
+            assert!(
+                self.buffer_waiters.contains(&r),
+                "a request waiting for the buffer budget is queued"
+            );
+            if let BufferNeed::Read { seq, .. } = need {
+                assert!(
+                    self.reads_in_flight.contains(seq),
+                    "a GET waiting for a buffer keeps its address in flight"
+                );
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use engine::controller::{Durability, CYCLE_INTERVAL_DEFAULT};
 use engine::pool::{POOL_TARGET_DEFAULT, POOL_TARGET_MAX};
 use engine::size_class::{SizeClass, CLASS_COUNT, SLOT_MAX_BYTES};
-use engine::worker::VerifyReads;
+use engine::worker::{VerifyReads, BUFFER_BUDGET_MIN_BYTES};
 
 /// The effective configuration of `serve`.
 #[derive(Clone, Debug)]
@@ -30,6 +30,7 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    pub buffer_memory: usize,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
@@ -102,6 +103,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "max_header_bytes",
         "16KiB",
         "largest request head; beyond: 431",
+    ),
+    (
+        "buffer_memory",
+        "4MiB",
+        "I/O buffers each worker's requests may hold at once (GETs of blocks over 8 KiB, \
+         uploads); beyond it GETs wait, uploads go in small pieces",
     ),
     (
         "request_timeout",
@@ -228,6 +235,11 @@ pub fn resolve(flags: &Raw, file: &Raw) -> Result<ServeConfig> {
             .filter(|&n| (1024..=1 << 20).contains(&n))
             .ok_or_else(|| anyhow!("max_header_bytes must be 1KiB..=1MiB"))?
             as usize,
+        buffer_memory: parse_size(text("buffer_memory"))
+            .ok()
+            .filter(|&n| (BUFFER_BUDGET_MIN_BYTES as u64..=1 << 40).contains(&n))
+            .ok_or_else(|| anyhow!("buffer_memory must be at least 1MiB"))?
+            as usize,
         request_timeout: parse_duration(text("request_timeout"))
             .with_context(ctx("request_timeout"))?,
         idle_timeout: parse_duration(text("idle_timeout")).with_context(ctx("idle_timeout"))?,
@@ -258,7 +270,8 @@ impl ServeConfig {
             "listen = \"{}\"\ndata_dir = \"{}\"\ncapacity = \"{}\"\nworkers = {}\n\
              durability = \"{}\"\nverify_reads = \"{}\"\nauth_token = \"{}\"\n\
              pool_target = \"{}\"\nlog_level = \"{}\"\nlog_format = \"{}\"\n\
-             max_connections = {}\nmax_header_bytes = {}\nrequest_timeout = \"{}\"\n\
+             max_connections = {}\nmax_header_bytes = {}\nbuffer_memory = {}\n\
+             request_timeout = \"{}\"\n\
              idle_timeout = \"{}\"\ndrain_timeout = \"{}\"\ncycle_interval = \"{}\"\n\
              map_size = {}\nscrub_interval = \"{}\"\n",
             self.listen,
@@ -281,6 +294,7 @@ impl ServeConfig {
             },
             self.max_connections,
             self.max_header_bytes,
+            self.buffer_memory,
             format_duration(self.request_timeout),
             format_duration(self.idle_timeout),
             format_duration(self.drain_timeout),
@@ -431,5 +445,19 @@ mod tests {
         );
         flags.insert("capacity".into(), "1000".into());
         assert!(resolve(&flags, &Raw::new()).is_err());
+    }
+
+    #[test]
+    fn buffer_memory_has_a_default_and_a_floor() {
+        let none = Raw::new();
+        assert_eq!(resolve(&none, &none).unwrap().buffer_memory, 4 << 20);
+        let mut flags = Raw::new();
+        flags.insert("buffer_memory".into(), "16MiB".into());
+        let c = resolve(&flags, &none).unwrap();
+        assert_eq!(c.buffer_memory, 16 << 20);
+        assert!(c.to_toml().contains("buffer_memory = 16777216"));
+        flags.insert("buffer_memory".into(), "512KiB".into());
+        let e = resolve(&flags, &none).unwrap_err().to_string();
+        assert!(e.contains("buffer_memory must be at least 1MiB"), "{e}");
     }
 }

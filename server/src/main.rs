@@ -70,6 +70,11 @@ struct ServeArgs {
     /// Largest request head; beyond it: 431 [default: 16KiB]
     #[arg(long)]
     max_header_bytes: Option<String>,
+    /// I/O buffers each worker's requests may hold at once: read buffers of GETs of blocks over
+    /// 8 KiB, buffered bodies, upload pieces; beyond it a GET waits (then 503) and an upload
+    /// goes in small pieces. Bounds the server's memory under many large requests [default: 4MiB]
+    #[arg(long)]
+    buffer_memory: Option<String>,
     /// First byte to last byte of a request; beyond it: 408 [default: 10s]
     #[arg(long)]
     request_timeout: Option<String>,
@@ -129,6 +134,7 @@ impl ServeArgs {
         put("log_format", &self.log_format);
         put("max_connections", &self.max_connections);
         put("max_header_bytes", &self.max_header_bytes);
+        put("buffer_memory", &self.buffer_memory);
         put("request_timeout", &self.request_timeout);
         put("idle_timeout", &self.idle_timeout);
         put("drain_timeout", &self.drain_timeout);

@@ -216,6 +216,7 @@ fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
     let mut w = WorkerConfig::new(id);
     w.max_connections = config.max_connections;
     w.max_header_bytes = config.max_header_bytes;
+    w.buffer_budget_bytes = config.buffer_memory;
     w.request_timeout = config.request_timeout;
     w.idle_timeout = config.idle_timeout;
     w.slot_wait_limit = config

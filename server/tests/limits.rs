@@ -254,3 +254,47 @@ fn connections_beyond_the_limit_get_503() {
     let open = json_u64(&s.stats().raw, "connections_open").unwrap();
     assert!(open <= 2, "connections released: {open} open");
 }
+
+/// `--buffer-memory` bounds the large buffers a worker's requests hold; requests beyond it
+/// wait their turn instead of failing: 16 clients moving 512 KiB blocks both ways through a
+/// 1 MiB budget (one large buffer at a time) all succeed, byte-exact.
+#[test]
+fn large_requests_beyond_the_buffer_memory_wait_and_succeed() {
+    let s = Server::start(&[
+        "--workers",
+        "1",
+        "--buffer-memory",
+        "1MiB",
+        "--capacity",
+        "64MiB",
+    ]);
+    let stored: Vec<Vec<u8>> = (0..4).map(|i| body(700 + i, BLOCK_MAX)).collect();
+    for b in &stored {
+        s.put_ok(b);
+    }
+    std::thread::scope(|scope| {
+        for t in 0..16u64 {
+            let (s, stored) = (&s, &stored);
+            scope.spawn(move || {
+                let mut c = s.conn();
+                for i in 0..4u64 {
+                    let data = body(800 + t * 10 + i, BLOCK_MAX);
+                    let r = c.request("PUT", "/block", &[], Some(&data));
+                    assert_eq!((r.status, r.text()), (201, sha256_hex(&data)));
+                    let want = &stored[((t + i) % 4) as usize];
+                    let path = format!("/block/{}", sha256_hex(want));
+                    let r = c.request("GET", &path, &[], None);
+                    assert_eq!(r.status, 200);
+                    assert!(r.body == *want, "GET {path}: the stored bytes");
+                }
+            });
+        }
+    });
+    let raw = s.stats().raw;
+    assert!(
+        json_u64(&raw, "buffer_waits").unwrap() > 0,
+        "16 clients through one large buffer waited for it"
+    );
+    assert_eq!(json_u64(&raw, "buffer_granted_bytes"), Some(0));
+    s.assert_healthy();
+}

@@ -26,6 +26,7 @@ pub struct HarnessConfig {
     pub bugs: Bugs,
     pub recv_chunk_bytes: usize,
     pub durability: Durability,
+    pub buffer_budget_bytes: usize,
 }
 
 impl Default for HarnessConfig {
@@ -39,6 +40,7 @@ impl Default for HarnessConfig {
             bugs: Bugs::NONE,
             recv_chunk_bytes: 64 * 1024,
             durability: Durability::Full,
+            buffer_budget_bytes: 4 << 20,
         }
     }
 }
@@ -61,6 +63,7 @@ impl Harness {
         opts.verify_reads = cfg.verify_reads;
         opts.recv_chunk_bytes = cfg.recv_chunk_bytes;
         opts.durability = cfg.durability;
+        opts.buffer_budget_bytes = cfg.buffer_budget_bytes;
         opts.clients = 0;
         opts.auth_token = None;
         opts.max_connections = 4096;

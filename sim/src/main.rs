@@ -150,6 +150,11 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
                 .collect();
             let _ = writeln!(out, "statuses: {:?}", s.statuses);
             let _ = writeln!(out, "faults injected: {:?}", s.counters);
+            let _ = writeln!(
+                out,
+                "buffer budget: {} waits, {} uploads in small pieces",
+                s.buffer_waits, s.small_piece_uploads
+            );
             let _ = writeln!(out, "size edges put: [{}]", edges.join(", "));
             let _ = writeln!(
                 out,

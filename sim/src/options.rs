@@ -134,6 +134,8 @@ pub struct Options {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub recv_chunk_bytes: usize,
+    /// Each worker's I/O buffer budget (`WorkerConfig::buffer_budget_bytes`).
+    pub buffer_budget_bytes: usize,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub slot_wait_limit: Duration,
@@ -263,7 +265,7 @@ impl Options {
         let net_latency_ns = (US, rng.random_range(2 * US..=200 * US));
         let disk_hi = pick(&mut rng, &[20 * US, 200 * US, 2 * MS, 10 * MS]);
         let crashes = draw_crashes(&mut rng, requests);
-        Options {
+        let mut options = Options {
             seed,
             requests,
             bugs,
@@ -280,6 +282,7 @@ impl Options {
             max_connections,
             max_header_bytes,
             recv_chunk_bytes,
+            buffer_budget_bytes: 0,
             request_timeout,
             idle_timeout,
             slot_wait_limit,
@@ -308,7 +311,11 @@ impl Options {
             faults,
             power_loss_keep_p: rng.random_range(0.0..1.0),
             crashes,
-        }
+        };
+        // Drawn last, so the other options of a seed stay what they were before it existed.
+        // 1 MiB holds one large buffer: large GETs and buffered bodies queue for it.
+        options.buffer_budget_bytes = pick(&mut rng, &[1 << 20, 2 << 20, 8 << 20]);
+        options
     }
 
     /// The options of a fault-free run (scenario tests): one seed's engine configuration with
@@ -333,6 +340,7 @@ impl Options {
         c.auth_token = self.auth_token.clone();
         c.pool_targets = self.pool_targets;
         c.recv_chunk_bytes = self.recv_chunk_bytes;
+        c.buffer_budget_bytes = self.buffer_budget_bytes;
         c
     }
 
@@ -426,6 +434,7 @@ impl fmt::Display for Options {
         writeln!(f, "max_connections: {}", self.max_connections)?;
         writeln!(f, "max_header_bytes: {}", self.max_header_bytes)?;
         writeln!(f, "recv_chunk_bytes: {}", self.recv_chunk_bytes)?;
+        writeln!(f, "buffer_budget_bytes: {}", self.buffer_budget_bytes)?;
         writeln!(
             f,
             "timeouts_ms: request={} idle={} slot_wait={}",

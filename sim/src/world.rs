@@ -111,6 +111,10 @@ pub struct Summary {
     /// Answers the oracle could check against a certain model state.
     pub checked_reads: u64,
     pub checked_writes: u64,
+    /// Requests that waited for a worker's buffer budget, and uploads that went on in small
+    /// pieces (summed over every node the run started).
+    pub buffer_waits: u64,
+    pub small_piece_uploads: u64,
 }
 
 pub struct World {
@@ -148,6 +152,8 @@ pub struct World {
     /// Scripted tests: park every ReadAt (WriteAt) until `release_held`.
     pub hold_reads: bool,
     pub hold_writes: bool,
+    /// `Summary::buffer_waits` and `small_piece_uploads` so far.
+    buffer_counters: (u64, u64),
     held: Vec<(usize, OpId)>,
     /// Restart the node when its controller latches failed (off in scripted tests).
     pub restart_on_latch: bool,
@@ -218,6 +224,7 @@ impl World {
             time_limit: None,
             hold_reads: false,
             hold_writes: false,
+            buffer_counters: (0, 0),
             held: Vec::new(),
             restart_on_latch: true,
             controller_busy_until: 0,
@@ -314,6 +321,7 @@ impl World {
         self.trace
             .ev(self.clock.now(), "crash", [self.crashes, kind as u64, 0, 0]);
         if let Some(node) = self.node.take() {
+            self.harvest_worker_counters(&node);
             for mut wb in node.workers {
                 for (_, entry) in wb.ring.drain() {
                     if let Op::WriteAt {
@@ -1077,6 +1085,15 @@ impl World {
                 && node.cycle_open.is_none()
         })?;
         let node = self.node.take().expect("a node is running");
+        self.harvest_worker_counters(&node);
+        for (w, wb) in node.workers.iter().enumerate() {
+            let granted = wb.worker.stats().buffer_granted_bytes;
+            if granted != 0 {
+                return Err(Failure::Correctness(format!(
+                    "worker {w} still grants {granted} buffer bytes after every request ended"
+                )));
+            }
+        }
         let s = node.controller.stats();
         let pooled: u64 = node.workers.iter().map(|wb| wb.worker.pooled_bytes()).sum();
         if !node.controller.is_failed() && s.reserved_bytes != pooled {
@@ -1160,6 +1177,17 @@ impl World {
             edges_put: self.workload.edges_put,
             checked_reads: self.model.checked_reads,
             checked_writes: self.model.checked_writes,
+            buffer_waits: self.buffer_counters.0,
+            small_piece_uploads: self.buffer_counters.1,
+        }
+    }
+
+    /// Adds a node's worker counters the summary reports to the run's totals.
+    fn harvest_worker_counters(&mut self, node: &Node) {
+        for wb in &node.workers {
+            let s = wb.worker.stats();
+            self.buffer_counters.0 += s.buffer_waits;
+            self.buffer_counters.1 += s.small_piece_uploads;
         }
     }
 }
