@@ -266,7 +266,7 @@ struct StreamPut {
     /// grant (a "lane": the piece and a receive buffer), 0 while waiting for one,
     /// [`IDLE_RECV_BYTES`] after waiting in vain (slower, never stuck behind slow uploads).
     piece_max: usize,
-    /// Waiting for a lane (in `buffer_waiters`) until then; after it, small pieces.
+    /// Waiting for a lane (in `lane_waiters`) until then; after it, small pieces.
     lane_deadline: Option<Instant>,
     /// A write of the current piece is in flight.
     writing: bool,
@@ -314,6 +314,8 @@ struct Conn {
     lingering: bool,
     /// Bytes of the worker's buffer budget the current request holds (0 between requests).
     grant: usize,
+    /// The grant is an upload's lane (counted in `Worker::lanes_granted` too).
+    lane: bool,
 }
 
 pub struct Worker {
@@ -363,6 +365,13 @@ pub struct Worker {
     granted: usize,
     /// Requests in `Stage::WaitBuffer`, first come first served.
     buffer_waiters: VecDeque<ConnRef>,
+    /// Sum of the grants that are upload lanes: at most [`Worker::lane_cap`], so uploads
+    /// (slow ones included) never hold the whole budget and GETs always get their share.
+    lanes_granted: usize,
+    /// Uploads waiting for a lane, first come first served.
+    lane_waiters: VecDeque<ConnRef>,
+    /// `serve_buffer_waiters` is running (a nested call returns; the running one goes on).
+    serving: bool,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
 }
@@ -376,10 +385,10 @@ impl Worker {
             "buffer budget of {} bytes is below the minimum",
             config.buffer_budget_bytes
         );
+        let recv = config.recv_chunk_bytes + 2 * IDLE_RECV_BYTES;
         assert!(
-            LARGE_BUF_BYTES + config.recv_chunk_bytes + 2 * IDLE_RECV_BYTES
-                <= config.buffer_budget_bytes,
-            "the buffer budget holds a buffered body with its receive buffer"
+            config.buffer_budget_bytes >= LARGE_BUF_BYTES + STREAM_PIECE_BYTES + 2 * recv,
+            "the buffer budget holds a buffered body and an upload's lane"
         );
         let pools = Pools::new(config.pool_targets, config.pool_bytes_max);
         Worker {
@@ -416,6 +425,9 @@ impl Worker {
             head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
             granted: 0,
             buffer_waiters: VecDeque::new(),
+            lanes_granted: 0,
+            lane_waiters: VecDeque::new(),
+            serving: false,
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
             config,
@@ -696,24 +708,69 @@ impl Worker {
     // -----------------------------------------------------------------------------------------
     // The buffer budget.
 
-    /// Raises the grant of `r`'s current request to `need` bytes of the buffer budget. Refused
-    /// when that would overrun the budget, or when other requests wait for it and this one is
-    /// not the first of them (`first_waiter`): waiters are served in order.
-    fn take_grant(&mut self, r: ConnRef, need: usize, first_waiter: bool) -> bool {
+    /// The most the upload lanes may hold together: half the budget, and always room for one
+    /// buffered body beside them.
+    fn lane_cap(&self) -> usize {
         let budget = self.config.buffer_budget_bytes;
+        (budget / 2).min(budget - LARGE_BUF_BYTES - self.recv_buf_bytes())
+    }
+
+    /// The grant of an upload's lane: a piece and a receive buffer.
+    fn lane_bytes(&self) -> usize {
+        STREAM_PIECE_BYTES + self.recv_buf_bytes()
+    }
+
+    /// The grant of a body read into one buffer: the most it may hold, and a receive buffer.
+    fn body_grant(&self, reader: &BodyReader) -> usize {
+        let limit = match reader {
+            BodyReader::Length { remaining } => *remaining,
+            BodyReader::Chunked(decoder) => decoder.max_body_bytes(),
+        };
+        (limit as usize).max(LARGE_BUF_BYTES) + self.recv_buf_bytes()
+    }
+
+    /// Raises the grant of `r`'s current request to `need` bytes of the buffer budget (an
+    /// upload's lane when `lane`). Refused when that would overrun the budget (or the lanes'
+    /// cap), or when others wait in the same queue and this one is not the first of them
+    /// (`first_waiter`): waiters are served in order.
+    fn take_grant(&mut self, r: ConnRef, need: usize, lane: bool, first_waiter: bool) -> bool {
+        let budget = self.config.buffer_budget_bytes;
+        let cap = self.lane_cap();
         assert!(need <= budget, "a grant of {need} bytes never fits");
-        let queue_empty = self.buffer_waiters.is_empty();
+        let queue_empty = if lane {
+            self.lane_waiters.is_empty()
+        } else {
+            self.buffer_waiters.is_empty()
+        };
         let conn = conn_at(&mut self.conns, r).expect("open");
         if conn.grant >= need {
             return true;
         }
+        assert!(
+            conn.grant == 0 || conn.lane == lane,
+            "a grant keeps its kind"
+        );
         let others = self.granted - conn.grant;
-        if others + need > budget || !(queue_empty || first_waiter) {
+        let lanes = self.lanes_granted - if conn.lane { conn.grant } else { 0 };
+        let fits = others + need <= budget && (!lane || lanes + need <= cap);
+        if !fits || !(queue_empty || first_waiter) {
             return false;
         }
         self.granted = others + need;
+        if lane {
+            self.lanes_granted = lanes + need;
+        }
         conn.grant = need;
+        conn.lane = lane;
         true
+    }
+
+    /// Takes back a request's grant (the caller then serves the waiters).
+    fn drop_grant(&mut self, grant: usize, lane: bool) {
+        self.granted -= grant;
+        if lane {
+            self.lanes_granted -= grant;
+        }
     }
 
     /// Parks `r`'s request until the budget has room for it (or its deadline: 503).
@@ -727,45 +784,65 @@ impl Worker {
         self.buffer_waiters.push_back(r);
     }
 
-    /// Grants of the requests waiting, in order, while the budget has room.
+    /// Grants of the requests waiting, in order in each queue, while the budget has room. Call
+    /// whenever a grant is given back or a waiter leaves (its entry may have blocked others).
     fn serve_buffer_waiters(&mut self, now: Instant) {
-        while let Some(&r) = self.buffer_waiters.front() {
-            let need = match conn_at(&mut self.conns, r)
-                .and_then(|c| c.active.as_ref())
-                .map(|a| &a.stage)
-            {
+        if self.serving {
+            return;
+        }
+        self.serving = true;
+        while self.serve_queue(now, false) | self.serve_queue(now, true) {}
+        self.serving = false;
+    }
+
+    /// Serves one queue (`lanes`: the uploads') from its front; whether anything happened.
+    fn serve_queue(&mut self, now: Instant, lanes: bool) -> bool {
+        let mut progressed = false;
+        loop {
+            let queue = if lanes {
+                &self.lane_waiters
+            } else {
+                &self.buffer_waiters
+            };
+            let Some(&r) = queue.front() else {
+                return progressed;
+            };
+            let stage = match self.conns.get(r.index) {
+                Some(Some(c)) if c.generation == r.generation => {
+                    c.active.as_ref().map(|a| &a.stage)
+                }
+                _ => None,
+            };
+            let need = match stage {
                 Some(Stage::WaitBuffer {
                     need: BufferNeed::Read { location, .. },
                     ..
-                }) => {
-                    let len = location.len;
-                    self.read_grant(len)
-                }
+                }) if !lanes => self.read_grant(location.len),
                 Some(Stage::WaitBuffer {
-                    need: BufferNeed::Body { .. },
+                    need: BufferNeed::Body { reader, .. },
                     ..
-                }) => LARGE_BUF_BYTES + self.recv_buf_bytes(),
-                Some(Stage::Stream(s)) if s.lane_deadline.is_some() => {
-                    STREAM_PIECE_BYTES + self.recv_buf_bytes()
-                }
-                // Answered (timed out) or closed meanwhile.
+                }) if !lanes => self.body_grant(reader),
+                Some(Stage::Stream(s)) if lanes && s.lane_deadline.is_some() => self.lane_bytes(),
+                // Answered (timed out), gone on in small pieces, or closed meanwhile.
                 _ => {
-                    self.buffer_waiters.pop_front();
+                    self.pop_waiter(lanes);
+                    progressed = true;
                     continue;
                 }
             };
-            if !self.take_grant(r, need, true) {
-                return;
+            if !self.take_grant(r, need, lanes, true) {
+                return progressed;
             }
-            self.buffer_waiters.pop_front();
-            let active = conn_at(&mut self.conns, r)
-                .and_then(|c| c.active.as_mut())
-                .expect("checked above");
-            if matches!(active.stage, Stage::Stream(_)) {
+            self.pop_waiter(lanes);
+            progressed = true;
+            if lanes {
                 self.give_lane(r);
                 self.process(now, r);
                 continue;
             }
+            let active = conn_at(&mut self.conns, r)
+                .and_then(|c| c.active.as_mut())
+                .expect("checked above");
             let Stage::WaitBuffer { need, .. } =
                 std::mem::replace(&mut active.stage, Stage::Responded)
             else {
@@ -781,6 +858,14 @@ impl Worker {
                     self.process(now, r);
                 }
             }
+        }
+    }
+
+    fn pop_waiter(&mut self, lanes: bool) {
+        if lanes {
+            self.lane_waiters.pop_front();
+        } else {
+            self.buffer_waiters.pop_front();
         }
     }
 
@@ -899,14 +984,16 @@ impl Worker {
                 self.respond_busy(now, r, "no free slot in time; try again");
             }
             Some(Stage::WaitBuffer { .. }) => {
-                // A GET's address goes out of flight before the answer replaces the stage.
+                // A GET's address goes out of flight before the answer replaces the stage
+                // (and the waiters behind this one are served).
                 self.abandon_request(r);
                 self.respond_busy(now, r, "no buffer memory free in time; try again");
             }
             Some(Stage::Stream(s)) if s.lane_deadline.is_some_and(|d| now >= d) => {
-                // Its queue entry is skipped when its turn comes.
                 self.degrade_stream(r);
                 self.process(now, r);
+                // Its queue entry is dead now; the ones behind it may fit.
+                self.serve_buffer_waiters(now);
             }
             Some(Stage::Stream(s)) if s.slot.is_none() => {
                 self.respond_busy(now, r, "no free slot in time; try again");
@@ -1036,6 +1123,7 @@ impl Worker {
             discard: 0,
             lingering: false,
             grant: 0,
+            lane: false,
         });
         let r = ConnRef { index, generation };
         if rejecting {
@@ -1133,7 +1221,8 @@ impl Worker {
                 self.head_buffers.recycle(a.head);
             }
             let grant = std::mem::take(&mut conn.grant);
-            self.granted -= grant;
+            let lane = std::mem::take(&mut conn.lane);
+            self.drop_grant(grant, lane);
             self.end_request(now, r);
             if grant > 0 {
                 self.serve_buffer_waiters(now);
@@ -1147,8 +1236,9 @@ impl Worker {
             return;
         };
         let grant = std::mem::take(&mut conn.grant);
+        let lane = std::mem::take(&mut conn.lane);
         if grant > 0 {
-            self.granted -= grant;
+            self.drop_grant(grant, lane);
             self.serve_buffer_waiters(now);
         }
     }
@@ -1242,7 +1332,7 @@ impl Worker {
         }
         self.conn_free.push(r.index);
         if conn.grant > 0 {
-            self.granted -= conn.grant;
+            self.drop_grant(conn.grant, conn.lane);
             self.serve_buffer_waiters(self.now_seen);
         }
     }
@@ -1285,13 +1375,20 @@ impl Worker {
                     self.pools.put_back(slot);
                 }
                 self.recycle_piece(s.piece);
+                if s.lane_deadline.is_some() {
+                    // Its queue entry is dead now; the ones behind it may fit.
+                    self.serve_buffer_waiters(self.now_seen);
+                }
             }
             Stage::Body { body, .. } | Stage::WaitSlot { body, .. } => self.recycle(body),
             Stage::List { body } => self.recycle(body),
-            Stage::WaitBuffer {
-                need: BufferNeed::Read { seq, .. },
-                ..
-            } => self.end_read(seq),
+            Stage::WaitBuffer { need, .. } => {
+                if let BufferNeed::Read { seq, .. } = need {
+                    self.end_read(seq);
+                }
+                // Its queue entry is dead now; the ones behind it may fit.
+                self.serve_buffer_waiters(self.now_seen);
+            }
             _ => {}
         }
     }
@@ -1731,8 +1828,8 @@ impl Worker {
 
     /// Reads a body into one buffer, once the request has the budget for it (else it waits).
     fn begin_body(&mut self, now: Instant, r: ConnRef, reader: BodyReader, send_continue: bool) {
-        let need = LARGE_BUF_BYTES + self.recv_buf_bytes();
-        if !self.take_grant(r, need, false) {
+        let need = self.body_grant(&reader);
+        if !self.take_grant(r, need, false, false) {
             let need = BufferNeed::Body {
                 reader,
                 send_continue,
@@ -1740,12 +1837,11 @@ impl Worker {
             self.wait_for_buffer(now, r, need);
             return;
         }
-        let capacity = match reader {
-            BodyReader::Length { remaining } => remaining as usize,
-            BodyReader::Chunked(_) => 64 * 1024,
-        };
+        // Room for the whole body at once (a `POST /blocks/missing` may exceed a large
+        // buffer): it never grows past its grant.
+        let capacity = need - self.recv_buf_bytes();
         let mut body = self.large_buf();
-        body.reserve(capacity);
+        body.reserve_exact(capacity);
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
@@ -1819,8 +1915,8 @@ impl Worker {
         };
         assert!(s.slot.is_none() && s.len <= slot.bytes());
         s.slot = Some(slot);
-        let lane = STREAM_PIECE_BYTES + self.recv_buf_bytes();
-        if self.take_grant(r, lane, false) {
+        let lane = self.lane_bytes();
+        if self.take_grant(r, lane, true, false) {
             self.give_lane(r);
             return;
         }
@@ -1832,7 +1928,7 @@ impl Worker {
         };
         s.lane_deadline = Some(now + wait_limit);
         self.stats.buffer_waits += 1;
-        self.buffer_waiters.push_back(r);
+        self.lane_waiters.push_back(r);
     }
 
     /// Moves buffered body bytes into the piece; writes a full (or the last) piece.
@@ -1969,8 +2065,8 @@ impl Worker {
 
     /// An upload going in small pieces takes full ones once the budget has room again.
     fn upgrade_stream(&mut self, r: ConnRef) {
-        let lane = STREAM_PIECE_BYTES + self.recv_buf_bytes();
-        if self.take_grant(r, lane, false) {
+        let lane = self.lane_bytes();
+        if self.take_grant(r, lane, true, false) {
             self.give_lane(r);
         }
     }
@@ -2345,7 +2441,7 @@ impl Worker {
         let fresh = self.reads_in_flight.insert(seq);
         assert!(fresh, "address reply {seq} read twice");
         let need = self.read_grant(location.len);
-        if need > 0 && !self.take_grant(r, need, false) {
+        if need > 0 && !self.take_grant(r, need, false, false) {
             self.wait_for_buffer(now, r, BufferNeed::Read { location, seq });
             return;
         }
@@ -3186,6 +3282,19 @@ impl Worker {
         }
         let grants: usize = self.conns.iter().flatten().map(|c| c.grant).sum();
         assert_eq!(grants, self.granted, "granted buffer bytes add up");
+        let lanes: usize = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| c.lane)
+            .map(|c| c.grant)
+            .sum();
+        assert_eq!(lanes, self.lanes_granted, "lane bytes add up");
+        assert!(
+            self.lanes_granted <= self.lane_cap(),
+            "lanes within their cap"
+        );
+        assert!(!self.serving, "serving waiters is not left half done");
         assert!(
             self.granted <= self.config.buffer_budget_bytes,
             "{} bytes granted over a budget of {}",
@@ -3198,6 +3307,7 @@ impl Worker {
                 conn.grant == 0 || conn.active.is_some(),
                 "a grant belongs to a request"
             );
+            assert!(!conn.lane || conn.grant > 0, "a lane is a grant");
             let r = ConnRef {
                 index,
                 generation: conn.generation,
@@ -3210,7 +3320,7 @@ impl Worker {
                         "an upload asks for a lane once it has a slot"
                     );
                     assert!(
-                        self.buffer_waiters.contains(&r),
+                        self.lane_waiters.contains(&r),
                         "an upload waiting is queued"
                     );
                 } else if s.slot.is_some() {

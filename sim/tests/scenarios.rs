@@ -795,17 +795,17 @@ fn uploads_beyond_the_buffer_budget_wait_for_a_lane_then_go_in_small_pieces() {
         buffer_budget_bytes: 1 << 20,
         ..HarnessConfig::default()
     });
-    // 1 MiB holds 7 lanes of 64 KiB + 80 KiB.
+    // Lanes may hold half of 1 MiB less room for one buffered body: 2 lanes of 144 KiB.
     let first: Vec<Vec<u8>> = (0..10).map(|i| content(100_000, 20 + i)).collect();
     let statuses = uploads_with_held_writes(&mut h, &first, std::time::Duration::ZERO);
     assert_eq!(statuses, vec![201; 10]);
     let s = worker_stats(&h, 0);
-    assert_eq!((s.buffer_waits, s.small_piece_uploads), (3, 0));
+    assert_eq!((s.buffer_waits, s.small_piece_uploads), (8, 0));
     let second: Vec<Vec<u8>> = (0..10).map(|i| content(100_000, 40 + i)).collect();
     let statuses = uploads_with_held_writes(&mut h, &second, std::time::Duration::from_secs(6));
     assert_eq!(statuses, vec![201; 10]);
     let s = worker_stats(&h, 0);
-    assert_eq!((s.buffer_waits, s.small_piece_uploads), (6, 3));
+    assert_eq!((s.buffer_waits, s.small_piece_uploads), (16, 8));
     for b in first.iter().chain(&second) {
         let g = h.request(0, &get_req(&BlockHash::of(b)));
         assert_eq!((g.status, g.body == *b), (200, true));
@@ -857,4 +857,69 @@ fn regression_uploads_waiting_for_space_hold_no_buffers() {
         assert!(matches!(rs[0].status, 503 | 507), "{}", rs[0].status);
     }
     assert_books(&h);
+}
+
+/// Uploads hold at most their share of the buffer budget: with every lane taken by uploads
+/// that do not progress (their writes held: slow clients would do the same), a large GET is
+/// still served at once. (Review finding: before the lanes' cap, slow uploads could hold the
+/// whole budget for the request timeout and every large GET behind them got 503.)
+#[test]
+fn uploads_holding_every_lane_do_not_starve_large_gets() {
+    let (mut h, blocks) = small_budget_with_large_blocks();
+    h.world.hold_writes = true;
+    let _uploaders: Vec<u64> = (0..8)
+        .map(|i| {
+            let c = h.connect(0);
+            h.send(c, &put_req(&content(200_000, 60 + i)));
+            c
+        })
+        .collect();
+    h.run_until_quiet();
+    assert!(
+        worker_stats(&h, 0).buffer_waits >= 1,
+        "the uploads beyond the lanes wait"
+    );
+    let g = h.request(0, &get_req(&BlockHash::of(&blocks[0])));
+    assert_eq!((g.status, g.body == blocks[0]), (200, true));
+    h.world.release_held();
+    h.run_until_quiet();
+}
+
+/// Regression (review finding): a waiter that left the queue (its 503 at the wait limit) stayed
+/// at its front until some grant was given back, so a GET behind it that fitted waited for
+/// nothing, until its own 503. Waiters behind one that leaves are served at once now.
+#[test]
+fn regression_a_waiter_leaving_the_queue_lets_the_next_one_in() {
+    let (mut h, blocks) = small_budget_with_large_blocks();
+    let mid = content(60 * 1024, 7);
+    assert_eq!(h.put_known(0, &mid).status, 201);
+    h.world.hold_reads = true;
+    let first = h.connect(0);
+    h.send(first, &get_req(&BlockHash::of(&blocks[0])));
+    h.run_until_quiet();
+    assert_eq!(
+        h.world.held(),
+        1,
+        "the first large GET holds the budget's large buffer"
+    );
+    let second = h.connect(0);
+    h.send(second, &get_req(&BlockHash::of(&blocks[1])));
+    h.run_for(std::time::Duration::from_secs(1));
+    // A 60 KiB block needs an 80 KiB buffer: it fits beside the first GET's, but waits behind
+    // the second, first come first served.
+    let third = h.connect(0);
+    h.send(third, &get_req(&BlockHash::of(&mid)));
+    h.run_for(std::time::Duration::from_millis(4_500));
+    assert_eq!(h.responses(second, false)[0].status, 503);
+    assert_eq!(
+        h.world.held(),
+        2,
+        "the 60 KiB GET's read went out when the 503 left"
+    );
+    h.world.release_held();
+    h.run_until_quiet();
+    let rs = h.responses(third, false);
+    assert_eq!((rs[0].status, rs[0].body == mid), (200, true));
+    let rs = h.responses(first, false);
+    assert_eq!((rs[0].status, rs[0].body == blocks[0]), (200, true));
 }
