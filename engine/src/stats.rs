@@ -288,6 +288,14 @@ fn prom_counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// A metric with one sample per worker: name (after the prefix), type, help, value.
+type PerWorkerMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&WorkerStats) -> u64,
+);
+
 /// Renders /metrics in the Prometheus text exposition format (version 0.0.4).
 pub fn render_prometheus(s: &StatsSnapshot) -> String {
     let c = &s.controller;
@@ -457,55 +465,44 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     prom_header(&mut out, &name, "gauge", "Open client connections.");
     let open: u64 = s.workers.iter().map(|w| w.connections_open).sum();
     let _ = writeln!(out, "{name} {open}");
-    let name = format!("{p}_io_ops_in_flight");
-    prom_header(
-        &mut out,
-        &name,
-        "gauge",
-        "io_uring operations in flight per worker.",
-    );
-    for (w, ws) in s.workers.iter().enumerate() {
-        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.ops_in_flight);
-    }
-    let name = format!("{p}_buffer_granted_bytes");
-    prom_header(
-        &mut out,
-        &name,
-        "gauge",
-        "Bytes of the I/O buffer budget held by requests, per worker.",
-    );
-    for (w, ws) in s.workers.iter().enumerate() {
-        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.buffer_granted_bytes);
-    }
-    let name = format!("{p}_buffer_waits_total");
-    prom_header(
-        &mut out,
-        &name,
-        "counter",
-        "Requests that waited for the I/O buffer budget, per worker.",
-    );
-    for (w, ws) in s.workers.iter().enumerate() {
-        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.buffer_waits);
-    }
-    let name = format!("{p}_small_piece_uploads_total");
-    prom_header(
-        &mut out,
-        &name,
-        "counter",
-        "Uploads streamed in small pieces because the buffer budget was spent, per worker.",
-    );
-    for (w, ws) in s.workers.iter().enumerate() {
-        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.small_piece_uploads);
-    }
-    let name = format!("{p}_pool_refill_requests_total");
-    prom_header(
-        &mut out,
-        &name,
-        "counter",
-        "Allocate requests sent by worker pools.",
-    );
-    for (w, ws) in s.workers.iter().enumerate() {
-        let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", ws.refill_requests);
+    let per_worker: [PerWorkerMetric; 5] = [
+        (
+            "io_ops_in_flight",
+            "gauge",
+            "io_uring operations in flight per worker.",
+            |w| w.ops_in_flight,
+        ),
+        (
+            "buffer_granted_bytes",
+            "gauge",
+            "Bytes of the I/O buffer budget held by requests, per worker.",
+            |w| w.buffer_granted_bytes,
+        ),
+        (
+            "buffer_waits_total",
+            "counter",
+            "Requests that waited for the I/O buffer budget, per worker.",
+            |w| w.buffer_waits,
+        ),
+        (
+            "small_piece_uploads_total",
+            "counter",
+            "Uploads streamed in small pieces because the buffer budget was spent, per worker.",
+            |w| w.small_piece_uploads,
+        ),
+        (
+            "pool_refill_requests_total",
+            "counter",
+            "Allocate requests sent by worker pools.",
+            |w| w.refill_requests,
+        ),
+    ];
+    for (metric, kind, help, value) in per_worker {
+        let name = format!("{p}_{metric}");
+        prom_header(&mut out, &name, kind, help);
+        for (w, ws) in s.workers.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", value(ws));
+        }
     }
     let name = format!("{p}_controller_wait_seconds_total");
     prom_header(

@@ -643,6 +643,18 @@ fn regression_relaxed_restart_keeps_undurable_deletes_from_reuse() {
     power_loss_keeps_the_block_or_loses_it(&mut h, &x);
 }
 
+/// Sends each request on a connection of its own to worker 0 (does not step).
+fn send_each(h: &mut Harness, requests: impl IntoIterator<Item = Vec<u8>>) -> Vec<u64> {
+    requests
+        .into_iter()
+        .map(|bytes| {
+            let c = h.connect(0);
+            h.send(c, &bytes);
+            c
+        })
+        .collect()
+}
+
 fn worker_stats(h: &Harness, worker: usize) -> engine::stats::WorkerStats {
     h.world.node.as_ref().expect("running").workers[worker]
         .worker
@@ -674,13 +686,10 @@ fn small_budget_with_large_blocks() -> (Harness, Vec<Vec<u8>>) {
 fn large_gets_beyond_the_buffer_budget_wait_their_turn() {
     let (mut h, blocks) = small_budget_with_large_blocks();
     h.world.hold_reads = true;
-    let getters: Vec<u64> = (0..3)
-        .map(|i| {
-            let c = h.connect(0);
-            h.send(c, &get_req(&BlockHash::of(&blocks[i % 2])));
-            c
-        })
-        .collect();
+    let getters = send_each(
+        &mut h,
+        (0..3).map(|i| get_req(&BlockHash::of(&blocks[i % 2]))),
+    );
     h.run_until_quiet();
     assert_eq!(
         h.world.held(),
@@ -758,14 +767,7 @@ fn uploads_with_held_writes(
     wait: std::time::Duration,
 ) -> Vec<u16> {
     h.world.hold_writes = true;
-    let uploaders: Vec<u64> = bodies
-        .iter()
-        .map(|b| {
-            let c = h.connect(0);
-            h.send(c, &put_req(b));
-            c
-        })
-        .collect();
+    let uploaders = send_each(h, bodies.iter().map(|b| put_req(b)));
     h.run_until_quiet();
     assert!(worker_stats(h, 0).buffer_granted_bytes <= 1 << 20);
     h.run_for(wait);
@@ -834,13 +836,7 @@ fn regression_uploads_waiting_for_space_hold_no_buffers() {
     h.send(holder, &put_req(&content(512 * 1024, 2)));
     h.run_until_quiet();
     assert_eq!(h.world.held(), 1);
-    let waiting: Vec<u64> = (0..8)
-        .map(|i| {
-            let c = h.connect(0);
-            h.send(c, &put_req(&content(300_000, 10 + i)));
-            c
-        })
-        .collect();
+    let waiting = send_each(&mut h, (0..8).map(|i| put_req(&content(300_000, 10 + i))));
     h.run_until_quiet();
     let granted = worker_stats(&h, 0).buffer_granted_bytes;
     assert!(
@@ -867,13 +863,7 @@ fn regression_uploads_waiting_for_space_hold_no_buffers() {
 fn uploads_holding_every_lane_do_not_starve_large_gets() {
     let (mut h, blocks) = small_budget_with_large_blocks();
     h.world.hold_writes = true;
-    let _uploaders: Vec<u64> = (0..8)
-        .map(|i| {
-            let c = h.connect(0);
-            h.send(c, &put_req(&content(200_000, 60 + i)));
-            c
-        })
-        .collect();
+    send_each(&mut h, (0..8).map(|i| put_req(&content(200_000, 60 + i))));
     h.run_until_quiet();
     assert!(
         worker_stats(&h, 0).buffer_waits >= 1,
