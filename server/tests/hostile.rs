@@ -398,3 +398,54 @@ fn abandoned_puts_return_their_slots() {
     st.assert_identity();
     s.assert_healthy();
 }
+
+/// Slow uploaders (headers and a first piece of a 512 KiB body, then nothing) take every
+/// upload lane of a small `--buffer-memory` and queue for more; large GETs are still served at
+/// once (uploads hold at most half of the budget, and those waiting for a lane hold no buffer),
+/// and a normal upload behind them succeeds (in small pieces after the lane wait limit).
+#[test]
+fn slow_uploads_do_not_starve_large_gets() {
+    let s = Server::start(&[
+        "--workers",
+        "1",
+        "--buffer-memory",
+        "1MiB",
+        "--capacity",
+        "64MiB",
+    ]);
+    let stored: Vec<Vec<u8>> = (0..2).map(|i| body(900 + i, BLOCK_MAX)).collect();
+    for b in &stored {
+        s.put_ok(b);
+    }
+    let head = format!("PUT /block HTTP/1.1\r\nHost: x\r\nContent-Length: {BLOCK_MAX}\r\n\r\n");
+    let stalled: Vec<Conn> = (0..8)
+        .map(|_| {
+            let mut c = s.conn();
+            c.send(head.as_bytes());
+            c.send(&[7u8; 100_000]);
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        for b in &stored {
+            s.assert_stored(b);
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "6 large GETs beside 8 stalled uploads took {took:?} (the wait limit is 5 s)"
+    );
+    let raw = s.stats().raw;
+    assert!(
+        json_u64(&raw, "buffer_waits").unwrap() > 0,
+        "stalled uploads beyond the lanes wait for one"
+    );
+    let fresh = body(950, BLOCK_MAX);
+    s.put_ok(&fresh);
+    s.assert_stored(&fresh);
+    drop(stalled);
+    s.assert_healthy();
+}
