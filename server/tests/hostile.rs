@@ -405,18 +405,7 @@ fn abandoned_puts_return_their_slots() {
 /// and a normal upload behind them succeeds (in small pieces after the lane wait limit).
 #[test]
 fn slow_uploads_do_not_starve_large_gets() {
-    let s = Server::start(&[
-        "--workers",
-        "1",
-        "--buffer-memory",
-        "1MiB",
-        "--capacity",
-        "64MiB",
-    ]);
-    let stored: Vec<Vec<u8>> = (0..2).map(|i| body(900 + i, BLOCK_MAX)).collect();
-    for b in &stored {
-        s.put_ok(b);
-    }
+    let (s, stored) = Server::small_buffer_memory(2, 900);
     let head = format!("PUT /block HTTP/1.1\r\nHost: x\r\nContent-Length: {BLOCK_MAX}\r\n\r\n");
     let stalled: Vec<Conn> = (0..8)
         .map(|_| {

@@ -260,18 +260,7 @@ fn connections_beyond_the_limit_get_503() {
 /// 1 MiB budget (one large buffer at a time) all succeed, byte-exact.
 #[test]
 fn large_requests_beyond_the_buffer_memory_wait_and_succeed() {
-    let s = Server::start(&[
-        "--workers",
-        "1",
-        "--buffer-memory",
-        "1MiB",
-        "--capacity",
-        "64MiB",
-    ]);
-    let stored: Vec<Vec<u8>> = (0..4).map(|i| body(700 + i, BLOCK_MAX)).collect();
-    for b in &stored {
-        s.put_ok(b);
-    }
+    let (s, stored) = Server::small_buffer_memory(4, 700);
     std::thread::scope(|scope| {
         for t in 0..16u64 {
             let (s, stored) = (&s, &stored);

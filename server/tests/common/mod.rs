@@ -561,6 +561,25 @@ fn with_defaults(args: &[&str]) -> Vec<String> {
 }
 
 impl Server {
+    /// One worker with the smallest `--buffer-memory` (1 MiB: one large buffer at a time),
+    /// holding `n` distinct 512 KiB blocks (seeds from `seed`), which it returns.
+    pub fn small_buffer_memory(n: u64, seed: u64) -> (Server, Vec<Vec<u8>>) {
+        let args = [
+            "--workers",
+            "1",
+            "--buffer-memory",
+            "1MiB",
+            "--capacity",
+            "64MiB",
+        ];
+        let s = Server::start(&args);
+        let stored: Vec<Vec<u8>> = (0..n).map(|i| body(seed + i, BLOCK_MAX)).collect();
+        for b in &stored {
+            s.put_ok(b);
+        }
+        (s, stored)
+    }
+
     /// Starts a server with the default test flags plus `args` (which override them).
     pub fn start(args: &[&str]) -> Server {
         let tmp = tempfile::Builder::new()
