@@ -3,10 +3,11 @@
 use std::collections::VecDeque;
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use engine::buddy::BuddyAllocator;
 use engine::size_class::SizeClass;
 
+#[macro_use]
 mod common;
 
 const CAPACITY: u64 = 4 << 30;
@@ -60,9 +61,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::quick();
-    targets = bench
-}
-criterion_main!(benches);
+quick_main!(bench);

@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant as StdInstant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion};
 use engine::buddy::Slot;
 use engine::controller::{Controller, ControllerConfig, ControllerIo, CycleOutcome, Durability};
 use engine::message::{ToController, ToWorker, ALLOCATE_COUNT_MAX};
@@ -24,6 +24,7 @@ use engine::size_class::SizeClass;
 use engine::{BlockHash, Instant};
 use server::mdbx::MdbxStore;
 
+#[macro_use]
 mod common;
 
 const CAPACITY: u64 = 4 << 30;
@@ -242,9 +243,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::quick();
-    targets = bench
-}
-criterion_main!(benches);
+quick_main!(bench);

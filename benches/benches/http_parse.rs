@@ -4,9 +4,10 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use engine::http::{parse_head, parse_head_with, HeadBuffers, HeadParse};
 
+#[macro_use]
 mod common;
 
 const GET: &[u8] =
@@ -59,9 +60,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::quick();
-    targets = bench
-}
-criterion_main!(benches);
+quick_main!(bench);

@@ -2,12 +2,13 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::Criterion;
 use engine::buddy::Slot;
 use engine::hash::BlockHash;
 use engine::message::{Location, OccupyOutcome, ToController, ToWorker};
 use engine::size_class::SizeClass;
 
+#[macro_use]
 mod common;
 
 fn bench(c: &mut Criterion) {
@@ -60,9 +61,4 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = common::quick();
-    targets = bench
-}
-criterion_main!(benches);
+quick_main!(bench);

@@ -6,9 +6,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use engine::message::{Frame, FRAME_BYTES};
 
+#[macro_use]
 mod common;
 
 const CAP: usize = 1024;
@@ -174,9 +175,4 @@ fn transfer(n: u64, chunked: bool) -> Duration {
     done - start
 }
 
-criterion_group! {
-    name = benches;
-    config = common::quick();
-    targets = bench
-}
-criterion_main!(benches);
+quick_main!(bench);

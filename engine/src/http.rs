@@ -513,12 +513,12 @@ pub struct ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
-    /// A decoder that refuses (413) a body whose decoded size would exceed `max_body_bytes`.
     /// The most body bytes this decoder accepts.
     pub fn max_body_bytes(&self) -> u64 {
         self.max_body_bytes
     }
 
+    /// A decoder that refuses (413) a body whose decoded size would exceed `max_body_bytes`.
     pub fn new(max_body_bytes: u64) -> Self {
         ChunkedDecoder {
             state: ChunkState::SizeDigits { size: 0, digits: 0 },

@@ -80,7 +80,7 @@ pub struct WorkerStats {
     pub timeouts: u64,
     /// Bytes of the buffer budget held by requests now (gauge).
     pub buffer_granted_bytes: u64,
-    /// Requests (GETs, buffered bodies) that waited for the buffer budget.
+    /// Requests (GETs, buffered bodies, uploads wanting a lane) that waited for the budget.
     pub buffer_waits: u64,
     /// Uploads that went in small pieces because the buffer budget was spent.
     pub small_piece_uploads: u64,

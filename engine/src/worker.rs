@@ -104,12 +104,13 @@ pub struct WorkerConfig {
     pub recv_chunk_bytes: usize,
     /// Bound on the bytes of large I/O buffers the worker's requests hold at once: GET read
     /// buffers of blocks over 8 KiB, buffered bodies, and upload pieces with their receive
-    /// buffers. A GET or buffered body beyond it waits (FIFO, up to `slot_wait_limit`, then
-    /// 503); an upload beyond it proceeds in small pieces. It also bounds the idle buffers kept.
+    /// buffers (at most half of it). A GET or buffered body beyond it waits (FIFO, up to
+    /// `slot_wait_limit`, then 503); an upload waits as long, then goes on in small pieces.
+    /// It also bounds the idle buffers kept.
     pub buffer_budget_bytes: usize,
 }
 
-/// The smallest `buffer_budget_bytes`: one large buffer with its receive room.
+/// The smallest `buffer_budget_bytes`: a buffered body and an upload's lane side by side.
 pub const BUFFER_BUDGET_MIN_BYTES: usize = 1 << 20;
 
 impl WorkerConfig {
@@ -528,10 +529,7 @@ impl Worker {
                     } else {
                         (s.remaining > 0).then_some(a.started + c.request_timeout)
                     };
-                    match (request, s.lane_deadline) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    }
+                    [request, s.lane_deadline].into_iter().flatten().min()
                 }
                 _ => None,
             },
@@ -656,12 +654,10 @@ impl Worker {
     /// the smallest pool it fits: a 4 KiB block does not pin a 512 KiB buffer.
     fn read_buf(&mut self, len: u32) -> Vec<u8> {
         let end = HEAD_ROOM_BYTES + len as usize;
-        let mut buf = if end <= IDLE_RECV_BYTES {
-            self.small_buf()
-        } else if end <= self.recv_buf_bytes() {
-            self.recv_buf(end)
-        } else {
-            return self.large_buf_of_len(end);
+        let mut buf = match self.read_grant(len) {
+            0 => self.small_buf(),
+            LARGE_BUF_BYTES => return self.large_buf_of_len(end),
+            _ => self.recv_buf(end),
         };
         buf.resize(end, 0);
         buf
@@ -807,13 +803,7 @@ impl Worker {
             let Some(&r) = queue.front() else {
                 return progressed;
             };
-            let stage = match self.conns.get(r.index) {
-                Some(Some(c)) if c.generation == r.generation => {
-                    c.active.as_ref().map(|a| &a.stage)
-                }
-                _ => None,
-            };
-            let need = match stage {
+            let need = match stage_of(&self.conns, r) {
                 Some(Stage::WaitBuffer {
                     need: BufferNeed::Read { location, .. },
                     ..
@@ -1220,13 +1210,8 @@ impl Worker {
             if let Some(a) = conn.active.take() {
                 self.head_buffers.recycle(a.head);
             }
-            let grant = std::mem::take(&mut conn.grant);
-            let lane = std::mem::take(&mut conn.lane);
-            self.drop_grant(grant, lane);
+            self.release_grant(now, r);
             self.end_request(now, r);
-            if grant > 0 {
-                self.serve_buffer_waiters(now);
-            }
         }
     }
 
@@ -3355,11 +3340,7 @@ impl Worker {
 
 /// Whether connection `r` still has a PUT waiting for a pool slot.
 fn waits_for_slot(conns: &[Option<Conn>], r: ConnRef) -> bool {
-    let stage = match conns.get(r.index) {
-        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),
-        _ => None,
-    };
-    match stage {
+    match stage_of(conns, r) {
         Some(Stage::WaitSlot { .. }) => true,
         Some(Stage::Stream(s)) => s.slot.is_none(),
         _ => false,
@@ -3399,6 +3380,14 @@ fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize {
     let mut w = Slice { out, len: 0 };
     std::fmt::Write::write_fmt(&mut w, args).expect("formatted text fits its buffer");
     w.len
+}
+
+/// The stage of the request in progress on connection `r`, if it is still that connection.
+fn stage_of(conns: &[Option<Conn>], r: ConnRef) -> Option<&Stage> {
+    match conns.get(r.index) {
+        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),
+        _ => None,
+    }
 }
 
 /// The connection `r` names, if it is still that connection (field-disjoint borrow).

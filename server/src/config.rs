@@ -108,7 +108,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "buffer_memory",
         "4MiB",
         "I/O buffers each worker's requests may hold at once (GETs of blocks over 8 KiB, \
-         uploads); beyond it GETs wait, uploads go in small pieces",
+         uploads); beyond it they wait, uploads then go on in small pieces",
     ),
     (
         "request_timeout",

@@ -72,7 +72,8 @@ struct ServeArgs {
     max_header_bytes: Option<String>,
     /// I/O buffers each worker's requests may hold at once: read buffers of GETs of blocks over
     /// 8 KiB, buffered bodies, upload pieces; beyond it a GET waits (then 503) and an upload
-    /// goes in small pieces. Bounds the server's memory under many large requests [default: 4MiB]
+    /// waits, then goes on in small pieces. Bounds the server's memory under many large
+    /// requests [default: 4MiB]
     #[arg(long)]
     buffer_memory: Option<String>,
     /// First byte to last byte of a request; beyond it: 408 [default: 10s]

@@ -10,3 +10,16 @@ pub fn quick() -> Criterion {
         .sample_size(30)
         .configure_from_args()
 }
+
+/// The `main` of a benchmark file: `criterion_group!` of `$target` with [`quick`] settings,
+/// and `criterion_main!`.
+macro_rules! quick_main {
+    ($target:path) => {
+        criterion::criterion_group! {
+            name = benches;
+            config = common::quick();
+            targets = $target
+        }
+        criterion::criterion_main!(benches);
+    };
+}
