@@ -15,7 +15,7 @@
 //! After any store or sync error the controller latches failed (as redb does): it never retries
 //! a failed fsync, answers every further write with an I/O error, and the operator restarts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::buddy::{BuddyAllocator, Slot};
@@ -73,9 +73,25 @@ pub trait ControllerIo {
     /// [`ControllerIo::begin_sync_data`], waits for that sync instead (its result).
     fn sync_data(&mut self) -> Result<(), String>;
     /// Start making every write completed so far durable, in the background, so that the sync
-    /// overlaps the batch's index work; `sync_data` then waits for it. A driver that cannot
-    /// sync in the background does nothing here (and syncs in `sync_data`).
+    /// overlaps the batch's index work; `sync_data` (or `begin_durable`'s data sync) then
+    /// waits for it. A driver that cannot sync in the background does nothing here (and syncs
+    /// in `sync_data`).
     fn begin_sync_data(&mut self) {}
+    /// Whether this driver makes a batch durable in the background (`begin_durable`). Then a
+    /// full-durability batch is committed non-durably (visible, and it survives a process
+    /// crash), its replies are held, and the controller goes on answering reads while the
+    /// driver syncs; it commits nothing more until [`Controller::durable_done`].
+    fn durable_in_background(&self) -> bool {
+        false
+    }
+    /// Starts making the last commit durable, in the background and in this order: the data
+    /// file (every write completed so far; only when `data`), then the index. The driver then
+    /// calls [`Controller::durable_done`] with the outcome. Only called when
+    /// `durable_in_background` is true.
+    fn begin_durable(&mut self, data: bool) {
+        let _ = data;
+        unreachable!("begin_durable on a driver that does not sync in the background");
+    }
     /// The current time, for latency figures only (never for decisions).
     fn now(&mut self) -> Instant;
 }
@@ -166,6 +182,14 @@ pub struct Controller<M: MetaStore> {
     /// are committed but not durable, so the first write batch (before any slot is handed out)
     /// syncs the data file and commits durably.
     durable_commit_due: bool,
+    /// A batch committed non-durably whose durability the driver is making in the background
+    /// (`ControllerIo::begin_durable`): its replies, held until `durable_done`. Meanwhile
+    /// only reads are answered; writes wait in the inbox.
+    awaiting_durable: Option<Vec<(WorkerId, ToWorker)>>,
+    /// The blocks that batch stored: reads answer them "not found" until they are durable, so
+    /// that nothing a GET, HEAD, listing or `missing` reports as stored can be lost (a client
+    /// that sees a block may skip its own upload).
+    awaiting_stored: BTreeSet<BlockHash>,
     failed: Option<String>,
     stats: ControllerStats,
 }
@@ -180,6 +204,10 @@ struct Pending {
     needs_sync: bool,
     /// The commit was durable.
     durable: bool,
+    /// The commit was non-durable and the driver makes it durable in the background.
+    durable_in_background: bool,
+    /// Blocks the batch stored (new ones, not duplicates).
+    stored: Vec<BlockHash>,
     /// An allocate request of the batch was granted fewer slots than it asked for.
     short: bool,
     /// In-memory changes made before the commit, undone if the batch fails.
@@ -252,6 +280,8 @@ impl<M: MetaStore> Controller<M> {
             last_run: None,
             last_durable_commit: Instant::ZERO,
             durable_commit_due: config.durability == Durability::Relaxed,
+            awaiting_durable: None,
+            awaiting_stored: BTreeSet::new(),
             failed: None,
             stats,
             config,
@@ -323,9 +353,12 @@ impl<M: MetaStore> Controller<M> {
         self.inbox.len()
     }
 
-    /// When the controller next wants to run: `None` when idle (no messages waiting).
+    /// When the controller next wants to run: `None` when idle (no messages waiting, or only
+    /// writes that wait for the batch in flight to be durable).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.inbox.is_empty() {
+        if self.inbox.is_empty()
+            || self.awaiting_durable.is_some() && !self.inbox.iter().any(is_read)
+        {
             return None;
         }
         Some(match self.last_run {
@@ -358,9 +391,25 @@ impl<M: MetaStore> Controller<M> {
         if self.inbox.is_empty() {
             return CycleOutcome::Idle;
         }
+        let batch: Vec<ToController> = if self.awaiting_durable.is_some() {
+            // Only reads until the batch in flight is durable; writes keep their order.
+            if !self.inbox.iter().any(is_read) {
+                return CycleOutcome::Idle;
+            }
+            let mut reads = Vec::new();
+            self.inbox.retain(|m| {
+                let read = is_read(m) && reads.len() < BATCH_MESSAGES_MAX;
+                if read {
+                    reads.push(*m);
+                }
+                !read
+            });
+            reads
+        } else {
+            let take = self.inbox.len().min(BATCH_MESSAGES_MAX);
+            self.inbox.drain(..take).collect()
+        };
         self.last_run = Some(now);
-        let take = self.inbox.len().min(BATCH_MESSAGES_MAX);
-        let batch: Vec<ToController> = self.inbox.drain(..take).collect();
         self.stats.cycles += 1;
         self.stats.last_batch_messages = batch.len() as u64;
         self.stats.max_batch_messages = self.stats.max_batch_messages.max(batch.len() as u64);
@@ -375,14 +424,7 @@ impl<M: MetaStore> Controller<M> {
     /// durable data, commit, replies.
     pub fn finish_cycle(&mut self, io: &mut impl ControllerIo) {
         let batch = self.writes_pending.take().expect("start_cycle ran a batch");
-        let writes = batch.iter().any(|m| {
-            !matches!(
-                m,
-                ToController::GetAddress { .. }
-                    | ToController::List { .. }
-                    | ToController::ReaderHorizon { .. }
-            )
-        });
+        let writes = batch.iter().any(|m| !is_read(m));
         if writes {
             self.write_batch(&batch, io);
         }
@@ -444,7 +486,11 @@ impl<M: MetaStore> Controller<M> {
                     request,
                     hash,
                 } => {
-                    let reply = match read.get(&hash) {
+                    let found = match read.get(&hash) {
+                        Ok(Some(_)) if self.awaiting_stored.contains(&hash) => Ok(None),
+                        other => other,
+                    };
+                    let reply = match found {
                         Ok(found) => {
                             let location = found.map(|e| Location {
                                 slot: e.slot,
@@ -475,8 +521,13 @@ impl<M: MetaStore> Controller<M> {
                 } => {
                     listed.clear();
                     let out = &mut self.outbox[worker as usize];
-                    match read.list(after.as_ref(), limit as usize, &mut listed) {
+                    // Blocks not yet durable are left out; ask for as many more.
+                    let more = self.awaiting_stored.len();
+                    let awaiting = &self.awaiting_stored;
+                    match read.list(after.as_ref(), limit as usize + more, &mut listed) {
                         Ok(()) => {
+                            listed.retain(|(hash, _)| !awaiting.contains(hash));
+                            listed.truncate(limit as usize);
                             for (hash, e) in &listed {
                                 out.push_back(ToWorker::ListItem {
                                     request,
@@ -510,10 +561,26 @@ impl<M: MetaStore> Controller<M> {
             quarantine_after_commit: Vec::new(),
             needs_sync: false,
             durable: false,
+            durable_in_background: false,
+            stored: Vec::new(),
             short: false,
             undo: Vec::new(),
         };
         match self.apply_in_txn(batch, &mut pending, io) {
+            Ok(()) if pending.durable_in_background => {
+                // Committed, not yet durable: what may be done now is done (freed slots
+                // are free, released ones wait in `undurable`, slots handed to pools go out:
+                // reservations are never promised). The answers to PUTs and DELETEs wait.
+                let (held, now): (Vec<_>, Vec<_>) = std::mem::take(&mut pending.replies)
+                    .into_iter()
+                    .partition(|(_, r)| is_promise(r));
+                pending.replies = now;
+                let data = pending.needs_sync;
+                self.awaiting_stored.extend(pending.stored.drain(..));
+                self.finish_commit(pending);
+                self.awaiting_durable = Some(held);
+                io.begin_durable(data);
+            }
             Ok(()) => self.finish_commit(pending),
             Err(e) => {
                 // Nothing was committed: the allocator and the reservations go back to the
@@ -554,6 +621,8 @@ impl<M: MetaStore> Controller<M> {
     ) -> Result<(), String> {
         let seq = self.header.commit_seq + 1;
         let full = self.config.durability == Durability::Full;
+        let in_background =
+            full && io.durable_in_background() && !self.config.bugs.ack_before_durable();
         // Every Occupy of the batch was sent after its data write completed, so a sync started
         // now covers them all: let it run while this thread does the index work.
         let occupies = batch
@@ -616,6 +685,13 @@ impl<M: MetaStore> Controller<M> {
                     pending,
                     &mut counts,
                 )?;
+                if let ToWorker::Occupied {
+                    outcome: OccupyOutcome::Stored,
+                    ..
+                } = reply
+                {
+                    pending.stored.push(hash);
+                }
                 pending.replies.push((worker, reply));
             }
         }
@@ -635,7 +711,7 @@ impl<M: MetaStore> Controller<M> {
         };
         txn.set_header(&header)
             .map_err(|e| format!("header: {e}"))?;
-        if full && pending.needs_sync && !self.config.bugs.ack_before_durable() {
+        if full && pending.needs_sync && !self.config.bugs.ack_before_durable() && !in_background {
             let t0 = io.now();
             io.sync_data()
                 .map_err(|e| format!("fdatasync of the data file: {e}"))?;
@@ -667,8 +743,13 @@ impl<M: MetaStore> Controller<M> {
             self.last_durable_commit = t0;
             self.durable_commit_due = false;
         }
-        pending.durable = durable;
-        txn.commit(durable).map_err(|e| format!("commit: {e}"))?;
+        // In the background: the data file's sync, then the index's, after this commit (the
+        // order a durable commit keeps: the durable index never points at undurable data).
+        let background = durable && in_background && promised;
+        pending.durable = durable && !background;
+        pending.durable_in_background = background;
+        txn.commit(pending.durable)
+            .map_err(|e| format!("commit: {e}"))?;
         let ns = io.now().saturating_since(t0).as_nanos() as u64;
         self.stats.last_commit_ns = ns;
         self.stats.max_commit_ns = self.stats.max_commit_ns.max(ns);
@@ -752,6 +833,54 @@ impl<M: MetaStore> Controller<M> {
         self.failed.as_deref()
     }
 
+    /// A batch is committed and its durability is being made in the background: the driver
+    /// owes a [`Controller::durable_done`].
+    pub fn awaits_durable(&self) -> bool {
+        self.awaiting_durable.is_some()
+    }
+
+    /// The outcome of `ControllerIo::begin_durable`, and how long it took. On success the
+    /// batch's replies go out and its released slots join the quarantine. On failure the
+    /// controller latches: the batch stays committed (visible, and it survives a process crash,
+    /// not a power loss), but no PUT or DELETE of it is acknowledged: they get I/O errors.
+    pub fn durable_done(&mut self, result: Result<(), String>, took: Duration) {
+        let replies = self
+            .awaiting_durable
+            .take()
+            .expect("durable_done without a batch awaiting durability");
+        self.awaiting_stored.clear();
+        let ns = took.as_nanos() as u64;
+        self.stats.last_sync_ns = ns;
+        self.stats.total_sync_ns += ns;
+        let ok = match result {
+            Ok(()) => {
+                self.quarantine.extend(self.undurable.drain(..));
+                true
+            }
+            Err(e) => {
+                self.latch(format!("making a batch durable: {e}"));
+                false
+            }
+        };
+        for (worker, mut reply) in replies {
+            if !ok {
+                if let ToWorker::Occupied { request, .. } | ToWorker::Released { request, .. } =
+                    reply
+                {
+                    reply = ToWorker::Error {
+                        request,
+                        code: ErrorCode::Io,
+                    };
+                }
+            }
+            assert!(
+                !ok || is_promise(&reply),
+                "only promises wait for durability"
+            );
+            self.outbox[worker as usize].push_back(reply);
+        }
+    }
+
     fn release_quarantine(&mut self) {
         while let Some((sent, slot)) = self.quarantine.front() {
             let done = sent.iter().zip(self.horizon.iter()).all(|(s, h)| h > s);
@@ -812,6 +941,10 @@ impl<M: MetaStore> Controller<M> {
     }
 
     fn check_invariants_cheap(&self) {
+        assert!(
+            self.awaiting_durable.is_some() || self.awaiting_stored.is_empty(),
+            "blocks are hidden from reads only while their batch is made durable"
+        );
         let s = self.stats();
         let quarantined = s.quarantined_bytes;
         assert_eq!(
@@ -862,6 +995,21 @@ impl<M: MetaStore> Controller<M> {
         );
         self.check_invariants();
     }
+}
+
+/// An answer that tells a client its PUT or DELETE happened: sent only once durable.
+fn is_promise(reply: &ToWorker) -> bool {
+    matches!(reply, ToWorker::Occupied { .. } | ToWorker::Released { .. })
+}
+
+/// Answered from a read view, at the start of a cycle (and while a batch is made durable).
+fn is_read(m: &ToController) -> bool {
+    matches!(
+        m,
+        ToController::GetAddress { .. }
+            | ToController::List { .. }
+            | ToController::ReaderHorizon { .. }
+    )
 }
 
 #[derive(Default)]

@@ -399,7 +399,8 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
         &mut out,
         &name,
         "counter",
-        "Time spent in fdatasync of the data file.",
+        "Time spent making batches durable outside the commit: the data file's fdatasync, and \
+         in full durability (made durable in the background) the index's sync too.",
     );
     let _ = writeln!(out, "{name} {}", c.total_sync_ns as f64 / 1e9);
     let name = format!("{p}_free_slots");

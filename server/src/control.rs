@@ -17,7 +17,7 @@ use engine::message::{Frame, ToController, ToWorker};
 use engine::meta::{MetaRead, MetaStore};
 use engine::stats::StatsSnapshot;
 
-use crate::mdbx::MdbxStore;
+use crate::mdbx::{IndexSync, MdbxStore};
 use crate::shared::Shared;
 
 /// Longest park when idle.
@@ -44,7 +44,21 @@ impl ControllerIo for Io<'_> {
     }
 
     fn begin_sync_data(&mut self) {
-        self.syncer.begin();
+        if self.syncer.index.is_some() {
+            self.syncer.begin_ahead();
+        } else {
+            self.syncer.begin();
+        }
+    }
+
+    /// Full durability: the data-sync thread syncs the data file and then the index while
+    /// this thread answers reads (the two syncs take most of a batch's time).
+    fn durable_in_background(&self) -> bool {
+        self.syncer.index.is_some()
+    }
+
+    fn begin_durable(&mut self, data: bool) {
+        self.syncer.begin_durable(data);
     }
     fn now(&mut self) -> engine::Instant {
         self.shared.now()
@@ -52,54 +66,136 @@ impl ControllerIo for Io<'_> {
 }
 
 /// A thread that runs the data file's fdatasync while the controller thread does a batch's
-/// index work (`ControllerIo::begin_sync_data`): at most one sync in flight. In relaxed
+/// index work (`ControllerIo::begin_sync_data`): at most one sync in flight. In full
+/// durability it makes whole batches durable instead (`ControllerIo::begin_durable`): the
+/// data file's fdatasync, then the index's sync, and it wakes the controller thread when done
+/// (the result is taken by `poll_durable`). In relaxed
 /// durability it also starts the writeback of dirty data pages every `WRITEBACK_KICK`
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the once-a-second durable
 /// commit's fdatasync finds little left to write instead of stalling every PUT behind a second
 /// of data.
 struct Syncer {
-    start: std::sync::mpsc::SyncSender<SyncRequest>,
+    /// `None` only while dropping (closing it ends the thread).
+    start: Option<std::sync::mpsc::SyncSender<SyncRequest>>,
     done: std::sync::mpsc::Receiver<Result<(), String>>,
     in_flight: bool,
     stale_error: Option<String>,
+    /// Full durability: the index's background sync (see `ControllerIo::begin_durable`).
+    index: Option<IndexSync>,
+    /// A `Durable` request in flight, since when.
+    durable_since: Option<std::time::Instant>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 enum SyncRequest {
     Sync,
     StartWriteback,
+    /// The data file's fdatasync, its result kept for the next `Durable` (full durability:
+    /// started when the batch is taken, so that it overlaps the batch's index work).
+    SyncAhead,
+    /// The data file (when `data`: the result of the `SyncAhead` before it, or an fdatasync
+    /// now), then the index; the result goes to `done` like `Sync`'s.
+    Durable {
+        data: bool,
+    },
 }
 
 /// How often relaxed durability starts the data file's writeback (see `Syncer`).
 const WRITEBACK_KICK: Duration = Duration::from_millis(100);
 
 impl Syncer {
-    fn spawn(data: &File) -> std::io::Result<Syncer> {
+    /// `index`: make batches durable in the background (full durability). The thread wakes
+    /// the thread that spawns it whenever a `Durable` request is done.
+    fn spawn(data: &File, index: Option<IndexSync>) -> std::io::Result<Syncer> {
         let file = data.try_clone()?;
         let (start, requests) = std::sync::mpsc::sync_channel::<SyncRequest>(1);
         let (results, done) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
+        let controller = std::thread::current();
+        let index_sync = index.clone();
+        let thread = std::thread::Builder::new()
             .name("data-sync".into())
             .spawn(move || {
+                let data_sync = || crate::datafile::fdatasync(&file).map_err(|e| e.to_string());
+                let mut ahead = None;
                 // Ends when the controller thread drops its sender.
                 while let Ok(request) = requests.recv() {
-                    match request {
-                        SyncRequest::Sync => {
-                            let r = crate::datafile::fdatasync(&file).map_err(|e| e.to_string());
-                            if results.send(r).is_err() {
-                                break;
-                            }
+                    let r = match request {
+                        SyncRequest::Sync => data_sync(),
+                        SyncRequest::SyncAhead => {
+                            ahead = Some(data_sync());
+                            continue;
                         }
                         // Only starts I/O: a write error surfaces at the next fdatasync.
-                        SyncRequest::StartWriteback => crate::datafile::start_writeback(&file),
+                        SyncRequest::StartWriteback => {
+                            crate::datafile::start_writeback(&file);
+                            continue;
+                        }
+                        // The index is made durable only over durable data.
+                        SyncRequest::Durable { data } => {
+                            // A sync ahead began after the batch's last Occupy arrived: it
+                            // covers the batch's data.
+                            let r = match ahead.take() {
+                                Some(r) => r,
+                                None if data => data_sync(),
+                                None => Ok(()),
+                            };
+                            let r = r.map_err(|e| format!("fdatasync of the data file: {e}"));
+                            let index =
+                                index_sync.as_ref().expect("durable requests have an index");
+                            r.and_then(|()| index.sync())
+                        }
+                    };
+                    let durable = matches!(request, SyncRequest::Durable { .. });
+                    if results.send(r).is_err() {
+                        break;
+                    }
+                    if durable {
+                        controller.unpark();
                     }
                 }
             })?;
         Ok(Syncer {
-            start,
+            start: Some(start),
             done,
             in_flight: false,
             stale_error: None,
+            index,
+            durable_since: None,
+            thread: Some(thread),
         })
+    }
+
+    fn send(&self, request: SyncRequest) {
+        self.start
+            .as_ref()
+            .expect("not dropped")
+            .send(request)
+            .expect("the data-sync thread runs");
+    }
+
+    /// Starts the data file's sync for the batch being taken; the `Durable` request that follows
+    /// uses its result.
+    fn begin_ahead(&mut self) {
+        assert!(self.durable_since.is_none() && !self.in_flight);
+        self.send(SyncRequest::SyncAhead);
+    }
+
+    /// Starts making the last commit durable (`ControllerIo::begin_durable`).
+    fn begin_durable(&mut self, data: bool) {
+        assert!(
+            self.durable_since.is_none() && !self.in_flight,
+            "one request at a time"
+        );
+        self.send(SyncRequest::Durable { data });
+        self.durable_since = Some(std::time::Instant::now());
+    }
+
+    /// The outcome of the `Durable` request in flight once it is done, and how long it took.
+    fn poll_durable(&mut self) -> Option<(Result<(), String>, Duration)> {
+        let since = self.durable_since?;
+        let result = self.done.try_recv().ok()?;
+        self.durable_since = None;
+        Some((result, since.elapsed()))
     }
 
     /// Starts a background fdatasync. One begun earlier but never waited for (the batch
@@ -108,17 +204,17 @@ impl Syncer {
         if let Some(Err(e)) = self.wait() {
             self.stale_error.get_or_insert(e);
         }
-        self.start
-            .send(SyncRequest::Sync)
-            .expect("the data-sync thread runs");
+        self.send(SyncRequest::Sync);
         self.in_flight = true;
     }
 
     /// Starts the writeback of the data file's dirty pages unless a sync is in flight or the
     /// thread is still busy with the previous request (then this one is not needed).
     fn start_writeback(&mut self) {
-        if !self.in_flight {
-            let _ = self.start.try_send(SyncRequest::StartWriteback);
+        if !self.in_flight && self.durable_since.is_none() {
+            if let Some(start) = &self.start {
+                let _ = start.try_send(SyncRequest::StartWriteback);
+            }
         }
     }
 
@@ -136,13 +232,24 @@ impl Syncer {
         }
     }
 
-    /// The result of the sync in flight, if one is.
+    /// The result of the `Sync` in flight, if one is.
     fn wait(&mut self) -> Option<Result<(), String>> {
         if !self.in_flight {
             return None;
         }
         self.in_flight = false;
         Some(self.done.recv().expect("the data-sync thread answers"))
+    }
+}
+
+impl Drop for Syncer {
+    /// Ends the thread and waits for it: it holds the index (`IndexSync`), which must be
+    /// closed when the controller's store is (a restart in the same process reopens it).
+    fn drop(&mut self) {
+        drop(self.start.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -239,13 +346,14 @@ pub fn run(
     template: StatsSnapshot,
     mut scrub: Option<Scrub>,
 ) -> Controller<MdbxStore> {
+    let relaxed = controller.config().durability == engine::controller::Durability::Relaxed;
+    let index = (!relaxed).then(|| controller.store().index_sync());
     let mut io = Io {
         data: &data,
         shared: &shared,
-        syncer: Syncer::spawn(&data).expect("starting the data-sync thread"),
+        syncer: Syncer::spawn(&data, index).expect("starting the data-sync thread"),
     };
     let mut last_publish = shared.now();
-    let relaxed = controller.config().durability == engine::controller::Durability::Relaxed;
     let mut last_writeback = shared.now();
     loop {
         if relaxed && shared.now().saturating_since(last_writeback) >= WRITEBACK_KICK {
@@ -256,6 +364,10 @@ pub fn run(
             if s.step(shared.now(), &controller, &data) {
                 publish(&controller, &links, &shared, &template, scrub.as_ref());
             }
+        }
+        if let Some((result, took)) = io.syncer.poll_durable() {
+            controller.durable_done(result, took);
+            push_replies(&mut controller, &mut links);
         }
         let mut received = 0usize;
         for link in &mut links {
@@ -276,9 +388,15 @@ pub fn run(
             CycleOutcome::Ran { .. } => {
                 // GET addresses go out before the batch's fdatasync and commit.
                 push_replies(&mut controller, &mut links);
+                let seq = controller.header().commit_seq;
                 controller.finish_cycle(&mut io);
-                publish(&controller, &links, &shared, &template, scrub.as_ref());
-                last_publish = now;
+                // A cycle of reads changes no figure a client waits for: those (thousands a
+                // second while batches are made durable) publish with the idle refresh.
+                let committed = controller.header().commit_seq != seq;
+                if committed || now.saturating_since(last_publish) >= STATS_REFRESH {
+                    publish(&controller, &links, &shared, &template, scrub.as_ref());
+                    last_publish = now;
+                }
             }
             CycleOutcome::Idle => {
                 // Worker counters (reads, errors, corruption) change without controller work:
@@ -290,9 +408,14 @@ pub fn run(
             }
         }
         let waiting = push_replies(&mut controller, &mut links);
-        if received == 0 && controller.inbox_len() == 0 {
+        // Writes that wait for the batch being made durable: the data-sync thread wakes this
+        // one when it is.
+        let only_blocked_writes =
+            controller.awaits_durable() && controller.poll_timeout().is_none();
+        if received == 0 && (controller.inbox_len() == 0 || only_blocked_writes) {
             // Replies to workers that have exited have nobody to read them.
-            if shared.workers_running.load(Ordering::Acquire) == 0 {
+            let idle = controller.inbox_len() == 0 && !controller.awaits_durable();
+            if idle && shared.workers_running.load(Ordering::Acquire) == 0 {
                 break;
             }
             let mut park = if waiting > 0 {
@@ -387,14 +510,14 @@ mod tests {
     #[test]
     fn a_background_sync_reports_its_result_and_a_direct_sync_runs_without_one() {
         let ok = temp_file();
-        let mut syncer = Syncer::spawn(&ok).unwrap();
+        let mut syncer = Syncer::spawn(&ok, None).unwrap();
         syncer.begin();
         assert_eq!(syncer.finish(&ok), Ok(()));
         // None in flight: finish syncs directly.
         assert_eq!(syncer.finish(&ok), Ok(()));
         assert!(syncer.finish(&failing_file()).is_err());
         let bad = failing_file();
-        let mut syncer = Syncer::spawn(&bad).unwrap();
+        let mut syncer = Syncer::spawn(&bad, None).unwrap();
         syncer.begin();
         assert!(syncer.finish(&ok).is_err(), "the background sync's failure");
     }
@@ -403,7 +526,7 @@ mod tests {
     fn writeback_kicks_interleave_with_syncs() {
         use std::io::Write;
         let mut f = temp_file();
-        let mut syncer = Syncer::spawn(&f).unwrap();
+        let mut syncer = Syncer::spawn(&f, None).unwrap();
         for round in 0..20u8 {
             f.write_all(&[round; 8192]).unwrap();
             syncer.start_writeback();
@@ -417,7 +540,7 @@ mod tests {
         assert_eq!(syncer.finish(&f), Ok(()));
         // A kick on a file whose sync fails is ignored; the sync still reports the failure.
         let bad = failing_file();
-        let mut syncer = Syncer::spawn(&bad).unwrap();
+        let mut syncer = Syncer::spawn(&bad, None).unwrap();
         syncer.start_writeback();
         syncer.begin();
         assert!(syncer.finish(&f).is_err());
@@ -427,7 +550,7 @@ mod tests {
     fn a_failed_background_sync_nobody_waited_for_fails_the_next_sync() {
         let bad = failing_file();
         let ok = temp_file();
-        let mut syncer = Syncer::spawn(&bad).unwrap();
+        let mut syncer = Syncer::spawn(&bad, None).unwrap();
         syncer.begin(); // its batch failed before the sync point: never waited for
         syncer.begin();
         let first = syncer.finish(&ok);

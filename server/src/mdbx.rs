@@ -68,6 +68,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use engine::buddy::Slot;
 use engine::meta::{
@@ -100,8 +101,9 @@ struct Shared {
     meta: Table<'static>,
     env_path: PathBuf,
     map_size_max_bytes: u64,
-    /// A non-durable commit with writes happened since the last sync.
-    unsynced: AtomicBool,
+    /// A non-durable commit with writes happened since the last sync (shared with
+    /// [`IndexSync`]).
+    unsynced: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -122,7 +124,7 @@ impl Shared {
 pub struct MdbxStore {
     // Declared before `db` only by taste: the handles are plain numbers without `Drop`.
     shared: Shared,
-    db: Database<NoWriteMap>,
+    db: Arc<Database<NoWriteMap>>,
 }
 
 impl std::fmt::Debug for MdbxStore {
@@ -218,9 +220,9 @@ impl MdbxStore {
                 meta,
                 env_path,
                 map_size_max_bytes,
-                unsynced: AtomicBool::new(false),
+                unsynced: Arc::new(AtomicBool::new(false)),
             },
-            db,
+            db: Arc::new(db),
         })
     }
 
@@ -240,12 +242,46 @@ impl MdbxStore {
         Ok(info.geometry().current_size())
     }
 
+    /// A handle that makes the commits so far durable from another thread (the controller's
+    /// background durability, `control::Syncer`).
+    pub fn index_sync(&self) -> IndexSync {
+        IndexSync {
+            db: Arc::clone(&self.db),
+            unsynced: Arc::clone(&self.shared.unsynced),
+            env_path: self.shared.env_path.clone(),
+        }
+    }
+
     /// Forces everything committed so far onto stable storage.
     pub fn sync(&self) -> Result<(), MetaError> {
         self.shared.unsynced.store(false, Ordering::Release);
         self.db.sync(true).map(drop).map_err(|e| {
             self.shared.unsynced.store(true, Ordering::Release);
             self.shared.err(e)
+        })
+    }
+}
+
+/// Makes a store's non-durable commits durable from any thread: `mdbx_env_sync_ex` (libmdbx
+/// allows it from any thread; it takes the writer lock itself for the steady meta page), as a
+/// durable commit does after its `commit()` (see "Durability" above). Only while no write
+/// transaction commits: it makes durable whatever was last committed, so the caller must have
+/// made that commit's data durable first, and must not commit again until it returns.
+#[derive(Clone)]
+pub struct IndexSync {
+    db: Arc<Database<NoWriteMap>>,
+    unsynced: Arc<AtomicBool>,
+    env_path: PathBuf,
+}
+
+impl IndexSync {
+    pub fn sync(&self) -> Result<(), String> {
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.db.sync(true).map(drop).map_err(|e| {
+            self.unsynced.store(true, Ordering::Release);
+            format!("{}: libmdbx sync: {e}", self.env_path.display())
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct HarnessConfig {
     pub recv_chunk_bytes: usize,
     pub durability: Durability,
     pub buffer_budget_bytes: usize,
+    /// As the server: full-durability batches are made durable in the background.
+    pub durable_in_background: bool,
 }
 
 impl Default for HarnessConfig {
@@ -41,6 +43,7 @@ impl Default for HarnessConfig {
             recv_chunk_bytes: 64 * 1024,
             durability: Durability::Full,
             buffer_budget_bytes: 4 << 20,
+            durable_in_background: true,
         }
     }
 }
@@ -64,6 +67,7 @@ impl Harness {
         opts.recv_chunk_bytes = cfg.recv_chunk_bytes;
         opts.durability = cfg.durability;
         opts.buffer_budget_bytes = cfg.buffer_budget_bytes;
+        opts.durable_in_background = cfg.durable_in_background;
         opts.clients = 0;
         opts.auth_token = None;
         opts.max_connections = 4096;

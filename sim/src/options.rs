@@ -136,6 +136,9 @@ pub struct Options {
     pub recv_chunk_bytes: usize,
     /// Each worker's I/O buffer budget (`WorkerConfig::buffer_budget_bytes`).
     pub buffer_budget_bytes: usize,
+    /// Full durability: the controller's driver makes each batch durable in the background
+    /// (`ControllerIo::durable_in_background`, as the server does) or in the cycle itself.
+    pub durable_in_background: bool,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub slot_wait_limit: Duration,
@@ -283,6 +286,7 @@ impl Options {
             max_header_bytes,
             recv_chunk_bytes,
             buffer_budget_bytes: 0,
+            durable_in_background: false,
             request_timeout,
             idle_timeout,
             slot_wait_limit,
@@ -315,6 +319,7 @@ impl Options {
         // Drawn last, so the other options of a seed stay what they were before it existed.
         // 1 MiB holds one large buffer: large GETs and buffered bodies queue for it.
         options.buffer_budget_bytes = pick(&mut rng, &[1 << 20, 2 << 20, 8 << 20]);
+        options.durable_in_background = rng.random_bool(0.75);
         options
     }
 
@@ -435,6 +440,7 @@ impl fmt::Display for Options {
         writeln!(f, "max_header_bytes: {}", self.max_header_bytes)?;
         writeln!(f, "recv_chunk_bytes: {}", self.recv_chunk_bytes)?;
         writeln!(f, "buffer_budget_bytes: {}", self.buffer_budget_bytes)?;
+        writeln!(f, "durable_in_background: {}", self.durable_in_background)?;
         writeln!(
             f,
             "timeouts_ms: request={} idle={} slot_wait={}",

@@ -1072,8 +1072,10 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                         .end_write(t, WriteEnd::Effect(Known::Present), Some(prior));
                     return take_violation(ctx);
                 }
-                500 if explain_write_500(resp, ctx) => WriteEnd::NoEffect,
-                500 => return Err(format!("unexplained 500: {}", body_text(resp))),
+                500 => match explain_write_500(resp, ctx) {
+                    Some(end) => end,
+                    None => return Err(format!("unexplained 500: {}", body_text(resp))),
+                },
                 503 | 507 | 408 => WriteEnd::NoEffect,
                 _ => {
                     ctx.model.end_write(t, WriteEnd::NoEffect, None);
@@ -1099,10 +1101,16 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
                         .end_write(t, WriteEnd::Effect(Known::Absent), Some(prior));
                     take_violation(ctx)
                 }
-                500 if explain_write_500(resp, ctx) => {
-                    ctx.model.end_write(t, WriteEnd::NoEffect, None);
-                    Ok(())
-                }
+                500 => match explain_write_500(resp, ctx) {
+                    Some(end) => {
+                        ctx.model.end_write(t, end, None);
+                        Ok(())
+                    }
+                    None => {
+                        ctx.model.end_write(t, WriteEnd::Unknown, None);
+                        Err(format!("unexplained 500 for a DELETE: {}", body_text(resp)))
+                    }
+                },
                 503 | 408 => {
                     ctx.model.end_write(t, WriteEnd::NoEffect, None);
                     Ok(())
@@ -1186,7 +1194,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String
         // store (507) or a failed write (500) may come first.
         Kind::PutWrongHash { .. } => match s {
             507 => Ok(()),
-            500 if explain_write_500(resp, ctx) => Ok(()),
+            500 if explain_write_500(resp, ctx).is_some() => Ok(()),
             _ => expect_one(s, 422),
         },
         Kind::Unauthorized { .. } => expect_one(s, 401),
@@ -1392,12 +1400,15 @@ fn explain_read_500(t: &ReadTicket, resp: &Response, ctx: &mut Ctx<'_>) -> Resul
     ))
 }
 
-fn explain_write_500(resp: &Response, ctx: &mut Ctx<'_>) -> bool {
+/// Why a PUT or DELETE may get a 500, and what it then did: a failed data write stored
+/// nothing; under a latched controller the write may have been committed before the batch
+/// failed to become durable (it is then visible, and survives a process crash).
+fn explain_write_500(resp: &Response, ctx: &mut Ctx<'_>) -> Option<WriteEnd> {
     let text = body_text(resp);
     if text.starts_with("write to the data file failed") {
-        return ctx.explain.write_fault();
+        return ctx.explain.write_fault().then_some(WriteEnd::NoEffect);
     }
-    ctx.explain.latched
+    ctx.explain.latched.then_some(WriteEnd::Unknown)
 }
 
 /// The verification sweep: a GET for every address the model is certain about (up to `max`).

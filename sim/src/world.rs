@@ -74,6 +74,16 @@ pub struct Node {
     /// run on (and may read the addresses they got) while the controller thread does the
     /// batch's write transaction, fdatasync and commit — the server's order.
     cycle_open: Option<OpenCycle>,
+    /// A committed batch the driver is making durable in the background
+    /// (`ControllerIo::begin_durable`): done at `due`, syncing the data file first if `data`.
+    durable_job: Option<DurableJob>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DurableJob {
+    due: u64,
+    took: u64,
+    data: bool,
 }
 
 /// What a cycle's second half needs from its first.
@@ -152,6 +162,8 @@ pub struct World {
     /// Scripted tests: park every ReadAt (WriteAt) until `release_held`.
     pub hold_reads: bool,
     pub hold_writes: bool,
+    /// Scripted tests: a batch's background durability job does not finish while set.
+    pub hold_durable: bool,
     /// `Summary::buffer_waits` and `small_piece_uploads` so far.
     buffer_counters: (u64, u64),
     held: Vec<(usize, OpId)>,
@@ -171,9 +183,21 @@ struct CtlIo<'a> {
     disk_latency_ns: (u64, u64),
     sync_fail: f64,
     failed: &'a mut bool,
+    background: bool,
+    /// `begin_durable` was called (with its `data`).
+    durable_begun: Option<bool>,
 }
 
 impl ControllerIo for CtlIo<'_> {
+    fn durable_in_background(&self) -> bool {
+        self.background
+    }
+
+    fn begin_durable(&mut self, data: bool) {
+        assert!(self.durable_begun.is_none(), "one durable batch at a time");
+        self.durable_begun = Some(data);
+    }
+
     fn sync_data(&mut self) -> Result<(), String> {
         self.spent_ns += ring::latency(self.rng, self.disk_latency_ns, 0.0);
         if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
@@ -224,6 +248,7 @@ impl World {
             time_limit: None,
             hold_reads: false,
             hold_writes: false,
+            hold_durable: false,
             buffer_counters: (0, 0),
             held: Vec::new(),
             restart_on_latch: true,
@@ -299,6 +324,7 @@ impl World {
                 occupies_waiting: 0,
                 outbox_blocked: false,
                 cycle_open: None,
+                durable_job: None,
             });
             if let Some(kind) = self.crash_after_recovery.take() {
                 self.trace
@@ -555,6 +581,13 @@ impl World {
             if node.cycle_open.is_some() {
                 controller_ready = true;
             }
+            if let Some(job) = node.durable_job.filter(|_| !self.hold_durable) {
+                if job.due <= now {
+                    controller_ready = true;
+                } else {
+                    later(job.due);
+                }
+            }
             if controller_ready {
                 if self.controller_busy_until <= now {
                     ready.push(Action::Controller);
@@ -749,6 +782,16 @@ impl World {
             return self.finish_cycle();
         }
         let now = self.clock.now();
+        if self
+            .node
+            .as_ref()
+            .and_then(|n| n.durable_job)
+            .is_some_and(|job| job.due <= now && !self.hold_durable)
+        {
+            self.complete_durable();
+            self.hand_out_replies();
+            return Ok(());
+        }
         let node = self.node.as_mut().expect("a node is running");
         for (w, wb) in node.workers.iter_mut().enumerate() {
             if !wb.to_controller.readable(now) {
@@ -801,6 +844,52 @@ impl World {
         Ok(())
     }
 
+    /// The driver's background durability job is done: the data file's sync (when the batch
+    /// stored data), then the index's; faults fail either one. The controller then sends the
+    /// batch's replies (or latches).
+    fn complete_durable(&mut self) {
+        let now = self.clock.now();
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let job = node.durable_job.take().expect("a durable job is due");
+        let result = if job.data && faults.sync_fail > 0.0 && self.rng.random_bool(faults.sync_fail)
+        {
+            Err("injected EIO syncing the data file".to_string())
+        } else {
+            if job.data {
+                self.disk.sync();
+            }
+            if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
+                // The data is durable, the index is not: a later durable commit or nothing.
+                Err("injected EIO syncing the index".to_string())
+            } else {
+                let mut img = self.image.lock().expect("image lock");
+                img.durable = img.committed.clone();
+                Ok(())
+            }
+        };
+        let failed = result.is_err();
+        if failed {
+            self.latched = true;
+        }
+        node.controller
+            .durable_done(result, std::time::Duration::from_nanos(job.took));
+        node.controller.check_invariants();
+        self.trace
+            .ev(now, "durable", [job.data as u64, failed as u64, 0, 0]);
+        let restart = self.restart_on_latch && !self.healed;
+        if failed && self.armed.is_none() && restart {
+            self.trace
+                .note(now, "the controller latched failed: restart");
+            let restart = CrashPlan {
+                after_requests: 0,
+                point: CrashPoint::Anywhere,
+                kind: CrashKind::Process,
+            };
+            self.armed = Some((restart, now));
+        }
+    }
+
     /// The second half of an open cycle: one write transaction, fdatasync, commit, replies.
     fn finish_cycle(&mut self) -> Result<(), Failure> {
         let now = self.clock.now();
@@ -819,8 +908,23 @@ impl World {
             disk_latency_ns: self.opts.disk_latency_ns,
             sync_fail: faults.sync_fail,
             failed: &mut self.latched,
+            background: self.opts.durable_in_background,
+            durable_begun: None,
         };
         node.controller.finish_cycle(&mut io);
+        if let Some(data) = io.durable_begun {
+            // The data file's sync (if any) and the index's, one after the other, on the
+            // driver's sync thread: the controller thread goes on meanwhile.
+            let mut took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
+            if data {
+                took += ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
+            }
+            node.durable_job = Some(DurableJob {
+                due: now + io.spent_ns + took,
+                took,
+                data,
+            });
+        }
         // Its fdatasync takes the disk's latency: the controller thread takes nothing else
         // meanwhile.
         self.controller_busy_until = now + io.spent_ns;
@@ -1023,8 +1127,10 @@ impl World {
     pub fn quiescent(&self) -> bool {
         let Some(node) = &self.node else { return true };
         let c = &node.controller;
-        let controller_idle =
-            c.inbox_len() == 0 && c.outbox_len() == 0 && c.poll_timeout().is_none();
+        let controller_idle = c.inbox_len() == 0
+            && c.outbox_len() == 0
+            && c.poll_timeout().is_none()
+            && node.durable_job.is_none();
         controller_idle
             && node.workers.iter().all(|wb| {
                 wb.to_controller.is_empty()
@@ -1083,6 +1189,7 @@ impl World {
             }) && node.controller.inbox_len() == 0
                 && node.controller.outbox_len() == 0
                 && node.cycle_open.is_none()
+                && node.durable_job.is_none()
         })?;
         let node = self.node.take().expect("a node is running");
         self.harvest_worker_counters(&node);

@@ -334,8 +334,11 @@ fn a_request_split_into_one_byte_fragments_is_answered() {
 /// of latching it failed.
 #[test]
 fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
-    for commit in [false, true] {
-        let mut h = Harness::new(HarnessConfig::default());
+    for (commit, background) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut h = Harness::new(HarnessConfig {
+            durable_in_background: background,
+            ..HarnessConfig::default()
+        });
         let x = content(2000, 1);
         let y = content(2000, 2);
         assert_eq!(status(&h.request(0, &put_req(&x))), 201);
@@ -345,6 +348,7 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
             h.world.opts.faults.sync_fail = 1.0;
         }
         // Also refill requests ride in the failing batch (targets of 2: the pool asks again).
+        h.world.model.add_content(y.clone());
         let r = h.request(0, &put_req(&y));
         h.world.opts.faults.sync_fail = 0.0;
         assert_eq!(r.status, 500, "the failed batch answers an error");
@@ -366,13 +370,108 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
             sim::model::WriteEnd::Effect(sim::model::Known::Present),
             None,
         );
+        // y's 500 under a latch leaves its outcome open.
+        let t = h.world.model.begin_write(BlockHash::of(&y));
+        h.world
+            .model
+            .end_write(t, sim::model::WriteEnd::Unknown, None);
         h.world
             .crash(CrashKind::Process)
             .expect("restart after a latch");
         h.run_until_quiet();
-        assert_eq!(status(&h.request(0, &put_req(&y))), 201);
+        // A batch made durable in the background was committed before its sync failed: it
+        // survives a process crash (y was never acknowledged, so either outcome keeps the
+        // contract). A failed commit committed nothing.
+        let expected = if background && !commit { 200 } else { 201 };
+        assert_eq!(status(&h.request(0, &put_req(&y))), expected);
         assert_books(&h);
     }
+}
+
+/// Full durability with the batch made durable in the background: the PUT's batch is
+/// committed and its sync is in flight (held here by a long disk latency).
+fn put_awaiting_durability() -> (Harness, u64, Vec<u8>, Vec<u8>) {
+    let mut h = Harness::new(HarnessConfig::default());
+    let x = content(3000, 1);
+    let y = content(3000, 2);
+    assert_eq!(status(&h.request(0, &put_req(&x))), 201);
+    h.world.model.add_content(y.clone());
+    h.world.hold_durable = true;
+    let conn = h.connect(0);
+    h.send(conn, &put_req(&y));
+    h.run_until_quiet();
+    let node = h.world.node.as_ref().unwrap();
+    assert!(
+        node.controller.awaits_durable(),
+        "the batch's sync is in flight"
+    );
+    assert!(
+        h.responses(conn, false).is_empty(),
+        "not acknowledged before durable"
+    );
+    (h, conn, x, y)
+}
+
+#[test]
+fn reads_are_answered_while_a_batch_is_made_durable() {
+    let (mut h, conn, x, y) = put_awaiting_durability();
+    // GETs are answered at once, while the PUT's sync runs. Its own block is committed but
+    // not durable: reads do not see it yet (a client that saw it might skip its own upload,
+    // and a power loss now would lose it).
+    let reader = h.connect(0);
+    h.send(reader, &get_req(&BlockHash::of(&x)));
+    h.send(reader, &get_req(&BlockHash::of(&y)));
+    h.send(reader, b"GET /blocks HTTP/1.1\r\nHost: sim\r\n\r\n");
+    h.run_until_quiet();
+    assert!(h.world.node.as_ref().unwrap().controller.awaits_durable());
+    let got = h.responses(reader, false);
+    assert_eq!(got.len(), 3, "every read answered during the sync");
+    assert_eq!(got[0].body, x);
+    assert_eq!(status(&got[1]), 404, "not visible before it is durable");
+    let listing = String::from_utf8(got[2].body.clone()).unwrap();
+    let listed: Vec<&str> = listing.lines().map(|l| &l[..64]).collect();
+    assert_eq!(
+        listed,
+        [BlockHash::of(&x).to_hex()],
+        "the listing hides it too"
+    );
+    // A write waits for the batch in flight.
+    let writer = h.connect(0);
+    h.send(writer, &delete_req(&BlockHash::of(&x)));
+    h.run_until_quiet();
+    assert!(
+        h.responses(writer, false).is_empty(),
+        "writes wait for the sync"
+    );
+    h.world.hold_durable = false;
+    h.run_until_quiet();
+    assert_eq!(status(&h.responses(conn, false)[0]), 201);
+    assert_eq!(status(&h.responses(writer, false)[0]), 204);
+    assert_eq!(h.request(0, &get_req(&BlockHash::of(&y))).body, y);
+    assert_books(&h);
+}
+
+#[test]
+fn power_loss_while_a_batch_is_made_durable_loses_only_the_unacknowledged_block() {
+    let (mut h, conn, x, y) = put_awaiting_durability();
+    h.world.model.add_content(x.clone());
+    let t = h.world.model.begin_write(BlockHash::of(&x));
+    h.world.model.end_write(
+        t,
+        sim::model::WriteEnd::Effect(sim::model::Known::Present),
+        None,
+    );
+    h.world
+        .crash(CrashKind::PowerLoss)
+        .expect("restart after power loss");
+    h.run_until_quiet();
+    assert!(
+        h.responses(conn, false).is_empty(),
+        "y was never acknowledged"
+    );
+    assert_eq!(h.request(0, &get_req(&BlockHash::of(&x))).body, x);
+    assert_eq!(status(&h.request(0, &get_req(&BlockHash::of(&y)))), 404);
+    assert_books(&h);
 }
 
 /// One seed of the full simulator must pass (and replay identically when `twice`).
