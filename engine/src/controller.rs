@@ -73,23 +73,21 @@ pub trait ControllerIo {
     /// [`ControllerIo::begin_sync_data`], waits for that sync instead (its result).
     fn sync_data(&mut self) -> Result<(), String>;
     /// Start making every write completed so far durable, in the background, so that the sync
-    /// overlaps the batch's index work; `sync_data` (or `begin_durable`'s data sync) then
-    /// waits for it. A driver that cannot sync in the background does nothing here (and syncs
-    /// in `sync_data`).
+    /// overlaps the batch's index work; `sync_data` then waits for it. A driver that cannot
+    /// sync in the background does nothing here (and syncs in `sync_data`).
     fn begin_sync_data(&mut self) {}
-    /// Whether this driver makes a batch durable in the background (`begin_durable`). Then a
-    /// full-durability batch is committed non-durably (visible, and it survives a process
-    /// crash), its replies are held, and the controller goes on answering reads while the
-    /// driver syncs; it commits nothing more until [`Controller::durable_done`].
+    /// Whether this driver makes the index durable in the background (`begin_durable`). Then a
+    /// full-durability batch, once its data is durable (`sync_data`), is committed non-durably
+    /// (visible, and it survives a process crash), its answers to PUTs and DELETEs are held,
+    /// and the controller goes on answering reads while the driver syncs the index; it commits
+    /// nothing more until [`Controller::durable_done`].
     fn durable_in_background(&self) -> bool {
         false
     }
-    /// Starts making the last commit durable, in the background and in this order: the data
-    /// file (every write completed so far; only when `data`), then the index. The driver then
+    /// Starts making the index's last commit durable, in the background; the driver then
     /// calls [`Controller::durable_done`] with the outcome. Only called when
-    /// `durable_in_background` is true.
-    fn begin_durable(&mut self, data: bool) {
-        let _ = data;
+    /// `durable_in_background` is true, and never while an earlier one is pending.
+    fn begin_durable(&mut self) {
         unreachable!("begin_durable on a driver that does not sync in the background");
     }
     /// The current time, for latency figures only (never for decisions).
@@ -575,11 +573,10 @@ impl<M: MetaStore> Controller<M> {
                     .into_iter()
                     .partition(|(_, r)| is_promise(r));
                 pending.replies = now;
-                let data = pending.needs_sync;
                 self.awaiting_stored.extend(pending.stored.drain(..));
                 self.finish_commit(pending);
                 self.awaiting_durable = Some(held);
-                io.begin_durable(data);
+                io.begin_durable();
             }
             Ok(()) => self.finish_commit(pending),
             Err(e) => {
@@ -711,7 +708,10 @@ impl<M: MetaStore> Controller<M> {
         };
         txn.set_header(&header)
             .map_err(|e| format!("header: {e}"))?;
-        if full && pending.needs_sync && !self.config.bugs.ack_before_durable() && !in_background {
+        // The data first, in either way: a commit, even a non-durable one, may become durable
+        // at any later sync of the index (libmdbx syncs at open and close too), so it must
+        // never point at data that is not durable.
+        if full && pending.needs_sync && !self.config.bugs.ack_before_durable() {
             let t0 = io.now();
             io.sync_data()
                 .map_err(|e| format!("fdatasync of the data file: {e}"))?;
@@ -743,8 +743,7 @@ impl<M: MetaStore> Controller<M> {
             self.last_durable_commit = t0;
             self.durable_commit_due = false;
         }
-        // In the background: the data file's sync, then the index's, after this commit (the
-        // order a durable commit keeps: the durable index never points at undurable data).
+        // In the background: the index's sync, after this commit (its data is durable above).
         let background = durable && in_background && promised;
         pending.durable = durable && !background;
         pending.durable_in_background = background;

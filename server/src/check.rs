@@ -37,6 +37,7 @@ impl Report {
 }
 
 pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
+    crate::datafile::sync_before_open(dir)?;
     let mut store = MdbxStore::open_exclusive(dir, map_size)
         .map_err(|e| anyhow!("opening the index in {}: {e}", dir.display()))?;
     let data_path = dir.join(DATA_FILE_NAME);

@@ -44,21 +44,17 @@ impl ControllerIo for Io<'_> {
     }
 
     fn begin_sync_data(&mut self) {
-        if self.syncer.index.is_some() {
-            self.syncer.begin_ahead();
-        } else {
-            self.syncer.begin();
-        }
+        self.syncer.begin();
     }
 
-    /// Full durability: the data-sync thread syncs the data file and then the index while
-    /// this thread answers reads (the two syncs take most of a batch's time).
+    /// Full durability: the data-sync thread syncs the index (an fdatasync, the steady meta
+    /// page, another fdatasync: most of a batch's time) while this thread answers reads.
     fn durable_in_background(&self) -> bool {
         self.syncer.index.is_some()
     }
 
-    fn begin_durable(&mut self, data: bool) {
-        self.syncer.begin_durable(data);
+    fn begin_durable(&mut self) {
+        self.syncer.begin_durable();
     }
     fn now(&mut self) -> engine::Instant {
         self.shared.now()
@@ -67,9 +63,9 @@ impl ControllerIo for Io<'_> {
 
 /// A thread that runs the data file's fdatasync while the controller thread does a batch's
 /// index work (`ControllerIo::begin_sync_data`): at most one sync in flight. In full
-/// durability it makes whole batches durable instead (`ControllerIo::begin_durable`): the
-/// data file's fdatasync, then the index's sync, and it wakes the controller thread when done
-/// (the result is taken by `poll_durable`). In relaxed
+/// durability it also makes the index durable after each batch's non-durable commit
+/// (`ControllerIo::begin_durable`) and wakes the controller thread when done (the result is
+/// taken by `poll_durable`). In relaxed
 /// durability it also starts the writeback of dirty data pages every `WRITEBACK_KICK`
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the once-a-second durable
 /// commit's fdatasync finds little left to write instead of stalling every PUT behind a second
@@ -90,14 +86,8 @@ struct Syncer {
 enum SyncRequest {
     Sync,
     StartWriteback,
-    /// The data file's fdatasync, its result kept for the next `Durable` (full durability:
-    /// started when the batch is taken, so that it overlaps the batch's index work).
-    SyncAhead,
-    /// The data file (when `data`: the result of the `SyncAhead` before it, or an fdatasync
-    /// now), then the index; the result goes to `done` like `Sync`'s.
-    Durable {
-        data: bool,
-    },
+    /// The index's sync (full durability); the result goes to `done` like `Sync`'s.
+    Durable,
 }
 
 /// How often relaxed durability starts the data file's writeback (see `Syncer`).
@@ -115,37 +105,23 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("data-sync".into())
             .spawn(move || {
-                let data_sync = || crate::datafile::fdatasync(&file).map_err(|e| e.to_string());
-                let mut ahead = None;
                 // Ends when the controller thread drops its sender.
                 while let Ok(request) = requests.recv() {
                     let r = match request {
-                        SyncRequest::Sync => data_sync(),
-                        SyncRequest::SyncAhead => {
-                            ahead = Some(data_sync());
-                            continue;
+                        SyncRequest::Sync => {
+                            crate::datafile::fdatasync(&file).map_err(|e| e.to_string())
                         }
                         // Only starts I/O: a write error surfaces at the next fdatasync.
                         SyncRequest::StartWriteback => {
                             crate::datafile::start_writeback(&file);
                             continue;
                         }
-                        // The index is made durable only over durable data.
-                        SyncRequest::Durable { data } => {
-                            // A sync ahead began after the batch's last Occupy arrived: it
-                            // covers the batch's data.
-                            let r = match ahead.take() {
-                                Some(r) => r,
-                                None if data => data_sync(),
-                                None => Ok(()),
-                            };
-                            let r = r.map_err(|e| format!("fdatasync of the data file: {e}"));
-                            let index =
-                                index_sync.as_ref().expect("durable requests have an index");
-                            r.and_then(|()| index.sync())
-                        }
+                        SyncRequest::Durable => index_sync
+                            .as_ref()
+                            .expect("durable requests have an index")
+                            .sync(),
                     };
-                    let durable = matches!(request, SyncRequest::Durable { .. });
+                    let durable = matches!(request, SyncRequest::Durable);
                     if results.send(r).is_err() {
                         break;
                     }
@@ -173,20 +149,15 @@ impl Syncer {
             .expect("the data-sync thread runs");
     }
 
-    /// Starts the data file's sync for the batch being taken; the `Durable` request that follows
-    /// uses its result.
-    fn begin_ahead(&mut self) {
-        assert!(self.durable_since.is_none() && !self.in_flight);
-        self.send(SyncRequest::SyncAhead);
-    }
-
-    /// Starts making the last commit durable (`ControllerIo::begin_durable`).
-    fn begin_durable(&mut self, data: bool) {
-        assert!(
-            self.durable_since.is_none() && !self.in_flight,
-            "one request at a time"
-        );
-        self.send(SyncRequest::Durable { data });
+    /// Starts making the index's last commit durable (`ControllerIo::begin_durable`).
+    fn begin_durable(&mut self) {
+        assert!(self.durable_since.is_none(), "one index sync at a time");
+        // A data sync begun for a batch that then had nothing to sync (duplicates only): its
+        // error must still surface at the next data sync.
+        if let Some(Err(e)) = self.wait() {
+            self.stale_error.get_or_insert(e);
+        }
+        self.send(SyncRequest::Durable);
         self.durable_since = Some(std::time::Instant::now());
     }
 
@@ -430,6 +401,11 @@ pub fn run(
         }
     }
     publish(&controller, &links, &shared, &template, scrub.as_ref());
+    // Closing the index syncs it, making its last commit durable: in relaxed durability that
+    // commit may point at blocks not yet synced, so the data goes first.
+    if let Err(e) = crate::datafile::fdatasync(&data) {
+        tracing::error!("syncing the data file at shutdown: {e}");
+    }
     controller
 }
 

@@ -43,6 +43,28 @@ pub fn open(dir: &Path, capacity_bytes: u64) -> Result<File> {
     Ok(file)
 }
 
+/// Makes the data file's bytes durable before the index is opened, if the file exists.
+///
+/// Opening the index (libmdbx) makes its last commit durable, and after a process crash (or a
+/// failed background sync of the index, full durability) that commit may point at blocks the
+/// last run wrote but never synced: they are still in the page cache, and this makes them
+/// durable first, so a later power loss cannot leave the durable index over lost bytes.
+pub fn sync_before_open(dir: &Path) -> Result<()> {
+    let path = dir.join(DATA_FILE_NAME);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    fdatasync(&file).with_context(|| {
+        format!(
+            "syncing {} before opening the index (blocks the last run wrote may be lost: \
+             run `buddy-blocks check` on this directory)",
+            path.display()
+        )
+    })
+}
+
 /// Starts writing back every dirty page of `file` without waiting (`sync_file_range` with
 /// `SYNC_FILE_RANGE_WRITE` only). Durability still needs `fdatasync`, which also reports any
 /// write error this writeback meets. Errors here are ignored for that reason.
@@ -58,5 +80,28 @@ pub fn fdatasync(file: &File) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_before_open_needs_no_data_file_and_syncs_one() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_before_open(dir.path()).expect("a fresh directory has no data file yet");
+        let f = open(dir.path(), 512 * 1024).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"block", 0).unwrap();
+        sync_before_open(dir.path()).expect("an existing data file is synced");
+        // A data file that cannot be opened is an error naming it, not a silent skip.
+        let unreadable = dir.path().join("sub");
+        std::fs::create_dir_all(&unreadable).unwrap();
+        std::os::unix::fs::symlink(unreadable.join("loop"), unreadable.join(DATA_FILE_NAME))
+            .unwrap();
+        std::os::unix::fs::symlink(unreadable.join(DATA_FILE_NAME), unreadable.join("loop"))
+            .unwrap();
+        let err = sync_before_open(&unreadable).unwrap_err();
+        assert!(format!("{err:#}").contains(DATA_FILE_NAME), "{err:#}");
     }
 }

@@ -65,6 +65,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let signals = block_signals();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    datafile::sync_before_open(&config.data_dir)?;
     let store = MdbxStore::open_exclusive(&config.data_dir, config.map_size)
         .map_err(|e| anyhow::anyhow!("opening the index in {}: {e}", config.data_dir.display()))?;
     let stored = store

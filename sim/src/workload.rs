@@ -257,6 +257,8 @@ pub struct Explain<'a> {
     pub write_used: &'a mut u64,
     /// The controller may have latched failed (sync or commit failure) since the last start.
     pub latched: bool,
+    /// A batch failed to become durable in the background since the last start.
+    pub durable_failed: bool,
     pub image: &'a SharedImage,
     pub disk: &'a Disk,
 }
@@ -1401,14 +1403,22 @@ fn explain_read_500(t: &ReadTicket, resp: &Response, ctx: &mut Ctx<'_>) -> Resul
 }
 
 /// Why a PUT or DELETE may get a 500, and what it then did: a failed data write stored
-/// nothing; under a latched controller the write may have been committed before the batch
-/// failed to become durable (it is then visible, and survives a process crash).
+/// nothing, nor did a write a latched controller refused; but a batch committed before its
+/// index failed to become durable (in the background) stays committed, so its writes may have
+/// happened.
 fn explain_write_500(resp: &Response, ctx: &mut Ctx<'_>) -> Option<WriteEnd> {
     let text = body_text(resp);
     if text.starts_with("write to the data file failed") {
         return ctx.explain.write_fault().then_some(WriteEnd::NoEffect);
     }
-    ctx.explain.latched.then_some(WriteEnd::Unknown)
+    if !ctx.explain.latched {
+        return None;
+    }
+    Some(if ctx.explain.durable_failed {
+        WriteEnd::Unknown
+    } else {
+        WriteEnd::NoEffect
+    })
 }
 
 /// The verification sweep: a GET for every address the model is certain about (up to `max`).

@@ -74,8 +74,8 @@ pub struct Node {
     /// run on (and may read the addresses they got) while the controller thread does the
     /// batch's write transaction, fdatasync and commit — the server's order.
     cycle_open: Option<OpenCycle>,
-    /// A committed batch the driver is making durable in the background
-    /// (`ControllerIo::begin_durable`): done at `due`, syncing the data file first if `data`.
+    /// A committed batch whose index the driver is making durable in the background
+    /// (`ControllerIo::begin_durable`): done at `due`.
     durable_job: Option<DurableJob>,
 }
 
@@ -83,7 +83,6 @@ pub struct Node {
 struct DurableJob {
     due: u64,
     took: u64,
-    data: bool,
 }
 
 /// What a cycle's second half needs from its first.
@@ -142,6 +141,9 @@ pub struct World {
     write_used: u64,
     /// A sync or commit failure was injected since the last start.
     pub latched: bool,
+    /// A batch failed to become durable since the last start (its PUTs and DELETEs were
+    /// answered 500 but are committed: they may have happened).
+    pub durable_failed: bool,
     pub model: Model,
     pub workload: Workload,
     pub failures: Vec<Failure>,
@@ -162,8 +164,10 @@ pub struct World {
     /// Scripted tests: park every ReadAt (WriteAt) until `release_held`.
     pub hold_reads: bool,
     pub hold_writes: bool,
-    /// Scripted tests: a batch's background durability job does not finish while set.
+    /// Scripted tests: a batch's background durability job does not finish while set, and
+    /// the next one fails when `fail_next_durable` is.
     pub hold_durable: bool,
+    pub fail_next_durable: bool,
     /// `Summary::buffer_waits` and `small_piece_uploads` so far.
     buffer_counters: (u64, u64),
     held: Vec<(usize, OpId)>,
@@ -184,8 +188,8 @@ struct CtlIo<'a> {
     sync_fail: f64,
     failed: &'a mut bool,
     background: bool,
-    /// `begin_durable` was called (with its `data`).
-    durable_begun: Option<bool>,
+    /// `begin_durable` was called.
+    durable_begun: bool,
 }
 
 impl ControllerIo for CtlIo<'_> {
@@ -193,9 +197,9 @@ impl ControllerIo for CtlIo<'_> {
         self.background
     }
 
-    fn begin_durable(&mut self, data: bool) {
-        assert!(self.durable_begun.is_none(), "one durable batch at a time");
-        self.durable_begun = Some(data);
+    fn begin_durable(&mut self) {
+        assert!(!self.durable_begun, "one durable batch at a time");
+        self.durable_begun = true;
     }
 
     fn sync_data(&mut self) -> Result<(), String> {
@@ -230,6 +234,7 @@ impl World {
             read_used: 0,
             write_used: 0,
             latched: false,
+            durable_failed: false,
             model: Model::new(),
             workload,
             failures: Vec::new(),
@@ -249,6 +254,7 @@ impl World {
             hold_reads: false,
             hold_writes: false,
             hold_durable: false,
+            fail_next_durable: false,
             buffer_counters: (0, 0),
             held: Vec::new(),
             restart_on_latch: true,
@@ -281,10 +287,16 @@ impl World {
     pub fn start(&mut self) -> Result<(), Failure> {
         loop {
             assert!(self.node.is_none());
-            // No startup fdatasync (the server does none): what the recovery commit makes
-            // durable must not depend on data the last run never synced.
-            self.image.lock().expect("image lock").fail_next_commit = false;
+            // As the server's start: it syncs the data file, then libmdbx's open syncs the
+            // index, so whatever the last run committed becomes durable, over durable data.
+            self.disk.sync();
+            {
+                let mut img = self.image.lock().expect("image lock");
+                img.fail_next_commit = false;
+                img.durable = img.committed.clone();
+            }
             self.latched = false;
+            self.durable_failed = false;
             let store = MemStore::open(self.image.clone());
             let controller = Controller::open(store, self.opts.controller_config())
                 .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
@@ -844,39 +856,32 @@ impl World {
         Ok(())
     }
 
-    /// The driver's background durability job is done: the data file's sync (when the batch
-    /// stored data), then the index's; faults fail either one. The controller then sends the
-    /// batch's replies (or latches).
+    /// The driver's background sync of the index is done (or failed: a commit fault); the
+    /// controller then sends the batch's answers (or latches).
     fn complete_durable(&mut self) {
         let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
         let job = node.durable_job.take().expect("a durable job is due");
-        let result = if job.data && faults.sync_fail > 0.0 && self.rng.random_bool(faults.sync_fail)
-        {
-            Err("injected EIO syncing the data file".to_string())
+        let injected = faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail);
+        let result = if std::mem::take(&mut self.fail_next_durable) || injected {
+            // The commit stays as it is: visible, surviving a process crash (and made durable
+            // by the next start's sync), lost by a power loss before then.
+            Err("injected EIO syncing the index".to_string())
         } else {
-            if job.data {
-                self.disk.sync();
-            }
-            if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
-                // The data is durable, the index is not: a later durable commit or nothing.
-                Err("injected EIO syncing the index".to_string())
-            } else {
-                let mut img = self.image.lock().expect("image lock");
-                img.durable = img.committed.clone();
-                Ok(())
-            }
+            let mut img = self.image.lock().expect("image lock");
+            img.durable = img.committed.clone();
+            Ok(())
         };
         let failed = result.is_err();
         if failed {
             self.latched = true;
+            self.durable_failed = true;
         }
         node.controller
             .durable_done(result, std::time::Duration::from_nanos(job.took));
         node.controller.check_invariants();
-        self.trace
-            .ev(now, "durable", [job.data as u64, failed as u64, 0, 0]);
+        self.trace.ev(now, "durable", [failed as u64, 0, 0, 0]);
         let restart = self.restart_on_latch && !self.healed;
         if failed && self.armed.is_none() && restart {
             self.trace
@@ -909,20 +914,17 @@ impl World {
             sync_fail: faults.sync_fail,
             failed: &mut self.latched,
             background: self.opts.durable_in_background,
-            durable_begun: None,
+            durable_begun: false,
         };
         node.controller.finish_cycle(&mut io);
-        if let Some(data) = io.durable_begun {
-            // The data file's sync (if any) and the index's, one after the other, on the
-            // driver's sync thread: the controller thread goes on meanwhile.
-            let mut took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
-            if data {
-                took += ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
-            }
+        if io.durable_begun {
+            // The index's sync on the driver's sync thread (two fdatasyncs): the controller
+            // thread goes on meanwhile.
+            let took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0)
+                + ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
             node.durable_job = Some(DurableJob {
                 due: now + io.spent_ns + took,
                 took,
-                data,
             });
         }
         // Its fdatasync takes the disk's latency: the controller thread takes nothing else
@@ -1026,6 +1028,7 @@ impl World {
                 read_used: &mut self.read_used,
                 write_used: &mut self.write_used,
                 latched: self.latched,
+                durable_failed: self.durable_failed,
                 image: &self.image,
                 disk: &self.disk,
             },

@@ -332,9 +332,27 @@ fn a_request_split_into_one_byte_fragments_is_answered() {
 /// batch's allocations and unreservations in the controller's memory, so the accounting identity
 /// check at the end of the cycle panicked — one fsync error took the whole server down instead
 /// of latching it failed.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fails {
+    /// The data file's fdatasync.
+    DataSync,
+    /// The index's commit.
+    Commit,
+    /// The index's background sync after a non-durable commit.
+    IndexSync,
+}
+
 #[test]
 fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
-    for (commit, background) in [(false, false), (true, false), (false, true), (true, true)] {
+    use Fails::*;
+    let cases = [
+        (DataSync, false),
+        (Commit, false),
+        (DataSync, true),
+        (Commit, true),
+        (IndexSync, true),
+    ];
+    for (fails, background) in cases {
         let mut h = Harness::new(HarnessConfig {
             durable_in_background: background,
             ..HarnessConfig::default()
@@ -342,10 +360,10 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
         let x = content(2000, 1);
         let y = content(2000, 2);
         assert_eq!(status(&h.request(0, &put_req(&x))), 201);
-        if commit {
-            h.world.image.lock().unwrap().fail_next_commit = true;
-        } else {
-            h.world.opts.faults.sync_fail = 1.0;
+        match fails {
+            DataSync => h.world.opts.faults.sync_fail = 1.0,
+            Commit => h.world.image.lock().unwrap().fail_next_commit = true,
+            IndexSync => h.world.fail_next_durable = true,
         }
         // Also refill requests ride in the failing batch (targets of 2: the pool asks again).
         h.world.model.add_content(y.clone());
@@ -379,11 +397,11 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
             .crash(CrashKind::Process)
             .expect("restart after a latch");
         h.run_until_quiet();
-        // A batch made durable in the background was committed before its sync failed: it
-        // survives a process crash (y was never acknowledged, so either outcome keeps the
-        // contract). A failed commit committed nothing.
-        let expected = if background && !commit { 200 } else { 201 };
-        assert_eq!(status(&h.request(0, &put_req(&y))), expected);
+        // A batch whose index failed to become durable in the background was committed over
+        // durable data: it survives the restart (y was never acknowledged, so either outcome
+        // keeps the contract). A failed data sync or commit committed nothing.
+        let expected = if fails == IndexSync { 200 } else { 201 };
+        assert_eq!(status(&h.request(0, &put_req(&y))), expected, "{fails:?}");
         assert_books(&h);
     }
 }
