@@ -37,7 +37,9 @@ impl Report {
 }
 
 pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
-    crate::datafile::sync_before_open(dir)?;
+    // The audit goes on after a failed sync: it is how the blocks lost to it are found (and,
+    // with --repair, dropped).
+    let synced = crate::datafile::sync_before_open(dir);
     let mut store = MdbxStore::open_exclusive(dir, map_size)
         .map_err(|e| anyhow!("opening the index in {}: {e}", dir.display()))?;
     let data_path = dir.join(DATA_FILE_NAME);
@@ -45,6 +47,9 @@ pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
         .with_context(|| format!("opening data file {}", data_path.display()))?;
     let data_len = data.metadata()?.len();
     let mut report = Report::default();
+    if let Err(e) = synced {
+        report.problems.push(format!("{e:#}"));
+    }
     {
         let read = store.read().map_err(|e| anyhow!("{e}"))?;
         let header = read.header().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| {

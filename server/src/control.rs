@@ -164,7 +164,14 @@ impl Syncer {
     /// The outcome of the `Durable` request in flight once it is done, and how long it took.
     fn poll_durable(&mut self) -> Option<(Result<(), String>, Duration)> {
         let since = self.durable_since?;
-        let result = self.done.try_recv().ok()?;
+        let result = match self.done.try_recv() {
+            Ok(result) => result,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            // The thread died (it panicked): the sync's outcome is unknown.
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the data-sync thread stopped".to_string())
+            }
+        };
         self.durable_since = None;
         Some((result, since.elapsed()))
     }
@@ -319,6 +326,10 @@ pub fn run(
 ) -> Controller<MdbxStore> {
     let relaxed = controller.config().durability == engine::controller::Durability::Relaxed;
     let index = (!relaxed).then(|| controller.store().index_sync());
+    // Closing the index syncs it, making its last commit durable; in relaxed durability that
+    // commit may point at blocks not yet synced, so the data goes first, also when this
+    // thread unwinds from a panic (the guard drops before `controller`, a parameter).
+    let _data_first = SyncOnDrop(&data);
     let mut io = Io {
         data: &data,
         shared: &shared,
@@ -401,12 +412,24 @@ pub fn run(
         }
     }
     publish(&controller, &links, &shared, &template, scrub.as_ref());
-    // Closing the index syncs it, making its last commit durable: in relaxed durability that
-    // commit may point at blocks not yet synced, so the data goes first.
-    if let Err(e) = crate::datafile::fdatasync(&data) {
-        tracing::error!("syncing the data file at shutdown: {e}");
+    if let Some(e) = io.syncer.stale_error.take() {
+        tracing::error!("a background fdatasync of the data file failed: {e}");
     }
     controller
+}
+
+/// Syncs the data file when dropped (see `run`).
+struct SyncOnDrop<'a>(&'a File);
+
+impl Drop for SyncOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = crate::datafile::fdatasync(self.0) {
+            tracing::error!(
+                "syncing the data file before closing the index: {e}; blocks written since \
+                 the last durable commit may be lost: run `buddy-blocks check --repair`"
+            );
+        }
+    }
 }
 
 /// Pushes replies; returns how many are still waiting for room.

@@ -58,8 +58,9 @@ pub fn sync_before_open(dir: &Path) -> Result<()> {
     };
     fdatasync(&file).with_context(|| {
         format!(
-            "syncing {} before opening the index (blocks the last run wrote may be lost: \
-             run `buddy-blocks check` on this directory)",
+            "syncing {} before opening the index: the disk reported a write error, so blocks \
+             the last run wrote may be lost; fix the disk, then run `buddy-blocks check \
+             --repair` on this directory",
             path.display()
         )
     })
