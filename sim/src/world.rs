@@ -882,8 +882,13 @@ impl World {
             .durable_done(result, std::time::Duration::from_nanos(job.took));
         node.controller.check_invariants();
         self.trace.ev(now, "durable", [failed as u64, 0, 0, 0]);
+        self.restart_if_latched(failed, now);
+    }
+
+    /// The operator restarts a latched server (a failed fsync is never retried).
+    fn restart_if_latched(&mut self, latched: bool, now: u64) {
         let restart = self.restart_on_latch && !self.healed;
-        if failed && self.armed.is_none() && restart {
+        if latched && self.armed.is_none() && restart {
             self.trace
                 .note(now, "the controller latched failed: restart");
             let restart = CrashPlan {
@@ -947,18 +952,8 @@ impl World {
                 0,
             ],
         );
-        let restart = self.restart_on_latch && !self.healed;
-        if node.controller.is_failed() && self.armed.is_none() && restart {
-            // The operator restarts a latched server (a failed fsync is never retried).
-            self.trace
-                .note(now, "the controller latched failed: restart");
-            let restart = CrashPlan {
-                after_requests: 0,
-                point: CrashPoint::Anywhere,
-                kind: CrashKind::Process,
-            };
-            self.armed = Some((restart, now));
-        }
+        let latched = node.controller.is_failed();
+        self.restart_if_latched(latched, now);
         let committed = self.image.lock().expect("image lock").commits > open.commits_before;
         if committed && self.counters.misdirected + self.counters.sticky > 0 {
             // A block whose own write was misdirected is damaged from its commit on.
