@@ -65,11 +65,10 @@ impl ControllerIo for Io<'_> {
 /// index work (`ControllerIo::begin_sync_data`): at most one sync in flight. In full
 /// durability it also makes the index durable after each batch's non-durable commit
 /// (`ControllerIo::begin_durable`) and wakes the controller thread when done (the result is
-/// taken by `poll_durable`). In relaxed
-/// durability it also starts the writeback of dirty data pages every `WRITEBACK_KICK`
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the once-a-second durable
-/// commit's fdatasync finds little left to write instead of stalling every PUT behind a second
-/// of data.
+/// taken by `poll_durable`). In relaxed durability it starts the writeback of dirty data pages
+/// every `WRITEBACK_KICK` (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the
+/// once-a-second durable commit's fdatasync finds little left to write instead of stalling
+/// every PUT behind a second of data.
 struct Syncer {
     /// `None` only while dropping (closing it ends the thread).
     start: Option<std::sync::mpsc::SyncSender<SyncRequest>>,

@@ -254,12 +254,17 @@ impl MdbxStore {
 
     /// Forces everything committed so far onto stable storage.
     pub fn sync(&self) -> Result<(), MetaError> {
-        self.shared.unsynced.store(false, Ordering::Release);
-        self.db.sync(true).map(drop).map_err(|e| {
-            self.shared.unsynced.store(true, Ordering::Release);
-            self.shared.err(e)
-        })
+        sync_env(&self.db, &self.shared.unsynced).map_err(|e| self.shared.err(e))
     }
+}
+
+/// libmdbx's sync of everything committed (`sync(true)`: fdatasync, steady meta page,
+/// fdatasync). `unsynced` is cleared first and set again if the sync fails.
+fn sync_env(db: &Database<NoWriteMap>, unsynced: &AtomicBool) -> Result<(), libmdbx::Error> {
+    unsynced.store(false, Ordering::Release);
+    db.sync(true)
+        .map(drop)
+        .inspect_err(|_| unsynced.store(true, Ordering::Release))
 }
 
 /// Makes a store's non-durable commits durable from any thread: `mdbx_env_sync_ex` (libmdbx
@@ -276,13 +281,11 @@ pub struct IndexSync {
 
 impl IndexSync {
     pub fn sync(&self) -> Result<(), String> {
-        if !self.unsynced.swap(false, Ordering::AcqRel) {
+        if !self.unsynced.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.db.sync(true).map(drop).map_err(|e| {
-            self.unsynced.store(true, Ordering::Release);
-            format!("{}: libmdbx sync: {e}", self.env_path.display())
-        })
+        sync_env(&self.db, &self.unsynced)
+            .map_err(|e| format!("{}: libmdbx sync: {e}", self.env_path.display()))
     }
 }
 
@@ -641,11 +644,8 @@ impl MetaTxn for MdbxTxn<'_> {
         // SafeNoSync: the commit above wrote a weak meta page; `sync(true)` fdatasyncs the data,
         // writes a steady meta page and fdatasyncs again. It is skipped only when there is
         // nothing to make durable: no write here and no non-durable commit since the last sync.
-        if durable && (wrote || shared.unsynced.swap(false, Ordering::AcqRel)) {
-            if let Err(e) = store.db.sync(true) {
-                shared.unsynced.store(true, Ordering::Release);
-                return Err(shared.err(e));
-            }
+        if durable && (wrote || shared.unsynced.load(Ordering::Acquire)) {
+            sync_env(&store.db, &shared.unsynced).map_err(|e| shared.err(e))?;
         }
         Ok(())
     }

@@ -593,7 +593,7 @@ impl World {
             if node.cycle_open.is_some() {
                 controller_ready = true;
             }
-            if let Some(job) = node.durable_job.filter(|_| !self.hold_durable) {
+            if let Some(job) = self.durable_job() {
                 if job.due <= now {
                     controller_ready = true;
                 } else {
@@ -794,12 +794,7 @@ impl World {
             return self.finish_cycle();
         }
         let now = self.clock.now();
-        if self
-            .node
-            .as_ref()
-            .and_then(|n| n.durable_job)
-            .is_some_and(|job| job.due <= now && !self.hold_durable)
-        {
+        if self.durable_job().is_some_and(|job| job.due <= now) {
             self.complete_durable();
             self.hand_out_replies();
             return Ok(());
@@ -854,6 +849,14 @@ impl World {
         }
         self.hand_out_replies();
         Ok(())
+    }
+
+    /// The background durability job that may finish (none while scripted tests hold it).
+    fn durable_job(&self) -> Option<DurableJob> {
+        self.node
+            .as_ref()
+            .and_then(|n| n.durable_job)
+            .filter(|_| !self.hold_durable)
     }
 
     /// The driver's background sync of the index is done (or failed: a commit fault); the
