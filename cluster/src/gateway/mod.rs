@@ -1,0 +1,310 @@
+//! The gateway: a node's HTTP API in front of the cluster, stateless apart from the map.
+//!
+//! Owns the listener, the per-connection HTTP/1.1 server (hyper), the routing of a request to
+//! its handler, the request body limits and the request deadline. Handlers live in `blocks`
+//! (PUT/GET/HEAD/DELETE), `sync` (missing, listing) and `ops` (health, stats, metrics).
+//!
+//! It never stores a block itself and never changes the map: every byte goes to and comes
+//! from nodes, placement is computed from the map in `MapCell`. Every request has a deadline
+//! (`request_timeout`); every node call inside it has its own (`NodeClient`).
+
+mod blocks;
+mod ops;
+mod reply;
+mod sync;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{header, Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::block_hash::BlockHash;
+use crate::map_watch::MapCell;
+use crate::node_client::{NodeClient, NodeError, BLOCK_BYTES_MAX};
+use crate::node_map::NodeMap;
+use crate::placement::Placement;
+pub use ops::Metrics;
+use reply::Reply;
+
+/// How long a node that failed is tried last by reads.
+const SUSPECT_FOR: Duration = Duration::from_secs(2);
+/// Largest `POST /blocks/missing` body: 10,000 lines of 64 hex and CRLF.
+const MISSING_BODY_BYTES_MAX: usize = 10_000 * 66;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// R: copies of each block.
+    pub replicas: usize,
+    /// W: node acknowledgements before a PUT is acknowledged.
+    pub write_quorum: usize,
+    /// Deadline of a whole request, body included.
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub cell: MapCell,
+    pub nodes: NodeClient,
+    pub metrics: Metrics,
+    started: Instant,
+    /// Nodes that failed recently (id → when), read last until `SUSPECT_FOR` passed.
+    suspects: Mutex<HashMap<String, Instant>>,
+}
+
+/// A request the gateway understands.
+enum Route {
+    PutBlock(Option<BlockHash>),
+    GetBlock(BlockHash),
+    HeadBlock(BlockHash),
+    DeleteBlock(BlockHash),
+    Missing,
+    Listing,
+    Health,
+    Stats,
+    Metrics,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, cell: MapCell, nodes: NodeClient) -> Arc<Gateway> {
+        assert!(config.write_quorum >= 1 && config.write_quorum <= config.replicas);
+        Arc::new(Gateway {
+            config,
+            cell,
+            nodes,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            suspects: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Serves connections until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Gateway>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => return,
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "over --max-connections: connection refused");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let gw = self.clone();
+            tokio::spawn(async move {
+                gw.connection(stream, peer).await;
+                drop(slot);
+            });
+        }
+    }
+
+    async fn connection(self: Arc<Gateway>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let service = service_fn(move |req| {
+            let gw = self.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req).await) }
+        });
+        let served = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    async fn handle(self: Arc<Gateway>, req: Request<Incoming>) -> Reply {
+        self.metrics.count_request(req.method());
+        let deadline = self.config.request_timeout;
+        let reply = match tokio::time::timeout(deadline, self.route_and_run(req)).await {
+            Ok(reply) => reply,
+            Err(_) => reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the cluster did not answer within {deadline:?}"),
+            ),
+        };
+        self.metrics.count_status(reply.status());
+        reply
+    }
+
+    async fn route_and_run(&self, req: Request<Incoming>) -> Reply {
+        let route = match route(req.method(), req.uri().path()) {
+            Ok(route) => route,
+            Err(reply) => return reply,
+        };
+        match route {
+            Route::PutBlock(expected) => match read_body(req, BLOCK_BYTES_MAX).await {
+                Ok(body) => self.put(expected, body).await,
+                Err(reply) => reply,
+            },
+            Route::GetBlock(hash) => self.get(hash, req.headers()).await,
+            Route::HeadBlock(hash) => self.head(hash).await,
+            Route::DeleteBlock(hash) => self.delete(hash).await,
+            Route::Missing => match read_body(req, MISSING_BODY_BYTES_MAX).await {
+                Ok(body) => self.missing(&body).await,
+                Err(reply) => reply,
+            },
+            Route::Listing => self.listing(req.uri().query().unwrap_or("")).await,
+            Route::Health => self.health().await,
+            Route::Stats => self.stats().await,
+            Route::Metrics => self.prometheus(),
+        }
+    }
+
+    /// The map in use, or the `503` that says there is none yet.
+    fn current_map(&self) -> Result<Arc<NodeMap>, Reply> {
+        self.cell.map().ok_or_else(|| {
+            let status = self.cell.status();
+            let why = status.error().unwrap_or("no answer yet");
+            reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no node map yet: etcd {} ({why})", status.name()),
+            )
+        })
+    }
+
+    fn placement<'m>(&self, map: &'m NodeMap) -> Placement<'m> {
+        Placement::new(map, self.config.replicas)
+    }
+
+    /// Notes a node's failure: connection-level errors make it a suspect.
+    fn note_failure(&self, id: &str, error: &NodeError) {
+        self.metrics.count_node_error();
+        if matches!(error, NodeError::Timeout(_) | NodeError::Transport(_)) {
+            let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+            suspects.insert(id.to_string(), Instant::now());
+        }
+    }
+
+    fn is_suspect(&self, id: &str) -> bool {
+        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        suspects.get(id).is_some_and(|t| t.elapsed() < SUSPECT_FOR)
+    }
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, Reply> {
+    let block = |rest: &str| {
+        BlockHash::parse(rest).map_err(|e| reply::text(StatusCode::BAD_REQUEST, e.to_string()))
+    };
+    let allow = |methods: &'static str| {
+        let mut r = reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(methods));
+        Err(r)
+    };
+    match path {
+        "/block" | "/" => match *method {
+            Method::PUT => Ok(Route::PutBlock(None)),
+            _ => allow("PUT"),
+        },
+        "/blocks/missing" => match *method {
+            Method::POST => Ok(Route::Missing),
+            _ => allow("POST"),
+        },
+        "/blocks" | "/health" | "/stats" | "/metrics" => match (method, path) {
+            (&Method::GET, "/blocks") => Ok(Route::Listing),
+            (&Method::GET, "/health") => Ok(Route::Health),
+            (&Method::GET, "/stats") => Ok(Route::Stats),
+            (&Method::GET, "/metrics") => Ok(Route::Metrics),
+            _ => allow("GET"),
+        },
+        _ => {
+            let rest = path.strip_prefix("/block/").map(block).or_else(|| {
+                let bare = path.strip_prefix('/')?;
+                BlockHash::parse(bare).ok().map(Ok)
+            });
+            let Some(hash) = rest else {
+                return Err(reply::text(StatusCode::NOT_FOUND, "unknown path"));
+            };
+            let hash = hash?;
+            match *method {
+                Method::PUT => Ok(Route::PutBlock(Some(hash))),
+                Method::GET => Ok(Route::GetBlock(hash)),
+                Method::HEAD => Ok(Route::HeadBlock(hash)),
+                Method::DELETE => Ok(Route::DeleteBlock(hash)),
+                _ => allow("GET, HEAD, PUT, DELETE"),
+            }
+        }
+    }
+}
+
+/// Reads a request body of 1..=`limit` bytes: `411` without framing, `413` past the limit
+/// (refused from `Content-Length` before reading), `400` when empty.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Reply> {
+    let headers = req.headers();
+    let framed = headers.contains_key(header::CONTENT_LENGTH)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if !framed {
+        return Err(reply::text(StatusCode::LENGTH_REQUIRED, "a body needs Content-Length"));
+    }
+    let too_large = || {
+        reply::text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            let message = format!("reading the body: {e}");
+            return Err(reply::text(StatusCode::BAD_REQUEST, message));
+        }
+    };
+    if bytes.is_empty() {
+        return Err(reply::text(StatusCode::BAD_REQUEST, "empty body"));
+    }
+    assert!(bytes.len() <= limit);
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paths map to the node's routes; bad hashes and methods get their statuses.
+    #[test]
+    fn routes() {
+        let h = "ab".repeat(32);
+        assert!(matches!(route(&Method::PUT, "/block"), Ok(Route::PutBlock(None))));
+        assert!(matches!(route(&Method::GET, &format!("/block/{h}")), Ok(Route::GetBlock(_))));
+        assert!(matches!(route(&Method::DELETE, &format!("/{h}")), Ok(Route::DeleteBlock(_))));
+        assert!(matches!(route(&Method::GET, "/blocks"), Ok(Route::Listing)));
+        let status = |m: &Method, p: &str| route(m, p).err().map(|r| r.status());
+        assert_eq!(status(&Method::GET, "/block/xyz"), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(&Method::GET, "/nothing"), Some(StatusCode::NOT_FOUND));
+        assert_eq!(status(&Method::POST, "/block"), Some(StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!(status(&Method::PUT, "/stats"), Some(StatusCode::METHOD_NOT_ALLOWED));
+    }
+}

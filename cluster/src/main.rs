@@ -1,0 +1,336 @@
+//! `buddy-cluster`: the command line of the cluster (docs/cluster.md).
+//!
+//! Owns argument parsing, logging and the runtime; each command is a few calls into the
+//! library. Operator mistakes (a bad id, an illegal state change, removing a node that still
+//! holds blocks) are refused with one clear line and exit status 1.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use cluster::block_hash::BlockHash;
+use cluster::gateway::{Gateway, GatewayConfig};
+use cluster::map_watch::{self, MapCell};
+use cluster::membership::Membership;
+use cluster::node_client::NodeClient;
+use cluster::node_map::{NodeEntry, NodeState};
+use cluster::placement::{Placement, REPLICAS_MAX};
+use cluster::repair::{self, RepairOptions};
+
+#[derive(Parser)]
+#[command(version, about = "A cluster of buddy-blocks nodes: membership in etcd, gateway, repair")]
+struct Cli {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "BUDDY_CLUSTER_ETCD", default_value = "http://127.0.0.1:2379", value_delimiter = ',', global = true)]
+    etcd: Vec<String>,
+    /// Key prefix of this cluster in etcd (ends with '/').
+    #[arg(long, default_value = "/buddy-cluster/", global = true)]
+    prefix: String,
+    /// Log filter (error, warn, info, debug, or a tracing directive).
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add, drain, activate, remove or list nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Run a gateway: the node HTTP API in front of the cluster.
+    Serve(ServeArgs),
+    /// Copy missing replicas and remove extra ones, one pass over every node's listing.
+    Repair(RepairArgs),
+    /// Print the nodes a block is placed on, in read order.
+    Placement {
+        hash: String,
+        #[command(flatten)]
+        replication: Replication,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Add a node (state joining, or active with --active).
+    Add {
+        id: String,
+        /// host:port of the node's HTTP API.
+        addr: String,
+        /// Share of blocks; default: the node's capacity_bytes from its /stats.
+        #[arg(long)]
+        weight: Option<u64>,
+        /// Start as active instead of joining.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Stop placing blocks on a node; repair moves its blocks away.
+    Drain { id: String },
+    /// Make a joining or draining node a full member.
+    Activate { id: String },
+    /// Remove a drained node (refused while it still holds blocks, unless --force).
+    Remove {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change a node's weight.
+    SetWeight { id: String, weight: u64 },
+    /// List the nodes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+struct Replication {
+    /// R: copies of each block. Every gateway and repair of a cluster must use the same R.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Deadline of each request to a node, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    node_timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:10100")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    replication: Replication,
+    /// W: node acknowledgements before a PUT is acknowledged (1..=R).
+    #[arg(long, default_value_t = 2)]
+    write_quorum: usize,
+    /// Deadline of a whole client request, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    request_timeout_ms: u64,
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Runtime threads (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    replication: Replication,
+    /// Copies in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Block bytes copied per second at most.
+    #[arg(long)]
+    max_bytes_per_sec: Option<u64>,
+    /// Leave joining nodes joining even after a clean pass.
+    #[arg(long)]
+    no_activate: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let threads = match &cli.command {
+        Command::Serve(args) => args.threads,
+        _ => Some(2),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = runtime.enable_all().build().expect("the tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("buddy-cluster: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+impl Replication {
+    fn check(&self) -> anyhow::Result<()> {
+        if !(1..=REPLICAS_MAX).contains(&self.replicas) {
+            bail!("--replicas {}: use 1 to {REPLICAS_MAX}", self.replicas);
+        }
+        if self.node_timeout_ms == 0 {
+            bail!("--node-timeout-ms must be positive");
+        }
+        Ok(())
+    }
+
+    fn client(&self) -> NodeClient {
+        NodeClient::new(Duration::from_millis(self.node_timeout_ms))
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(cmd) => {
+            let mut etcd = Membership::connect(&cli.etcd, &cli.prefix).await?;
+            node_command(&mut etcd, cmd).await
+        }
+        Command::Serve(args) => serve(cli.etcd, cli.prefix, args).await,
+        Command::Repair(args) => {
+            let mut etcd = Membership::connect(&cli.etcd, &cli.prefix).await?;
+            repair_command(&mut etcd, args).await
+        }
+        Command::Placement { hash, replication } => {
+            replication.check()?;
+            let hash = BlockHash::parse(&hash)?;
+            let map = Membership::connect(&cli.etcd, &cli.prefix).await?.load().await?;
+            let placement = Placement::new(&map, replication.replicas);
+            let replicas = placement.replicas(&hash);
+            println!("map revision {}", map.revision);
+            for node in placement.read_order(&hash) {
+                let role = if replicas.iter().any(|r| r.id == node.id) { "replica" } else { "other" };
+                println!("{} {} {} {role}", node.id, node.addr, node.state.name());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn node_command(etcd: &mut Membership, cmd: NodeCommand) -> anyhow::Result<()> {
+    let client = NodeClient::new(Duration::from_secs(5));
+    match cmd {
+        NodeCommand::Add { id, addr, weight, active } => {
+            let weight = match weight {
+                Some(w) => w,
+                None => capacity_of(&client, &addr).await?,
+            };
+            let state = if active { NodeState::Active } else { NodeState::Joining };
+            let entry = NodeEntry { id, addr, state, weight };
+            let revision = etcd.add(&entry).await?;
+            println!("added {} ({}, weight {}) at revision {revision}", entry.id, state.name(), weight);
+        }
+        NodeCommand::Drain { id } => print_entry(&etcd.set_state(&id, NodeState::Draining).await?),
+        NodeCommand::Activate { id } => print_entry(&etcd.set_state(&id, NodeState::Active).await?),
+        NodeCommand::Remove { id, force } => {
+            let map = etcd.load().await?;
+            let Some(node) = map.get(&id) else { bail!("no node {id:?} in the cluster") };
+            if !force {
+                let held = client.list(&node.addr, None, 1).await.with_context(|| {
+                    format!("node {id:?} cannot be listed to prove it is empty (--force removes it anyway)")
+                })?;
+                if !held.is_empty() {
+                    bail!("node {id:?} still holds blocks: drain it and run repair first (or --force)");
+                }
+            }
+            print_entry(&etcd.set_state(&id, NodeState::Removed).await?);
+        }
+        NodeCommand::SetWeight { id, weight } => {
+            print_entry(&etcd.update(&id, |e| {
+                e.weight = weight;
+                Ok(())
+            }).await?)
+        }
+        NodeCommand::List { json } => {
+            let map = etcd.load().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(map.nodes())?);
+            } else {
+                println!("map revision {}", map.revision);
+                map.nodes().iter().for_each(print_entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_entry(n: &NodeEntry) {
+    println!("{} {} {} weight={}", n.id, n.addr, n.state.name(), n.weight);
+}
+
+async fn capacity_of(client: &NodeClient, addr: &str) -> anyhow::Result<u64> {
+    let stats = client
+        .stats(addr)
+        .await
+        .with_context(|| format!("asking {addr} for its capacity (or give --weight)"))?;
+    match stats["capacity_bytes"].as_u64() {
+        Some(c) if c > 0 => Ok(c),
+        _ => bail!("{addr}: /stats has no positive capacity_bytes (give --weight)"),
+    }
+}
+
+async fn serve(etcd: Vec<String>, prefix: String, args: ServeArgs) -> anyhow::Result<()> {
+    args.replication.check()?;
+    let replicas = args.replication.replicas;
+    if !(1..=replicas).contains(&args.write_quorum) {
+        bail!("--write-quorum {}: use 1 to --replicas ({replicas})", args.write_quorum);
+    }
+    if !prefix.ends_with('/') {
+        bail!("the etcd prefix {prefix:?} must end with '/'");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let cell = MapCell::default();
+    tokio::spawn(map_watch::run(etcd.clone(), prefix.clone(), cell.clone()));
+    let config = GatewayConfig {
+        replicas,
+        write_quorum: args.write_quorum,
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        max_connections: args.max_connections.max(1),
+    };
+    let gateway = Gateway::new(config, cell, args.replication.client());
+    tracing::info!(listen = %args.listen, ?etcd, %prefix, replicas, write_quorum = args.write_quorum, "ready");
+    gateway.serve(listener, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn repair_command(etcd: &mut Membership, args: RepairArgs) -> anyhow::Result<()> {
+    args.replication.check()?;
+    if args.concurrency == 0 || args.max_bytes_per_sec == Some(0) {
+        bail!("--concurrency and --max-bytes-per-sec must be positive");
+    }
+    let map = etcd.load().await?;
+    let options = RepairOptions {
+        replicas: args.replication.replicas,
+        concurrency: args.concurrency,
+        max_bytes_per_sec: args.max_bytes_per_sec,
+    };
+    eprintln!("repair: map revision {}, {} members, R={}", map.revision, map.members().count(), options.replicas);
+    let started = Instant::now();
+    let mut shown = Instant::now();
+    let client = args.replication.client();
+    let report = repair::repair(&map, &client, &options, |r| {
+        if shown.elapsed() >= Duration::from_secs(1) {
+            shown = Instant::now();
+            eprintln!("repair: {} blocks seen, {} copied ({} bytes), {} extra removed, {} failed",
+                r.blocks_seen, r.copies_made, r.bytes_copied, r.extra_copies_removed, r.copies_failed);
+        }
+    })
+    .await;
+    println!(
+        "blocks_seen={} copies_made={} bytes_copied={} copies_failed={} extra_copies_removed={} under_replicated={} unlisted_nodes={} seconds={:.1}",
+        report.blocks_seen, report.copies_made, report.bytes_copied, report.copies_failed,
+        report.extra_copies_removed, report.under_replicated, report.unlisted_nodes.join(","),
+        started.elapsed().as_secs_f64()
+    );
+    if !report.is_clean() {
+        bail!("repair incomplete: run it again once the failing nodes answer");
+    }
+    if !args.no_activate {
+        for node in map.nodes().iter().filter(|n| n.state == NodeState::Joining) {
+            etcd.set_state(&node.id, NodeState::Active).await?;
+            println!("activated {} (repair filled it)", node.id);
+        }
+    }
+    Ok(())
+}
