@@ -20,10 +20,19 @@ use cluster::placement::{Placement, REPLICAS_MAX};
 use cluster::repair::{self, RepairOptions};
 
 #[derive(Parser)]
-#[command(version, about = "A cluster of buddy-blocks nodes: membership in etcd, gateway, repair")]
+#[command(
+    version,
+    about = "A cluster of buddy-blocks nodes: membership in etcd, gateway, repair"
+)]
 struct Cli {
     /// etcd endpoints, comma-separated.
-    #[arg(long, env = "BUDDY_CLUSTER_ETCD", default_value = "http://127.0.0.1:2379", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "BUDDY_CLUSTER_ETCD",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ',',
+        global = true
+    )]
     etcd: Vec<String>,
     /// Key prefix of this cluster in etcd (ends with '/').
     #[arg(long, default_value = "/buddy-cluster/", global = true)]
@@ -183,12 +192,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Placement { hash, replication } => {
             replication.check()?;
             let hash = BlockHash::parse(&hash)?;
-            let map = Membership::connect(&cli.etcd, &cli.prefix).await?.load().await?;
+            let map = Membership::connect(&cli.etcd, &cli.prefix)
+                .await?
+                .load()
+                .await?;
             let placement = Placement::new(&map, replication.replicas);
             let replicas = placement.replicas(&hash);
             println!("map revision {}", map.revision);
             for node in placement.read_order(&hash) {
-                let role = if replicas.iter().any(|r| r.id == node.id) { "replica" } else { "other" };
+                let role = if replicas.iter().any(|r| r.id == node.id) {
+                    "replica"
+                } else {
+                    "other"
+                };
                 println!("{} {} {} {role}", node.id, node.addr, node.state.name());
             }
             Ok(())
@@ -199,21 +215,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn node_command(etcd: &mut Membership, cmd: NodeCommand) -> anyhow::Result<()> {
     let client = NodeClient::new(Duration::from_secs(5));
     match cmd {
-        NodeCommand::Add { id, addr, weight, active } => {
+        NodeCommand::Add {
+            id,
+            addr,
+            weight,
+            active,
+        } => {
             let weight = match weight {
                 Some(w) => w,
                 None => capacity_of(&client, &addr).await?,
             };
-            let state = if active { NodeState::Active } else { NodeState::Joining };
-            let entry = NodeEntry { id, addr, state, weight };
+            let state = if active {
+                NodeState::Active
+            } else {
+                NodeState::Joining
+            };
+            let entry = NodeEntry {
+                id,
+                addr,
+                state,
+                weight,
+            };
             let revision = etcd.add(&entry).await?;
-            println!("added {} ({}, weight {}) at revision {revision}", entry.id, state.name(), weight);
+            println!(
+                "added {} ({}, weight {}) at revision {revision}",
+                entry.id,
+                state.name(),
+                weight
+            );
         }
         NodeCommand::Drain { id } => print_entry(&etcd.set_state(&id, NodeState::Draining).await?),
         NodeCommand::Activate { id } => print_entry(&etcd.set_state(&id, NodeState::Active).await?),
         NodeCommand::Remove { id, force } => {
             let map = etcd.load().await?;
-            let Some(node) = map.get(&id) else { bail!("no node {id:?} in the cluster") };
+            let Some(node) = map.get(&id) else {
+                bail!("no node {id:?} in the cluster")
+            };
             if !force {
                 let held = client.list(&node.addr, None, 1).await.with_context(|| {
                     format!("node {id:?} cannot be listed to prove it is empty (--force removes it anyway)")
@@ -224,12 +261,14 @@ async fn node_command(etcd: &mut Membership, cmd: NodeCommand) -> anyhow::Result
             }
             print_entry(&etcd.set_state(&id, NodeState::Removed).await?);
         }
-        NodeCommand::SetWeight { id, weight } => {
-            print_entry(&etcd.update(&id, |e| {
-                e.weight = weight;
-                Ok(())
-            }).await?)
-        }
+        NodeCommand::SetWeight { id, weight } => print_entry(
+            &etcd
+                .update(&id, |e| {
+                    e.weight = weight;
+                    Ok(())
+                })
+                .await?,
+        ),
         NodeCommand::List { json } => {
             let map = etcd.load().await?;
             if json {
@@ -262,7 +301,10 @@ async fn serve(etcd: Vec<String>, prefix: String, args: ServeArgs) -> anyhow::Re
     args.replication.check()?;
     let replicas = args.replication.replicas;
     if !(1..=replicas).contains(&args.write_quorum) {
-        bail!("--write-quorum {}: use 1 to --replicas ({replicas})", args.write_quorum);
+        bail!(
+            "--write-quorum {}: use 1 to --replicas ({replicas})",
+            args.write_quorum
+        );
     }
     if !prefix.ends_with('/') {
         bail!("the etcd prefix {prefix:?} must end with '/'");
@@ -305,15 +347,26 @@ async fn repair_command(etcd: &mut Membership, args: RepairArgs) -> anyhow::Resu
         concurrency: args.concurrency,
         max_bytes_per_sec: args.max_bytes_per_sec,
     };
-    eprintln!("repair: map revision {}, {} members, R={}", map.revision, map.members().count(), options.replicas);
+    eprintln!(
+        "repair: map revision {}, {} members, R={}",
+        map.revision,
+        map.members().count(),
+        options.replicas
+    );
     let started = Instant::now();
     let mut shown = Instant::now();
     let client = args.replication.client();
     let report = repair::repair(&map, &client, &options, |r| {
         if shown.elapsed() >= Duration::from_secs(1) {
             shown = Instant::now();
-            eprintln!("repair: {} blocks seen, {} copied ({} bytes), {} extra removed, {} failed",
-                r.blocks_seen, r.copies_made, r.bytes_copied, r.extra_copies_removed, r.copies_failed);
+            eprintln!(
+                "repair: {} blocks seen, {} copied ({} bytes), {} extra removed, {} failed",
+                r.blocks_seen,
+                r.copies_made,
+                r.bytes_copied,
+                r.extra_copies_removed,
+                r.copies_failed
+            );
         }
     })
     .await;

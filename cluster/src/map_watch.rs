@@ -23,7 +23,10 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub enum EtcdStatus {
     /// Never reached yet: no map, so no block request can be placed.
-    Connecting { since: Instant, last_error: Option<String> },
+    Connecting {
+        since: Instant,
+        last_error: Option<String>,
+    },
     /// The map is current (watched).
     Connected { since: Instant },
     /// The last map is in use; etcd has not answered since `since`.
@@ -84,16 +87,31 @@ impl MapCell {
     }
 
     pub fn status(&self) -> EtcdStatus {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).status.clone()
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .status
+            .clone()
     }
 
     /// Installs a freshly read map (ignored if older than the one in use) and marks etcd up.
     pub fn publish(&self, map: NodeMap) {
         let mut inner = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let newer = inner.map.as_ref().is_none_or(|m| m.revision <= map.revision);
+        let newer = inner
+            .map
+            .as_ref()
+            .is_none_or(|m| m.revision <= map.revision);
         if newer {
-            if inner.map.as_ref().is_none_or(|m| m.revision != map.revision) {
-                tracing::info!(revision = map.revision, nodes = map.nodes().len(), "map loaded");
+            if inner
+                .map
+                .as_ref()
+                .is_none_or(|m| m.revision != map.revision)
+            {
+                tracing::info!(
+                    revision = map.revision,
+                    nodes = map.nodes().len(),
+                    "map loaded"
+                );
             }
             inner.map = Some(Arc::new(map));
         }

@@ -71,7 +71,10 @@ impl Membership {
         let mut nodes = Vec::with_capacity(resp.kvs().len());
         for kv in resp.kvs() {
             let entry: NodeEntry = serde_json::from_slice(kv.value()).with_context(|| {
-                format!("etcd key {:?}: not a node entry", String::from_utf8_lossy(kv.key()))
+                format!(
+                    "etcd key {:?}: not a node entry",
+                    String::from_utf8_lossy(kv.key())
+                )
             })?;
             nodes.push(entry);
         }
@@ -132,9 +135,16 @@ impl Membership {
             assert_eq!(entry.id, id, "a change may not rename a node");
             let key = self.key(id);
             let txn = Txn::new()
-                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, mod_revision)])
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    mod_revision,
+                )])
                 .and_then([TxnOp::put(key, serde_json::to_vec(&entry)?, None)]);
-            if deadline("update node", self.client.txn(txn)).await?.succeeded() {
+            if deadline("update node", self.client.txn(txn))
+                .await?
+                .succeeded()
+            {
                 return Ok(entry);
             }
         }

@@ -75,7 +75,13 @@ impl NodeClient {
         NodeClient { http, timeout }
     }
 
-    async fn call(&self, method: Method, addr: &str, path: &str, body: Bytes) -> Result<Answer, NodeError> {
+    async fn call(
+        &self,
+        method: Method,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Answer, NodeError> {
         let request = Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
@@ -110,9 +116,16 @@ impl NodeClient {
     }
 
     /// `PUT /block/<hash>`: the node hashes the body itself and refuses a mismatch (422).
-    pub async fn put(&self, addr: &str, hash: &BlockHash, body: Bytes) -> Result<Stored, NodeError> {
+    pub async fn put(
+        &self,
+        addr: &str,
+        hash: &BlockHash,
+        body: Bytes,
+    ) -> Result<Stored, NodeError> {
         assert!(!body.is_empty() && body.len() <= BLOCK_BYTES_MAX);
-        let answer = self.call(Method::PUT, addr, &format!("/block/{hash}"), body).await?;
+        let answer = self
+            .call(Method::PUT, addr, &format!("/block/{hash}"), body)
+            .await?;
         match answer.status {
             StatusCode::CREATED => Ok(Stored::Created),
             StatusCode::OK => Ok(Stored::Existed),
@@ -123,7 +136,9 @@ impl NodeClient {
     /// `GET /block/<hash>`: the bytes, or `None` if the node does not hold it. The caller
     /// verifies the hash.
     pub async fn get(&self, addr: &str, hash: &BlockHash) -> Result<Option<Bytes>, NodeError> {
-        let answer = self.call(Method::GET, addr, &format!("/block/{hash}"), Bytes::new()).await?;
+        let answer = self
+            .call(Method::GET, addr, &format!("/block/{hash}"), Bytes::new())
+            .await?;
         match answer.status {
             StatusCode::OK => Ok(Some(answer.body)),
             StatusCode::NOT_FOUND => Ok(None),
@@ -133,11 +148,14 @@ impl NodeClient {
 
     /// `HEAD /block/<hash>`: the block's length if the node holds it.
     pub async fn head(&self, addr: &str, hash: &BlockHash) -> Result<Option<u64>, NodeError> {
-        let answer = self.call(Method::HEAD, addr, &format!("/block/{hash}"), Bytes::new()).await?;
+        let answer = self
+            .call(Method::HEAD, addr, &format!("/block/{hash}"), Bytes::new())
+            .await?;
         match answer.status {
-            StatusCode::OK => answer.content_length.map(Some).ok_or_else(|| {
-                NodeError::Protocol("HEAD answer without Content-Length".into())
-            }),
+            StatusCode::OK => answer
+                .content_length
+                .map(Some)
+                .ok_or_else(|| NodeError::Protocol("HEAD answer without Content-Length".into())),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(unexpected(answer)),
         }
@@ -155,7 +173,11 @@ impl NodeClient {
     }
 
     /// `POST /blocks/missing`: those of `hashes` the node does not hold, in input order.
-    pub async fn missing(&self, addr: &str, hashes: &[BlockHash]) -> Result<Vec<BlockHash>, NodeError> {
+    pub async fn missing(
+        &self,
+        addr: &str,
+        hashes: &[BlockHash],
+    ) -> Result<Vec<BlockHash>, NodeError> {
         assert!(hashes.len() <= MISSING_HASHES_MAX);
         if hashes.is_empty() {
             return Ok(Vec::new());
@@ -165,7 +187,9 @@ impl NodeClient {
             body.push_str(&h.to_string());
             body.push('\n');
         }
-        let answer = self.call(Method::POST, addr, "/blocks/missing", Bytes::from(body)).await?;
+        let answer = self
+            .call(Method::POST, addr, "/blocks/missing", Bytes::from(body))
+            .await?;
         if answer.status != StatusCode::OK {
             return Err(unexpected(answer));
         }
@@ -176,7 +200,12 @@ impl NodeClient {
     }
 
     /// `GET /blocks?after=&limit=`: the next page of `(hash, length)` in ascending order.
-    pub async fn list(&self, addr: &str, after: Option<&BlockHash>, limit: usize) -> Result<Vec<(BlockHash, u64)>, NodeError> {
+    pub async fn list(
+        &self,
+        addr: &str,
+        after: Option<&BlockHash>,
+        limit: usize,
+    ) -> Result<Vec<(BlockHash, u64)>, NodeError> {
         let path = match after {
             Some(h) => format!("/blocks?after={h}&limit={limit}"),
             None => format!("/blocks?limit={limit}"),
@@ -189,7 +218,9 @@ impl NodeClient {
             .map(parse_listing_line)
             .collect::<Result<_, _>>()?;
         if page.windows(2).any(|w| w[0].0 >= w[1].0) || page.len() > limit {
-            return Err(NodeError::Protocol("listing page out of order or too long".into()));
+            return Err(NodeError::Protocol(
+                "listing page out of order or too long".into(),
+            ));
         }
         Ok(page)
     }
@@ -205,7 +236,9 @@ impl NodeClient {
 
     /// `GET /health`: `Ok` when the node says `200`.
     pub async fn health(&self, addr: &str) -> Result<(), NodeError> {
-        let answer = self.call(Method::GET, addr, "/health", Bytes::new()).await?;
+        let answer = self
+            .call(Method::GET, addr, "/health", Bytes::new())
+            .await?;
         match answer.status {
             StatusCode::OK => Ok(()),
             _ => Err(unexpected(answer)),
@@ -215,7 +248,13 @@ impl NodeClient {
 
 fn unexpected(answer: Answer) -> NodeError {
     let text = String::from_utf8_lossy(&answer.body);
-    let reason: String = text.lines().next().unwrap_or("").chars().take(200).collect();
+    let reason: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
     NodeError::Status {
         status: answer.status.as_u16(),
         reason,

@@ -40,7 +40,10 @@ impl NodeState {
         use NodeState::*;
         matches!(
             (self, to),
-            (Joining, Active) | (Joining, Draining) | (Active, Draining) | (Draining, Active)
+            (Joining, Active)
+                | (Joining, Draining)
+                | (Active, Draining)
+                | (Draining, Active)
                 | (Draining, Removed)
         )
     }

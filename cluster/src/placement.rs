@@ -29,7 +29,10 @@ pub struct Placement<'m> {
 
 impl<'m> Placement<'m> {
     pub fn new(map: &'m NodeMap, replicas: usize) -> Placement<'m> {
-        assert!((1..=REPLICAS_MAX).contains(&replicas), "replicas out of range");
+        assert!(
+            (1..=REPLICAS_MAX).contains(&replicas),
+            "replicas out of range"
+        );
         let members = map.members().map(|n| (n, seed_of(&n.id))).collect();
         Placement {
             map,
@@ -81,7 +84,11 @@ impl<'m> Placement<'m> {
             .filter(|n| n.state == NodeState::Active)
             .collect();
         order.extend(replicas.iter().filter(|n| n.state != NodeState::Active));
-        order.extend(ranking.into_iter().filter(|n| !replicas.iter().any(|r| r.id == n.id)));
+        order.extend(
+            ranking
+                .into_iter()
+                .filter(|n| !replicas.iter().any(|r| r.id == n.id)),
+        );
         debug_assert_eq!(order.len(), self.members.len());
         order
     }

@@ -151,8 +151,14 @@ async fn next_block<'m>(
     client: &NodeClient,
     report: &mut RepairReport,
 ) -> Option<Seen<'m>> {
-    for c in cursors.iter_mut().filter(|c| c.page.is_empty() && c.state == Walk::More) {
-        match client.list(&c.node.addr, c.after.as_ref(), PAGE_BLOCKS).await {
+    for c in cursors
+        .iter_mut()
+        .filter(|c| c.page.is_empty() && c.state == Walk::More)
+    {
+        match client
+            .list(&c.node.addr, c.after.as_ref(), PAGE_BLOCKS)
+            .await
+        {
             Ok(page) if page.is_empty() => c.state = Walk::Done,
             Ok(page) => {
                 c.after = page.last().map(|p| p.0);
@@ -165,7 +171,11 @@ async fn next_block<'m>(
             }
         }
     }
-    let (hash, len) = cursors.iter().filter_map(|c| c.page.front()).min().copied()?;
+    let (hash, len) = cursors
+        .iter()
+        .filter_map(|c| c.page.front())
+        .min()
+        .copied()?;
     let mut holders = Vec::new();
     for c in cursors.iter_mut() {
         if c.page.front().is_some_and(|f| f.0 == hash) {
@@ -270,7 +280,10 @@ async fn run_copies(
     for (i, copy) in copies {
         let (client, pacer, slots) = (client.clone(), pacer.clone(), slots.clone());
         tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await.expect("the semaphore is never closed");
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             pacer.reserve(copy.len).await;
             (i, copy_one(&client, &copy).await)
         });
@@ -299,7 +312,11 @@ async fn copy_one(client: &NodeClient, copy: &Copy) -> Result<u64, String> {
             Err(e) => errors.push(format!("{source}: {e}")),
         }
     }
-    Err(format!("no source for {}: {}", copy.hash, errors.join("; ")))
+    Err(format!(
+        "no source for {}: {}",
+        copy.hash,
+        errors.join("; ")
+    ))
 }
 
 /// Deletes the block from holders that are not its targets, once every target confirms it.

@@ -32,25 +32,37 @@ fn put_many(gateway: SocketAddr, seed: u64, count: u64) -> BTreeMap<String, Vec<
             })
         })
         .collect();
-    threads.into_iter().flat_map(|t| t.join().expect("PUT thread")).collect()
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("PUT thread"))
+        .collect()
 }
 
 /// Every block reads back through the gateway with its exact bytes.
 fn assert_all_readable(gateway: SocketAddr, blocks: &BTreeMap<String, Vec<u8>>) {
-    let blocks = Arc::new(blocks.iter().map(|(h, b)| (h.clone(), b.clone())).collect::<Vec<_>>());
+    let blocks = Arc::new(
+        blocks
+            .iter()
+            .map(|(h, b)| (h.clone(), b.clone()))
+            .collect::<Vec<_>>(),
+    );
     let threads: Vec<_> = (0..4usize)
         .map(|t| {
             let blocks = blocks.clone();
             std::thread::spawn(move || {
                 let mut http = Http::connect(gateway).expect("gateway");
                 for (hash, bytes) in blocks.iter().skip(t).step_by(4) {
-                    let r = http.request("GET", &format!("/block/{hash}"), &[]).expect(200);
+                    let r = http
+                        .request("GET", &format!("/block/{hash}"), &[])
+                        .expect(200);
                     assert!(r.body == *bytes, "block {hash}: wrong bytes");
                 }
             })
         })
         .collect();
-    threads.into_iter().for_each(|t| t.join().expect("GET thread"));
+    threads
+        .into_iter()
+        .for_each(|t| t.join().expect("GET thread"));
 }
 
 /// How many of `nodes` list each block.
@@ -93,7 +105,12 @@ fn assert_copies(nodes: &[&Node], blocks: &BTreeMap<String, Vec<u8>>, want: usiz
 
 fn node_holds(node: &Node, hash: &str) -> bool {
     let r = node.http().request("HEAD", &format!("/block/{hash}"), &[]);
-    assert!(r.status == 200 || r.status == 404, "HEAD on {}: {}", node.id, r.status);
+    assert!(
+        r.status == 200 || r.status == 404,
+        "HEAD on {}: {}",
+        node.id,
+        r.status
+    );
     r.status == 200
 }
 
@@ -112,27 +129,64 @@ fn a_dead_node_loses_nothing_and_repair_restores_three_copies() {
 
     n1.proc.kill9();
     assert_all_readable(gw.addr, &blocks);
+    let stats = gw.http().request("GET", "/stats", &[]).expect(200).text();
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    let fallbacks = stats["gateway"]["read_fallbacks"].as_u64().unwrap_or(0);
+    assert!(fallbacks > 0, "reads never fell back past the dead node: {stats}");
     blocks.extend(put_many(gw.addr, 100_000, 200)); // W=2 of the two left
     let victim = blocks.keys().next().unwrap().clone();
-    let r = gw.http().request("DELETE", &format!("/block/{victim}"), &[]).expect(503);
+    let r = gw
+        .http()
+        .request("DELETE", &format!("/block/{victim}"), &[])
+        .expect(503);
     assert!(r.text().contains("nothing was"), "{}", r.text());
-    assert!(node_holds(&n2, &victim) && node_holds(&n3, &victim), "a refused DELETE deleted");
+    assert!(
+        node_holds(&n2, &victim) && node_holds(&n3, &victim),
+        "a refused DELETE deleted"
+    );
     let health = gw.http().request("GET", "/health", &[]).expect(200);
-    assert!(health.text().starts_with("degraded") && health.text().contains("n1"), "{}", health.text());
+    assert!(
+        health.text().starts_with("degraded") && health.text().contains("n1"),
+        "{}",
+        health.text()
+    );
 
     let n4 = Node::start("n4");
     let weight = NODE_CAPACITY_BYTES.to_string();
-    cli_ok(&etcd, PREFIX, &["node", "add", "n4", &n4.addr.to_string(), "--weight", &weight]);
+    cli_ok(
+        &etcd,
+        PREFIX,
+        &[
+            "node",
+            "add",
+            "n4",
+            &n4.addr.to_string(),
+            "--weight",
+            &weight,
+        ],
+    );
     cli_ok(&etcd, PREFIX, &["node", "drain", "n1"]);
     let first = cli(&etcd, PREFIX, &["repair", "--node-timeout-ms", "2000"]);
     let report = String::from_utf8_lossy(&first.stdout).into_owned();
-    assert!(!first.status.success(), "a pass that cannot list n1 must say so: {report}");
-    assert!(report.contains("unlisted_nodes=n1") && report.contains("under_replicated=0"), "{report}");
+    assert!(
+        !first.status.success(),
+        "a pass that cannot list n1 must say so: {report}"
+    );
+    assert!(
+        report.contains("unlisted_nodes=n1") && report.contains("under_replicated=0"),
+        "{report}"
+    );
     cli_ok(&etcd, PREFIX, &["node", "remove", "n1", "--force"]);
     let second = cli_ok(&etcd, PREFIX, &["repair"]);
-    assert!(second.contains("copies_made=0") && second.contains("activated n4"), "{second}");
+    assert!(
+        second.contains("copies_made=0") && second.contains("activated n4"),
+        "{second}"
+    );
     let list = cli_ok(&etcd, PREFIX, &["node", "list"]);
-    assert!(list.contains("n1 ") && list.contains("removed") && list.contains("n4"), "{list}");
+    assert!(
+        list.contains("n1 ") && list.contains("removed") && list.contains("n4"),
+        "{list}"
+    );
 
     assert_copies(&[&n2, &n3, &n4], &blocks, 3);
     assert_all_readable(gw.addr, &blocks);
@@ -145,41 +199,90 @@ fn a_dead_node_loses_nothing_and_repair_restores_three_copies() {
 #[test]
 fn drain_repair_remove_and_cluster_wide_delete() {
     let etcd = Etcd::start();
-    let nodes: Vec<Node> = ["a", "b", "c", "d"].iter().map(|id| Node::start(id)).collect();
+    let nodes: Vec<Node> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| Node::start(id))
+        .collect();
     let refs: Vec<&Node> = nodes.iter().collect();
     add_active(&etcd, PREFIX, &refs);
     let gw = Gateway::start(&etcd, PREFIX);
     let mut blocks = put_many(gw.addr, 7, 1000);
     assert_copies(&refs, &blocks, 3);
     let on_d = nodes[3].list_all().len();
-    assert!(on_d > 500 && on_d < 1000, "d holds {on_d} of 1000 with R=3 over 4 equal nodes");
+    assert!(
+        on_d > 500 && on_d < 1000,
+        "d holds {on_d} of 1000 with R=3 over 4 equal nodes"
+    );
 
     let deleted: Vec<String> = blocks.keys().take(10).cloned().collect();
     for hash in &deleted {
-        gw.http().request("DELETE", &format!("/block/{hash}"), &[]).expect(204);
-        gw.http().request("GET", &format!("/block/{hash}"), &[]).expect(404);
-        assert!(refs.iter().all(|n| !node_holds(n, hash)), "{hash} left on a node");
+        gw.http()
+            .request("DELETE", &format!("/block/{hash}"), &[])
+            .expect(204);
+        gw.http()
+            .request("GET", &format!("/block/{hash}"), &[])
+            .expect(404);
+        assert!(
+            refs.iter().all(|n| !node_holds(n, hash)),
+            "{hash} left on a node"
+        );
         blocks.remove(hash);
     }
 
     cli_ok(&etcd, PREFIX, &["node", "drain", "d"]);
     let refused = cli(&etcd, PREFIX, &["node", "remove", "d"]);
-    assert!(!refused.status.success(), "removing a node that holds blocks must be refused");
+    assert!(
+        !refused.status.success(),
+        "removing a node that holds blocks must be refused"
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("still holds blocks"));
-    let report = cli_ok(&etcd, PREFIX, &["repair", "--concurrency", "2", "--max-bytes-per-sec", "50000000"]);
+    let report = cli_ok(
+        &etcd,
+        PREFIX,
+        &[
+            "repair",
+            "--concurrency",
+            "2",
+            "--max-bytes-per-sec",
+            "50000000",
+        ],
+    );
     assert!(report.contains("copies_failed=0"), "{report}");
-    assert!(nodes[3].list_all().is_empty(), "repair left blocks on the drained node: {report}");
+    assert!(
+        nodes[3].list_all().is_empty(),
+        "repair left blocks on the drained node: {report}"
+    );
     cli_ok(&etcd, PREFIX, &["node", "remove", "d"]);
     assert_copies(&refs[..3], &blocks, 3);
     assert_all_readable(gw.addr, &blocks);
 
-    let listed = parse_listing(&gw.http().request("GET", "/blocks?limit=10000", &[]).expect(200).text());
+    let listed = parse_listing(
+        &gw.http()
+            .request("GET", "/blocks?limit=10000", &[])
+            .expect(200)
+            .text(),
+    );
     let listed: Vec<String> = listed.into_iter().map(|(h, _)| h).collect();
-    assert_eq!(listed, blocks.keys().cloned().collect::<Vec<_>>(), "merged listing");
-    let page = parse_listing(&gw.http().request("GET", &format!("/blocks?after={}&limit=5", listed[9]), &[]).expect(200).text());
-    assert_eq!(page.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), listed[10..15].to_vec());
+    assert_eq!(
+        listed,
+        blocks.keys().cloned().collect::<Vec<_>>(),
+        "merged listing"
+    );
+    let page = parse_listing(
+        &gw.http()
+            .request("GET", &format!("/blocks?after={}&limit=5", listed[9]), &[])
+            .expect(200)
+            .text(),
+    );
+    assert_eq!(
+        page.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
+        listed[10..15].to_vec()
+    );
     let ask = format!("{}\n{}\n", listed[0], deleted[0]);
-    let missing = gw.http().request("POST", "/blocks/missing", ask.as_bytes()).expect(200);
+    let missing = gw
+        .http()
+        .request("POST", "/blocks/missing", ask.as_bytes())
+        .expect(200);
     assert_eq!(missing.text(), format!("{}\n", deleted[0]));
 }
 
@@ -200,7 +303,11 @@ fn etcd_down_keeps_the_last_map() {
         if r.text().contains("etcd unreachable") {
             break r;
         }
-        assert!(Instant::now() < deadline, "health never noticed etcd is gone: {}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "health never noticed etcd is gone: {}",
+            r.text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(health.status, 200, "{}", health.text());
@@ -208,7 +315,11 @@ fn etcd_down_keeps_the_last_map() {
     let stats = gw.http().request("GET", "/stats", &[]).expect(200).text();
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
     assert_eq!(stats["etcd"]["state"], "unreachable", "{stats}");
-    assert_eq!(stats["capacity_bytes"].as_u64(), Some(3 * NODE_CAPACITY_BYTES), "{stats}");
+    assert_eq!(
+        stats["capacity_bytes"].as_u64(),
+        Some(3 * NODE_CAPACITY_BYTES),
+        "{stats}"
+    );
 
     blocks.extend(put_many(gw.addr, 99_000, 200));
     assert_all_readable(gw.addr, &blocks);
@@ -229,19 +340,34 @@ fn gateway_request_checks() {
     let bytes = body(3, 5000);
     let hash = sha256_hex(&bytes);
     let other = sha256_hex(b"other");
-    http.request("PUT", &format!("/block/{other}"), &bytes).expect(422);
+    http.request("PUT", &format!("/block/{other}"), &bytes)
+        .expect(422);
     assert!(nodes.iter().all(|n| !node_holds(n, &hash)));
-    http.request("PUT", &format!("/block/{hash}"), &bytes).expect(201);
+    http.request("PUT", &format!("/block/{hash}"), &bytes)
+        .expect(201);
     http.request("PUT", "/block", &bytes).expect(200);
     // Refused from the header alone: the client never sends the body.
-    http.request_with("PUT", "/block", &[("Content-Length", "524289")]).expect(413);
+    http.request_with("PUT", "/block", &[("Content-Length", "524289")])
+        .expect(413);
     let mut http = gw.http(); // a 413 may close the connection
     http.request("GET", "/block/nothex", &[]).expect(400);
-    http.request("GET", &format!("/block/{other}"), &[]).expect(404);
-    let head = http.request("HEAD", &format!("/block/{hash}"), &[]).expect(200);
+    http.request("GET", &format!("/block/{other}"), &[])
+        .expect(404);
+    let head = http
+        .request("HEAD", &format!("/block/{hash}"), &[])
+        .expect(200);
     assert_eq!(head.header("content-length"), Some("5000"));
-    let range = http.request_with("GET", &format!("/block/{hash}"), &[("Range", "bytes=10-19")]).expect(206);
+    let range = http
+        .request_with(
+            "GET",
+            &format!("/block/{hash}"),
+            &[("Range", "bytes=10-19")],
+        )
+        .expect(206);
     assert_eq!(range.body, bytes[10..20]);
     let metrics = http.request("GET", "/metrics", &[]).expect(200).text();
-    assert!(metrics.contains("buddy_cluster_requests_total{method=\"PUT\"} 4"), "{metrics}");
+    assert!(
+        metrics.contains("buddy_cluster_requests_total{method=\"PUT\"} 4"),
+        "{metrics}"
+    );
 }

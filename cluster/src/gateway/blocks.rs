@@ -47,7 +47,7 @@ impl Gateway {
         }
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let quorum = self.config.write_quorum;
         let replicas = self.placement(&map).replicas(&hash);
@@ -74,7 +74,9 @@ impl Gateway {
         let (mut acks, mut created, mut failures) = (0usize, false, Vec::new());
         let mut pending = replicas.len();
         while acks < quorum && acks + pending >= quorum {
-            let Some((id, result)) = rx.recv().await else { break };
+            let Some((id, result)) = rx.recv().await else {
+                break;
+            };
             pending -= 1;
             match result {
                 Ok(stored) => {
@@ -104,7 +106,7 @@ impl Gateway {
     pub(super) async fn get(&self, hash: BlockHash, request: &HeaderMap) -> Reply {
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let mut failures = Vec::new();
         for (tried, target) in self.read_targets(&map, &hash).into_iter().enumerate() {
@@ -134,13 +136,14 @@ impl Gateway {
     pub(super) async fn head(&self, hash: BlockHash) -> Reply {
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let mut failures = Vec::new();
         for target in self.read_targets(&map, &hash) {
             match self.nodes.head(&target.addr, &hash).await {
                 Ok(Some(len)) => {
-                    let mut r = reply::body(StatusCode::OK, "application/octet-stream", Bytes::new());
+                    let mut r =
+                        reply::body(StatusCode::OK, "application/octet-stream", Bytes::new());
                     reply::block_headers(&mut r, &hash);
                     r.headers_mut()
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -160,7 +163,10 @@ impl Gateway {
         if failures.len() < self.config.write_quorum {
             return reply::text(StatusCode::NOT_FOUND, "no such block");
         }
-        let message = format!("block not found on the nodes that answered ({})", failures.join("; "));
+        let message = format!(
+            "block not found on the nodes that answered ({})",
+            failures.join("; ")
+        );
         reply::text(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
@@ -169,7 +175,7 @@ impl Gateway {
     pub(super) async fn delete(&self, hash: BlockHash) -> Reply {
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let members: Vec<Target> = map
             .members()
@@ -178,7 +184,12 @@ impl Gateway {
                 addr: n.addr.clone(),
             })
             .collect();
-        let probes = self.on_all(&members, |c, addr| async move { c.head(&addr, &hash).await }).await;
+        let probes = self
+            .on_all(
+                &members,
+                |c, addr| async move { c.head(&addr, &hash).await },
+            )
+            .await;
         let (mut held, mut down) = (false, Vec::new());
         for (target, result) in members.iter().zip(probes) {
             match result {
@@ -196,7 +207,12 @@ impl Gateway {
         if !held {
             return reply::text(StatusCode::NOT_FOUND, "no such block");
         }
-        let results = self.on_all(&members, |c, addr| async move { c.delete(&addr, &hash).await }).await;
+        let results = self
+            .on_all(
+                &members,
+                |c, addr| async move { c.delete(&addr, &hash).await },
+            )
+            .await;
         let failed: Vec<String> = members
             .iter()
             .zip(results)
@@ -261,7 +277,11 @@ fn block_reply(hash: &BlockHash, bytes: Bytes, request: &HeaderMap) -> Reply {
     match range.map(|r| parse_range(r, len)) {
         Some(RangeAsk::Part(first, last)) => {
             let part = bytes.slice(first as usize..=last as usize);
-            let mut r = reply::body(StatusCode::PARTIAL_CONTENT, "application/octet-stream", part);
+            let mut r = reply::body(
+                StatusCode::PARTIAL_CONTENT,
+                "application/octet-stream",
+                part,
+            );
             reply::block_headers(&mut r, hash);
             let content_range = format!("bytes {first}-{last}/{len}");
             r.headers_mut()
@@ -270,8 +290,10 @@ fn block_reply(hash: &BlockHash, bytes: Bytes, request: &HeaderMap) -> Reply {
         }
         Some(RangeAsk::Unsatisfiable) => {
             let mut r = reply::text(StatusCode::RANGE_NOT_SATISFIABLE, "range outside the block");
-            r.headers_mut()
-                .insert(header::CONTENT_RANGE, reply::value(format!("bytes */{len}")));
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                reply::value(format!("bytes */{len}")),
+            );
             r
         }
         Some(RangeAsk::Whole) | None => {
@@ -341,7 +363,10 @@ mod tests {
         let hash = BlockHash::of(&bytes);
         let mut req = HeaderMap::new();
         req.insert(header::IF_NONE_MATCH, reply::etag(&hash));
-        assert_eq!(block_reply(&hash, bytes.clone(), &req).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(
+            block_reply(&hash, bytes.clone(), &req).status(),
+            StatusCode::NOT_MODIFIED
+        );
         let mut req = HeaderMap::new();
         req.insert(header::RANGE, HeaderValue::from_static("bytes=0-4"));
         let r = block_reply(&hash, bytes, &req);

@@ -35,7 +35,7 @@ use crate::node_client::{NodeClient, NodeError, BLOCK_BYTES_MAX};
 use crate::node_map::NodeMap;
 use crate::placement::Placement;
 pub use ops::Metrics;
-use reply::Reply;
+use reply::{Refusal, Reply};
 
 /// How long a node that failed is tried last by reads.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
@@ -155,19 +155,19 @@ impl Gateway {
     async fn route_and_run(&self, req: Request<Incoming>) -> Reply {
         let route = match route(req.method(), req.uri().path()) {
             Ok(route) => route,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         match route {
             Route::PutBlock(expected) => match read_body(req, BLOCK_BYTES_MAX).await {
                 Ok(body) => self.put(expected, body).await,
-                Err(reply) => reply,
+                Err(refusal) => *refusal,
             },
             Route::GetBlock(hash) => self.get(hash, req.headers()).await,
             Route::HeadBlock(hash) => self.head(hash).await,
             Route::DeleteBlock(hash) => self.delete(hash).await,
             Route::Missing => match read_body(req, MISSING_BODY_BYTES_MAX).await {
                 Ok(body) => self.missing(&body).await,
-                Err(reply) => reply,
+                Err(refusal) => *refusal,
             },
             Route::Listing => self.listing(req.uri().query().unwrap_or("")).await,
             Route::Health => self.health().await,
@@ -177,11 +177,11 @@ impl Gateway {
     }
 
     /// The map in use, or the `503` that says there is none yet.
-    fn current_map(&self) -> Result<Arc<NodeMap>, Reply> {
+    fn current_map(&self) -> Result<Arc<NodeMap>, Refusal> {
         self.cell.map().ok_or_else(|| {
             let status = self.cell.status();
             let why = status.error().unwrap_or("no answer yet");
-            reply::text(
+            reply::refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no node map yet: etcd {} ({why})", status.name()),
             )
@@ -207,15 +207,15 @@ impl Gateway {
     }
 }
 
-fn route(method: &Method, path: &str) -> Result<Route, Reply> {
+fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
     let block = |rest: &str| {
-        BlockHash::parse(rest).map_err(|e| reply::text(StatusCode::BAD_REQUEST, e.to_string()))
+        BlockHash::parse(rest).map_err(|e| reply::refuse(StatusCode::BAD_REQUEST, e.to_string()))
     };
     let allow = |methods: &'static str| {
         let mut r = reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
         r.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static(methods));
-        Err(r)
+        Err(Box::new(r))
     };
     match path {
         "/block" | "/" => match *method {
@@ -239,7 +239,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
                 BlockHash::parse(bare).ok().map(Ok)
             });
             let Some(hash) = rest else {
-                return Err(reply::text(StatusCode::NOT_FOUND, "unknown path"));
+                return Err(reply::refuse(StatusCode::NOT_FOUND, "unknown path"));
             };
             let hash = hash?;
             match *method {
@@ -255,15 +255,18 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
 
 /// Reads a request body of 1..=`limit` bytes: `411` without framing, `413` past the limit
 /// (refused from `Content-Length` before reading), `400` when empty.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Reply> {
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Refusal> {
     let headers = req.headers();
     let framed = headers.contains_key(header::CONTENT_LENGTH)
         || headers.contains_key(header::TRANSFER_ENCODING);
     if !framed {
-        return Err(reply::text(StatusCode::LENGTH_REQUIRED, "a body needs Content-Length"));
+        return Err(reply::refuse(
+            StatusCode::LENGTH_REQUIRED,
+            "a body needs Content-Length",
+        ));
     }
     let too_large = || {
-        reply::text(
+        reply::refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body over {limit} bytes"),
         )
@@ -279,11 +282,11 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Reply>
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(e) => {
             let message = format!("reading the body: {e}");
-            return Err(reply::text(StatusCode::BAD_REQUEST, message));
+            return Err(reply::refuse(StatusCode::BAD_REQUEST, message));
         }
     };
     if bytes.is_empty() {
-        return Err(reply::text(StatusCode::BAD_REQUEST, "empty body"));
+        return Err(reply::refuse(StatusCode::BAD_REQUEST, "empty body"));
     }
     assert!(bytes.len() <= limit);
     Ok(bytes)
@@ -297,14 +300,35 @@ mod tests {
     #[test]
     fn routes() {
         let h = "ab".repeat(32);
-        assert!(matches!(route(&Method::PUT, "/block"), Ok(Route::PutBlock(None))));
-        assert!(matches!(route(&Method::GET, &format!("/block/{h}")), Ok(Route::GetBlock(_))));
-        assert!(matches!(route(&Method::DELETE, &format!("/{h}")), Ok(Route::DeleteBlock(_))));
+        assert!(matches!(
+            route(&Method::PUT, "/block"),
+            Ok(Route::PutBlock(None))
+        ));
+        assert!(matches!(
+            route(&Method::GET, &format!("/block/{h}")),
+            Ok(Route::GetBlock(_))
+        ));
+        assert!(matches!(
+            route(&Method::DELETE, &format!("/{h}")),
+            Ok(Route::DeleteBlock(_))
+        ));
         assert!(matches!(route(&Method::GET, "/blocks"), Ok(Route::Listing)));
         let status = |m: &Method, p: &str| route(m, p).err().map(|r| r.status());
-        assert_eq!(status(&Method::GET, "/block/xyz"), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(status(&Method::GET, "/nothing"), Some(StatusCode::NOT_FOUND));
-        assert_eq!(status(&Method::POST, "/block"), Some(StatusCode::METHOD_NOT_ALLOWED));
-        assert_eq!(status(&Method::PUT, "/stats"), Some(StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!(
+            status(&Method::GET, "/block/xyz"),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status(&Method::GET, "/nothing"),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            status(&Method::POST, "/block"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            status(&Method::PUT, "/stats"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
     }
 }

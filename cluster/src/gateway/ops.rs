@@ -70,7 +70,10 @@ impl Metrics {
     fn snapshot(&self) -> serde_json::Value {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let by = |names: &[&str], counters: &[AtomicU64]| {
-            let pairs = names.iter().zip(counters).map(|(n, c)| (n.to_string(), json!(load(c))));
+            let pairs = names
+                .iter()
+                .zip(counters)
+                .map(|(n, c)| (n.to_string(), json!(load(c))));
             serde_json::Value::Object(pairs.collect())
         };
         json!({
@@ -123,7 +126,7 @@ impl Gateway {
     pub(super) async fn health(&self) -> Reply {
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let placed: Vec<&NodeEntry> = map.members().filter(|n| n.state.is_placed()).collect();
         let probes = self.probe_members(&placed).await;
@@ -204,38 +207,104 @@ impl Gateway {
         let m = &self.metrics;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP buddy_cluster_{name} {help}\n# TYPE buddy_cluster_{name} {kind}");
-        };
-        family("requests_total", "counter", "Requests by method.");
-        family("responses_total", "counter", "Responses by status class.");
-        let mut lines = String::new();
-        for (name, c) in METHODS.iter().zip(&m.requests) {
-            let _ = writeln!(lines, "buddy_cluster_requests_total{{method=\"{name}\"}} {}", load(c));
-        }
-        for (name, c) in STATUS_CLASSES.iter().zip(&m.responses) {
-            let _ = writeln!(lines, "buddy_cluster_responses_total{{class=\"{name}\"}} {}", load(c));
-        }
-        let scalars = [
-            ("put_quorum_failures_total", "PUTs refused for lack of W acknowledgements.", load(&m.quorum_failures)),
-            ("read_fallbacks_total", "GETs served by a node after the first.", load(&m.read_fallbacks)),
-            ("corrupt_replies_total", "Node answers whose bytes failed the SHA-256.", load(&m.corrupt_replies)),
-            ("node_errors_total", "Failed node requests.", load(&m.node_errors)),
-        ];
-        let map = self.cell.map();
+        let requests: Vec<_> = METHODS
+            .iter()
+            .zip(&m.requests)
+            .map(|(n, c)| (*n, load(c)))
+            .collect();
+        family(
+            &mut out,
+            "requests_total",
+            "counter",
+            "Requests by method.",
+            "method",
+            &requests,
+        );
+        let classes: Vec<_> = STATUS_CLASSES
+            .iter()
+            .zip(&m.responses)
+            .map(|(n, c)| (*n, load(c)))
+            .collect();
+        family(
+            &mut out,
+            "responses_total",
+            "counter",
+            "Responses by status class.",
+            "class",
+            &classes,
+        );
         let etcd_up = u64::from(matches!(self.cell.status(), EtcdStatus::Connected { .. }));
-        let revision = map.as_ref().map_or(0, |m| m.revision.max(0) as u64);
-        let gauges = [
-            ("etcd_up", "1 when etcd answers and the map is watched.", etcd_up),
-            ("map_revision", "etcd revision of the map in use.", revision),
+        let revision = self.cell.map().map_or(0, |m| m.revision.max(0) as u64);
+        let single = [
+            (
+                "put_quorum_failures_total",
+                "counter",
+                "PUTs refused for lack of W acknowledgements.",
+                load(&m.quorum_failures),
+            ),
+            (
+                "read_fallbacks_total",
+                "counter",
+                "GETs served by a node after the first.",
+                load(&m.read_fallbacks),
+            ),
+            (
+                "corrupt_replies_total",
+                "counter",
+                "Node answers whose bytes failed the SHA-256.",
+                load(&m.corrupt_replies),
+            ),
+            (
+                "node_errors_total",
+                "counter",
+                "Failed node requests.",
+                load(&m.node_errors),
+            ),
+            (
+                "etcd_up",
+                "gauge",
+                "1 when etcd answers and the map is watched.",
+                etcd_up,
+            ),
+            (
+                "map_revision",
+                "gauge",
+                "etcd revision of the map in use.",
+                revision,
+            ),
         ];
-        out.push_str(&lines);
-        for (name, help, value) in scalars {
-            let _ = writeln!(out, "# HELP buddy_cluster_{name} {help}\n# TYPE buddy_cluster_{name} counter\nbuddy_cluster_{name} {value}");
+        for (name, kind, help, value) in single {
+            family(&mut out, name, kind, help, "", &[("", value)]);
         }
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP buddy_cluster_{name} {help}\n# TYPE buddy_cluster_{name} gauge\nbuddy_cluster_{name} {value}");
+        reply::body(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(out),
+        )
+    }
+}
+
+/// One metric family: HELP and TYPE, then its samples (unlabelled when `label` is empty).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) {
+    let _ = writeln!(
+        out,
+        "# HELP buddy_cluster_{name} {help}\n# TYPE buddy_cluster_{name} {kind}"
+    );
+    for (value_of_label, value) in samples {
+        if label.is_empty() {
+            let _ = writeln!(out, "buddy_cluster_{name} {value}");
+        } else {
+            let _ = writeln!(
+                out,
+                "buddy_cluster_{name}{{{label}=\"{value_of_label}\"}} {value}"
+            );
         }
-        reply::body(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(out))
     }
 }

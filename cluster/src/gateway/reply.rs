@@ -10,6 +10,12 @@ use hyper::{Response, StatusCode};
 use crate::block_hash::BlockHash;
 
 pub type Reply = Response<Full<Bytes>>;
+/// A reply that ends a request early (boxed: a `Reply` is large for an `Err`).
+pub type Refusal = Box<Reply>;
+
+pub fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Box::new(text(status, message))
+}
 
 /// A short `text/plain` answer (errors and `ok`), ending in a newline unless empty.
 pub fn text(status: StatusCode, message: impl Into<String>) -> Reply {

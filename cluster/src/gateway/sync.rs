@@ -26,7 +26,7 @@ impl Gateway {
         };
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let placement = self.placement(&map);
         // Which of the request's hashes each node is asked about (the block's replicas).
@@ -81,7 +81,7 @@ impl Gateway {
         };
         let map = match self.current_map() {
             Ok(map) => map,
-            Err(reply) => return reply,
+            Err(refusal) => return *refusal,
         };
         let members: Vec<_> = map.members().collect();
         let calls: Vec<_> = members
@@ -169,7 +169,10 @@ mod tests {
         let body = format!("{h}\r\n\n{h}\n");
         assert_eq!(parse_hash_lines(body.as_bytes()).unwrap().len(), 2);
         let bad = format!("{h}\nnope\n");
-        assert_eq!(parse_hash_lines(bad.as_bytes()).unwrap_err(), "line 2: not a 64-hex block address");
+        assert_eq!(
+            parse_hash_lines(bad.as_bytes()).unwrap_err(),
+            "line 2: not a 64-hex block address"
+        );
     }
 
     /// Listing queries: defaults, clamping, refusals.

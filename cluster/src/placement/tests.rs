@@ -55,14 +55,24 @@ fn balance_follows_weight() {
     for (id, w) in weights {
         let want = w as f64 / total as f64;
         let share = got[id];
-        assert!((share - want).abs() < 0.015, "{id}: share {share:.4}, want {want:.4}");
+        assert!(
+            (share - want).abs() < 0.015,
+            "{id}: share {share:.4}, want {want:.4}"
+        );
     }
 }
 
 /// Three replicas over six equal nodes: every node holds half of the blocks, within 2 points.
 #[test]
 fn balance_with_three_replicas() {
-    let ids = [("a", 64u64), ("b", 64), ("c", 64), ("d", 64), ("e", 64), ("f", 64)];
+    let ids = [
+        ("a", 64u64),
+        ("b", 64),
+        ("c", 64),
+        ("d", 64),
+        ("e", 64),
+        ("f", 64),
+    ];
     for (id, share) in shares(&active(&ids), 3, &hashes(30_000)) {
         assert!((share - 1.0 / 6.0).abs() < 0.02, "{id}: share {share:.4}");
     }
@@ -104,7 +114,11 @@ fn draining_moves_only_its_blocks() {
         if !old.contains(&"b".to_string()) {
             assert_eq!(old, new, "{h}: a block not on b moved");
         }
-        assert_eq!(ids(&p1.read_order(h)).len(), 4, "draining nodes are still read");
+        assert_eq!(
+            ids(&p1.read_order(h)).len(),
+            4,
+            "draining nodes are still read"
+        );
     }
 }
 

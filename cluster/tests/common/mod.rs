@@ -41,7 +41,10 @@ pub fn free_port() -> u16 {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deterministic bytes (xorshift64*), `len` of them.
@@ -68,16 +71,26 @@ static BUILD: Mutex<()> = Mutex::new(());
 pub fn node_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/cluster-xxxx -> target/<profile>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("buddy-blocks");
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.exists() {
         let target_dir = profile_dir.parent().expect("target dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "server", "--bin", "buddy-blocks", "--target-dir"])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args([
+            "build",
+            "-p",
+            "server",
+            "--bin",
+            "buddy-blocks",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -139,7 +152,14 @@ impl Drop for Proc {
         self.kill9();
         if std::thread::panicking() {
             let log = self.log_text();
-            let tail: String = log.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             eprintln!("---- {} log (tail) ----\n{tail}", self.name);
         }
     }
@@ -150,7 +170,11 @@ fn wait_until(proc: &mut Proc, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !ready() {
         proc.assert_running();
-        assert!(Instant::now() < deadline, "{what} not ready; log:\n{}", proc.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready; log:\n{}",
+            proc.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -163,27 +187,42 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let dir = tempfile::Builder::new().prefix("buddy-cluster-etcd").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("buddy-cluster-etcd")
+            .tempdir()
+            .expect("tempdir");
         let (client, peer) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut cmd = Command::new("etcd");
-        cmd.arg("--name").arg("t")
-            .arg("--data-dir").arg(dir.path().join("data"))
-            .arg("--listen-client-urls").arg(&url)
-            .arg("--advertise-client-urls").arg(&url)
-            .arg("--listen-peer-urls").arg(&peer_url)
-            .arg("--initial-advertise-peer-urls").arg(&peer_url)
-            .arg("--initial-cluster").arg(format!("t={peer_url}"))
+        cmd.arg("--name")
+            .arg("t")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&url)
+            .arg("--advertise-client-urls")
+            .arg(&url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("t={peer_url}"))
             .env_remove("ETCD_UNSUPPORTED_ARCH");
         let mut proc = Proc::spawn("etcd", cmd, dir.path().join("etcd.log"));
         let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
         wait_until(&mut proc, "etcd", || {
             Http::connect(addr).ok().is_some_and(|mut h| {
-                h.try_request("GET", "/health", &[]).is_ok_and(|r| r.text().contains("true"))
+                h.try_request("GET", "/health", &[])
+                    .is_ok_and(|r| r.text().contains("true"))
             })
         });
-        Etcd { proc, url, _dir: dir }
+        Etcd {
+            proc,
+            url,
+            _dir: dir,
+        }
     }
 }
 
@@ -196,18 +235,37 @@ pub struct Node {
 
 impl Node {
     pub fn start(id: &str) -> Node {
-        let dir = tempfile::Builder::new().prefix("buddy-cluster-node").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("buddy-cluster-node")
+            .tempdir()
+            .expect("tempdir");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(node_bin());
         cmd.arg("serve")
-            .arg("--listen").arg(addr.to_string())
-            .arg("--data-dir").arg(dir.path().join("data"))
-            .args(["--capacity", NODE_CAPACITY, "--workers", "1", "--map-size", "256MiB"])
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--capacity",
+                NODE_CAPACITY,
+                "--workers",
+                "1",
+                "--map-size",
+                "256MiB",
+            ])
             .env_remove("RUST_LOG")
             .env_remove("BUDDY_BLOCKS_AUTH_TOKEN");
         let mut proc = Proc::spawn(id, cmd, dir.path().join("node.log"));
-        wait_until(&mut proc, id, || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok());
-        Node { id: id.to_string(), addr, proc, _dir: dir }
+        wait_until(&mut proc, id, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        Node {
+            id: id.to_string(),
+            addr,
+            proc,
+            _dir: dir,
+        }
     }
 
     pub fn http(&self) -> Http {
@@ -253,19 +311,36 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `buddy-cluster serve` and waits until its /health says it takes writes.
     pub fn start(etcd: &Etcd, prefix: &str) -> Gateway {
-        let dir = tempfile::Builder::new().prefix("buddy-cluster-gw").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("buddy-cluster-gw")
+            .tempdir()
+            .expect("tempdir");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(CLUSTER_BIN);
-        cmd.args(["--etcd", &etcd.url, "--prefix", prefix, "serve", "--threads", "2"])
-            .arg("--listen").arg(addr.to_string())
-            .args(["--node-timeout-ms", "3000"]);
+        cmd.args([
+            "--etcd",
+            &etcd.url,
+            "--prefix",
+            prefix,
+            "serve",
+            "--threads",
+            "2",
+        ])
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(["--node-timeout-ms", "3000"]);
         let mut proc = Proc::spawn("gateway", cmd, dir.path().join("gateway.log"));
         wait_until(&mut proc, "gateway", || {
             Http::connect(addr).ok().is_some_and(|mut h| {
-                h.try_request("GET", "/health", &[]).is_ok_and(|r| r.status == 200)
+                h.try_request("GET", "/health", &[])
+                    .is_ok_and(|r| r.status == 200)
             })
         });
-        Gateway { addr, proc, _dir: dir }
+        Gateway {
+            addr,
+            proc,
+            _dir: dir,
+        }
     }
 
     pub fn http(&self) -> Http {
@@ -276,8 +351,13 @@ impl Gateway {
 /// Runs the `buddy-cluster` CLI against `etcd`; returns its output (any exit status).
 pub fn cli(etcd: &Etcd, prefix: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(CLUSTER_BIN);
-    cmd.args(["--etcd", &etcd.url, "--prefix", prefix]).args(args);
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawning buddy-cluster");
+    cmd.args(["--etcd", &etcd.url, "--prefix", prefix])
+        .args(args);
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning buddy-cluster");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut child = child;
     loop {
@@ -310,7 +390,19 @@ pub fn cli_ok(etcd: &Etcd, prefix: &str, args: &[&str]) -> String {
 pub fn add_active(etcd: &Etcd, prefix: &str, nodes: &[&Node]) {
     for n in nodes {
         let weight = NODE_CAPACITY_BYTES.to_string();
-        cli_ok(etcd, prefix, &["node", "add", &n.id, &n.addr.to_string(), "--weight", &weight, "--active"]);
+        cli_ok(
+            etcd,
+            prefix,
+            &[
+                "node",
+                "add",
+                &n.id,
+                &n.addr.to_string(),
+                "--weight",
+                &weight,
+                "--active",
+            ],
+        );
     }
 }
 
@@ -329,7 +421,10 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     #[track_caller]
@@ -349,7 +444,9 @@ impl Http {
         stream.set_read_timeout(Some(WAIT))?;
         stream.set_write_timeout(Some(WAIT))?;
         stream.set_nodelay(true)?;
-        Ok(Http { reader: BufReader::new(stream) })
+        Ok(Http {
+            reader: BufReader::new(stream),
+        })
     }
 
     #[track_caller]
@@ -361,16 +458,30 @@ impl Http {
     /// A bodiless request with extra headers.
     #[track_caller]
     pub fn request_with(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         self.send(method, path, &extra, &[])
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    pub fn try_request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
+    pub fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<Response> {
         self.send(method, path, "", body)
     }
 
-    fn send(&mut self, method: &str, path: &str, extra: &str, body: &[u8]) -> std::io::Result<Response> {
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        extra: &str,
+        body: &[u8],
+    ) -> std::io::Result<Response> {
         let length = if extra.to_ascii_lowercase().contains("content-length") {
             String::new()
         } else {
@@ -384,10 +495,15 @@ impl Http {
     }
 
     fn read_response(&mut self, head: bool) -> std::io::Result<Response> {
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("status line"))?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("status line"))?;
         let mut headers = Vec::new();
         loop {
             line.clear();
@@ -399,12 +515,25 @@ impl Http {
             let (k, v) = l.split_once(':').ok_or_else(|| bad("header"))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
-        let r = Response { status, headers, body: Vec::new() };
-        let len: usize = r.header("content-length").map_or(0, |v| v.parse().unwrap_or(0));
+        let r = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = r
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap_or(0));
         if r.header("transfer-encoding").is_some() {
             return Err(bad("chunked answers are not expected"));
         }
-        let mut body = vec![0u8; if head || status == 204 || status == 304 { 0 } else { len }];
+        let mut body = vec![
+            0u8;
+            if head || status == 204 || status == 304 {
+                0
+            } else {
+                len
+            }
+        ];
         self.reader.read_exact(&mut body)?;
         Ok(Response { body, ..r })
     }
