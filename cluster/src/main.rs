@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use cluster::block_hash::BlockHash;
+use cluster::block_hash;
 use cluster::gateway::{Gateway, GatewayConfig};
 use cluster::map_watch::{self, MapCell};
 use cluster::membership::Membership;
@@ -191,7 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Placement { hash, replication } => {
             replication.check()?;
-            let hash = BlockHash::parse(&hash)?;
+            let hash = block_hash::parse(&hash)?;
             let map = Membership::connect(&cli.etcd, &cli.prefix)
                 .await?
                 .load()

@@ -16,7 +16,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::block_hash::{BlockHash, HASH_HEX_CHARS};
+use crate::block_hash::{self, BlockHash, HASH_HEX_LEN};
 
 /// The largest block, as on a node.
 pub const BLOCK_BYTES_MAX: usize = 512 * 1024;
@@ -182,7 +182,7 @@ impl NodeClient {
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut body = String::with_capacity(hashes.len() * (HASH_HEX_CHARS + 1));
+        let mut body = String::with_capacity(hashes.len() * (HASH_HEX_LEN + 1));
         for h in hashes {
             body.push_str(&h.to_string());
             body.push('\n');
@@ -194,7 +194,7 @@ impl NodeClient {
             return Err(unexpected(answer));
         }
         let absent = text_lines(&answer.body)?
-            .map(|line| BlockHash::parse(line).map_err(|e| NodeError::Protocol(e.to_string())))
+            .map(|line| block_hash::parse(line).map_err(|e| NodeError::Protocol(e.to_string())))
             .collect();
         absent
     }
@@ -281,7 +281,7 @@ fn text_lines(body: &[u8]) -> Result<impl Iterator<Item = &str>, NodeError> {
 fn parse_listing_line(line: &str) -> Result<(BlockHash, u64), NodeError> {
     let bad = || NodeError::Protocol(format!("listing line {line:?}"));
     let (hash, len) = line.split_once(' ').ok_or_else(bad)?;
-    let hash = BlockHash::parse(hash).map_err(|_| bad())?;
+    let hash = block_hash::parse(hash).map_err(|_| bad())?;
     let len = len.parse::<u64>().map_err(|_| bad())?;
     Ok((hash, len))
 }

@@ -13,7 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::block_hash::BlockHash;
+use crate::block_hash::{self, BlockHash};
 use crate::node_map::{NodeEntry, NodeMap, NodeState};
 
 /// Most replicas a block may have (a sanity bound on the `--replicas` flag).
@@ -51,7 +51,7 @@ impl<'m> Placement<'m> {
 
     /// Every member, best score first (ties broken by id, so the order is total).
     pub fn ranking(&self, hash: &BlockHash) -> Vec<&'m NodeEntry> {
-        let block = hash.prefix_u64();
+        let block = block_hash::placement_key(hash);
         let mut scored: Vec<(f64, &'m NodeEntry)> = self
             .members
             .iter()

@@ -132,7 +132,10 @@ fn a_dead_node_loses_nothing_and_repair_restores_three_copies() {
     let stats = gw.http().request("GET", "/stats", &[]).expect(200).text();
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
     let fallbacks = stats["gateway"]["read_fallbacks"].as_u64().unwrap_or(0);
-    assert!(fallbacks > 0, "reads never fell back past the dead node: {stats}");
+    assert!(
+        fallbacks > 0,
+        "reads never fell back past the dead node: {stats}"
+    );
     blocks.extend(put_many(gw.addr, 100_000, 200)); // W=2 of the two left
     let victim = blocks.keys().next().unwrap().clone();
     let r = gw

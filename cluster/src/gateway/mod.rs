@@ -29,7 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::block_hash::BlockHash;
+use crate::block_hash::{self, BlockHash};
 use crate::map_watch::MapCell;
 use crate::node_client::{NodeClient, NodeError, BLOCK_BYTES_MAX};
 use crate::node_map::NodeMap;
@@ -209,7 +209,7 @@ impl Gateway {
 
 fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
     let block = |rest: &str| {
-        BlockHash::parse(rest).map_err(|e| reply::refuse(StatusCode::BAD_REQUEST, e.to_string()))
+        block_hash::parse(rest).map_err(|e| reply::refuse(StatusCode::BAD_REQUEST, e.to_string()))
     };
     let allow = |methods: &'static str| {
         let mut r = reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
@@ -236,7 +236,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
         _ => {
             let rest = path.strip_prefix("/block/").map(block).or_else(|| {
                 let bare = path.strip_prefix('/')?;
-                BlockHash::parse(bare).ok().map(Ok)
+                block_hash::parse(bare).ok().map(Ok)
             });
             let Some(hash) = rest else {
                 return Err(reply::refuse(StatusCode::NOT_FOUND, "unknown path"));

@@ -11,7 +11,7 @@ use hyper::StatusCode;
 
 use super::reply::{self, Reply};
 use super::Gateway;
-use crate::block_hash::BlockHash;
+use crate::block_hash::{self, BlockHash};
 use crate::node_client::MISSING_HASHES_MAX;
 
 /// Listing page size when the client names none, and the most it may ask for (as on a node).
@@ -129,7 +129,7 @@ fn parse_hash_lines(body: &[u8]) -> Result<Vec<BlockHash>, String> {
         if line.is_empty() {
             continue;
         }
-        let hash = BlockHash::parse(line)
+        let hash = block_hash::parse(line)
             .map_err(|_| format!("line {}: not a 64-hex block address", i + 1))?;
         if out.len() == MISSING_HASHES_MAX {
             return Err(format!("more than {MISSING_HASHES_MAX} hashes"));
@@ -145,7 +145,7 @@ fn parse_listing_query(query: &str) -> Result<(Option<BlockHash>, usize), String
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
-            "after" => after = Some(BlockHash::parse(value).map_err(|e| e.to_string())?),
+            "after" => after = Some(block_hash::parse(value).map_err(|e| e.to_string())?),
             "limit" => {
                 limit = match value.parse::<usize>() {
                     Ok(n) if n > 0 => n.min(LIST_LIMIT_MAX),
