@@ -352,3 +352,46 @@ async fn remove_extra_copies(
 fn log_delete_failure(node: &str, hash: &BlockHash, error: &NodeError) {
     tracing::warn!(node, %hash, %error, "extra copy not removed (the next pass will)");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pacer lets 1 MB/s start 300 KB in three reservations no sooner than 0.2 s in
+    /// (the first starts at once), and without a rate never waits.
+    #[tokio::test]
+    async fn pacer_bounds_bandwidth() {
+        let pacer = Pacer {
+            started: Instant::now(),
+            rate: Some(1_000_000),
+            reserved_bytes: Mutex::new(0),
+        };
+        for _ in 0..3 {
+            pacer.reserve(100_000).await;
+        }
+        let waited = pacer.started.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+        let free = Pacer {
+            started: Instant::now(),
+            rate: None,
+            reserved_bytes: Mutex::new(0),
+        };
+        free.reserve(u64::MAX / 2).await;
+        assert!(free.started.elapsed() < Duration::from_millis(100));
+    }
+
+    /// A clean report is one with nothing failed, nothing short and every node listed.
+    #[test]
+    fn clean_reports() {
+        let mut r = RepairReport::default();
+        assert!(r.is_clean());
+        r.unlisted_nodes.push("n1".into());
+        assert!(!r.is_clean());
+        let short = RepairReport {
+            under_replicated: 1,
+            ..RepairReport::default()
+        };
+        assert!(!short.is_clean());
+    }
+}
