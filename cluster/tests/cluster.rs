@@ -114,8 +114,9 @@ fn node_holds(node: &Node, hash: &str) -> bool {
     r.status == 200
 }
 
-/// The main failure story: 2,000 acknowledged blocks survive `kill -9` of a node (reads and
-/// writes go on, a DELETE is refused with nothing deleted), and after the dead node is replaced
+/// The main failure story: 2,000 acknowledged blocks survive `kill -9` of a node (reads,
+/// writes, listing and missing go on, a DELETE is refused with nothing deleted), and after the
+/// dead node is replaced
 /// (add, drain, repair, remove, repair) every block has three copies again.
 #[test]
 fn a_dead_node_loses_nothing_and_repair_restores_three_copies() {
@@ -146,6 +147,30 @@ fn a_dead_node_loses_nothing_and_repair_restores_three_copies() {
     assert!(
         node_holds(&n2, &victim) && node_holds(&n3, &victim),
         "a refused DELETE deleted"
+    );
+    let unknown = sha256_hex(b"never stored");
+    gw.http()
+        .request("GET", &format!("/block/{unknown}"), &[])
+        .expect(404);
+    let listing = gw
+        .http()
+        .request("GET", "/blocks?limit=10000", &[])
+        .expect(200);
+    assert_eq!(listing.header("x-buddy-unlisted-nodes"), Some("n1"));
+    assert_eq!(
+        parse_listing(&listing.text()).len(),
+        blocks.len(),
+        "listing without n1"
+    );
+    let ask: String = blocks.keys().take(100).map(|h| format!("{h}\n")).collect();
+    let missing = gw
+        .http()
+        .request("POST", "/blocks/missing", ask.as_bytes())
+        .expect(200);
+    assert_eq!(
+        missing.text(),
+        "",
+        "blocks on W live replicas are not missing"
     );
     let health = gw.http().request("GET", "/health", &[]).expect(200);
     assert!(
