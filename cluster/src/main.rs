@@ -37,6 +37,14 @@ struct Cli {
     /// Key prefix of this cluster in etcd (ends with '/').
     #[arg(long, default_value = "/buddy-cluster/", global = true)]
     prefix: String,
+    /// Bearer token sent to the nodes (those started with --auth-token need it for writes).
+    #[arg(
+        long,
+        env = "BUDDY_CLUSTER_NODE_AUTH_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    node_auth_token: Option<String>,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(long, default_value = "info", global = true)]
     log_level: String,
@@ -118,6 +126,9 @@ struct ServeArgs {
     request_timeout_ms: u64,
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Clients' PUTs and DELETEs need `Authorization: Bearer <token>` (401 otherwise).
+    #[arg(long, env = "BUDDY_CLUSTER_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
     /// Runtime threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -173,21 +184,29 @@ impl Replication {
         Ok(())
     }
 
-    fn client(&self) -> NodeClient {
-        NodeClient::new(Duration::from_millis(self.node_timeout_ms))
+    fn client(&self, token: Option<&str>) -> anyhow::Result<NodeClient> {
+        let timeout = Duration::from_millis(self.node_timeout_ms);
+        NodeClient::new(timeout, token).map_err(anyhow::Error::msg)
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let token = cli.node_auth_token.as_deref();
     match cli.command {
         Command::Node(cmd) => {
             let mut etcd = Membership::connect(&cli.etcd, &cli.prefix).await?;
-            node_command(&mut etcd, cmd).await
+            let client =
+                NodeClient::new(Duration::from_secs(5), token).map_err(anyhow::Error::msg)?;
+            node_command(&mut etcd, &client, cmd).await
         }
-        Command::Serve(args) => serve(cli.etcd, cli.prefix, args).await,
+        Command::Serve(args) => {
+            let client = args.replication.client(token)?;
+            serve(cli.etcd, cli.prefix, client, args).await
+        }
         Command::Repair(args) => {
             let mut etcd = Membership::connect(&cli.etcd, &cli.prefix).await?;
-            repair_command(&mut etcd, args).await
+            let client = args.replication.client(token)?;
+            repair_command(&mut etcd, &client, args).await
         }
         Command::Placement { hash, replication } => {
             replication.check()?;
@@ -212,8 +231,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn node_command(etcd: &mut Membership, cmd: NodeCommand) -> anyhow::Result<()> {
-    let client = NodeClient::new(Duration::from_secs(5));
+async fn node_command(
+    etcd: &mut Membership,
+    client: &NodeClient,
+    cmd: NodeCommand,
+) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::Add {
             id,
@@ -223,7 +245,7 @@ async fn node_command(etcd: &mut Membership, cmd: NodeCommand) -> anyhow::Result
         } => {
             let weight = match weight {
                 Some(w) => w,
-                None => capacity_of(&client, &addr).await?,
+                None => capacity_of(client, &addr).await?,
             };
             let state = if active {
                 NodeState::Active
@@ -297,7 +319,12 @@ async fn capacity_of(client: &NodeClient, addr: &str) -> anyhow::Result<u64> {
     }
 }
 
-async fn serve(etcd: Vec<String>, prefix: String, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    etcd: Vec<String>,
+    prefix: String,
+    client: NodeClient,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     args.replication.check()?;
     let replicas = args.replication.replicas;
     if !(1..=replicas).contains(&args.write_quorum) {
@@ -319,8 +346,9 @@ async fn serve(etcd: Vec<String>, prefix: String, args: ServeArgs) -> anyhow::Re
         write_quorum: args.write_quorum,
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
         max_connections: args.max_connections.max(1),
+        auth_token: args.auth_token.clone(),
     };
-    let gateway = Gateway::new(config, cell, args.replication.client());
+    let gateway = Gateway::new(config, cell, client);
     tracing::info!(listen = %args.listen, ?etcd, %prefix, replicas, write_quorum = args.write_quorum, "ready");
     gateway.serve(listener, shutdown_signal()).await;
     tracing::info!("stopped");
@@ -336,7 +364,11 @@ async fn shutdown_signal() {
     }
 }
 
-async fn repair_command(etcd: &mut Membership, args: RepairArgs) -> anyhow::Result<()> {
+async fn repair_command(
+    etcd: &mut Membership,
+    client: &NodeClient,
+    args: RepairArgs,
+) -> anyhow::Result<()> {
     args.replication.check()?;
     if args.concurrency == 0 || args.max_bytes_per_sec == Some(0) {
         bail!("--concurrency and --max-bytes-per-sec must be positive");
@@ -355,8 +387,7 @@ async fn repair_command(etcd: &mut Membership, args: RepairArgs) -> anyhow::Resu
     );
     let started = Instant::now();
     let mut shown = Instant::now();
-    let client = args.replication.client();
-    let report = repair::repair(&map, &client, &options, |r| {
+    let report = repair::repair(&map, client, &options, |r| {
         if shown.elapsed() >= Duration::from_secs(1) {
             shown = Instant::now();
             eprintln!(

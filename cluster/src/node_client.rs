@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -52,6 +53,8 @@ pub enum Stored {
 pub struct NodeClient {
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    /// `Authorization: Bearer <token>` sent with every request, for nodes started with a token.
+    authorization: Option<HeaderValue>,
 }
 
 /// A node's answer, body read in full.
@@ -63,8 +66,13 @@ struct Answer {
 }
 
 impl NodeClient {
-    pub fn new(timeout: Duration) -> NodeClient {
+    /// A client whose every request has `timeout`, sending `token` (if any) as a bearer token.
+    pub fn new(timeout: Duration, token: Option<&str>) -> Result<NodeClient, String> {
         assert!(!timeout.is_zero(), "a node timeout must be positive");
+        let authorization = token
+            .map(|t| HeaderValue::try_from(format!("Bearer {t}")))
+            .transpose()
+            .map_err(|_| "the node token must be visible ASCII".to_string())?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
@@ -72,7 +80,11 @@ impl NodeClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_NODE_MAX)
             .build(connector);
-        NodeClient { http, timeout }
+        Ok(NodeClient {
+            http,
+            timeout,
+            authorization,
+        })
     }
 
     async fn call(
@@ -82,8 +94,11 @@ impl NodeClient {
         path: &str,
         body: Bytes,
     ) -> Result<Answer, NodeError> {
-        let request = Request::builder()
-            .method(method)
+        let mut request = Request::builder().method(method);
+        if let Some(value) = &self.authorization {
+            request = request.header(hyper::header::AUTHORIZATION, value.clone());
+        }
+        let request = request
             .uri(format!("http://{addr}{path}"))
             .body(Full::new(body))
             .map_err(|e| NodeError::Protocol(format!("building the request: {e}")))?;

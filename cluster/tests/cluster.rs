@@ -375,7 +375,8 @@ fn gateway_request_checks() {
         .expect(201);
     http.request("PUT", "/block", &bytes).expect(200);
     // Refused from the header alone: the client never sends the body.
-    http.request_with("PUT", "/block", &[("Content-Length", "524289")])
+    let too_long = [("Content-Length", "524289")];
+    http.request_with("PUT", "/block", &too_long, &[])
         .expect(413);
     let mut http = gw.http(); // a 413 may close the connection
     http.request("GET", "/block/nothex", &[]).expect(400);
@@ -390,6 +391,7 @@ fn gateway_request_checks() {
             "GET",
             &format!("/block/{hash}"),
             &[("Range", "bytes=10-19")],
+            &[],
         )
         .expect(206);
     assert_eq!(range.body, bytes[10..20]);
@@ -397,5 +399,53 @@ fn gateway_request_checks() {
     assert!(
         metrics.contains("buddy_cluster_requests_total{method=\"PUT\"} 4"),
         "{metrics}"
+    );
+}
+
+/// Tokens: the gateway refuses writes without its own token (401, nothing stored) and passes
+/// the nodes' token on, so a cluster of nodes started with --auth-token works.
+#[test]
+fn tokens_guard_writes_and_reach_the_nodes() {
+    let etcd = Etcd::start();
+    let token = ["--auth-token", "node-secret"];
+    let nodes: Vec<Node> = ["s", "t"]
+        .iter()
+        .map(|id| Node::start_with(id, &token))
+        .collect();
+    add_active(&etcd, PREFIX, &nodes.iter().collect::<Vec<_>>());
+    let flags = [
+        "--node-auth-token",
+        "node-secret",
+        "--auth-token",
+        "gw-secret",
+    ];
+    let gw = Gateway::start_with(&etcd, PREFIX, &flags);
+    let bytes = body(11, 3000);
+    let hash = sha256_hex(&bytes);
+    nodes[0].http().request("PUT", "/block", &bytes).expect(401); // the nodes do check
+    let mut http = gw.http();
+    let r = http.request("PUT", "/block", &bytes).expect(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let wrong = [("Authorization", "Bearer gw-secreT")];
+    http.request_with("DELETE", &format!("/block/{hash}"), &wrong, &[])
+        .expect(401);
+    assert!(
+        nodes.iter().all(|n| !node_holds(n, &hash)),
+        "a refused PUT was stored"
+    );
+    let ok = [("Authorization", "Bearer gw-secret")];
+    let r = http.request_with("PUT", "/block", &ok, &bytes).expect(201);
+    assert_eq!(r.text(), hash);
+    assert!(
+        nodes.iter().all(|n| node_holds(n, &hash)),
+        "not on both nodes"
+    );
+    http.request("GET", &format!("/block/{hash}"), &[])
+        .expect(200); // reads need no token
+    http.request_with("DELETE", &format!("/block/{hash}"), &ok, &[])
+        .expect(204);
+    assert!(
+        nodes.iter().all(|n| !node_holds(n, &hash)),
+        "the DELETE did not reach the nodes"
     );
 }

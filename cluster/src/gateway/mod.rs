@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     /// Deadline of a whole request, body included.
     pub request_timeout: Duration,
     pub max_connections: usize,
+    /// Clients' PUTs and DELETEs must carry `Authorization: Bearer <token>` (as on a node).
+    pub auth_token: Option<String>,
 }
 
 pub struct Gateway {
@@ -157,6 +159,18 @@ impl Gateway {
             Ok(route) => route,
             Err(refusal) => return *refusal,
         };
+        let writes = matches!(route, Route::PutBlock(_) | Route::DeleteBlock(_));
+        if writes && !self.authorized(req.headers()) {
+            let mut r = reply::text(
+                StatusCode::UNAUTHORIZED,
+                "this gateway needs a bearer token",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
         match route {
             Route::PutBlock(expected) => match read_body(req, BLOCK_BYTES_MAX).await {
                 Ok(body) => self.put(expected, body).await,
@@ -174,6 +188,24 @@ impl Gateway {
             Route::Stats => self.stats().await,
             Route::Metrics => self.prometheus(),
         }
+    }
+
+    /// Whether a write may go on: no token configured, or the right one (compared in time
+    /// independent of where it differs).
+    fn authorized(&self, headers: &header::HeaderMap) -> bool {
+        let Some(token) = &self.config.auth_token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        let want = token.as_bytes();
+        let differ = given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        given.len() == want.len() && differ == 0
     }
 
     /// The map in use, or the `503` that says there is none yet.

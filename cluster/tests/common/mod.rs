@@ -235,6 +235,11 @@ pub struct Node {
 
 impl Node {
     pub fn start(id: &str) -> Node {
+        Node::start_with(id, &[])
+    }
+
+    /// A node with extra `buddy-blocks serve` flags.
+    pub fn start_with(id: &str, extra: &[&str]) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("buddy-cluster-node")
             .tempdir()
@@ -254,6 +259,7 @@ impl Node {
                 "--map-size",
                 "256MiB",
             ])
+            .args(extra)
             .env_remove("RUST_LOG")
             .env_remove("BUDDY_BLOCKS_AUTH_TOKEN");
         let mut proc = Proc::spawn(id, cmd, dir.path().join("node.log"));
@@ -311,6 +317,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `buddy-cluster serve` and waits until its /health says it takes writes.
     pub fn start(etcd: &Etcd, prefix: &str) -> Gateway {
+        Gateway::start_with(etcd, prefix, &[])
+    }
+
+    /// A gateway with extra flags (global ones first, e.g. `--node-auth-token`, are fine too).
+    pub fn start_with(etcd: &Etcd, prefix: &str, extra: &[&str]) -> Gateway {
         let dir = tempfile::Builder::new()
             .prefix("buddy-cluster-gw")
             .tempdir()
@@ -328,7 +339,8 @@ impl Gateway {
         ])
         .arg("--listen")
         .arg(addr.to_string())
-        .args(["--node-timeout-ms", "3000"]);
+        .args(["--node-timeout-ms", "3000"])
+        .args(extra);
         let mut proc = Proc::spawn("gateway", cmd, dir.path().join("gateway.log"));
         wait_until(&mut proc, "gateway", || {
             Http::connect(addr).ok().is_some_and(|mut h| {
@@ -455,14 +467,20 @@ impl Http {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
-    /// A bodiless request with extra headers.
+    /// A request with extra headers (`Content-Length` is added unless given).
     #[track_caller]
-    pub fn request_with(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let extra: String = headers
             .iter()
             .map(|(k, v)| format!("{k}: {v}\r\n"))
             .collect();
-        self.send(method, path, &extra, &[])
+        self.send(method, path, &extra, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
