@@ -13,11 +13,14 @@ use clap::{Args, Parser, Subcommand};
 use cluster::block_hash;
 use cluster::gateway::{Gateway, GatewayConfig};
 use cluster::map_watch::{self, MapCell};
-use cluster::membership::Membership;
+use cluster::membership::{Locked, Membership};
 use cluster::node_client::NodeClient;
 use cluster::node_map::{NodeEntry, NodeState};
 use cluster::placement::{Placement, REPLICAS_MAX};
 use cluster::repair::{self, RepairOptions};
+
+/// Lease of the repair loop's lock: a loop that dies frees it within this time.
+const REPAIR_LEASE: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(
@@ -147,6 +150,10 @@ struct RepairArgs {
     /// Leave joining nodes joining even after a clean pass.
     #[arg(long)]
     no_activate: bool,
+    /// Run a pass every SECONDS until stopped, holding the etcd lock `<prefix>locks/repair`
+    /// during each pass, so that of several such loops only one works at a time.
+    #[arg(long, value_name = "SECONDS")]
+    every: Option<u64>,
 }
 
 fn main() {
@@ -370,9 +377,39 @@ async fn repair_command(
     args: RepairArgs,
 ) -> anyhow::Result<()> {
     args.replication.check()?;
-    if args.concurrency == 0 || args.max_bytes_per_sec == Some(0) {
-        bail!("--concurrency and --max-bytes-per-sec must be positive");
+    if args.concurrency == 0 || args.max_bytes_per_sec == Some(0) || args.every == Some(0) {
+        bail!("--concurrency, --max-bytes-per-sec and --every must be positive");
     }
+    let Some(every) = args.every.map(Duration::from_secs) else {
+        return repair_pass(etcd, client, &args).await;
+    };
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (mut locker, mut worker) = (etcd.clone(), etcd.clone());
+        let pass = repair_pass(&mut worker, client, &args);
+        let locked = locker.with_lock("repair", REPAIR_LEASE, every, pass);
+        tokio::select! {
+            outcome = locked => match outcome {
+                Ok(Locked::Done(Ok(()))) => {}
+                Ok(Locked::Done(Err(e))) | Err(e) => eprintln!("repair: {e:#}"),
+                Ok(Locked::Busy) => eprintln!("repair: another repair holds the lock"),
+            },
+            _ = &mut shutdown => return Ok(()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// One repair pass over the current map; an error when it could not finish everything.
+async fn repair_pass(
+    etcd: &mut Membership,
+    client: &NodeClient,
+    args: &RepairArgs,
+) -> anyhow::Result<()> {
     let map = etcd.load().await?;
     let options = RepairOptions {
         replicas: args.replication.replicas,
@@ -412,8 +449,18 @@ async fn repair_command(
     }
     if !args.no_activate {
         for node in map.nodes().iter().filter(|n| n.state == NodeState::Joining) {
-            etcd.set_state(&node.id, NodeState::Active).await?;
-            println!("activated {} (repair filled it)", node.id);
+            // Only if still joining: an operator may have drained it while repair ran.
+            let now = etcd
+                .update(&node.id, |e| {
+                    if e.state == NodeState::Joining {
+                        e.state = NodeState::Active;
+                    }
+                    Ok(())
+                })
+                .await?;
+            if now.state == NodeState::Active {
+                println!("activated {} (repair filled it)", node.id);
+            }
         }
     }
     Ok(())

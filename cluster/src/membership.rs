@@ -1,7 +1,7 @@
 //! Membership in etcd: reading the node map and changing node entries.
 //!
 //! Key layout (the prefix defaults to `/buddy-cluster/`): `<prefix>nodes/<id>` holds one
-//! `NodeEntry` as JSON. The map is every key under `<prefix>nodes/`, read in one range request,
+//! `NodeEntry` as JSON; `<prefix>locks/<name>` are etcd locks (one repair loop at a time). The map is every key under `<prefix>nodes/`, read in one range request,
 //! so it is a consistent snapshot at the response's revision.
 //!
 //! Owns the etcd client and the key layout; it never talks to a node. Every change is a
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LockOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
 };
 
 use crate::node_map::{check_node_id, NodeEntry, NodeMap, NodeState};
@@ -22,6 +23,7 @@ pub const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Attempts of a compare-and-swap that keeps losing races before giving up.
 const CAS_ATTEMPTS_MAX: usize = 5;
 
+#[derive(Clone)]
 pub struct Membership {
     client: Client,
     prefix: String,
@@ -123,16 +125,21 @@ impl Membership {
     }
 
     /// Applies `change` to the entry of `id` atomically (retrying lost races); returns the new
-    /// entry. `change` refuses by returning an error, which is passed on.
+    /// entry. `change` refuses by returning an error, which is passed on; a change that changes
+    /// nothing writes nothing.
     pub async fn update(
         &mut self,
         id: &str,
         change: impl Fn(&mut NodeEntry) -> anyhow::Result<()>,
     ) -> anyhow::Result<NodeEntry> {
         for _ in 0..CAS_ATTEMPTS_MAX {
-            let (mut entry, mod_revision) = self.get_one(id).await?;
+            let (before, mod_revision) = self.get_one(id).await?;
+            let mut entry = before.clone();
             change(&mut entry)?;
             assert_eq!(entry.id, id, "a change may not rename a node");
+            if entry == before {
+                return Ok(entry); // nothing to write: no new revision for the gateways
+            }
             let key = self.key(id);
             let txn = Txn::new()
                 .when([Compare::mod_revision(
@@ -168,5 +175,66 @@ impl Membership {
             Ok(())
         })
         .await
+    }
+}
+
+/// How a locked piece of work ended.
+pub enum Locked<T> {
+    /// The work finished while the lock was held.
+    Done(T),
+    /// Someone else held the lock for the whole wait.
+    Busy,
+}
+
+impl Membership {
+    /// Runs `work` holding the etcd lock `<prefix>locks/<name>`, bound to a lease of `ttl` that
+    /// is renewed while `work` runs. Waits at most `wait` for the lock. If the lease cannot be
+    /// renewed (etcd gone), `work` is dropped (cancelled) and the error returned: the lock may
+    /// have passed to someone else, so the work must be safe to interrupt.
+    pub async fn with_lock<T>(
+        &mut self,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+        work: impl std::future::Future<Output = T>,
+    ) -> anyhow::Result<Locked<T>> {
+        let ttl_secs = ttl.as_secs().max(2) as i64;
+        let lease = deadline("lease grant", self.client.lease_grant(ttl_secs, None))
+            .await?
+            .id();
+        let (mut keeper, mut renewals) =
+            deadline("lease keep-alive", self.client.lease_keep_alive(lease)).await?;
+        let options = LockOptions::new().with_lease(lease);
+        let key = format!("{}locks/{name}", self.prefix);
+        let lock_key = match tokio::time::timeout(wait, self.client.lock(key, Some(options))).await
+        {
+            Ok(locked) => locked.context("etcd lock")?.key().to_vec(),
+            Err(_) => {
+                let _ = deadline("lease revoke", self.client.lease_revoke(lease)).await;
+                return Ok(Locked::Busy);
+            }
+        };
+        let period = Duration::from_secs(ttl_secs as u64) / 3;
+        let renew = async {
+            loop {
+                tokio::time::sleep(period).await;
+                keeper
+                    .keep_alive()
+                    .await
+                    .context("renewing the lock's lease")?;
+                match tokio::time::timeout(period, renewals.message()).await {
+                    Ok(Ok(Some(r))) if r.ttl() > 0 => {}
+                    _ => anyhow::bail!("the lock's lease could not be renewed: lock lost"),
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            done = work => Ok(Locked::Done(done)),
+            lost = renew => lost,
+        };
+        // Best effort: if etcd is gone, the lease expires by itself and frees the lock.
+        let _ = deadline("unlock", self.client.unlock(lock_key)).await;
+        let _ = deadline("lease revoke", self.client.lease_revoke(lease)).await;
+        outcome
     }
 }

@@ -449,3 +449,46 @@ fn tokens_guard_writes_and_reach_the_nodes() {
         "the DELETE did not reach the nodes"
     );
 }
+
+/// Two background repair loops (`repair --every 1`, an etcd lock per pass) fill a joining node
+/// and activate it; after one loop is killed with -9 (its lease frees the lock if it held it)
+/// the other still empties a drained node.
+#[test]
+fn repair_loops_fill_and_drain_under_a_lock() {
+    let etcd = Etcd::start();
+    let (j, k, l) = (Node::start("j"), Node::start("k"), Node::start("l"));
+    add_active(&etcd, PREFIX, &[&j, &k, &l]);
+    let gw = Gateway::start(&etcd, PREFIX);
+    let blocks = put_many(gw.addr, 4242, 300);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut first = repair_loop(&etcd, PREFIX, "repair-1", logs.path());
+    let _second = repair_loop(&etcd, PREFIX, "repair-2", logs.path());
+
+    let m = Node::start("m");
+    let weight = NODE_CAPACITY_BYTES.to_string();
+    cli_ok(
+        &etcd,
+        PREFIX,
+        &["node", "add", "m", &m.addr.to_string(), "--weight", &weight],
+    );
+    eventually(
+        Duration::from_secs(30),
+        "m activated by a repair loop",
+        || {
+            let list = cli_ok(&etcd, PREFIX, &["node", "list"]);
+            list.lines()
+                .any(|line| line.starts_with("m ") && line.contains(" active "))
+        },
+    );
+    assert_copies(&[&j, &k, &l, &m], &blocks, 3);
+
+    first.kill9();
+    cli_ok(&etcd, PREFIX, &["node", "drain", "m"]);
+    eventually(
+        Duration::from_secs(40),
+        "m emptied by the surviving loop",
+        || m.list_all().is_empty(),
+    );
+    assert_copies(&[&j, &k, &l], &blocks, 3);
+    assert_all_readable(gw.addr, &blocks);
+}

@@ -360,6 +360,25 @@ impl Gateway {
     }
 }
 
+/// Starts `buddy-cluster repair --every 1` (a background repair loop) as a process.
+pub fn repair_loop(etcd: &Etcd, prefix: &str, name: &str, dir: &Path) -> Proc {
+    let mut cmd = Command::new(CLUSTER_BIN);
+    cmd.args([
+        "--etcd", &etcd.url, "--prefix", prefix, "repair", "--every", "1",
+    ]);
+    Proc::spawn(name, cmd, dir.join(format!("{name}.log")))
+}
+
+/// Waits up to `within` for `done`, failing with `what`.
+#[track_caller]
+pub fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs the `buddy-cluster` CLI against `etcd`; returns its output (any exit status).
 pub fn cli(etcd: &Etcd, prefix: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(CLUSTER_BIN);
