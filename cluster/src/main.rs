@@ -282,10 +282,10 @@ async fn node_command(
             };
             if !force {
                 let held = client.list(&node.addr, None, 1).await.with_context(|| {
-                    format!("node {id:?} cannot be listed to prove it is empty (--force removes it anyway)")
+                    format!("node {id:?} cannot be listed to prove it is empty (or --force)")
                 })?;
                 if !held.is_empty() {
-                    bail!("node {id:?} still holds blocks: drain it and run repair first (or --force)");
+                    bail!("node {id:?} still holds blocks: drain it, run repair (or --force)");
                 }
             }
             print_entry(&etcd.set_state(&id, NodeState::Removed).await?);
@@ -356,7 +356,8 @@ async fn serve(
         auth_token: args.auth_token.clone(),
     };
     let gateway = Gateway::new(config, cell, client);
-    tracing::info!(listen = %args.listen, ?etcd, %prefix, replicas, write_quorum = args.write_quorum, "ready");
+    let write_quorum = args.write_quorum;
+    tracing::info!(listen = %args.listen, ?etcd, %prefix, replicas, write_quorum, "ready");
     gateway.serve(listener, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
@@ -438,10 +439,17 @@ async fn repair_pass(
         }
     })
     .await;
+    let r = &report;
     println!(
-        "blocks_seen={} copies_made={} bytes_copied={} copies_failed={} extra_copies_removed={} under_replicated={} unlisted_nodes={} seconds={:.1}",
-        report.blocks_seen, report.copies_made, report.bytes_copied, report.copies_failed,
-        report.extra_copies_removed, report.under_replicated, report.unlisted_nodes.join(","),
+        "blocks_seen={} copies_made={} bytes_copied={} copies_failed={} \
+         extra_copies_removed={} under_replicated={} unlisted_nodes={} seconds={:.1}",
+        r.blocks_seen,
+        r.copies_made,
+        r.bytes_copied,
+        r.copies_failed,
+        r.extra_copies_removed,
+        r.under_replicated,
+        r.unlisted_nodes.join(","),
         started.elapsed().as_secs_f64()
     );
     if !report.is_clean() {

@@ -1,7 +1,8 @@
 //! Membership in etcd: reading the node map and changing node entries.
 //!
 //! Key layout (the prefix defaults to `/buddy-cluster/`): `<prefix>nodes/<id>` holds one
-//! `NodeEntry` as JSON; `<prefix>locks/<name>` are etcd locks (one repair loop at a time). The map is every key under `<prefix>nodes/`, read in one range request,
+//! `NodeEntry` as JSON; `<prefix>locks/<name>` are etcd locks (one repair loop at a time).
+//! The map is every key under `<prefix>nodes/`, read in one range request,
 //! so it is a consistent snapshot at the response's revision.
 //!
 //! Owns the etcd client and the key layout; it never talks to a node. Every change is a

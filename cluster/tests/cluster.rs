@@ -93,7 +93,7 @@ fn assert_copies(nodes: &[&Node], blocks: &BTreeMap<String, Vec<u8>>, want: usiz
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {} blocks without exactly {want} copies (first: {:?} has {:?}); {strays} unknown blocks",
+            "{} of {} blocks without exactly {want} copies (first: {:?} has {:?}); {strays} strays",
             wrong.len(),
             blocks.len(),
             wrong[0],
