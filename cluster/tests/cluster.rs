@@ -492,3 +492,28 @@ fn repair_loops_fill_and_drain_under_a_lock() {
     assert_copies(&[&j, &k, &l], &blocks, 3);
     assert_all_readable(gw.addr, &blocks);
 }
+
+/// SIGTERM: the gateway stops accepting, closes an idle keep-alive connection at once, and
+/// exits 0 well before its 10 s drain limit.
+#[test]
+fn sigterm_stops_the_gateway_cleanly() {
+    let etcd = Etcd::start();
+    let nodes: Vec<Node> = ["u", "v"].iter().map(|id| Node::start(id)).collect();
+    add_active(&etcd, PREFIX, &nodes.iter().collect::<Vec<_>>());
+    let mut gw = Gateway::start(&etcd, PREFIX);
+    let mut idle = gw.http();
+    idle.request("PUT", "/block", &body(5, 1000)).expect(201);
+    let started = Instant::now();
+    gw.proc.terminate();
+    let status = gw.proc.wait_exit(Duration::from_secs(8));
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        idle.try_request("GET", "/health", &[]).is_err(),
+        "the idle connection stayed open"
+    );
+}

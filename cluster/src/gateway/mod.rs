@@ -27,7 +27,7 @@ use hyper::service::service_fn;
 use hyper::{header, Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::block_hash::{self, BlockHash};
 use crate::map_watch::MapCell;
@@ -37,6 +37,8 @@ use crate::placement::Placement;
 pub use ops::Metrics;
 use reply::{Refusal, Reply};
 
+/// How long a stopping gateway waits for requests in progress.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a node that failed is tried last by reads.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
 /// Largest `POST /blocks/missing` body: 10,000 lines of 64 hex and CRLF.
@@ -91,13 +93,16 @@ impl Gateway {
         })
     }
 
-    /// Serves connections until `shutdown` resolves.
+    /// Serves connections until `shutdown` resolves, then drains: no new connections, idle
+    /// ones closed, requests in progress finished (at most `DRAIN_TIMEOUT`).
     pub async fn serve(
         self: Arc<Gateway>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let max = self.config.max_connections;
+        let slots = Arc::new(Semaphore::new(max));
+        let (stop_tx, stop_rx) = watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -109,32 +114,51 @@ impl Gateway {
                         continue;
                     }
                 },
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "over --max-connections: connection refused");
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let gw = self.clone();
+            let (gw, stop) = (self.clone(), stop_rx.clone());
             tokio::spawn(async move {
-                gw.connection(stream, peer).await;
+                gw.connection(stream, peer, stop).await;
                 drop(slot);
             });
         }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}: stopping anyway");
+        }
     }
 
-    async fn connection(self: Arc<Gateway>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    async fn connection(
+        self: Arc<Gateway>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let service = service_fn(move |req| {
             let gw = self.clone();
             async move { Ok::<_, Infallible>(gw.handle(req).await) }
         });
-        let served = http1::Builder::new()
+        let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
             .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let served = tokio::select! {
+            served = conn.as_mut() => served,
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
