@@ -8,6 +8,7 @@
 
 pub mod buddy;
 pub mod bugs;
+pub mod cid;
 pub mod clock;
 pub mod controller;
 pub mod hash;
