@@ -60,6 +60,8 @@ pub struct RequestHead {
     pub authorization: Option<Vec<u8>>,
     pub if_none_match: Option<Vec<u8>>,
     pub range: Option<Vec<u8>>,
+    /// `Accept` (every line joined by commas), for `/ipfs/` content negotiation.
+    pub accept: Option<Vec<u8>>,
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
 }
@@ -134,6 +136,7 @@ impl HeadBuffers {
             head.authorization,
             head.if_none_match,
             head.range,
+            head.accept,
         ];
         for v in parts.into_iter().flatten() {
             if self.spare.len() < HEAD_SPARE_MAX && v.capacity() <= HEAD_SPARE_BYTES_MAX {
@@ -257,6 +260,7 @@ fn head_from_parsed(
         authorization: fields.authorization,
         if_none_match: fields.if_none_match,
         range: fields.range,
+        accept: fields.accept,
         expect_continue: fields.expect_continue,
     })
 }
@@ -320,6 +324,7 @@ struct HeaderFields {
     authorization: Option<Vec<u8>>,
     if_none_match: Option<Vec<u8>>,
     range: Option<Vec<u8>>,
+    accept: Option<Vec<u8>>,
     expect_continue: bool,
 }
 
@@ -371,6 +376,8 @@ impl HeaderFields {
         } else if is(b"range") {
             // Not a list, but joining makes repeated lines a multi-range, which is ignored.
             append_list(&mut self.range, value, buffers);
+        } else if is(b"accept") {
+            append_list(&mut self.accept, value, buffers);
         } else if is(b"expect") {
             self.expect_continue |= trim_ows(value).eq_ignore_ascii_case(b"100-continue");
         }
@@ -856,6 +863,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
@@ -1504,7 +1512,7 @@ mod tests {
     #[test]
     fn reason_phrases_cover_every_status_the_spec_uses() {
         let statuses = [
-            200, 201, 204, 206, 304, 400, 401, 404, 405, 408, 411, 413, 416, 422, 431, 500, 501,
+            200, 201, 204, 206, 304, 400, 401, 404, 405, 406, 408, 411, 413, 416, 422, 431, 500, 501,
         ];
         for status in statuses.into_iter().chain([503, 505, 507]) {
             assert_ne!(reason_phrase(status), "Unknown", "{status}");

@@ -11,6 +11,7 @@ pub mod bugs;
 pub mod cid;
 pub mod clock;
 pub mod controller;
+pub mod gateway;
 pub mod hash;
 pub mod http;
 pub mod io;

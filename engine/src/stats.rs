@@ -17,9 +17,9 @@ pub const LATENCY_BUCKETS_S: [f64; 14] = [
 /// Methods tracked per request.
 pub const METHODS: [&str; 6] = ["get", "head", "put", "delete", "post", "other"];
 /// Status codes tracked per request (others land in the last entry).
-pub const STATUSES: [u16; 20] = [
-    200, 201, 204, 206, 304, 400, 401, 404, 405, 408, 411, 413, 416, 422, 431, 500, 503, 505, 507,
-    0,
+pub const STATUSES: [u16; 21] = [
+    200, 201, 204, 206, 304, 400, 401, 404, 405, 406, 408, 411, 413, 416, 422, 431, 500, 503, 505,
+    507, 0,
 ];
 
 #[derive(Clone, Debug, PartialEq)]

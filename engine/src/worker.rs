@@ -23,6 +23,7 @@ use sha2::Digest;
 
 use crate::buddy::Slot;
 use crate::clock::Instant;
+use crate::gateway::{self, IpfsRequest, Negotiated};
 use crate::hash::{BlockHash, Hex, HASH_HEX_LEN};
 use crate::http::{
     self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
@@ -36,6 +37,8 @@ use crate::message::{
 use crate::pool::Pools;
 use crate::size_class::{SizeClass, BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
 use crate::stats::{self, StatsSnapshot, WorkerStats};
+
+mod ipfs;
 
 /// Room kept in front of a GET's read buffer for the response head (no copy of the body).
 const HEAD_ROOM_BYTES: usize = 512;
@@ -172,14 +175,32 @@ enum BodyReader {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Route {
-    PutBlock { expected: Option<BlockHash> },
-    GetBlock { hash: BlockHash, head_only: bool },
+    PutBlock {
+        expected: Option<BlockHash>,
+    },
+    GetBlock {
+        hash: BlockHash,
+        head_only: bool,
+        flavour: Flavour,
+    },
+    /// `GET`/`HEAD /ipfs/{identity CID}`: answered from the CID in the path.
+    IpfsInline {
+        head_only: bool,
+        negotiated: Negotiated,
+    },
     DeleteBlock { hash: BlockHash },
     Missing,
     List,
     Health,
     Stats,
     Metrics,
+}
+
+/// How a stored block is answered: the `/block/` way, or as the IPFS gateway says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    Block,
+    Ipfs(Negotiated),
 }
 
 enum Stage {
@@ -1597,6 +1618,10 @@ impl Worker {
                     }
                 });
             }
+            Route::IpfsInline {
+                head_only,
+                negotiated,
+            } => self.respond_ipfs_inline(now, r, head_only, negotiated),
             Route::List => self.start_list(now, r),
             Route::Health => self.respond_text(now, r, 200, b"ok", "text/plain"),
             Route::Stats => {
@@ -1679,10 +1704,12 @@ impl Worker {
             Method::Get => Ok(Route::GetBlock {
                 hash,
                 head_only: false,
+                flavour: Flavour::Block,
             }),
             Method::Head => Ok(Route::GetBlock {
                 hash,
                 head_only: true,
+                flavour: Flavour::Block,
             }),
             Method::Put => Ok(Route::PutBlock {
                 expected: Some(hash),
@@ -1708,7 +1735,9 @@ impl Worker {
             b"/stats" => read_only(Route::Stats),
             b"/metrics" => read_only(Route::Metrics),
             _ => {
-                if let Some(rest) = path.strip_prefix(b"/block/") {
+                if let Some(rest) = path.strip_prefix(b"/ipfs/") {
+                    ipfs::ipfs_route(m, rest, head)
+                } else if let Some(rest) = path.strip_prefix(b"/block/") {
                     match BlockHash::from_hex(rest) {
                         Some(hash) => hash_route(hash),
                         None => Err((400, "block address must be 64 hex characters", None)),
@@ -2388,7 +2417,12 @@ impl Worker {
         let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()) else {
             return;
         };
-        let Route::GetBlock { hash, head_only } = active.route else {
+        let Route::GetBlock {
+            hash,
+            head_only,
+            flavour,
+        } = active.route
+        else {
             return;
         };
         if !matches!(active.stage, Stage::Lookup) {
@@ -2399,26 +2433,13 @@ impl Worker {
             self.respond_error(now, r, method, 404, "no such block", false);
             return;
         };
-        let hex = hash.hex();
-        let not_modified = active
-            .head
-            .if_none_match
-            .as_ref()
-            .is_some_and(|v| http::if_none_match_matches(v, hex.as_str()));
-        let etag = etag_of(&hex);
-        if not_modified {
-            let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
-            self.respond_head_only(now, r, method, 304, &headers, None);
-            return;
-        }
-        if head_only {
-            let headers: [(&str, &[u8]); 4] = [
-                ("Content-Type", b"application/octet-stream"),
-                ("ETag", &etag),
-                CACHE_CONTROL,
-                ("Accept-Ranges", b"bytes"),
-            ];
-            self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
+        let answered = match flavour {
+            Flavour::Block => self.answer_block_without_body(now, r, hash, head_only, location),
+            Flavour::Ipfs(negotiated) => {
+                self.answer_ipfs_without_body(now, r, negotiated, head_only, location)
+            }
+        };
+        if answered {
             return;
         }
         // The reply stays in flight until the read completes (guarantee 4), waiting for the
@@ -2431,6 +2452,44 @@ impl Worker {
             return;
         }
         self.start_read(r, location, seq);
+    }
+
+    /// `/block/`: a 304, or a HEAD's 200, needs no read. True when answered.
+    fn answer_block_without_body(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        hash: BlockHash,
+        head_only: bool,
+        location: Location,
+    ) -> bool {
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .expect("active");
+        let method = active.head.method;
+        let hex = hash.hex();
+        let not_modified = active
+            .head
+            .if_none_match
+            .as_ref()
+            .is_some_and(|v| http::if_none_match_matches(v, hex.as_str()));
+        let etag = etag_of(&hex);
+        if not_modified {
+            let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
+            self.respond_head_only(now, r, method, 304, &headers, None);
+            return true;
+        }
+        if head_only {
+            let headers: [(&str, &[u8]); 4] = [
+                ("Content-Type", b"application/octet-stream"),
+                ("ETag", &etag),
+                CACHE_CONTROL,
+                ("Accept-Ranges", b"bytes"),
+            ];
+            self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
+            return true;
+        }
+        false
     }
 
     fn start_read(&mut self, r: ConnRef, location: Location, seq: u64) {
@@ -2524,14 +2583,13 @@ impl Worker {
     }
 
     /// Verifies the bytes read, then answers 200 or 206 (or 416, or 500 on corruption).
-    fn send_block(&mut self, now: Instant, r: ConnRef, mut buf: Vec<u8>, location: Location) {
+    fn send_block(&mut self, now: Instant, r: ConnRef, buf: Vec<u8>, location: Location) {
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_ref())
             .expect("active");
-        let Route::GetBlock { hash, .. } = active.route else {
+        let Route::GetBlock { hash, flavour, .. } = active.route else {
             unreachable!()
         };
-        let range = active.head.range.clone();
         let len = u64::from(location.len);
         let data = &buf[HEAD_ROOM_BYTES..];
         debug_assert_eq!(data.len() as u64, len);
@@ -2553,41 +2611,25 @@ impl Worker {
             );
             return;
         }
-        let spec = range
-            .as_deref()
-            .map_or(RangeSpec::Full, |v| http::parse_range(v, len));
-        let etag = etag_of(&hash.hex());
-        // "bytes <start>-<end>/<len>" or "bytes */<len>": at most 6 + 3 * 20 + 2 bytes.
-        let mut content_range = [0u8; 72];
-        let (status, start, end, range_len) = match spec {
-            RangeSpec::Full => (200, 0, len, 0),
-            RangeSpec::Partial {
-                start,
-                end_inclusive,
-            } => {
-                let n = write_into(
-                    &mut content_range,
-                    format_args!("bytes {start}-{end_inclusive}/{len}"),
-                );
-                (206, start, end_inclusive + 1, n)
-            }
-            RangeSpec::Unsatisfiable => {
-                self.recycle(buf);
-                let n = write_into(&mut content_range, format_args!("bytes */{len}"));
-                let headers: [(&str, &[u8]); 1] = [("Content-Range", &content_range[..n])];
-                let body: [&[u8]; 1] = [b"range not satisfiable\n"];
-                self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
-                return;
-            }
+        if let Flavour::Ipfs(negotiated) = flavour {
+            self.send_ipfs_block(now, r, buf, location, negotiated);
+            return;
+        }
+        let mut content_range = ContentRange::new();
+        let Some((status, start, end)) = self.plan_range(r, len, &mut content_range) else {
+            self.recycle(buf);
+            self.respond_unsatisfiable(now, r, &content_range);
+            return;
         };
+        let etag = etag_of(&hash.hex());
         let headers: [(&str, &[u8]); 5] = [
             ("Content-Type", b"application/octet-stream"),
             ("ETag", &etag),
             CACHE_CONTROL,
             ("Accept-Ranges", b"bytes"),
-            ("Content-Range", &content_range[..range_len]),
+            ("Content-Range", content_range.as_bytes()),
         ];
-        let headers = if range_len > 0 {
+        let headers = if status == 206 {
             &headers[..]
         } else {
             &headers[..4]
@@ -2596,16 +2638,69 @@ impl Worker {
         let mut head = std::mem::take(&mut self.head_scratch);
         head.clear();
         http::write_response_head(&mut head, status, headers, Some(end - start), close);
-        let body_start = HEAD_ROOM_BYTES + start as usize;
-        assert!(
-            head.len() <= body_start,
-            "response head fits the room before the body"
-        );
-        let head_start = body_start - head.len();
-        buf[head_start..body_start].copy_from_slice(&head);
+        let body = HEAD_ROOM_BYTES + start as usize..HEAD_ROOM_BYTES + end as usize;
+        self.send_with_head(now, r, status, buf, &head, body);
         self.head_scratch = head;
-        let send_end = HEAD_ROOM_BYTES + end as usize;
-        self.queue_response(now, r, Method::Get, status, buf, head_start, send_end);
+    }
+
+    /// Status (200 or 206) and byte span of a GET of `len` bytes under the request's `Range`,
+    /// writing `Content-Range` for a 206; `None` (with `bytes */<len>` written) when the range
+    /// is unsatisfiable.
+    fn plan_range(
+        &self,
+        r: ConnRef,
+        len: u64,
+        content_range: &mut ContentRange,
+    ) -> Option<(u16, u64, u64)> {
+        let range = stage_head(&self.conns, r).and_then(|h| h.range.as_deref());
+        let spec = range.map_or(RangeSpec::Full, |v| http::parse_range(v, len));
+        match spec {
+            RangeSpec::Full => Some((200, 0, len)),
+            RangeSpec::Partial {
+                start,
+                end_inclusive,
+            } => {
+                content_range.write(format_args!("bytes {start}-{end_inclusive}/{len}"));
+                Some((206, start, end_inclusive + 1))
+            }
+            RangeSpec::Unsatisfiable => {
+                content_range.write(format_args!("bytes */{len}"));
+                None
+            }
+        }
+    }
+
+    fn respond_unsatisfiable(&mut self, now: Instant, r: ConnRef, content_range: &ContentRange) {
+        let headers: [(&str, &[u8]); 1] = [("Content-Range", content_range.as_bytes())];
+        let body: [&[u8]; 1] = [b"range not satisfiable\n"];
+        self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
+    }
+
+    /// Sends `head` followed by `buf[body]`: in place in the room before the body when the head
+    /// fits there (no copy of the body), else in a new buffer.
+    fn send_with_head(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        status: u16,
+        mut buf: Vec<u8>,
+        head: &[u8],
+        body: std::ops::Range<usize>,
+    ) {
+        assert!(body.start <= body.end && body.end <= buf.len());
+        assert!(!head.is_empty());
+        if head.len() <= body.start {
+            let head_start = body.start - head.len();
+            buf[head_start..body.start].copy_from_slice(head);
+            self.queue_response(now, r, Method::Get, status, buf, head_start, body.end);
+            return;
+        }
+        let mut out = Vec::with_capacity(head.len() + body.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(&buf[body]);
+        self.recycle(buf);
+        let end = out.len();
+        self.queue_response(now, r, Method::Get, status, out, 0, end);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -3175,6 +3270,7 @@ impl Worker {
                         authorization: None,
                         if_none_match: None,
                         range: None,
+                        accept: None,
                         expect_continue: false,
                     },
                     route: Route::Health,
@@ -3360,6 +3456,39 @@ fn location_of(hex: &Hex) -> [u8; 7 + HASH_HEX_LEN] {
     out[..7].copy_from_slice(b"/block/");
     out[7..].copy_from_slice(hex.as_bytes());
     out
+}
+
+/// A `Content-Range` value on the stack: "bytes <start>-<end>/<len>" or "bytes */<len>" is at
+/// most 6 + 3 * 20 + 2 bytes.
+struct ContentRange {
+    bytes: [u8; 72],
+    len: usize,
+}
+
+impl ContentRange {
+    fn new() -> ContentRange {
+        ContentRange {
+            bytes: [0; 72],
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, args: std::fmt::Arguments<'_>) {
+        assert_eq!(self.len, 0, "written once");
+        self.len = write_into(&mut self.bytes, args);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The head of the request in progress on connection `r`.
+fn stage_head(conns: &[Option<Conn>], r: ConnRef) -> Option<&RequestHead> {
+    match conns.get(r.index) {
+        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.head),
+        _ => None,
+    }
 }
 
 /// Formats into `out` without a heap allocation; returns the length written.
