@@ -135,7 +135,10 @@ impl ContentId {
         self.cid
             .write_bytes(&mut *out)
             .expect("writing into a Vec cannot fail");
-        assert!(out.len() > before + 2, "a CID has a version, codec and multihash");
+        assert!(
+            out.len() > before + 2,
+            "a CID has a version, codec and multihash"
+        );
     }
 
     /// The canonical text: base58btc for CIDv0, lower-case base32 for CIDv1.
@@ -177,14 +180,35 @@ mod tests {
         // Made with the JavaScript `multiformats` library from sha2-256("hello world").
         let base16 = format!("f01551220{HELLO}");
         let forms = [
-            ("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e", CODEC_RAW),
-            ("BAFKREIFZJUT3TE2NHYEKKLSS27NH3K72YSCO7Y32KOAO5EEI66WOF36N5E", CODEC_RAW),
-            ("k2cwued9o1pvrt3q271rrqbo49x30tbxwpoeaq75z14e5ui2rzygpbe1", CODEC_RAW),
-            ("zb2rhj7crUKTQYRGCRATFaQ6YFLTde2YzdqbbhAASkL9uRDXn", CODEC_RAW),
+            (
+                "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+                CODEC_RAW,
+            ),
+            (
+                "BAFKREIFZJUT3TE2NHYEKKLSS27NH3K72YSCO7Y32KOAO5EEI66WOF36N5E",
+                CODEC_RAW,
+            ),
+            (
+                "k2cwued9o1pvrt3q271rrqbo49x30tbxwpoeaq75z14e5ui2rzygpbe1",
+                CODEC_RAW,
+            ),
+            (
+                "zb2rhj7crUKTQYRGCRATFaQ6YFLTde2YzdqbbhAASkL9uRDXn",
+                CODEC_RAW,
+            ),
             (base16.as_str(), CODEC_RAW),
-            ("QmaozNR7DZHQK1ZcU9p7QdrshMvXqWK6gpu5rmrkPdT3L4", CODEC_DAG_PB),
-            ("bafybeifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e", CODEC_DAG_PB),
-            ("bafyreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e", 0x71),
+            (
+                "QmaozNR7DZHQK1ZcU9p7QdrshMvXqWK6gpu5rmrkPdT3L4",
+                CODEC_DAG_PB,
+            ),
+            (
+                "bafybeifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+                CODEC_DAG_PB,
+            ),
+            (
+                "bafyreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+                0x71,
+            ),
         ];
         for (text, codec) in forms {
             let cid = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -193,7 +217,10 @@ mod tests {
             assert_eq!(parse(&cid.canonical()), Ok(cid), "{text} round trip");
         }
         let v0 = parse("QmaozNR7DZHQK1ZcU9p7QdrshMvXqWK6gpu5rmrkPdT3L4").unwrap();
-        assert_eq!(v0.canonical(), "QmaozNR7DZHQK1ZcU9p7QdrshMvXqWK6gpu5rmrkPdT3L4");
+        assert_eq!(
+            v0.canonical(),
+            "QmaozNR7DZHQK1ZcU9p7QdrshMvXqWK6gpu5rmrkPdT3L4"
+        );
         let mut bytes = Vec::new();
         v0.write_bytes(&mut bytes);
         assert_eq!(bytes[..2], [0x12, 0x20], "a CIDv0 is its bare multihash");

@@ -88,8 +88,12 @@ pub enum IpfsRequest {
         negotiated: Negotiated,
     },
     /// PUT: store the body if its SHA-256 is `hash`.
-    Put { hash: BlockHash },
-    Delete { hash: BlockHash },
+    Put {
+        hash: BlockHash,
+    },
+    Delete {
+        hash: BlockHash,
+    },
 }
 
 /// A refused request: status, short reason, and the `Allow` header of a 405.
@@ -317,13 +321,16 @@ fn parse_media_range(element: &[u8]) -> Option<Choice> {
             None => (trim(param), &b""[..]),
         };
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        let car = kind == Kind::Car;
+        // A CAR variant this gateway cannot produce makes the element unacceptable.
+        let unproducible = (car && is(b"version") && value != b"1")
+            || (car && is(b"order") && value != b"dfs" && value != b"unk");
+        if unproducible {
+            return None;
+        }
         if is(b"q") {
             choice.q = parse_quality(value)?;
-        } else if kind == Kind::Car && is(b"version") && value != b"1" {
-            return None;
-        } else if kind == Kind::Car && is(b"order") && value != b"dfs" && value != b"unk" {
-            return None;
-        } else if kind == Kind::Car && is(b"dups") {
+        } else if car && is(b"dups") {
             choice.dups = Some(match value {
                 b"y" => Dups::Yes,
                 b"n" => Dups::No,
@@ -691,7 +698,10 @@ mod tests {
         assert_eq!(status("", None), Err(400));
         assert_eq!(status("", Some("*/*")), Err(406));
         assert_eq!(status("", Some("text/html")), Err(406));
-        assert_eq!(status("", Some("application/vnd.ipld.car; version=2")), Err(406));
+        assert_eq!(
+            status("", Some("application/vnd.ipld.car; version=2")),
+            Err(406)
+        );
         assert_eq!(status("", Some("application/vnd.ipld.raw;q=0")), Err(406));
         assert_eq!(status("", Some("application/vnd.ipld.raw;q=2")), Err(406));
         assert_eq!(status("format=tar", None), Err(400));
@@ -705,9 +715,17 @@ mod tests {
     fn routes_map_cids_onto_block_requests() {
         let hash = BlockHash::of(b"hello world");
         let get = route(Method::Get, HELLO_V0.as_bytes(), b"format=raw", None);
-        assert!(matches!(get, Ok(IpfsRequest::Read { hash: h, head_only: false, .. }) if h == hash));
+        assert!(
+            matches!(get, Ok(IpfsRequest::Read { hash: h, head_only: false, .. }) if h == hash)
+        );
         let head = route(Method::Head, HELLO_RAW.as_bytes(), b"format=car", None);
-        assert!(matches!(head, Ok(IpfsRequest::Read { head_only: true, .. })));
+        assert!(matches!(
+            head,
+            Ok(IpfsRequest::Read {
+                head_only: true,
+                ..
+            })
+        ));
         assert_eq!(
             route(Method::Put, HELLO_RAW.as_bytes(), b"", None),
             Ok(IpfsRequest::Put { hash })
@@ -718,7 +736,10 @@ mod tests {
         );
         assert!(matches!(
             route(Method::Get, b"bafkqaaa", b"format=raw", None),
-            Ok(IpfsRequest::ReadInline { head_only: false, .. })
+            Ok(IpfsRequest::ReadInline {
+                head_only: false,
+                ..
+            })
         ));
     }
 
@@ -732,7 +753,10 @@ mod tests {
         assert_eq!(status(Method::Put, "not-a-cid", ""), Err(400));
         let sha512 = format!("f01551340{}", "ab".repeat(64));
         assert_eq!(status(Method::Get, &sha512, "format=raw"), Err(400));
-        assert_eq!(status(Method::Get, &format!("{HELLO_RAW}/a"), "format=car"), Err(400));
+        assert_eq!(
+            status(Method::Get, &format!("{HELLO_RAW}/a"), "format=car"),
+            Err(400)
+        );
         assert_eq!(status(Method::Put, "bafkqaaa", ""), Err(400));
         assert_eq!(status(Method::Get, HELLO_RAW, ""), Err(400));
         let post = route(Method::Post, HELLO_RAW.as_bytes(), b"", None).unwrap_err();
@@ -818,9 +842,18 @@ mod tests {
             path: b"/ipfs/x",
             query: b"",
         };
-        assert_eq!(answer(DagScope::All).check_block_suffices(&node).unwrap_err().status, 400);
+        assert_eq!(
+            answer(DagScope::All)
+                .check_block_suffices(&node)
+                .unwrap_err()
+                .status,
+            400
+        );
         assert_eq!(answer(DagScope::Block).check_block_suffices(&node), Ok(()));
-        assert_eq!(answer(DagScope::All).check_block_suffices(&[0x0a, 0x00]), Ok(()));
+        assert_eq!(
+            answer(DagScope::All).check_block_suffices(&[0x0a, 0x00]),
+            Ok(())
+        );
     }
 
     fn hex(bytes: &[u8]) -> String {

@@ -1512,7 +1512,8 @@ mod tests {
     #[test]
     fn reason_phrases_cover_every_status_the_spec_uses() {
         let statuses = [
-            200, 201, 204, 206, 304, 400, 401, 404, 405, 406, 408, 411, 413, 416, 422, 431, 500, 501,
+            200, 201, 204, 206, 304, 400, 401, 404, 405, 406, 408, 411, 413, 416, 422, 431, 500,
+            501,
         ];
         for status in statuses.into_iter().chain([503, 505, 507]) {
             assert_ne!(reason_phrase(status), "Unknown", "{status}");

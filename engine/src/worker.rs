@@ -188,7 +188,9 @@ enum Route {
         head_only: bool,
         negotiated: Negotiated,
     },
-    DeleteBlock { hash: BlockHash },
+    DeleteBlock {
+        hash: BlockHash,
+    },
     Missing,
     List,
     Health,

@@ -24,7 +24,9 @@ const NPM_CI_LIMIT: Duration = Duration::from_secs(300);
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
 fn client_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("ipfs")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("ipfs")
 }
 
 /// Fails the test, loudly, when a tool is missing.
@@ -52,7 +54,11 @@ fn install_pinned_libraries(dir: &Path) {
     npm.current_dir(dir)
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
     let out = run_bounded(npm, NPM_CI_LIMIT);
-    assert!(out.status.success(), "npm ci failed:\n{}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "npm ci failed:\n{}",
+        output_text(&out)
+    );
     std::fs::write(&stamp, want).expect("writing the install stamp");
 }
 
@@ -71,13 +77,19 @@ fn unixfs_files_round_trip_through_the_gateway_with_js_ipfs_libraries() {
         .env("BUDDY_TOKEN", token);
     let out = run_bounded(node, SCRIPT_LIMIT);
     let text = output_text(&out);
-    assert!(out.status.success(), "the IPFS client script failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "the IPFS client script failed:\n{text}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     for line in ["CIDv1 raw leaves: bafy", "CIDv0 dag-pb leaves: Qm", "ok: "] {
         assert!(stdout.contains(line), "{line:?} missing:\n{text}");
     }
     let stats = s.stats();
-    assert_eq!(stats.blocks, DAG_BLOCKS, "every block of both DAGs stored once");
+    assert_eq!(
+        stats.blocks, DAG_BLOCKS,
+        "every block of both DAGs stored once"
+    );
     stats.assert_identity();
     s.assert_healthy();
 }

@@ -32,8 +32,11 @@ fn raw_etag(cid: &Cid) -> String {
     format!("\"{cid}.raw\"")
 }
 
-/// The blocks of a CARv1 stream: (header roots as CID bytes, [(cid bytes, data)]).
-fn parse_car(bytes: &[u8]) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+/// One block section of a CAR: the CID's bytes and the block's.
+type CarBlock = (Vec<u8>, Vec<u8>);
+
+/// A CARv1 stream taken apart: the header's bytes (dag-cbor) and the block sections.
+fn parse_car(bytes: &[u8]) -> (Vec<u8>, Vec<CarBlock>) {
     fn varint(bytes: &[u8], at: &mut usize) -> usize {
         let mut value = 0usize;
         for shift in (0..).step_by(7) {
@@ -97,7 +100,11 @@ fn raw_blocks_by_every_cid_form_with_the_spec_headers() {
             r.header("content-disposition"),
             Some(format!("attachment; filename=\"{canonical}.bin\"").as_str())
         );
-        assert_eq!(r.header("content-location"), None, "{form}: format was in the URL");
+        assert_eq!(
+            r.header("content-location"),
+            None,
+            "{form}: format was in the URL"
+        );
     }
     // By Accept alone: the same bytes, and Content-Location names the URL with the format.
     let path = format!("/ipfs/{v1}");
@@ -114,9 +121,13 @@ fn raw_blocks_by_every_cid_form_with_the_spec_headers() {
     assert!(r.body.is_empty());
     assert_eq!(r.header("content-length"), Some("5000"));
     assert_eq!(r.header("etag"), Some(raw_etag(&v1).as_str()));
-    assert!(c.is_quiet_for(Duration::from_millis(100)), "HEAD sent a body");
+    assert!(
+        c.is_quiet_for(Duration::from_millis(100)),
+        "HEAD sent a body"
+    );
     // The /block/ form of the same block is untouched by all of it.
-    c.request("GET", &format!("/block/{hash}"), &[], None).expect(200);
+    c.request("GET", &format!("/block/{hash}"), &[], None)
+        .expect(200);
     s.assert_healthy();
 }
 
@@ -161,10 +172,17 @@ fn car_responses_hold_the_block_and_parse() {
     s.put_ok(&data);
     let cid = cid_v1(RAW, &data);
     let mut c = s.conn();
-    let accept = ("Accept", "application/vnd.ipld.car; version=1; order=dfs; dups=y");
+    let accept = (
+        "Accept",
+        "application/vnd.ipld.car; version=1; order=dfs; dups=y",
+    );
     for (path, headers, dups) in [
         (format!("/ipfs/{cid}?format=car"), vec![], "n"),
-        (format!("/ipfs/{cid}?format=car&dag-scope=block"), vec![], "n"),
+        (
+            format!("/ipfs/{cid}?format=car&dag-scope=block"),
+            vec![],
+            "n",
+        ),
         (format!("/ipfs/{cid}"), vec![accept], "y"),
     ] {
         let r = c.request("GET", &path, &headers, None);
@@ -179,7 +197,10 @@ fn car_responses_hold_the_block_and_parse() {
             r.header("content-disposition"),
             Some(format!("attachment; filename=\"{cid}.car\"").as_str())
         );
-        assert!(r.header("etag").unwrap().starts_with(&format!("\"{cid}.car")));
+        assert!(r
+            .header("etag")
+            .unwrap()
+            .starts_with(&format!("\"{cid}.car")));
         assert_eq!(
             r.header("content-length"),
             Some(r.body.len().to_string().as_str())
@@ -199,7 +220,10 @@ fn car_responses_hold_the_block_and_parse() {
     r.expect(200);
     assert!(r.body.is_empty());
     assert_eq!(r.header("content-length"), get.header("content-length"));
-    assert!(c.is_quiet_for(Duration::from_millis(100)), "HEAD sent a body");
+    assert!(
+        c.is_quiet_for(Duration::from_millis(100)),
+        "HEAD sent a body"
+    );
     // A Range is not applied to a CAR.
     let r = c.request(
         "GET",
@@ -236,15 +260,25 @@ fn a_car_beyond_the_root_of_a_dag_with_links_is_refused_not_truncated() {
     assert_eq!(parse_car(&r.body).1.len(), 1);
     // A dag-pb node without links is a whole DAG: any scope.
     let leaf_v0 = cid_v0(&leaf);
-    let r = s.request("GET", &format!("/ipfs/{leaf_v0}?format=car&dag-scope=all"), &[], None);
+    let r = s.request(
+        "GET",
+        &format!("/ipfs/{leaf_v0}?format=car&dag-scope=all"),
+        &[],
+        None,
+    );
     r.expect(200);
     assert!(parse_car(&r.body).1[0].1 == leaf);
     // dag-cbor is not walked: only dag-scope=block.
     let cbor = cid_v1(0x71, &leaf);
     s.request("GET", &format!("/ipfs/{cbor}?format=car"), &[], None)
         .expect(400);
-    s.request("GET", &format!("/ipfs/{cbor}?format=car&dag-scope=block"), &[], None)
-        .expect(200);
+    s.request(
+        "GET",
+        &format!("/ipfs/{cbor}?format=car&dag-scope=block"),
+        &[],
+        None,
+    )
+    .expect(200);
 }
 
 #[test]
@@ -262,7 +296,10 @@ fn identity_cids_are_answered_from_the_cid() {
     let r = s.request("GET", "/ipfs/bafkqaaa?format=car", &[], None);
     r.expect(200);
     let (header, blocks) = parse_car(&r.body);
-    assert!(find(&header, &[0x00, 0x01, 0x55, 0x00, 0x00]).is_some(), "root bafkqaaa");
+    assert!(
+        find(&header, &[0x00, 0x01, 0x55, 0x00, 0x00]).is_some(),
+        "root bafkqaaa"
+    );
     assert!(blocks.is_empty(), "no identity block in a CAR");
     s.request("PUT", "/ipfs/bafkqaatine", &[], Some(b"hi"))
         .expect(400);
@@ -280,7 +317,8 @@ fn refusals_get_the_spec_statuses_and_a_reason() {
     let sha512 = format!("f01551340{}", "ab".repeat(64));
     let long = format!("b{}", "a".repeat(5000));
     let mut c = s.conn();
-    let cases: Vec<(String, Vec<(&str, &str)>, u16)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         (format!("/ipfs/{missing}?format=raw"), vec![], 404),
         (format!("/ipfs/{missing}?format=car"), vec![], 404),
         (format!("/ipfs/{cid}"), vec![], 400),
@@ -315,7 +353,10 @@ fn refusals_get_the_spec_statuses_and_a_reason() {
     assert_eq!(r.header("allow"), Some("GET, HEAD, PUT, DELETE"));
     let r = c.request("HEAD", &format!("/ipfs/{missing}?format=raw"), &[], None);
     r.expect(404);
-    assert!(c.is_quiet_for(Duration::from_millis(100)), "HEAD 404 sent a body");
+    assert!(
+        c.is_quiet_for(Duration::from_millis(100)),
+        "HEAD 404 sent a body"
+    );
     // Random CID-like garbage never takes the server down.
     let mut rng = Rng::new(6);
     let alphabet = b"bBkKzfmQ0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -349,7 +390,10 @@ fn put_and_delete_through_ipfs_paths() {
     let r = s.request("PUT", &format!("/ipfs/{v1}"), &[auth], Some(&data));
     r.expect(201);
     assert_eq!(r.body, hash.as_bytes());
-    assert_eq!(r.header("location"), Some(format!("/block/{hash}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/block/{hash}").as_str())
+    );
     // Another CID of the same digest is the same block: 200, stored once.
     s.request("PUT", &format!("/ipfs/{v0}"), &[auth], Some(&data))
         .expect(200);
