@@ -33,6 +33,13 @@ use crate::http::{self, Method};
 pub const CACHE_CONTROL_IMMUTABLE: &[u8] = b"public, max-age=29030400, immutable";
 /// Methods `/ipfs/{cid}` answers.
 pub const IPFS_METHODS: &str = "GET, HEAD, PUT, DELETE";
+/// Longest `Content-Location` sent; a longer one (a long query) is left out (it is a SHOULD),
+/// which keeps every response head within [`RESPONSE_PREFIX_BYTES_MAX`].
+pub const CONTENT_LOCATION_BYTES_MAX: usize = 256;
+/// Most bytes a stored block's response puts before the block: the head of a 200/206 and, for
+/// a CAR, the CAR header and the block section's length and CID. The worker keeps this much
+/// room in front of every read buffer.
+pub const RESPONSE_PREFIX_BYTES_MAX: usize = 960;
 
 /// The response format a read asked for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -477,7 +484,7 @@ impl Answer<'_> {
             out.push(b'&');
             out.extend_from_slice(self.query);
         }
-        Some(out)
+        (out.len() <= CONTENT_LOCATION_BYTES_MAX).then_some(out)
     }
 
     /// Whether the answer to this request is the root block alone: a raw response, a CAR of
@@ -791,6 +798,56 @@ mod tests {
         }
         assert!(answer.not_modified(Some(format!("\"{HELLO_RAW}.raw\"").as_bytes())));
         assert!(!answer.not_modified(Some(format!("\"{HELLO_RAW}\"").as_bytes())));
+    }
+
+    #[test]
+    fn the_longest_response_prefix_fits_its_bound() {
+        // The longest canonical CID of a stored block: a 10-byte codec varint, base32.
+        let long = format!("f01ffffffffffffffffff011220{}", "ab".repeat(32));
+        let cid = ContentId::parse(long.as_bytes()).unwrap();
+        assert!(cid.canonical().len() >= 70, "{}", cid.canonical());
+        let path = format!("/ipfs/{}", cid.canonical());
+        let query = "q".repeat(CONTENT_LOCATION_BYTES_MAX - path.len() - 12);
+        for format in [Format::Raw, car(DagScope::Entity, Dups::Yes)] {
+            let answer = Answer {
+                cid: &cid,
+                negotiated: Negotiated {
+                    format,
+                    source: FormatSource::Accept,
+                },
+                path: path.as_bytes(),
+                query: query.as_bytes(),
+            };
+            assert!(
+                answer.content_location().is_some(),
+                "at the bound it is sent"
+            );
+            let mut out = Vec::new();
+            let range: &[u8] = b"bytes 524287-524287/524288";
+            match format {
+                Format::Raw => answer.write_head(&mut out, 206, Some(range), Some(1), true),
+                Format::Car { .. } => {
+                    answer.write_head(&mut out, 200, None, Some(u64::MAX), true);
+                    write_car_prefix(&mut out, &cid, 524_288);
+                }
+            }
+            assert!(
+                out.len() <= RESPONSE_PREFIX_BYTES_MAX,
+                "{} bytes",
+                out.len()
+            );
+        }
+        let long_query = "q".repeat(CONTENT_LOCATION_BYTES_MAX);
+        let too_long = Answer {
+            cid: &cid,
+            negotiated: Negotiated {
+                format: Format::Raw,
+                source: FormatSource::Accept,
+            },
+            path: path.as_bytes(),
+            query: long_query.as_bytes(),
+        };
+        assert_eq!(too_long.content_location(), None);
     }
 
     #[test]

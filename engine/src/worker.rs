@@ -40,8 +40,10 @@ use crate::stats::{self, StatsSnapshot, WorkerStats};
 
 mod ipfs;
 
-/// Room kept in front of a GET's read buffer for the response head (no copy of the body).
-const HEAD_ROOM_BYTES: usize = 512;
+/// Room kept in front of a GET's read buffer for the response head (no copy of the body): a
+/// `/block/` head, or the longest `/ipfs/` head with its CAR prefix.
+const HEAD_ROOM_BYTES: usize = 1024;
+const _: () = assert!(gateway::RESPONSE_PREFIX_BYTES_MAX <= HEAD_ROOM_BYTES);
 /// Piece size of a streamed PUT body.
 const STREAM_PIECE_BYTES: usize = 64 * 1024;
 /// Capacity of a large buffer: a whole block plus room for the response head.
@@ -2678,8 +2680,8 @@ impl Worker {
         self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
     }
 
-    /// Sends `head` followed by `buf[body]`: in place in the room before the body when the head
-    /// fits there (no copy of the body), else in a new buffer.
+    /// Sends `head` followed by `buf[body]`, the head written into the room before the body
+    /// (no copy of the body, no second buffer).
     fn send_with_head(
         &mut self,
         now: Instant,
@@ -2690,19 +2692,14 @@ impl Worker {
         body: std::ops::Range<usize>,
     ) {
         assert!(body.start <= body.end && body.end <= buf.len());
-        assert!(!head.is_empty());
-        if head.len() <= body.start {
-            let head_start = body.start - head.len();
-            buf[head_start..body.start].copy_from_slice(head);
-            self.queue_response(now, r, Method::Get, status, buf, head_start, body.end);
-            return;
-        }
-        let mut out = Vec::with_capacity(head.len() + body.len());
-        out.extend_from_slice(head);
-        out.extend_from_slice(&buf[body]);
-        self.recycle(buf);
-        let end = out.len();
-        self.queue_response(now, r, Method::Get, status, out, 0, end);
+        assert!(
+            !head.is_empty() && head.len() <= body.start,
+            "a {}-byte response head fits the room before the body",
+            head.len()
+        );
+        let head_start = body.start - head.len();
+        buf[head_start..body.start].copy_from_slice(head);
+        self.queue_response(now, r, Method::Get, status, buf, head_start, body.end);
     }
 
     // -----------------------------------------------------------------------------------------
