@@ -11,3 +11,4 @@ pub mod net;
 pub mod ring;
 pub mod serve;
 pub mod shared;
+pub mod watchdog;
