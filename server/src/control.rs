@@ -366,6 +366,7 @@ pub fn run(
     };
     let mut last_publish = shared.now();
     let mut last_writeback = shared.now();
+    let test_panic = crate::fail_fast::TestPanic::from_env("controller");
     loop {
         shared.controller_beat.store(Some(shared.now()));
         if let Some(cause) = controller.failure() {
@@ -419,6 +420,7 @@ pub fn run(
                 // Worker counters (reads, errors, corruption) change without controller work:
                 // keep the figures every worker renders for /stats fresh.
                 if now.saturating_since(last_publish) >= STATS_REFRESH {
+                    test_panic.check();
                     publish(&controller, &links, &shared, &template, scrub.as_ref());
                     last_publish = now;
                 }

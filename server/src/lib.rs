@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 pub mod control;
 pub mod datafile;
+pub mod fail_fast;
 pub mod mdbx;
 pub mod net;
 pub mod ring;

@@ -181,6 +181,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &config.log_level,
         config.log_format == config::LogFormat::Json,
     );
+    server::fail_fast::install_hook();
     server::serve::run(config)
 }
 

@@ -101,6 +101,7 @@ impl Driver {
         let id = self.worker.id() as usize;
         let mut shutdown_deadline = None;
         let mut last_stats = self.shared.now();
+        let test_panic = crate::fail_fast::TestPanic::from_env("worker");
         loop {
             let now = self.shared.now();
             self.take_replies(now);
@@ -122,6 +123,7 @@ impl Driver {
             self.take_ops();
             if now.saturating_since(last_stats) >= STATS_EVERY {
                 last_stats = now;
+                test_panic.check();
                 self.shared.publish_worker(id, self.worker.stats());
             }
             if let Some(deadline) = shutdown_deadline {

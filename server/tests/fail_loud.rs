@@ -241,3 +241,42 @@ fn slow_uploaders_do_not_hold_up_other_puts() {
     }
     s.assert_healthy();
 }
+
+/// Fail fast (house rule; issue 14's panic finding): a panic on the controller or on a worker
+/// ends the process at once (before, a dead controller left the workers answering `/health`
+/// `ok` while every write waited for it), with the panic in the log; the restart is clean and
+/// every acknowledged block is there.
+#[test]
+fn a_panic_on_any_thread_stops_the_process_at_once_and_it_restarts_clean() {
+    use std::os::unix::process::ExitStatusExt;
+    for kind in ["controller", "worker"] {
+        let triggers = tempfile::tempdir().unwrap();
+        let dir = triggers.path().to_str().unwrap().to_string();
+        let mut s = Server::start_with_env(&[], &[("BUDDY_BLOCKS_TEST_PANIC_DIR", &dir)]);
+        let blocks: Vec<Vec<u8>> = (0..20).map(|i| body(500 + i, 3000 + i as usize)).collect();
+        for b in &blocks {
+            s.put_ok(b);
+        }
+        let trigger = triggers.path().join(kind);
+        std::fs::write(&trigger, b"").unwrap();
+        let started = Instant::now();
+        let status = s.wait_exit(Duration::from_secs(5));
+        let took = started.elapsed();
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "{kind}: {status}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{kind}: exited after {took:?}"
+        );
+        let log = s.log_text();
+        assert!(
+            log.contains("panic: ") && log.contains("test-only panic trigger"),
+            "{kind}: {log}"
+        );
+        std::fs::remove_file(&trigger).unwrap();
+        s.restart();
+        for b in &blocks {
+            s.assert_stored(b);
+        }
+        s.assert_healthy();
+    }
+}
