@@ -27,7 +27,7 @@
 
 use crate::cid::{Address, CidError, ContentId, CODEC_DAG_PB, CODEC_RAW};
 use crate::hash::BlockHash;
-use crate::http::{self, Method};
+use crate::http::{self, Method, Persistence};
 
 /// `Cache-Control` the spec requires for every immutable `/ipfs/` response.
 pub const CACHE_CONTROL_IMMUTABLE: &[u8] = b"public, max-age=29030400, immutable";
@@ -417,7 +417,7 @@ impl Answer<'_> {
         status: u16,
         content_range: Option<&[u8]>,
         content_length: Option<u64>,
-        close: bool,
+        persistence: Persistence,
     ) {
         assert!(matches!(status, 200 | 206), "status {status}");
         assert_eq!(status == 206, content_range.is_some());
@@ -454,18 +454,18 @@ impl Answer<'_> {
         if let Some(range) = content_range {
             headers.push(("Content-Range", range));
         }
-        http::write_response_head(out, status, &headers, content_length, close);
+        http::write_response_head(out, status, &headers, content_length, persistence);
     }
 
     /// Appends the head of a `304 Not Modified`.
-    pub fn write_not_modified(&self, out: &mut Vec<u8>, close: bool) {
+    pub fn write_not_modified(&self, out: &mut Vec<u8>, persistence: Persistence) {
         let etag = format!("\"{}\"", self.etag_opaque());
         let headers: [(&str, &[u8]); 3] = [
             ("ETag", etag.as_bytes()),
             ("Cache-Control", CACHE_CONTROL_IMMUTABLE),
             ("Vary", b"Accept"),
         ];
-        http::write_response_head(out, 304, &headers, None, close);
+        http::write_response_head(out, 304, &headers, None, persistence);
     }
 
     /// `<path>?format=<f>[&<query>]` when the format came from `Accept` only.
@@ -781,7 +781,7 @@ mod tests {
             query: b"x=1",
         };
         let mut out = Vec::new();
-        answer.write_head(&mut out, 200, None, Some(11), false);
+        answer.write_head(&mut out, 200, None, Some(11), Persistence::KeepOpen);
         let text = String::from_utf8(out).unwrap();
         for line in [
             "HTTP/1.1 200 OK\r\n".to_owned(),
@@ -825,9 +825,13 @@ mod tests {
             let mut out = Vec::new();
             let range: &[u8] = b"bytes 524287-524287/524288";
             match format {
-                Format::Raw => answer.write_head(&mut out, 206, Some(range), Some(1), true),
+                Format::Raw => {
+                    let keep = Persistence::KeepAlive10;
+                    answer.write_head(&mut out, 206, Some(range), Some(1), keep);
+                }
                 Format::Car { .. } => {
-                    answer.write_head(&mut out, 200, None, Some(u64::MAX), true);
+                    let keep = Persistence::KeepAlive10;
+                    answer.write_head(&mut out, 200, None, Some(u64::MAX), keep);
                     write_car_prefix(&mut out, &cid, 524_288);
                 }
             }

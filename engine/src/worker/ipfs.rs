@@ -71,9 +71,9 @@ fn answer_of<'a>(head: &'a RequestHead, cid: &'a ContentId, negotiated: Negotiat
 }
 
 impl Worker {
-    /// Whether the connection closes after this response.
-    fn closes_after(&mut self, r: ConnRef) -> bool {
-        !conn_at(&mut self.conns, r).expect("open").keep_alive
+    /// What the response says about the connection.
+    fn persistence(&mut self, r: ConnRef) -> http::Persistence {
+        persistence_of(conn_at(&mut self.conns, r).expect("open"))
     }
 
     /// Queues a complete response (head and any body) built by the gateway rules.
@@ -92,16 +92,22 @@ impl Worker {
         head_only: bool,
         location: Location,
     ) -> bool {
-        let close = self.closes_after(r);
+        let persistence = self.persistence(r);
         let head = stage_head(&self.conns, r).expect("active");
         let cid = routed_cid(head);
         let answer = answer_of(head, &cid, negotiated);
         let mut out = Vec::new();
         let status = if answer.not_modified(head.if_none_match.as_deref()) {
-            answer.write_not_modified(&mut out, close);
+            answer.write_not_modified(&mut out, persistence);
             304
         } else if head_only && negotiated.format == Format::Raw {
-            answer.write_head(&mut out, 200, None, Some(u64::from(location.len)), close);
+            answer.write_head(
+                &mut out,
+                200,
+                None,
+                Some(u64::from(location.len)),
+                persistence,
+            );
             200
         } else {
             // A CAR's HEAD reads the block too: whether it can be answered depends on its links.
@@ -123,7 +129,7 @@ impl Worker {
         let len = location.len as usize;
         let data = HEAD_ROOM_BYTES..HEAD_ROOM_BYTES + len;
         assert!(buf.len() >= data.end, "the read filled the block");
-        let close = self.closes_after(r);
+        let persistence = self.persistence(r);
         let mut content_range = ContentRange::new();
         let plan = match negotiated.format {
             Format::Raw => self.plan_range(r, len as u64, &mut content_range),
@@ -139,13 +145,13 @@ impl Worker {
             (None, _) => (416, 0..0),
             (Some((status, start, end)), Format::Raw) => {
                 let range = (status == 206).then(|| content_range.as_bytes());
-                answer.write_head(&mut out, status, range, Some(end - start), close);
+                answer.write_head(&mut out, status, range, Some(end - start), persistence);
                 let body = data.start + start as usize..data.start + end as usize;
                 (status, body)
             }
             (Some(_), Format::Car { .. }) => {
                 let car_len = gateway::car_len(&cid, len);
-                answer.write_head(&mut out, 200, None, Some(car_len), close);
+                answer.write_head(&mut out, 200, None, Some(car_len), persistence);
                 if !head_only {
                     gateway::write_car_prefix(&mut out, &cid, len);
                 }
@@ -177,13 +183,13 @@ impl Worker {
         head_only: bool,
         negotiated: Negotiated,
     ) {
-        let close = self.closes_after(r);
+        let persistence = self.persistence(r);
         let head = stage_head(&self.conns, r).expect("active");
         let cid = routed_cid(head);
         let answer = answer_of(head, &cid, negotiated);
         let mut out = Vec::new();
         if answer.not_modified(head.if_none_match.as_deref()) {
-            answer.write_not_modified(&mut out, close);
+            answer.write_not_modified(&mut out, persistence);
             self.queue_ipfs(now, r, 304, out);
             return;
         }
@@ -196,7 +202,7 @@ impl Worker {
             Format::Raw => body.extend_from_slice(cid.inline_data()),
             Format::Car { .. } => gateway::write_car_prefix(&mut body, &cid, 0),
         }
-        answer.write_head(&mut out, 200, None, Some(body.len() as u64), close);
+        answer.write_head(&mut out, 200, None, Some(body.len() as u64), persistence);
         if !head_only {
             out.extend_from_slice(&body);
         }
