@@ -15,7 +15,7 @@
 //! scope beyond the block is refused before the status line), or a body with a HEAD.
 
 use super::*;
-use crate::cid::ContentId;
+use crate::cid::{Address, ContentId};
 use crate::gateway::{Answer, Format};
 
 /// The route of `/ipfs/<rest>`, or the refusal (status, reason, `Allow`).
@@ -92,9 +92,14 @@ impl Worker {
         head_only: bool,
         location: Location,
     ) -> bool {
+        assert!(location.len > 0, "a stored block has bytes");
         let persistence = self.persistence(r);
         let head = stage_head(&self.conns, r).expect("active");
         let cid = routed_cid(head);
+        assert!(
+            matches!(cid.address(), Address::Stored(_)),
+            "looked up by its digest"
+        );
         let answer = answer_of(head, &cid, negotiated);
         let mut out = Vec::new();
         let status = if answer.not_modified(head.if_none_match.as_deref()) {
@@ -138,6 +143,10 @@ impl Worker {
         let head = stage_head(&self.conns, r).expect("active");
         let head_only = head.method == Method::Head;
         let cid = routed_cid(head);
+        assert!(
+            matches!(cid.address(), Address::Stored(_)),
+            "read by its digest"
+        );
         let answer = answer_of(head, &cid, negotiated);
         let verdict = answer.check_block_suffices(&buf[data.clone()]);
         let mut out = Vec::new();
@@ -185,7 +194,9 @@ impl Worker {
     ) {
         let persistence = self.persistence(r);
         let head = stage_head(&self.conns, r).expect("active");
+        assert_eq!(head_only, head.method == Method::Head);
         let cid = routed_cid(head);
+        assert_eq!(cid.address(), Address::Inline, "routed as an identity CID");
         let answer = answer_of(head, &cid, negotiated);
         let mut out = Vec::new();
         if answer.not_modified(head.if_none_match.as_deref()) {
