@@ -20,7 +20,7 @@ use engine::meta::{MetaRead, MetaStore, MetaTxn};
 
 use crate::datafile::DATA_FILE_NAME;
 use crate::identity::Plan;
-use crate::store::{self, Access};
+use crate::store::{self, Access, Writable};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -58,6 +58,20 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
     );
     crate::sigbus::install(dir);
     let mut report = Report::default();
+    let access = match (access, store::index_writable(dir), repair) {
+        (Access::ReadWrite, Writable::No, Repair::No) => {
+            report.notes.push(
+                "the index is not writable (a read-only copy or mount): audited read-only".into(),
+            );
+            Access::ReadOnly
+        }
+        (Access::ReadWrite, Writable::No, Repair::DropCorrupt) => bail!(
+            "{}: the index is not writable, so --repair cannot drop entries; audit it with \
+             `buddy-blocks check --read-only`, or repair a writable copy",
+            dir.display()
+        ),
+        (access, _, _) => access,
+    };
     if access == Access::ReadWrite {
         // The audit goes on after a failed sync: it is how the blocks lost to it are found
         // (and, with --repair, dropped).

@@ -20,9 +20,9 @@ pub fn line(dir: &Path) -> String {
     let index = dir.join(ENV_DIR_NAME);
     format!(
         "buddy-blocks: fatal: SIGBUS: a memory-mapped file was truncated or damaged under the \
-         running process: the index {} (the only file it maps); stop the server, restore \
-         {ENV_DIR_NAME} from a backup (it cannot be rebuilt from the data file), then run \
-         `buddy-blocks check --data-dir {}`\n",
+         running process, almost certainly the index {} (the only file it maps); the process \
+         stops now. Restore {ENV_DIR_NAME} from a backup (it cannot be rebuilt from the data \
+         file) and run `buddy-blocks check --data-dir {}` before starting it again\n",
         index.display(),
         dir.display()
     )

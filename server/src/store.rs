@@ -31,6 +31,33 @@ pub enum Access {
     ReadOnly,
 }
 
+/// Whether this process may write the index (`access(2)` with `W_OK`, which reports a
+/// read-only filesystem even to root).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Writable {
+    Yes,
+    No,
+}
+
+/// Whether the index of `dir` (its file, or its directory before it exists) is writable.
+pub fn index_writable(dir: &Path) -> Writable {
+    use std::os::unix::ffi::OsStrExt;
+    let env = dir.join(ENV_DIR_NAME);
+    let file = env.join(identity::INDEX_FILE_NAME);
+    let path = if file.exists() { file } else { env };
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return Writable::No;
+    };
+    // SAFETY: access(2) on a NUL-terminated path that lives across the call.
+    match unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } {
+        0 => Writable::Yes,
+        _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::NotFound => {
+            Writable::Yes
+        }
+        _ => Writable::No,
+    }
+}
+
 /// A data directory ready to serve.
 pub struct Opened {
     pub store: MdbxStore,
