@@ -80,7 +80,14 @@ impl FdLog {
                 };
                 Logged::Exhausted
             }
-            (Descriptors::Exhausted { since, logged_at, failures }, true) => {
+            (
+                Descriptors::Exhausted {
+                    since,
+                    logged_at,
+                    failures,
+                },
+                true,
+            ) => {
                 let failures = failures + 1;
                 let repeat = now.duration_since(logged_at) >= REPEAT_EVERY;
                 if repeat {
@@ -103,7 +110,12 @@ impl FdLog {
                     Logged::Nothing
                 }
             }
-            (Descriptors::Exhausted { since, failures, .. }, false) => {
+            (
+                Descriptors::Exhausted {
+                    since, failures, ..
+                },
+                false,
+            ) => {
                 tracing::info!(
                     worker,
                     failures,

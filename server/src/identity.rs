@@ -34,7 +34,9 @@ pub const INDEX_FILE_BYTES_MIN: u64 = 3 * 4096;
 pub enum IndexFile {
     Absent,
     /// Shorter than [`INDEX_FILE_BYTES_MIN`] (0 after a truncation).
-    Truncated { len_bytes: u64 },
+    Truncated {
+        len_bytes: u64,
+    },
     Present,
 }
 

@@ -51,7 +51,11 @@ pub fn install(dir: &Path) {
     }
 }
 
-extern "C" fn on_sigbus(sig: libc::c_int, _info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+extern "C" fn on_sigbus(
+    sig: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
     let ptr = LINE.load(Ordering::Acquire);
     let len = LINE_BYTES.load(Ordering::Acquire);
     // SAFETY: `ptr` is null or the leaked line, `len` bytes long (set once, before the

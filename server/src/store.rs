@@ -69,9 +69,7 @@ pub struct Opened {
 pub fn index_file(dir: &Path) -> Result<IndexFile> {
     let path = dir.join(ENV_DIR_NAME).join(identity::INDEX_FILE_NAME);
     match std::fs::metadata(&path) {
-        Ok(m) if m.len() < INDEX_FILE_BYTES_MIN => Ok(IndexFile::Truncated {
-            len_bytes: m.len(),
-        }),
+        Ok(m) if m.len() < INDEX_FILE_BYTES_MIN => Ok(IndexFile::Truncated { len_bytes: m.len() }),
         Ok(_) => Ok(IndexFile::Present),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IndexFile::Absent),
         Err(e) => Err(e).with_context(|| format!("inspecting index file {}", path.display())),
@@ -120,8 +118,9 @@ pub fn plan(dir: &Path, store: &MdbxStore) -> Result<Plan> {
 pub fn open_for_serving(dir: &Path, capacity_bytes: u64, map_size_bytes: u64) -> Result<Opened> {
     let mut store = open_index(dir, map_size_bytes, Access::ReadWrite)?;
     let plan = plan(dir, &store)?;
-    if let Plan::CreateDataFile { header } | Plan::WriteTrailer { header } | Plan::Open { header, .. } =
-        plan
+    if let Plan::CreateDataFile { header }
+    | Plan::WriteTrailer { header }
+    | Plan::Open { header, .. } = plan
     {
         if header.capacity_bytes > capacity_bytes {
             bail!(

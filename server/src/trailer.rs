@@ -74,7 +74,11 @@ impl Trailer {
 
     /// Decodes a trailer of any format version (the caller refuses versions it cannot read).
     pub fn decode(bytes: &[u8]) -> Result<Trailer, TrailerError> {
-        assert_eq!(bytes.len() as u64, TRAILER_BYTES, "a trailer is one 4 KiB sector");
+        assert_eq!(
+            bytes.len() as u64,
+            TRAILER_BYTES,
+            "a trailer is one 4 KiB sector"
+        );
         if bytes[0..8] != TRAILER_MAGIC {
             return Err(TrailerError::Magic);
         }
@@ -125,7 +129,10 @@ mod tests {
         for at in [0usize, 8, 13, 16, 24, 33, 36, 2000, 4095] {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
-            assert!(Trailer::decode(&bad).is_err(), "byte {at} changed was accepted");
+            assert!(
+                Trailer::decode(&bad).is_err(),
+                "byte {at} changed was accepted"
+            );
         }
         assert_eq!(
             Trailer::decode(&[0u8; TRAILER_BYTES as usize]),

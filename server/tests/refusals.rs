@@ -68,7 +68,10 @@ fn assert_refused(dir: &Path, words: &[&str]) {
     let out = run_serve_expecting_refusal(dir, &[]);
     let text = output_text(&out);
     assert!(!out.status.success(), "serve did not refuse:\n{text}");
-    assert!(started.elapsed() < Duration::from_secs(4), "slow refusal:\n{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "slow refusal:\n{text}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr
         .lines()
@@ -79,7 +82,11 @@ fn assert_refused(dir: &Path, words: &[&str]) {
     }
     assert!(!stderr.contains("ready"), "{text}");
     let check = run_check(dir, false);
-    assert!(!check.status.success(), "check passed:\n{}", output_text(&check));
+    assert!(
+        !check.status.success(),
+        "check passed:\n{}",
+        output_text(&check)
+    );
 }
 
 #[track_caller]
@@ -96,10 +103,33 @@ fn assert_all_stored(s: &mut Server, blocks: &[Vec<u8>]) {
 fn a_lost_or_truncated_index_is_refused_and_the_blocks_survive_its_restore() {
     let (mut s, blocks, backup) = stored(12, 100);
     let damages: [(&str, &dyn Fn(&Path)); 4] = [
-        ("missing", &|d| fs::remove_dir_all(d.join("index.mdbx")).unwrap()),
-        ("empty", &|d| File::options().write(true).open(index_file(d)).unwrap().set_len(0).unwrap()),
-        ("truncated", &|d| File::options().write(true).open(index_file(d)).unwrap().set_len(4096).unwrap()),
-        ("truncated", &|d| File::options().write(true).open(index_file(d)).unwrap().set_len(8192).unwrap()),
+        ("missing", &|d| {
+            fs::remove_dir_all(d.join("index.mdbx")).unwrap()
+        }),
+        ("empty", &|d| {
+            File::options()
+                .write(true)
+                .open(index_file(d))
+                .unwrap()
+                .set_len(0)
+                .unwrap()
+        }),
+        ("truncated", &|d| {
+            File::options()
+                .write(true)
+                .open(index_file(d))
+                .unwrap()
+                .set_len(4096)
+                .unwrap()
+        }),
+        ("truncated", &|d| {
+            File::options()
+                .write(true)
+                .open(index_file(d))
+                .unwrap()
+                .set_len(8192)
+                .unwrap()
+        }),
     ];
     for (what, damage) in damages {
         damage(&s.dir);
@@ -113,17 +143,28 @@ fn a_lost_or_truncated_index_is_refused_and_the_blocks_survive_its_restore() {
 fn a_missing_truncated_or_foreign_data_file_is_refused() {
     let (mut s, blocks, backup) = stored(6, 200);
     fs::remove_file(data_file(&s.dir)).unwrap();
-    assert_refused(&s.dir, &["blocks.data is missing", "records stored blocks", "Restore"]);
+    assert_refused(
+        &s.dir,
+        &["blocks.data is missing", "records stored blocks", "Restore"],
+    );
     restore(&s, &backup);
     for len in [0, CAPACITY / 2, CAPACITY + 100] {
-        File::options().write(true).open(data_file(&s.dir)).unwrap().set_len(len).unwrap();
+        File::options()
+            .write(true)
+            .open(data_file(&s.dir))
+            .unwrap()
+            .set_len(len)
+            .unwrap();
         assert_refused(&s.dir, &["blocks.data", "truncated", "Restore"]);
         restore(&s, &backup);
     }
     // Same capacity, another store: its node id is not this index's.
     let other = Server::start(&[]);
     fs::copy(data_file(&other.dir), data_file(&s.dir)).unwrap();
-    assert_refused(&s.dir, &["blocks.data", "belongs to another store", "node id"]);
+    assert_refused(
+        &s.dir,
+        &["blocks.data", "belongs to another store", "node id"],
+    );
     restore(&s, &backup);
     assert_all_stored(&mut s, &blocks);
 }
@@ -139,7 +180,10 @@ fn a_fresh_directory_gets_a_trailer_which_moves_to_the_end_when_it_grows() {
     s.put_ok(&b);
     s.stop_ok();
     s.restart_with(&["--capacity", "48MiB"]);
-    assert_eq!(fs::metadata(data_file(&s.dir)).unwrap().len(), (48 << 20) + TRAILER_BYTES);
+    assert_eq!(
+        fs::metadata(data_file(&s.dir)).unwrap().len(),
+        (48 << 20) + TRAILER_BYTES
+    );
     s.assert_stored(&b);
     s.stop_ok();
 }
@@ -148,14 +192,26 @@ fn a_fresh_directory_gets_a_trailer_which_moves_to_the_end_when_it_grows() {
 fn an_old_format_directory_is_upgraded_in_place_and_serves_its_blocks() {
     let (mut s, blocks, _) = stored(8, 400);
     // The format before trailers: the data file is exactly the capacity long.
-    File::options().write(true).open(data_file(&s.dir)).unwrap().set_len(CAPACITY).unwrap();
+    File::options()
+        .write(true)
+        .open(data_file(&s.dir))
+        .unwrap()
+        .set_len(CAPACITY)
+        .unwrap();
     s.restart();
-    assert!(s.log_text().contains("upgraded the data file"), "{}", s.log_text());
+    assert!(
+        s.log_text().contains("upgraded the data file"),
+        "{}",
+        s.log_text()
+    );
     for b in &blocks {
         s.assert_stored(b);
     }
     s.stop_ok();
-    assert_eq!(fs::metadata(data_file(&s.dir)).unwrap().len(), CAPACITY + TRAILER_BYTES);
+    assert_eq!(
+        fs::metadata(data_file(&s.dir)).unwrap().len(),
+        CAPACITY + TRAILER_BYTES
+    );
     assert!(run_check(&s.dir, false).status.success());
     assert_all_stored(&mut s, &blocks);
 }
@@ -165,14 +221,23 @@ fn a_second_server_on_the_same_port_is_refused_and_the_first_keeps_serving() {
     let s = Server::start(&[]);
     let other = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", &s.addr.to_string(), "--capacity", "4MiB"])
-        .arg("--data-dir")
-        .arg(other.path().join("data"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &s.addr.to_string(),
+        "--capacity",
+        "4MiB",
+    ])
+    .arg("--data-dir")
+    .arg(other.path().join("data"));
     let out = run_bounded(cmd, Duration::from_secs(5));
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("already in use by another process"), "{text}");
-    assert!(!other.path().join("data").join("blocks.data").exists(), "{text}");
+    assert!(
+        !other.path().join("data").join("blocks.data").exists(),
+        "{text}"
+    );
     for i in 0..20 {
         let b = body(500 + i, 3000);
         s.put_ok(&b);
@@ -186,7 +251,11 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, i64, Vec<u8>)> {
         .into_iter()
         .map(|p| {
             let m = fs::metadata(&p).unwrap();
-            (p.clone(), m.mtime_nsec() + m.mtime() * 1_000_000_000, fs::read(&p).unwrap())
+            (
+                p.clone(),
+                m.mtime_nsec() + m.mtime() * 1_000_000_000,
+                fs::read(&p).unwrap(),
+            )
         })
         .collect()
 }
@@ -205,11 +274,18 @@ fn check_read_only_audits_a_copy_without_writing_to_it() {
     let out = run_check_read_only(&backup);
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains(&format!("blocks: {}", blocks.len())) && text.contains("OK"), "{text}");
-    assert!(snapshot(&backup) == before, "check --read-only changed a file");
+    assert!(
+        text.contains(&format!("blocks: {}", blocks.len())) && text.contains("OK"),
+        "{text}"
+    );
+    assert!(
+        snapshot(&backup) == before,
+        "check --read-only changed a file"
+    );
     // --repair needs a writable index.
     let mut cmd = Command::new(BIN);
-    cmd.args(["check", "--read-only", "--repair", "--data-dir"]).arg(&backup);
+    cmd.args(["check", "--read-only", "--repair", "--data-dir"])
+        .arg(&backup);
     assert!(!run_bounded(cmd, Duration::from_secs(10)).status.success());
     let _ = fs::remove_file(backup.join("index.mdbx").join("mdbx.lck"));
     // On a read-only mount (where this machine allows a private mount namespace), `check`
@@ -233,7 +309,10 @@ fn check_read_only_audits_a_copy_without_writing_to_it() {
     }
     assert!(out.status.success(), "{text}");
     assert!(text.contains("audited read-only"), "{text}");
-    assert!(!backup.join("index.mdbx").join("mdbx.lck").exists(), "{text}");
+    assert!(
+        !backup.join("index.mdbx").join("mdbx.lck").exists(),
+        "{text}"
+    );
 }
 
 /// A server started by hand (the common `Server` cannot set a resource limit or report an
@@ -249,15 +328,23 @@ impl Spawned {
         let port = free_port();
         let log = dir.with_extension("log");
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--workers", "1", "--capacity", "4MiB", "--map-size", "64MiB"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap());
+        cmd.args([
+            "serve",
+            "--workers",
+            "1",
+            "--capacity",
+            "4MiB",
+            "--map-size",
+            "64MiB",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap());
         if let Some(n) = nofile_limit {
             // SAFETY: setrlimit(2) only, between fork and exec.
             unsafe {
@@ -277,7 +364,11 @@ impl Spawned {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "not ready: {}", fs::read_to_string(&log).unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "not ready: {}",
+                fs::read_to_string(&log).unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Spawned { child, addr, log }
@@ -301,9 +392,17 @@ fn an_index_truncated_under_a_running_server_ends_it_with_a_clear_line() {
     let dir = tmp.path().join("data");
     let mut s = Spawned::start(&dir, &[], None);
     let b = body(700, 10_000);
-    let hash = Conn::connect(s.addr).unwrap().request("PUT", "/block", &[], Some(&b)).text();
+    let hash = Conn::connect(s.addr)
+        .unwrap()
+        .request("PUT", "/block", &[], Some(&b))
+        .text();
     assert_eq!(hash, sha256_hex(&b));
-    File::options().write(true).open(index_file(&dir)).unwrap().set_len(0).unwrap();
+    File::options()
+        .write(true)
+        .open(index_file(&dir))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut status = None;
     while status.is_none() && Instant::now() < deadline {
@@ -340,6 +439,9 @@ fn running_out_of_file_descriptors_is_logged_once_per_burst() {
     let log = s.log_text();
     let exhausted = log.matches("out of file descriptors").count();
     assert_eq!(exhausted, 1, "{log}");
-    assert!(log.contains("ulimit -n") && log.contains("--max-connections"), "{log}");
+    assert!(
+        log.contains("ulimit -n") && log.contains("--max-connections"),
+        "{log}"
+    );
     assert!(log.contains("accepting connections again"), "{log}");
 }

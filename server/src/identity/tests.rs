@@ -67,14 +67,21 @@ fn a_lost_index_is_refused_before_and_after_opening() {
         assert_eq!(refuse_lost_index(&dir(), index, false), Ok(()));
     }
     assert_eq!(refuse_lost_index(&dir(), IndexFile::Present, true), Ok(()));
-    let reinitialised = plan(&dir(), &facts(None, false), &with_trailer(trailer(CAP, NODE)));
+    let reinitialised = plan(
+        &dir(),
+        &facts(None, false),
+        &with_trailer(trailer(CAP, NODE)),
+    );
     assert!(matches!(reinitialised, Err(Refusal::IndexLost { .. })));
 }
 
 #[test]
 fn a_missing_data_file_is_refused_when_the_index_records_anything() {
     let blocks = plan(&dir(), &facts(Some(header()), true), &DataFile::Absent);
-    assert!(matches!(blocks, Err(Refusal::DataMissing { .. })), "{blocks:?}");
+    assert!(
+        matches!(blocks, Err(Refusal::DataMissing { .. })),
+        "{blocks:?}"
+    );
     let mut reserved = facts(Some(header()), false);
     reserved.has_reservations = true;
     let r = plan(&dir(), &reserved, &DataFile::Absent);
@@ -89,22 +96,47 @@ fn short_foreign_older_and_unknown_data_files_are_refused() {
     let short = plan(&dir(), &f, &data(CAP - 4096, Tail::Zeros));
     assert!(matches!(short, Err(Refusal::DataShort { .. })), "{short:?}");
     let foreign = plan(&dir(), &f, &with_trailer(trailer(CAP, NODE + 1)));
-    assert!(matches!(foreign, Err(Refusal::Foreign { .. })), "{foreign:?}");
+    assert!(
+        matches!(foreign, Err(Refusal::Foreign { .. })),
+        "{foreign:?}"
+    );
     let mut h = header();
     h.capacity_bytes = 2 * CAP;
-    let older = plan(&dir(), &facts(Some(h), true), &with_trailer(trailer(CAP, NODE)));
+    let older = plan(
+        &dir(),
+        &facts(Some(h), true),
+        &with_trailer(trailer(CAP, NODE)),
+    );
     assert!(matches!(older, Err(Refusal::DataOlder { .. })), "{older:?}");
     let mut newer = trailer(CAP, NODE);
     newer.format_version = TRAILER_VERSION + 1;
     let v = plan(&dir(), &f, &with_trailer(newer));
     assert!(matches!(v, Err(Refusal::Version { .. })), "{v:?}");
-    let garbage = plan(&dir(), &f, &data(CAP + TRAILER_BYTES, Tail::Invalid(TrailerError::Magic)));
-    assert!(matches!(garbage, Err(Refusal::DataNoTrailer { .. })), "{garbage:?}");
-    let misplaced = plan(&dir(), &f, &data(CAP + 2 * TRAILER_BYTES, Tail::Trailer(trailer(CAP, NODE))));
-    assert!(matches!(misplaced, Err(Refusal::DataNoTrailer { .. })), "{misplaced:?}");
+    let garbage = plan(
+        &dir(),
+        &f,
+        &data(CAP + TRAILER_BYTES, Tail::Invalid(TrailerError::Magic)),
+    );
+    assert!(
+        matches!(garbage, Err(Refusal::DataNoTrailer { .. })),
+        "{garbage:?}"
+    );
+    let misplaced = plan(
+        &dir(),
+        &f,
+        &data(CAP + 2 * TRAILER_BYTES, Tail::Trailer(trailer(CAP, NODE))),
+    );
+    assert!(
+        matches!(misplaced, Err(Refusal::DataNoTrailer { .. })),
+        "{misplaced:?}"
+    );
     let mut h = header();
     h.format_version = FORMAT_VERSION + 1;
-    let v = plan(&dir(), &facts(Some(h), true), &with_trailer(trailer(CAP, NODE)));
+    let v = plan(
+        &dir(),
+        &facts(Some(h), true),
+        &with_trailer(trailer(CAP, NODE)),
+    );
     assert!(matches!(v, Err(Refusal::Version { .. })), "{v:?}");
 }
 
@@ -114,16 +146,25 @@ fn matching_files_open_and_an_old_format_file_gets_its_trailer() {
     let t = trailer(CAP, NODE);
     assert_eq!(
         plan(&dir(), &f, &with_trailer(t)),
-        Ok(Plan::Open { header: header(), trailer: t })
+        Ok(Plan::Open {
+            header: header(),
+            trailer: t
+        })
     );
     // The data file of the format before trailers: exactly the capacity, whatever its end.
     let old = data(CAP, Tail::Invalid(TrailerError::Magic));
-    assert_eq!(plan(&dir(), &f, &old), Ok(Plan::WriteTrailer { header: header() }));
+    assert_eq!(
+        plan(&dir(), &f, &old),
+        Ok(Plan::WriteTrailer { header: header() })
+    );
     // A grown data file whose index did not record the growth yet opens at the index's size.
     let grown = trailer(2 * CAP, NODE);
     assert_eq!(
         plan(&dir(), &f, &with_trailer(grown)),
-        Ok(Plan::Open { header: header(), trailer: grown })
+        Ok(Plan::Open {
+            header: header(),
+            trailer: grown
+        })
     );
 }
 
@@ -131,7 +172,10 @@ fn matching_files_open_and_an_old_format_file_gets_its_trailer() {
 fn a_trailer_lost_to_a_power_loss_is_rewritten_or_found_where_it_was() {
     let f = facts(Some(header()), true);
     let upgrade_lost = data(CAP + TRAILER_BYTES, Tail::Zeros);
-    assert_eq!(plan(&dir(), &f, &upgrade_lost), Ok(Plan::WriteTrailer { header: header() }));
+    assert_eq!(
+        plan(&dir(), &f, &upgrade_lost),
+        Ok(Plan::WriteTrailer { header: header() })
+    );
     let old = trailer(CAP, NODE);
     let growth_lost = DataFile::Present {
         len_bytes: 2 * CAP + TRAILER_BYTES,
@@ -140,12 +184,18 @@ fn a_trailer_lost_to_a_power_loss_is_rewritten_or_found_where_it_was() {
     };
     assert_eq!(
         plan(&dir(), &f, &growth_lost),
-        Ok(Plan::Open { header: header(), trailer: old })
+        Ok(Plan::Open {
+            header: header(),
+            trailer: old
+        })
     );
     let nothing = DataFile::Present {
         len_bytes: 2 * CAP + TRAILER_BYTES,
         tail: Some(Tail::Zeros),
         at_index_capacity: Some(Tail::Zeros),
     };
-    assert!(matches!(plan(&dir(), &f, &nothing), Err(Refusal::DataNoTrailer { .. })));
+    assert!(matches!(
+        plan(&dir(), &f, &nothing),
+        Err(Refusal::DataNoTrailer { .. })
+    ));
 }
