@@ -240,6 +240,13 @@ pub fn plan(dir: &Path, index: &IndexFacts, data: &DataFile) -> Result<Plan, Ref
         return Ok(Plan::WriteTrailer { header });
     }
     if len_bytes < header.capacity_bytes + TRAILER_BYTES {
+        // A whole data file of this store, but from before a growth: say so.
+        if let Some(Tail::Trailer(t)) = tail {
+            if t.capacity_bytes + TRAILER_BYTES == len_bytes {
+                check_trailer(p, header, t)?;
+                unreachable!("a trailer below the index's capacity is refused as older");
+            }
+        }
         return Err(Refusal::DataShort {
             dir: p.dir,
             data: p.data,
