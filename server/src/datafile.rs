@@ -201,4 +201,77 @@ mod tests {
         let err = sync_before_open(&unreadable).unwrap_err();
         assert!(format!("{err:#}").contains(DATA_FILE_NAME), "{err:#}");
     }
+
+    #[test]
+    fn a_growth_whose_new_trailer_was_lost_still_opens_at_the_old_size() {
+        use crate::identity::{plan, IndexFacts, Plan};
+        use engine::meta::{Header, FORMAT_VERSION};
+        let dir = tempfile::tempdir().unwrap();
+        let small = Trailer {
+            format_version: crate::trailer::TRAILER_VERSION,
+            capacity_bytes: 512 * 1024,
+            node_id: 5,
+        };
+        let file = create(dir.path(), &small).unwrap();
+        assert!(!dir.path().join(format!("{DATA_FILE_NAME}.new")).exists());
+        let header = Header {
+            format_version: FORMAT_VERSION,
+            capacity_bytes: small.capacity_bytes,
+            node_id: 5,
+            commit_seq: 1,
+        };
+        let facts = IndexFacts {
+            header: Some(header),
+            has_blocks: true,
+            has_reservations: false,
+        };
+        let open = |cap| plan(dir.path(), &facts, &inspect(dir.path(), Some(cap)).unwrap());
+        assert_eq!(
+            open(small.capacity_bytes),
+            Ok(Plan::Open {
+                header,
+                trailer: small
+            })
+        );
+        let big = Trailer {
+            capacity_bytes: 4 * small.capacity_bytes,
+            ..small
+        };
+        place_trailer(&file, &big).unwrap();
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            big.capacity_bytes + TRAILER_BYTES
+        );
+        // Grown before the index recorded it: opens, with the grown trailer.
+        assert_eq!(
+            open(small.capacity_bytes),
+            Ok(Plan::Open {
+                header,
+                trailer: big
+            })
+        );
+        // A power loss kept the new length but not the new trailer: the old one still holds.
+        file.write_all_at(&[0u8; TRAILER_BYTES as usize], big.capacity_bytes)
+            .unwrap();
+        assert_eq!(
+            open(small.capacity_bytes),
+            Ok(Plan::Open {
+                header,
+                trailer: small
+            })
+        );
+        // Finishing the growth at the old size cuts the file back to that size.
+        place_trailer(&file, &small).unwrap();
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            small.capacity_bytes + TRAILER_BYTES
+        );
+        assert_eq!(
+            open(small.capacity_bytes),
+            Ok(Plan::Open {
+                header,
+                trailer: small
+            })
+        );
+    }
 }
