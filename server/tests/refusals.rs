@@ -56,6 +56,15 @@ fn stored(n: u64, seed: u64) -> (Server, Vec<Vec<u8>>, PathBuf) {
     (s, blocks, backup)
 }
 
+fn set_len(path: &Path, len: u64) {
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 fn restore(s: &Server, backup: &Path) {
     fs::remove_dir_all(&s.dir).unwrap();
     copy_dir(backup, &s.dir);
@@ -102,37 +111,17 @@ fn assert_all_stored(s: &mut Server, blocks: &[Vec<u8>]) {
 #[test]
 fn a_lost_or_truncated_index_is_refused_and_the_blocks_survive_its_restore() {
     let (mut s, blocks, backup) = stored(12, 100);
-    let damages: [(&str, &dyn Fn(&Path)); 4] = [
-        ("missing", &|d| {
-            fs::remove_dir_all(d.join("index.mdbx")).unwrap()
-        }),
-        ("empty", &|d| {
-            File::options()
-                .write(true)
-                .open(index_file(d))
-                .unwrap()
-                .set_len(0)
-                .unwrap()
-        }),
-        ("truncated", &|d| {
-            File::options()
-                .write(true)
-                .open(index_file(d))
-                .unwrap()
-                .set_len(4096)
-                .unwrap()
-        }),
-        ("truncated", &|d| {
-            File::options()
-                .write(true)
-                .open(index_file(d))
-                .unwrap()
-                .set_len(8192)
-                .unwrap()
-        }),
+    let damages = [
+        (None, "missing"),
+        (Some(0), "empty"),
+        (Some(4096), "truncated"),
+        (Some(8192), "truncated"),
     ];
-    for (what, damage) in damages {
-        damage(&s.dir);
+    for (truncate_to, what) in damages {
+        match truncate_to {
+            None => fs::remove_dir_all(s.dir.join("index.mdbx")).unwrap(),
+            Some(len) => set_len(&index_file(&s.dir), len),
+        }
         assert_refused(&s.dir, &[what, "index", "backup", "cannot be rebuilt"]);
         restore(&s, &backup);
     }
@@ -149,12 +138,7 @@ fn a_missing_truncated_or_foreign_data_file_is_refused() {
     );
     restore(&s, &backup);
     for len in [0, CAPACITY / 2, CAPACITY + 100] {
-        File::options()
-            .write(true)
-            .open(data_file(&s.dir))
-            .unwrap()
-            .set_len(len)
-            .unwrap();
+        set_len(&data_file(&s.dir), len);
         assert_refused(&s.dir, &["blocks.data", "truncated", "Restore"]);
         restore(&s, &backup);
     }
@@ -192,12 +176,7 @@ fn a_fresh_directory_gets_a_trailer_which_moves_to_the_end_when_it_grows() {
 fn an_old_format_directory_is_upgraded_in_place_and_serves_its_blocks() {
     let (mut s, blocks, _) = stored(8, 400);
     // The format before trailers: the data file is exactly the capacity long.
-    File::options()
-        .write(true)
-        .open(data_file(&s.dir))
-        .unwrap()
-        .set_len(CAPACITY)
-        .unwrap();
+    set_len(&data_file(&s.dir), CAPACITY);
     s.restart();
     assert!(
         s.log_text().contains("upgraded the data file"),
@@ -397,12 +376,7 @@ fn an_index_truncated_under_a_running_server_ends_it_with_a_clear_line() {
         .request("PUT", "/block", &[], Some(&b))
         .text();
     assert_eq!(hash, sha256_hex(&b));
-    File::options()
-        .write(true)
-        .open(index_file(&dir))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    set_len(&index_file(&dir), 0);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut status = None;
     while status.is_none() && Instant::now() < deadline {
