@@ -225,53 +225,36 @@ mod tests {
             has_blocks: true,
             has_reservations: false,
         };
-        let open = |cap| plan(dir.path(), &facts, &inspect(dir.path(), Some(cap)).unwrap());
-        assert_eq!(
-            open(small.capacity_bytes),
-            Ok(Plan::Open {
-                header,
-                trailer: small
-            })
-        );
+        // The index still records the small capacity throughout.
+        let opens_with = |trailer: Trailer| {
+            let data = inspect(dir.path(), Some(small.capacity_bytes)).unwrap();
+            assert_eq!(
+                plan(dir.path(), &facts, &data),
+                Ok(Plan::Open { header, trailer })
+            );
+        };
+        let assert_len = |t: &Trailer| {
+            assert_eq!(
+                file.metadata().unwrap().len(),
+                t.capacity_bytes + TRAILER_BYTES
+            );
+        };
+        opens_with(small);
         let big = Trailer {
             capacity_bytes: 4 * small.capacity_bytes,
             ..small
         };
         place_trailer(&file, &big).unwrap();
-        assert_eq!(
-            file.metadata().unwrap().len(),
-            big.capacity_bytes + TRAILER_BYTES
-        );
+        assert_len(&big);
         // Grown before the index recorded it: opens, with the grown trailer.
-        assert_eq!(
-            open(small.capacity_bytes),
-            Ok(Plan::Open {
-                header,
-                trailer: big
-            })
-        );
+        opens_with(big);
         // A power loss kept the new length but not the new trailer: the old one still holds.
         file.write_all_at(&[0u8; TRAILER_BYTES as usize], big.capacity_bytes)
             .unwrap();
-        assert_eq!(
-            open(small.capacity_bytes),
-            Ok(Plan::Open {
-                header,
-                trailer: small
-            })
-        );
+        opens_with(small);
         // Finishing the growth at the old size cuts the file back to that size.
         place_trailer(&file, &small).unwrap();
-        assert_eq!(
-            file.metadata().unwrap().len(),
-            small.capacity_bytes + TRAILER_BYTES
-        );
-        assert_eq!(
-            open(small.capacity_bytes),
-            Ok(Plan::Open {
-                header,
-                trailer: small
-            })
-        );
+        assert_len(&small);
+        opens_with(small);
     }
 }

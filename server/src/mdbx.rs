@@ -178,22 +178,15 @@ impl MdbxStore {
 
         let tables = {
             let txn = db.begin_rw_txn().map_err(|e| io("begin", &e))?;
-            let mut dbis = [0; 3];
-            for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]
-                .iter()
-                .enumerate()
-            {
-                let table = txn
-                    .create_table(Some(name), TableFlags::empty())
-                    .map_err(|e| io(&format!("opening table {name}"), &e))?;
-                dbis[i] = table.dbi();
+            let tables = bind_tables(txn, "creating", |txn, name| {
+                let table = txn.create_table(Some(name), TableFlags::empty())?;
+                let dbi = table.dbi();
                 txn.prime_for_permaopen(table);
-            }
-            let (_, tables) = txn
-                .commit_and_rebind_open_dbs()
-                .map_err(|e| io("creating tables", &e))?;
+                Ok(dbi)
+            })
+            .map_err(|e| io(&e.0, &e.1))?;
             db.sync(true).map_err(|e| io("sync", &e))?;
-            (dbis, detach(tables))
+            tables
         };
         MdbxStore::assemble(db, tables, env_path, map_size_max_bytes)
     }
@@ -255,21 +248,13 @@ impl MdbxStore {
         })?;
         let tables = {
             let txn = db.begin_ro_txn().map_err(|e| io("begin", &e))?;
-            let mut dbis = [0; 3];
-            for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]
-                .iter()
-                .enumerate()
-            {
-                let table = txn
-                    .open_table(Some(name))
-                    .map_err(|e| io(&format!("opening table {name} (not an index?)"), &e))?;
-                dbis[i] = table.dbi();
+            bind_tables(txn, "opening (not an index?)", |txn, name| {
+                let table = txn.open_table(Some(name))?;
+                let dbi = table.dbi();
                 txn.prime_for_permaopen(table);
-            }
-            let (_, tables) = txn
-                .commit_and_rebind_open_dbs()
-                .map_err(|e| io("opening tables", &e))?;
-            (dbis, detach(tables))
+                Ok(dbi)
+            })
+            .map_err(|e| io(&e.0, &e.1))?
         };
         MdbxStore::assemble(db, tables, env_path, 0)
     }
@@ -335,6 +320,27 @@ impl IndexSync {
         sync_env(&self.db, &self.unsynced)
             .map_err(|e| format!("{}: libmdbx sync: {e}", self.env_path.display()))
     }
+}
+
+/// Opens the three tables in `txn` with `open` (which primes each for `commit_and_rebind_open_dbs`
+/// and returns its dbi), commits, and returns their dbis in `[INDEX_TABLE, RESERVATIONS_TABLE,
+/// META_TABLE]` order with the rebound handles. An error names the step (`verb` a table).
+fn bind_tables<'db, K: TransactionKind>(
+    txn: Transaction<'db, K, NoWriteMap>,
+    verb: &str,
+    open: impl Fn(&Transaction<'db, K, NoWriteMap>, &str) -> Result<u32, libmdbx::Error>,
+) -> Result<([u32; 3], Vec<Table<'static>>), (String, libmdbx::Error)> {
+    let mut dbis = [0; 3];
+    for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]
+        .iter()
+        .enumerate()
+    {
+        dbis[i] = open(&txn, name).map_err(|e| (format!("{verb} table {name}"), e))?;
+    }
+    let (_, tables) = txn
+        .commit_and_rebind_open_dbs()
+        .map_err(|e| (format!("{verb} tables"), e))?;
+    Ok((dbis, detach(tables)))
 }
 
 /// Table handles rebound by `commit_and_rebind_open_dbs`, freed of their borrow of the
