@@ -19,7 +19,7 @@ use engine::hash::BlockHash;
 use engine::meta::{MetaRead, MetaStore, MetaTxn};
 
 use crate::datafile::DATA_FILE_NAME;
-use crate::identity::Plan;
+use crate::identity::{IndexFile, Plan};
 use crate::store::{self, Access, Writable};
 
 #[derive(Debug, Default)]
@@ -57,6 +57,12 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
         "the command line refuses --repair with --read-only"
     );
     crate::sigbus::install(dir);
+    if store::index_file(dir)? == IndexFile::Absent && !crate::datafile::exists(dir)? {
+        bail!(
+            "{} holds no index and no data file: not a data directory (nothing to check)",
+            dir.display()
+        );
+    }
     let mut report = Report::default();
     let access = match (access, store::index_writable(dir), repair) {
         (Access::ReadWrite, Writable::No, Repair::No) => {
