@@ -49,9 +49,42 @@ pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
 /// process join its listeners, and connections would alternate between two servers. One
 /// exclusive bind (SO_REUSEADDR, so a restart is not blocked by TIME_WAIT, but without
 /// SO_REUSEPORT) fails with `EADDRINUSE` if anything holds the port; it is closed before the
-/// workers bind theirs. (Two servers started within that instant could still both pass.)
+/// workers bind theirs. (Another process could bind in that instant; another buddy-blocks
+/// cannot: see [`claim_listen_address`].)
 pub fn refuse_taken_port(addr: SocketAddr) -> io::Result<()> {
     bound(addr, Sharing::Exclusive).map(drop)
+}
+
+/// Claims `addr` among buddy-blocks processes for as long as the returned descriptor lives: a
+/// Unix socket bound to the abstract name `buddy-blocks listen <addr>` (per network namespace,
+/// like ports; released by the kernel when the process exits, however it exits). A second
+/// server started in the same instant as the first, which could slip past
+/// [`refuse_taken_port`], fails here with `EADDRINUSE`.
+pub fn claim_listen_address(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let name = format!("buddy-blocks listen {addr}");
+    // SAFETY: plain syscall; the result is checked and owned below.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a zeroed sockaddr_un is valid (family set below).
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // sun_path[0] = 0 makes the name abstract; the name follows, without a terminator.
+    assert!(name.len() < sun.sun_path.len(), "{name}");
+    for (dst, src) in sun.sun_path[1..].iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    // SAFETY: passes a live sockaddr_un and the length of its used part.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&sun as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    })?;
+    Ok(owned)
 }
 
 /// A TCP socket bound to `addr`, not yet listening.

@@ -56,7 +56,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // Before anything in the data directory is created or changed, and again right before
-    // the workers bind, to keep the window another server could slip into small.
+    // the workers bind, to keep the window another process could slip into small; the claim
+    // closes it for other buddy-blocks servers (held until the process exits).
+    let _claim = net::claim_listen_address(config.listen).map_err(|e| taken(config.listen, e))?;
     refuse_taken_port(config.listen)?;
     crate::sigbus::install(&config.data_dir);
     datafile::sync_before_open(&config.data_dir)?;
@@ -177,14 +179,19 @@ pub fn run(config: ServeConfig) -> Result<()> {
 }
 
 fn refuse_taken_port(listen: std::net::SocketAddr) -> Result<()> {
-    net::refuse_taken_port(listen).map_err(|e| match e.kind() {
+    net::refuse_taken_port(listen).map_err(|e| taken(listen, e))
+}
+
+/// The refusal of a listen address another process holds (or any other error binding it).
+fn taken(listen: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
         std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
             "{listen} is already in use by another process (another buddy-blocks server?): \
              refusing to share it, since requests would alternate between two stores; stop \
              that process or choose another --listen"
         ),
         _ => anyhow::anyhow!("listening on {listen}: {e}"),
-    })
+    }
 }
 
 type WorkerHalf = (rtrb::Producer<Frame>, rtrb::Consumer<Frame>, Arc<OwnedFd>);

@@ -224,6 +224,48 @@ fn a_second_server_on_the_same_port_is_refused_and_the_first_keeps_serving() {
     }
 }
 
+#[test]
+fn of_two_servers_started_at_once_on_one_port_exactly_one_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let spawn = |name: &str| {
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--capacity",
+                "4MiB",
+                "--workers",
+                "1",
+            ])
+            .arg("--data-dir")
+            .arg(tmp.path().join(name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut servers = [spawn("a"), spawn("b")];
+    std::thread::sleep(Duration::from_secs(3));
+    let mut refused = Vec::new();
+    for child in &mut servers {
+        if child.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            refused.push(err);
+        }
+    }
+    for child in &mut servers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("already in use"), "{}", refused[0]);
+}
+
 /// Modification time and bytes of each file of a data directory.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, i64, Vec<u8>)> {
     [index_file(dir), data_file(dir)]
