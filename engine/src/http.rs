@@ -871,8 +871,20 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// What a response says about its connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Persistence {
+    /// Kept open, as HTTP/1.1 does by default: nothing to say.
+    KeepOpen,
+    /// Kept open for an HTTP/1.0 client that asked for it: `Connection: keep-alive` (an
+    /// HTTP/1.0 client closes otherwise, or waits for the server to: ApacheBench `-k` hangs).
+    KeepAlive10,
+    /// Closed after this response: `Connection: close`.
+    Close,
+}
+
 /// Appends a response head: status line, `headers` in order, then `Content-Length` when given,
-/// `Connection: close` when `close`, then the empty line.
+/// the `Connection` header `persistence` needs, then the empty line.
 ///
 /// Header names and values come from the server, never verbatim from a request; a name that is
 /// not a token or a value with CR, LF or NUL is a programmer error (it would split the response).
@@ -881,7 +893,7 @@ pub fn write_response_head(
     status: u16,
     headers: &[(&str, &[u8])],
     content_length: Option<u64>,
-    close: bool,
+    persistence: Persistence,
 ) {
     assert!(
         (100..=999).contains(&status),
@@ -912,8 +924,10 @@ pub fn write_response_head(
         push_decimal(out, length);
         out.extend_from_slice(b"\r\n");
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match persistence {
+        Persistence::KeepOpen => {}
+        Persistence::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
     assert!(out.ends_with(b"\r\n\r\n") && out.len() > out_len_before);
@@ -1521,17 +1535,23 @@ mod tests {
             201,
             &[("ETag", etag), ("Location", b"/block/ab")],
             Some(64),
-            true,
+            Persistence::Close,
         );
         let expected = b"previousHTTP/1.1 201 Created\r\nETag: \"ab\"\r\nLocation: /block/ab\r\n\
             Content-Length: 64\r\nConnection: close\r\n\r\n";
         assert_eq!(show(&out), show(expected));
         let mut out = Vec::new();
-        write_response_head(&mut out, 304, &[], None, false);
+        write_response_head(&mut out, 304, &[], None, Persistence::KeepOpen);
         assert_eq!(out, b"HTTP/1.1 304 Not Modified\r\n\r\n");
         let mut out = Vec::new();
-        write_response_head(&mut out, 200, &[], Some(0), false);
+        write_response_head(&mut out, 200, &[], Some(0), Persistence::KeepOpen);
         assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let mut out = Vec::new();
+        write_response_head(&mut out, 204, &[], None, Persistence::KeepAlive10);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+        );
     }
 
     #[test]
@@ -1542,7 +1562,7 @@ mod tests {
             200,
             &[("X", b"a\r\nSet-Cookie: b")],
             None,
-            false,
+            Persistence::KeepOpen,
         );
     }
 

@@ -24,11 +24,13 @@ use sha2::Digest;
 use crate::buddy::Slot;
 use crate::clock::Instant;
 use crate::hash::{BlockHash, Hex, HASH_HEX_LEN};
+use crate::health::{self, Observations, Unhealthy};
 use crate::http::{
     self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
     RequestHead,
 };
 use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
+use crate::log_limit::LogLimit;
 use crate::message::{
     ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
     WorkerId, LIST_LIMIT_MAX,
@@ -68,6 +70,10 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// Delay before a class that came back short after a `Reclaim` is asked again (the space it
 /// waits for comes back over some cycles; asking every loop turn spins worker and controller).
 const SLOT_RETRY_DELAY: Duration = Duration::from_millis(1);
+/// Longest an upload waits for a lane before it goes on in small pieces (it takes a lane
+/// later, between pieces, when one is free). Short: the lanes may be held by clients that
+/// send a byte now and then, and a normal upload must not queue behind them.
+const LANE_WAIT_MAX: Duration = Duration::from_millis(20);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VerifyReads {
@@ -108,6 +114,9 @@ pub struct WorkerConfig {
     /// `slot_wait_limit`, then 503); an upload waits as long, then goes on in small pieces.
     /// It also bounds the idle buffers kept.
     pub buffer_budget_bytes: usize,
+    /// How long a request may wait for the controller before `/health` says storage stalled
+    /// (the request itself is answered `503` at its request timeout).
+    pub stall_limit: Duration,
 }
 
 /// The smallest `buffer_budget_bytes`: a buffered body and an upload's lane side by side.
@@ -128,6 +137,7 @@ impl WorkerConfig {
             pool_bytes_max: 64 << 20,
             recv_chunk_bytes: 64 * 1024,
             buffer_budget_bytes: 4 << 20,
+            stall_limit: crate::health::STALL_LIMIT_DEFAULT,
         }
     }
 }
@@ -375,6 +385,10 @@ pub struct Worker {
     serving: bool,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
+    /// The driver's watchdog verdict over the whole node (see [`Worker::set_health`]).
+    node_health: Option<Unhealthy>,
+    /// Failed verifications are logged at most once a second (each is counted).
+    corrupt_log: LogLimit,
 }
 
 impl Worker {
@@ -431,6 +445,8 @@ impl Worker {
             serving: false,
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
+            node_health: None,
+            corrupt_log: LogLimit::new(Duration::from_secs(1)),
             config,
         }
     }
@@ -470,7 +486,8 @@ impl Worker {
     ///
     /// Deadlines are checked lazily: `tick` scans the connections only when the cached earliest
     /// deadline has come, and every event lowers the cache to `now + min_timeout / 2` (any
-    /// deadline an event creates is at least `min_timeout` away). So a busy worker scans its
+    /// deadline an event creates is at least `min_timeout` away, except an upload's wait for a
+    /// lane, which lowers the cache itself). So a busy worker scans its
     /// connections a few times per `min_timeout`, not once per loop turn.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let connections = self.conns_open + self.rejecting > 0;
@@ -523,6 +540,14 @@ impl Worker {
                 Stage::WaitBuffer { deadline, .. } => {
                     Some((*deadline).min(a.started + c.request_timeout))
                 }
+                // Waiting for the controller (or the flush behind it): answered by the request
+                // timeout whatever storage does (SPEC's liveness line).
+                Stage::Occupy { .. }
+                | Stage::DedupCheck { .. }
+                | Stage::Lookup
+                | Stage::Release
+                | Stage::Missing { .. }
+                | Stage::List { .. } => Some(a.started + c.request_timeout),
                 Stage::Stream(s) => {
                     let request = if s.slot.is_none() {
                         Some(s.deadline.min(a.started + c.request_timeout))
@@ -991,6 +1016,14 @@ impl Worker {
             // A piece is being written: answer once it is done (the deadline fires again);
             // answering now would drop the stage the write's completion needs.
             Some(Stage::Stream(s)) if s.writing => {}
+            Some(
+                Stage::Occupy { .. }
+                | Stage::DedupCheck { .. }
+                | Stage::Lookup
+                | Stage::Release
+                | Stage::Missing { .. }
+                | Stage::List { .. },
+            ) => self.answer_unconfirmed(now, r),
             Some(Stage::Stream(_)) => {
                 self.stats.timeouts += 1;
                 // The slot goes back to the pool before the answer replaces the stage.
@@ -1598,7 +1631,13 @@ impl Worker {
                 });
             }
             Route::List => self.start_list(now, r),
-            Route::Health => self.respond_text(now, r, 200, b"ok", "text/plain"),
+            Route::Health => match self.health(now) {
+                None => self.respond_text(now, r, 200, b"ok", "text/plain"),
+                Some(why) => {
+                    let line = format!("{}\n", why.reason());
+                    self.respond_text(now, r, 503, line.as_bytes(), "text/plain")
+                }
+            },
             Route::Stats => {
                 let body = stats::render_json(&self.snapshot_now()).into_bytes();
                 self.respond_text(now, r, 200, &body, "application/json")
@@ -1891,7 +1930,7 @@ impl Worker {
     /// buffer budget, or waits for one. Not before: an upload waiting for space must not
     /// hold buffers others could use meanwhile.
     fn stream_slot(&mut self, now: Instant, r: ConnRef, slot: Slot) {
-        let wait_limit = self.config.slot_wait_limit;
+        let wait_limit = self.config.slot_wait_limit.min(LANE_WAIT_MAX);
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
@@ -1911,7 +1950,10 @@ impl Worker {
         let Stage::Stream(s) = &mut active.stage else {
             unreachable!("stream stage")
         };
-        s.lane_deadline = Some(now + wait_limit);
+        let deadline = now + wait_limit;
+        s.lane_deadline = Some(deadline);
+        // Shorter than `min_timeout`: the lazy deadline scan must know (see `poll_timeout`).
+        self.deadline_cache = self.deadline_cache.min(deadline);
         self.stats.buffer_waits += 1;
         self.lane_waiters.push_back(r);
     }
@@ -2542,6 +2584,18 @@ impl Worker {
         };
         if !ok {
             self.stats.corrupt_blocks_detected += 1;
+            if let Some(held_back) = self.corrupt_log.allow(now) {
+                let check = self.config.verify_reads.as_str();
+                tracing::error!(
+                    %hash,
+                    offset = location.slot.offset,
+                    len = location.len,
+                    check,
+                    held_back,
+                    "a GET read bytes that fail verification (corrupt block, answered 500); \
+                     run `buddy-blocks check --repair` offline and re-fetch it"
+                );
+            }
             self.recycle(buf);
             self.respond_error(
                 now,
@@ -2592,10 +2646,10 @@ impl Worker {
         } else {
             &headers[..4]
         };
-        let close = !conn_at(&mut self.conns, r).expect("open").keep_alive;
+        let persistence = persistence_of(conn_at(&mut self.conns, r).expect("open"));
         let mut head = std::mem::take(&mut self.head_scratch);
         head.clear();
-        http::write_response_head(&mut head, status, headers, Some(end - start), close);
+        http::write_response_head(&mut head, status, headers, Some(end - start), persistence);
         let body_start = HEAD_ROOM_BYTES + start as usize;
         assert!(
             head.len() <= body_start,
@@ -2938,6 +2992,10 @@ impl Worker {
     }
 
     fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
+        if let Some(class) = self.pools.class_of_request(request) {
+            self.on_allocate_failed(now, request, class, code);
+            return;
+        }
         let Some(w) = self.take_pending(now, request) else {
             return;
         };
@@ -2958,6 +3016,38 @@ impl Worker {
             self.respond_busy(now, w.conn, reason);
         } else {
             self.respond_error(now, w.conn, method, status, reason, false);
+        }
+    }
+
+    /// The controller could not allocate at all (its storage failed): the PUTs waiting for
+    /// a slot of `class` get the storage error, not a `507` (space is not what is missing).
+    fn on_allocate_failed(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        class: SizeClass,
+        code: ErrorCode,
+    ) {
+        assert_eq!(
+            code,
+            ErrorCode::Io,
+            "allocations fail only with a storage error"
+        );
+        self.pools.done(class, request, 1, 0);
+        while let Some(r) = self.slot_waiters[class.index()].pop_front() {
+            if !waits_for_slot(&self.conns, r) {
+                continue;
+            }
+            self.abandon_request(r);
+            let method = stage_method(&self.conns, r);
+            self.respond_error(
+                now,
+                r,
+                method,
+                500,
+                "storage error: the server cannot store blocks until it is restarted",
+                true,
+            );
         }
     }
 
@@ -3026,14 +3116,49 @@ impl Worker {
     // -----------------------------------------------------------------------------------------
     // Responses.
 
+    /// `503` with `Retry-After`, then close (the request's body may still be unread).
     fn respond_busy(&mut self, now: Instant, r: ConnRef, reason: &str) {
+        self.respond_unavailable(now, r, reason, true);
+    }
+
+    fn respond_unavailable(&mut self, now: Instant, r: ConnRef, reason: &str, close: bool) {
         let headers: [(&str, &[u8]); 1] = [("Retry-After", b"1")];
         let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
         let method = self
             .conn_mut(r)
             .and_then(|c| c.active.as_ref())
             .map_or(Method::Other, |a| a.head.method);
-        self.respond_full(now, r, method, 503, &headers, &body, true);
+        self.respond_full(now, r, method, 503, &headers, &body, close);
+    }
+
+    /// A request that waited for the controller until its request timeout: it is answered
+    /// `503` saying what may have happened, its pending replies are forgotten (a late one
+    /// finds no waiter, so it cannot answer this connection's next request), and the
+    /// connection stays open: the request was read whole.
+    fn answer_unconfirmed(&mut self, now: Instant, r: ConnRef) {
+        let Some(stage) = stage_of(&self.conns, r) else {
+            return;
+        };
+        let reason = match stage {
+            Stage::Occupy { .. } => {
+                "storage did not confirm the write in time; it may or may not be stored: \
+                 retry (storing the same bytes again is harmless)"
+            }
+            Stage::Release => {
+                "storage did not confirm the delete in time; it may or may not have \
+                 happened: retry"
+            }
+            _ => "storage did not answer in time; try again",
+        };
+        let waiting = self.pending.len();
+        self.pending.retain(|_, w| w.conn != r);
+        assert!(
+            self.pending.len() < waiting,
+            "a request waiting for the controller has a reply pending"
+        );
+        self.stats.storage_timeouts += 1;
+        self.abandon_request(r);
+        self.respond_unavailable(now, r, reason, false);
     }
 
     fn respond_error(
@@ -3091,7 +3216,7 @@ impl Worker {
         if close {
             conn.keep_alive = false;
         }
-        let close = !conn.keep_alive;
+        let persistence = persistence_of(conn);
         let head_request = conn
             .active
             .as_ref()
@@ -3112,7 +3237,13 @@ impl Worker {
             all[n] = ("Content-Type", b"text/plain");
             n += 1;
         }
-        http::write_response_head(&mut buf, status, &all[..n], Some(body_len as u64), close);
+        http::write_response_head(
+            &mut buf,
+            status,
+            &all[..n],
+            Some(body_len as u64),
+            persistence,
+        );
         if !head_request && status != 304 && status != 204 {
             for part in body {
                 buf.extend_from_slice(part);
@@ -3135,9 +3266,9 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
-        let close = !conn.keep_alive;
+        let persistence = persistence_of(conn);
         let mut buf = self.small_buf();
-        http::write_response_head(&mut buf, status, headers, content_length, close);
+        http::write_response_head(&mut buf, status, headers, content_length, persistence);
         let end = buf.len();
         self.queue_response(now, r, method, status, buf, 0, end);
     }
@@ -3210,6 +3341,39 @@ impl Worker {
         self.snapshot = snapshot;
     }
 
+    /// The driver hands in its watchdog's verdict over the whole node (a stalled controller
+    /// or flush, a latched storage error), so that every worker's `/health` tells the same
+    /// truth, including workers with no request waiting. `None`: the driver sees nothing wrong.
+    pub fn set_health(&mut self, verdict: Option<Unhealthy>) {
+        self.node_health = verdict;
+    }
+
+    /// Since when this worker's oldest request has waited for the controller (request ids
+    /// grow, so the first pending one is the oldest).
+    pub fn oldest_wait_since(&self) -> Option<Instant> {
+        self.pending.values().next().map(|w| w.sent)
+    }
+
+    /// What `/health` answers now: the driver's verdict, or this worker's own view (its
+    /// oldest request waiting for the controller, shutting down).
+    fn health(&self, now: Instant) -> Option<Unhealthy> {
+        if self.node_health.is_some() {
+            return self.node_health.clone();
+        }
+        let own = Observations {
+            now,
+            oldest_wait_since: self.oldest_wait_since(),
+            shutting_down: self.shutting_down,
+            storage_failure: self
+                .snapshot
+                .controller
+                .failed
+                .then(|| "the controller latched a storage error (see the log)".to_string()),
+            ..Observations::default()
+        };
+        health::verdict(&own, self.config.stall_limit)
+    }
+
     fn snapshot_now(&mut self) -> StatsSnapshot {
         let mut s = StatsSnapshot::clone(&self.snapshot);
         let own = self.stats();
@@ -3219,6 +3383,7 @@ impl Worker {
         }
         s.workers[id] = own;
         s.verify_reads = self.config.verify_reads.as_str();
+        s.health = self.health(self.now_seen);
         s
     }
 
@@ -3383,6 +3548,25 @@ fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize {
 }
 
 /// The stage of the request in progress on connection `r`, if it is still that connection.
+/// What a response on `conn` says about the connection: closed unless it is kept alive, and
+/// an HTTP/1.0 client that asked to keep it is told so.
+fn persistence_of(conn: &Conn) -> http::Persistence {
+    let http10 = conn.active.as_ref().is_some_and(|a| a.head.http10);
+    match (conn.keep_alive, http10) {
+        (false, _) => http::Persistence::Close,
+        (true, true) => http::Persistence::KeepAlive10,
+        (true, false) => http::Persistence::KeepOpen,
+    }
+}
+
+/// The method of the request in progress on `r` (`Other` if none).
+fn stage_method(conns: &[Option<Conn>], r: ConnRef) -> Method {
+    let conn = conns.get(r.index).and_then(Option::as_ref);
+    conn.filter(|c| c.generation == r.generation)
+        .and_then(|c| c.active.as_ref())
+        .map_or(Method::Other, |a| a.head.method)
+}
+
 fn stage_of(conns: &[Option<Conn>], r: ConnRef) -> Option<&Stage> {
     match conns.get(r.index) {
         Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),

@@ -87,6 +87,10 @@ struct ServeArgs {
     /// How long shutdown waits for requests in progress [default: 10s]
     #[arg(long)]
     drain_timeout: Option<String>,
+    /// How long a flush, the controller or a reply from it may stall before /health answers
+    /// 503 and the log says so [default: 3s]
+    #[arg(long)]
+    stall_limit: Option<String>,
     /// Controller's minimum time between batches [default: 100us]
     #[arg(long)]
     cycle_interval: Option<String>,
@@ -145,6 +149,7 @@ impl ServeArgs {
         put("request_timeout", &self.request_timeout);
         put("idle_timeout", &self.idle_timeout);
         put("drain_timeout", &self.drain_timeout);
+        put("stall_limit", &self.stall_limit);
         put("cycle_interval", &self.cycle_interval);
         put("map_size", &self.map_size);
         put("scrub_interval", &self.scrub_interval);
@@ -182,6 +187,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &config.log_level,
         config.log_format == config::LogFormat::Json,
     );
+    server::fail_fast::install_hook();
     server::serve::run(config)
 }
 

@@ -74,6 +74,8 @@ pub struct Driver {
     wake_armed: bool,
     completions: Vec<(u64, i32)>,
     fd_log: FdLog,
+    /// `Shared::health_changes` when the worker last took the watchdog's verdict.
+    health_seen: u64,
 }
 
 impl Driver {
@@ -103,6 +105,7 @@ impl Driver {
             wake_armed: false,
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             fd_log: FdLog::new(usize::from(worker_id)),
+            health_seen: 0,
         })
     }
 
@@ -111,6 +114,7 @@ impl Driver {
         let id = self.worker.id() as usize;
         let mut shutdown_deadline = None;
         let mut last_stats = self.shared.now();
+        let test_panic = crate::fail_fast::TestPanic::from_env("worker");
         loop {
             let now = self.shared.now();
             self.take_replies(now);
@@ -121,11 +125,18 @@ impl Driver {
                 self.listener = None;
             }
             self.worker.set_snapshot(self.shared.snapshot());
+            let health_changes = self.shared.health_changes.load(Ordering::Acquire);
+            if health_changes != self.health_seen {
+                self.health_seen = health_changes;
+                self.worker.set_health(self.shared.health());
+            }
             self.worker.tick(now);
+            self.shared.oldest_wait[id].store(self.worker.oldest_wait_since());
             self.push_messages();
             self.take_ops();
             if now.saturating_since(last_stats) >= STATS_EVERY {
                 last_stats = now;
+                test_panic.check();
                 self.shared.publish_worker(id, self.worker.stats());
             }
             if let Some(deadline) = shutdown_deadline {

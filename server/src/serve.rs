@@ -1,10 +1,12 @@
 //! `buddy-blocks serve`: startup, threads, shutdown.
 //!
 //! Startup (DESIGN.md): open the data directory ([`crate::store`]: refuse a lost, damaged or
-//! foreign index or data file; create, upgrade or grow it), open the controller (which returns reservations to free and rebuilds
-//! the allocator), then start the controller thread, then the workers (their pools fill through
-//! the ordinary refill path). SIGTERM/SIGINT: workers stop accepting and drain (bounded by the
-//! drain timeout), the controller finishes its last batch, libmdbx is closed, exit 0.
+//! foreign index or data file; create, upgrade or grow it), open the controller (which returns
+//! reservations to free and rebuilds the allocator), then start the controller thread, then the
+//! workers (their pools fill through the ordinary refill path). The main thread then runs the
+//! watchdog (`watchdog.rs`: /health's verdict) until SIGTERM/SIGINT: workers stop accepting and
+//! drain (bounded by the drain timeout), the controller finishes its last batch, libmdbx is
+//! closed, exit 0.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -21,7 +23,7 @@ use crate::control::{self, ControllerLinks};
 use crate::ring::{Driver, WorkerLinks};
 use crate::shared::Shared;
 use crate::store::{self, Opened};
-use crate::{datafile, net};
+use crate::{datafile, net, watchdog};
 
 /// Frames per queue direction per worker.
 pub const QUEUE_FRAMES: usize = 16 * 1024;
@@ -42,13 +44,6 @@ pub fn block_signals() -> libc::sigset_t {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
-}
-
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: waits on a valid set, writing the signal number into a local.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
 }
 
 pub fn run(config: ServeConfig) -> Result<()> {
@@ -151,7 +146,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         workers.push(handle);
     }
     tracing::info!(listen = %config.listen, "ready");
-    let sig = wait_for_signal(&signals);
+    let sig = watchdog::run_until_signal(&signals, &shared, config.stall_limit, &config.data_dir);
     tracing::info!(signal = sig, "shutting down: draining requests in progress");
     shared.shutdown.store(true, Ordering::Release);
     control::wake_all(&wakes);
@@ -224,6 +219,7 @@ fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
         .request_timeout
         .min(std::time::Duration::from_secs(5));
     w.verify_reads = config.verify_reads;
+    w.stall_limit = config.stall_limit;
     w.auth_token = config.auth_token.as_ref().map(|t| t.as_bytes().to_vec());
     w.pool_targets = config.pool_target;
     // Adaptive pools may park at most an eighth of the capacity across all workers.
