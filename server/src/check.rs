@@ -16,10 +16,11 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use engine::buddy::BuddyAllocator;
 use engine::hash::BlockHash;
-use engine::meta::{MetaRead, MetaStore, MetaTxn};
+use engine::meta::{Header, MetaRead, MetaStore, MetaTxn};
 
 use crate::datafile::DATA_FILE_NAME;
 use crate::identity::{IndexFile, Plan};
+use crate::mdbx::MdbxStore;
 use crate::store::{self, Access, Writable};
 
 #[derive(Debug, Default)]
@@ -64,20 +65,7 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
         );
     }
     let mut report = Report::default();
-    let access = match (access, store::index_writable(dir), repair) {
-        (Access::ReadWrite, Writable::No, Repair::No) => {
-            report.notes.push(
-                "the index is not writable (a read-only copy or mount): audited read-only".into(),
-            );
-            Access::ReadOnly
-        }
-        (Access::ReadWrite, Writable::No, Repair::DropCorrupt) => bail!(
-            "{}: the index is not writable, so --repair cannot drop entries; audit it with \
-             `buddy-blocks check --read-only`, or repair a writable copy",
-            dir.display()
-        ),
-        (access, _, _) => access,
-    };
+    let access = choose_access(dir, access, repair, &mut report)?;
     if access == Access::ReadWrite {
         // The audit goes on after a failed sync: it is how the blocks lost to it are found
         // (and, with --repair, dropped).
@@ -86,29 +74,8 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
         }
     }
     let mut store = store::open_index(dir, map_size, access)?;
-    let header = match store::plan(dir, &store)? {
-        Plan::CreateStore => bail!(
-            "{} has no index header and no data file: not a data directory",
-            dir.display()
-        ),
-        Plan::CreateDataFile { header } => {
-            report.notes.push(
-                "no data file and no blocks: a store whose creation stopped half-way (the next \
-                 `serve` creates the data file)"
-                    .into(),
-            );
-            report.capacity_bytes = header.capacity_bytes;
-            return Ok(report);
-        }
-        Plan::WriteTrailer { header } => {
-            report.notes.push(
-                "the data file has no identity trailer yet (written by an earlier version, or \
-                 lost to a power loss): the next `serve` appends it"
-                    .into(),
-            );
-            header
-        }
-        Plan::Open { header, .. } => header,
+    let Some(header) = header_to_audit(dir, &store, &mut report)? else {
+        return Ok(report);
     };
     let data_path = dir.join(DATA_FILE_NAME);
     let data = File::open(&data_path)
@@ -173,4 +140,52 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
         txn.commit(true).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(report)
+}
+
+/// The access the audit uses: read-only when asked, or when the index is not writable (then
+/// with a note; `--repair` is refused).
+fn choose_access(dir: &Path, asked: Access, repair: Repair, report: &mut Report) -> Result<Access> {
+    Ok(match (asked, store::index_writable(dir), repair) {
+        (Access::ReadWrite, Writable::No, Repair::No) => {
+            report.notes.push(
+                "the index is not writable (a read-only copy or mount): audited read-only".into(),
+            );
+            Access::ReadOnly
+        }
+        (Access::ReadWrite, Writable::No, Repair::DropCorrupt) => bail!(
+            "{}: the index is not writable, so --repair cannot drop entries; audit it with \
+             `buddy-blocks check --read-only`, or repair a writable copy",
+            dir.display()
+        ),
+        (asked, _, _) => asked,
+    })
+}
+
+/// The header of a directory `serve` would open (or a refusal as the error); `None` when
+/// there is nothing to audit (no data file and no blocks yet), with a note.
+fn header_to_audit(dir: &Path, store: &MdbxStore, report: &mut Report) -> Result<Option<Header>> {
+    Ok(Some(match store::plan(dir, store)? {
+        Plan::CreateStore => bail!(
+            "{} has no index header and no data file: not a data directory",
+            dir.display()
+        ),
+        Plan::CreateDataFile { header } => {
+            report.notes.push(
+                "no data file and no blocks: a store whose creation stopped half-way (the next \
+                 `serve` creates the data file)"
+                    .into(),
+            );
+            report.capacity_bytes = header.capacity_bytes;
+            return Ok(None);
+        }
+        Plan::WriteTrailer { header } => {
+            report.notes.push(
+                "the data file has no identity trailer yet (written by an earlier version, or \
+                 lost to a power loss): the next `serve` appends it"
+                    .into(),
+            );
+            header
+        }
+        Plan::Open { header, .. } => header,
+    }))
 }

@@ -236,6 +236,17 @@ pub fn plan(dir: &Path, index: &IndexFacts, data: &DataFile) -> Result<Plan, Ref
             at_index_capacity,
         } => (len_bytes, tail, at_index_capacity),
     };
+    plan_with_data(p, header, len_bytes, tail, at_index_capacity)
+}
+
+/// The data file exists and the index has a header of this format.
+fn plan_with_data(
+    p: Paths,
+    header: Header,
+    len_bytes: u64,
+    tail: Option<Tail>,
+    at_index_capacity: Option<Tail>,
+) -> Result<Plan, Refusal> {
     if len_bytes == header.capacity_bytes {
         return Ok(Plan::WriteTrailer { header });
     }
