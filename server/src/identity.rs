@@ -103,8 +103,8 @@ pub enum Refusal {
         what: &'static str,
     },
     #[error(
-        "the data file {data} is missing but the index records {what}: refusing to serve \
-         blocks whose bytes are gone. Restore {DATA_FILE_NAME} from the backup that matches \
+        "the data file {data} is missing but the index records {what}: refusing to start \
+         without it (the index would point at bytes that are gone). Restore {DATA_FILE_NAME} from the backup that matches \
          {ENV_DIR_NAME}, then run `buddy-blocks check --data-dir {dir}`; to discard the store, \
          remove the directory"
     )]
