@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use server::check::Repair;
 use server::config::{self, Raw, ServeConfig};
+use server::store::Access;
 
 #[derive(Parser)]
 #[command(
@@ -109,8 +111,12 @@ struct CheckArgs {
     #[arg(long, default_value = "./buddy-data")]
     data_dir: PathBuf,
     /// Drop index entries whose bytes are corrupt (listing them) and free their slots
-    #[arg(long)]
+    #[arg(long, conflicts_with = "read_only")]
     repair: bool,
+    /// Open nothing for writing: audit a read-only copy of a data directory (a snapshot, a
+    /// read-only mount). Without it, `check` opens the index read-write and exclusively
+    #[arg(long)]
+    read_only: bool,
     /// Largest size the index map may have [default: 64GiB]
     #[arg(long, default_value = "64GiB")]
     map_size: String,
@@ -188,7 +194,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn check(args: CheckArgs) -> anyhow::Result<bool> {
     init_logging("warn", false);
     let map_size = config::parse_size(&args.map_size)?;
-    let report = server::check::run(&args.data_dir, map_size, args.repair)?;
+    let repair = match args.repair {
+        true => Repair::DropCorrupt,
+        false => Repair::No,
+    };
+    let access = match args.read_only {
+        true => Access::ReadOnly,
+        false => Access::ReadWrite,
+    };
+    let report = server::check::run(&args.data_dir, map_size, repair, access)?;
     println!("data directory: {}", args.data_dir.display());
     println!("capacity_bytes: {}", report.capacity_bytes);
     println!("blocks: {}", report.blocks);
@@ -203,6 +217,9 @@ fn check(args: CheckArgs) -> anyhow::Result<bool> {
     }
     for p in &report.problems {
         println!("problem: {p}");
+    }
+    for n in &report.notes {
+        println!("note: {n}");
     }
     if args.repair {
         println!("repaired (index entries dropped): {}", report.repaired);
