@@ -791,21 +791,12 @@ impl<M: MetaStore> Controller<M> {
     fn fail_writes(&mut self, batch: &[ToController]) {
         for m in batch {
             let (worker, request) = match *m {
+                // Not `AllocateDone` with nothing granted: that means "no space" (507),
+                // and space is not what is missing.
                 ToController::Allocate {
-                    worker,
-                    request,
-                    class,
-                    count,
-                } => {
-                    self.outbox[worker as usize].push_back(ToWorker::AllocateDone {
-                        request,
-                        class,
-                        requested: count,
-                        granted: 0,
-                    });
-                    continue;
+                    worker, request, ..
                 }
-                ToController::Occupy {
+                | ToController::Occupy {
                     worker, request, ..
                 }
                 | ToController::Release {

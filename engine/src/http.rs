@@ -60,6 +60,8 @@ pub struct RequestHead {
     pub authorization: Option<Vec<u8>>,
     pub if_none_match: Option<Vec<u8>>,
     pub range: Option<Vec<u8>>,
+    /// `Accept` (every line joined by commas), for `/ipfs/` content negotiation.
+    pub accept: Option<Vec<u8>>,
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
 }
@@ -134,6 +136,7 @@ impl HeadBuffers {
             head.authorization,
             head.if_none_match,
             head.range,
+            head.accept,
         ];
         for v in parts.into_iter().flatten() {
             if self.spare.len() < HEAD_SPARE_MAX && v.capacity() <= HEAD_SPARE_BYTES_MAX {
@@ -257,6 +260,7 @@ fn head_from_parsed(
         authorization: fields.authorization,
         if_none_match: fields.if_none_match,
         range: fields.range,
+        accept: fields.accept,
         expect_continue: fields.expect_continue,
     })
 }
@@ -320,6 +324,7 @@ struct HeaderFields {
     authorization: Option<Vec<u8>>,
     if_none_match: Option<Vec<u8>>,
     range: Option<Vec<u8>>,
+    accept: Option<Vec<u8>>,
     expect_continue: bool,
 }
 
@@ -371,6 +376,8 @@ impl HeaderFields {
         } else if is(b"range") {
             // Not a list, but joining makes repeated lines a multi-range, which is ignored.
             append_list(&mut self.range, value, buffers);
+        } else if is(b"accept") {
+            append_list(&mut self.accept, value, buffers);
         } else if is(b"expect") {
             self.expect_continue |= trim_ows(value).eq_ignore_ascii_case(b"100-continue");
         }
@@ -856,6 +863,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
@@ -871,8 +879,20 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// What a response says about its connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Persistence {
+    /// Kept open, as HTTP/1.1 does by default: nothing to say.
+    KeepOpen,
+    /// Kept open for an HTTP/1.0 client that asked for it: `Connection: keep-alive` (an
+    /// HTTP/1.0 client closes otherwise, or waits for the server to: ApacheBench `-k` hangs).
+    KeepAlive10,
+    /// Closed after this response: `Connection: close`.
+    Close,
+}
+
 /// Appends a response head: status line, `headers` in order, then `Content-Length` when given,
-/// `Connection: close` when `close`, then the empty line.
+/// the `Connection` header `persistence` needs, then the empty line.
 ///
 /// Header names and values come from the server, never verbatim from a request; a name that is
 /// not a token or a value with CR, LF or NUL is a programmer error (it would split the response).
@@ -881,7 +901,7 @@ pub fn write_response_head(
     status: u16,
     headers: &[(&str, &[u8])],
     content_length: Option<u64>,
-    close: bool,
+    persistence: Persistence,
 ) {
     assert!(
         (100..=999).contains(&status),
@@ -912,8 +932,10 @@ pub fn write_response_head(
         push_decimal(out, length);
         out.extend_from_slice(b"\r\n");
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match persistence {
+        Persistence::KeepOpen => {}
+        Persistence::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
     assert!(out.ends_with(b"\r\n\r\n") && out.len() > out_len_before);
@@ -1504,7 +1526,8 @@ mod tests {
     #[test]
     fn reason_phrases_cover_every_status_the_spec_uses() {
         let statuses = [
-            200, 201, 204, 206, 304, 400, 401, 404, 405, 408, 411, 413, 416, 422, 431, 500, 501,
+            200, 201, 204, 206, 304, 400, 401, 404, 405, 406, 408, 411, 413, 416, 422, 431, 500,
+            501,
         ];
         for status in statuses.into_iter().chain([503, 505, 507]) {
             assert_ne!(reason_phrase(status), "Unknown", "{status}");
@@ -1521,17 +1544,23 @@ mod tests {
             201,
             &[("ETag", etag), ("Location", b"/block/ab")],
             Some(64),
-            true,
+            Persistence::Close,
         );
         let expected = b"previousHTTP/1.1 201 Created\r\nETag: \"ab\"\r\nLocation: /block/ab\r\n\
             Content-Length: 64\r\nConnection: close\r\n\r\n";
         assert_eq!(show(&out), show(expected));
         let mut out = Vec::new();
-        write_response_head(&mut out, 304, &[], None, false);
+        write_response_head(&mut out, 304, &[], None, Persistence::KeepOpen);
         assert_eq!(out, b"HTTP/1.1 304 Not Modified\r\n\r\n");
         let mut out = Vec::new();
-        write_response_head(&mut out, 200, &[], Some(0), false);
+        write_response_head(&mut out, 200, &[], Some(0), Persistence::KeepOpen);
         assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let mut out = Vec::new();
+        write_response_head(&mut out, 204, &[], None, Persistence::KeepAlive10);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+        );
     }
 
     #[test]
@@ -1542,7 +1571,7 @@ mod tests {
             200,
             &[("X", b"a\r\nSet-Cookie: b")],
             None,
-            false,
+            Persistence::KeepOpen,
         );
     }
 

@@ -8,11 +8,15 @@
 
 pub mod buddy;
 pub mod bugs;
+pub mod cid;
 pub mod clock;
 pub mod controller;
+pub mod gateway;
 pub mod hash;
+pub mod health;
 pub mod http;
 pub mod io;
+pub mod log_limit;
 pub mod message;
 pub mod meta;
 pub mod pool;

@@ -17,9 +17,9 @@ pub const LATENCY_BUCKETS_S: [f64; 14] = [
 /// Methods tracked per request.
 pub const METHODS: [&str; 6] = ["get", "head", "put", "delete", "post", "other"];
 /// Status codes tracked per request (others land in the last entry).
-pub const STATUSES: [u16; 20] = [
-    200, 201, 204, 206, 304, 400, 401, 404, 405, 408, 411, 413, 416, 422, 431, 500, 503, 505, 507,
-    0,
+pub const STATUSES: [u16; 21] = [
+    200, 201, 204, 206, 304, 400, 401, 404, 405, 406, 408, 411, 413, 416, 422, 431, 500, 503, 505,
+    507, 0,
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +84,9 @@ pub struct WorkerStats {
     pub buffer_waits: u64,
     /// Uploads that went in small pieces because the buffer budget was spent.
     pub small_piece_uploads: u64,
+    /// Requests answered `503` because the controller (storage) did not answer by their
+    /// request timeout.
+    pub storage_timeouts: u64,
 }
 
 /// What the driver gathers for rendering.
@@ -102,6 +105,8 @@ pub struct StatsSnapshot {
     pub version: &'static str,
     pub durability: &'static str,
     pub verify_reads: &'static str,
+    /// The watchdog's verdict (`None`: healthy); see `crate::health`.
+    pub health: Option<crate::health::Unhealthy>,
 }
 
 pub fn method_index(method: crate::http::Method) -> usize {
@@ -121,6 +126,22 @@ pub fn status_index(status: u16) -> usize {
         .iter()
         .position(|&s| s == status)
         .unwrap_or(STATUSES.len() - 1)
+}
+
+/// Appends `value` as a JSON string (quotes, backslashes and control characters escaped).
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for ch in value.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn json_array(out: &mut String, values: impl Iterator<Item = u64>) {
@@ -165,7 +186,7 @@ pub fn render_json(s: &StatsSnapshot) -> String {
          \"reserved_bytes\":{},\"used_bytes\":{},\"blocks\":{},\"data_bytes\":{},\
          \"durability\":\"{}\",\"verify_reads\":\"{}\",\"corrupt_blocks_detected\":{},\
          \"quarantined_bytes\":{},\"failed\":{},\"scrub\":{{\"blocks\":{},\"corrupt\":{},\
-         \"passes\":{}}},",
+         \"passes\":{}}},\"health\":",
         s.version,
         s.uptime_s,
         c.capacity_bytes,
@@ -183,7 +204,15 @@ pub fn render_json(s: &StatsSnapshot) -> String {
         s.scrub_corrupt,
         s.scrub_passes,
     );
-    out.push_str("\"free_slots\":");
+    match &s.health {
+        None => out.push_str("\"ok\",\"health_reason\":null"),
+        Some(why) => {
+            json_string(&mut out, why.code());
+            out.push_str(",\"health_reason\":");
+            json_string(&mut out, &why.reason());
+        }
+    }
+    out.push_str(",\"free_slots\":");
     json_class_map(&mut out, &c.free_slots);
     out.push_str(",\"reserved_slots\":");
     json_class_map(&mut out, &c.reserved_slots);
@@ -223,7 +252,7 @@ pub fn render_json(s: &StatsSnapshot) -> String {
              \"ops_in_flight\":{},\"controller_requests_waiting\":{},\"timeouts\":{},\
              \"corrupt_blocks_detected\":{},\"controller_wait_ns\":{},\
              \"buffer_granted_bytes\":{},\"buffer_waits\":{},\"small_piece_uploads\":{},\
-             \"pool_free\":",
+             \"storage_timeouts\":{},\"pool_free\":",
             w.requests,
             w.bytes_in,
             w.bytes_out,
@@ -239,6 +268,7 @@ pub fn render_json(s: &StatsSnapshot) -> String {
             w.buffer_granted_bytes,
             w.buffer_waits,
             w.small_piece_uploads,
+            w.storage_timeouts,
         );
         json_class_map(&mut out, &w.pool_free);
         out.push_str(",\"pool_target\":");
@@ -337,6 +367,12 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
         &format!("{p}_uptime_seconds"),
         "Seconds since start.",
         s.uptime_s,
+    );
+    prom_gauge(
+        &mut out,
+        &format!("{p}_healthy"),
+        "1 when /health answers 200 ok; 0 when it answers 503 (see /stats health).",
+        u64::from(s.health.is_none()),
     );
     prom_gauge(
         &mut out,
@@ -466,7 +502,7 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     prom_header(&mut out, &name, "gauge", "Open client connections.");
     let open: u64 = s.workers.iter().map(|w| w.connections_open).sum();
     let _ = writeln!(out, "{name} {open}");
-    let per_worker: [PerWorkerMetric; 5] = [
+    let per_worker: [PerWorkerMetric; 6] = [
         (
             "io_ops_in_flight",
             "gauge",
@@ -490,6 +526,12 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
             "counter",
             "Uploads streamed in small pieces because the buffer budget was spent, per worker.",
             |w| w.small_piece_uploads,
+        ),
+        (
+            "storage_timeouts_total",
+            "counter",
+            "Requests answered 503 because storage did not answer by their request timeout.",
+            |w| w.storage_timeouts,
         ),
         (
             "pool_refill_requests_total",

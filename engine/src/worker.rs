@@ -23,12 +23,15 @@ use sha2::Digest;
 
 use crate::buddy::Slot;
 use crate::clock::Instant;
+use crate::gateway::{self, IpfsRequest, Negotiated};
 use crate::hash::{BlockHash, Hex, HASH_HEX_LEN};
+use crate::health::{self, Observations, Unhealthy};
 use crate::http::{
     self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
     RequestHead,
 };
 use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
+use crate::log_limit::LogLimit;
 use crate::message::{
     ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
     WorkerId, LIST_LIMIT_MAX,
@@ -37,8 +40,12 @@ use crate::pool::Pools;
 use crate::size_class::{SizeClass, BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
 use crate::stats::{self, StatsSnapshot, WorkerStats};
 
-/// Room kept in front of a GET's read buffer for the response head (no copy of the body).
-const HEAD_ROOM_BYTES: usize = 512;
+mod ipfs;
+
+/// Room kept in front of a GET's read buffer for the response head (no copy of the body): a
+/// `/block/` head, or the longest `/ipfs/` head with its CAR prefix.
+const HEAD_ROOM_BYTES: usize = 1024;
+const _: () = assert!(gateway::RESPONSE_PREFIX_BYTES_MAX <= HEAD_ROOM_BYTES);
 /// Piece size of a streamed PUT body.
 const STREAM_PIECE_BYTES: usize = 64 * 1024;
 /// Capacity of a large buffer: a whole block plus room for the response head.
@@ -68,6 +75,10 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// Delay before a class that came back short after a `Reclaim` is asked again (the space it
 /// waits for comes back over some cycles; asking every loop turn spins worker and controller).
 const SLOT_RETRY_DELAY: Duration = Duration::from_millis(1);
+/// Longest an upload waits for a lane before it goes on in small pieces (it takes a lane
+/// later, between pieces, when one is free). Short: the lanes may be held by clients that
+/// send a byte now and then, and a normal upload must not queue behind them.
+const LANE_WAIT_MAX: Duration = Duration::from_millis(20);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum VerifyReads {
@@ -108,6 +119,9 @@ pub struct WorkerConfig {
     /// `slot_wait_limit`, then 503); an upload waits as long, then goes on in small pieces.
     /// It also bounds the idle buffers kept.
     pub buffer_budget_bytes: usize,
+    /// How long a request may wait for the controller before `/health` says storage stalled
+    /// (the request itself is answered `503` at its request timeout).
+    pub stall_limit: Duration,
 }
 
 /// The smallest `buffer_budget_bytes`: a buffered body and an upload's lane side by side.
@@ -128,6 +142,7 @@ impl WorkerConfig {
             pool_bytes_max: 64 << 20,
             recv_chunk_bytes: 64 * 1024,
             buffer_budget_bytes: 4 << 20,
+            stall_limit: crate::health::STALL_LIMIT_DEFAULT,
         }
     }
 }
@@ -172,14 +187,34 @@ enum BodyReader {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Route {
-    PutBlock { expected: Option<BlockHash> },
-    GetBlock { hash: BlockHash, head_only: bool },
-    DeleteBlock { hash: BlockHash },
+    PutBlock {
+        expected: Option<BlockHash>,
+    },
+    GetBlock {
+        hash: BlockHash,
+        head_only: bool,
+        flavour: Flavour,
+    },
+    /// `GET`/`HEAD /ipfs/{identity CID}`: answered from the CID in the path.
+    IpfsInline {
+        head_only: bool,
+        negotiated: Negotiated,
+    },
+    DeleteBlock {
+        hash: BlockHash,
+    },
     Missing,
     List,
     Health,
     Stats,
     Metrics,
+}
+
+/// How a stored block is answered: the `/block/` way, or as the IPFS gateway says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    Block,
+    Ipfs(Negotiated),
 }
 
 enum Stage {
@@ -375,6 +410,10 @@ pub struct Worker {
     serving: bool,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
+    /// The driver's watchdog verdict over the whole node (see [`Worker::set_health`]).
+    node_health: Option<Unhealthy>,
+    /// Failed verifications are logged at most once a second (each is counted).
+    corrupt_log: LogLimit,
 }
 
 impl Worker {
@@ -431,6 +470,8 @@ impl Worker {
             serving: false,
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
+            node_health: None,
+            corrupt_log: LogLimit::new(Duration::from_secs(1)),
             config,
         }
     }
@@ -470,7 +511,8 @@ impl Worker {
     ///
     /// Deadlines are checked lazily: `tick` scans the connections only when the cached earliest
     /// deadline has come, and every event lowers the cache to `now + min_timeout / 2` (any
-    /// deadline an event creates is at least `min_timeout` away). So a busy worker scans its
+    /// deadline an event creates is at least `min_timeout` away, except an upload's wait for a
+    /// lane, which lowers the cache itself). So a busy worker scans its
     /// connections a few times per `min_timeout`, not once per loop turn.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let connections = self.conns_open + self.rejecting > 0;
@@ -523,6 +565,14 @@ impl Worker {
                 Stage::WaitBuffer { deadline, .. } => {
                     Some((*deadline).min(a.started + c.request_timeout))
                 }
+                // Waiting for the controller (or the flush behind it): answered by the request
+                // timeout whatever storage does (SPEC's liveness line).
+                Stage::Occupy { .. }
+                | Stage::DedupCheck { .. }
+                | Stage::Lookup
+                | Stage::Release
+                | Stage::Missing { .. }
+                | Stage::List { .. } => Some(a.started + c.request_timeout),
                 Stage::Stream(s) => {
                     let request = if s.slot.is_none() {
                         Some(s.deadline.min(a.started + c.request_timeout))
@@ -991,6 +1041,14 @@ impl Worker {
             // A piece is being written: answer once it is done (the deadline fires again);
             // answering now would drop the stage the write's completion needs.
             Some(Stage::Stream(s)) if s.writing => {}
+            Some(
+                Stage::Occupy { .. }
+                | Stage::DedupCheck { .. }
+                | Stage::Lookup
+                | Stage::Release
+                | Stage::Missing { .. }
+                | Stage::List { .. },
+            ) => self.answer_unconfirmed(now, r),
             Some(Stage::Stream(_)) => {
                 self.stats.timeouts += 1;
                 // The slot goes back to the pool before the answer replaces the stage.
@@ -1597,8 +1655,18 @@ impl Worker {
                     }
                 });
             }
+            Route::IpfsInline {
+                head_only,
+                negotiated,
+            } => self.respond_ipfs_inline(now, r, head_only, negotiated),
             Route::List => self.start_list(now, r),
-            Route::Health => self.respond_text(now, r, 200, b"ok", "text/plain"),
+            Route::Health => match self.health(now) {
+                None => self.respond_text(now, r, 200, b"ok", "text/plain"),
+                Some(why) => {
+                    let line = format!("{}\n", why.reason());
+                    self.respond_text(now, r, 503, line.as_bytes(), "text/plain")
+                }
+            },
             Route::Stats => {
                 let body = stats::render_json(&self.snapshot_now()).into_bytes();
                 self.respond_text(now, r, 200, &body, "application/json")
@@ -1679,10 +1747,12 @@ impl Worker {
             Method::Get => Ok(Route::GetBlock {
                 hash,
                 head_only: false,
+                flavour: Flavour::Block,
             }),
             Method::Head => Ok(Route::GetBlock {
                 hash,
                 head_only: true,
+                flavour: Flavour::Block,
             }),
             Method::Put => Ok(Route::PutBlock {
                 expected: Some(hash),
@@ -1708,7 +1778,9 @@ impl Worker {
             b"/stats" => read_only(Route::Stats),
             b"/metrics" => read_only(Route::Metrics),
             _ => {
-                if let Some(rest) = path.strip_prefix(b"/block/") {
+                if let Some(rest) = path.strip_prefix(b"/ipfs/") {
+                    ipfs::ipfs_route(m, rest, head)
+                } else if let Some(rest) = path.strip_prefix(b"/block/") {
                     match BlockHash::from_hex(rest) {
                         Some(hash) => hash_route(hash),
                         None => Err((400, "block address must be 64 hex characters", None)),
@@ -1891,7 +1963,7 @@ impl Worker {
     /// buffer budget, or waits for one. Not before: an upload waiting for space must not
     /// hold buffers others could use meanwhile.
     fn stream_slot(&mut self, now: Instant, r: ConnRef, slot: Slot) {
-        let wait_limit = self.config.slot_wait_limit;
+        let wait_limit = self.config.slot_wait_limit.min(LANE_WAIT_MAX);
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
@@ -1911,7 +1983,10 @@ impl Worker {
         let Stage::Stream(s) = &mut active.stage else {
             unreachable!("stream stage")
         };
-        s.lane_deadline = Some(now + wait_limit);
+        let deadline = now + wait_limit;
+        s.lane_deadline = Some(deadline);
+        // Shorter than `min_timeout`: the lazy deadline scan must know (see `poll_timeout`).
+        self.deadline_cache = self.deadline_cache.min(deadline);
         self.stats.buffer_waits += 1;
         self.lane_waiters.push_back(r);
     }
@@ -2388,7 +2463,12 @@ impl Worker {
         let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()) else {
             return;
         };
-        let Route::GetBlock { hash, head_only } = active.route else {
+        let Route::GetBlock {
+            hash,
+            head_only,
+            flavour,
+        } = active.route
+        else {
             return;
         };
         if !matches!(active.stage, Stage::Lookup) {
@@ -2399,26 +2479,13 @@ impl Worker {
             self.respond_error(now, r, method, 404, "no such block", false);
             return;
         };
-        let hex = hash.hex();
-        let not_modified = active
-            .head
-            .if_none_match
-            .as_ref()
-            .is_some_and(|v| http::if_none_match_matches(v, hex.as_str()));
-        let etag = etag_of(&hex);
-        if not_modified {
-            let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
-            self.respond_head_only(now, r, method, 304, &headers, None);
-            return;
-        }
-        if head_only {
-            let headers: [(&str, &[u8]); 4] = [
-                ("Content-Type", b"application/octet-stream"),
-                ("ETag", &etag),
-                CACHE_CONTROL,
-                ("Accept-Ranges", b"bytes"),
-            ];
-            self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
+        let answered = match flavour {
+            Flavour::Block => self.answer_block_without_body(now, r, hash, head_only, location),
+            Flavour::Ipfs(negotiated) => {
+                self.answer_ipfs_without_body(now, r, negotiated, head_only, location)
+            }
+        };
+        if answered {
             return;
         }
         // The reply stays in flight until the read completes (guarantee 4), waiting for the
@@ -2431,6 +2498,44 @@ impl Worker {
             return;
         }
         self.start_read(r, location, seq);
+    }
+
+    /// `/block/`: a 304, or a HEAD's 200, needs no read. True when answered.
+    fn answer_block_without_body(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        hash: BlockHash,
+        head_only: bool,
+        location: Location,
+    ) -> bool {
+        let active = conn_at(&mut self.conns, r)
+            .and_then(|c| c.active.as_ref())
+            .expect("active");
+        let method = active.head.method;
+        let hex = hash.hex();
+        let not_modified = active
+            .head
+            .if_none_match
+            .as_ref()
+            .is_some_and(|v| http::if_none_match_matches(v, hex.as_str()));
+        let etag = etag_of(&hex);
+        if not_modified {
+            let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
+            self.respond_head_only(now, r, method, 304, &headers, None);
+            return true;
+        }
+        if head_only {
+            let headers: [(&str, &[u8]); 4] = [
+                ("Content-Type", b"application/octet-stream"),
+                ("ETag", &etag),
+                CACHE_CONTROL,
+                ("Accept-Ranges", b"bytes"),
+            ];
+            self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
+            return true;
+        }
+        false
     }
 
     fn start_read(&mut self, r: ConnRef, location: Location, seq: u64) {
@@ -2524,14 +2629,13 @@ impl Worker {
     }
 
     /// Verifies the bytes read, then answers 200 or 206 (or 416, or 500 on corruption).
-    fn send_block(&mut self, now: Instant, r: ConnRef, mut buf: Vec<u8>, location: Location) {
+    fn send_block(&mut self, now: Instant, r: ConnRef, buf: Vec<u8>, location: Location) {
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_ref())
             .expect("active");
-        let Route::GetBlock { hash, .. } = active.route else {
+        let Route::GetBlock { hash, flavour, .. } = active.route else {
             unreachable!()
         };
-        let range = active.head.range.clone();
         let len = u64::from(location.len);
         let data = &buf[HEAD_ROOM_BYTES..];
         debug_assert_eq!(data.len() as u64, len);
@@ -2542,6 +2646,18 @@ impl Worker {
         };
         if !ok {
             self.stats.corrupt_blocks_detected += 1;
+            if let Some(held_back) = self.corrupt_log.allow(now) {
+                let check = self.config.verify_reads.as_str();
+                tracing::error!(
+                    %hash,
+                    offset = location.slot.offset,
+                    len = location.len,
+                    check,
+                    held_back,
+                    "a GET read bytes that fail verification (corrupt block, answered 500); \
+                     run `buddy-blocks check --repair` offline and re-fetch it"
+                );
+            }
             self.recycle(buf);
             self.respond_error(
                 now,
@@ -2553,59 +2669,91 @@ impl Worker {
             );
             return;
         }
-        let spec = range
-            .as_deref()
-            .map_or(RangeSpec::Full, |v| http::parse_range(v, len));
-        let etag = etag_of(&hash.hex());
-        // "bytes <start>-<end>/<len>" or "bytes */<len>": at most 6 + 3 * 20 + 2 bytes.
-        let mut content_range = [0u8; 72];
-        let (status, start, end, range_len) = match spec {
-            RangeSpec::Full => (200, 0, len, 0),
-            RangeSpec::Partial {
-                start,
-                end_inclusive,
-            } => {
-                let n = write_into(
-                    &mut content_range,
-                    format_args!("bytes {start}-{end_inclusive}/{len}"),
-                );
-                (206, start, end_inclusive + 1, n)
-            }
-            RangeSpec::Unsatisfiable => {
-                self.recycle(buf);
-                let n = write_into(&mut content_range, format_args!("bytes */{len}"));
-                let headers: [(&str, &[u8]); 1] = [("Content-Range", &content_range[..n])];
-                let body: [&[u8]; 1] = [b"range not satisfiable\n"];
-                self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
-                return;
-            }
+        if let Flavour::Ipfs(negotiated) = flavour {
+            self.send_ipfs_block(now, r, buf, location, negotiated);
+            return;
+        }
+        let mut content_range = ContentRange::new();
+        let Some((status, start, end)) = self.plan_range(r, len, &mut content_range) else {
+            self.recycle(buf);
+            self.respond_unsatisfiable(now, r, &content_range);
+            return;
         };
+        let etag = etag_of(&hash.hex());
         let headers: [(&str, &[u8]); 5] = [
             ("Content-Type", b"application/octet-stream"),
             ("ETag", &etag),
             CACHE_CONTROL,
             ("Accept-Ranges", b"bytes"),
-            ("Content-Range", &content_range[..range_len]),
+            ("Content-Range", content_range.as_bytes()),
         ];
-        let headers = if range_len > 0 {
+        let headers = if status == 206 {
             &headers[..]
         } else {
             &headers[..4]
         };
-        let close = !conn_at(&mut self.conns, r).expect("open").keep_alive;
+        let persistence = persistence_of(conn_at(&mut self.conns, r).expect("open"));
         let mut head = std::mem::take(&mut self.head_scratch);
         head.clear();
-        http::write_response_head(&mut head, status, headers, Some(end - start), close);
-        let body_start = HEAD_ROOM_BYTES + start as usize;
-        assert!(
-            head.len() <= body_start,
-            "response head fits the room before the body"
-        );
-        let head_start = body_start - head.len();
-        buf[head_start..body_start].copy_from_slice(&head);
+        http::write_response_head(&mut head, status, headers, Some(end - start), persistence);
+        let body = HEAD_ROOM_BYTES + start as usize..HEAD_ROOM_BYTES + end as usize;
+        self.send_with_head(now, r, status, buf, &head, body);
         self.head_scratch = head;
-        let send_end = HEAD_ROOM_BYTES + end as usize;
-        self.queue_response(now, r, Method::Get, status, buf, head_start, send_end);
+    }
+
+    /// Status (200 or 206) and byte span of a GET of `len` bytes under the request's `Range`,
+    /// writing `Content-Range` for a 206; `None` (with `bytes */<len>` written) when the range
+    /// is unsatisfiable.
+    fn plan_range(
+        &self,
+        r: ConnRef,
+        len: u64,
+        content_range: &mut ContentRange,
+    ) -> Option<(u16, u64, u64)> {
+        let range = stage_head(&self.conns, r).and_then(|h| h.range.as_deref());
+        let spec = range.map_or(RangeSpec::Full, |v| http::parse_range(v, len));
+        match spec {
+            RangeSpec::Full => Some((200, 0, len)),
+            RangeSpec::Partial {
+                start,
+                end_inclusive,
+            } => {
+                content_range.write(format_args!("bytes {start}-{end_inclusive}/{len}"));
+                Some((206, start, end_inclusive + 1))
+            }
+            RangeSpec::Unsatisfiable => {
+                content_range.write(format_args!("bytes */{len}"));
+                None
+            }
+        }
+    }
+
+    fn respond_unsatisfiable(&mut self, now: Instant, r: ConnRef, content_range: &ContentRange) {
+        let headers: [(&str, &[u8]); 1] = [("Content-Range", content_range.as_bytes())];
+        let body: [&[u8]; 1] = [b"range not satisfiable\n"];
+        self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
+    }
+
+    /// Sends `head` followed by `buf[body]`, the head written into the room before the body
+    /// (no copy of the body, no second buffer).
+    fn send_with_head(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        status: u16,
+        mut buf: Vec<u8>,
+        head: &[u8],
+        body: std::ops::Range<usize>,
+    ) {
+        assert!(body.start <= body.end && body.end <= buf.len());
+        assert!(
+            !head.is_empty() && head.len() <= body.start,
+            "a {}-byte response head fits the room before the body",
+            head.len()
+        );
+        let head_start = body.start - head.len();
+        buf[head_start..body.start].copy_from_slice(head);
+        self.queue_response(now, r, Method::Get, status, buf, head_start, body.end);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2938,6 +3086,10 @@ impl Worker {
     }
 
     fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
+        if let Some(class) = self.pools.class_of_request(request) {
+            self.on_allocate_failed(now, request, class, code);
+            return;
+        }
         let Some(w) = self.take_pending(now, request) else {
             return;
         };
@@ -2958,6 +3110,38 @@ impl Worker {
             self.respond_busy(now, w.conn, reason);
         } else {
             self.respond_error(now, w.conn, method, status, reason, false);
+        }
+    }
+
+    /// The controller could not allocate at all (its storage failed): the PUTs waiting for
+    /// a slot of `class` get the storage error, not a `507` (space is not what is missing).
+    fn on_allocate_failed(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        class: SizeClass,
+        code: ErrorCode,
+    ) {
+        assert_eq!(
+            code,
+            ErrorCode::Io,
+            "allocations fail only with a storage error"
+        );
+        self.pools.done(class, request, 1, 0);
+        while let Some(r) = self.slot_waiters[class.index()].pop_front() {
+            if !waits_for_slot(&self.conns, r) {
+                continue;
+            }
+            self.abandon_request(r);
+            let method = stage_method(&self.conns, r);
+            self.respond_error(
+                now,
+                r,
+                method,
+                500,
+                "storage error: the server cannot store blocks until it is restarted",
+                true,
+            );
         }
     }
 
@@ -3026,14 +3210,49 @@ impl Worker {
     // -----------------------------------------------------------------------------------------
     // Responses.
 
+    /// `503` with `Retry-After`, then close (the request's body may still be unread).
     fn respond_busy(&mut self, now: Instant, r: ConnRef, reason: &str) {
+        self.respond_unavailable(now, r, reason, true);
+    }
+
+    fn respond_unavailable(&mut self, now: Instant, r: ConnRef, reason: &str, close: bool) {
         let headers: [(&str, &[u8]); 1] = [("Retry-After", b"1")];
         let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
         let method = self
             .conn_mut(r)
             .and_then(|c| c.active.as_ref())
             .map_or(Method::Other, |a| a.head.method);
-        self.respond_full(now, r, method, 503, &headers, &body, true);
+        self.respond_full(now, r, method, 503, &headers, &body, close);
+    }
+
+    /// A request that waited for the controller until its request timeout: it is answered
+    /// `503` saying what may have happened, its pending replies are forgotten (a late one
+    /// finds no waiter, so it cannot answer this connection's next request), and the
+    /// connection stays open: the request was read whole.
+    fn answer_unconfirmed(&mut self, now: Instant, r: ConnRef) {
+        let Some(stage) = stage_of(&self.conns, r) else {
+            return;
+        };
+        let reason = match stage {
+            Stage::Occupy { .. } => {
+                "storage did not confirm the write in time; it may or may not be stored: \
+                 retry (storing the same bytes again is harmless)"
+            }
+            Stage::Release => {
+                "storage did not confirm the delete in time; it may or may not have \
+                 happened: retry"
+            }
+            _ => "storage did not answer in time; try again",
+        };
+        let waiting = self.pending.len();
+        self.pending.retain(|_, w| w.conn != r);
+        assert!(
+            self.pending.len() < waiting,
+            "a request waiting for the controller has a reply pending"
+        );
+        self.stats.storage_timeouts += 1;
+        self.abandon_request(r);
+        self.respond_unavailable(now, r, reason, false);
     }
 
     fn respond_error(
@@ -3091,7 +3310,7 @@ impl Worker {
         if close {
             conn.keep_alive = false;
         }
-        let close = !conn.keep_alive;
+        let persistence = persistence_of(conn);
         let head_request = conn
             .active
             .as_ref()
@@ -3112,7 +3331,13 @@ impl Worker {
             all[n] = ("Content-Type", b"text/plain");
             n += 1;
         }
-        http::write_response_head(&mut buf, status, &all[..n], Some(body_len as u64), close);
+        http::write_response_head(
+            &mut buf,
+            status,
+            &all[..n],
+            Some(body_len as u64),
+            persistence,
+        );
         if !head_request && status != 304 && status != 204 {
             for part in body {
                 buf.extend_from_slice(part);
@@ -3135,9 +3360,9 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
-        let close = !conn.keep_alive;
+        let persistence = persistence_of(conn);
         let mut buf = self.small_buf();
-        http::write_response_head(&mut buf, status, headers, content_length, close);
+        http::write_response_head(&mut buf, status, headers, content_length, persistence);
         let end = buf.len();
         self.queue_response(now, r, method, status, buf, 0, end);
     }
@@ -3175,6 +3400,7 @@ impl Worker {
                         authorization: None,
                         if_none_match: None,
                         range: None,
+                        accept: None,
                         expect_continue: false,
                     },
                     route: Route::Health,
@@ -3210,6 +3436,39 @@ impl Worker {
         self.snapshot = snapshot;
     }
 
+    /// The driver hands in its watchdog's verdict over the whole node (a stalled controller
+    /// or flush, a latched storage error), so that every worker's `/health` tells the same
+    /// truth, including workers with no request waiting. `None`: the driver sees nothing wrong.
+    pub fn set_health(&mut self, verdict: Option<Unhealthy>) {
+        self.node_health = verdict;
+    }
+
+    /// Since when this worker's oldest request has waited for the controller (request ids
+    /// grow, so the first pending one is the oldest).
+    pub fn oldest_wait_since(&self) -> Option<Instant> {
+        self.pending.values().next().map(|w| w.sent)
+    }
+
+    /// What `/health` answers now: the driver's verdict, or this worker's own view (its
+    /// oldest request waiting for the controller, shutting down).
+    fn health(&self, now: Instant) -> Option<Unhealthy> {
+        if self.node_health.is_some() {
+            return self.node_health.clone();
+        }
+        let own = Observations {
+            now,
+            oldest_wait_since: self.oldest_wait_since(),
+            shutting_down: self.shutting_down,
+            storage_failure: self
+                .snapshot
+                .controller
+                .failed
+                .then(|| "the controller latched a storage error (see the log)".to_string()),
+            ..Observations::default()
+        };
+        health::verdict(&own, self.config.stall_limit)
+    }
+
     fn snapshot_now(&mut self) -> StatsSnapshot {
         let mut s = StatsSnapshot::clone(&self.snapshot);
         let own = self.stats();
@@ -3219,6 +3478,7 @@ impl Worker {
         }
         s.workers[id] = own;
         s.verify_reads = self.config.verify_reads.as_str();
+        s.health = self.health(self.now_seen);
         s
     }
 
@@ -3362,6 +3622,39 @@ fn location_of(hex: &Hex) -> [u8; 7 + HASH_HEX_LEN] {
     out
 }
 
+/// A `Content-Range` value on the stack: "bytes <start>-<end>/<len>" or "bytes */<len>" is at
+/// most 6 + 3 * 20 + 2 bytes.
+struct ContentRange {
+    bytes: [u8; 72],
+    len: usize,
+}
+
+impl ContentRange {
+    fn new() -> ContentRange {
+        ContentRange {
+            bytes: [0; 72],
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, args: std::fmt::Arguments<'_>) {
+        assert_eq!(self.len, 0, "written once");
+        self.len = write_into(&mut self.bytes, args);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The head of the request in progress on connection `r`.
+fn stage_head(conns: &[Option<Conn>], r: ConnRef) -> Option<&RequestHead> {
+    match conns.get(r.index) {
+        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.head),
+        _ => None,
+    }
+}
+
 /// Formats into `out` without a heap allocation; returns the length written.
 fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize {
     struct Slice<'a> {
@@ -3383,6 +3676,25 @@ fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize {
 }
 
 /// The stage of the request in progress on connection `r`, if it is still that connection.
+/// What a response on `conn` says about the connection: closed unless it is kept alive, and
+/// an HTTP/1.0 client that asked to keep it is told so.
+fn persistence_of(conn: &Conn) -> http::Persistence {
+    let http10 = conn.active.as_ref().is_some_and(|a| a.head.http10);
+    match (conn.keep_alive, http10) {
+        (false, _) => http::Persistence::Close,
+        (true, true) => http::Persistence::KeepAlive10,
+        (true, false) => http::Persistence::KeepOpen,
+    }
+}
+
+/// The method of the request in progress on `r` (`Other` if none).
+fn stage_method(conns: &[Option<Conn>], r: ConnRef) -> Method {
+    let conn = conns.get(r.index).and_then(Option::as_ref);
+    conn.filter(|c| c.generation == r.generation)
+        .and_then(|c| c.active.as_ref())
+        .map_or(Method::Other, |a| a.head.method)
+}
+
 fn stage_of(conns: &[Option<Conn>], r: ConnRef) -> Option<&Stage> {
     match conns.get(r.index) {
         Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),

@@ -1,6 +1,9 @@
 //! `buddy-blocks check`: an offline audit of a data directory.
 //!
-//! Refuses to run while a server holds the directory (the index is opened exclusively). Checks
+//! Refuses to run while a server holds the directory (the index is opened exclusively), and
+//! refuses a directory whose index and data file do not belong together, as `serve` does
+//! ([`crate::identity`]). With [`Access::ReadOnly`] it opens nothing for writing (an audit of a
+//! read-only copy) and cannot repair. Checks
 //! that every index entry's bytes hash (SHA-256) to its key, that no two slots overlap and all
 //! lie inside the capacity, that reservations do not overlap stored blocks, and that the
 //! allocator's accounting adds up to the capacity. With `repair`, entries whose bytes are
@@ -10,13 +13,15 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use engine::buddy::BuddyAllocator;
 use engine::hash::BlockHash;
-use engine::meta::{MetaRead, MetaStore, MetaTxn};
+use engine::meta::{Header, MetaRead, MetaStore, MetaTxn};
 
 use crate::datafile::DATA_FILE_NAME;
+use crate::identity::{IndexFile, Plan};
 use crate::mdbx::MdbxStore;
+use crate::store::{self, Access, Writable};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -27,7 +32,18 @@ pub struct Report {
     pub capacity_bytes: u64,
     pub corrupt: Vec<BlockHash>,
     pub problems: Vec<String>,
+    /// Facts worth saying that are not problems.
+    pub notes: Vec<String>,
     pub repaired: u64,
+}
+
+/// Whether `check` may change the index.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Repair {
+    /// Audit only.
+    No,
+    /// Drop the index entries of corrupt blocks.
+    DropCorrupt,
 }
 
 impl Report {
@@ -36,35 +52,37 @@ impl Report {
     }
 }
 
-pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
-    // The audit goes on after a failed sync: it is how the blocks lost to it are found (and,
-    // with --repair, dropped).
-    let synced = crate::datafile::sync_before_open(dir);
-    let mut store = MdbxStore::open_exclusive(dir, map_size)
-        .map_err(|e| anyhow!("opening the index in {}: {e}", dir.display()))?;
+pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<Report> {
+    assert!(
+        !(repair == Repair::DropCorrupt && access == Access::ReadOnly),
+        "the command line refuses --repair with --read-only"
+    );
+    crate::sigbus::install(dir);
+    if store::index_file(dir)? == IndexFile::Absent && !crate::datafile::exists(dir)? {
+        bail!(
+            "{} holds no index and no data file: not a data directory (nothing to check)",
+            dir.display()
+        );
+    }
+    let mut report = Report::default();
+    let access = choose_access(dir, access, repair, &mut report)?;
+    if access == Access::ReadWrite {
+        // The audit goes on after a failed sync: it is how the blocks lost to it are found
+        // (and, with --repair, dropped).
+        if let Err(e) = crate::datafile::sync_before_open(dir) {
+            report.problems.push(format!("{e:#}"));
+        }
+    }
+    let mut store = store::open_index(dir, map_size, access)?;
+    let Some(header) = header_to_audit(dir, &store, &mut report)? else {
+        return Ok(report);
+    };
     let data_path = dir.join(DATA_FILE_NAME);
     let data = File::open(&data_path)
         .with_context(|| format!("opening data file {}", data_path.display()))?;
-    let data_len = data.metadata()?.len();
-    let mut report = Report::default();
-    if let Err(e) = synced {
-        report.problems.push(format!("{e:#}"));
-    }
     {
         let read = store.read().map_err(|e| anyhow!("{e}"))?;
-        let header = read.header().map_err(|e| anyhow!("{e}"))?.ok_or_else(|| {
-            anyhow!(
-                "{} has no format header: not a data directory",
-                dir.display()
-            )
-        })?;
         report.capacity_bytes = header.capacity_bytes;
-        if data_len < header.capacity_bytes {
-            report.problems.push(format!(
-                "data file is {data_len} bytes, shorter than the capacity {}",
-                header.capacity_bytes
-            ));
-        }
         let mut allocator = BuddyAllocator::new(header.capacity_bytes);
         let mut buf = vec![0u8; 512 * 1024];
         let mut io_error = None;
@@ -112,7 +130,7 @@ pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
                 .push("allocator accounting does not add up".into());
         }
     }
-    if repair && !report.corrupt.is_empty() {
+    if repair == Repair::DropCorrupt && !report.corrupt.is_empty() {
         let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
         for hash in &report.corrupt {
             if txn.delete(hash).map_err(|e| anyhow!("{e}"))? {
@@ -122,4 +140,52 @@ pub fn run(dir: &Path, map_size: u64, repair: bool) -> Result<Report> {
         txn.commit(true).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(report)
+}
+
+/// The access the audit uses: read-only when asked, or when the index is not writable (then
+/// with a note; `--repair` is refused).
+fn choose_access(dir: &Path, asked: Access, repair: Repair, report: &mut Report) -> Result<Access> {
+    Ok(match (asked, store::index_writable(dir), repair) {
+        (Access::ReadWrite, Writable::No, Repair::No) => {
+            report.notes.push(
+                "the index is not writable (a read-only copy or mount): audited read-only".into(),
+            );
+            Access::ReadOnly
+        }
+        (Access::ReadWrite, Writable::No, Repair::DropCorrupt) => bail!(
+            "{}: the index is not writable, so --repair cannot drop entries; audit it with \
+             `buddy-blocks check --read-only`, or repair a writable copy",
+            dir.display()
+        ),
+        (asked, _, _) => asked,
+    })
+}
+
+/// The header of a directory `serve` would open (or a refusal as the error); `None` when
+/// there is nothing to audit (no data file and no blocks yet), with a note.
+fn header_to_audit(dir: &Path, store: &MdbxStore, report: &mut Report) -> Result<Option<Header>> {
+    Ok(Some(match store::plan(dir, store)? {
+        Plan::CreateStore => bail!(
+            "{} has no index header and no data file: not a data directory",
+            dir.display()
+        ),
+        Plan::CreateDataFile { header } => {
+            report.notes.push(
+                "no data file and no blocks: a store whose creation stopped half-way (the next \
+                 `serve` creates the data file)"
+                    .into(),
+            );
+            report.capacity_bytes = header.capacity_bytes;
+            return Ok(None);
+        }
+        Plan::WriteTrailer { header } => {
+            report.notes.push(
+                "the data file has no identity trailer yet (written by an earlier version, or \
+                 lost to a power loss): the next `serve` appends it"
+                    .into(),
+            );
+            header
+        }
+        Plan::Open { header, .. } => header,
+    }))
 }

@@ -34,6 +34,7 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
+    pub stall_limit: Duration,
     pub cycle_interval: Duration,
     pub map_size: u64,
     pub scrub_interval: Option<Duration>,
@@ -124,6 +125,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "drain_timeout",
         "10s",
         "how long shutdown waits for requests in progress",
+    ),
+    (
+        "stall_limit",
+        "3s",
+        "how long storage may stall (a flush, the controller, a reply) before /health says 503",
     ),
     (
         "cycle_interval",
@@ -244,12 +250,16 @@ pub fn resolve(flags: &Raw, file: &Raw) -> Result<ServeConfig> {
             .with_context(ctx("request_timeout"))?,
         idle_timeout: parse_duration(text("idle_timeout")).with_context(ctx("idle_timeout"))?,
         drain_timeout: parse_duration(text("drain_timeout")).with_context(ctx("drain_timeout"))?,
+        stall_limit: parse_duration(text("stall_limit")).with_context(ctx("stall_limit"))?,
         cycle_interval: parse_duration(text("cycle_interval"))
             .with_context(ctx("cycle_interval"))?,
         map_size: parse_size(text("map_size")).with_context(ctx("map_size"))?,
         scrub_interval,
     };
-    if config.request_timeout.is_zero() || config.idle_timeout.is_zero() {
+    if config.request_timeout.is_zero()
+        || config.idle_timeout.is_zero()
+        || config.stall_limit.is_zero()
+    {
         bail!("timeouts must be positive");
     }
     let _ = CYCLE_INTERVAL_DEFAULT;
@@ -272,7 +282,7 @@ impl ServeConfig {
              pool_target = \"{}\"\nlog_level = \"{}\"\nlog_format = \"{}\"\n\
              max_connections = {}\nmax_header_bytes = {}\nbuffer_memory = {}\n\
              request_timeout = \"{}\"\n\
-             idle_timeout = \"{}\"\ndrain_timeout = \"{}\"\ncycle_interval = \"{}\"\n\
+             idle_timeout = \"{}\"\ndrain_timeout = \"{}\"\nstall_limit = \"{}\"\ncycle_interval = \"{}\"\n\
              map_size = {}\nscrub_interval = \"{}\"\n",
             self.listen,
             self.data_dir.display(),
@@ -298,6 +308,7 @@ impl ServeConfig {
             format_duration(self.request_timeout),
             format_duration(self.idle_timeout),
             format_duration(self.drain_timeout),
+            format_duration(self.stall_limit),
             format_duration(self.cycle_interval),
             self.map_size,
             scrub,

@@ -36,15 +36,40 @@ struct Io<'a> {
     data: &'a File,
     shared: &'a Shared,
     syncer: Syncer,
+    /// Since when a flush of the data file has been in flight (for the watchdog).
+    data_sync_since: Option<engine::Instant>,
+    /// Since when the index's background flush has been in flight (for the watchdog).
+    durable_since: Option<engine::Instant>,
+}
+
+impl Io<'_> {
+    /// Tells the watchdog since when the oldest flush in flight has been running, before this
+    /// thread may block on it.
+    fn publish_flushes(&self) {
+        let oldest = [self.data_sync_since, self.durable_since]
+            .into_iter()
+            .flatten()
+            .min();
+        self.shared.sync_since.store(oldest);
+    }
 }
 
 impl ControllerIo for Io<'_> {
     fn sync_data(&mut self) -> Result<(), String> {
-        self.syncer.finish(self.data)
+        if self.data_sync_since.is_none() {
+            self.data_sync_since = Some(self.shared.now());
+            self.publish_flushes();
+        }
+        let result = self.syncer.finish(self.data);
+        self.data_sync_since = None;
+        self.publish_flushes();
+        result
     }
 
     fn begin_sync_data(&mut self) {
         self.syncer.begin();
+        self.data_sync_since = Some(self.shared.now());
+        self.publish_flushes();
     }
 
     /// Full durability: the data-sync thread syncs the index (an fdatasync, the steady meta
@@ -55,7 +80,10 @@ impl ControllerIo for Io<'_> {
 
     fn begin_durable(&mut self) {
         self.syncer.begin_durable();
+        self.durable_since = Some(self.shared.now());
+        self.publish_flushes();
     }
+
     fn now(&mut self) -> engine::Instant {
         self.shared.now()
     }
@@ -333,10 +361,17 @@ pub fn run(
         data: &data,
         shared: &shared,
         syncer: Syncer::spawn(&data, index).expect("starting the data-sync thread"),
+        data_sync_since: None,
+        durable_since: None,
     };
     let mut last_publish = shared.now();
     let mut last_writeback = shared.now();
+    let test_panic = crate::fail_fast::TestPanic::from_env("controller");
     loop {
+        shared.controller_beat.store(Some(shared.now()));
+        if let Some(cause) = controller.failure() {
+            shared.report_storage_failure(cause);
+        }
         if relaxed && shared.now().saturating_since(last_writeback) >= WRITEBACK_KICK {
             io.syncer.start_writeback();
             last_writeback = shared.now();
@@ -347,6 +382,8 @@ pub fn run(
             }
         }
         if let Some((result, took)) = io.syncer.poll_durable() {
+            io.durable_since = None;
+            io.publish_flushes();
             controller.durable_done(result, took);
             push_replies(&mut controller, &mut links);
         }
@@ -383,6 +420,7 @@ pub fn run(
                 // Worker counters (reads, errors, corruption) change without controller work:
                 // keep the figures every worker renders for /stats fresh.
                 if now.saturating_since(last_publish) >= STATS_REFRESH {
+                    test_panic.check();
                     publish(&controller, &links, &shared, &template, scrub.as_ref());
                     last_publish = now;
                 }

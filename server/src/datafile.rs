@@ -1,46 +1,137 @@
 //! The data file: one preallocated file holding every slot.
 //!
-//! Created (or grown) with `fallocate` to the configured capacity so writes never need new
-//! extents on the hot path; never shrunk. Workers read and write it through io_uring; the
-//! controller makes it durable with `fdatasync` once per batch.
+//! Layout: slots in `[0, capacity)`, then the 4 KiB identity trailer ([`crate::trailer`]) at
+//! offset `capacity`. Created under a temporary name and renamed into place when complete;
+//! grown by writing the new trailer at the new end before the index records the new capacity;
+//! preallocated with `fallocate` so writes never need new extents on the hot path; never
+//! shrunk below the index's capacity. Workers read and write slots through io_uring; the
+//! controller makes them durable with `fdatasync` once per batch. This module does the file
+//! I/O only: what a file's state means is [`crate::identity`]'s decision.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::identity::{DataFile, Tail};
+use crate::trailer::{Trailer, TRAILER_BYTES};
+
 pub const DATA_FILE_NAME: &str = "blocks.data";
 
-/// Opens (creating if needed) the data file and makes it at least `capacity_bytes` long.
-pub fn open(dir: &Path, capacity_bytes: u64) -> Result<File> {
+/// Whether the data file exists (a dangling or looping symlink is an error naming it).
+pub fn exists(dir: &Path) -> Result<bool> {
     let path = dir.join(DATA_FILE_NAME);
+    match std::fs::metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("inspecting data file {}", path.display())),
+    }
+}
+
+/// What the data file says about itself, for [`crate::identity::plan`]. `index_capacity` is
+/// the index header's capacity, where a growth that did not finish left the last trailer.
+pub fn inspect(dir: &Path, index_capacity: Option<u64>) -> Result<DataFile> {
+    let path = dir.join(DATA_FILE_NAME);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataFile::Absent),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let len_bytes = file.metadata()?.len();
+    let read_tail = |at: u64| -> Result<Tail> {
+        let mut bytes = vec![0u8; TRAILER_BYTES as usize];
+        file.read_exact_at(&mut bytes, at)
+            .with_context(|| format!("reading {} at {at}", path.display()))?;
+        Ok(match Trailer::decode(&bytes) {
+            Ok(t) => Tail::Trailer(t),
+            Err(_) if bytes.iter().all(|&b| b == 0) => Tail::Zeros,
+            Err(e) => Tail::Invalid(e),
+        })
+    };
+    let tail = match len_bytes.checked_sub(TRAILER_BYTES) {
+        Some(at) => Some(read_tail(at)?),
+        None => None,
+    };
+    let at_index_capacity = match (tail, index_capacity) {
+        (Some(Tail::Zeros), Some(cap)) if cap + TRAILER_BYTES < len_bytes => Some(read_tail(cap)?),
+        _ => None,
+    };
+    Ok(DataFile::Present {
+        len_bytes,
+        tail,
+        at_index_capacity,
+    })
+}
+
+/// Opens the existing data file for the workers and the controller.
+pub fn open(dir: &Path) -> Result<File> {
+    let path = dir.join(DATA_FILE_NAME);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening data file {}", path.display()))
+}
+
+/// Creates the data file of a new store: under a temporary name, preallocated, its trailer
+/// written and synced, then renamed into place and the directory synced, so that
+/// `blocks.data` either does not exist or is complete.
+pub fn create(dir: &Path, trailer: &Trailer) -> Result<File> {
+    let path = dir.join(DATA_FILE_NAME);
+    let temporary = dir.join(format!("{DATA_FILE_NAME}.new"));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening data file {}", path.display()))?;
-    let len = file.metadata()?.len();
-    if len < capacity_bytes {
-        // SAFETY: plain syscall on an open descriptor we own.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, capacity_bytes as i64) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-                file.set_len(capacity_bytes)?;
-            } else {
-                bail!(
-                    "preallocating {} bytes for {}: {err}",
-                    capacity_bytes,
-                    path.display()
-                );
-            }
-        }
-        fdatasync(&file).context("syncing the grown data file")?;
-    }
+        .truncate(true)
+        .open(&temporary)
+        .with_context(|| format!("creating data file {}", temporary.display()))?;
+    place_trailer(&file, trailer)
+        .with_context(|| format!("preparing data file {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path)
+        .with_context(|| format!("renaming {} into place", temporary.display()))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))?;
     Ok(file)
+}
+
+/// Makes `file` exactly `trailer.capacity_bytes + TRAILER_BYTES` long with `trailer` at its
+/// end, durably: preallocates what is missing (keeping the length), writes the trailer (which
+/// sets the length when the file grows), syncs, then cuts any bytes past it (a growth that
+/// stopped half-way) and syncs again. A crash at any point leaves either the previous trailer
+/// where the index's capacity says, or the new one: see [`crate::identity::plan`].
+pub fn place_trailer(file: &File, trailer: &Trailer) -> Result<()> {
+    let capacity_bytes = trailer.capacity_bytes;
+    let len_bytes = capacity_bytes + TRAILER_BYTES;
+    assert!(capacity_bytes > 0 && capacity_bytes.is_multiple_of(TRAILER_BYTES));
+    let old_len_bytes = file.metadata()?.len();
+    if old_len_bytes < len_bytes {
+        // SAFETY: plain syscall on an open descriptor we own.
+        let rc = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                old_len_bytes as i64,
+                (len_bytes - old_len_bytes) as i64,
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        if rc != 0 && err.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            bail!("preallocating {len_bytes} bytes: {err} (is the disk full?)");
+        }
+    }
+    file.write_all_at(&trailer.encode(), capacity_bytes)
+        .context("writing the identity trailer")?;
+    fdatasync(file).context("syncing the identity trailer")?;
+    if old_len_bytes > len_bytes {
+        file.set_len(len_bytes)?;
+        fdatasync(file).context("syncing the data file's length")?;
+    }
+    assert_eq!(file.metadata()?.len(), len_bytes);
+    Ok(())
 }
 
 /// Makes the data file's bytes durable before the index is opened, if the file exists.
@@ -92,7 +183,12 @@ mod tests {
     fn the_sync_before_open_needs_no_data_file_and_syncs_one() {
         let dir = tempfile::tempdir().unwrap();
         sync_before_open(dir.path()).expect("a fresh directory has no data file yet");
-        let f = open(dir.path(), 512 * 1024).unwrap();
+        let trailer = Trailer {
+            format_version: crate::trailer::TRAILER_VERSION,
+            capacity_bytes: 512 * 1024,
+            node_id: 1,
+        };
+        let f = create(dir.path(), &trailer).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&f, b"block", 0).unwrap();
         sync_before_open(dir.path()).expect("an existing data file is synced");
         // A data file that cannot be opened is an error naming it, not a silent skip.
@@ -104,5 +200,61 @@ mod tests {
             .unwrap();
         let err = sync_before_open(&unreadable).unwrap_err();
         assert!(format!("{err:#}").contains(DATA_FILE_NAME), "{err:#}");
+    }
+
+    #[test]
+    fn a_growth_whose_new_trailer_was_lost_still_opens_at_the_old_size() {
+        use crate::identity::{plan, IndexFacts, Plan};
+        use engine::meta::{Header, FORMAT_VERSION};
+        let dir = tempfile::tempdir().unwrap();
+        let small = Trailer {
+            format_version: crate::trailer::TRAILER_VERSION,
+            capacity_bytes: 512 * 1024,
+            node_id: 5,
+        };
+        let file = create(dir.path(), &small).unwrap();
+        assert!(!dir.path().join(format!("{DATA_FILE_NAME}.new")).exists());
+        let header = Header {
+            format_version: FORMAT_VERSION,
+            capacity_bytes: small.capacity_bytes,
+            node_id: 5,
+            commit_seq: 1,
+        };
+        let facts = IndexFacts {
+            header: Some(header),
+            has_blocks: true,
+            has_reservations: false,
+        };
+        // The index still records the small capacity throughout.
+        let opens_with = |trailer: Trailer| {
+            let data = inspect(dir.path(), Some(small.capacity_bytes)).unwrap();
+            assert_eq!(
+                plan(dir.path(), &facts, &data),
+                Ok(Plan::Open { header, trailer })
+            );
+        };
+        let assert_len = |t: &Trailer| {
+            assert_eq!(
+                file.metadata().unwrap().len(),
+                t.capacity_bytes + TRAILER_BYTES
+            );
+        };
+        opens_with(small);
+        let big = Trailer {
+            capacity_bytes: 4 * small.capacity_bytes,
+            ..small
+        };
+        place_trailer(&file, &big).unwrap();
+        assert_len(&big);
+        // Grown before the index recorded it: opens, with the grown trailer.
+        opens_with(big);
+        // A power loss kept the new length but not the new trailer: the old one still holds.
+        file.write_all_at(&[0u8; TRAILER_BYTES as usize], big.capacity_bytes)
+            .unwrap();
+        opens_with(small);
+        // Finishing the growth at the old size cuts the file back to that size.
+        place_trailer(&file, &small).unwrap();
+        assert_len(&small);
+        opens_with(small);
     }
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use server::check::Repair;
 use server::config::{self, Raw, ServeConfig};
+use server::store::Access;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +87,10 @@ struct ServeArgs {
     /// How long shutdown waits for requests in progress [default: 10s]
     #[arg(long)]
     drain_timeout: Option<String>,
+    /// How long a flush, the controller or a reply from it may stall before /health answers
+    /// 503 and the log says so [default: 3s]
+    #[arg(long)]
+    stall_limit: Option<String>,
     /// Controller's minimum time between batches [default: 100us]
     #[arg(long)]
     cycle_interval: Option<String>,
@@ -105,8 +111,12 @@ struct CheckArgs {
     #[arg(long, default_value = "./buddy-data")]
     data_dir: PathBuf,
     /// Drop index entries whose bytes are corrupt (listing them) and free their slots
-    #[arg(long)]
+    #[arg(long, conflicts_with = "read_only")]
     repair: bool,
+    /// Open nothing for writing: audit a read-only copy of a data directory (a snapshot, a
+    /// read-only mount). Without it, `check` opens the index read-write and exclusively
+    #[arg(long)]
+    read_only: bool,
     /// Largest size the index map may have [default: 64GiB]
     #[arg(long, default_value = "64GiB")]
     map_size: String,
@@ -139,6 +149,7 @@ impl ServeArgs {
         put("request_timeout", &self.request_timeout);
         put("idle_timeout", &self.idle_timeout);
         put("drain_timeout", &self.drain_timeout);
+        put("stall_limit", &self.stall_limit);
         put("cycle_interval", &self.cycle_interval);
         put("map_size", &self.map_size);
         put("scrub_interval", &self.scrub_interval);
@@ -176,13 +187,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &config.log_level,
         config.log_format == config::LogFormat::Json,
     );
+    server::fail_fast::install_hook();
     server::serve::run(config)
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<bool> {
     init_logging("warn", false);
     let map_size = config::parse_size(&args.map_size)?;
-    let report = server::check::run(&args.data_dir, map_size, args.repair)?;
+    let repair = match args.repair {
+        true => Repair::DropCorrupt,
+        false => Repair::No,
+    };
+    let access = match args.read_only {
+        true => Access::ReadOnly,
+        false => Access::ReadWrite,
+    };
+    let report = server::check::run(&args.data_dir, map_size, repair, access)?;
     println!("data directory: {}", args.data_dir.display());
     println!("capacity_bytes: {}", report.capacity_bytes);
     println!("blocks: {}", report.blocks);
@@ -197,6 +217,9 @@ fn check(args: CheckArgs) -> anyhow::Result<bool> {
     }
     for p in &report.problems {
         println!("problem: {p}");
+    }
+    for n in &report.notes {
+        println!("note: {n}");
     }
     if args.repair {
         println!("repaired (index entries dropped): {}", report.repaired);

@@ -166,11 +166,7 @@ impl MdbxStore {
             Database::<NoWriteMap>::open_with_options(&env_path, options).map_err(|e| match e {
                 // Exclusive mode takes an fcntl write lock on the data file: held elsewhere, it
                 // fails with EAGAIN (libmdbx passes the errno through) or MDBX_BUSY.
-                e if is_in_use(&e) => MetaError::Io(format!(
-                    "{}: metadata store in use (opened exclusively by another process, or \
-                     already open in this one): stop the server using this directory first",
-                    env_path.display()
-                )),
+                e if is_in_use(&e) => in_use(&env_path),
                 libmdbx::Error::MapFull | libmdbx::Error::TooLarge => MetaError::Full(format!(
                     "{}: the existing metadata file does not fit the map size limit of {} \
                      bytes; raise the limit",
@@ -182,36 +178,39 @@ impl MdbxStore {
 
         let tables = {
             let txn = db.begin_rw_txn().map_err(|e| io("begin", &e))?;
-            let mut dbis = [0; 3];
-            for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]
-                .iter()
-                .enumerate()
-            {
-                let table = txn
-                    .create_table(Some(name), TableFlags::empty())
-                    .map_err(|e| io(&format!("opening table {name}"), &e))?;
-                dbis[i] = table.dbi();
+            let tables = bind_tables(txn, "creating", |txn, name| {
+                let table = txn.create_table(Some(name), TableFlags::empty())?;
+                let dbi = table.dbi();
                 txn.prime_for_permaopen(table);
-            }
-            let (_, tables) = txn
-                .commit_and_rebind_open_dbs()
-                .map_err(|e| io("creating tables", &e))?;
+                Ok(dbi)
+            })
+            .map_err(|e| io(&e.0, &e.1))?;
             db.sync(true).map_err(|e| io("sync", &e))?;
-            let mut out: [Option<Table<'static>>; 3] = [None, None, None];
-            for table in tables {
-                let i = dbis.iter().position(|&d| d == table.dbi());
-                let i = i.ok_or_else(|| io("table handles", &"unexpected dbi"))?;
-                // SAFETY: a `Table` is a dbi number with a lifetime marker. A dbi rebound by
-                // `commit_and_rebind_open_dbs` stays valid until the environment is closed (we
-                // never call `close_table`/`drop_table`). The 'static handles live next to the
-                // `Database` in `MdbxStore` and are only lent out together with a borrow of the
-                // store, so they are never used after the environment is closed.
-                out[i] = Some(unsafe { std::mem::transmute::<Table<'_>, Table<'static>>(table) });
-            }
-            out
+            tables
         };
-        let [Some(index), Some(reservations), Some(meta)] = tables else {
-            return Err(io("table handles", &"a table handle is missing"));
+        MdbxStore::assemble(db, tables, env_path, map_size_max_bytes)
+    }
+
+    /// The store over an open environment and the handles of its three tables, whose dbi
+    /// numbers are `dbis` in `[INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]` order.
+    fn assemble(
+        db: Database<NoWriteMap>,
+        (dbis, tables): ([u32; 3], Vec<Table<'static>>),
+        env_path: PathBuf,
+        map_size_max_bytes: u64,
+    ) -> Result<MdbxStore, MetaError> {
+        let io = |e: &str| MetaError::Io(format!("{}: table handles: {e}", env_path.display()));
+        if tables.len() != 3 {
+            return Err(io("a table handle is missing"));
+        }
+        let mut out: [Option<Table<'static>>; 3] = [None, None, None];
+        for table in tables {
+            let i = dbis.iter().position(|&d| d == table.dbi());
+            let i = i.ok_or_else(|| io("unexpected dbi"))?;
+            out[i] = Some(table);
+        }
+        let [Some(index), Some(reservations), Some(meta)] = out else {
+            return Err(io("a table handle is missing"));
         };
         Ok(MdbxStore {
             shared: Shared {
@@ -224,6 +223,40 @@ impl MdbxStore {
             },
             db: Arc::new(db),
         })
+    }
+
+    /// Opens the existing store in `dir` read-only (`MDBX_RDONLY | MDBX_EXCLUSIVE`): for
+    /// `check --read-only` on a copy. On a read-only filesystem (or files the process may not
+    /// write) libmdbx opens no lock file and writes nothing; [`MetaStore::begin`] fails.
+    pub fn open_read_only(dir: &Path) -> Result<MdbxStore, MetaError> {
+        let env_path = dir.join(ENV_DIR_NAME);
+        let io = |what: &str, e: &dyn std::fmt::Display| {
+            MetaError::Io(format!("{}: {what}: {e}", env_path.display()))
+        };
+        let options = DatabaseOptions {
+            max_tables: Some(MAX_TABLES),
+            exclusive: true,
+            mode: Mode::ReadOnly,
+            ..DatabaseOptions::default()
+        };
+        let db = Database::<NoWriteMap>::open_with_options(&env_path, options).map_err(|e| {
+            if is_in_use(&e) {
+                in_use(&env_path)
+            } else {
+                io("opening the libmdbx environment read-only", &e)
+            }
+        })?;
+        let tables = {
+            let txn = db.begin_ro_txn().map_err(|e| io("begin", &e))?;
+            bind_tables(txn, "opening (not an index?)", |txn, name| {
+                let table = txn.open_table(Some(name))?;
+                let dbi = table.dbi();
+                txn.prime_for_permaopen(table);
+                Ok(dbi)
+            })
+            .map_err(|e| io(&e.0, &e.1))?
+        };
+        MdbxStore::assemble(db, tables, env_path, 0)
     }
 
     /// The libmdbx environment directory (`<dir>/index.mdbx`).
@@ -287,6 +320,49 @@ impl IndexSync {
         sync_env(&self.db, &self.unsynced)
             .map_err(|e| format!("{}: libmdbx sync: {e}", self.env_path.display()))
     }
+}
+
+/// Opens the three tables in `txn` with `open` (which primes each for `commit_and_rebind_open_dbs`
+/// and returns its dbi), commits, and returns their dbis in `[INDEX_TABLE, RESERVATIONS_TABLE,
+/// META_TABLE]` order with the rebound handles. An error names the step (`verb` a table).
+fn bind_tables<'db, K: TransactionKind>(
+    txn: Transaction<'db, K, NoWriteMap>,
+    verb: &str,
+    open: impl Fn(&Transaction<'db, K, NoWriteMap>, &str) -> Result<u32, libmdbx::Error>,
+) -> Result<([u32; 3], Vec<Table<'static>>), (String, libmdbx::Error)> {
+    let mut dbis = [0; 3];
+    for (i, name) in [INDEX_TABLE, RESERVATIONS_TABLE, META_TABLE]
+        .iter()
+        .enumerate()
+    {
+        dbis[i] = open(&txn, name).map_err(|e| (format!("{verb} table {name}"), e))?;
+    }
+    let (_, tables) = txn
+        .commit_and_rebind_open_dbs()
+        .map_err(|e| (format!("{verb} tables"), e))?;
+    Ok((dbis, detach(tables)))
+}
+
+/// Table handles rebound by `commit_and_rebind_open_dbs`, freed of their borrow of the
+/// `Database` so that they can live next to it in [`MdbxStore`].
+fn detach(tables: Vec<Table<'_>>) -> Vec<Table<'static>> {
+    tables
+        .into_iter()
+        // SAFETY: a `Table` is a dbi number with a lifetime marker. A dbi rebound by
+        // `commit_and_rebind_open_dbs` stays valid until the environment is closed (we never
+        // call `close_table`/`drop_table`). The 'static handles live next to the `Database` in
+        // `MdbxStore` and are only lent out together with a borrow of the store, so they are
+        // never used after the environment is closed.
+        .map(|table| unsafe { std::mem::transmute::<Table<'_>, Table<'static>>(table) })
+        .collect()
+}
+
+fn in_use(env_path: &Path) -> MetaError {
+    MetaError::Io(format!(
+        "{}: metadata store in use (opened exclusively by another process, or already open in \
+         this one): stop the server using this directory first",
+        env_path.display()
+    ))
 }
 
 fn is_in_use(e: &libmdbx::Error) -> bool {

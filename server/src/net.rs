@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -26,9 +26,69 @@ fn set_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
     .map(|_| ())
 }
 
+/// Whether the port is shared with the other listeners of this process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sharing {
+    /// SO_REUSEPORT: one listener per worker on the same address.
+    ReusePort,
+    /// Exclusive: the bind fails if any socket (even one with SO_REUSEPORT) holds the port.
+    Exclusive,
+}
+
 /// A listening TCP socket with SO_REUSEPORT (one per worker, same address) and TCP_NODELAY
 /// (inherited by accepted sockets).
 pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let fd = bound(addr, Sharing::ReusePort)?;
+    set_opt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    // SAFETY: plain syscall on our descriptor.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(fd)
+}
+
+/// Refuses a port another process already serves: SO_REUSEPORT would otherwise let this
+/// process join its listeners, and connections would alternate between two servers. One
+/// exclusive bind (SO_REUSEADDR, so a restart is not blocked by TIME_WAIT, but without
+/// SO_REUSEPORT) fails with `EADDRINUSE` if anything holds the port; it is closed before the
+/// workers bind theirs. (Another process could bind in that instant; another buddy-blocks
+/// cannot: see [`claim_listen_address`].)
+pub fn refuse_taken_port(addr: SocketAddr) -> io::Result<()> {
+    bound(addr, Sharing::Exclusive).map(drop)
+}
+
+/// Claims `addr` among buddy-blocks processes for as long as the returned descriptor lives: a
+/// Unix socket bound to the abstract name `buddy-blocks listen <addr>` (per network namespace,
+/// like ports; released by the kernel when the process exits, however it exits). A second
+/// server started in the same instant as the first, which could slip past
+/// [`refuse_taken_port`], fails here with `EADDRINUSE`.
+pub fn claim_listen_address(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let name = format!("buddy-blocks listen {addr}");
+    // SAFETY: plain syscall; the result is checked and owned below.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a zeroed sockaddr_un is valid (family set below).
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // sun_path[0] = 0 makes the name abstract; the name follows, without a terminator.
+    assert!(name.len() < sun.sun_path.len(), "{name}");
+    for (dst, src) in sun.sun_path[1..].iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    // SAFETY: passes a live sockaddr_un and the length of its used part.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&sun as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    })?;
+    Ok(owned)
+}
+
+/// A TCP socket bound to `addr`, not yet listening.
+fn bound(addr: SocketAddr, sharing: Sharing) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -39,8 +99,9 @@ pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    set_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-    set_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    if sharing == Sharing::ReusePort {
+        set_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     let rc = match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -81,8 +142,6 @@ pub fn listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
         }
     };
     check(rc)?;
-    // SAFETY: plain syscall on our descriptor.
-    check(unsafe { libc::listen(fd, backlog) })?;
     Ok(owned)
 }
 

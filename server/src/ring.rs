@@ -22,6 +22,7 @@ use engine::message::{Frame, ToController, ToWorker};
 use engine::worker::Worker;
 use io_uring::{opcode, squeue, types, IoUring};
 
+use crate::fd_log::FdLog;
 use crate::shared::Shared;
 
 /// Submission queue entries per ring.
@@ -49,6 +50,15 @@ struct InFlight {
     buf: Option<Vec<u8>>,
     /// For receives: where the received bytes start in `buf`.
     recv_base: Option<usize>,
+    purpose: Purpose,
+}
+
+/// What an operation is for, as far as the driver itself cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Purpose {
+    /// An accept on the listener: its failures for want of descriptors are logged.
+    Accept,
+    Other,
 }
 
 pub struct Driver {
@@ -63,6 +73,9 @@ pub struct Driver {
     wake_buf: Box<[u8; 8]>,
     wake_armed: bool,
     completions: Vec<(u64, i32)>,
+    fd_log: FdLog,
+    /// `Shared::health_changes` when the worker last took the watchdog's verdict.
+    health_seen: u64,
 }
 
 impl Driver {
@@ -78,6 +91,7 @@ impl Driver {
             .setup_coop_taskrun()
             .build(RING_ENTRIES)
             .context("creating io_uring (is io_uring enabled in this kernel?)")?;
+        let worker_id = worker.id();
         Ok(Driver {
             ring,
             worker,
@@ -90,6 +104,8 @@ impl Driver {
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
+            fd_log: FdLog::new(usize::from(worker_id)),
+            health_seen: 0,
         })
     }
 
@@ -98,6 +114,7 @@ impl Driver {
         let id = self.worker.id() as usize;
         let mut shutdown_deadline = None;
         let mut last_stats = self.shared.now();
+        let test_panic = crate::fail_fast::TestPanic::from_env("worker");
         loop {
             let now = self.shared.now();
             self.take_replies(now);
@@ -108,11 +125,18 @@ impl Driver {
                 self.listener = None;
             }
             self.worker.set_snapshot(self.shared.snapshot());
+            let health_changes = self.shared.health_changes.load(Ordering::Acquire);
+            if health_changes != self.health_seen {
+                self.health_seen = health_changes;
+                self.worker.set_health(self.shared.health());
+            }
             self.worker.tick(now);
+            self.shared.oldest_wait[id].store(self.worker.oldest_wait_since());
             self.push_messages();
             self.take_ops();
             if now.saturating_since(last_stats) >= STATS_EVERY {
                 last_stats = now;
+                test_panic.check();
                 self.shared.publish_worker(id, self.worker.stats());
             }
             if let Some(deadline) = shutdown_deadline {
@@ -229,9 +253,11 @@ impl Driver {
             id,
             buf: None,
             recv_base: None,
+            purpose: Purpose::Other,
         };
         let entry = match op {
             Op::Accept => {
+                slot.purpose = Purpose::Accept;
                 let fd = self.listener.as_ref().map_or(-1, |l| l.as_raw_fd());
                 opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
                     .flags(libc::SOCK_CLOEXEC)
@@ -336,6 +362,9 @@ impl Driver {
             } else {
                 Ok(res as u64)
             };
+            if slot.purpose == Purpose::Accept {
+                self.fd_log.on_accept(std::time::Instant::now(), result);
+            }
             if let (Some(base), Some(b), Ok(n)) = (slot.recv_base, buf.as_mut(), result) {
                 // SAFETY: the kernel wrote `n` bytes starting at `base`, within the capacity
                 // reserved in `prepare`.

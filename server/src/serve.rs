@@ -1,10 +1,12 @@
 //! `buddy-blocks serve`: startup, threads, shutdown.
 //!
-//! Startup (DESIGN.md): open libmdbx, check the format header and capacity, grow the data file
-//! if the capacity grew, open the controller (which returns reservations to free and rebuilds
-//! the allocator), then start the controller thread, then the workers (their pools fill through
-//! the ordinary refill path). SIGTERM/SIGINT: workers stop accepting and drain (bounded by the
-//! drain timeout), the controller finishes its last batch, libmdbx is closed, exit 0.
+//! Startup (DESIGN.md): open the data directory ([`crate::store`]: refuse a lost, damaged or
+//! foreign index or data file; create, upgrade or grow it), open the controller (which returns
+//! reservations to free and rebuilds the allocator), then start the controller thread, then the
+//! workers (their pools fill through the ordinary refill path). The main thread then runs the
+//! watchdog (`watchdog.rs`: /health's verdict) until SIGTERM/SIGINT: workers stop accepting and
+//! drain (bounded by the drain timeout), the controller finishes its last batch, libmdbx is
+//! closed, exit 0.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -13,16 +15,15 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use engine::controller::{Controller, ControllerConfig};
 use engine::message::Frame;
-use engine::meta::{MetaRead, MetaStore};
 use engine::stats::StatsSnapshot;
 use engine::worker::{Worker, WorkerConfig};
 
 use crate::config::ServeConfig;
 use crate::control::{self, ControllerLinks};
-use crate::mdbx::MdbxStore;
 use crate::ring::{Driver, WorkerLinks};
 use crate::shared::Shared;
-use crate::{datafile, net};
+use crate::store::{self, Opened};
+use crate::{datafile, net, watchdog};
 
 /// Frames per queue direction per worker.
 pub const QUEUE_FRAMES: usize = 16 * 1024;
@@ -45,45 +46,22 @@ pub fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: waits on a valid set, writing the signal number into a local.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
-}
-
-fn node_id() -> u64 {
-    let mut bytes = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut bytes);
-    }
-    u64::from_le_bytes(bytes) | 1
-}
-
 pub fn run(config: ServeConfig) -> Result<()> {
     let signals = block_signals();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // Before anything in the data directory is created or changed, and again right before
+    // the workers bind, to keep the window another process could slip into small; the claim
+    // closes it for other buddy-blocks servers (held until the process exits).
+    let _claim = net::claim_listen_address(config.listen).map_err(|e| taken(config.listen, e))?;
+    refuse_taken_port(config.listen)?;
+    crate::sigbus::install(&config.data_dir);
     datafile::sync_before_open(&config.data_dir)?;
-    let store = MdbxStore::open_exclusive(&config.data_dir, config.map_size)
-        .map_err(|e| anyhow::anyhow!("opening the index in {}: {e}", config.data_dir.display()))?;
-    let stored = store
-        .read()
-        .and_then(|r| r.header())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(h) = stored {
-        if h.capacity_bytes > config.capacity_bytes {
-            bail!(
-                "--capacity {} bytes is smaller than this data directory's capacity {} bytes; \
-                 shrinking is not supported (use --capacity {} or more)",
-                config.capacity_bytes,
-                h.capacity_bytes,
-                h.capacity_bytes
-            );
-        }
-    }
-    let data = datafile::open(&config.data_dir, config.capacity_bytes)?;
+    let Opened {
+        store,
+        data,
+        header,
+    } = store::open_for_serving(&config.data_dir, config.capacity_bytes, config.map_size)?;
     let controller = Controller::open(
         store,
         ControllerConfig {
@@ -91,7 +69,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
             workers: config.workers,
             cycle_interval: config.cycle_interval,
             durability: config.durability,
-            node_id: node_id(),
+            node_id: header.node_id,
             bugs: engine::bugs::Bugs::NONE,
         },
     )
@@ -128,6 +106,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         .map(|l| Arc::clone(&l.wake))
         .collect();
     let data_fd = data.as_raw_fd();
+    refuse_taken_port(config.listen)?;
     let listeners = (0..config.workers)
         .map(|_| net::listener(config.listen, LISTEN_BACKLOG))
         .collect::<std::io::Result<Vec<_>>>()
@@ -167,7 +146,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         workers.push(handle);
     }
     tracing::info!(listen = %config.listen, "ready");
-    let sig = wait_for_signal(&signals);
+    let sig = watchdog::run_until_signal(&signals, &shared, config.stall_limit, &config.data_dir);
     tracing::info!(signal = sig, "shutting down: draining requests in progress");
     shared.shutdown.store(true, Ordering::Release);
     control::wake_all(&wakes);
@@ -192,6 +171,22 @@ pub fn run(config: ServeConfig) -> Result<()> {
         bail!("a worker stopped with an error");
     }
     Ok(())
+}
+
+fn refuse_taken_port(listen: std::net::SocketAddr) -> Result<()> {
+    net::refuse_taken_port(listen).map_err(|e| taken(listen, e))
+}
+
+/// The refusal of a listen address another process holds (or any other error binding it).
+fn taken(listen: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{listen} is already in use by another process (another buddy-blocks server?): \
+             refusing to share it, since requests would alternate between two stores; stop \
+             that process or choose another --listen"
+        ),
+        _ => anyhow::anyhow!("listening on {listen}: {e}"),
+    }
 }
 
 type WorkerHalf = (rtrb::Producer<Frame>, rtrb::Consumer<Frame>, Arc<OwnedFd>);
@@ -224,6 +219,7 @@ fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
         .request_timeout
         .min(std::time::Duration::from_secs(5));
     w.verify_reads = config.verify_reads;
+    w.stall_limit = config.stall_limit;
     w.auth_token = config.auth_token.as_ref().map(|t| t.as_bytes().to_vec());
     w.pool_targets = config.pool_target;
     // Adaptive pools may park at most an eighth of the capacity across all workers.

@@ -395,12 +395,19 @@ fn check_finds_and_repairs_corruption() {
             None,
         );
         assert_eq!(r.status, 500);
+        // The IPFS gateway reads through the same verification.
+        let cid = format!("f01551220{victim_hash}");
+        for format in ["raw", "car"] {
+            let r = c.request("GET", &format!("/ipfs/{cid}?format={format}"), &[], None);
+            assert_eq!(r.status, 500, "corrupt block served as {format}");
+            assert!(r.body.len() < 200, "no part of the block is sent");
+        }
         for o in &others {
             c.assert_stored(o);
         }
         // Counted as corruption (workers publish their counters within a fraction of a second).
-        c.wait_stats("corrupt_blocks_detected >= 2", |st| {
-            json_u64(&st.raw, "corrupt_blocks_detected").unwrap() >= 2
+        c.wait_stats("corrupt_blocks_detected >= 4", |st| {
+            json_u64(&st.raw, "corrupt_blocks_detected").unwrap() >= 4
         });
         drop(c); // kill -9 is fine for the check below: nothing was written.
     }

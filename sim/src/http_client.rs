@@ -123,6 +123,19 @@ pub fn hash_path(hash: &BlockHash, style: &Style) -> String {
     }
 }
 
+/// The path of a read (GET, HEAD, range GET) of `hash`: [`hash_path`], except that a legacy-path
+/// request with upper-case hex reads through the IPFS gateway instead, naming the block by its
+/// CIDv1 (raw codec, sha2-256) in upper-case base16: `/ipfs/F01551220<HEX>?format=raw`. The
+/// gateway's raw answers are the `/block/` answers (status, body, length, range), so the same
+/// checks hold while `/ipfs/` reads meet the same faults.
+pub fn read_path(hash: &BlockHash, style: &Style) -> String {
+    if style.legacy_path && style.upper_hex {
+        let hex = hash.to_hex().to_ascii_uppercase();
+        return format!("/ipfs/F01551220{hex}?format=raw");
+    }
+    hash_path(hash, style)
+}
+
 fn head_lines(out: &mut Vec<u8>, method: &str, path: &str, style: &Style, auth: Option<&[u8]>) {
     let version = if style.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
     out.extend_from_slice(format!("{method} {path} {version}\r\nHost: sim\r\n").as_bytes());

@@ -901,7 +901,7 @@ impl Workload {
                 };
                 http_client::bodyless(
                     "GET",
-                    &http_client::hash_path(hash, &style),
+                    &http_client::read_path(hash, &style),
                     &style,
                     None,
                     &extra,
@@ -911,7 +911,7 @@ impl Workload {
                 read = Some(ctx.model.begin_read(*hash));
                 http_client::bodyless(
                     "HEAD",
-                    &http_client::hash_path(hash, &style),
+                    &http_client::read_path(hash, &style),
                     &style,
                     None,
                     &[],
@@ -921,7 +921,7 @@ impl Workload {
                 read = Some(ctx.model.begin_read(*hash));
                 http_client::bodyless(
                     "GET",
-                    &http_client::hash_path(hash, &style),
+                    &http_client::read_path(hash, &style),
                     &style,
                     None,
                     &[spec.header()],

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use engine::controller::{Controller, ControllerIo, ControllerStats, CycleOutcome};
 use engine::hash::BlockHash;
+use engine::health::{self, Observations};
 use engine::io::{Op, OpId};
 use engine::message::{ToController, ToWorker};
 use engine::meta::{MemStore, SharedImage};
@@ -723,7 +724,25 @@ impl World {
         let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
+        // The server's watchdog, over what this world can see: the index's flush in flight
+        // (held or slow), the workers' oldest waits, a latched controller.
+        let observations = Observations {
+            now: Instant(now),
+            controller_beat: None,
+            sync_since: node
+                .durable_job
+                .map(|j| Instant(j.due.saturating_sub(j.took))),
+            oldest_wait_since: node
+                .workers
+                .iter()
+                .filter_map(|wb| wb.worker.oldest_wait_since())
+                .min(),
+            storage_failure: node.controller.failure().map(str::to_string),
+            shutting_down: false,
+        };
+        let verdict = health::verdict(&observations, health::STALL_LIMIT_DEFAULT);
         let wb = &mut node.workers[w];
+        wb.worker.set_health(verdict);
         probe::worker(|| wb.worker.tick(Instant(now)));
         while let Some((id, op)) = probe::worker(|| wb.worker.poll_io()) {
             let hold = match op {

@@ -72,7 +72,10 @@ enum Failure {
 /// The workspace root: xtask's manifest folder's parent.
 fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().expect("xtask lives one level below the workspace root").to_path_buf()
+    manifest
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
 }
 
 fn setup(mode: &str) -> Result<(), Failure> {
@@ -83,18 +86,27 @@ fn setup(mode: &str) -> Result<(), Failure> {
 fn cargo<const N: usize>(fixed: [&str; N], rest: &[String]) -> Result<(), Failure> {
     // The cargo that runs us (rustup's proxy or a pinned toolchain), not whatever is on PATH.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(Command::new(cargo).current_dir(root()).args(fixed).args(rest))
+    run(Command::new(cargo)
+        .current_dir(root())
+        .args(fixed)
+        .args(rest))
 }
 
 fn run(command: &mut Command) -> Result<(), Failure> {
     match command.status() {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => {
-            let code = status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1);
+            let code = status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1);
             Err(Failure::Step(code.max(1)))
         }
         Err(error) => {
-            eprintln!("xtask: could not start {:?}: {error}", command.get_program());
+            eprintln!(
+                "xtask: could not start {:?}: {error}",
+                command.get_program()
+            );
             Err(Failure::Step(1))
         }
     }

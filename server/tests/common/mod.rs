@@ -536,6 +536,8 @@ pub struct Server {
     pub dir: PathBuf,
     tmp: tempfile::TempDir,
     args: Vec<String>,
+    /// Extra environment for the process.
+    env: Vec<(String, String)>,
     log: PathBuf,
     starts: u32,
 }
@@ -590,8 +592,27 @@ impl Server {
         Server::start_on(tmp, dir, args)
     }
 
+    /// Starts a server with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("buddy-blocks-test")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().join("data");
+        Server::start_on_with_env(tmp, dir, args, env)
+    }
+
     /// Starts a server on an existing data directory (kept by `tmp`).
     pub fn start_on(tmp: tempfile::TempDir, dir: PathBuf, args: &[&str]) -> Server {
+        Server::start_on_with_env(tmp, dir, args, &[])
+    }
+
+    fn start_on_with_env(
+        tmp: tempfile::TempDir,
+        dir: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = free_port();
         let all = with_defaults(args);
         let log = tmp.path().join("server.log");
@@ -602,6 +623,10 @@ impl Server {
             dir,
             tmp,
             args: all,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log,
             starts: 0,
         };
@@ -626,6 +651,7 @@ impl Server {
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env_remove("BUDDY_BLOCKS_AUTH_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
