@@ -48,7 +48,10 @@ command -v cc >/dev/null 2>&1 || packages+=(gcc)
 if [ "$mode" = test ]; then
   # The cluster tests start a real etcd; the etcd client is generated from .proto files.
   command -v etcd >/dev/null 2>&1 || packages+=(etcd-server)
+  # protoc, and the well-known types it imports (google/protobuf/*.proto: libprotobuf-dev,
+  # only a recommendation of protobuf-compiler).
   command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
+  [ -e /usr/include/google/protobuf/descriptor.proto ] || packages+=(libprotobuf-dev)
   # The IPFS client tests run third-party JavaScript libraries under Node.js.
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
