@@ -318,6 +318,9 @@ struct Active {
     head: RequestHead,
     route: Route,
     started: Instant,
+    /// When the request last asked the controller something: its wait for storage is bounded
+    /// by the request timeout from there (a slow client's upload does not eat storage's time).
+    asked: Instant,
     stage: Stage,
     /// `request` span (debug level): worker, request number, method, path.
     span: tracing::Span,
@@ -572,7 +575,7 @@ impl Worker {
                 | Stage::Lookup
                 | Stage::Release
                 | Stage::Missing { .. }
-                | Stage::List { .. } => Some(a.started + c.request_timeout),
+                | Stage::List { .. } => Some(a.asked + c.request_timeout),
                 Stage::Stream(s) => {
                     let request = if s.slot.is_none() {
                         Some(s.deadline.min(a.started + c.request_timeout))
@@ -1631,6 +1634,7 @@ impl Worker {
             head,
             route,
             started,
+            asked: started,
             stage: Stage::Responded,
             span,
         });
@@ -1664,7 +1668,14 @@ impl Worker {
                 None => self.respond_text(now, r, 200, b"ok", "text/plain"),
                 Some(why) => {
                     let line = format!("{}\n", why.reason());
-                    self.respond_text(now, r, 503, line.as_bytes(), "text/plain")
+                    let headers: [(&str, &[u8]); 3] = [
+                        ("Content-Type", b"text/plain"),
+                        ("Cache-Control", b"no-store"),
+                        ("Retry-After", b"1"),
+                    ];
+                    let body: [&[u8]; 1] = [line.as_bytes()];
+                    let method = stage_method(&self.conns, r);
+                    self.respond_full(now, r, method, 503, &headers, &body, false);
                 }
             },
             Route::Stats => {
@@ -1700,6 +1711,7 @@ impl Worker {
             .and_then(|c| c.active.as_mut())
             .expect("active request");
         active.stage = stage;
+        active.asked = self.now_seen;
     }
 
     fn next_request(&mut self) -> RequestId {
@@ -1822,6 +1834,7 @@ impl Worker {
             head,
             route: Route::Health,
             started,
+            asked: started,
             stage: Stage::Responded,
             span,
         });
@@ -2834,6 +2847,7 @@ impl Worker {
                 let (tag, hash) = (*next, hashes[*next]);
                 *next += 1;
                 *outstanding += 1;
+                active.asked = self.now_seen;
                 let request = self.next_request();
                 self.pending.insert(
                     request,
@@ -3405,6 +3419,7 @@ impl Worker {
                     },
                     route: Route::Health,
                     started: now,
+                    asked: now,
                     stage: Stage::Responded,
                     span: tracing::Span::none(),
                 });

@@ -1046,9 +1046,25 @@ fn retry_after_ok(resp: &Response) -> Result<(), String> {
     Ok(())
 }
 
+/// A `503` because storage did not answer by the request timeout (`Worker::answer_unconfirmed`)
+/// needs storage that stalls that long. Nothing in a simulated world does (its slowest disk
+/// op is about a second, and a node that crashes drops its connections instead): such an
+/// answer is a reply the controller lost or never sent.
+fn storage_timeout_explained(resp: &Response) -> Result<(), String> {
+    if resp.status == 503 && resp.body.starts_with(b"storage did not") {
+        return Err(
+            "answered 503 for storage that did not answer within the request timeout, \
+                    though nothing stalls storage that long: a lost reply"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Checks one answer against the request and the model, and updates the model.
 pub fn check(req: &Req, resp: &Response, ctx: &mut Ctx<'_>) -> Result<(), String> {
     retry_after_ok(resp)?;
+    storage_timeout_explained(resp)?;
     let s = resp.status;
     match &req.kind {
         Kind::Put { content, .. } => {
