@@ -528,6 +528,33 @@ fn a_stalled_flush_gets_503_by_the_request_timeout_and_health_tells() {
     assert_books(&h);
 }
 
+/// Regression: a PUT whose body arrived just before its request timeout got `503` when its
+/// batch took longer to become durable than what remained of the timeout. Storage's wait is
+/// bounded from when the request asked the controller, not from its first byte.
+#[test]
+fn regression_a_slow_upload_leaves_storage_its_whole_wait() {
+    let mut h = Harness::new(HarnessConfig::default());
+    let y = content(3000, 2);
+    h.world.model.add_content(y.clone());
+    let req = put_req(&y);
+    let conn = h.connect(0);
+    let (most, last) = req.split_at(req.len() - 1);
+    h.send(conn, most);
+    h.run_for(std::time::Duration::from_millis(9_500));
+    h.world.hold_durable = true;
+    h.send(conn, last);
+    h.run_for(std::time::Duration::from_secs(2));
+    assert!(
+        h.responses(conn, false).is_empty(),
+        "11.5 s after its first byte, 2 s after it asked: still waiting for the flush"
+    );
+    h.world.hold_durable = false;
+    h.run_until_quiet();
+    let rs = h.responses(conn, false);
+    assert_eq!(status(&rs[0]), 201);
+    assert_books(&h);
+}
+
 #[test]
 fn power_loss_while_a_batch_is_made_durable_loses_only_the_unacknowledged_block() {
     let (mut h, conn, x, y) = put_awaiting_durability();
