@@ -16,9 +16,11 @@ profile="${SIM_PROFILE:-sim}"
 start=$(date +%s)
 echo "== sim: build (profile $profile: release speed with debug assertions and overflow checks)"
 cargo build --profile "$profile" -p sim -q
+# Where cargo put it: CARGO_TARGET_DIR when set, else ./target.
+target_dir="${CARGO_TARGET_DIR:-target}"
 case "$profile" in
-  dev) sim=target/debug/buddy-sim ;;
-  *) sim="target/$profile/buddy-sim" ;;
+  dev) sim="$target_dir/debug/buddy-sim" ;;
+  *) sim="$target_dir/$profile/buddy-sim" ;;
 esac
 
 echo "== sim: seeds $seeds, $requests requests each, $jobs jobs"
