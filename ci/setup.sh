@@ -31,12 +31,13 @@ have_libclang() {
     [ -d "$d" ] || continue
     for f in "$d"/libclang.so "$d"/libclang-*.so "$d"/libclang.so.* "$d"/libclang-*.so.*; do
       [ -e "$f" ] || continue
-      case "$(basename "$f")" in *-cpp.* | libclang-cpp*) continue ;; esac
+      case "${f##*/}" in *-cpp.* | libclang-cpp*) continue ;; esac
       # bindgen also needs clang's own headers (stddef.h), shipped beside the library.
-      if ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h /usr/lib/clang/*/include/stddef.h \
-        /usr/local/lib/clang/*/include/stddef.h >/dev/null 2>&1; then
-        return 0
-      fi
+      local h
+      for h in /usr/lib/llvm-*/lib/clang/*/include/stddef.h /usr/lib/clang/*/include/stddef.h \
+        /usr/local/lib/clang/*/include/stddef.h; do
+        [ -e "$h" ] && return 0
+      done
     done
   done
   return 1
