@@ -185,6 +185,10 @@ impl Gateway {
         };
         let writes = matches!(route, Route::PutBlock(_) | Route::DeleteBlock(_));
         if writes && !self.authorized(req.headers()) {
+            // The refused body is read and dropped, as a node does, so the connection stays
+            // usable; one too large to read is answered with `Connection: close`. (Left
+            // unread, hyper closed the connection under the client's next request.)
+            let drained = drain_body(req, BLOCK_BYTES_MAX).await;
             let mut r = reply::text(
                 StatusCode::UNAUTHORIZED,
                 "this gateway needs a bearer token",
@@ -193,6 +197,12 @@ impl Gateway {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
+            if !drained {
+                r.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
             return r;
         }
         match route {
@@ -307,6 +317,19 @@ fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
             }
         }
     }
+}
+
+/// Reads and drops the body of a refused request; false when it declares more than `limit`
+/// bytes or cannot be read whole (the connection should then close).
+async fn drain_body(req: Request<Incoming>, limit: usize) -> bool {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return false;
+    }
+    Limited::new(req.into_body(), limit).collect().await.is_ok()
 }
 
 /// Reads a request body of 1..=`limit` bytes: `411` without framing, `413` past the limit
