@@ -1,9 +1,9 @@
 //! buddy-blocks' deterministic simulator: the engine's second driver.
 //!
 //! The engine's `Worker` and `Controller` — the same types the server runs — are stepped on one
-//! thread by one seeded scheduler over fakes of everything outside them: the ring ([`ring`]),
-//! the data file ([`disk`]), the network ([`net`]), the queues ([`queue`]), the metadata store
-//! (the engine's `MemStore` with its crash semantics) and the clock ([`clock`]). The scheduler
+//! thread by one seeded scheduler over fakes of everything outside them: the ring, the data file,
+//! the network, the queues and the clock ([`fake`]), and the metadata store (the engine's
+//! `MemStore` with its crash semantics). The scheduler
 //! is in [`world`]. One `u64` seed fixes every option ([`options`]), every scheduling decision, every
 //! fault and every request ([`workload`]), so any failure replays exactly from its seed. The
 //! oracle ([`model`] and [`workload::check`]) knows what a correct server must answer; the
@@ -12,16 +12,12 @@
 //! This crate never reads a wall clock or OS randomness, and iterates only ordered collections:
 //! the same seed gives the same event trace ([`trace`]) on every run.
 
-pub mod clock;
-pub mod disk;
+pub mod fake;
 pub mod harness;
 pub mod http_client;
 pub mod model;
-pub mod net;
 pub mod options;
 pub mod probe;
-pub mod queue;
-pub mod ring;
 pub mod trace;
 pub mod workload;
 pub mod world;

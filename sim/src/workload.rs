@@ -25,12 +25,12 @@ use engine::meta::SharedImage;
 use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
-use crate::disk::Disk;
+use crate::fake::disk::Disk;
 use crate::http_client::{self, parse_response, Response, Style};
 use crate::model::{Known, Model, ReadTicket, WriteEnd, WriteTicket};
-use crate::net::Net;
+use crate::fake::net::Net;
 use crate::options::Options;
-use crate::ring::FaultCounters;
+use crate::fake::ring::FaultCounters;
 use crate::trace::Trace;
 use crate::Failure;
 

@@ -27,8 +27,8 @@ use engine::io::{Completion, Errno, Op, OpId};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use crate::disk::Disk;
-use crate::net::Net;
+use crate::fake::disk::Disk;
+use crate::fake::net::Net;
 use crate::options::{Faults, Options};
 
 #[derive(Debug)]
@@ -398,8 +398,8 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             let n = transfer(env, end - start);
             if chance(env.rng, env.faults.misdirect) {
                 env.counters.misdirected += 1;
-                let sectors = env.disk.capacity_bytes() / crate::disk::SECTOR_BYTES;
-                let mut target = env.rng.random_range(0..sectors) * crate::disk::SECTOR_BYTES;
+                let sectors = env.disk.capacity_bytes() / crate::fake::disk::SECTOR_BYTES;
+                let mut target = env.rng.random_range(0..sectors) * crate::fake::disk::SECTOR_BYTES;
                 target = target.min(env.disk.capacity_bytes() - n as u64);
                 env.disk.write(target, &buf[start..start + n], false);
                 env.disk.mark_damaged(offset, n as u64);
