@@ -6,7 +6,7 @@
 //! `MemStore` with its crash semantics). The scheduler
 //! is in [`world`]. One `u64` seed fixes every option ([`options`]), every scheduling decision, every
 //! fault and every request ([`workload`]), so any failure replays exactly from its seed. The
-//! oracle ([`model`] and [`workload::check`]) knows what a correct server must answer; the
+//! oracle ([`oracle`], over the [`model`]) knows what a correct server must answer; the
 //! engine's own invariant checks run after every step.
 //!
 //! This crate never reads a wall clock or OS randomness, and iterates only ordered collections:
@@ -17,7 +17,9 @@ pub mod harness;
 pub mod http_client;
 pub mod model;
 pub mod options;
+pub mod oracle;
 pub mod probe;
+pub mod request;
 pub mod trace;
 pub mod workload;
 pub mod world;

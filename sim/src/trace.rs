@@ -94,3 +94,8 @@ mod tests {
         assert_eq!(b.lines().unwrap().len(), 3);
     }
 }
+
+/// The first 8 bytes of a hash, for the trace.
+pub fn hash_prefix(h: &engine::hash::BlockHash) -> u64 {
+    u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"))
+}

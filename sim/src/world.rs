@@ -23,7 +23,6 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use engine::controller::{Controller, ControllerIo, ControllerStats, CycleOutcome};
-use engine::hash::BlockHash;
 use engine::health::{self, Observations};
 use engine::io::{Op, OpId};
 use engine::message::{ToController, ToWorker};
@@ -35,14 +34,17 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::fake::clock::Clock;
 use crate::fake::disk::Disk;
-use crate::model::{Known, Model};
 use crate::fake::net::Net;
-use crate::options::{CrashKind, CrashPlan, CrashPoint, Faults, Options};
-use crate::probe;
 use crate::fake::queue::FrameQueue;
 use crate::fake::ring::{self, FaultCounters, IoEnv, Ring};
+use crate::model::Model;
+use crate::options::{CrashKind, CrashPlan, CrashPoint, Faults, Options};
+use crate::oracle::explain::Explain;
+use crate::oracle::store;
+use crate::probe;
+use crate::trace::hash_prefix;
 use crate::trace::Trace;
-use crate::workload::{self, Ctx, Explain, Workload};
+use crate::workload::{self, Ctx, Workload};
 use crate::Failure;
 
 /// An armed crash point that has not struck within this much virtual time strikes anyway.
@@ -408,53 +410,7 @@ impl World {
 
     /// The index against the model, and every stored block's bytes against its address.
     pub fn check_store(&mut self, when: &str) -> Result<(), Failure> {
-        let index = self
-            .image
-            .lock()
-            .expect("image lock")
-            .committed
-            .index
-            .clone();
-        for (hash, known) in self.model.certain() {
-            let stored = index.contains_key(hash);
-            let bad = match known {
-                Known::Present => !stored,
-                Known::Absent => stored,
-                Known::Uncertain => false,
-            };
-            if bad {
-                return Err(Failure::Correctness(format!(
-                    "{when}: the index {} {hash}, but the model says {known:?}",
-                    if stored { "holds" } else { "lacks" }
-                )));
-            }
-        }
-        for (hash, entry) in &index {
-            let Some(content) = self.model.content_of(hash) else {
-                return Err(Failure::Correctness(format!(
-                    "{when}: the index holds {hash}, which no client ever stored"
-                )));
-            };
-            if content.len() != entry.len as usize {
-                return Err(Failure::Correctness(format!(
-                    "{when}: {hash} is indexed with length {} but is {} bytes",
-                    entry.len,
-                    content.len()
-                )));
-            }
-            let mut bytes = vec![0u8; entry.len as usize];
-            self.disk.read(entry.slot.offset, &mut bytes);
-            let damaged = self
-                .disk
-                .is_damaged(entry.slot.offset, u64::from(entry.len));
-            if BlockHash::of(&bytes) != *hash && !damaged {
-                return Err(Failure::Correctness(format!(
-                    "{when}: stored bytes of {hash} at {:?} are corrupt and no fault explains it",
-                    entry.slot
-                )));
-            }
-        }
-        Ok(())
+        store::check_store(when, &self.image, &self.disk, &self.model)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -684,17 +640,9 @@ impl World {
         }
     }
 
-    /// Tells the model which stored blocks overlap damaged sectors (after a misdirected write,
-    /// and after recovery): reads of them may fail verification.
     fn mark_damaged_blocks(&mut self) {
-        let img = self.image.lock().expect("image lock");
-        for (hash, e) in &img.committed.index {
-            if self.disk.is_damaged(e.slot.offset, u64::from(e.len)) {
-                self.model.mark_corrupt(*hash);
-            }
-        }
+        store::mark_damaged_blocks(&self.image, &self.disk, &mut self.model);
     }
-
     fn worker_inbox(&mut self, w: usize) {
         let node = self.node.as_mut().expect("a node is running");
         let wb = &mut node.workers[w];
@@ -1409,11 +1357,6 @@ fn books(s: &ControllerStats) -> Books {
         s.quarantined_bytes,
         s.free_slots,
     )
-}
-
-/// The first 8 bytes of a hash, for the trace.
-pub fn hash_prefix(h: &BlockHash) -> u64 {
-    u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"))
 }
 
 /// A message's request id and its most telling field (hash prefix, slot offset, epoch).
