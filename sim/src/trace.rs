@@ -6,6 +6,9 @@
 //! is not deterministic. With `--trace` the events are also kept as text lines. Formatting
 //! happens only when text is wanted, so tracing costs a few multiplications per event.
 
+use engine::io::Op;
+use engine::message::{ToController, ToWorker};
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// Most text lines kept (the hash covers every event regardless).
@@ -98,4 +101,45 @@ mod tests {
 /// The first 8 bytes of a hash, for the trace.
 pub fn hash_prefix(h: &engine::hash::BlockHash) -> u64 {
     u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"))
+}
+
+/// A message's request id and its most telling field (hash prefix, slot offset, epoch).
+pub fn message_detail(m: &ToController) -> (u64, u64) {
+    match *m {
+        ToController::Allocate {
+            request,
+            class,
+            count,
+            ..
+        } => (request, u64::from(class.as_u8()) << 16 | u64::from(count)),
+        ToController::Occupy { request, hash, .. } => (request, hash_prefix(&hash)),
+        ToController::Release { request, hash, .. }
+        | ToController::GetAddress { request, hash, .. } => (request, hash_prefix(&hash)),
+        ToController::ReturnSlot { request, slot, .. } => (request, slot.offset),
+        ToController::List { request, .. } => (request, 0),
+        ToController::ReaderHorizon { epoch, .. } => (0, epoch),
+    }
+}
+
+/// A reply's slot offset (plus one) where it has one.
+pub fn reply_detail(m: &ToWorker) -> u64 {
+    match *m {
+        ToWorker::Address {
+            location: Some(l), ..
+        } => l.slot.offset + 1,
+        ToWorker::Allocated { slot, .. } => slot.offset + 1,
+        _ => 0,
+    }
+}
+
+pub fn op_code(op: &Op) -> u64 {
+    match op {
+        Op::Accept => 1,
+        Op::Recv { .. } => 2,
+        Op::Send { .. } => 3,
+        Op::ReadAt { .. } => 4,
+        Op::WriteAt { .. } => 5,
+        Op::Close { .. } => 6,
+        Op::Cancel { .. } => 7,
+    }
 }

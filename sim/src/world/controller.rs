@@ -1,0 +1,297 @@
+//! The controller's driver: frames from the workers, the cycle in the server's order
+//! (`start_cycle`, its read replies out, then `finish_cycle` for a seeded time while the
+//! workers go on), the background durability job, and the hand-out of replies.
+//!
+//! Owns: `CtlIo` (the controller's `ControllerIo`: the fake disk's fdatasync, the time a cycle
+//! spends) and the crash points between the data write and the commit and between the commit
+//! and the replies. Never does: step a worker. Invariant: `Controller::check_invariants` holds
+//! after every cycle that moved bytes between free, reserved and used.
+
+use engine::controller::{ControllerIo, ControllerStats, CycleOutcome};
+use engine::message::{ToController, ToWorker};
+use engine::Instant;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use crate::fake::disk::Disk;
+use crate::fake::ring;
+use crate::options::CrashPoint;
+use crate::trace::reply_detail;
+use crate::Failure;
+
+use super::World;
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DurableJob {
+    pub(super) due: u64,
+    pub(super) took: u64,
+}
+
+/// What a cycle's second half needs from its first.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct OpenCycle {
+    messages: usize,
+    books_before: Books,
+    commits_before: u64,
+}
+
+/// The controller's driver: the fake disk's fdatasync, and the time the cycle has spent.
+struct CtlIo<'a> {
+    disk: &'a mut Disk,
+    rng: &'a mut ChaCha8Rng,
+    now: u64,
+    /// Virtual time spent in this cycle so far (syncs take the disk's latency).
+    spent_ns: u64,
+    disk_latency_ns: (u64, u64),
+    sync_fail: f64,
+    failed: &'a mut bool,
+    background: bool,
+    /// `begin_durable` was called.
+    durable_begun: bool,
+}
+
+impl ControllerIo for CtlIo<'_> {
+    fn durable_in_background(&self) -> bool {
+        self.background
+    }
+
+    fn begin_durable(&mut self) {
+        assert!(!self.durable_begun, "one durable batch at a time");
+        self.durable_begun = true;
+    }
+
+    fn sync_data(&mut self) -> Result<(), String> {
+        self.spent_ns += ring::latency(self.rng, self.disk_latency_ns, 0.0);
+        if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
+            *self.failed = true;
+            return Err("injected EIO".into());
+        }
+        self.disk.sync();
+        Ok(())
+    }
+
+    fn now(&mut self) -> Instant {
+        Instant(self.now + self.spent_ns)
+    }
+}
+
+impl World {
+    // -----------------------------------------------------------------------------------------
+    // The controller.
+
+    pub(super) fn controller_turn(&mut self) -> Result<(), Failure> {
+        if self.node.as_ref().is_some_and(|n| n.cycle_open.is_some()) {
+            return self.finish_cycle();
+        }
+        let now = self.clock.now();
+        if self.durable_job().is_some_and(|job| job.due <= now) {
+            self.complete_durable();
+            self.hand_out_replies();
+            return Ok(());
+        }
+        let node = self.node.as_mut().expect("a node is running");
+        for (w, wb) in node.workers.iter_mut().enumerate() {
+            if !wb.to_controller.readable(now) {
+                continue;
+            }
+            while let Some(frame) = wb.to_controller.pop() {
+                let m = ToController::decode(&frame).expect("a frame the worker encoded decodes");
+                assert_eq!(m.worker() as usize, w, "a worker signs its own messages");
+                node.controller.handle_message(m);
+            }
+        }
+        let due = node.controller.poll_timeout().is_some_and(|t| t.0 <= now);
+        if due {
+            if let Some((plan, _)) = self.armed {
+                if plan.point == CrashPoint::BeforeCommit && node.occupies_waiting > 0 {
+                    self.armed = None;
+                    if self.rng.random_bool(0.5) {
+                        self.disk.sync();
+                    }
+                    self.trace
+                        .note(now, "crash between the data write and the commit");
+                    return self.crash(plan.kind);
+                }
+            }
+            let commits_before = self.image.lock().expect("image lock").commits;
+            let node = self.node.as_mut().expect("a node is running");
+            let books_before = books(&node.controller.stats());
+            if let CycleOutcome::Ran { messages } = node.controller.start_cycle(Instant(now)) {
+                // The first half (pause, batch, read view) takes time; its replies go out now,
+                // as the server pushes them before the batch's fdatasync and commit, and the
+                // workers go on while the controller thread does the second half.
+                let cost = self
+                    .rng
+                    .random_range(self.opts.cycle_cost_ns.0..=self.opts.cycle_cost_ns.1);
+                self.controller_busy_until = now + cost;
+                node.occupies_waiting = 0;
+                node.cycle_open = Some(OpenCycle {
+                    messages,
+                    books_before,
+                    commits_before,
+                });
+                self.trace.ev(
+                    now,
+                    "cycle-start",
+                    [messages as u64, node.controller.outbox_len() as u64, 0, 0],
+                );
+            }
+        }
+        self.hand_out_replies();
+        Ok(())
+    }
+
+    /// The background durability job that may finish (none while scripted tests hold it).
+    pub(super) fn durable_job(&self) -> Option<DurableJob> {
+        self.node
+            .as_ref()
+            .and_then(|n| n.durable_job)
+            .filter(|_| !self.hold_durable)
+    }
+
+    /// The driver's background sync of the index is done (or failed: a commit fault); the
+    /// controller then sends the batch's answers (or latches).
+    pub(super) fn complete_durable(&mut self) {
+        let now = self.clock.now();
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let job = node.durable_job.take().expect("a durable job is due");
+        let injected = faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail);
+        let result = if std::mem::take(&mut self.fail_next_durable) || injected {
+            // The commit stays as it is: visible, surviving a process crash (and made durable
+            // by the next start's sync), lost by a power loss before then.
+            Err("injected EIO syncing the index".to_string())
+        } else {
+            let mut img = self.image.lock().expect("image lock");
+            img.durable = img.committed.clone();
+            Ok(())
+        };
+        let failed = result.is_err();
+        if failed {
+            self.latched = true;
+            self.durable_failed = true;
+        }
+        node.controller
+            .durable_done(result, std::time::Duration::from_nanos(job.took));
+        node.controller.check_invariants();
+        self.trace.ev(now, "durable", [failed as u64, 0, 0, 0]);
+        self.restart_if_latched(failed, now);
+    }
+
+    /// The second half of an open cycle: one write transaction, fdatasync, commit, replies.
+    pub(super) fn finish_cycle(&mut self) -> Result<(), Failure> {
+        let now = self.clock.now();
+        let faults = self.faults();
+        if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
+            self.image.lock().expect("image lock").fail_next_commit = true;
+            self.latched = true;
+        }
+        let node = self.node.as_mut().expect("a node is running");
+        let open = node.cycle_open.take().expect("a cycle is open");
+        let mut io = CtlIo {
+            disk: &mut self.disk,
+            rng: &mut self.rng,
+            now,
+            spent_ns: 0,
+            disk_latency_ns: self.opts.disk_latency_ns,
+            sync_fail: faults.sync_fail,
+            failed: &mut self.latched,
+            background: self.opts.durable_in_background,
+            durable_begun: false,
+        };
+        node.controller.finish_cycle(&mut io);
+        if io.durable_begun {
+            // The index's sync on the driver's sync thread (two fdatasyncs): the controller
+            // thread goes on meanwhile.
+            let took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0)
+                + ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
+            node.durable_job = Some(DurableJob {
+                due: now + io.spent_ns + took,
+                took,
+            });
+        }
+        // Its fdatasync takes the disk's latency: the controller thread takes nothing else
+        // meanwhile.
+        self.controller_busy_until = now + io.spent_ns;
+        self.cycles += 1;
+        // The full check after every cycle that moved a byte between free, reserved and used
+        // (with debug assertions the allocator also checks itself on entry and exit of every
+        // allocate and free).
+        if books(&node.controller.stats()) != open.books_before {
+            node.controller.check_invariants();
+        }
+        self.trace.ev(
+            now,
+            "cycle",
+            [
+                open.messages as u64,
+                node.controller.outbox_len() as u64,
+                node.controller.is_failed() as u64,
+                0,
+            ],
+        );
+        let latched = node.controller.is_failed();
+        self.restart_if_latched(latched, now);
+        let committed = self.image.lock().expect("image lock").commits > open.commits_before;
+        if committed && self.counters.misdirected + self.counters.sticky > 0 {
+            // A block whose own write was misdirected is damaged from its commit on.
+            self.mark_damaged_blocks();
+        }
+        if let Some((plan, _)) = self.armed {
+            if plan.point == CrashPoint::AfterCommit && committed {
+                self.armed = None;
+                self.trace
+                    .note(now, "crash between the commit and the replies");
+                return self.crash(plan.kind);
+            }
+        }
+        self.hand_out_replies();
+        Ok(())
+    }
+
+    pub(super) fn hand_out_replies(&mut self) {
+        let now = self.clock.now();
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let before = node.controller.outbox_len();
+        for (w, wb) in node.workers.iter_mut().enumerate() {
+            let queue = &mut wb.to_worker;
+            let trace = &mut self.trace;
+            let rng = &mut self.rng;
+            node.controller.drain_outbox(w as u8, |m| {
+                let frame = m.encode();
+                assert_eq!(ToWorker::decode(&frame).as_ref(), Ok(m), "frame round trip");
+                if !queue.push(frame) {
+                    return false;
+                }
+                let request = m.request().unwrap_or(0);
+                trace.ev(
+                    now,
+                    "reply",
+                    [w as u64, frame[0] as u64, request, reply_detail(m)],
+                );
+                if faults.queue_stall > 0.0 && rng.random_bool(faults.queue_stall) {
+                    queue.stalled_until = now + rng.random_range(10_000..=5_000_000);
+                }
+                true
+            });
+        }
+        let after = node.controller.outbox_len();
+        node.outbox_blocked = after > 0 && after == before;
+    }
+}
+
+/// The allocator's figures a cycle may change: free, reserved, used and quarantined bytes, and
+/// the free slots per class.
+/// The allocator's books: free, reserved, used and quarantined bytes, free slots per class.
+type Books = (u64, u64, u64, u64, [u64; 8]);
+
+fn books(s: &ControllerStats) -> Books {
+    (
+        s.free_bytes,
+        s.reserved_bytes,
+        s.used_bytes,
+        s.quarantined_bytes,
+        s.free_slots,
+    )
+}

@@ -1,0 +1,201 @@
+//! The node's lifecycle: start (the server's recovery path through `Controller::open`, with the
+//! checks every recovery must pass), crash (what a process crash or a power loss keeps of the
+//! disk, the store and the connections) and restart; and the operator's restart of a latched
+//! controller.
+//!
+//! Owns: [`Node`] (one incarnation of the server process: its controller and workers) and the
+//! transitions between no node and a running one. Never does: step an actor, or decide when a
+//! crash strikes (the scheduler arms planned crashes). Invariant: at most one node runs; a
+//! node is started only when none is running.
+
+use engine::controller::Controller;
+use engine::io::Op;
+use engine::meta::MemStore;
+use engine::worker::Worker;
+use rand::RngExt;
+
+use crate::fake::queue::FrameQueue;
+use crate::fake::ring::Ring;
+use crate::options::{CrashKind, CrashPlan, CrashPoint};
+use crate::oracle::store;
+use crate::Failure;
+
+use super::controller::{DurableJob, OpenCycle};
+use super::World;
+
+pub struct WorkerBox {
+    pub worker: Worker,
+    pub ring: Ring,
+    pub to_controller: FrameQueue,
+    pub to_worker: FrameQueue,
+    /// `worker.poll_timeout()` after its last step.
+    pub(super) timeout: Option<u64>,
+}
+
+/// One incarnation of the server process.
+pub struct Node {
+    pub controller: Controller<MemStore>,
+    pub workers: Vec<WorkerBox>,
+    /// Occupy frames taken by the controller since its last cycle.
+    pub(super) occupies_waiting: usize,
+    /// The last hand-out of replies made no progress (every target queue full).
+    pub(super) outbox_blocked: bool,
+    /// A cycle between `start_cycle` and `finish_cycle`: its read replies are out, the workers
+    /// run on (and may read the addresses they got) while the controller thread does the
+    /// batch's write transaction, fdatasync and commit — the server's order.
+    pub(super) cycle_open: Option<OpenCycle>,
+    /// A committed batch whose index the driver is making durable in the background
+    /// (`ControllerIo::begin_durable`): done at `due`.
+    pub(super) durable_job: Option<DurableJob>,
+}
+
+impl World {
+    // -----------------------------------------------------------------------------------------
+    // Starting, crashing, restarting.
+
+    /// Opens the store through the server's recovery path, checks it, starts the workers.
+    pub fn start(&mut self) -> Result<(), Failure> {
+        loop {
+            assert!(self.node.is_none());
+            // As the server's start: it syncs the data file, then libmdbx's open syncs the
+            // index, so whatever the last run committed becomes durable, over durable data.
+            self.disk.sync();
+            {
+                let mut img = self.image.lock().expect("image lock");
+                img.fail_next_commit = false;
+                img.durable = img.committed.clone();
+            }
+            self.latched = false;
+            self.durable_failed = false;
+            let store = MemStore::open(self.image.clone());
+            let controller = Controller::open(store, self.opts.controller_config())
+                .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
+            self.trace.ev(
+                self.clock.now(),
+                "open",
+                [self.crashes, controller.header().commit_seq, 0, 0],
+            );
+            controller.check_against_store();
+            let s = controller.stats();
+            if s.reserved_bytes != 0 || s.quarantined_bytes != 0 {
+                return Err(Failure::Correctness(format!(
+                    "after recovery {} bytes are still reserved and {} quarantined",
+                    s.reserved_bytes, s.quarantined_bytes
+                )));
+            }
+            if s.free_bytes + s.used_bytes != s.capacity_bytes {
+                return Err(Failure::Correctness(format!(
+                    "leak after recovery: free {} + used {} != capacity {}",
+                    s.free_bytes, s.used_bytes, s.capacity_bytes
+                )));
+            }
+            self.mark_damaged_blocks();
+            self.check_store("recovery")?;
+            let workers = (0..self.opts.workers)
+                .map(|i| WorkerBox {
+                    worker: Worker::new(self.opts.worker_config(i as u8)),
+                    ring: Ring::default(),
+                    to_controller: FrameQueue::new(self.opts.to_controller_capacity),
+                    to_worker: FrameQueue::new(self.opts.to_worker_capacity),
+                    timeout: None,
+                })
+                .collect();
+            self.node = Some(Node {
+                controller,
+                workers,
+                occupies_waiting: 0,
+                outbox_blocked: false,
+                cycle_open: None,
+                durable_job: None,
+            });
+            if let Some(kind) = self.crash_after_recovery.take() {
+                self.trace
+                    .note(self.clock.now(), "crash right after recovery");
+                self.crash_now(kind);
+                continue;
+            }
+            for w in 0..self.opts.workers {
+                self.worker_turn(w);
+            }
+            return Ok(());
+        }
+    }
+
+    /// Kills the node: every in-flight op is lost (a WriteAt may leave a prefix), the disk and
+    /// the store lose what a crash of `kind` loses, every connection is reset.
+    pub(super) fn crash_now(&mut self, kind: CrashKind) {
+        self.crashes += 1;
+        self.controller_busy_until = self.clock.now();
+        self.trace
+            .ev(self.clock.now(), "crash", [self.crashes, kind as u64, 0, 0]);
+        if let Some(node) = self.node.take() {
+            self.harvest_worker_counters(&node);
+            for mut wb in node.workers {
+                for (_, entry) in wb.ring.drain() {
+                    if let Op::WriteAt {
+                        offset,
+                        buf,
+                        start,
+                        end,
+                    } = entry.op
+                    {
+                        if self.rng.random_bool(0.5) {
+                            let n = self.rng.random_range(0..=end - start);
+                            if n > 0 {
+                                self.disk.write(offset, &buf[start..start + n], true);
+                            }
+                        }
+                    }
+                }
+            }
+            drop(node.controller);
+        }
+        let relaxed = self.opts.durability == engine::controller::Durability::Relaxed;
+        let meta_kind = match kind {
+            CrashKind::Process => engine::meta::CrashKind::Process,
+            CrashKind::PowerLoss => {
+                let kept = self
+                    .disk
+                    .power_loss(&mut self.rng, self.opts.power_loss_keep_p);
+                self.trace
+                    .ev(self.clock.now(), "power-loss", [kept as u64, 0, 0, 0]);
+                engine::meta::CrashKind::PowerLoss
+            }
+        };
+        MemStore::crash(&self.image, meta_kind);
+        self.net.crash();
+        self.workload
+            .on_crash(&mut self.model, &mut self.rng, self.clock.now());
+        self.model.crash(kind == CrashKind::PowerLoss && relaxed);
+    }
+
+    /// A crash and the restart after it.
+    pub fn crash(&mut self, kind: CrashKind) -> Result<(), Failure> {
+        self.crash_now(kind);
+        self.start()
+    }
+
+    /// The index against the model, and every stored block's bytes against its address.
+    pub fn check_store(&mut self, when: &str) -> Result<(), Failure> {
+        store::check_store(when, &self.image, &self.disk, &self.model)
+    }
+
+    pub(super) fn mark_damaged_blocks(&mut self) {
+        store::mark_damaged_blocks(&self.image, &self.disk, &mut self.model);
+    }
+
+    /// The operator restarts a latched server (a failed fsync is never retried).
+    pub(super) fn restart_if_latched(&mut self, latched: bool, now: u64) {
+        let restart = self.restart_on_latch && !self.healed;
+        if latched && self.armed.is_none() && restart {
+            self.trace
+                .note(now, "the controller latched failed: restart");
+            let restart = CrashPlan {
+                after_requests: 0,
+                point: CrashPoint::Anywhere,
+                kind: CrashKind::Process,
+            };
+            self.armed = Some((restart, now));
+        }
+    }
+}

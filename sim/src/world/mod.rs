@@ -1,0 +1,227 @@
+//! The simulated world: N engine workers and one engine controller — the very types the server
+//! runs — over the fake ring, disk, network, queues and clock, stepped on one thread by one
+//! seeded scheduler.
+//!
+//! Each step gathers every actor that can make progress at the current virtual time (a worker
+//! with a due completion, a frame in its inbox or a due timer; the controller with frames to take,
+//! a cycle due or replies to hand out; a client with something to do), picks one at random and
+//! runs it. When nothing is ready the clock jumps to the earliest deadline (the workers' and the
+//! controller's `poll_timeout`, the next completion, a client's timer). Every frame crossing a
+//! queue is encoded and decoded, so the codec is exercised on every message.
+//!
+//! A run: start (open the store through `Controller::open`, the server's recovery path), a
+//! safety phase with faults and crashes until the requests are issued, a liveness phase with
+//! faults healed in which every outstanding request must be answered within a bound, a graceful
+//! shutdown that must drain, a clean restart, and a verification sweep that reads back every
+//! address the model is certain about. Checks run after every worker step
+//! (`Worker::check_invariants`), after every controller cycle (`Controller::check_invariants`),
+//! after every recovery (`check_against_store`, no leaked or reserved bytes, the index against
+//! the model and the stored bytes against their addresses) and at the drained shutdown (every
+//! reserved slot sits in some worker's pool).
+//!
+//! Layout: this file holds [`World`] and the run's [`Summary`]; [`lifecycle`] starts, crashes
+//! and restarts the node; [`scheduler`] picks what runs next; [`workers`], [`controller`] and
+//! [`clients`] drive each kind of actor over the fakes; [`phases`] strings the run together.
+//! The world depends on the workload, the oracle and the fakes; nothing below depends on it.
+
+mod clients;
+mod controller;
+mod lifecycle;
+mod phases;
+mod scheduler;
+mod workers;
+
+use scheduler::Action;
+
+pub use lifecycle::{Node, WorkerBox};
+
+use std::collections::VecDeque;
+
+use engine::io::OpId;
+use engine::meta::{MemStore, SharedImage};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::fake::clock::Clock;
+use crate::fake::disk::Disk;
+use crate::fake::net::Net;
+use crate::fake::ring::FaultCounters;
+use crate::model::Model;
+use crate::options::{CrashKind, CrashPlan, Faults, Options};
+use crate::trace::Trace;
+use crate::workload::Workload;
+use crate::Failure;
+
+/// What the run did, for the `PASSED` line and the README's speed figure.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub trace_hash: u64,
+    pub events: u64,
+    pub steps: u64,
+    pub requests: u64,
+    pub answered: u64,
+    pub unanswered: u64,
+    pub crashes: u64,
+    pub cycles: u64,
+    pub virtual_ns: u64,
+    pub statuses: Vec<((&'static str, u16), u64)>,
+    pub counters: FaultCounters,
+    pub edges_put: [bool; 5],
+    /// Answers the oracle could check against a certain model state.
+    pub checked_reads: u64,
+    pub checked_writes: u64,
+    /// Requests that waited for a worker's buffer budget, and uploads that went on in small
+    /// pieces (summed over every node the run started).
+    pub buffer_waits: u64,
+    pub small_piece_uploads: u64,
+}
+
+pub struct World {
+    pub opts: Options,
+    pub rng: ChaCha8Rng,
+    pub clock: Clock,
+    pub image: SharedImage,
+    pub disk: Disk,
+    pub net: Net,
+    pub node: Option<Node>,
+    pub trace: Trace,
+    pub healed: bool,
+    pub counters: FaultCounters,
+    read_used: u64,
+    write_used: u64,
+    /// A sync or commit failure was injected since the last start.
+    pub latched: bool,
+    /// A batch failed to become durable since the last start (its PUTs and DELETEs were
+    /// answered 500 but are committed: they may have happened).
+    pub durable_failed: bool,
+    pub model: Model,
+    pub workload: Workload,
+    pub failures: Vec<Failure>,
+    pub crashes: u64,
+    pub cycles: u64,
+    pub steps: u64,
+    plan: VecDeque<CrashPlan>,
+    armed: Option<(CrashPlan, u64)>,
+    crash_after_recovery: Option<CrashKind>,
+    ready: Vec<Action>,
+    due_clients: Vec<usize>,
+    wakes: Vec<(usize, OpId)>,
+    accept_wakes: Vec<usize>,
+    instant_steps: u64,
+    last_now: u64,
+    /// The clock does not jump past this (scripted tests step "until quiet").
+    pub time_limit: Option<u64>,
+    /// Scripted tests: park every ReadAt (WriteAt) until `release_held`.
+    pub hold_reads: bool,
+    pub hold_writes: bool,
+    /// Scripted tests: a batch's background durability job does not finish while set, and
+    /// the next one fails when `fail_next_durable` is.
+    pub hold_durable: bool,
+    pub fail_next_durable: bool,
+    /// `Summary::buffer_waits` and `small_piece_uploads` so far.
+    buffer_counters: (u64, u64),
+    held: Vec<(usize, OpId)>,
+    /// Restart the node when its controller latches failed (off in scripted tests).
+    pub restart_on_latch: bool,
+    /// The controller thread is busy with its last cycle until then.
+    controller_busy_until: u64,
+}
+
+impl World {
+    pub fn new(opts: Options, keep_trace: bool) -> World {
+        let rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let workload = Workload::new(&opts);
+        World {
+            rng,
+            clock: Clock::default(),
+            image: MemStore::new().image(),
+            disk: Disk::new(opts.capacity_bytes),
+            net: Net::new(opts.workers),
+            node: None,
+            trace: Trace::new(keep_trace),
+            healed: false,
+            counters: FaultCounters::default(),
+            read_used: 0,
+            write_used: 0,
+            latched: false,
+            durable_failed: false,
+            model: Model::new(),
+            workload,
+            failures: Vec::new(),
+            crashes: 0,
+            cycles: 0,
+            steps: 0,
+            plan: opts.crashes.iter().copied().collect(),
+            armed: None,
+            crash_after_recovery: None,
+            ready: Vec::new(),
+            due_clients: Vec::new(),
+            wakes: Vec::new(),
+            accept_wakes: Vec::new(),
+            instant_steps: 0,
+            last_now: 0,
+            time_limit: None,
+            hold_reads: false,
+            hold_writes: false,
+            hold_durable: false,
+            fail_next_durable: false,
+            buffer_counters: (0, 0),
+            held: Vec::new(),
+            restart_on_latch: true,
+            controller_busy_until: 0,
+            opts,
+        }
+    }
+
+    pub(super) fn faults(&self) -> Faults {
+        if self.healed {
+            Faults::default()
+        } else {
+            self.opts.faults
+        }
+    }
+
+    pub(super) fn first_failure(&mut self) -> Result<(), Failure> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        let f = self.failures.remove(0);
+        self.trace.note(self.clock.now(), &f.to_string());
+        Err(f)
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            trace_hash: self.trace.hash(),
+            events: self.trace.events(),
+            steps: self.steps,
+            requests: self.workload.issued,
+            answered: self.workload.answered,
+            unanswered: self.workload.unanswered,
+            crashes: self.crashes,
+            cycles: self.cycles,
+            virtual_ns: self.clock.now(),
+            statuses: self
+                .workload
+                .statuses
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            counters: self.counters,
+            edges_put: self.workload.edges_put,
+            checked_reads: self.model.checked_reads,
+            checked_writes: self.model.checked_writes,
+            buffer_waits: self.buffer_counters.0,
+            small_piece_uploads: self.buffer_counters.1,
+        }
+    }
+
+    /// Adds a node's worker counters the summary reports to the run's totals.
+    pub(super) fn harvest_worker_counters(&mut self, node: &Node) {
+        for wb in &node.workers {
+            let s = wb.worker.stats();
+            self.buffer_counters.0 += s.buffer_waits;
+            self.buffer_counters.1 += s.small_piece_uploads;
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The scheduler: each step gathers every actor that can make progress at the current virtual
+//! time, picks one with the seeded generator and runs it; when nothing is ready the clock
+//! jumps to the earliest deadline. Planned crashes are armed here and strike at their point.
+//!
+//! Owns: the choice of what runs next, the livelock guard and the crash plan's arming. Never
+//! does: run an actor's logic itself (the drivers in [`super::workers`],
+//! [`super::controller`] and [`super::clients`] do). Invariant: every decision draws from the
+//! one seeded generator in a fixed order, so a seed replays.
+
+use rand::RngExt;
+
+use crate::options::{CrashKind, CrashPlan, CrashPoint};
+use crate::Failure;
+
+use super::World;
+
+/// An armed crash point that has not struck within this much virtual time strikes anyway.
+const ARMED_CRASH_PATIENCE_NS: u64 = 50_000_000;
+/// Steps at one virtual instant before the run counts as a livelock.
+const STEPS_PER_INSTANT_MAX: u64 = 2_000_000;
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Action {
+    Ring(usize),
+    Inbox(usize),
+    Turn(usize),
+    Controller,
+    Client(usize),
+}
+
+impl World {
+    // -----------------------------------------------------------------------------------------
+    // The scheduler.
+
+    /// One step. `Ok(false)` when nothing at all can happen any more.
+    pub fn step(&mut self) -> Result<bool, Failure> {
+        self.steps += 1;
+        if self.clock.now() == self.last_now {
+            self.instant_steps += 1;
+            if self.instant_steps > STEPS_PER_INSTANT_MAX {
+                let mut ready = Vec::new();
+                self.gather(&mut ready);
+                let timeouts: Vec<Option<u64>> = self
+                    .node
+                    .iter()
+                    .flat_map(|n| n.workers.iter().map(|wb| wb.timeout))
+                    .collect();
+                return Err(Failure::Liveness(format!(
+                    "livelock: {STEPS_PER_INSTANT_MAX} steps without time passing at {} ns; \
+                     ready: {ready:?}; worker timeouts: {timeouts:?}",
+                    self.clock.now()
+                )));
+            }
+        } else {
+            self.last_now = self.clock.now();
+            self.instant_steps = 0;
+        }
+        if let Some((plan, armed_at)) = self.armed {
+            let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
+            if plan.point == CrashPoint::Anywhere || overdue || self.node.is_none() {
+                self.armed = None;
+                self.crash(plan.kind)?;
+                return Ok(true);
+            }
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        let next = self.gather(&mut ready);
+        if ready.is_empty() {
+            self.ready = ready;
+            return match next {
+                Some(t) if self.time_limit.is_some_and(|limit| t > limit) => Ok(false),
+                Some(t) => {
+                    self.clock.advance_to(t);
+                    Ok(true)
+                }
+                None => Ok(false),
+            };
+        }
+        let action = ready[self.rng.random_range(0..ready.len())];
+        self.ready = ready;
+        self.run(action)?;
+        self.first_failure()?;
+        self.arm_crashes();
+        Ok(true)
+    }
+
+    pub(super) fn arm_crashes(&mut self) {
+        if self.armed.is_some() || self.healed {
+            return;
+        }
+        if let Some(p) = self.plan.front() {
+            if self.workload.issued >= p.after_requests {
+                let plan = self.plan.pop_front().expect("front exists");
+                self.trace.ev(
+                    self.clock.now(),
+                    "crash-armed",
+                    [plan.point as u64, plan.kind as u64, 0, 0],
+                );
+                if plan.point == CrashPoint::AfterRecovery {
+                    self.crash_after_recovery = Some(CrashKind::Process);
+                    self.armed = Some((
+                        CrashPlan {
+                            point: CrashPoint::Anywhere,
+                            ..plan
+                        },
+                        self.clock.now(),
+                    ));
+                } else {
+                    self.armed = Some((plan, self.clock.now()));
+                }
+            }
+        }
+    }
+
+    /// Collects the ready actions; returns the earliest future deadline.
+    pub(super) fn gather(&mut self, ready: &mut Vec<Action>) -> Option<u64> {
+        let now = self.clock.now();
+        let mut next: Option<u64> = None;
+        let mut later = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
+        if let Some((_, at)) = self.armed {
+            later(at + ARMED_CRASH_PATIENCE_NS);
+        }
+        if let Some(node) = &self.node {
+            let mut controller_ready = false;
+            for (w, wb) in node.workers.iter().enumerate() {
+                if let Some(t) = wb.ring.next_due() {
+                    if t <= now {
+                        ready.push(Action::Ring(w));
+                    } else {
+                        later(t);
+                    }
+                }
+                if !wb.to_worker.is_empty() {
+                    if wb.to_worker.stalled_until <= now {
+                        ready.push(Action::Inbox(w));
+                    } else {
+                        later(wb.to_worker.stalled_until);
+                    }
+                }
+                let due = wb.timeout.is_some_and(|t| t <= now);
+                let can_push = wb.worker.messages_waiting() > 0 && !wb.to_controller.is_full();
+                if due || can_push {
+                    ready.push(Action::Turn(w));
+                } else if let Some(t) = wb.timeout {
+                    later(t);
+                }
+                if !wb.to_controller.is_empty() {
+                    if wb.to_controller.stalled_until <= now {
+                        controller_ready = true;
+                    } else {
+                        later(wb.to_controller.stalled_until);
+                    }
+                }
+            }
+            if let Some(t) = node.controller.poll_timeout() {
+                if t.0 <= now {
+                    controller_ready = true;
+                } else {
+                    later(t.0);
+                }
+            }
+            if node.controller.outbox_len() > 0 && !node.outbox_blocked {
+                controller_ready = true;
+            }
+            if node.cycle_open.is_some() {
+                controller_ready = true;
+            }
+            if let Some(job) = self.durable_job() {
+                if job.due <= now {
+                    controller_ready = true;
+                } else {
+                    later(job.due);
+                }
+            }
+            if controller_ready {
+                if self.controller_busy_until <= now {
+                    ready.push(Action::Controller);
+                } else {
+                    later(self.controller_busy_until);
+                }
+            }
+        }
+        self.due_clients.clear();
+        self.workload.due(now, &mut self.due_clients);
+        ready.extend(self.due_clients.iter().map(|&c| Action::Client(c)));
+        if let Some(t) = self.workload.next_wake() {
+            if t > now {
+                later(t);
+            }
+        }
+        next
+    }
+
+    pub(super) fn run(&mut self, action: Action) -> Result<(), Failure> {
+        match action {
+            Action::Ring(w) => self.complete_one(w),
+            Action::Inbox(w) => self.worker_inbox(w),
+            Action::Turn(w) => self.worker_turn(w),
+            Action::Controller => return self.controller_turn(),
+            Action::Client(c) => self.client_step(c),
+        }
+        Ok(())
+    }
+}
