@@ -79,7 +79,7 @@ impl Harness {
         opts.net_latency_ns = (1_000, 20_000);
         opts.disk_latency_ns = (1_000, 100_000);
         let mut world = World::new(opts, false);
-        world.restart_on_latch = false;
+        world.knobs.restart_on_latch = false;
         world.start().expect("a fresh store opens");
         let mut h = Harness { world };
         h.run_until_quiet();
@@ -89,7 +89,7 @@ impl Harness {
     /// Steps until nothing is left to do within a short horizon (timers far off may remain).
     pub fn run_until_quiet(&mut self) {
         loop {
-            self.world.time_limit = Some(self.world.clock.now() + QUIET_HORIZON_NS);
+            self.world.knobs.time_limit = Some(self.world.clock.now() + QUIET_HORIZON_NS);
             let progressed = match self.world.step() {
                 Ok(p) => p,
                 Err(f) => panic!("the world failed: {f}"),
@@ -98,7 +98,7 @@ impl Harness {
                 break;
             }
         }
-        self.world.time_limit = None;
+        self.world.knobs.time_limit = None;
         if let Some(f) = self.world.failures.first() {
             panic!("the world failed: {f}");
         }
@@ -195,7 +195,7 @@ impl Harness {
     /// Steps for `span` of virtual time, busy or not.
     pub fn run_for(&mut self, span: std::time::Duration) {
         let end = self.world.clock.now() + span.as_nanos() as u64;
-        self.world.time_limit = Some(end);
+        self.world.knobs.time_limit = Some(end);
         while self.world.clock.now() < end {
             match self.world.step() {
                 Ok(true) => {}
@@ -206,7 +206,7 @@ impl Harness {
                 Err(f) => panic!("the world failed: {f}"),
             }
         }
-        self.world.time_limit = None;
+        self.world.knobs.time_limit = None;
     }
 
     /// Lets virtual time pass with nothing happening (timers due meanwhile fire at once after).

@@ -232,7 +232,7 @@ fn get_racing_delete_and_reuse(bugs: Bugs, verify: VerifyReads) -> (Response, Ve
     let a = content(3000, 1);
     let ha = BlockHash::of(&a);
     assert_eq!(status(&h.request(0, &put_req(&a))), 201);
-    h.world.hold_reads = true;
+    h.world.knobs.hold_reads = true;
     let getter = h.connect(0);
     h.send(getter, &get_req(&ha));
     h.run_until_quiet();
@@ -363,7 +363,7 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
         match fails {
             DataSync => h.world.opts.faults.sync_fail = 1.0,
             Commit => h.world.image.lock().unwrap().fail_next_commit = true,
-            IndexSync => h.world.fail_next_durable = true,
+            IndexSync => h.world.knobs.fail_next_durable = true,
         }
         // Also refill requests ride in the failing batch (targets of 2: the pool asks again).
         h.world.model.add_content(y.clone());
@@ -441,7 +441,7 @@ fn put_awaiting_durability() -> (Harness, u64, Vec<u8>, Vec<u8>) {
     let y = content(3000, 2);
     assert_eq!(status(&h.request(0, &put_req(&x))), 201);
     h.world.model.add_content(y.clone());
-    h.world.hold_durable = true;
+    h.world.knobs.hold_durable = true;
     let conn = h.connect(0);
     h.send(conn, &put_req(&y));
     h.run_until_quiet();
@@ -488,7 +488,7 @@ fn reads_are_answered_while_a_batch_is_made_durable() {
         h.responses(writer, false).is_empty(),
         "writes wait for the sync"
     );
-    h.world.hold_durable = false;
+    h.world.knobs.hold_durable = false;
     h.run_until_quiet();
     assert_eq!(status(&h.responses(conn, false)[0]), 201);
     assert_eq!(status(&h.responses(writer, false)[0]), 204);
@@ -519,7 +519,7 @@ fn a_stalled_flush_gets_503_by_the_request_timeout_and_health_tells() {
     assert!(reason.starts_with("storage stalled: "), "{reason}");
     // Reads are answered meanwhile.
     assert_eq!(h.request(0, &get_req(&BlockHash::of(&x))).body, x);
-    h.world.hold_durable = false;
+    h.world.knobs.hold_durable = false;
     h.run_until_quiet();
     assert_eq!(h.request(0, health_req).status, 200, "healthy again");
     // The batch was committed and is durable now: the retry finds the block.
@@ -541,14 +541,14 @@ fn regression_a_slow_upload_leaves_storage_its_whole_wait() {
     let (most, last) = req.split_at(req.len() - 1);
     h.send(conn, most);
     h.run_for(std::time::Duration::from_millis(9_500));
-    h.world.hold_durable = true;
+    h.world.knobs.hold_durable = true;
     h.send(conn, last);
     h.run_for(std::time::Duration::from_secs(2));
     assert!(
         h.responses(conn, false).is_empty(),
         "11.5 s after its first byte, 2 s after it asked: still waiting for the flush"
     );
-    h.world.hold_durable = false;
+    h.world.knobs.hold_durable = false;
     h.run_until_quiet();
     let rs = h.responses(conn, false);
     assert_eq!(status(&rs[0]), 201);
@@ -698,7 +698,7 @@ fn full_with_a_held_write() -> Harness {
         ..HarnessConfig::default()
     });
     assert_eq!(h.put_known(0, &content(300_000, 1)).status, 201);
-    h.world.hold_writes = true;
+    h.world.knobs.hold_writes = true;
     let holder = h.connect(0);
     h.send(holder, &put_req(&content(100, 2)));
     h.run_until_quiet();
@@ -888,7 +888,7 @@ fn small_budget_with_large_blocks() -> (Harness, Vec<Vec<u8>>) {
 #[test]
 fn large_gets_beyond_the_buffer_budget_wait_their_turn() {
     let (mut h, blocks) = small_budget_with_large_blocks();
-    h.world.hold_reads = true;
+    h.world.knobs.hold_reads = true;
     let getters = send_each(
         &mut h,
         (0..3).map(|i| get_req(&BlockHash::of(&blocks[i % 2]))),
@@ -910,9 +910,9 @@ fn large_gets_beyond_the_buffer_budget_wait_their_turn() {
     for _ in 0..3 {
         h.world.release_held();
         h.run_until_quiet();
-        h.world.hold_reads = true;
+        h.world.knobs.hold_reads = true;
     }
-    h.world.hold_reads = false;
+    h.world.knobs.hold_reads = false;
     h.world.release_held();
     h.run_until_quiet();
     for (i, &c) in getters.iter().enumerate() {
@@ -933,7 +933,7 @@ fn large_gets_beyond_the_buffer_budget_wait_their_turn() {
 #[test]
 fn a_get_waiting_for_the_buffer_budget_past_the_wait_limit_is_503() {
     let (mut h, blocks) = small_budget_with_large_blocks();
-    h.world.hold_reads = true;
+    h.world.knobs.hold_reads = true;
     let first = h.connect(0);
     h.send(first, &get_req(&BlockHash::of(&blocks[0])));
     h.run_until_quiet();
@@ -969,7 +969,7 @@ fn uploads_with_held_writes(
     bodies: &[Vec<u8>],
     wait: std::time::Duration,
 ) -> Vec<u16> {
-    h.world.hold_writes = true;
+    h.world.knobs.hold_writes = true;
     let uploaders = send_each(h, bodies.iter().map(|b| put_req(b)));
     h.run_until_quiet();
     assert!(worker_stats(h, 0).buffer_granted_bytes <= 1 << 20);
@@ -977,9 +977,9 @@ fn uploads_with_held_writes(
     while h.world.held() > 0 {
         h.world.release_held();
         h.run_until_quiet();
-        h.world.hold_writes = true;
+        h.world.knobs.hold_writes = true;
     }
-    h.world.hold_writes = false;
+    h.world.knobs.hold_writes = false;
     h.run_until_quiet();
     uploaders
         .iter()
@@ -1035,7 +1035,7 @@ fn regression_uploads_waiting_for_space_hold_no_buffers() {
     let a = content(512 * 1024, 1);
     assert_eq!(h.put_known(0, &a).status, 201);
     // The last 512 KiB goes to an upload whose write is held: the store is full meanwhile.
-    h.world.hold_writes = true;
+    h.world.knobs.hold_writes = true;
     let holder = h.connect(0);
     h.send(holder, &put_req(&content(512 * 1024, 2)));
     h.run_until_quiet();
@@ -1066,7 +1066,7 @@ fn regression_uploads_waiting_for_space_hold_no_buffers() {
 #[test]
 fn uploads_holding_every_lane_do_not_starve_large_gets() {
     let (mut h, blocks) = small_budget_with_large_blocks();
-    h.world.hold_writes = true;
+    h.world.knobs.hold_writes = true;
     send_each(&mut h, (0..8).map(|i| put_req(&content(200_000, 60 + i))));
     h.run_until_quiet();
     assert!(
@@ -1087,7 +1087,7 @@ fn regression_a_waiter_leaving_the_queue_lets_the_next_one_in() {
     let (mut h, blocks) = small_budget_with_large_blocks();
     let mid = content(60 * 1024, 7);
     assert_eq!(h.put_known(0, &mid).status, 201);
-    h.world.hold_reads = true;
+    h.world.knobs.hold_reads = true;
     let first = h.connect(0);
     h.send(first, &get_req(&BlockHash::of(&blocks[0])));
     h.run_until_quiet();

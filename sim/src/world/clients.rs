@@ -18,8 +18,8 @@ impl World {
     // Clients.
 
     pub(super) fn client_step(&mut self, c: usize) {
-        self.wakes.clear();
-        self.accept_wakes.clear();
+        self.sched.wakes.clear();
+        self.sched.accept_wakes.clear();
         let counters = self.counters;
         let mut ctx = Ctx {
             now: self.clock.now(),
@@ -28,8 +28,8 @@ impl World {
             net: &mut self.net,
             model: &mut self.model,
             trace: &mut self.trace,
-            wakes: &mut self.wakes,
-            accept_wakes: &mut self.accept_wakes,
+            wakes: &mut self.sched.wakes,
+            accept_wakes: &mut self.sched.accept_wakes,
             explain: Explain {
                 counters: &counters,
                 read_used: &mut self.read_used,
@@ -51,12 +51,12 @@ impl World {
         let Some(node) = self.node.as_mut() else {
             return;
         };
-        for &(w, op) in &self.wakes {
+        for &(w, op) in &self.sched.wakes {
             let due =
                 self.clock.now() + ring::latency(&mut self.rng, self.opts.net_latency_ns, 0.0);
             node.workers[w].ring.schedule(op, due);
         }
-        for &w in &self.accept_wakes {
+        for &w in &self.sched.accept_wakes {
             let ring = &mut node.workers[w].ring;
             if let Some(op) = ring.accept_parked.take() {
                 let due =
@@ -64,14 +64,14 @@ impl World {
                 ring.schedule(op, due);
             }
         }
-        self.wakes.clear();
-        self.accept_wakes.clear();
+        self.sched.wakes.clear();
+        self.sched.accept_wakes.clear();
     }
 
     /// Lets every held op complete (scripted tests).
     pub fn release_held(&mut self) {
-        self.hold_reads = false;
-        self.hold_writes = false;
+        self.knobs.hold_reads = false;
+        self.knobs.hold_writes = false;
         let node = self.node.as_mut().expect("a node is running");
         for (w, id) in self.held.drain(..) {
             node.workers[w].ring.schedule(id, self.clock.now() + 1_000);
@@ -85,8 +85,8 @@ impl World {
 
     /// Wakes what a scripted client did on the network (a connect, bytes, a close).
     pub fn wake_scripted(&mut self, wakes: Vec<(usize, OpId)>, accept_worker: Option<usize>) {
-        self.wakes.extend(wakes);
-        self.accept_wakes.extend(accept_worker);
+        self.sched.wakes.extend(wakes);
+        self.sched.accept_wakes.extend(accept_worker);
         self.apply_wakes();
     }
 }

@@ -102,9 +102,9 @@ impl World {
         }
         let due = node.controller.poll_timeout().is_some_and(|t| t.0 <= now);
         if due {
-            if let Some((plan, _)) = self.armed {
+            if let Some((plan, _)) = self.crash_plan.armed {
                 if plan.point == CrashPoint::BeforeCommit && node.occupies_waiting > 0 {
-                    self.armed = None;
+                    self.crash_plan.armed = None;
                     if self.rng.random_bool(0.5) {
                         self.disk.sync();
                     }
@@ -123,7 +123,7 @@ impl World {
                 let cost = self
                     .rng
                     .random_range(self.opts.cycle_cost_ns.0..=self.opts.cycle_cost_ns.1);
-                self.controller_busy_until = now + cost;
+                self.sched.controller_busy_until = now + cost;
                 node.occupies_waiting = 0;
                 node.cycle_open = Some(OpenCycle {
                     messages,
@@ -146,7 +146,7 @@ impl World {
         self.node
             .as_ref()
             .and_then(|n| n.durable_job)
-            .filter(|_| !self.hold_durable)
+            .filter(|_| !self.knobs.hold_durable)
     }
 
     /// The driver's background sync of the index is done (or failed: a commit fault); the
@@ -157,7 +157,7 @@ impl World {
         let node = self.node.as_mut().expect("a node is running");
         let job = node.durable_job.take().expect("a durable job is due");
         let injected = faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail);
-        let result = if std::mem::take(&mut self.fail_next_durable) || injected {
+        let result = if std::mem::take(&mut self.knobs.fail_next_durable) || injected {
             // The commit stays as it is: visible, surviving a process crash (and made durable
             // by the next start's sync), lost by a power loss before then.
             Err("injected EIO syncing the index".to_string())
@@ -212,7 +212,7 @@ impl World {
         }
         // Its fdatasync takes the disk's latency: the controller thread takes nothing else
         // meanwhile.
-        self.controller_busy_until = now + io.spent_ns;
+        self.sched.controller_busy_until = now + io.spent_ns;
         self.cycles += 1;
         // The full check after every cycle that moved a byte between free, reserved and used
         // (with debug assertions the allocator also checks itself on entry and exit of every
@@ -237,9 +237,9 @@ impl World {
             // A block whose own write was misdirected is damaged from its commit on.
             self.mark_damaged_blocks();
         }
-        if let Some((plan, _)) = self.armed {
+        if let Some((plan, _)) = self.crash_plan.armed {
             if plan.point == CrashPoint::AfterCommit && committed {
-                self.armed = None;
+                self.crash_plan.armed = None;
                 self.trace
                     .note(now, "crash between the commit and the replies");
                 return self.crash(plan.kind);

@@ -8,6 +8,8 @@
 //! crash strikes (the scheduler arms planned crashes). Invariant: at most one node runs; a
 //! node is started only when none is running.
 
+use std::collections::VecDeque;
+
 use engine::controller::Controller;
 use engine::io::Op;
 use engine::meta::MemStore;
@@ -47,6 +49,25 @@ pub struct Node {
     /// A committed batch whose index the driver is making durable in the background
     /// (`ControllerIo::begin_durable`): done at `due`.
     pub(super) durable_job: Option<DurableJob>,
+}
+
+/// The crash plan of a run: planned crashes not yet armed (in order), the armed one (with
+/// when it was armed) and a crash due right after the next recovery.
+#[derive(Debug)]
+pub(super) struct CrashSchedule {
+    pub(super) pending: VecDeque<CrashPlan>,
+    pub(super) armed: Option<(CrashPlan, u64)>,
+    pub(super) after_recovery: Option<CrashKind>,
+}
+
+impl CrashSchedule {
+    pub(super) fn new(plans: &[CrashPlan]) -> CrashSchedule {
+        CrashSchedule {
+            pending: plans.iter().copied().collect(),
+            armed: None,
+            after_recovery: None,
+        }
+    }
 }
 
 impl World {
@@ -108,7 +129,7 @@ impl World {
                 cycle_open: None,
                 durable_job: None,
             });
-            if let Some(kind) = self.crash_after_recovery.take() {
+            if let Some(kind) = self.crash_plan.after_recovery.take() {
                 self.trace
                     .note(self.clock.now(), "crash right after recovery");
                 self.crash_now(kind);
@@ -125,7 +146,7 @@ impl World {
     /// the store lose what a crash of `kind` loses, every connection is reset.
     pub(super) fn crash_now(&mut self, kind: CrashKind) {
         self.crashes += 1;
-        self.controller_busy_until = self.clock.now();
+        self.sched.controller_busy_until = self.clock.now();
         self.trace
             .ev(self.clock.now(), "crash", [self.crashes, kind as u64, 0, 0]);
         if let Some(node) = self.node.take() {
@@ -186,8 +207,8 @@ impl World {
 
     /// The operator restarts a latched server (a failed fsync is never retried).
     pub(super) fn restart_if_latched(&mut self, latched: bool, now: u64) {
-        let restart = self.restart_on_latch && !self.healed;
-        if latched && self.armed.is_none() && restart {
+        let restart = self.knobs.restart_on_latch && !self.healed;
+        if latched && self.crash_plan.armed.is_none() && restart {
             self.trace
                 .note(now, "the controller latched failed: restart");
             let restart = CrashPlan {
@@ -195,7 +216,7 @@ impl World {
                 point: CrashPoint::Anywhere,
                 kind: CrashKind::Process,
             };
-            self.armed = Some((restart, now));
+            self.crash_plan.armed = Some((restart, now));
         }
     }
 }

@@ -26,16 +26,18 @@
 
 mod clients;
 mod controller;
+mod knobs;
 mod lifecycle;
 mod phases;
 mod scheduler;
 mod workers;
 
-use scheduler::Action;
+use lifecycle::CrashSchedule;
+use scheduler::Schedule;
+
+pub use knobs::Knobs;
 
 pub use lifecycle::{Node, WorkerBox};
-
-use std::collections::VecDeque;
 
 use engine::io::OpId;
 use engine::meta::{MemStore, SharedImage};
@@ -47,7 +49,7 @@ use crate::fake::disk::Disk;
 use crate::fake::net::Net;
 use crate::fake::ring::FaultCounters;
 use crate::model::Model;
-use crate::options::{CrashKind, CrashPlan, Faults, Options};
+use crate::options::{Faults, Options};
 use crate::trace::Trace;
 use crate::workload::Workload;
 use crate::Failure;
@@ -100,31 +102,17 @@ pub struct World {
     pub crashes: u64,
     pub cycles: u64,
     pub steps: u64,
-    plan: VecDeque<CrashPlan>,
-    armed: Option<(CrashPlan, u64)>,
-    crash_after_recovery: Option<CrashKind>,
-    ready: Vec<Action>,
-    due_clients: Vec<usize>,
-    wakes: Vec<(usize, OpId)>,
-    accept_wakes: Vec<usize>,
-    instant_steps: u64,
-    last_now: u64,
-    /// The clock does not jump past this (scripted tests step "until quiet").
-    pub time_limit: Option<u64>,
-    /// Scripted tests: park every ReadAt (WriteAt) until `release_held`.
-    pub hold_reads: bool,
-    pub hold_writes: bool,
-    /// Scripted tests: a batch's background durability job does not finish while set, and
-    /// the next one fails when `fail_next_durable` is.
-    pub hold_durable: bool,
-    pub fail_next_durable: bool,
+    /// The crash plan: crashes still to arm, the armed one, a crash right after recovery.
+    crash_plan: CrashSchedule,
+    /// The scheduler's own state (scratch buffers, the livelock guard, the controller
+    /// thread's busy time).
+    sched: Schedule,
+    /// What scripted tests and scenarios set to steer the run (off in a seeded run).
+    pub knobs: Knobs,
     /// `Summary::buffer_waits` and `small_piece_uploads` so far.
     buffer_counters: (u64, u64),
+    /// Disk ops parked by `Knobs::hold_reads` / `hold_writes`: (worker, op).
     held: Vec<(usize, OpId)>,
-    /// Restart the node when its controller latches failed (off in scripted tests).
-    pub restart_on_latch: bool,
-    /// The controller thread is busy with its last cycle until then.
-    controller_busy_until: u64,
 }
 
 impl World {
@@ -151,24 +139,11 @@ impl World {
             crashes: 0,
             cycles: 0,
             steps: 0,
-            plan: opts.crashes.iter().copied().collect(),
-            armed: None,
-            crash_after_recovery: None,
-            ready: Vec::new(),
-            due_clients: Vec::new(),
-            wakes: Vec::new(),
-            accept_wakes: Vec::new(),
-            instant_steps: 0,
-            last_now: 0,
-            time_limit: None,
-            hold_reads: false,
-            hold_writes: false,
-            hold_durable: false,
-            fail_next_durable: false,
+            crash_plan: CrashSchedule::new(&opts.crashes),
+            sched: Schedule::default(),
+            knobs: Knobs::default(),
             buffer_counters: (0, 0),
             held: Vec::new(),
-            restart_on_latch: true,
-            controller_busy_until: 0,
             opts,
         }
     }

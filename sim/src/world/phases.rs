@@ -83,17 +83,21 @@ impl World {
     /// Faults off, crashes off, no new requests; a latched controller is restarted.
     pub fn heal(&mut self) -> Result<(), Failure> {
         // Every seed crashes at least once: a crash armed too late to strike strikes now.
-        if let Some((plan, _)) = self.armed.take() {
+        if let Some((plan, _)) = self.crash_plan.armed.take() {
             self.crash(plan.kind)?;
         }
         if self.crashes == 0 {
-            let kind = self.plan.front().map_or(CrashKind::Process, |p| p.kind);
+            let kind = self
+                .crash_plan
+                .pending
+                .front()
+                .map_or(CrashKind::Process, |p| p.kind);
             self.crash(kind)?;
         }
         self.trace.note(self.clock.now(), "heal");
         self.healed = true;
-        self.plan.clear();
-        self.crash_after_recovery = None;
+        self.crash_plan.pending.clear();
+        self.crash_plan.after_recovery = None;
         self.workload.issuing = false;
         self.workload.wake_all(self.clock.now());
         for wb in self.node.iter_mut().flat_map(|n| n.workers.iter_mut()) {

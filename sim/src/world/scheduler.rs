@@ -7,6 +7,7 @@
 //! [`super::controller`] and [`super::clients`] do). Invariant: every decision draws from the
 //! one seeded generator in a fixed order, so a seed replays.
 
+use engine::io::OpId;
 use rand::RngExt;
 
 use crate::options::{CrashKind, CrashPlan, CrashPoint};
@@ -28,6 +29,26 @@ pub(super) enum Action {
     Client(usize),
 }
 
+/// The scheduler's own state: scratch buffers reused from step to step, the livelock guard,
+/// and when the controller thread is free again.
+#[derive(Debug, Default)]
+pub(super) struct Schedule {
+    /// The actions ready at this step (reused).
+    pub(super) ready: Vec<Action>,
+    /// The clients due at this step (reused).
+    pub(super) due_clients: Vec<usize>,
+    /// Ring ops a client step woke: (worker, op).
+    pub(super) wakes: Vec<(usize, OpId)>,
+    /// Workers with a new connection in their backlog after a client step.
+    pub(super) accept_wakes: Vec<usize>,
+    /// Steps taken at the current virtual instant (the livelock guard).
+    pub(super) instant_steps: u64,
+    /// The virtual instant of the previous step.
+    pub(super) last_now: u64,
+    /// The controller thread is busy with its last cycle until then.
+    pub(super) controller_busy_until: u64,
+}
+
 impl World {
     // -----------------------------------------------------------------------------------------
     // The scheduler.
@@ -35,9 +56,9 @@ impl World {
     /// One step. `Ok(false)` when nothing at all can happen any more.
     pub fn step(&mut self) -> Result<bool, Failure> {
         self.steps += 1;
-        if self.clock.now() == self.last_now {
-            self.instant_steps += 1;
-            if self.instant_steps > STEPS_PER_INSTANT_MAX {
+        if self.clock.now() == self.sched.last_now {
+            self.sched.instant_steps += 1;
+            if self.sched.instant_steps > STEPS_PER_INSTANT_MAX {
                 let mut ready = Vec::new();
                 self.gather(&mut ready);
                 let timeouts: Vec<Option<u64>> = self
@@ -52,24 +73,24 @@ impl World {
                 )));
             }
         } else {
-            self.last_now = self.clock.now();
-            self.instant_steps = 0;
+            self.sched.last_now = self.clock.now();
+            self.sched.instant_steps = 0;
         }
-        if let Some((plan, armed_at)) = self.armed {
+        if let Some((plan, armed_at)) = self.crash_plan.armed {
             let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
             if plan.point == CrashPoint::Anywhere || overdue || self.node.is_none() {
-                self.armed = None;
+                self.crash_plan.armed = None;
                 self.crash(plan.kind)?;
                 return Ok(true);
             }
         }
-        let mut ready = std::mem::take(&mut self.ready);
+        let mut ready = std::mem::take(&mut self.sched.ready);
         ready.clear();
         let next = self.gather(&mut ready);
         if ready.is_empty() {
-            self.ready = ready;
+            self.sched.ready = ready;
             return match next {
-                Some(t) if self.time_limit.is_some_and(|limit| t > limit) => Ok(false),
+                Some(t) if self.knobs.time_limit.is_some_and(|limit| t > limit) => Ok(false),
                 Some(t) => {
                     self.clock.advance_to(t);
                     Ok(true)
@@ -78,7 +99,7 @@ impl World {
             };
         }
         let action = ready[self.rng.random_range(0..ready.len())];
-        self.ready = ready;
+        self.sched.ready = ready;
         self.run(action)?;
         self.first_failure()?;
         self.arm_crashes();
@@ -86,20 +107,20 @@ impl World {
     }
 
     pub(super) fn arm_crashes(&mut self) {
-        if self.armed.is_some() || self.healed {
+        if self.crash_plan.armed.is_some() || self.healed {
             return;
         }
-        if let Some(p) = self.plan.front() {
+        if let Some(p) = self.crash_plan.pending.front() {
             if self.workload.issued >= p.after_requests {
-                let plan = self.plan.pop_front().expect("front exists");
+                let plan = self.crash_plan.pending.pop_front().expect("front exists");
                 self.trace.ev(
                     self.clock.now(),
                     "crash-armed",
                     [plan.point as u64, plan.kind as u64, 0, 0],
                 );
                 if plan.point == CrashPoint::AfterRecovery {
-                    self.crash_after_recovery = Some(CrashKind::Process);
-                    self.armed = Some((
+                    self.crash_plan.after_recovery = Some(CrashKind::Process);
+                    self.crash_plan.armed = Some((
                         CrashPlan {
                             point: CrashPoint::Anywhere,
                             ..plan
@@ -107,7 +128,7 @@ impl World {
                         self.clock.now(),
                     ));
                 } else {
-                    self.armed = Some((plan, self.clock.now()));
+                    self.crash_plan.armed = Some((plan, self.clock.now()));
                 }
             }
         }
@@ -118,7 +139,7 @@ impl World {
         let now = self.clock.now();
         let mut next: Option<u64> = None;
         let mut later = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
-        if let Some((_, at)) = self.armed {
+        if let Some((_, at)) = self.crash_plan.armed {
             later(at + ARMED_CRASH_PATIENCE_NS);
         }
         if let Some(node) = &self.node {
@@ -174,16 +195,16 @@ impl World {
                 }
             }
             if controller_ready {
-                if self.controller_busy_until <= now {
+                if self.sched.controller_busy_until <= now {
                     ready.push(Action::Controller);
                 } else {
-                    later(self.controller_busy_until);
+                    later(self.sched.controller_busy_until);
                 }
             }
         }
-        self.due_clients.clear();
-        self.workload.due(now, &mut self.due_clients);
-        ready.extend(self.due_clients.iter().map(|&c| Action::Client(c)));
+        self.sched.due_clients.clear();
+        self.workload.due(now, &mut self.sched.due_clients);
+        ready.extend(self.sched.due_clients.iter().map(|&c| Action::Client(c)));
         if let Some(t) = self.workload.next_wake() {
             if t > now {
                 later(t);

@@ -128,8 +128,8 @@ impl World {
         probe::worker(|| wb.worker.tick(Instant(now)));
         while let Some((id, op)) = probe::worker(|| wb.worker.poll_io()) {
             let hold = match op {
-                Op::ReadAt { .. } => self.hold_reads,
-                Op::WriteAt { .. } => self.hold_writes,
+                Op::ReadAt { .. } => self.knobs.hold_reads,
+                Op::WriteAt { .. } => self.knobs.hold_writes,
                 _ => false,
             };
             if hold {
@@ -138,20 +138,17 @@ impl World {
                 self.held.push((w, id));
                 continue;
             }
-            submit(
-                wb,
-                w,
-                id,
-                op,
-                &mut self.net,
-                &mut self.disk,
-                &mut self.rng,
-                &mut self.counters,
-                &self.opts,
-                &mut self.trace,
+            let to = RingSide {
+                net: &mut self.net,
+                disk: &mut self.disk,
+                rng: &mut self.rng,
+                counters: &mut self.counters,
+                opts: &self.opts,
+                trace: &mut self.trace,
                 now,
-                self.healed,
-            );
+                healed: self.healed,
+            };
+            submit(wb, w, id, op, to);
         }
         let trace = &mut self.trace;
         let queue = &mut wb.to_controller;
@@ -188,22 +185,32 @@ impl World {
     }
 }
 
-/// Hands one op from a worker to its ring (and handles Cancel's effect on its target).
-#[allow(clippy::too_many_arguments)]
-fn submit(
-    wb: &mut WorkerBox,
-    w: usize,
-    id: OpId,
-    op: Op,
-    net: &mut Net,
-    disk: &mut Disk,
-    rng: &mut ChaCha8Rng,
-    counters: &mut FaultCounters,
-    opts: &Options,
-    trace: &mut Trace,
+/// What handing an op to a worker's ring may touch besides the worker's own box: the fakes
+/// the op reaches, the seeded generator, the fault counters, the trace, and the moment.
+struct RingSide<'a> {
+    net: &'a mut Net,
+    disk: &'a mut Disk,
+    rng: &'a mut ChaCha8Rng,
+    counters: &'a mut FaultCounters,
+    opts: &'a Options,
+    trace: &'a mut Trace,
     now: u64,
+    /// Faults are healed: a new op is scheduled without them.
     healed: bool,
-) {
+}
+
+/// Hands one op from a worker to its ring (and handles Cancel's effect on its target).
+fn submit(wb: &mut WorkerBox, w: usize, id: OpId, op: Op, to: RingSide<'_>) {
+    let RingSide {
+        net,
+        disk,
+        rng,
+        counters,
+        opts,
+        trace,
+        now,
+        healed,
+    } = to;
     trace.ev(now, "submit", [w as u64, id.0, op_code(&op), 0]);
     if let Op::Cancel { target } = op {
         cancel(wb, target, net, rng, now);
