@@ -9,23 +9,69 @@
 //! the failure and `reproduce: buddy-sim --seed N ...`. Exit codes: 0 passed, 1 crash (a panic),
 //! 2 liveness, 3 correctness, 4 usage (or, with `--expect-failure`, no seed failed), 5 a seed
 //! gave two different traces (`--determinism`).
+//!
+//! Owns: the command line (clap, derive) and the printing of results; `ci/sim.sh` greps the
+//! `PASSED`, `FAILED`, `reproduce:`, summary and `caught by seeds` lines, so their wording is
+//! fixed. Never does: simulate anything itself (that is [`sim::run_seed`]).
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use clap::builder::PossibleValuesParser;
+use clap::error::ErrorKind;
+use clap::{ArgGroup, Parser};
 use sim::options::REQUESTS_DEFAULT;
 use sim::{run_seed, RunResult, BUG_NAMES};
 
-const USAGE: &str = "usage: buddy-sim (--seed N | --seeds A..B | --seeds A..=B) [--requests N] \
-[--bug NAME] [--trace] [--jobs N] [--expect-failure] [--stop-at-first-failure] [--determinism] \
-[--quiet]
-bugs: ack_before_durable skip_reservation_recovery reuse_while_reading drop_reply_when_full \
-skip_merge";
+/// Most threads `--jobs` takes; more are clamped to this.
+const JOBS_MAX: usize = 64;
 
 /// A passing seed's trace hash and crash count, or a failing seed's exit code.
 type SeedOutcome = Result<(u64, u64), (i32, String)>;
+
+/// The command line, as clap parses it.
+#[derive(Parser, Debug)]
+#[command(
+    name = "buddy-sim",
+    about = "Runs buddy-blocks' deterministic simulator for one seed or a range of seeds.",
+    group(ArgGroup::new("which").required(true).args(["seed", "seeds"]))
+)]
+struct Cli {
+    /// One seed: prints its options, then PASSED with the trace hash, or the failure.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// A range of seeds, A..B (B excluded) or A..=B.
+    #[arg(long, value_name = "A..B|A..=B", value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    /// Requests of the safety phase per seed.
+    #[arg(long, value_name = "N", default_value_t = REQUESTS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    /// Switch on one known bug of engine::bugs.
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(BUG_NAMES))]
+    bug: Option<String>,
+    /// Print the whole event log (one seed).
+    #[arg(long)]
+    trace: bool,
+    /// Threads running seeds of a range (clamped to 1..=64).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
+    /// A failing seed is the expected outcome (a known bug switched on): exit 0 if some seed
+    /// failed, 4 if none did.
+    #[arg(long)]
+    expect_failure: bool,
+    /// Start no new seed after the first failure.
+    #[arg(long)]
+    stop_at_first_failure: bool,
+    /// Run every seed twice and compare the trace hashes (exit 5 if they differ).
+    #[arg(long)]
+    determinism: bool,
+    /// Print only failures and the summary line.
+    #[arg(long)]
+    quiet: bool,
+}
 
 struct Args {
     seeds: (u64, u64),
@@ -41,76 +87,42 @@ struct Args {
     first_failure: bool,
 }
 
-fn parse_range(text: &str) -> Option<(u64, u64)> {
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || "--seeds takes A..B or A..=B".to_string();
     if let Some((a, b)) = text.split_once("..=") {
-        return Some((a.parse().ok()?, b.parse().ok()?));
+        return Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?));
     }
-    let (a, b) = text.split_once("..")?;
-    let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-    (b > a).then(|| (a, b - 1))
+    let (a, b) = text.split_once("..").ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    (b > a).then(|| (a, b - 1)).ok_or_else(bad)
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        seeds: (1, 1),
-        single: true,
-        requests: REQUESTS_DEFAULT,
-        bug: None,
-        trace: false,
-        jobs: 1,
-        expect_failure: false,
-        determinism: false,
-        quiet: false,
-        first_failure: false,
-    };
-    let mut seen_seed = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--seed" => {
-                let s = value("--seed")?
-                    .parse()
-                    .map_err(|_| "--seed takes a number")?;
-                args.seeds = (s, s);
-                seen_seed = true;
-            }
-            "--seeds" => {
-                let v = value("--seeds")?;
-                args.seeds = parse_range(&v).ok_or("--seeds takes A..B or A..=B")?;
-                args.single = false;
-                seen_seed = true;
-            }
-            "--requests" => {
-                args.requests = value("--requests")?.parse().map_err(|_| "bad --requests")?;
-                if args.requests == 0 {
-                    return Err("--requests must be at least 1".into());
-                }
-            }
-            "--bug" => {
-                let b = value("--bug")?;
-                if !BUG_NAMES.contains(&b.as_str()) {
-                    return Err(format!("unknown bug {b}"));
-                }
-                args.bug = Some(b);
-            }
-            "--jobs" => {
-                args.jobs = value("--jobs")?.parse().map_err(|_| "bad --jobs")?;
-                args.jobs = args.jobs.clamp(1, 64);
-            }
-            "--trace" => args.trace = true,
-            "--expect-failure" => args.expect_failure = true,
-            "--determinism" => args.determinism = true,
-            "--quiet" => args.quiet = true,
-            "--stop-at-first-failure" => args.first_failure = true,
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
+/// The parsed command line, or the exit code of a usage error (4; 0 for `--help`).
+fn parse_args() -> Result<Args, u8> {
+    let cli = Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+            _ => 4,
         }
-    }
-    if !seen_seed {
-        return Err("give --seed or --seeds".into());
-    }
-    Ok(args)
+    })?;
+    let (seeds, single) = match (cli.seed, cli.seeds) {
+        (Some(s), None) => ((s, s), true),
+        (None, Some(range)) => (range, false),
+        _ => unreachable!("clap requires exactly one of --seed and --seeds"),
+    };
+    Ok(Args {
+        seeds,
+        single,
+        requests: cli.requests,
+        bug: cli.bug,
+        trace: cli.trace,
+        jobs: cli.jobs.clamp(1, JOBS_MAX),
+        expect_failure: cli.expect_failure,
+        determinism: cli.determinism,
+        quiet: cli.quiet,
+        first_failure: cli.stop_at_first_failure,
+    })
 }
 
 /// CPU seconds this process has used (user + system), from /proc; 0 where unavailable.
@@ -194,13 +206,7 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("buddy-sim: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(4);
-        }
+        Err(code) => return ExitCode::from(code),
     };
     if args.single && !args.determinism {
         let r = run_seed(args.seeds.0, args.requests, args.bug.as_deref(), args.trace);
