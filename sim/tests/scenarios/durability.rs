@@ -1,0 +1,259 @@
+//! Full durability: a failed sync or commit latches the store without breaking the books; reads go
+//! on while a batch is made durable in the background; stalled flushes and slow uploads get
+//! bounded answers; a power loss loses only unacknowledged blocks.
+
+use engine::hash::BlockHash;
+use sim::harness::{Harness, HarnessConfig};
+use sim::options::CrashKind;
+
+use crate::common::{assert_books, content, delete_req, get_req, put_req, status};
+
+/// Regression (simulator seeds 8 and 9, first version): a failed fdatasync or commit left the
+/// batch's allocations and unreservations in the controller's memory, so the accounting identity
+/// check at the end of the cycle panicked — one fsync error took the whole server down instead
+/// of latching it failed.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fails {
+    /// The data file's fdatasync.
+    DataSync,
+    /// The index's commit.
+    Commit,
+    /// The index's background sync after a non-durable commit.
+    IndexSync,
+}
+
+#[test]
+fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
+    use Fails::*;
+    let cases = [
+        (DataSync, false),
+        (Commit, false),
+        (DataSync, true),
+        (Commit, true),
+        (IndexSync, true),
+    ];
+    for (fails, background) in cases {
+        let mut h = Harness::new(HarnessConfig {
+            durable_in_background: background,
+            ..HarnessConfig::default()
+        });
+        let x = content(2000, 1);
+        let y = content(2000, 2);
+        assert_eq!(status(&h.request(0, &put_req(&x))), 201);
+        match fails {
+            DataSync => h.world.opts.faults.sync_fail = 1.0,
+            Commit => h.world.image.lock().unwrap().fail_next_commit = true,
+            IndexSync => h.world.knobs.fail_next_durable = true,
+        }
+        // Also refill requests ride in the failing batch (targets of 2: the pool asks again).
+        h.world.model.add_content(y.clone());
+        let r = h.request(0, &put_req(&y));
+        h.world.opts.faults.sync_fail = 0.0;
+        assert_eq!(r.status, 500, "the failed batch answers an error");
+        let node = h.world.node.as_ref().unwrap();
+        assert!(node.controller.is_failed(), "latched after the failure");
+        node.controller.check_invariants();
+        // Stays latched, and says so: a storage error (500), not "no space" (507: the pools'
+        // refills fail too, and space is not what is missing), and /health tells the truth.
+        let again = h.request(0, &put_req(&content(10, 3)));
+        assert_eq!(again.status, 500, "stays latched: {fails:?}");
+        let health = h.request(0, b"GET /health HTTP/1.1\r\nHost: sim\r\n\r\n");
+        assert_eq!(health.status, 503, "{fails:?}");
+        let reason = String::from_utf8_lossy(&health.body).to_string();
+        assert!(reason.starts_with("storage failed: "), "{reason}");
+        assert_eq!(
+            h.request(0, &get_req(&BlockHash::of(&x))).body,
+            x,
+            "reads still work"
+        );
+        // The operator restarts: the store holds x only, and nothing leaked.
+        h.world.model.add_content(x.clone());
+        let t = h.world.model.begin_write(BlockHash::of(&x));
+        h.world.model.end_write(
+            t,
+            sim::model::WriteEnd::Effect(sim::model::Known::Present),
+            None,
+        );
+        // y's 500 under a latch leaves its outcome open.
+        let t = h.world.model.begin_write(BlockHash::of(&y));
+        h.world
+            .model
+            .end_write(t, sim::model::WriteEnd::Unknown, None);
+        h.world
+            .crash(CrashKind::Process)
+            .expect("restart after a latch");
+        h.run_until_quiet();
+        // A batch whose index failed to become durable in the background was committed over
+        // durable data: it survives the restart (y was never acknowledged, so either outcome
+        // keeps the contract). A failed data sync or commit committed nothing.
+        let expected = if fails == IndexSync { 200 } else { 201 };
+        assert_eq!(status(&h.request(0, &put_req(&y))), expected, "{fails:?}");
+        assert_books(&h);
+    }
+}
+
+/// Regression (issue 15, finding 4): after a latch, a PUT that needed a slot from the
+/// controller got `507` "no free slot" (its allocation came back empty) with plenty of space
+/// free. It gets the storage error now.
+#[test]
+fn regression_a_latched_store_answers_500_not_507_to_puts_that_need_a_slot() {
+    let mut h = Harness::new(HarnessConfig {
+        pool_targets: [0; 8],
+        ..HarnessConfig::default()
+    });
+    assert_eq!(status(&h.request(0, &put_req(&content(2000, 1)))), 201);
+    h.world.image.lock().unwrap().fail_next_commit = true;
+    let y = content(2000, 2);
+    h.world.model.add_content(y.clone());
+    assert_eq!(status(&h.request(0, &put_req(&y))), 500);
+    assert!(h.world.node.as_ref().unwrap().controller.is_failed());
+    for tag in 3..6 {
+        let r = h.request(0, &put_req(&content(5000, tag)));
+        assert_eq!(r.status, 500, "{:?}", String::from_utf8_lossy(&r.body));
+    }
+}
+
+/// Full durability with the batch made durable in the background: the PUT's batch is
+/// committed and its sync is in flight (held here by a long disk latency).
+fn put_awaiting_durability() -> (Harness, u64, Vec<u8>, Vec<u8>) {
+    let mut h = Harness::new(HarnessConfig::default());
+    let x = content(3000, 1);
+    let y = content(3000, 2);
+    assert_eq!(status(&h.request(0, &put_req(&x))), 201);
+    h.world.model.add_content(y.clone());
+    h.world.knobs.hold_durable = true;
+    let conn = h.connect(0);
+    h.send(conn, &put_req(&y));
+    h.run_until_quiet();
+    let node = h.world.node.as_ref().unwrap();
+    assert!(
+        node.controller.awaits_durable(),
+        "the batch's sync is in flight"
+    );
+    assert!(
+        h.responses(conn, false).is_empty(),
+        "not acknowledged before durable"
+    );
+    (h, conn, x, y)
+}
+
+#[test]
+fn reads_are_answered_while_a_batch_is_made_durable() {
+    let (mut h, conn, x, y) = put_awaiting_durability();
+    // GETs are answered at once, while the PUT's sync runs. Its own block is committed but
+    // not durable: reads do not see it yet (a client that saw it might skip its own upload,
+    // and a power loss now would lose it).
+    let reader = h.connect(0);
+    h.send(reader, &get_req(&BlockHash::of(&x)));
+    h.send(reader, &get_req(&BlockHash::of(&y)));
+    h.send(reader, b"GET /blocks HTTP/1.1\r\nHost: sim\r\n\r\n");
+    h.run_until_quiet();
+    assert!(h.world.node.as_ref().unwrap().controller.awaits_durable());
+    let got = h.responses(reader, false);
+    assert_eq!(got.len(), 3, "every read answered during the sync");
+    assert_eq!(got[0].body, x);
+    assert_eq!(status(&got[1]), 404, "not visible before it is durable");
+    let listing = String::from_utf8(got[2].body.clone()).unwrap();
+    let listed: Vec<&str> = listing.lines().map(|l| &l[..64]).collect();
+    assert_eq!(
+        listed,
+        [BlockHash::of(&x).to_hex()],
+        "the listing hides it too"
+    );
+    // A write waits for the batch in flight.
+    let writer = h.connect(0);
+    h.send(writer, &delete_req(&BlockHash::of(&x)));
+    h.run_until_quiet();
+    assert!(
+        h.responses(writer, false).is_empty(),
+        "writes wait for the sync"
+    );
+    h.world.knobs.hold_durable = false;
+    h.run_until_quiet();
+    assert_eq!(status(&h.responses(conn, false)[0]), 201);
+    assert_eq!(status(&h.responses(writer, false)[0]), 204);
+    assert_eq!(h.request(0, &get_req(&BlockHash::of(&y))).body, y);
+    assert_books(&h);
+}
+
+/// A flush that never returns (a stalled disk): the PUT waiting for it is answered `503` by its
+/// request timeout on a connection that stays usable, reads go on, and `/health` says storage
+/// stalled until the flush returns; then the same PUT goes through (issue 15, finding 3).
+#[test]
+fn a_stalled_flush_gets_503_by_the_request_timeout_and_health_tells() {
+    let (mut h, conn, x, y) = put_awaiting_durability();
+    let health_req = b"GET /health HTTP/1.1\r\nHost: sim\r\n\r\n";
+    assert_eq!(h.request(0, health_req).status, 200, "not stalled yet");
+    h.run_for(std::time::Duration::from_secs(11));
+    let rs = h.responses(conn, false);
+    assert_eq!(rs.len(), 1, "answered by the request timeout");
+    assert_eq!(rs[0].status, 503);
+    assert!(rs[0].header("Retry-After").is_some());
+    // The same connection asks /health: stalled, with the reason.
+    h.send(conn, health_req);
+    h.run_until_quiet();
+    let rs = h.responses(conn, false);
+    assert_eq!(rs.len(), 1, "the connection stays usable");
+    assert_eq!(rs[0].status, 503);
+    let reason = String::from_utf8_lossy(&rs[0].body).to_string();
+    assert!(reason.starts_with("storage stalled: "), "{reason}");
+    // Reads are answered meanwhile.
+    assert_eq!(h.request(0, &get_req(&BlockHash::of(&x))).body, x);
+    h.world.knobs.hold_durable = false;
+    h.run_until_quiet();
+    assert_eq!(h.request(0, health_req).status, 200, "healthy again");
+    // The batch was committed and is durable now: the retry finds the block.
+    assert_eq!(status(&h.request(0, &put_req(&y))), 200);
+    assert_eq!(h.request(0, &get_req(&BlockHash::of(&y))).body, y);
+    assert_books(&h);
+}
+
+/// Regression: a PUT whose body arrived just before its request timeout got `503` when its
+/// batch took longer to become durable than what remained of the timeout. Storage's wait is
+/// bounded from when the request asked the controller, not from its first byte.
+#[test]
+fn regression_a_slow_upload_leaves_storage_its_whole_wait() {
+    let mut h = Harness::new(HarnessConfig::default());
+    let y = content(3000, 2);
+    h.world.model.add_content(y.clone());
+    let req = put_req(&y);
+    let conn = h.connect(0);
+    let (most, last) = req.split_at(req.len() - 1);
+    h.send(conn, most);
+    h.run_for(std::time::Duration::from_millis(9_500));
+    h.world.knobs.hold_durable = true;
+    h.send(conn, last);
+    h.run_for(std::time::Duration::from_secs(2));
+    assert!(
+        h.responses(conn, false).is_empty(),
+        "11.5 s after its first byte, 2 s after it asked: still waiting for the flush"
+    );
+    h.world.knobs.hold_durable = false;
+    h.run_until_quiet();
+    let rs = h.responses(conn, false);
+    assert_eq!(status(&rs[0]), 201);
+    assert_books(&h);
+}
+
+#[test]
+fn power_loss_while_a_batch_is_made_durable_loses_only_the_unacknowledged_block() {
+    let (mut h, conn, x, y) = put_awaiting_durability();
+    h.world.model.add_content(x.clone());
+    let t = h.world.model.begin_write(BlockHash::of(&x));
+    h.world.model.end_write(
+        t,
+        sim::model::WriteEnd::Effect(sim::model::Known::Present),
+        None,
+    );
+    h.world
+        .crash(CrashKind::PowerLoss)
+        .expect("restart after power loss");
+    h.run_until_quiet();
+    assert!(
+        h.responses(conn, false).is_empty(),
+        "y was never acknowledged"
+    );
+    assert_eq!(h.request(0, &get_req(&BlockHash::of(&x))).body, x);
+    assert_eq!(status(&h.request(0, &get_req(&BlockHash::of(&y)))), 404);
+    assert_books(&h);
+}
