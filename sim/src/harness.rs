@@ -9,11 +9,11 @@ use engine::worker::VerifyReads;
 
 use engine::hash::BlockHash;
 
+use crate::failure::Failure;
 use crate::http_client::{self, parse_response, Response, Style};
 use crate::model::{Known, WriteEnd};
 use crate::options::Options;
 use crate::world::World;
-use crate::Failure;
 
 /// The engine configuration of a scripted run.
 #[derive(Clone, Debug)]

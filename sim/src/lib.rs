@@ -11,7 +11,14 @@
 //!
 //! This crate never reads a wall clock or OS randomness, and iterates only ordered collections:
 //! the same seed gives the same event trace ([`trace`]) on every run.
+//!
+//! Layers, each depending only on those below it: [`world`] (scheduler, node lifecycle, the
+//! actors' drivers, [`world::Knobs`]) -> [`workload`] (clients, drawing and issuing requests)
+//! -> [`oracle`] (answers, faults that explain them, the store against the model) ->
+//! [`model`] and [`request`] -> [`fake`] -> [`options`], [`trace`], [`failure`] at the bottom.
+//! [`harness`] is the scripted harness the scenario tests drive; this file runs one seed.
 
+pub mod failure;
 pub mod fake;
 pub mod harness;
 pub mod http_client;
@@ -25,50 +32,14 @@ pub mod workload;
 pub mod world;
 
 use std::cell::RefCell;
-use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
 use engine::bugs::Bugs;
 
+pub use failure::Failure;
 pub use options::Options;
 pub use world::{Summary, World};
-
-/// Why a run failed; each kind has its own exit code.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// A panic: an engine assertion or invariant check, or an engine crash.
-    Crash(String),
-    /// A request never answered, a drain that never finished, a livelock.
-    Liveness(String),
-    /// A wrong answer, lost or resurrected data, foreign bytes, a leak.
-    Correctness(String),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Failure::Crash(_) => 1,
-            Failure::Liveness(_) => 2,
-            Failure::Correctness(_) => 3,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Failure::Crash(_) => "crash",
-            Failure::Liveness(_) => "liveness",
-            Failure::Correctness(_) => "correctness",
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (Failure::Crash(m) | Failure::Liveness(m) | Failure::Correctness(m)) = self;
-        write!(f, "{} failure: {m}", self.kind())
-    }
-}
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
 pub const BUG_NAMES: [&str; 5] = [

@@ -8,9 +8,9 @@
 use engine::hash::BlockHash;
 use engine::meta::SharedImage;
 
+use crate::failure::Failure;
 use crate::fake::disk::Disk;
 use crate::model::{Known, Model};
-use crate::Failure;
 
 /// The index against the model, and every stored block's bytes against its address.
 pub fn check_store(

@@ -11,11 +11,11 @@ use std::collections::VecDeque;
 use rand::RngExt;
 
 use super::{Ctx, Workload, MS, PIPELINE_MAX, US};
+use crate::failure::Failure;
 use crate::http_client::parse_response;
 use crate::model::WriteEnd;
 use crate::oracle::answer::{check, Checker};
 use crate::request::{Kind, Req};
-use crate::Failure;
 
 #[derive(Debug)]
 pub struct Client {

@@ -31,13 +31,13 @@ use rand_chacha::ChaCha8Rng;
 
 pub use client::Client;
 
+use crate::failure::Failure;
 use crate::fake::net::Net;
 use crate::model::{Model, WriteEnd};
 use crate::options::Options;
 use crate::oracle::explain::Explain;
 use crate::request::Kind;
 use crate::trace::Trace;
-use crate::Failure;
 
 /// Largest block.
 pub const BLOCK_MAX_BYTES: usize = 524_288;

@@ -13,11 +13,11 @@ use engine::Instant;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
+use crate::failure::Failure;
 use crate::fake::disk::Disk;
 use crate::fake::ring;
 use crate::options::CrashPoint;
 use crate::trace::reply_detail;
-use crate::Failure;
 
 use super::World;
 

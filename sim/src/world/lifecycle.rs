@@ -16,11 +16,11 @@ use engine::meta::MemStore;
 use engine::worker::Worker;
 use rand::RngExt;
 
+use crate::failure::Failure;
 use crate::fake::queue::FrameQueue;
 use crate::fake::ring::Ring;
 use crate::options::{CrashKind, CrashPlan, CrashPoint};
 use crate::oracle::store;
-use crate::Failure;
 
 use super::controller::{DurableJob, OpenCycle};
 use super::World;

@@ -44,6 +44,7 @@ use engine::meta::{MemStore, SharedImage};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::failure::Failure;
 use crate::fake::clock::Clock;
 use crate::fake::disk::Disk;
 use crate::fake::net::Net;
@@ -52,7 +53,6 @@ use crate::model::Model;
 use crate::options::{Faults, Options};
 use crate::trace::Trace;
 use crate::workload::Workload;
-use crate::Failure;
 
 /// What the run did, for the `PASSED` line and the README's speed figure.
 #[derive(Clone, Debug, Default)]

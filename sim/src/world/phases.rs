@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
+use crate::failure::Failure;
 use crate::options::CrashKind;
 use crate::workload;
-use crate::Failure;
 
 use super::{Summary, World};
 

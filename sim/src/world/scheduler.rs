@@ -10,8 +10,8 @@
 use engine::io::OpId;
 use rand::RngExt;
 
+use crate::failure::Failure;
 use crate::options::{CrashKind, CrashPlan, CrashPoint};
-use crate::Failure;
 
 use super::World;
 
