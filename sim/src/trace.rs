@@ -5,6 +5,11 @@
 //! two runs of one seed must produce the same hash, or something in the simulator or the engine
 //! is not deterministic. With `--trace` the events are also kept as text lines. Formatting
 //! happens only when text is wanted, so tracing costs a few multiplications per event.
+//!
+//! Also here: the numbers an event carries for a hash, a message, a reply and an op
+//! ([`hash_prefix`], [`message_detail`], [`reply_detail`], [`op_code`]). Owns: the trace's
+//! format and hash. Never does: decide anything; it sits at the bottom and depends on nothing
+//! of the simulator.
 
 use engine::io::Op;
 use engine::message::{ToController, ToWorker};
@@ -78,26 +83,6 @@ impl Trace {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_events_same_hash_and_order_matters() {
-        let mut a = Trace::new(false);
-        let mut b = Trace::new(true);
-        a.ev(1, "x", [1, 2, 3, 4]);
-        b.ev(1, "x", [1, 2, 3, 4]);
-        assert_eq!(a.hash(), b.hash());
-        a.ev(2, "y", [0; 4]);
-        a.ev(3, "z", [0; 4]);
-        b.ev(3, "z", [0; 4]);
-        b.ev(2, "y", [0; 4]);
-        assert_ne!(a.hash(), b.hash());
-        assert_eq!(b.lines().unwrap().len(), 3);
-    }
-}
-
 /// The first 8 bytes of a hash, for the trace.
 pub fn hash_prefix(h: &engine::hash::BlockHash) -> u64 {
     u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"))
@@ -141,5 +126,25 @@ pub fn op_code(op: &Op) -> u64 {
         Op::WriteAt { .. } => 5,
         Op::Close { .. } => 6,
         Op::Cancel { .. } => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_events_same_hash_and_order_matters() {
+        let mut a = Trace::new(false);
+        let mut b = Trace::new(true);
+        a.ev(1, "x", [1, 2, 3, 4]);
+        b.ev(1, "x", [1, 2, 3, 4]);
+        assert_eq!(a.hash(), b.hash());
+        a.ev(2, "y", [0; 4]);
+        a.ev(3, "z", [0; 4]);
+        b.ev(3, "z", [0; 4]);
+        b.ev(2, "y", [0; 4]);
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(b.lines().unwrap().len(), 3);
     }
 }

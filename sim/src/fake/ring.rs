@@ -162,6 +162,23 @@ impl Ring {
         entry
     }
 
+    /// Cheap checks the world runs after every step: the time index holds only ops in flight,
+    /// and the parked accept is one of them.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.timed.len() <= self.ops.len(),
+            "the time index holds {} ops, the table {}",
+            self.timed.len(),
+            self.ops.len()
+        );
+        if let Some(id) = self.accept_parked {
+            assert!(
+                self.ops.contains_key(&id),
+                "parked accept {id:?} not in flight"
+            );
+        }
+    }
+
     /// Every op in flight, removed (a crash).
     pub fn drain(&mut self) -> Vec<(OpId, InFlight)> {
         self.timed.clear();

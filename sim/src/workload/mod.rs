@@ -180,6 +180,10 @@ impl Workload {
 
     /// One step of client `id`.
     pub fn step(&mut self, id: usize, ctx: &mut Ctx<'_>) {
+        assert!(
+            self.clients[id].next_at.is_some_and(|t| t <= ctx.now),
+            "client {id} stepped before it was due"
+        );
         self.clients[id].next_at = None;
         if self.maybe_vanish(id, ctx) {
             return;

@@ -165,6 +165,25 @@ impl World {
         Err(f)
     }
 
+    /// The simulator's own invariants, checked after every step that ran an action (the
+    /// engine's are checked by the drivers: `Worker::check_invariants` after every worker turn,
+    /// `Controller::check_invariants` after every cycle that moved bytes).
+    pub fn check_invariants(&self) {
+        assert!(
+            self.crash_plan.after_recovery.is_none() || self.crash_plan.armed.is_some(),
+            "a crash after recovery is planned only with an armed crash to cause the recovery"
+        );
+        assert!(
+            !self.healed || self.crash_plan.pending.is_empty(),
+            "healing clears the crash plan"
+        );
+        let Some(node) = &self.node else { return };
+        assert_eq!(node.workers.len(), self.opts.workers, "one box per worker");
+        for wb in &node.workers {
+            wb.ring.check_invariants();
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         Summary {
             trace_hash: self.trace.hash(),

@@ -101,6 +101,7 @@ impl World {
         let action = ready[self.rng.random_range(0..ready.len())];
         self.sched.ready = ready;
         self.run(action)?;
+        self.check_invariants();
         self.first_failure()?;
         self.arm_crashes();
         Ok(true)
@@ -214,6 +215,14 @@ impl World {
     }
 
     pub(super) fn run(&mut self, action: Action) -> Result<(), Failure> {
+        let workers = self.node.as_ref().map_or(0, |n| n.workers.len());
+        match action {
+            Action::Ring(w) | Action::Inbox(w) | Action::Turn(w) => {
+                assert!(w < workers, "worker {w} of {workers} ready")
+            }
+            Action::Client(c) => assert!(c < self.workload.clients.len(), "client {c} ready"),
+            Action::Controller => assert!(self.node.is_some(), "the controller of no node"),
+        }
         match action {
             Action::Ring(w) => self.complete_one(w),
             Action::Inbox(w) => self.worker_inbox(w),
