@@ -78,6 +78,14 @@ pub struct Summary {
     pub small_piece_uploads: u64,
 }
 
+/// The simulated world of one run.
+///
+/// How to drive it: [`World::new`] from the drawn options, then either [`World::run_all`] (a
+/// seeded run: every phase, returns the [`Summary`] or the first [`Failure`]) or, scripted
+/// (see `crate::harness`), [`World::start`] and then [`World::step`] (or
+/// [`World::run_until`]) with [`Knobs`] set, sending client bytes through `net` and
+/// [`World::wake_scripted`]. After each step that ran an action the world checks its own
+/// invariants ([`World::check_invariants`]) and reports the first failure recorded.
 pub struct World {
     pub opts: Options,
     pub rng: ChaCha8Rng,
