@@ -13,6 +13,7 @@
 //! the same seed gives the same event trace ([`trace`]) on every run.
 
 pub mod clock;
+mod controller_io;
 pub mod disk;
 pub mod harness;
 pub mod http_client;

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use engine::controller::{Controller, ControllerIo, ControllerStats, CycleOutcome};
+use engine::controller::{Controller, ControllerStats, CycleOutcome};
 use engine::hash::BlockHash;
 use engine::health::{self, Observations};
 use engine::io::{Op, OpId};
@@ -34,6 +34,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::Clock;
+use crate::controller_io::CtlIo;
 use crate::disk::Disk;
 use crate::model::{Known, Model};
 use crate::net::Net;
@@ -176,46 +177,6 @@ pub struct World {
     pub restart_on_latch: bool,
     /// The controller thread is busy with its last cycle until then.
     controller_busy_until: u64,
-}
-
-/// The controller's driver: the fake disk's fdatasync, and the time the cycle has spent.
-struct CtlIo<'a> {
-    disk: &'a mut Disk,
-    rng: &'a mut ChaCha8Rng,
-    now: u64,
-    /// Virtual time spent in this cycle so far (syncs take the disk's latency).
-    spent_ns: u64,
-    disk_latency_ns: (u64, u64),
-    sync_fail: f64,
-    failed: &'a mut bool,
-    background: bool,
-    /// `begin_durable` was called.
-    durable_begun: bool,
-}
-
-impl ControllerIo for CtlIo<'_> {
-    fn durable_in_background(&self) -> bool {
-        self.background
-    }
-
-    fn begin_durable(&mut self) {
-        assert!(!self.durable_begun, "one durable batch at a time");
-        self.durable_begun = true;
-    }
-
-    fn sync_data(&mut self) -> Result<(), String> {
-        self.spent_ns += ring::latency(self.rng, self.disk_latency_ns, 0.0);
-        if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
-            *self.failed = true;
-            return Err("injected EIO".into());
-        }
-        self.disk.sync();
-        Ok(())
-    }
-
-    fn now(&mut self) -> Instant {
-        Instant(self.now + self.spent_ns)
-    }
 }
 
 impl World {
