@@ -4,7 +4,7 @@
 //! Owns nothing but borrows: the disk, the world's random generator, and the world's latch flag.
 //! It must never read a clock of its own (`now` is the cycle's start plus the time spent).
 
-use engine::controller::ControllerIo;
+use engine::controller::{ControllerIo, IndexDurability, SyncError};
 use engine::Instant;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -28,8 +28,12 @@ pub(crate) struct CtlIo<'a> {
 }
 
 impl ControllerIo for CtlIo<'_> {
-    fn durable_in_background(&self) -> bool {
-        self.background
+    fn index_durability(&self) -> IndexDurability {
+        if self.background {
+            IndexDurability::InBackground
+        } else {
+            IndexDurability::InCycle
+        }
     }
 
     fn begin_durable(&mut self) {
@@ -37,11 +41,11 @@ impl ControllerIo for CtlIo<'_> {
         self.durable_begun = true;
     }
 
-    fn sync_data(&mut self) -> Result<(), String> {
+    fn sync_data(&mut self) -> Result<(), SyncError> {
         self.spent_ns += ring::latency(self.rng, self.disk_latency_ns, 0.0);
         if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
             *self.failed = true;
-            return Err("injected EIO".into());
+            return Err(SyncError::Io("injected EIO".into()));
         }
         self.disk.sync();
         Ok(())

@@ -1,12 +1,46 @@
-//! The write phase of a cycle: one transaction for release -> allocate -> occupy -> return.
+//! The write phase of a cycle: one transaction for release -> allocate -> occupy -> return,
+//! made durable as `DurabilityPolicy::plan` says, then committed; replies queued (or held
+//! until the index's background sync).
+//!
+//! Invariants: a failed batch commits nothing and undoes every in-memory change it made
+//! (`Undo`), so the books match the committed state; freed slots go back to the allocator
+//! only after the commit; released ones go to quarantine (or `undurable`) only after it.
+//! Must never: commit half of an operation, or answer a PUT or DELETE before the plan allows.
 
 use crate::buddy::Slot;
 use crate::hash::BlockHash;
 use crate::message::{ErrorCode, OccupyOutcome, ToController, ToWorker, WorkerId};
-use crate::meta::{Header, MetaStore, MetaTxn};
+use crate::meta::{Header, MetaError, MetaStore, MetaTxn};
 
 use super::ops::{BatchCtx, Counts};
-use super::{is_promise, Controller, ControllerIo, Durability, RELAXED_SYNC_INTERVAL, WORKERS_MAX};
+use super::{
+    is_promise, BatchContent, Commit, Controller, ControllerIo, DataSync, DurabilityPolicy,
+    LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
+};
+
+/// Why a batch's write transaction failed: nothing of it was committed. Displayed as before
+/// the errors were typed (`get: ...`, `fdatasync of the data file: ...`).
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("begin: {0}")]
+    Begin(MetaError),
+    #[error("get: {0}")]
+    Get(MetaError),
+    #[error("delete: {0}")]
+    Delete(MetaError),
+    #[error("reserve: {0}")]
+    Reserve(MetaError),
+    #[error("unreserve: {0}")]
+    Unreserve(MetaError),
+    #[error("put: {0}")]
+    Put(MetaError),
+    #[error("header: {0}")]
+    Header(MetaError),
+    #[error("commit: {0}")]
+    Commit(MetaError),
+    #[error("fdatasync of the data file: {0}")]
+    DataSync(SyncError),
+}
 
 /// Replies held until the batch commits.
 pub(super) struct Pending {
@@ -15,11 +49,10 @@ pub(super) struct Pending {
     pub(super) free_after_commit: Vec<Slot>,
     /// Slots to quarantine once committed (releases).
     pub(super) quarantine_after_commit: Vec<Slot>,
+    /// The batch stored a new block (its data must be durable before the commit in full mode).
     pub(super) needs_sync: bool,
-    /// The commit was durable.
-    pub(super) durable: bool,
-    /// The commit was non-durable and the driver makes it durable in the background.
-    pub(super) durable_in_background: bool,
+    /// How the batch was committed (durably now, later in the background, or not).
+    pub(super) commit: Commit,
     /// Blocks the batch stored (new ones, not duplicates).
     pub(super) stored: Vec<BlockHash>,
     /// An allocate request of the batch was granted fewer slots than it asked for.
@@ -48,14 +81,13 @@ impl<M: MetaStore> Controller<M> {
             free_after_commit: Vec::new(),
             quarantine_after_commit: Vec::new(),
             needs_sync: false,
-            durable: false,
-            durable_in_background: false,
+            commit: Commit::NonDurable,
             stored: Vec::new(),
             short: false,
             undo: Vec::new(),
         };
         match self.apply_in_txn(batch, &mut pending, io) {
-            Ok(()) if pending.durable_in_background => {
+            Ok(()) if pending.commit == Commit::DurableInBackground => {
                 // Committed, not yet durable: what may be done now is done (freed slots
                 // are free, released ones wait in `undurable`, slots handed to pools go out:
                 // reservations are never promised). The answers to PUTs and DELETEs wait.
@@ -73,7 +105,7 @@ impl<M: MetaStore> Controller<M> {
                 // Nothing was committed: the allocator and the reservations go back to the
                 // committed state, or the books (and the next cycle's check) would be wrong.
                 self.undo(pending.undo);
-                self.latch(e);
+                self.latch(LatchCause::Batch(e));
                 self.fail_writes(batch);
             }
         }
@@ -105,20 +137,20 @@ impl<M: MetaStore> Controller<M> {
         batch: &[ToController],
         pending: &mut Pending,
         io: &mut impl ControllerIo,
-    ) -> Result<(), String> {
+    ) -> Result<(), BatchError> {
         let seq = self.header.commit_seq + 1;
-        let full = self.config.durability == Durability::Full;
-        let in_background =
-            full && io.durable_in_background() && !self.config.bugs.ack_before_durable();
-        // Every Occupy of the batch was sent after its data write completed, so a sync started
-        // now covers them all: let it run while this thread does the index work.
+        let policy = DurabilityPolicy {
+            mode: self.config.durability,
+            index: io.index_durability(),
+            ack_before_durable: self.config.bugs.ack_before_durable(),
+        };
         let occupies = batch
             .iter()
             .any(|m| matches!(m, ToController::Occupy { .. }));
-        if full && occupies && !self.config.bugs.ack_before_durable() {
+        if policy.begins_data_sync(occupies) {
             io.begin_sync_data();
         }
-        let mut txn = self.store.begin().map_err(|e| format!("begin: {e}"))?;
+        let mut txn = self.store.begin().map_err(BatchError::Begin)?;
         let mut counts = Counts::default();
         let mut ctx = BatchCtx {
             allocator: &mut self.allocator,
@@ -196,49 +228,41 @@ impl<M: MetaStore> Controller<M> {
             commit_seq: seq,
             ..self.header
         };
-        txn.set_header(&header)
-            .map_err(|e| format!("header: {e}"))?;
+        txn.set_header(&header).map_err(BatchError::Header)?;
+        let content = BatchContent {
+            stored: pending.needs_sync,
+            released: !pending.quarantine_after_commit.is_empty(),
+            short_while_undurable: pending.short && !self.undurable.is_empty(),
+        };
+        let before = io.now();
+        let due =
+            self.durable_commit_due || before >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        let plan = policy.plan(content, due);
         // The data first, in either way: a commit, even a non-durable one, may become durable
         // at any later sync of the index (libmdbx syncs at open and close too), so it must
         // never point at data that is not durable.
-        if full && pending.needs_sync && !self.config.bugs.ack_before_durable() {
-            let t0 = io.now();
-            io.sync_data()
-                .map_err(|e| format!("fdatasync of the data file: {e}"))?;
-            let ns = io.now().saturating_since(t0).as_nanos() as u64;
+        let t0 = if plan.data_sync == DataSync::ForStoredBlocks {
+            io.sync_data().map_err(BatchError::DataSync)?;
+            let ns = io.now().saturating_since(before).as_nanos() as u64;
             self.stats.last_sync_ns = ns;
             self.stats.total_sync_ns += ns;
-        }
-        // Only index changes a client was promised (stored blocks, deletions) need a durable
-        // commit; reservations alone return to free at the next start anyway.
-        let promised = pending.needs_sync || !pending.quarantine_after_commit.is_empty();
-        let durable = full && promised && !self.config.bugs.ack_before_durable();
-        let t0 = io.now();
-        // A store may not reuse pages freed after its last durable commit (libmdbx in its
-        // no-sync mode): in relaxed mode, still make one commit a second durable.
-        let periodic = !durable
-            && (self.durable_commit_due || t0 >= self.last_durable_commit + RELAXED_SYNC_INTERVAL);
-        // Released slots wait for a durable commit (relaxed mode): when space runs short, make
-        // this one durable rather than let PUTs wait up to the interval.
-        let pressed = !durable && pending.short && !self.undurable.is_empty();
-        let periodic = periodic || pressed;
-        if periodic && !full {
+            io.now()
+        } else {
+            before
+        };
+        if plan.data_sync == DataSync::ForDurableIndex {
             // The durable index must not point at data that is not durable (a power loss would
             // leave torn blocks under it): the relaxed mode's durable commit syncs first.
-            io.sync_data()
-                .map_err(|e| format!("fdatasync of the data file: {e}"))?;
+            io.sync_data().map_err(BatchError::DataSync)?;
         }
-        let durable = durable || periodic;
-        if durable {
+        if plan.commit.is_durable() {
             self.last_durable_commit = t0;
             self.durable_commit_due = false;
         }
         // In the background: the index's sync, after this commit (its data is durable above).
-        let background = durable && in_background && promised;
-        pending.durable = durable && !background;
-        pending.durable_in_background = background;
-        txn.commit(pending.durable)
-            .map_err(|e| format!("commit: {e}"))?;
+        pending.commit = plan.commit;
+        txn.commit(plan.commit == Commit::Durable)
+            .map_err(BatchError::Commit)?;
         let ns = io.now().saturating_since(t0).as_nanos() as u64;
         self.stats.last_commit_ns = ns;
         self.stats.max_commit_ns = self.stats.max_commit_ns.max(ns);
@@ -257,7 +281,7 @@ impl<M: MetaStore> Controller<M> {
                 .free(slot)
                 .expect("a committed duplicate or return was allocated");
         }
-        if pending.durable {
+        if pending.commit == Commit::Durable {
             self.quarantine.extend(self.undurable.drain(..));
         }
         for slot in pending.quarantine_after_commit {
@@ -265,7 +289,7 @@ impl<M: MetaStore> Controller<M> {
                 self.allocator
                     .free(slot)
                     .expect("released slot was allocated");
-            } else if pending.durable {
+            } else if pending.commit == Commit::Durable {
                 self.quarantine
                     .push_back((self.addresses_sent.clone(), slot));
             } else {

@@ -1,7 +1,10 @@
-//! The controller's self-checks.
+//! The controller's self-checks: the accounting identity, the allocator's own invariants, the
+//! reservations' totals, and (`check_against_store`) the store itself through the one index
+//! audit. The simulator calls them after every cycle and recovery; they never change state.
 
-use crate::meta::{MetaRead, MetaStore};
+use crate::meta::MetaStore;
 
+use super::audit::audit_index;
 use super::Controller;
 
 impl<M: MetaStore> Controller<M> {
@@ -38,16 +41,12 @@ impl<M: MetaStore> Controller<M> {
         }
     }
 
-    /// Compares the counters with the store itself (after recovery, in the simulator).
+    /// Compares the counters with the store itself through the one index audit
+    /// ([`audit_index`]): after recovery and at shutdown, in the simulator.
     pub fn check_against_store(&self) {
         let read = self.store.read().expect("read view for the check");
-        let mut blocks = 0u64;
-        let mut used = 0u64;
-        let mut data = 0u64;
-        read.for_each_entry(&mut |_, e| {
-            blocks += 1;
-            used += e.slot.bytes();
-            data += u64::from(e.len);
+        let capacity_bytes = self.allocator.capacity_bytes();
+        let audit = audit_index(&read, capacity_bytes, |_, e| {
             assert!(
                 self.allocator.is_allocated(e.slot),
                 "indexed slot {:?} not allocated",
@@ -55,15 +54,15 @@ impl<M: MetaStore> Controller<M> {
             );
         })
         .expect("index scan");
-        assert_eq!(blocks, self.stats.blocks, "block count");
-        assert_eq!(used, self.stats.used_bytes, "used bytes");
-        assert_eq!(data, self.stats.data_bytes, "data bytes");
-        let reservations = read.reservations().expect("reservations");
+        assert_eq!(audit.blocks, self.stats.blocks, "block count");
+        assert_eq!(audit.used_bytes, self.stats.used_bytes, "used bytes");
+        assert_eq!(audit.data_bytes, self.stats.data_bytes, "data bytes");
         assert_eq!(
-            reservations.len(),
+            audit.reservations.len(),
             self.reserved.len(),
             "persisted reservations"
         );
+        assert!(audit.is_clean(), "index audit: {:?}", audit.problems);
         self.check_invariants();
     }
 }

@@ -7,6 +7,34 @@
 //! commit; queue the remaining replies. Replies wait in per-worker outboxes until the driver
 //! can push them; a full worker queue delays a reply, never drops it.
 //!
+//! # Driving it (the server's `control.rs` and the simulator do exactly this)
+//!
+//! 1. [`Controller::open`] once: recovery (the one index audit, reservations back to free).
+//! 2. Every decoded frame from a worker queue goes to [`Controller::handle_message`].
+//! 3. [`Controller::start_cycle`]`(now)`: `Paused { until }` (call again then), `Idle`, or
+//!    `Ran`: the read answers are in the outboxes; drain them now ([`Controller::drain_outbox`])
+//!    so GETs do not wait for the batch's sync and commit, then call
+//!    [`Controller::finish_cycle`] with the driver's [`ControllerIo`] (write transaction, data
+//!    sync, commit, replies). [`Controller::run_cycle`] does both halves at once.
+//! 4. After `finish_cycle`, [`Controller::drain_outbox`] for every worker until empty or full.
+//! 5. When the driver syncs the index in the background ([`IndexDurability::InBackground`]) and
+//!    [`Controller::awaits_durable`], it reports that sync's outcome with
+//!    [`Controller::durable_done`] (between cycles), then drains the outboxes again.
+//! 6. Sleep until [`Controller::poll_timeout`] (`None`: until a message arrives or the
+//!    background sync ends).
+//!
+//! Between cycles the driver may also run the [`Scrub`] (one block per interval) and, in the
+//! simulator, [`Controller::check_invariants`] and [`Controller::check_against_store`].
+//!
+//! # Rooms
+//!
+//! `reads.rs` the read phase; `batch.rs` the write transaction and its commit, `ops.rs` its
+//! operations; `durability.rs` the pure durability plan, the latch and `durable_done`;
+//! `driver.rs` the driver trait and sync errors; `syncer.rs` the data-sync thread's state
+//! machine; `isolation.rs` slot reuse after readers; `recovery.rs` `open`; `audit.rs` the index
+//! audit; `invariants.rs` the self-checks; `reserved.rs` the reservations; `scrub.rs` the scrub;
+//! `stats.rs` the figures.
+//!
 //! Isolation (SPEC guarantee 4) is deferred reuse: a released slot stays in quarantine until
 //! every worker has reported (`ReaderHorizon`) that it has finished with every address reply
 //! sent to it up to the cycle of the release (replies are numbered per worker in sending order;
@@ -14,8 +42,13 @@
 //!
 //! After any store or sync error the controller latches failed (as redb does): it never retries
 //! a failed fsync, answers every further write with an I/O error, and the operator restarts.
+//!
+//! Must never: do I/O or read a clock itself (time comes as `now` or from `ControllerIo::now`),
+//! commit over a batch whose durability is in flight, or reuse a slot a reader may still read.
 
+mod audit;
 mod batch;
+mod driver;
 mod durability;
 mod invariants;
 mod isolation;
@@ -23,11 +56,21 @@ mod ops;
 mod reads;
 mod recovery;
 mod reserved;
+mod scrub;
 mod stats;
+mod syncer;
 
-pub use durability::{ControllerIo, Durability, RELAXED_SYNC_INTERVAL};
+pub use audit::{audit_index, IndexAudit, IndexProblem};
+pub use batch::BatchError;
+pub use driver::{ControllerIo, SyncError};
+pub use durability::{
+    Answers, BatchContent, Commit, CommitPlan, DataSync, Durability, DurabilityPolicy,
+    IndexDurability, LatchCause, RELAXED_SYNC_INTERVAL,
+};
 pub use recovery::OpenError;
+pub use scrub::{Scrub, ScrubOutcome, ScrubRead, SCRUB_KNOWN_CORRUPT_MAX};
 pub use stats::ControllerStats;
+pub use syncer::{DataFinish, Syncer};
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -106,7 +149,7 @@ pub struct Controller<M: MetaStore> {
     /// that nothing a GET, HEAD, listing or `missing` reports as stored can be lost (a client
     /// that sees a block may skip its own upload).
     awaiting_stored: BTreeSet<BlockHash>,
-    failed: Option<String>,
+    failed: Option<durability::Latched>,
     stats: ControllerStats,
 }
 
@@ -247,9 +290,14 @@ impl<M: MetaStore> Controller<M> {
         self.outbox.iter().map(VecDeque::len).sum()
     }
 
-    /// Why the controller latched failed, if it did.
+    /// Why the controller latched failed, if it did (the text of [`Controller::latch_cause`]).
     pub fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
+        self.failed.as_ref().map(|l| l.text.as_str())
+    }
+
+    /// Why the controller latched failed, if it did.
+    pub fn latch_cause(&self) -> Option<&LatchCause> {
+        self.failed.as_ref().map(|l| &l.cause)
     }
 
     /// A batch is committed and its durability is being made in the background: the driver

@@ -1,4 +1,9 @@
-//! One write transaction's operations: release, allocate, occupy, return.
+//! One write transaction's operations: release, allocate, occupy, return (and the `Reclaim`
+//! requests a short allocation sends).
+//!
+//! Each operation changes the transaction and the in-memory allocator/reservations together,
+//! recording in `Pending::undo` what a failed commit must take back. Must never trust a worker's
+//! slot: an occupy or return of a slot not reserved by that worker is refused or ignored.
 
 use crate::buddy::{BuddyAllocator, Slot};
 use crate::hash::BlockHash;
@@ -8,7 +13,7 @@ use crate::message::{
 use crate::meta::{IndexEntry, MetaTxn};
 use crate::size_class::SizeClass;
 
-use super::batch::{Pending, Undo};
+use super::batch::{BatchError, Pending, Undo};
 use super::reserved::Reserved;
 use super::WORKERS_MAX;
 
@@ -39,11 +44,11 @@ impl BatchCtx<'_> {
         hash: BlockHash,
         pending: &mut Pending,
         counts: &mut Counts,
-    ) -> Result<ReleaseOutcome, String> {
-        let Some(entry) = txn.get(&hash).map_err(|e| format!("get: {e}"))? else {
+    ) -> Result<ReleaseOutcome, BatchError> {
+        let Some(entry) = txn.get(&hash).map_err(BatchError::Get)? else {
             return Ok(ReleaseOutcome::NotFound);
         };
-        let existed = txn.delete(&hash).map_err(|e| format!("delete: {e}"))?;
+        let existed = txn.delete(&hash).map_err(BatchError::Delete)?;
         assert!(existed, "entry read in this transaction must exist");
         counts.blocks_removed += 1;
         counts.used_removed += entry.slot.bytes();
@@ -60,7 +65,7 @@ impl BatchCtx<'_> {
         class: SizeClass,
         count: u16,
         pending: &mut Pending,
-    ) -> Result<(), String> {
+    ) -> Result<(), BatchError> {
         assert!((1..=ALLOCATE_COUNT_MAX).contains(&count));
         let mut granted = 0u16;
         while granted < count {
@@ -68,8 +73,7 @@ impl BatchCtx<'_> {
                 break;
             };
             pending.undo.push(Undo::Allocated(slot));
-            txn.reserve(slot, worker)
-                .map_err(|e| format!("reserve: {e}"))?;
+            txn.reserve(slot, worker).map_err(BatchError::Reserve)?;
             let previous = self.reserved.insert(slot.offset, (slot, worker));
             assert!(previous.is_none(), "fresh slot {slot:?} already reserved");
             pending
@@ -130,7 +134,7 @@ impl BatchCtx<'_> {
         crc32c: u32,
         pending: &mut Pending,
         counts: &mut Counts,
-    ) -> Result<ToWorker, String> {
+    ) -> Result<ToWorker, BatchError> {
         match self.reserved.get(&slot.offset) {
             Some((s, w)) if *s == slot && *w == worker => {}
             _ => {
@@ -144,11 +148,11 @@ impl BatchCtx<'_> {
             len >= 1 && u64::from(len) <= slot.bytes(),
             "decoder validated the length"
         );
-        let unreserved = txn.unreserve(slot).map_err(|e| format!("unreserve: {e}"))?;
+        let unreserved = txn.unreserve(slot).map_err(BatchError::Unreserve)?;
         assert!(unreserved, "in-memory and stored reservations agree");
         self.reserved.remove(&slot.offset);
         pending.undo.push(Undo::Unreserved(slot, worker));
-        let existing = txn.get(&hash).map_err(|e| format!("get: {e}"))?;
+        let existing = txn.get(&hash).map_err(BatchError::Get)?;
         let outcome = if existing.is_some() {
             // Dedup: the bytes are stored already; the new slot was never visible to a reader.
             pending.free_after_commit.push(slot);
@@ -161,7 +165,7 @@ impl BatchCtx<'_> {
                 flags: 0,
                 commit_seq: self.seq,
             };
-            txn.put(&hash, &entry).map_err(|e| format!("put: {e}"))?;
+            txn.put(&hash, &entry).map_err(BatchError::Put)?;
             counts.blocks_added += 1;
             counts.used_added += slot.bytes();
             counts.data_added += u64::from(len);
@@ -177,13 +181,13 @@ impl BatchCtx<'_> {
         worker: WorkerId,
         slot: Slot,
         pending: &mut Pending,
-    ) -> Result<(), String> {
+    ) -> Result<(), BatchError> {
         match self.reserved.get(&slot.offset) {
             Some((s, w)) if *s == slot && *w == worker => {}
             // A bogus return is a worker bug; ignoring it keeps the books straight.
             _ => return Ok(()),
         }
-        let unreserved = txn.unreserve(slot).map_err(|e| format!("unreserve: {e}"))?;
+        let unreserved = txn.unreserve(slot).map_err(BatchError::Unreserve)?;
         assert!(unreserved, "in-memory and stored reservations agree");
         self.reserved.remove(&slot.offset);
         pending.undo.push(Undo::Unreserved(slot, worker));

@@ -1,23 +1,22 @@
-//! The read phase of a cycle: get_address and list answered from a read view.
+//! The read phase of a cycle: get_address and list answered from a read view of the committed
+//! state, at the start of a cycle (and while a batch is made durable in the background).
+//!
+//! Must never answer a block of the batch being made durable as stored (`awaiting_stored`):
+//! a read never reports a block before it is durable. Every `Address` reply is counted in
+//! `addresses_sent` (the isolation protocol numbers them).
 
 use crate::message::{ErrorCode, Location, ToController, ToWorker};
 use crate::meta::{MetaRead, MetaStore};
 
-use super::Controller;
+use super::durability::Latched;
+use super::{Controller, LatchCause};
 
 impl<M: MetaStore> Controller<M> {
+    /// Steps 4-5: the readers' horizons, then the answers to get_address and list.
     pub(super) fn read_phase(&mut self, batch: &[ToController]) {
+        assert!(batch.len() <= super::BATCH_MESSAGES_MAX);
         // Horizons first: they may let quarantined slots go before this cycle allocates.
-        for m in batch {
-            if let ToController::ReaderHorizon { worker, epoch } = *m {
-                let h = &mut self.horizon[worker as usize];
-                assert!(
-                    epoch <= self.addresses_sent[worker as usize] + 1,
-                    "horizon ahead of replies"
-                );
-                *h = (*h).max(epoch);
-            }
-        }
+        self.advance_horizons(batch);
         self.release_quarantine();
         self.epoch += 1;
         self.answer_reads(batch);
@@ -29,11 +28,8 @@ impl<M: MetaStore> Controller<M> {
         let read = match self.store.read() {
             Ok(r) => r,
             Err(e) => {
-                // Field-level latch: `read` still borrows the store.
-                if self.failed.is_none() {
-                    self.failed = Some(format!("read view: {e}"));
-                    self.stats.failed = true;
-                }
+                // Field by field: `read` still borrows the store.
+                Latched::latch(&mut self.failed, &mut self.stats, LatchCause::ReadView(e));
                 for m in batch {
                     if let ToController::GetAddress {
                         worker, request, ..

@@ -1,5 +1,9 @@
-//! Opening the store: header checks, the allocator rebuilt from the index, last run's
-//! reservations returned to free.
+//! Opening the store: header checks, the allocator rebuilt from the index (through the one
+//! index audit), last run's reservations returned to free.
+//!
+//! Must never: serve an index whose blocks overlap or lie past the capacity, or shrink the
+//! capacity; in relaxed mode it must not commit durably (the last run's newest entries may
+//! point at data it never synced).
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -9,6 +13,7 @@ use crate::message::WorkerId;
 use crate::meta::{Header, MetaError, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION};
 use crate::size_class::SLOT_MAX_BYTES;
 
+use super::audit::audit_index;
 use super::reserved::Reserved;
 use super::{Controller, ControllerConfig, ControllerStats, Durability, WORKERS_MAX};
 
@@ -67,8 +72,7 @@ impl<M: MetaStore> Controller<M> {
                     commit_seq: 0,
                 },
             };
-            let (allocator, stats) = rebuild_allocator(&read, header.capacity_bytes)?;
-            let stale = read.reservations()?;
+            let (allocator, stats, stale) = rebuild_allocator(&read, header.capacity_bytes)?;
             (header, allocator, stats, stale)
         };
         let mut controller = Controller {
@@ -129,47 +133,23 @@ impl<M: MetaStore> Controller<M> {
     }
 }
 
-/// Rebuilds the allocator from the index, with the counters /stats reports.
+/// Rebuilds the allocator from the index (through the one audit, [`audit_index`]), with the
+/// counters /stats reports and the last run's reservations. An index with a problem in its
+/// blocks is refused (`OpenError::Inconsistent`, naming the first).
+#[allow(clippy::type_complexity)]
 pub(super) fn rebuild_allocator(
     read: &impl MetaRead,
     capacity_bytes: u64,
-) -> Result<(BuddyAllocator, ControllerStats), OpenError> {
-    let mut stats = ControllerStats::default();
-    let mut slots = Vec::new();
-    let mut problem: Option<String> = None;
-    read.for_each_entry(&mut |hash, entry| {
-        if problem.is_some() {
-            return;
-        }
-        if entry.slot.end() > capacity_bytes {
-            problem = Some(format!("{hash} points past the capacity"));
-            return;
-        }
-        slots.push(entry.slot);
-        stats.blocks += 1;
-        stats.used_bytes += entry.slot.bytes();
-        stats.data_bytes += u64::from(entry.len);
-    })?;
-    if let Some(p) = problem {
-        return Err(OpenError::Inconsistent(p));
+) -> Result<(BuddyAllocator, ControllerStats, Vec<(Slot, WorkerId)>), OpenError> {
+    let audit = audit_index(read, capacity_bytes, |_, _| {})?;
+    if let Some(problem) = audit.block_problem() {
+        return Err(OpenError::Inconsistent(problem.to_string()));
     }
-    // One pass over the sorted slots (a million blocks in a fraction of a second); when the
-    // index is inconsistent, marking slot by slot names the entry at fault.
-    match BuddyAllocator::from_allocated(capacity_bytes, slots) {
-        Ok(allocator) => Ok((allocator, stats)),
-        Err(_) => {
-            let mut allocator = BuddyAllocator::new(capacity_bytes);
-            let mut problem: Option<String> = None;
-            read.for_each_entry(&mut |hash, entry| {
-                if problem.is_none() {
-                    if let Err(e) = allocator.mark_allocated(entry.slot) {
-                        problem = Some(format!("{hash} at {:?}: {e}", entry.slot));
-                    }
-                }
-            })?;
-            Err(OpenError::Inconsistent(problem.unwrap_or_else(|| {
-                "the index's slots overlap (no single entry at fault)".to_string()
-            })))
-        }
-    }
+    let stats = ControllerStats {
+        blocks: audit.blocks,
+        used_bytes: audit.used_bytes,
+        data_bytes: audit.data_bytes,
+        ..ControllerStats::default()
+    };
+    Ok((audit.allocator, stats, audit.reservations))
 }

@@ -1,4 +1,6 @@
-//! The reserved slots, with running totals.
+//! The reserved slots (in worker pools or PUTs in flight), with running totals.
+//!
+//! Invariant (`check_counts`): the totals (bytes, per class, per worker) equal the map's.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,7 @@
-//! The controller's figures for /stats and /metrics.
+//! The controller's figures for /stats and /metrics (`ControllerStats`).
+//!
+//! Invariant: `free_bytes + reserved_bytes + used_bytes == capacity_bytes` (quarantined
+//! bytes count as free). Reads state; never changes it.
 
 use crate::meta::MetaStore;
 use crate::size_class::{SizeClass, CLASS_COUNT};
