@@ -34,7 +34,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::Clock;
-use crate::controller_io::CtlIo;
+use crate::controller_io::{CtlIo, ScrubStep, SimScrub, SimSyncThread};
 use crate::disk::Disk;
 use crate::model::{Known, Model};
 use crate::net::Net;
@@ -79,6 +79,10 @@ pub struct Node {
     /// A committed batch whose index the driver is making durable in the background
     /// (`ControllerIo::begin_durable`): done at `due`.
     durable_job: Option<DurableJob>,
+    /// The data-sync thread (`controller_io`).
+    sync: SimSyncThread,
+    /// The engine's scrub over the fake disk, one block after a cycle when due.
+    scrub: SimScrub,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -299,6 +303,8 @@ impl World {
                 outbox_blocked: false,
                 cycle_open: None,
                 durable_job: None,
+                sync: SimSyncThread::default(),
+                scrub: SimScrub::default(),
             });
             if let Some(kind) = self.crash_after_recovery.take() {
                 self.trace
@@ -893,6 +899,7 @@ impl World {
         }
         let node = self.node.as_mut().expect("a node is running");
         let open = node.cycle_open.take().expect("a cycle is open");
+        node.sync.settle_index(node.durable_job.is_some());
         let mut io = CtlIo {
             disk: &mut self.disk,
             rng: &mut self.rng,
@@ -903,6 +910,7 @@ impl World {
             failed: &mut self.latched,
             background: self.opts.durable_in_background,
             durable_begun: false,
+            sync: &mut node.sync,
         };
         node.controller.finish_cycle(&mut io);
         if io.durable_begun {
@@ -919,6 +927,13 @@ impl World {
         // meanwhile.
         self.controller_busy_until = now + io.spent_ns;
         self.cycles += 1;
+        match node.scrub.step(now, &node.controller, &self.disk) {
+            Err(e) => return Err(Failure::Correctness(e)),
+            Ok(ScrubStep::Checked(offset, outcome)) => {
+                self.trace.ev(now, "scrub", [offset, outcome as u64, 0, 0]);
+            }
+            Ok(ScrubStep::Nothing) => {}
+        }
         // The full check after every cycle that moved a byte between free, reserved and used
         // (with debug assertions the allocator also checks itself on entry and exit of every
         // allocate and free).
