@@ -72,6 +72,11 @@ pub(super) enum Undo {
 impl<M: MetaStore> Controller<M> {
     /// Steps 6-10: one write transaction, durable data, commit, replies.
     pub(super) fn write_batch(&mut self, batch: &[ToController], io: &mut impl ControllerIo) {
+        assert!(
+            self.awaiting_durable.is_none(),
+            "no write commits over a batch in flight"
+        );
+        debug_assert!(batch.len() <= super::BATCH_MESSAGES_MAX);
         if self.failed.is_some() {
             self.fail_writes(batch);
             return;
@@ -276,6 +281,14 @@ impl<M: MetaStore> Controller<M> {
     }
 
     pub(super) fn finish_commit(&mut self, pending: Pending) {
+        assert!(
+            self.failed.is_none(),
+            "a latched controller commits nothing"
+        );
+        assert!(
+            pending.commit != Commit::DurableInBackground || self.awaiting_durable.is_none(),
+            "one batch made durable in the background at a time"
+        );
         for slot in pending.free_after_commit {
             self.allocator
                 .free(slot)
@@ -303,6 +316,7 @@ impl<M: MetaStore> Controller<M> {
 
     /// Answers every write of the batch with an I/O error (after a latch).
     pub(super) fn fail_writes(&mut self, batch: &[ToController]) {
+        assert!(self.failed.is_some(), "writes fail only under a latch");
         for m in batch {
             let (worker, request) = match *m {
                 // Not `AllocateDone` with nothing granted: that means "no space" (507),

@@ -28,6 +28,7 @@ impl<M: MetaStore> Controller<M> {
     }
 
     pub(super) fn release_quarantine(&mut self) {
+        assert_eq!(self.horizon.len(), self.addresses_sent.len());
         while let Some((sent, slot)) = self.quarantine.front() {
             let done = sent.iter().zip(self.horizon.iter()).all(|(s, h)| h > s);
             if !done {

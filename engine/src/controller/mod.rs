@@ -260,6 +260,7 @@ impl<M: MetaStore> Controller<M> {
     /// durable data, commit, replies.
     pub fn finish_cycle(&mut self, io: &mut impl ControllerIo) {
         let batch = self.writes_pending.take().expect("start_cycle ran a batch");
+        assert!(!batch.is_empty(), "a cycle that ran has messages");
         let writes = batch.iter().any(|m| !is_read(m));
         if writes {
             self.write_batch(&batch, io);
@@ -271,6 +272,7 @@ impl<M: MetaStore> Controller<M> {
 
     /// Gives queued replies for `worker` to `push` until it refuses one (queue full).
     pub fn drain_outbox(&mut self, worker: WorkerId, mut push: impl FnMut(&ToWorker) -> bool) {
+        assert!((worker as usize) < self.config.workers, "worker {worker}");
         let drop_when_full = self.config.bugs.drop_reply_when_full();
         let out = &mut self.outbox[worker as usize];
         while let Some(reply) = out.front() {
