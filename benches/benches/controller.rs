@@ -18,7 +18,9 @@ use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{BenchmarkId, Criterion};
 use engine::buddy::Slot;
-use engine::controller::{Controller, ControllerConfig, ControllerIo, CycleOutcome, Durability};
+use engine::controller::{
+    Controller, ControllerConfig, ControllerIo, CycleOutcome, Durability, SyncError,
+};
 use engine::message::{ToController, ToWorker, ALLOCATE_COUNT_MAX};
 use engine::size_class::SizeClass;
 use engine::{BlockHash, Instant};
@@ -37,7 +39,7 @@ struct NoSync {
 }
 
 impl ControllerIo for NoSync {
-    fn sync_data(&mut self) -> Result<(), String> {
+    fn sync_data(&mut self) -> Result<(), SyncError> {
         Ok(())
     }
     fn now(&mut self) -> Instant {

@@ -14,9 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use engine::buddy::BuddyAllocator;
+use engine::controller::{audit_index, IndexProblem};
 use engine::hash::BlockHash;
-use engine::meta::{Header, MetaRead, MetaStore, MetaTxn};
+use engine::meta::{Header, MetaStore, MetaTxn};
 
 use crate::datafile::DATA_FILE_NAME;
 use crate::identity::{IndexFile, Plan};
@@ -83,52 +83,41 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
     {
         let read = store.read().map_err(|e| anyhow!("{e}"))?;
         report.capacity_bytes = header.capacity_bytes;
-        let mut allocator = BuddyAllocator::new(header.capacity_bytes);
         let mut buf = vec![0u8; 512 * 1024];
         let mut io_error = None;
-        read.for_each_entry(&mut |hash, entry| {
-            report.blocks += 1;
-            report.data_bytes += u64::from(entry.len);
-            report.used_bytes += entry.slot.bytes();
-            if entry.slot.end() > header.capacity_bytes {
-                report
-                    .problems
-                    .push(format!("{hash}: slot past the capacity"));
-                return;
-            }
-            if let Err(e) = allocator.mark_allocated(entry.slot) {
-                report
-                    .problems
-                    .push(format!("{hash}: slot {:?} overlaps: {e}", entry.slot));
-            }
+        let mut corrupt = Vec::new();
+        // The engine's one index audit (startup's and the simulator's), re-hashing each block's
+        // bytes on the way.
+        let audit = audit_index(&read, header.capacity_bytes, |hash, entry| {
             let bytes = &mut buf[..entry.len as usize];
             if let Err(e) = data.read_exact_at(bytes, entry.slot.offset) {
                 io_error.get_or_insert(format!("{hash}: reading: {e}"));
-                report.corrupt.push(*hash);
+                corrupt.push(*hash);
                 return;
             }
             if BlockHash::of(bytes) != *hash {
-                report.corrupt.push(*hash);
+                corrupt.push(*hash);
             }
         })
         .map_err(|e| anyhow!("{e}"))?;
+        report.blocks = audit.blocks;
+        report.data_bytes = audit.data_bytes;
+        report.used_bytes = audit.used_bytes;
+        report.reservations = audit.reservations.len() as u64;
+        report.corrupt = corrupt;
+        let (blocks, rest): (Vec<_>, Vec<_>) = audit.problems.iter().partition(|p| {
+            !matches!(
+                p,
+                IndexProblem::Reservation { .. } | IndexProblem::Accounting
+            )
+        });
+        report
+            .problems
+            .extend(blocks.iter().map(ToString::to_string));
         if let Some(e) = io_error {
             report.problems.push(e);
         }
-        for (slot, worker) in read.reservations().map_err(|e| anyhow!("{e}"))? {
-            report.reservations += 1;
-            if let Err(e) = allocator.mark_allocated(slot) {
-                report
-                    .problems
-                    .push(format!("reservation {slot:?} (worker {worker}): {e}"));
-            }
-        }
-        allocator.check_invariants();
-        if allocator.free_bytes() + allocator.allocated_bytes() != header.capacity_bytes {
-            report
-                .problems
-                .push("allocator accounting does not add up".into());
-        }
+        report.problems.extend(rest.iter().map(ToString::to_string));
     }
     if repair == Repair::DropCorrupt && !report.corrupt.is_empty() {
         let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;

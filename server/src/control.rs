@@ -11,10 +11,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::controller::{Controller, ControllerIo, CycleOutcome};
-use engine::hash::BlockHash;
+/// The scrub's state machine, which `run` drives (`scrub_step`).
+pub use engine::controller::Scrub;
+use engine::controller::{
+    Controller, ControllerIo, CycleOutcome, DataFinish, IndexDurability, ScrubOutcome, SyncError,
+    Syncer,
+};
 use engine::message::{Frame, ToController, ToWorker};
-use engine::meta::{MetaRead, MetaStore};
+use engine::meta::MetaStore;
 use engine::stats::StatsSnapshot;
 
 use crate::mdbx::{IndexSync, MdbxStore};
@@ -35,7 +39,7 @@ pub struct ControllerLinks {
 struct Io<'a> {
     data: &'a File,
     shared: &'a Shared,
-    syncer: Syncer,
+    syncer: SyncThread,
     /// Since when a flush of the data file has been in flight (for the watchdog).
     data_sync_since: Option<engine::Instant>,
     /// Since when the index's background flush has been in flight (for the watchdog).
@@ -55,7 +59,7 @@ impl Io<'_> {
 }
 
 impl ControllerIo for Io<'_> {
-    fn sync_data(&mut self) -> Result<(), String> {
+    fn sync_data(&mut self) -> Result<(), SyncError> {
         if self.data_sync_since.is_none() {
             self.data_sync_since = Some(self.shared.now());
             self.publish_flushes();
@@ -74,8 +78,11 @@ impl ControllerIo for Io<'_> {
 
     /// Full durability: the data-sync thread syncs the index (an fdatasync, the steady meta
     /// page, another fdatasync: most of a batch's time) while this thread answers reads.
-    fn durable_in_background(&self) -> bool {
-        self.syncer.index.is_some()
+    fn index_durability(&self) -> IndexDurability {
+        match self.syncer.index {
+            Some(_) => IndexDurability::InBackground,
+            None => IndexDurability::InCycle,
+        }
     }
 
     fn begin_durable(&mut self) {
@@ -96,13 +103,13 @@ impl ControllerIo for Io<'_> {
 /// taken by `poll_durable`). In relaxed durability it starts the writeback of dirty data pages
 /// every `WRITEBACK_KICK` (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the
 /// once-a-second durable commit's fdatasync finds little left to write instead of stalling
-/// every PUT behind a second of data.
-struct Syncer {
+/// every PUT behind a second of data. Which sync is in flight, and the error of one nobody
+/// waited for, are the engine's [`Syncer`]'s to decide; this struct does the I/O.
+struct SyncThread {
     /// `None` only while dropping (closing it ends the thread).
     start: Option<std::sync::mpsc::SyncSender<SyncRequest>>,
-    done: std::sync::mpsc::Receiver<Result<(), String>>,
-    in_flight: bool,
-    stale_error: Option<String>,
+    done: std::sync::mpsc::Receiver<Result<(), SyncError>>,
+    state: Syncer,
     /// Full durability: the index's background sync (see `ControllerIo::begin_durable`).
     index: Option<IndexSync>,
     /// A `Durable` request in flight, since when.
@@ -120,10 +127,10 @@ enum SyncRequest {
 /// How often relaxed durability starts the data file's writeback (see `Syncer`).
 const WRITEBACK_KICK: Duration = Duration::from_millis(100);
 
-impl Syncer {
+impl SyncThread {
     /// `index`: make batches durable in the background (full durability). The thread wakes
     /// the thread that spawns it whenever a `Durable` request is done.
-    fn spawn(data: &File, index: Option<IndexSync>) -> std::io::Result<Syncer> {
+    fn spawn(data: &File, index: Option<IndexSync>) -> std::io::Result<SyncThread> {
         let file = data.try_clone()?;
         let (start, requests) = std::sync::mpsc::sync_channel::<SyncRequest>(1);
         let (results, done) = std::sync::mpsc::sync_channel(1);
@@ -135,9 +142,8 @@ impl Syncer {
                 // Ends when the controller thread drops its sender.
                 while let Ok(request) = requests.recv() {
                     let r = match request {
-                        SyncRequest::Sync => {
-                            crate::datafile::fdatasync(&file).map_err(|e| e.to_string())
-                        }
+                        SyncRequest::Sync => crate::datafile::fdatasync(&file)
+                            .map_err(|e| SyncError::Io(e.to_string())),
                         // Only starts I/O: a write error surfaces at the next fdatasync.
                         SyncRequest::StartWriteback => {
                             crate::datafile::start_writeback(&file);
@@ -146,7 +152,8 @@ impl Syncer {
                         SyncRequest::Durable => index_sync
                             .as_ref()
                             .expect("durable requests have an index")
-                            .sync(),
+                            .sync()
+                            .map_err(SyncError::Io),
                     };
                     let durable = matches!(request, SyncRequest::Durable);
                     if results.send(r).is_err() {
@@ -157,11 +164,10 @@ impl Syncer {
                     }
                 }
             })?;
-        Ok(Syncer {
+        Ok(SyncThread {
             start: Some(start),
             done,
-            in_flight: false,
-            stale_error: None,
+            state: Syncer::new(),
             index,
             durable_since: None,
             thread: Some(thread),
@@ -179,44 +185,38 @@ impl Syncer {
     /// Starts making the index's last commit durable (`ControllerIo::begin_durable`).
     fn begin_durable(&mut self) {
         assert!(self.durable_since.is_none(), "one index sync at a time");
-        // A data sync begun for a batch that then had nothing to sync (duplicates only): its
-        // error must still surface at the next data sync.
-        if let Some(Err(e)) = self.wait() {
-            self.stale_error.get_or_insert(e);
-        }
+        self.wait();
+        self.state.begin_index();
         self.send(SyncRequest::Durable);
         self.durable_since = Some(std::time::Instant::now());
     }
 
     /// The outcome of the `Durable` request in flight once it is done, and how long it took.
-    fn poll_durable(&mut self) -> Option<(Result<(), String>, Duration)> {
+    fn poll_durable(&mut self) -> Option<(Result<(), SyncError>, Duration)> {
         let since = self.durable_since?;
         let result = match self.done.try_recv() {
             Ok(result) => result,
             Err(std::sync::mpsc::TryRecvError::Empty) => return None,
             // The thread died (it panicked): the sync's outcome is unknown.
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                Err("the data-sync thread stopped".to_string())
-            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(SyncError::Stopped),
         };
         self.durable_since = None;
+        self.state.index_done();
         Some((result, since.elapsed()))
     }
 
     /// Starts a background fdatasync. One begun earlier but never waited for (the batch
     /// failed before its sync point) covers older writes only: it is finished first.
     fn begin(&mut self) {
-        if let Some(Err(e)) = self.wait() {
-            self.stale_error.get_or_insert(e);
-        }
+        self.wait();
+        self.state.begin_data();
         self.send(SyncRequest::Sync);
-        self.in_flight = true;
     }
 
     /// Starts the writeback of the data file's dirty pages unless a sync is in flight or the
     /// thread is still busy with the previous request (then this one is not needed).
     fn start_writeback(&mut self) {
-        if !self.in_flight && self.durable_since.is_none() {
+        if self.state.may_start_writeback() {
             if let Some(start) = &self.start {
                 let _ = start.try_send(SyncRequest::StartWriteback);
             }
@@ -224,30 +224,26 @@ impl Syncer {
     }
 
     /// The result of the background sync, or of an fdatasync of `data` now when none runs.
-    fn finish(&mut self, data: &File) -> Result<(), String> {
-        if let Some(e) = self.stale_error.take() {
-            // A background sync whose result nobody waited for failed: the data it covered
-            // may be lost, so this sync fails too (the controller latches; never retried).
-            let _ = self.wait();
-            return Err(e);
-        }
-        match self.wait() {
-            Some(result) => result,
-            None => crate::datafile::fdatasync(data).map_err(|e| e.to_string()),
+    fn finish(&mut self, data: &File) -> Result<(), SyncError> {
+        self.wait();
+        match self.state.finish_data() {
+            DataFinish::Report(result) => result,
+            DataFinish::SyncNow => {
+                crate::datafile::fdatasync(data).map_err(|e| SyncError::Io(e.to_string()))
+            }
         }
     }
 
-    /// The result of the `Sync` in flight, if one is.
-    fn wait(&mut self) -> Option<Result<(), String>> {
-        if !self.in_flight {
-            return None;
+    /// Waits for the `Sync` in flight, if one is, and hands its result to the state machine.
+    fn wait(&mut self) {
+        if self.state.data_in_flight() {
+            let result = self.done.recv().expect("the data-sync thread answers");
+            self.state.data_done(result);
         }
-        self.in_flight = false;
-        Some(self.done.recv().expect("the data-sync thread answers"))
     }
 }
 
-impl Drop for Syncer {
+impl Drop for SyncThread {
     /// Ends the thread and waits for it: it holds the index (`IndexSync`), which must be
     /// closed when the controller's store is (a restart in the same process reopens it).
     fn drop(&mut self) {
@@ -258,89 +254,38 @@ impl Drop for Syncer {
     }
 }
 
-/// The background scrub: re-reads and re-hashes one stored block per interval, walking the
-/// index in hash order and starting over at the end. It runs on the controller thread between
-/// cycles, so no slot it reads can be freed and reused while it reads it.
-pub struct Scrub {
-    interval: Duration,
-    next: engine::Instant,
-    cursor: Option<BlockHash>,
-    buf: Vec<u8>,
-    blocks: u64,
-    /// Distinct corrupt blocks found (each is counted and logged once).
-    corrupt: u64,
-    known_corrupt: std::collections::BTreeSet<BlockHash>,
-    passes: u64,
-}
-
-/// Corrupt blocks remembered (so each is counted once); beyond it, counting goes on per pass.
-const SCRUB_KNOWN_CORRUPT_MAX: usize = 100_000;
-
-impl Scrub {
-    pub fn new(interval: Duration) -> Scrub {
-        Scrub {
-            interval,
-            next: engine::Instant::ZERO,
-            cursor: None,
-            buf: vec![0; engine::size_class::BLOCK_LEN_MAX_BYTES as usize],
-            blocks: 0,
-            corrupt: 0,
-            known_corrupt: std::collections::BTreeSet::new(),
-            passes: 0,
-        }
-    }
-
-    /// Runs one step if due; returns whether it checked a block.
-    fn step(
-        &mut self,
-        now: engine::Instant,
-        controller: &Controller<MdbxStore>,
-        data: &File,
-    ) -> bool {
-        if now < self.next {
-            return false;
-        }
-        self.next = now + self.interval;
-        let mut found = Vec::with_capacity(1);
-        let listed = controller
-            .store()
-            .read()
-            .and_then(|r| r.list(self.cursor.as_ref(), 1, &mut found));
-        if let Err(e) = listed {
+/// Runs one step of the engine's scrub if due, reading the data file for it; returns whether
+/// it checked a block. It runs on the controller thread between cycles, so no slot it reads can
+/// be freed and reused while it reads it.
+fn scrub_step(
+    scrub: &mut Scrub,
+    now: engine::Instant,
+    controller: &Controller<MdbxStore>,
+    data: &File,
+) -> bool {
+    let next = controller
+        .store()
+        .read()
+        .and_then(|read| scrub.poll_read(now, &read));
+    let request = match next {
+        Ok(Some(request)) => request,
+        Ok(None) => return false,
+        Err(e) => {
             tracing::error!("scrub: reading the index: {e}");
             return false;
         }
-        let Some((hash, entry)) = found.pop() else {
-            if self.cursor.take().is_some() {
-                self.passes += 1;
-            }
-            return false;
-        };
-        self.cursor = Some(hash);
-        self.blocks += 1;
-        let bytes = &mut self.buf[..entry.len as usize];
-        let ok = match std::os::unix::fs::FileExt::read_exact_at(data, bytes, entry.slot.offset) {
-            Ok(()) => BlockHash::of(bytes) == hash,
-            Err(e) => {
-                tracing::error!(%hash, "scrub: reading the data file: {e}");
-                false
-            }
-        };
-        let known = self.known_corrupt.contains(&hash);
-        if ok && known {
-            self.known_corrupt.remove(&hash);
-        }
-        if !ok && !known {
-            if self.known_corrupt.len() < SCRUB_KNOWN_CORRUPT_MAX {
-                self.known_corrupt.insert(hash);
-            }
-            self.corrupt += 1;
-            tracing::error!(%hash, offset = entry.slot.offset, len = entry.len,
-                "scrub: stored bytes do not hash to their address (corrupt block); \
-                 run `buddy-blocks check --repair` offline and re-fetch it");
-        }
-        true
+    };
+    let hash = request.hash;
+    let read = std::os::unix::fs::FileExt::read_exact_at(data, scrub.buffer(), request.offset);
+    if let Err(e) = &read {
+        tracing::error!(%hash, "scrub: reading the data file: {e}");
     }
+    if scrub.handle_read(read.is_ok()) == ScrubOutcome::NewlyCorrupt {
+        tracing::error!(%hash, offset = request.offset, len = request.len,
+            "scrub: stored bytes do not hash to their address (corrupt block); \
+             run `buddy-blocks check --repair` offline and re-fetch it");
+    }
+    true
 }
 
 pub fn run(
@@ -360,7 +305,7 @@ pub fn run(
     let mut io = Io {
         data: &data,
         shared: &shared,
-        syncer: Syncer::spawn(&data, index).expect("starting the data-sync thread"),
+        syncer: SyncThread::spawn(&data, index).expect("starting the data-sync thread"),
         data_sync_since: None,
         durable_since: None,
     };
@@ -377,7 +322,7 @@ pub fn run(
             last_writeback = shared.now();
         }
         if let Some(s) = scrub.as_mut() {
-            if s.step(shared.now(), &controller, &data) {
+            if scrub_step(s, shared.now(), &controller, &data) {
                 publish(&controller, &links, &shared, &template, scrub.as_ref());
             }
         }
@@ -443,13 +388,13 @@ pub fn run(
                 IDLE_PARK
             };
             if let Some(s) = scrub.as_ref() {
-                park = park.min(s.next.saturating_since(shared.now()));
+                park = park.min(s.poll_timeout().saturating_since(shared.now()));
             }
             std::thread::park_timeout(park);
         }
     }
     publish(&controller, &links, &shared, &template, scrub.as_ref());
-    if let Some(e) = io.syncer.stale_error.take() {
+    if let Some(e) = io.syncer.state.take_unreported() {
         tracing::error!("a background fdatasync of the data file failed: {e}");
     }
     controller
@@ -507,9 +452,9 @@ fn publish(
     scrub: Option<&Scrub>,
 ) {
     let snapshot = StatsSnapshot {
-        scrub_blocks: scrub.map_or(0, |s| s.blocks),
-        scrub_corrupt: scrub.map_or(0, |s| s.corrupt),
-        scrub_passes: scrub.map_or(0, |s| s.passes),
+        scrub_blocks: scrub.map_or(0, Scrub::blocks),
+        scrub_corrupt: scrub.map_or(0, Scrub::corrupt),
+        scrub_passes: scrub.map_or(0, Scrub::passes),
         controller: controller.stats(),
         workers: shared.worker_stats(),
         queue_to_controller: links.iter().map(|l| l.from_worker.slots() as u64).collect(),
@@ -546,14 +491,14 @@ mod tests {
     #[test]
     fn a_background_sync_reports_its_result_and_a_direct_sync_runs_without_one() {
         let ok = temp_file();
-        let mut syncer = Syncer::spawn(&ok, None).unwrap();
+        let mut syncer = SyncThread::spawn(&ok, None).unwrap();
         syncer.begin();
         assert_eq!(syncer.finish(&ok), Ok(()));
         // None in flight: finish syncs directly.
         assert_eq!(syncer.finish(&ok), Ok(()));
         assert!(syncer.finish(&failing_file()).is_err());
         let bad = failing_file();
-        let mut syncer = Syncer::spawn(&bad, None).unwrap();
+        let mut syncer = SyncThread::spawn(&bad, None).unwrap();
         syncer.begin();
         assert!(syncer.finish(&ok).is_err(), "the background sync's failure");
     }
@@ -562,7 +507,7 @@ mod tests {
     fn writeback_kicks_interleave_with_syncs() {
         use std::io::Write;
         let mut f = temp_file();
-        let mut syncer = Syncer::spawn(&f, None).unwrap();
+        let mut syncer = SyncThread::spawn(&f, None).unwrap();
         for round in 0..20u8 {
             f.write_all(&[round; 8192]).unwrap();
             syncer.start_writeback();
@@ -576,7 +521,7 @@ mod tests {
         assert_eq!(syncer.finish(&f), Ok(()));
         // A kick on a file whose sync fails is ignored; the sync still reports the failure.
         let bad = failing_file();
-        let mut syncer = Syncer::spawn(&bad, None).unwrap();
+        let mut syncer = SyncThread::spawn(&bad, None).unwrap();
         syncer.start_writeback();
         syncer.begin();
         assert!(syncer.finish(&f).is_err());
@@ -586,11 +531,11 @@ mod tests {
     fn a_failed_background_sync_nobody_waited_for_fails_the_next_sync() {
         let bad = failing_file();
         let ok = temp_file();
-        let mut syncer = Syncer::spawn(&bad, None).unwrap();
+        let mut syncer = SyncThread::spawn(&bad, None).unwrap();
         syncer.begin(); // its batch failed before the sync point: never waited for
         syncer.begin();
         let first = syncer.finish(&ok);
         assert!(first.is_err(), "{first:?}");
-        assert!(syncer.stale_error.is_none() && !syncer.in_flight);
+        assert!(syncer.state.is_idle());
     }
 }

@@ -7,18 +7,17 @@
 //! and the replies. Never does: step a worker. Invariant: `Controller::check_invariants` holds
 //! after every cycle that moved bytes between free, reserved and used.
 
-use engine::controller::{ControllerIo, ControllerStats, CycleOutcome};
+use engine::controller::{ControllerStats, CycleOutcome};
 use engine::message::{ToController, ToWorker};
 use engine::Instant;
 use rand::RngExt;
-use rand_chacha::ChaCha8Rng;
 
 use crate::failure::Failure;
-use crate::fake::disk::Disk;
 use crate::fake::ring;
 use crate::options::CrashPoint;
 use crate::trace::reply_detail;
 
+use super::controller_io::{CtlIo, ScrubStep};
 use super::World;
 
 #[derive(Clone, Copy, Debug)]
@@ -33,46 +32,6 @@ pub(super) struct OpenCycle {
     messages: usize,
     books_before: Books,
     commits_before: u64,
-}
-
-/// The controller's driver: the fake disk's fdatasync, and the time the cycle has spent.
-struct CtlIo<'a> {
-    disk: &'a mut Disk,
-    rng: &'a mut ChaCha8Rng,
-    now: u64,
-    /// Virtual time spent in this cycle so far (syncs take the disk's latency).
-    spent_ns: u64,
-    disk_latency_ns: (u64, u64),
-    sync_fail: f64,
-    failed: &'a mut bool,
-    background: bool,
-    /// `begin_durable` was called.
-    durable_begun: bool,
-}
-
-impl ControllerIo for CtlIo<'_> {
-    fn durable_in_background(&self) -> bool {
-        self.background
-    }
-
-    fn begin_durable(&mut self) {
-        assert!(!self.durable_begun, "one durable batch at a time");
-        self.durable_begun = true;
-    }
-
-    fn sync_data(&mut self) -> Result<(), String> {
-        self.spent_ns += ring::latency(self.rng, self.disk_latency_ns, 0.0);
-        if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
-            *self.failed = true;
-            return Err("injected EIO".into());
-        }
-        self.disk.sync();
-        Ok(())
-    }
-
-    fn now(&mut self) -> Instant {
-        Instant(self.now + self.spent_ns)
-    }
 }
 
 impl World {
@@ -188,6 +147,7 @@ impl World {
         }
         let node = self.node.as_mut().expect("a node is running");
         let open = node.cycle_open.take().expect("a cycle is open");
+        node.sync.settle_index(node.durable_job.is_some());
         let mut io = CtlIo {
             disk: &mut self.disk,
             rng: &mut self.rng,
@@ -198,6 +158,7 @@ impl World {
             failed: &mut self.latched,
             background: self.opts.durable_in_background,
             durable_begun: false,
+            sync: &mut node.sync,
         };
         node.controller.finish_cycle(&mut io);
         if io.durable_begun {
@@ -214,6 +175,13 @@ impl World {
         // meanwhile.
         self.sched.controller_busy_until = now + io.spent_ns;
         self.cycles += 1;
+        match node.scrub.step(now, &node.controller, &self.disk) {
+            Err(e) => return Err(Failure::Correctness(e)),
+            Ok(ScrubStep::Checked(offset, outcome)) => {
+                self.trace.ev(now, "scrub", [offset, outcome as u64, 0, 0]);
+            }
+            Ok(ScrubStep::Nothing) => {}
+        }
         // The full check after every cycle that moved a byte between free, reserved and used
         // (with debug assertions the allocator also checks itself on entry and exit of every
         // allocate and free).

@@ -23,6 +23,7 @@ use crate::options::{CrashKind, CrashPlan, CrashPoint};
 use crate::oracle::store;
 
 use super::controller::{DurableJob, OpenCycle};
+use super::controller_io::{SimScrub, SimSyncThread};
 use super::World;
 
 pub struct WorkerBox {
@@ -49,6 +50,10 @@ pub struct Node {
     /// A committed batch whose index the driver is making durable in the background
     /// (`ControllerIo::begin_durable`): done at `due`.
     pub(super) durable_job: Option<DurableJob>,
+    /// The data-sync thread (`controller_io`).
+    pub(super) sync: SimSyncThread,
+    /// The engine's scrub over the fake disk, one block after a cycle when due.
+    pub(super) scrub: SimScrub,
 }
 
 /// The crash plan of a run: planned crashes not yet armed (in order), the armed one (with
@@ -128,6 +133,8 @@ impl World {
                 outbox_blocked: false,
                 cycle_open: None,
                 durable_job: None,
+                sync: SimSyncThread::default(),
+                scrub: SimScrub::default(),
             });
             if let Some(kind) = self.crash_plan.after_recovery.take() {
                 self.trace

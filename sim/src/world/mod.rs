@@ -26,6 +26,7 @@
 
 mod clients;
 mod controller;
+mod controller_io;
 mod knobs;
 mod lifecycle;
 mod phases;

@@ -1,0 +1,341 @@
+//! The write phase of a cycle: one transaction for release -> allocate -> occupy -> return,
+//! made durable as `DurabilityPolicy::plan` says, then committed; replies queued (or held
+//! until the index's background sync).
+//!
+//! Invariants: a failed batch commits nothing and undoes every in-memory change it made
+//! (`Undo`), so the books match the committed state; freed slots go back to the allocator
+//! only after the commit; released ones go to quarantine (or `undurable`) only after it.
+//! Must never: commit half of an operation, or answer a PUT or DELETE before the plan allows.
+
+use crate::buddy::Slot;
+use crate::hash::BlockHash;
+use crate::message::{ErrorCode, OccupyOutcome, ToController, ToWorker, WorkerId};
+use crate::meta::{Header, MetaError, MetaStore, MetaTxn};
+
+use super::ops::{BatchCtx, Counts};
+use super::{
+    is_promise, BatchContent, Commit, Controller, ControllerIo, DataSync, DurabilityPolicy,
+    LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
+};
+
+/// Why a batch's write transaction failed: nothing of it was committed. Displayed as before
+/// the errors were typed (`get: ...`, `fdatasync of the data file: ...`).
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("begin: {0}")]
+    Begin(MetaError),
+    #[error("get: {0}")]
+    Get(MetaError),
+    #[error("delete: {0}")]
+    Delete(MetaError),
+    #[error("reserve: {0}")]
+    Reserve(MetaError),
+    #[error("unreserve: {0}")]
+    Unreserve(MetaError),
+    #[error("put: {0}")]
+    Put(MetaError),
+    #[error("header: {0}")]
+    Header(MetaError),
+    #[error("commit: {0}")]
+    Commit(MetaError),
+    #[error("fdatasync of the data file: {0}")]
+    DataSync(SyncError),
+}
+
+/// Replies held until the batch commits.
+pub(super) struct Pending {
+    pub(super) replies: Vec<(WorkerId, ToWorker)>,
+    /// Slots to free once committed (duplicates, returns).
+    pub(super) free_after_commit: Vec<Slot>,
+    /// Slots to quarantine once committed (releases).
+    pub(super) quarantine_after_commit: Vec<Slot>,
+    /// The batch stored a new block (its data must be durable before the commit in full mode).
+    pub(super) needs_sync: bool,
+    /// How the batch was committed (durably now, later in the background, or not).
+    pub(super) commit: Commit,
+    /// Blocks the batch stored (new ones, not duplicates).
+    pub(super) stored: Vec<BlockHash>,
+    /// An allocate request of the batch was granted fewer slots than it asked for.
+    pub(super) short: bool,
+    /// In-memory changes made before the commit, undone if the batch fails.
+    pub(super) undo: Vec<Undo>,
+}
+
+/// One in-memory change of a batch that a failed commit must take back.
+pub(super) enum Undo {
+    /// A slot taken from the allocator (and perhaps reserved) for an allocate request.
+    Allocated(Slot),
+    /// A reservation dropped by an occupy or a return.
+    Unreserved(Slot, WorkerId),
+}
+
+impl<M: MetaStore> Controller<M> {
+    /// Steps 6-10: one write transaction, durable data, commit, replies.
+    pub(super) fn write_batch(&mut self, batch: &[ToController], io: &mut impl ControllerIo) {
+        assert!(
+            self.awaiting_durable.is_none(),
+            "no write commits over a batch in flight"
+        );
+        debug_assert!(batch.len() <= super::BATCH_MESSAGES_MAX);
+        if self.failed.is_some() {
+            self.fail_writes(batch);
+            return;
+        }
+        let mut pending = Pending {
+            replies: Vec::new(),
+            free_after_commit: Vec::new(),
+            quarantine_after_commit: Vec::new(),
+            needs_sync: false,
+            commit: Commit::NonDurable,
+            stored: Vec::new(),
+            short: false,
+            undo: Vec::new(),
+        };
+        match self.apply_in_txn(batch, &mut pending, io) {
+            Ok(()) if pending.commit == Commit::DurableInBackground => {
+                // Committed, not yet durable: what may be done now is done (freed slots
+                // are free, released ones wait in `undurable`, slots handed to pools go out:
+                // reservations are never promised). The answers to PUTs and DELETEs wait.
+                let (held, now): (Vec<_>, Vec<_>) = std::mem::take(&mut pending.replies)
+                    .into_iter()
+                    .partition(|(_, r)| is_promise(r));
+                pending.replies = now;
+                self.awaiting_stored.extend(pending.stored.drain(..));
+                self.finish_commit(pending);
+                self.awaiting_durable = Some(held);
+                io.begin_durable();
+            }
+            Ok(()) => self.finish_commit(pending),
+            Err(e) => {
+                // Nothing was committed: the allocator and the reservations go back to the
+                // committed state, or the books (and the next cycle's check) would be wrong.
+                self.undo(pending.undo);
+                self.latch(LatchCause::Batch(e));
+                self.fail_writes(batch);
+            }
+        }
+    }
+
+    pub(super) fn undo(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Allocated(slot) => {
+                    self.reserved.remove(&slot.offset);
+                    self.allocator
+                        .free(slot)
+                        .expect("an undone allocation was allocated");
+                }
+                Undo::Unreserved(slot, worker) => {
+                    let previous = self.reserved.insert(slot.offset, (slot, worker));
+                    assert!(previous.is_none(), "an undone reservation was free");
+                }
+            }
+        }
+        debug_assert!(self
+            .reserved
+            .values()
+            .all(|(s, _)| self.allocator.is_allocated(*s)));
+    }
+
+    pub(super) fn apply_in_txn(
+        &mut self,
+        batch: &[ToController],
+        pending: &mut Pending,
+        io: &mut impl ControllerIo,
+    ) -> Result<(), BatchError> {
+        let seq = self.header.commit_seq + 1;
+        let policy = DurabilityPolicy {
+            mode: self.config.durability,
+            index: io.index_durability(),
+            ack_before_durable: self.config.bugs.ack_before_durable(),
+        };
+        let occupies = batch
+            .iter()
+            .any(|m| matches!(m, ToController::Occupy { .. }));
+        if policy.begins_data_sync(occupies) {
+            io.begin_sync_data();
+        }
+        let mut txn = self.store.begin().map_err(BatchError::Begin)?;
+        let mut counts = Counts::default();
+        let mut ctx = BatchCtx {
+            allocator: &mut self.allocator,
+            reserved: &mut self.reserved,
+            seq,
+            quarantined: !self.quarantine.is_empty() || !self.undurable.is_empty(),
+            reclaim_sent: [0; WORKERS_MAX],
+        };
+        for m in batch {
+            if let ToController::Release {
+                worker,
+                request,
+                hash,
+            } = *m
+            {
+                let outcome = ctx.release(&mut txn, hash, pending, &mut counts)?;
+                pending
+                    .replies
+                    .push((worker, ToWorker::Released { request, outcome }));
+            }
+        }
+        for m in batch {
+            if let ToController::Allocate {
+                worker,
+                request,
+                class,
+                count,
+            } = *m
+            {
+                ctx.allocate(&mut txn, worker, request, class, count, pending)?;
+            }
+        }
+        for m in batch {
+            if let ToController::Occupy {
+                worker,
+                request,
+                hash,
+                slot,
+                len,
+                crc32c,
+            } = *m
+            {
+                let reply = ctx.occupy(
+                    &mut txn,
+                    worker,
+                    request,
+                    hash,
+                    slot,
+                    len,
+                    crc32c,
+                    pending,
+                    &mut counts,
+                )?;
+                if let ToWorker::Occupied {
+                    outcome: OccupyOutcome::Stored,
+                    ..
+                } = reply
+                {
+                    pending.stored.push(hash);
+                }
+                pending.replies.push((worker, reply));
+            }
+        }
+        for m in batch {
+            if let ToController::ReturnSlot {
+                worker,
+                request: _,
+                slot,
+            } = *m
+            {
+                ctx.return_slot(&mut txn, worker, slot, pending)?;
+            }
+        }
+        let header = Header {
+            commit_seq: seq,
+            ..self.header
+        };
+        txn.set_header(&header).map_err(BatchError::Header)?;
+        let content = BatchContent {
+            stored: pending.needs_sync,
+            released: !pending.quarantine_after_commit.is_empty(),
+            short_while_undurable: pending.short && !self.undurable.is_empty(),
+        };
+        let before = io.now();
+        let due =
+            self.durable_commit_due || before >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
+        let plan = policy.plan(content, due);
+        // The data first, in either way: a commit, even a non-durable one, may become durable
+        // at any later sync of the index (libmdbx syncs at open and close too), so it must
+        // never point at data that is not durable.
+        let t0 = if plan.data_sync == DataSync::ForStoredBlocks {
+            io.sync_data().map_err(BatchError::DataSync)?;
+            let ns = io.now().saturating_since(before).as_nanos() as u64;
+            self.stats.last_sync_ns = ns;
+            self.stats.total_sync_ns += ns;
+            io.now()
+        } else {
+            before
+        };
+        if plan.data_sync == DataSync::ForDurableIndex {
+            // The durable index must not point at data that is not durable (a power loss would
+            // leave torn blocks under it): the relaxed mode's durable commit syncs first.
+            io.sync_data().map_err(BatchError::DataSync)?;
+        }
+        if plan.commit.is_durable() {
+            self.last_durable_commit = t0;
+            self.durable_commit_due = false;
+        }
+        // In the background: the index's sync, after this commit (its data is durable above).
+        pending.commit = plan.commit;
+        txn.commit(plan.commit == Commit::Durable)
+            .map_err(BatchError::Commit)?;
+        let ns = io.now().saturating_since(t0).as_nanos() as u64;
+        self.stats.last_commit_ns = ns;
+        self.stats.max_commit_ns = self.stats.max_commit_ns.max(ns);
+        self.stats.total_commit_ns += ns;
+        self.stats.commits += 1;
+        self.header = header;
+        self.stats.blocks = (self.stats.blocks + counts.blocks_added) - counts.blocks_removed;
+        self.stats.used_bytes = (self.stats.used_bytes + counts.used_added) - counts.used_removed;
+        self.stats.data_bytes = (self.stats.data_bytes + counts.data_added) - counts.data_removed;
+        Ok(())
+    }
+
+    pub(super) fn finish_commit(&mut self, pending: Pending) {
+        assert!(
+            self.failed.is_none(),
+            "a latched controller commits nothing"
+        );
+        assert!(
+            pending.commit != Commit::DurableInBackground || self.awaiting_durable.is_none(),
+            "one batch made durable in the background at a time"
+        );
+        for slot in pending.free_after_commit {
+            self.allocator
+                .free(slot)
+                .expect("a committed duplicate or return was allocated");
+        }
+        if pending.commit == Commit::Durable {
+            self.quarantine.extend(self.undurable.drain(..));
+        }
+        for slot in pending.quarantine_after_commit {
+            if self.config.bugs.reuse_while_reading() {
+                self.allocator
+                    .free(slot)
+                    .expect("released slot was allocated");
+            } else if pending.commit == Commit::Durable {
+                self.quarantine
+                    .push_back((self.addresses_sent.clone(), slot));
+            } else {
+                self.undurable.push((self.addresses_sent.clone(), slot));
+            }
+        }
+        for (worker, reply) in pending.replies {
+            self.outbox[worker as usize].push_back(reply);
+        }
+    }
+
+    /// Answers every write of the batch with an I/O error (after a latch).
+    pub(super) fn fail_writes(&mut self, batch: &[ToController]) {
+        assert!(self.failed.is_some(), "writes fail only under a latch");
+        for m in batch {
+            let (worker, request) = match *m {
+                // Not `AllocateDone` with nothing granted: that means "no space" (507),
+                // and space is not what is missing.
+                ToController::Allocate {
+                    worker, request, ..
+                }
+                | ToController::Occupy {
+                    worker, request, ..
+                }
+                | ToController::Release {
+                    worker, request, ..
+                } => (worker, request),
+                _ => continue,
+            };
+            self.outbox[worker as usize].push_back(ToWorker::Error {
+                request,
+                code: ErrorCode::Io,
+            });
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! One write transaction's operations: release, allocate, occupy, return (and the `Reclaim`
+//! requests a short allocation sends).
+//!
+//! Each operation changes the transaction and the in-memory allocator/reservations together,
+//! recording in `Pending::undo` what a failed commit must take back. Must never trust a worker's
+//! slot: an occupy or return of a slot not reserved by that worker is refused or ignored.
+
+use crate::buddy::{BuddyAllocator, Slot};
+use crate::hash::BlockHash;
+use crate::message::{
+    ErrorCode, OccupyOutcome, ReleaseOutcome, RequestId, ToWorker, WorkerId, ALLOCATE_COUNT_MAX,
+};
+use crate::meta::{IndexEntry, MetaTxn};
+use crate::size_class::SizeClass;
+
+use super::batch::{BatchError, Pending, Undo};
+use super::reserved::Reserved;
+use super::WORKERS_MAX;
+
+#[derive(Default)]
+pub(super) struct Counts {
+    pub(super) blocks_added: u64,
+    pub(super) blocks_removed: u64,
+    pub(super) used_added: u64,
+    pub(super) used_removed: u64,
+    pub(super) data_added: u64,
+    pub(super) data_removed: u64,
+}
+
+pub(super) struct BatchCtx<'a> {
+    pub(super) allocator: &'a mut BuddyAllocator,
+    pub(super) reserved: &'a mut Reserved,
+    pub(super) seq: u64,
+    /// Slots wait in quarantine (they will be free once readers finish).
+    pub(super) quarantined: bool,
+    /// Workers sent a `Reclaim` in this batch (bit per worker id).
+    pub(super) reclaim_sent: [u8; WORKERS_MAX],
+}
+
+impl BatchCtx<'_> {
+    pub(super) fn release(
+        &mut self,
+        txn: &mut impl MetaTxn,
+        hash: BlockHash,
+        pending: &mut Pending,
+        counts: &mut Counts,
+    ) -> Result<ReleaseOutcome, BatchError> {
+        let Some(entry) = txn.get(&hash).map_err(BatchError::Get)? else {
+            return Ok(ReleaseOutcome::NotFound);
+        };
+        let existed = txn.delete(&hash).map_err(BatchError::Delete)?;
+        assert!(existed, "entry read in this transaction must exist");
+        counts.blocks_removed += 1;
+        counts.used_removed += entry.slot.bytes();
+        counts.data_removed += u64::from(entry.len);
+        pending.quarantine_after_commit.push(entry.slot);
+        Ok(ReleaseOutcome::Deleted)
+    }
+
+    pub(super) fn allocate(
+        &mut self,
+        txn: &mut impl MetaTxn,
+        worker: WorkerId,
+        request: RequestId,
+        class: SizeClass,
+        count: u16,
+        pending: &mut Pending,
+    ) -> Result<(), BatchError> {
+        assert!((1..=ALLOCATE_COUNT_MAX).contains(&count));
+        let mut granted = 0u16;
+        while granted < count {
+            let Some(slot) = self.allocator.allocate(class) else {
+                break;
+            };
+            pending.undo.push(Undo::Allocated(slot));
+            txn.reserve(slot, worker).map_err(BatchError::Reserve)?;
+            let previous = self.reserved.insert(slot.offset, (slot, worker));
+            assert!(previous.is_none(), "fresh slot {slot:?} already reserved");
+            pending
+                .replies
+                .push((worker, ToWorker::Allocated { request, slot }));
+            granted += 1;
+        }
+        pending.short |= granted < count;
+        if granted < count && (self.quarantined || !self.reserved.is_empty()) {
+            // Space may come back: pools hand their slots in, the requester keeps waiting.
+            self.send_reclaim(worker, class, pending);
+        }
+        pending.replies.push((
+            worker,
+            ToWorker::AllocateDone {
+                request,
+                class,
+                requested: count,
+                granted,
+            },
+        ));
+        Ok(())
+    }
+
+    /// One `Reclaim { class }` per worker and class per batch: the requester must see one
+    /// before each short `AllocateDone` of a class, or it would answer 507 too early.
+    pub(super) fn send_reclaim(
+        &mut self,
+        requester: WorkerId,
+        class: SizeClass,
+        pending: &mut Pending,
+    ) {
+        let mut targets = 1u64 << requester;
+        for (w, &n) in self.reserved.per_worker.iter().enumerate() {
+            if n > 0 {
+                targets |= 1u64 << w;
+            }
+        }
+        let bit = 1u8 << class.index();
+        for w in 0..WORKERS_MAX as u8 {
+            let sent = &mut self.reclaim_sent[w as usize];
+            if targets & (1u64 << w) != 0 && *sent & bit == 0 {
+                *sent |= bit;
+                pending.replies.push((w, ToWorker::Reclaim { class }));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn occupy(
+        &mut self,
+        txn: &mut impl MetaTxn,
+        worker: WorkerId,
+        request: RequestId,
+        hash: BlockHash,
+        slot: Slot,
+        len: u32,
+        crc32c: u32,
+        pending: &mut Pending,
+        counts: &mut Counts,
+    ) -> Result<ToWorker, BatchError> {
+        match self.reserved.get(&slot.offset) {
+            Some((s, w)) if *s == slot && *w == worker => {}
+            _ => {
+                return Ok(ToWorker::Error {
+                    request,
+                    code: ErrorCode::InvalidSlot,
+                })
+            }
+        }
+        assert!(
+            len >= 1 && u64::from(len) <= slot.bytes(),
+            "decoder validated the length"
+        );
+        let unreserved = txn.unreserve(slot).map_err(BatchError::Unreserve)?;
+        assert!(unreserved, "in-memory and stored reservations agree");
+        self.reserved.remove(&slot.offset);
+        pending.undo.push(Undo::Unreserved(slot, worker));
+        let existing = txn.get(&hash).map_err(BatchError::Get)?;
+        let outcome = if existing.is_some() {
+            // Dedup: the bytes are stored already; the new slot was never visible to a reader.
+            pending.free_after_commit.push(slot);
+            OccupyOutcome::Duplicate
+        } else {
+            let entry = IndexEntry {
+                slot,
+                len,
+                crc32c,
+                flags: 0,
+                commit_seq: self.seq,
+            };
+            txn.put(&hash, &entry).map_err(BatchError::Put)?;
+            counts.blocks_added += 1;
+            counts.used_added += slot.bytes();
+            counts.data_added += u64::from(len);
+            pending.needs_sync = true;
+            OccupyOutcome::Stored
+        };
+        Ok(ToWorker::Occupied { request, outcome })
+    }
+
+    pub(super) fn return_slot(
+        &mut self,
+        txn: &mut impl MetaTxn,
+        worker: WorkerId,
+        slot: Slot,
+        pending: &mut Pending,
+    ) -> Result<(), BatchError> {
+        match self.reserved.get(&slot.offset) {
+            Some((s, w)) if *s == slot && *w == worker => {}
+            // A bogus return is a worker bug; ignoring it keeps the books straight.
+            _ => return Ok(()),
+        }
+        let unreserved = txn.unreserve(slot).map_err(BatchError::Unreserve)?;
+        assert!(unreserved, "in-memory and stored reservations agree");
+        self.reserved.remove(&slot.offset);
+        pending.undo.push(Undo::Unreserved(slot, worker));
+        pending.free_after_commit.push(slot);
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Opening the store: header checks, the allocator rebuilt from the index (through the one
+//! index audit), last run's reservations returned to free.
+//!
+//! Must never: serve an index whose blocks overlap or lie past the capacity, or shrink the
+//! capacity; in relaxed mode it must not commit durably (the last run's newest entries may
+//! point at data it never synced).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::buddy::{BuddyAllocator, Slot};
+use crate::clock::Instant;
+use crate::message::WorkerId;
+use crate::meta::{Header, MetaError, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION};
+use crate::size_class::SLOT_MAX_BYTES;
+
+use super::audit::audit_index;
+use super::reserved::Reserved;
+use super::{Controller, ControllerConfig, ControllerStats, Durability, WORKERS_MAX};
+
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("data directory has format version {found}; this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+    #[error(
+        "capacity {requested} bytes is smaller than the stored capacity {stored} bytes; \
+         shrinking is not supported"
+    )]
+    Shrink { requested: u64, stored: u64 },
+    #[error("capacity must be a positive multiple of 512 KiB, got {0}")]
+    BadCapacity(u64),
+    #[error("index is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl<M: MetaStore> Controller<M> {
+    /// Opens the store: checks the header, rebuilds the allocator from the index, grows the
+    /// capacity if asked, and returns every reservation left by the previous run to free.
+    pub fn open(store: M, config: ControllerConfig) -> Result<Controller<M>, OpenError> {
+        assert!(
+            config.workers >= 1 && config.workers <= WORKERS_MAX,
+            "{}",
+            config.workers
+        );
+        if config.capacity_bytes == 0 || !config.capacity_bytes.is_multiple_of(SLOT_MAX_BYTES) {
+            return Err(OpenError::BadCapacity(config.capacity_bytes));
+        }
+        let (header, allocator, stats, stale) = {
+            let read = store.read()?;
+            let header = match read.header()? {
+                Some(h) if h.format_version != FORMAT_VERSION => {
+                    return Err(OpenError::Version {
+                        found: h.format_version,
+                        expected: FORMAT_VERSION,
+                    })
+                }
+                Some(h) if h.capacity_bytes > config.capacity_bytes => {
+                    return Err(OpenError::Shrink {
+                        requested: config.capacity_bytes,
+                        stored: h.capacity_bytes,
+                    })
+                }
+                Some(h) => Header {
+                    capacity_bytes: config.capacity_bytes,
+                    ..h
+                },
+                None => Header {
+                    format_version: FORMAT_VERSION,
+                    capacity_bytes: config.capacity_bytes,
+                    node_id: config.node_id,
+                    commit_seq: 0,
+                },
+            };
+            let (allocator, stats, stale) = rebuild_allocator(&read, header.capacity_bytes)?;
+            (header, allocator, stats, stale)
+        };
+        let mut controller = Controller {
+            store,
+            header,
+            allocator,
+            reserved: Reserved::default(),
+            quarantine: VecDeque::new(),
+            undurable: Vec::new(),
+            horizon: vec![1; config.workers],
+            addresses_sent: vec![0; config.workers],
+            epoch: 0,
+            inbox: Vec::new(),
+            writes_pending: None,
+            outbox: (0..config.workers).map(|_| VecDeque::new()).collect(),
+            last_run: None,
+            last_durable_commit: Instant::ZERO,
+            durable_commit_due: config.durability == Durability::Relaxed,
+            awaiting_durable: None,
+            awaiting_stored: BTreeSet::new(),
+            failed: None,
+            stats,
+            config,
+        };
+        controller.recover_reservations(&stale)?;
+        // The known bug of `BuddyAllocator` is switched on through the same `bugs` config as
+        // the controller's own (sim-bugs builds only).
+        #[cfg(feature = "sim-bugs")]
+        controller
+            .allocator
+            .inject_skip_merge(controller.config.bugs.skip_merge());
+        controller.check_invariants();
+        Ok(controller)
+    }
+
+    pub(super) fn recover_reservations(
+        &mut self,
+        stale: &[(Slot, WorkerId)],
+    ) -> Result<(), OpenError> {
+        let bug = self.config.bugs.skip_reservation_recovery();
+        if bug {
+            // The bug: last run's pool slots stay allocated and are never given back.
+            for (slot, _) in stale {
+                let _ = self.allocator.mark_allocated(*slot);
+            }
+        }
+        let mut txn = self.store.begin()?;
+        if !bug {
+            txn.clear_reservations()?;
+        }
+        self.header.commit_seq += 1;
+        txn.set_header(&self.header)?;
+        // In relaxed mode the last run's newest entries may point at data it never synced: a
+        // durable commit here would make them survive a power loss over lost bytes. Relaxed mode
+        // makes the index durable only in `apply_in_txn`, after syncing the data file.
+        txn.commit(self.config.durability == Durability::Full)?;
+        Ok(())
+    }
+}
+
+/// Rebuilds the allocator from the index (through the one audit, [`audit_index`]), with the
+/// counters /stats reports and the last run's reservations. An index with a problem in its
+/// blocks is refused (`OpenError::Inconsistent`, naming the first).
+#[allow(clippy::type_complexity)]
+pub(super) fn rebuild_allocator(
+    read: &impl MetaRead,
+    capacity_bytes: u64,
+) -> Result<(BuddyAllocator, ControllerStats, Vec<(Slot, WorkerId)>), OpenError> {
+    let audit = audit_index(read, capacity_bytes, |_, _| {})?;
+    if let Some(problem) = audit.block_problem() {
+        return Err(OpenError::Inconsistent(problem.to_string()));
+    }
+    let stats = ControllerStats {
+        blocks: audit.blocks,
+        used_bytes: audit.used_bytes,
+        data_bytes: audit.data_bytes,
+        ..ControllerStats::default()
+    };
+    Ok((audit.allocator, stats, audit.reservations))
+}

@@ -1,0 +1,184 @@
+//! The simulated controller's driver (`ControllerIo`): the fake disk's fdatasync on a modelled
+//! `data-sync` thread (a sync begun in one step completes after the disk's latency, possibly
+//! failing with an injected fault, and its result is waited for later, or only by the next
+//! sync when nobody waited), and the engine's scrub over the fake disk.
+//!
+//! Borrows the disk, the world's random generator and latch flag for one cycle (`CtlIo`); the
+//! node owns the sync thread's state (`SimSyncThread`) and the scrub (`SimScrub`). Which sync
+//! is in flight and which error is stale are the engine's `Syncer`'s to decide, as in the
+//! server. Must never read a clock of its own (`now` is the cycle's start plus the time spent).
+//!
+//! Fault model: a data sync fails with probability `sync_fail`; a failed one makes nothing
+//! durable. A successful background sync makes durable exactly the writes completed when it
+//! began (the simulator is one thread, so none complete between its begin and its wait).
+
+use std::time::Duration;
+
+use engine::controller::{
+    Controller, ControllerIo, DataFinish, IndexDurability, Scrub, ScrubOutcome, SyncError, Syncer,
+};
+use engine::meta::MemStore;
+use engine::Instant;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::Disk;
+use crate::ring;
+
+/// Virtual time between two scrubbed blocks.
+pub const SCRUB_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The node's `data-sync` thread: the engine's state machine and the sync in flight.
+#[derive(Debug, Default)]
+pub struct SimSyncThread {
+    state: Syncer,
+    /// The background data sync in flight: its outcome (drawn when it began) and when it
+    /// completes (virtual ns).
+    in_flight: Option<(Result<(), SyncError>, u64)>,
+}
+
+impl SimSyncThread {
+    /// The index's background sync ended (the world reports it to the controller).
+    pub fn settle_index(&mut self, index_sync_pending: bool) {
+        if self.state.index_in_flight() && !index_sync_pending {
+            self.state.index_done();
+        }
+    }
+}
+
+/// The controller's driver for one cycle.
+pub(crate) struct CtlIo<'a> {
+    pub(crate) disk: &'a mut Disk,
+    pub(crate) rng: &'a mut ChaCha8Rng,
+    pub(crate) now: u64,
+    /// Virtual time spent in this cycle so far (syncs take the disk's latency).
+    pub(crate) spent_ns: u64,
+    pub(crate) disk_latency_ns: (u64, u64),
+    pub(crate) sync_fail: f64,
+    pub(crate) failed: &'a mut bool,
+    pub(crate) background: bool,
+    /// `begin_durable` was called.
+    pub(crate) durable_begun: bool,
+    pub(crate) sync: &'a mut SimSyncThread,
+}
+
+impl CtlIo<'_> {
+    /// One fdatasync of the fake disk: its latency and outcome.
+    fn draw_sync(&mut self) -> (Result<(), SyncError>, u64) {
+        let latency_ns = ring::latency(self.rng, self.disk_latency_ns, 0.0);
+        if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
+            *self.failed = true;
+            return (Err(SyncError::Io("injected EIO".into())), latency_ns);
+        }
+        self.disk.sync();
+        (Ok(()), latency_ns)
+    }
+
+    /// Waits for the background data sync in flight, if one is (the controller thread blocks
+    /// until it completes), and hands its result to the state machine.
+    fn wait_data(&mut self) {
+        if self.sync.state.data_in_flight() {
+            let (result, done_at) = self.sync.in_flight.take().expect("a sync in flight");
+            let at = self.now + self.spent_ns;
+            self.spent_ns += done_at.saturating_sub(at);
+            self.sync.state.data_done(result);
+        }
+        assert!(self.sync.in_flight.is_none());
+    }
+}
+
+impl ControllerIo for CtlIo<'_> {
+    fn index_durability(&self) -> IndexDurability {
+        if self.background {
+            IndexDurability::InBackground
+        } else {
+            IndexDurability::InCycle
+        }
+    }
+
+    fn begin_durable(&mut self) {
+        assert!(!self.durable_begun, "one durable batch at a time");
+        self.durable_begun = true;
+        self.wait_data();
+        self.sync.state.begin_index();
+    }
+
+    fn begin_sync_data(&mut self) {
+        self.wait_data();
+        self.sync.state.begin_data();
+        let (result, latency_ns) = self.draw_sync();
+        self.sync.in_flight = Some((result, self.now + self.spent_ns + latency_ns));
+    }
+
+    fn sync_data(&mut self) -> Result<(), SyncError> {
+        self.wait_data();
+        match self.sync.state.finish_data() {
+            DataFinish::Report(result) => result,
+            DataFinish::SyncNow => {
+                let (result, latency_ns) = self.draw_sync();
+                self.spent_ns += latency_ns;
+                result
+            }
+        }
+    }
+
+    fn now(&mut self) -> Instant {
+        Instant(self.now + self.spent_ns)
+    }
+}
+
+/// The engine's scrub over the fake disk, with its oracle: a block it finds corrupt must lie
+/// on sectors the disk damaged (a misdirected or lost write) or turned bad.
+pub struct SimScrub {
+    scrub: Scrub,
+}
+
+/// What one scrub step did.
+pub enum ScrubStep {
+    /// Not due, or the end of a pass.
+    Nothing,
+    /// Checked a block: (offset, outcome).
+    Checked(u64, ScrubOutcome),
+}
+
+impl Default for SimScrub {
+    fn default() -> SimScrub {
+        SimScrub {
+            scrub: Scrub::new(SCRUB_INTERVAL),
+        }
+    }
+}
+
+impl SimScrub {
+    /// Checks one block if due. `Err` names a corruption the disk never injected.
+    pub fn step(
+        &mut self,
+        now: u64,
+        controller: &Controller<MemStore>,
+        disk: &Disk,
+    ) -> Result<ScrubStep, String> {
+        let read = engine::meta::MetaStore::read(controller.store())
+            .map_err(|e| format!("scrub: read view: {e}"))?;
+        let Some(request) = self
+            .scrub
+            .poll_read(Instant(now), &read)
+            .map_err(|e| format!("scrub: index: {e}"))?
+        else {
+            return Ok(ScrubStep::Nothing);
+        };
+        let len = u64::from(request.len);
+        let bad = disk.is_bad(request.offset, len);
+        if !bad {
+            disk.read(request.offset, self.scrub.buffer());
+        }
+        let outcome = self.scrub.handle_read(!bad);
+        let injected = bad || disk.is_damaged(request.offset, len);
+        if outcome != ScrubOutcome::Intact && !injected {
+            return Err(format!(
+                "scrub found {} at offset {} corrupt, but the disk damaged none of its sectors",
+                request.hash, request.offset
+            ));
+        }
+        Ok(ScrubStep::Checked(request.offset, outcome))
+    }
+}
