@@ -1,0 +1,116 @@
+//! A connection: its slot (`ConnRef`: index + generation), what it holds, and look-ups by
+//! `ConnRef` that tell a gone connection from a live one.
+//!
+//! Owns: [`ConnRef`], [`Conn`], [`Active`] (the request in progress) and the accessors
+//! (`conn_at`, `stage_of`, `stage_head`, `stage_method`, `persistence_of`).
+//! Invariants: a `ConnRef` names a connection only while the generations match; `rbuf` is
+//! present exactly when no receive is in flight; `grant` is non-zero only with a request.
+//! Must never: reach a connection by index alone (a reused slot is another connection).
+
+use super::*;
+
+/// A connection slot index and its generation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct ConnRef {
+    pub(super) index: usize,
+    pub(super) generation: u32,
+}
+
+pub(super) struct Conn {
+    pub(super) generation: u32,
+    pub(super) handle: ConnHandle,
+    /// Received bytes not yet consumed (None while a receive owns the buffer).
+    pub(super) rbuf: Option<Vec<u8>>,
+    pub(super) recv_op: Option<OpId>,
+    pub(super) send_op: Option<OpId>,
+    pub(super) send_started: Instant,
+    pub(super) file_op: Option<OpId>,
+    pub(super) other_ops: u32,
+    /// Responses waiting to be sent, each `(buffer, start, end)`.
+    pub(super) outq: VecDeque<(Vec<u8>, usize, usize)>,
+    pub(super) eof: bool,
+    pub(super) active: Option<Active>,
+    /// First byte of the current request (head not complete yet).
+    pub(super) head_started: Option<Instant>,
+    pub(super) last_activity: Instant,
+    pub(super) keep_alive: bool,
+    pub(super) closing: bool,
+    pub(super) close_submitted: bool,
+    pub(super) rejecting: bool,
+    /// Bytes of a refused request's body still to skip.
+    pub(super) discard: u64,
+    /// Answered with `Connection: close`; draining `discard` bytes before closing.
+    pub(super) lingering: bool,
+    /// Bytes of the worker's buffer budget the current request holds (0 between requests).
+    pub(super) grant: usize,
+    /// The grant is an upload's lane (counted in `Worker::lanes_granted` too).
+    pub(super) lane: bool,
+}
+
+pub(super) struct Active {
+    pub(super) head: RequestHead,
+    pub(super) route: Route,
+    pub(super) started: Instant,
+    /// When the request last asked the controller something: its wait for storage is bounded
+    /// by the request timeout from there (a slow client's upload does not eat storage's time).
+    pub(super) asked: Instant,
+    pub(super) stage: Stage,
+    /// `request` span (debug level): worker, request number, method, path.
+    pub(super) span: tracing::Span,
+}
+
+/// The connection `r` names, if it is still that connection (field-disjoint borrow).
+pub(super) fn conn_at(conns: &mut [Option<Conn>], r: ConnRef) -> Option<&mut Conn> {
+    match conns.get_mut(r.index) {
+        Some(Some(c)) if c.generation == r.generation => Some(c),
+        _ => None,
+    }
+}
+
+pub(super) fn stage_of(conns: &[Option<Conn>], r: ConnRef) -> Option<&Stage> {
+    match conns.get(r.index) {
+        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),
+        _ => None,
+    }
+}
+
+/// The head of the request in progress on connection `r`.
+pub(super) fn stage_head(conns: &[Option<Conn>], r: ConnRef) -> Option<&RequestHead> {
+    match conns.get(r.index) {
+        Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.head),
+        _ => None,
+    }
+}
+
+/// The method of the request in progress on `r` (`Other` if none).
+pub(super) fn stage_method(conns: &[Option<Conn>], r: ConnRef) -> Method {
+    let conn = conns.get(r.index).and_then(Option::as_ref);
+    conn.filter(|c| c.generation == r.generation)
+        .and_then(|c| c.active.as_ref())
+        .map_or(Method::Other, |a| a.head.method)
+}
+
+/// The stage of the request in progress on connection `r`, if it is still that connection.
+/// What a response on `conn` says about the connection: closed unless it is kept alive, and
+/// an HTTP/1.0 client that asked to keep it is told so.
+pub(super) fn persistence_of(conn: &Conn) -> http::Persistence {
+    let http10 = conn.active.as_ref().is_some_and(|a| a.head.http10);
+    match (conn.keep_alive, http10) {
+        (false, _) => http::Persistence::Close,
+        (true, true) => http::Persistence::KeepAlive10,
+        (true, false) => http::Persistence::KeepOpen,
+    }
+}
+
+impl Worker {
+    pub(super) fn conn_mut(&mut self, r: ConnRef) -> Option<&mut Conn> {
+        conn_at(&mut self.conns, r)
+    }
+
+    pub(super) fn conn_ref(&self, index: usize) -> ConnRef {
+        ConnRef {
+            index,
+            generation: self.conn_generations[index],
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! One worker's state machine: connections, HTTP requests, block pools, pending replies.
+//!
+//! Sans-IO (DESIGN.md): the worker emits [`Op`]s through [`Worker::poll_io`] and controller
+//! messages through [`Worker::drain_messages`]; it takes completions, controller replies and time
+//! as input. It never blocks, reads no clock and performs no system call.
+//!
+//! Invariants:
+//! - a connection handles one request at a time, so pipelined requests are answered in order;
+//! - a buffer moved into an operation is not touched until its completion returns it;
+//! - a connection slot is reused only after every operation on it has completed and the
+//!   driver closed it;
+//! - a slot taken from the pool is written, then either occupied (controller) or put back;
+//! - address replies are numbered in the order they arrive (1, 2, ...); a reply whose address
+//!   is being read stays "in flight" until the read completes, and the worker reports the
+//!   lowest such number (`ReaderHorizon`: every reply below it is finished) so the controller
+//!   never reuses a slot a GET may still be reading (SPEC guarantee 4).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::buddy::Slot;
+use crate::clock::Instant;
+use crate::gateway::{self, IpfsRequest, Negotiated};
+use crate::hash::{BlockHash, Hex, HASH_HEX_LEN};
+use crate::health::{self, Observations, Unhealthy};
+use crate::http::{
+    self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
+    RequestHead,
+};
+use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
+use crate::log_limit::LogLimit;
+use crate::message::{
+    ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
+    WorkerId, LIST_LIMIT_MAX,
+};
+use crate::pool::Pools;
+use crate::size_class::{SizeClass, BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
+use crate::stats::{self, StatsSnapshot, WorkerStats};
+
+mod body;
+mod budget;
+mod buffers;
+mod config;
+mod conn;
+mod get;
+mod index;
+mod invariants;
+mod ipfs;
+mod lifecycle;
+mod ops;
+mod put;
+mod recv;
+mod report;
+mod request;
+mod respond;
+mod router;
+mod slots;
+mod stream;
+mod timers;
+
+pub use config::{VerifyReads, WorkerConfig, BUFFER_BUDGET_MIN_BYTES};
+use conn::*;
+use get::*;
+use ops::*;
+use request::*;
+
+/// Room kept in front of a GET's read buffer for the response head (no copy of the body): a
+/// `/block/` head, or the longest `/ipfs/` head with its CAR prefix.
+const HEAD_ROOM_BYTES: usize = 1024;
+
+const _: () = assert!(gateway::RESPONSE_PREFIX_BYTES_MAX <= HEAD_ROOM_BYTES);
+
+/// Piece size of a streamed PUT body.
+const STREAM_PIECE_BYTES: usize = 64 * 1024;
+
+/// Capacity of a large buffer: a whole block plus room for the response head.
+const LARGE_BUF_BYTES: usize = HEAD_ROOM_BYTES + BLOCK_LEN_MAX_BYTES as usize;
+
+/// How long a lingering close waits for the rest of a refused body.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest oversize body (413) drained before closing; larger ones close at once.
+const OVERSIZE_DISCARD_MAX_BYTES: u64 = 4 << 20;
+
+/// Receive size (and buffer) of a connection between requests.
+const IDLE_RECV_BYTES: usize = 8192;
+
+/// Most hashes in one `POST /blocks/missing`.
+pub const MISSING_HASHES_MAX: usize = 10_000;
+
+/// Largest `POST /blocks/missing` body: 10,000 lines of 64 hex characters and CRLF.
+const MISSING_BODY_MAX_BYTES: u64 = (MISSING_HASHES_MAX * (HASH_HEX_LEN + 2)) as u64;
+
+/// Lookups one `POST /blocks/missing` keeps in flight.
+const MISSING_IN_FLIGHT_MAX: usize = 256;
+
+/// Body of a refused request skipped to keep the connection usable; larger ones close it.
+const DISCARD_MAX_BYTES: u64 = 1 << 20;
+
+/// Connections over the limit that may be waiting for their 503 at once.
+const REJECTING_MAX: usize = 64;
+
+/// Recycled buffers kept per kind.
+const BUFFERS_KEPT_MAX: usize = 256;
+
+/// Pooled receive buffers of requests in progress kept per worker (~80 KiB each by default).
+const RECV_BUFS_KEPT_MAX: usize = 16;
+
+/// Delay before accepting again after EMFILE and similar.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
+
+/// Delay before a class that came back short after a `Reclaim` is asked again (the space it
+/// waits for comes back over some cycles; asking every loop turn spins worker and controller).
+const SLOT_RETRY_DELAY: Duration = Duration::from_millis(1);
+
+/// Longest an upload waits for a lane before it goes on in small pieces (it takes a lane
+/// later, between pieces, when one is free). Short: the lanes may be held by clients that
+/// send a byte now and then, and a normal upload must not queue behind them.
+const LANE_WAIT_MAX: Duration = Duration::from_millis(20);
+
+/// What a pending controller request belongs to.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    conn: ConnRef,
+    /// For `POST /blocks/missing`: which line.
+    tag: usize,
+    /// When the request went out (for the time-waiting-for-the-controller figure).
+    sent: Instant,
+}
+
+pub struct Worker {
+    config: WorkerConfig,
+    conns: Vec<Option<Conn>>,
+    conn_generations: Vec<u32>,
+    conn_free: Vec<usize>,
+    conns_open: usize,
+    rejecting: usize,
+    ops: Vec<OpEntry>,
+    op_free: Vec<u32>,
+    ops_in_flight: usize,
+    io_out: VecDeque<(OpId, Op)>,
+    msg_out: VecDeque<ToController>,
+    pending: BTreeMap<RequestId, Waiter>,
+    next_request: RequestId,
+    pools: Pools,
+    slot_waiters: Vec<VecDeque<ConnRef>>,
+    accept_op: Option<OpId>,
+    accept_retry_at: Option<Instant>,
+    next_pool_decay: Instant,
+    /// The latest `now` any input carried (stamps controller requests).
+    now_seen: Instant,
+    /// No connection deadline comes before this (see `poll_timeout`).
+    deadline_cache: Instant,
+    /// Per class: a `Reclaim` arrived since the last `AllocateDone`: space may come back, keep
+    /// PUTs waiting.
+    reclaim_seen: [bool; CLASS_COUNT],
+    /// Per class: no allocate request before this (see `SLOT_RETRY_DELAY`).
+    slot_retry_at: [Option<Instant>; CLASS_COUNT],
+    shutting_down: bool,
+    /// Address replies received so far (their sequence numbers are 1..=this).
+    addresses_received: u64,
+    /// Sequence numbers of address replies whose reads are still in flight.
+    reads_in_flight: BTreeSet<u64>,
+    horizon_reported: u64,
+    small_bufs: Vec<Vec<u8>>,
+    large_bufs: Vec<Vec<u8>>,
+    piece_bufs: Vec<Vec<u8>>,
+    /// Receive buffers of a request in progress (`recv_chunk_bytes` and a little more).
+    recv_bufs: Vec<Vec<u8>>,
+    /// Buffers of finished requests' heads, for the next heads (no allocation per request).
+    head_buffers: HeadBuffers,
+    /// Where a GET's response head is written before it goes in front of the body.
+    head_scratch: Vec<u8>,
+    /// Sum of the connections' `grant`s.
+    granted: usize,
+    /// Requests in `Stage::WaitBuffer`, first come first served.
+    buffer_waiters: VecDeque<ConnRef>,
+    /// Sum of the grants that are upload lanes: at most [`Worker::lane_cap`], so uploads
+    /// (slow ones included) never hold the whole budget and GETs always get their share.
+    lanes_granted: usize,
+    /// Uploads waiting for a lane, first come first served.
+    lane_waiters: VecDeque<ConnRef>,
+    /// `serve_buffer_waiters` is running (a nested call returns; the running one goes on).
+    serving: bool,
+    stats: WorkerStats,
+    snapshot: Arc<StatsSnapshot>,
+    /// The driver's watchdog verdict over the whole node (see [`Worker::set_health`]).
+    node_health: Option<Unhealthy>,
+    /// Failed verifications are logged at most once a second (each is counted).
+    corrupt_log: LogLimit,
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig) -> Worker {
+        assert!(config.max_connections >= 1);
+        assert!(config.max_header_bytes >= 256 && config.recv_chunk_bytes >= 1024);
+        assert!(
+            config.buffer_budget_bytes >= BUFFER_BUDGET_MIN_BYTES,
+            "buffer budget of {} bytes is below the minimum",
+            config.buffer_budget_bytes
+        );
+        let recv = config.recv_chunk_bytes + 2 * IDLE_RECV_BYTES;
+        assert!(
+            config.buffer_budget_bytes >= LARGE_BUF_BYTES + STREAM_PIECE_BYTES + 2 * recv,
+            "the buffer budget holds a buffered body and an upload's lane"
+        );
+        let pools = Pools::new(config.pool_targets, config.pool_bytes_max);
+        Worker {
+            conns: Vec::new(),
+            conn_generations: Vec::new(),
+            conn_free: Vec::new(),
+            conns_open: 0,
+            rejecting: 0,
+            ops: Vec::new(),
+            op_free: Vec::new(),
+            ops_in_flight: 0,
+            io_out: VecDeque::new(),
+            msg_out: VecDeque::new(),
+            pending: BTreeMap::new(),
+            next_request: 1,
+            pools,
+            slot_waiters: (0..CLASS_COUNT).map(|_| VecDeque::new()).collect(),
+            accept_op: None,
+            accept_retry_at: None,
+            next_pool_decay: Instant::ZERO,
+            now_seen: Instant::ZERO,
+            deadline_cache: Instant::ZERO,
+            reclaim_seen: [false; CLASS_COUNT],
+            slot_retry_at: [None; CLASS_COUNT],
+            shutting_down: false,
+            addresses_received: 0,
+            reads_in_flight: BTreeSet::new(),
+            horizon_reported: 0,
+            small_bufs: Vec::new(),
+            large_bufs: Vec::new(),
+            piece_bufs: Vec::new(),
+            recv_bufs: Vec::new(),
+            head_buffers: HeadBuffers::default(),
+            head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
+            granted: 0,
+            buffer_waiters: VecDeque::new(),
+            lanes_granted: 0,
+            lane_waiters: VecDeque::new(),
+            serving: false,
+            stats: WorkerStats::default(),
+            snapshot: Arc::new(StatsSnapshot::default()),
+            node_health: None,
+            corrupt_log: LogLimit::new(Duration::from_secs(1)),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> WorkerId {
+        self.config.id
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// The next operation for the driver.
+    #[must_use]
+    pub fn poll_io(&mut self) -> Option<(OpId, Op)> {
+        self.io_out.pop_front()
+    }
+
+    /// Gives queued controller messages to `push` until it refuses one (queue full).
+    pub fn drain_messages(&mut self, mut push: impl FnMut(&ToController) -> bool) {
+        while let Some(m) = self.msg_out.front() {
+            if !push(m) {
+                break;
+            }
+            self.msg_out.pop_front();
+        }
+    }
+
+    pub fn messages_waiting(&self) -> usize {
+        self.msg_out.len()
+    }
+
+    /// When the worker next needs `tick` without other input.
+    ///
+    /// Deadlines are checked lazily: `tick` scans the connections only when the cached earliest
+    /// deadline has come, and every event lowers the cache to `now + min_timeout / 2` (any
+    /// deadline an event creates is at least `min_timeout` away, except an upload's wait for a
+    /// lane, which lowers the cache itself). So a busy worker scans its
+    /// connections a few times per `min_timeout`, not once per loop turn.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let connections = self.conns_open + self.rejecting > 0;
+        let deadlines = connections.then_some(self.deadline_cache);
+        // A worker shutting down neither accepts nor refills: a pending retry of either would
+        // be a deadline no tick clears, and the driver's loop would spin on it.
+        let retries = if self.shutting_down {
+            [None, None]
+        } else {
+            let slot = self.slot_retry_at.iter().flatten().min().copied();
+            [self.accept_retry_at, slot]
+        };
+        retries.into_iter().chain([deadlines]).flatten().min()
+    }
+
+    /// Timeouts, pool refills, the accept op, and the reader horizon. Call every loop turn.
+    pub fn tick(&mut self, now: Instant) {
+        self.now_seen = self.now_seen.max(now);
+        if !self.shutting_down && self.accept_op.is_none() {
+            let due = self.accept_retry_at.is_none_or(|t| now >= t);
+            if due {
+                self.accept_retry_at = None;
+                self.accept_op = Some(self.submit(None, OpKind::Accept, Op::Accept));
+            }
+        }
+        if now >= self.deadline_cache {
+            self.check_timeouts(now);
+            let far = now + self.min_timeout();
+            // Never in the past: a deadline that stayed would otherwise spin the loop.
+            let floor = now + Duration::from_millis(1);
+            self.deadline_cache = self.earliest_deadline().unwrap_or(far).max(floor);
+        }
+        let soon = now + self.min_timeout() / 2;
+        self.deadline_cache = self.deadline_cache.min(soon);
+        if now >= self.next_pool_decay {
+            self.next_pool_decay = now + crate::pool::POOL_DECAY_INTERVAL;
+            self.pools.decay();
+        }
+        self.refill_pools();
+        self.report_horizon();
+    }
+
+    /// Stop accepting; close idle connections; let requests in progress finish, then close.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        if let Some(id) = self.accept_op {
+            self.submit(None, OpKind::Cancel, Op::Cancel { target: id });
+        }
+        for index in 0..self.conns.len() {
+            let Some(conn) = self.conns[index].as_mut() else {
+                continue;
+            };
+            conn.keep_alive = false;
+            let idle = conn.active.is_none()
+                && conn.head_started.is_none()
+                && conn.send_op.is_none()
+                && conn.outq.is_empty();
+            if idle {
+                let r = self.conn_ref(index);
+                self.close_conn(r);
+            }
+        }
+    }
+
+    /// True when shutdown has finished: no connection, no operation, no pending reply.
+    pub fn is_drained(&self) -> bool {
+        self.shutting_down
+            && self.conns_open + self.rejecting == 0
+            && self.ops_in_flight == 0
+            && self.io_out.is_empty()
+    }
+
+    pub fn handle_completion(&mut self, now: Instant, c: Completion) {
+        self.now_seen = self.now_seen.max(now);
+        let Some((conn, kind)) = self.retire(c.op) else {
+            panic!("completion for an unknown op {:?}", c.op);
+        };
+        match kind {
+            OpKind::Accept => self.on_accept(now, c),
+            OpKind::Cancel => {}
+            OpKind::Close => self.on_closed(conn.expect("close has a connection")),
+            OpKind::Recv => self.on_recv(now, conn.expect("recv has a connection"), c),
+            OpKind::Send => self.on_send(now, conn.expect("send has a connection"), c),
+            OpKind::File => self.on_file(now, conn.expect("file op has a connection"), c),
+        }
+    }
+
+    /// Removes a pending controller request, counting how long it waited.
+    fn take_pending(&mut self, now: Instant, request: RequestId) -> Option<Waiter> {
+        let w = self.pending.remove(&request)?;
+        self.stats.controller_wait_ns += now.saturating_since(w.sent).as_nanos() as u64;
+        Some(w)
+    }
+
+    pub fn handle_message(&mut self, now: Instant, message: ToWorker) {
+        self.now_seen = self.now_seen.max(now);
+        match message {
+            ToWorker::Allocated { request, slot } => {
+                let class = self
+                    .pools
+                    .class_of_request(request)
+                    .expect("allocate in flight");
+                assert_eq!(class, slot.class, "controller sent a slot of another class");
+                self.pools.put_back(slot);
+                self.serve_slot_waiters(now, class);
+            }
+            ToWorker::AllocateDone {
+                request,
+                class,
+                requested,
+                granted,
+            } => {
+                self.pools.done(class, request, requested, granted);
+                self.serve_slot_waiters(now, class);
+                let short = granted < requested && self.pools.free_count(class) == 0;
+                let reclaimed = std::mem::take(&mut self.reclaim_seen[class.index()]);
+                if short && !reclaimed {
+                    self.fail_slot_waiters(now, class);
+                } else if short {
+                    self.slot_retry_at[class.index()] = Some(now + SLOT_RETRY_DELAY);
+                }
+            }
+            ToWorker::Reclaim { class } => {
+                self.reclaim_seen[class.index()] = true;
+                self.pools.shrink_for_reclaim();
+                let worker = self.config.id;
+                for slot in self.pools.drain_all() {
+                    let request = self.next_request();
+                    self.msg_out.push_back(ToController::ReturnSlot {
+                        worker,
+                        request,
+                        slot,
+                    });
+                }
+            }
+            ToWorker::Address {
+                request,
+                location,
+                epoch: _,
+            } => {
+                self.addresses_received += 1;
+                let seq = self.addresses_received;
+                let Some(w) = self.take_pending(now, request) else {
+                    return;
+                };
+                let is_missing = self
+                    .conn_mut(w.conn)
+                    .and_then(|c| c.active.as_ref())
+                    .is_some_and(|a| matches!(a.stage, Stage::Missing { .. }));
+                let is_dedup = self
+                    .conn_mut(w.conn)
+                    .and_then(|c| c.active.as_ref())
+                    .is_some_and(|a| matches!(a.stage, Stage::DedupCheck { .. }));
+                if is_missing {
+                    self.on_missing_reply(now, w.conn, w.tag, Some(location.is_some()));
+                } else if is_dedup {
+                    self.on_dedup_checked(now, w.conn, location.is_some());
+                } else {
+                    self.on_address(now, w.conn, location, seq);
+                }
+            }
+            ToWorker::Occupied { request, outcome } => {
+                if let Some(w) = self.take_pending(now, request) {
+                    self.on_occupied(now, w.conn, outcome);
+                }
+            }
+            ToWorker::Released { request, outcome } => {
+                if let Some(w) = self.take_pending(now, request) {
+                    self.on_released(now, w.conn, outcome);
+                }
+            }
+            ToWorker::ListItem { request, hash, len } => {
+                if let Some(w) = self.pending.get(&request).copied() {
+                    self.on_list_item(w.conn, hash, len);
+                }
+            }
+            ToWorker::ListDone { request, .. } => {
+                if let Some(w) = self.take_pending(now, request) {
+                    self.on_list_done(now, w.conn);
+                }
+            }
+            ToWorker::Error { request, code } => self.on_error_reply(now, request, code),
+        }
+    }
+
+    fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
+        if let Some(class) = self.pools.class_of_request(request) {
+            self.on_allocate_failed(now, request, class, code);
+            return;
+        }
+        let Some(w) = self.take_pending(now, request) else {
+            return;
+        };
+        let Some(active) = conn_at(&mut self.conns, w.conn).and_then(|c| c.active.as_ref()) else {
+            return;
+        };
+        if matches!(active.stage, Stage::Missing { .. }) {
+            self.on_missing_reply(now, w.conn, w.tag, None);
+            return;
+        }
+        let method = active.head.method;
+        let (status, reason) = match code {
+            ErrorCode::NoSpace => (507, "no free slot of the needed size"),
+            ErrorCode::Unavailable => (503, "server busy; try again"),
+            ErrorCode::Io | ErrorCode::InvalidSlot => (500, "storage error"),
+        };
+        if status == 503 {
+            self.respond_busy(now, w.conn, reason);
+        } else {
+            self.respond_error(now, w.conn, method, status, reason, false);
+        }
+    }
+}
