@@ -43,13 +43,16 @@ pub struct RequestHead {
 /// A request the server refuses: the status, and a short reason for the plain-text body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpError {
-    pub status: u16,
+    pub status: Status,
     pub reason: &'static str,
 }
 
 impl HttpError {
     pub(super) const fn new(status: u16, reason: &'static str) -> HttpError {
-        HttpError { status, reason }
+        HttpError {
+            status: Status::new(status),
+            reason,
+        }
     }
 
     pub(super) const fn bad(reason: &'static str) -> HttpError {

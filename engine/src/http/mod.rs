@@ -28,7 +28,7 @@ use head::*;
 pub use head::{
     parse_head, parse_head_with, BodyFraming, HeadBuffers, HeadParse, HttpError, RequestHead,
 };
-pub use response::{reason_phrase, write_response_head, Persistence};
+pub use response::{reason_phrase, write_response_head, Persistence, Status};
 
 /// Size of the `httparse` header array: a request with more header fields gets `431`.
 pub const HEADERS_MAX: usize = 64;

@@ -18,7 +18,7 @@ fn complete(buf: &[u8]) -> (RequestHead, usize) {
 
 fn status(buf: &[u8]) -> u16 {
     match parse_head(buf, LIMIT) {
-        Err(error) => error.status,
+        Err(error) => error.status.code(),
         other => panic!("expected an error for {:?}, got {other:?}", show(buf)),
     }
 }
@@ -417,7 +417,7 @@ fn malformed_chunks_are_400() {
     for body in cases {
         let whole = decode_whole(body, 1 << 20);
         assert_eq!(
-            whole.0.as_ref().map_err(|e| e.status),
+            whole.0.as_ref().map_err(|e| e.status.code()),
             Err(400),
             "{}",
             show(body)
@@ -579,7 +579,7 @@ fn response_head_bytes_are_exact() {
     let etag: &[u8] = b"\"ab\"";
     write_response_head(
         &mut out,
-        201,
+        Status::CREATED,
         &[("ETag", etag), ("Location", b"/block/ab")],
         Some(64),
         Persistence::Close,
@@ -588,13 +588,25 @@ fn response_head_bytes_are_exact() {
         Content-Length: 64\r\nConnection: close\r\n\r\n";
     assert_eq!(show(&out), show(expected));
     let mut out = Vec::new();
-    write_response_head(&mut out, 304, &[], None, Persistence::KeepOpen);
+    write_response_head(
+        &mut out,
+        Status::NOT_MODIFIED,
+        &[],
+        None,
+        Persistence::KeepOpen,
+    );
     assert_eq!(out, b"HTTP/1.1 304 Not Modified\r\n\r\n");
     let mut out = Vec::new();
-    write_response_head(&mut out, 200, &[], Some(0), Persistence::KeepOpen);
+    write_response_head(&mut out, Status::OK, &[], Some(0), Persistence::KeepOpen);
     assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let mut out = Vec::new();
-    write_response_head(&mut out, 204, &[], None, Persistence::KeepAlive10);
+    write_response_head(
+        &mut out,
+        Status::NO_CONTENT,
+        &[],
+        None,
+        Persistence::KeepAlive10,
+    );
     assert_eq!(
         out,
         b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
@@ -602,11 +614,32 @@ fn response_head_bytes_are_exact() {
 }
 
 #[test]
+fn status_names_its_code_and_reason() {
+    assert_eq!(Status::INSUFFICIENT_STORAGE.code(), 507);
+    assert_eq!(
+        Status::INSUFFICIENT_STORAGE.reason(),
+        "Insufficient Storage"
+    );
+    assert_eq!(Status::new(299).reason(), "Unknown");
+    assert_eq!(Status::RANGE_NOT_SATISFIABLE, 416);
+    assert!(Status::BAD_REQUEST.is_error() && !Status::NOT_MODIFIED.is_error());
+    assert!(!Status::NO_CONTENT.allows_body() && !Status::NOT_MODIFIED.allows_body());
+    assert!(Status::OK.allows_body() && Status::NOT_FOUND.allows_body());
+    assert_eq!(Status::PARTIAL_CONTENT.to_string(), "206");
+}
+
+#[test]
+#[should_panic(expected = "three digits")]
+fn a_status_code_has_three_digits() {
+    let _ = Status::new(1000);
+}
+
+#[test]
 #[should_panic(expected = "bad value")]
 fn response_header_injection_is_a_programmer_error() {
     write_response_head(
         &mut Vec::new(),
-        200,
+        Status::OK,
         &[("X", b"a\r\nSet-Cookie: b")],
         None,
         Persistence::KeepOpen,

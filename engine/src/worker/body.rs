@@ -19,7 +19,7 @@ impl Worker {
                     now,
                     r,
                     method,
-                    411,
+                    Status::LENGTH_REQUIRED,
                     "a body with Content-Length or chunked \
                     transfer coding is required",
                     false,
@@ -27,7 +27,7 @@ impl Worker {
                 return;
             }
             BodyFraming::Length(0) => {
-                self.respond_error(now, r, method, 400, "empty body", false);
+                self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body", false);
                 return;
             }
             BodyFraming::Length(n) if n > max_bytes => {
@@ -37,7 +37,14 @@ impl Worker {
                 if n <= OVERSIZE_DISCARD_MAX_BYTES && !active.head.expect_continue {
                     conn.discard = n;
                 }
-                self.respond_error(now, r, method, 413, "body too large", true);
+                self.respond_error(
+                    now,
+                    r,
+                    method,
+                    Status::CONTENT_TOO_LARGE,
+                    "body too large",
+                    true,
+                );
                 return;
             }
             BodyFraming::Length(n) if matches!(active.route, Route::PutBlock { .. }) => {
@@ -156,7 +163,7 @@ impl Worker {
         let method = active.head.method;
         if body.is_empty() {
             self.recycle(body);
-            self.respond_error(now, r, method, 400, "empty body", false);
+            self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body", false);
             return;
         }
         match active.route {
@@ -169,7 +176,7 @@ impl Worker {
                         now,
                         r,
                         method,
-                        422,
+                        Status::UNPROCESSABLE_CONTENT,
                         "body does not hash to the address \
                         in the path",
                         false,

@@ -97,7 +97,7 @@ impl Worker {
         }
         let method = active.head.method;
         let Some(location) = location else {
-            self.respond_error(now, r, method, 404, "no such block", false);
+            self.respond_error(now, r, method, Status::NOT_FOUND, "no such block", false);
             return;
         };
         let answered = match flavour {
@@ -143,7 +143,7 @@ impl Worker {
         let etag = etag_of(&hex);
         if not_modified {
             let headers: [(&str, &[u8]); 2] = [("ETag", &etag), CACHE_CONTROL];
-            self.respond_head_only(now, r, method, 304, &headers, None);
+            self.respond_head_only(now, r, method, Status::NOT_MODIFIED, &headers, None);
             return true;
         }
         if head_only {
@@ -153,7 +153,14 @@ impl Worker {
                 CACHE_CONTROL,
                 ("Accept-Ranges", b"bytes"),
             ];
-            self.respond_head_only(now, r, method, 200, &headers, Some(u64::from(location.len)));
+            self.respond_head_only(
+                now,
+                r,
+                method,
+                Status::OK,
+                &headers,
+                Some(u64::from(location.len)),
+            );
             return true;
         }
         false
@@ -222,7 +229,7 @@ impl Worker {
                     now,
                     r,
                     Method::Get,
-                    500,
+                    Status::INTERNAL_SERVER_ERROR,
                     "read from the data file failed",
                     false,
                 );
@@ -290,7 +297,7 @@ impl Worker {
                 now,
                 r,
                 Method::Get,
-                500,
+                Status::INTERNAL_SERVER_ERROR,
                 "stored bytes failed verification",
                 false,
             );
@@ -314,7 +321,7 @@ impl Worker {
             ("Accept-Ranges", b"bytes"),
             ("Content-Range", content_range.as_bytes()),
         ];
-        let headers = if status == 206 {
+        let headers = if status == Status::PARTIAL_CONTENT {
             &headers[..]
         } else {
             &headers[..4]
@@ -336,17 +343,17 @@ impl Worker {
         r: ConnRef,
         len: u64,
         content_range: &mut ContentRange,
-    ) -> Option<(u16, u64, u64)> {
+    ) -> Option<(Status, u64, u64)> {
         let range = stage_head(&self.conns, r).and_then(|h| h.range.as_deref());
         let spec = range.map_or(RangeSpec::Full, |v| http::parse_range(v, len));
         match spec {
-            RangeSpec::Full => Some((200, 0, len)),
+            RangeSpec::Full => Some((Status::OK, 0, len)),
             RangeSpec::Partial {
                 start,
                 end_inclusive,
             } => {
                 content_range.write(format_args!("bytes {start}-{end_inclusive}/{len}"));
-                Some((206, start, end_inclusive + 1))
+                Some((Status::PARTIAL_CONTENT, start, end_inclusive + 1))
             }
             RangeSpec::Unsatisfiable => {
                 content_range.write(format_args!("bytes */{len}"));
@@ -363,7 +370,15 @@ impl Worker {
     ) {
         let headers: [(&str, &[u8]); 1] = [("Content-Range", content_range.as_bytes())];
         let body: [&[u8]; 1] = [b"range not satisfiable\n"];
-        self.respond_full(now, r, Method::Get, 416, &headers, &body, false);
+        self.respond_full(
+            now,
+            r,
+            Method::Get,
+            Status::RANGE_NOT_SATISFIABLE,
+            &headers,
+            &body,
+            false,
+        );
     }
 
     /// Sends `head` followed by `buf[body]`, the head written into the room before the body
@@ -372,7 +387,7 @@ impl Worker {
         &mut self,
         now: Instant,
         r: ConnRef,
-        status: u16,
+        status: Status,
         mut buf: Vec<u8>,
         head: &[u8],
         body: std::ops::Range<usize>,

@@ -18,11 +18,16 @@ impl Worker {
         };
         match outcome {
             ReleaseOutcome::Deleted => {
-                self.respond_head_only(now, r, Method::Delete, 204, &[], None);
+                self.respond_head_only(now, r, Method::Delete, Status::NO_CONTENT, &[], None);
             }
-            ReleaseOutcome::NotFound => {
-                self.respond_error(now, r, Method::Delete, 404, "no such block", false)
-            }
+            ReleaseOutcome::NotFound => self.respond_error(
+                now,
+                r,
+                Method::Delete,
+                Status::NOT_FOUND,
+                "no such block",
+                false,
+            ),
         }
     }
 
@@ -49,7 +54,15 @@ impl Worker {
         self.recycle(body);
         if let Some(p) = problem {
             let body = format!("{p}\n").into_bytes();
-            self.respond_full(now, r, Method::Post, 400, &[], &[&body], false);
+            self.respond_full(
+                now,
+                r,
+                Method::Post,
+                Status::BAD_REQUEST,
+                &[],
+                &[&body],
+                false,
+            );
             return;
         }
         let n = hashes.len();
@@ -112,7 +125,7 @@ impl Worker {
                     body.push(b'\n');
                 }
             }
-            self.respond_text(now, r, 200, &body, "text/plain");
+            self.respond_text(now, r, Status::OK, &body, "text/plain");
             return;
         }
     }
@@ -154,7 +167,14 @@ impl Worker {
             };
             if next >= hashes.len() {
                 let _ = state;
-                self.respond_error(now, r, Method::Post, 500, "index lookup failed", false);
+                self.respond_error(
+                    now,
+                    r,
+                    Method::Post,
+                    Status::INTERNAL_SERVER_ERROR,
+                    "index lookup failed",
+                    false,
+                );
                 return;
             }
             active.stage = Stage::Missing {
@@ -181,7 +201,7 @@ impl Worker {
                     Some(h) => after = Some(h),
                     None => {
                         let m = "after must be a 64-hex block address";
-                        self.respond_error(now, r, Method::Get, 400, m, false);
+                        self.respond_error(now, r, Method::Get, Status::BAD_REQUEST, m, false);
                         return;
                     }
                 },
@@ -192,7 +212,7 @@ impl Worker {
                     Some(n) if n >= 1 => limit = n.min(u64::from(LIST_LIMIT_MAX)) as u16,
                     _ => {
                         let m = "limit must be a positive integer";
-                        self.respond_error(now, r, Method::Get, 400, m, false);
+                        self.respond_error(now, r, Method::Get, Status::BAD_REQUEST, m, false);
                         return;
                     }
                 },
@@ -235,9 +255,9 @@ impl Worker {
         if head_only {
             let n = body.len() as u64;
             let headers: [(&str, &[u8]); 1] = [("Content-Type", b"text/plain")];
-            self.respond_head_only(now, r, Method::Head, 200, &headers, Some(n));
+            self.respond_head_only(now, r, Method::Head, Status::OK, &headers, Some(n));
             return;
         }
-        self.respond_text(now, r, 200, &body, "text/plain");
+        self.respond_text(now, r, Status::OK, &body, "text/plain");
     }
 }

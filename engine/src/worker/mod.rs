@@ -28,7 +28,7 @@ use crate::hash::{BlockHash, Hex, HASH_HEX_LEN};
 use crate::health::{self, Observations, Unhealthy};
 use crate::http::{
     self, BodyFraming, ChunkedDecoder, HeadBuffers, HeadParse, HttpError, Method, RangeSpec,
-    RequestHead,
+    RequestHead, Status,
 };
 use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
 use crate::log_limit::LogLimit;
@@ -489,11 +489,16 @@ impl Worker {
         }
         let method = active.head.method;
         let (status, reason) = match code {
-            ErrorCode::NoSpace => (507, "no free slot of the needed size"),
-            ErrorCode::Unavailable => (503, "server busy; try again"),
-            ErrorCode::Io | ErrorCode::InvalidSlot => (500, "storage error"),
+            ErrorCode::NoSpace => (
+                Status::INSUFFICIENT_STORAGE,
+                "no free slot of the needed size",
+            ),
+            ErrorCode::Unavailable => (Status::SERVICE_UNAVAILABLE, "server busy; try again"),
+            ErrorCode::Io | ErrorCode::InvalidSlot => {
+                (Status::INTERNAL_SERVER_ERROR, "storage error")
+            }
         };
-        if status == 503 {
+        if status == Status::SERVICE_UNAVAILABLE {
             self.respond_busy(now, w.conn, reason);
         } else {
             self.respond_error(now, w.conn, method, status, reason, false);

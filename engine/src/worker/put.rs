@@ -93,7 +93,7 @@ impl Worker {
                         now,
                         r,
                         Method::Put,
-                        500,
+                        Status::INTERNAL_SERVER_ERROR,
                         "write to the data file \
                         failed",
                         false,
@@ -136,8 +136,8 @@ impl Worker {
         };
         let hash = *hash;
         let status = match outcome {
-            OccupyOutcome::Stored => 201,
-            OccupyOutcome::Duplicate => 200,
+            OccupyOutcome::Stored => Status::CREATED,
+            OccupyOutcome::Duplicate => Status::OK,
         };
         self.respond_stored(now, r, hash, status);
     }
@@ -152,13 +152,13 @@ impl Worker {
         };
         let hash = *hash;
         if found {
-            self.respond_stored(now, r, hash, 200);
+            self.respond_stored(now, r, hash, Status::OK);
         } else {
             self.respond_error(
                 now,
                 r,
                 Method::Put,
-                507,
+                Status::INSUFFICIENT_STORAGE,
                 "no free slot of the needed size",
                 false,
             );
@@ -170,7 +170,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         hash: BlockHash,
-        status: u16,
+        status: Status,
     ) {
         let hex = hash.hex();
         let location = location_of(&hex);

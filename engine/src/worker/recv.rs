@@ -80,7 +80,14 @@ impl Worker {
             let mid_request = conn.active.is_some() || conn.head_started.is_some();
             if mid_request && conn.active.is_none() {
                 // A truncated head: answer it, then close.
-                self.respond_error(now, r, Method::Other, 400, "incomplete request", true);
+                self.respond_error(
+                    now,
+                    r,
+                    Method::Other,
+                    Status::BAD_REQUEST,
+                    "incomplete request",
+                    true,
+                );
             } else {
                 self.close_conn(r);
             }

@@ -28,7 +28,15 @@ impl Worker {
             .conn_mut(r)
             .and_then(|c| c.active.as_ref())
             .map_or(Method::Other, |a| a.head.method);
-        self.respond_full(now, r, method, 503, &headers, &body, close);
+        self.respond_full(
+            now,
+            r,
+            method,
+            Status::SERVICE_UNAVAILABLE,
+            &headers,
+            &body,
+            close,
+        );
     }
 
     /// A request that waited for the controller until its request timeout: it is answered
@@ -66,7 +74,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         method: Method,
-        status: u16,
+        status: Status,
         reason: &str,
         close: bool,
     ) {
@@ -78,7 +86,7 @@ impl Worker {
         &mut self,
         now: Instant,
         r: ConnRef,
-        status: u16,
+        status: Status,
         body: &[u8],
         ty: &str,
     ) {
@@ -112,7 +120,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         method: Method,
-        status: u16,
+        status: Status,
         headers: &[(&str, &[u8])],
         body: &[&[u8]],
         close: bool,
@@ -151,7 +159,7 @@ impl Worker {
             Some(body_len as u64),
             persistence,
         );
-        if !head_request && status != 304 && status != 204 {
+        if !head_request && status.allows_body() {
             for part in body {
                 buf.extend_from_slice(part);
             }
@@ -166,7 +174,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         method: Method,
-        status: u16,
+        status: Status,
         headers: &[(&str, &[u8])],
         content_length: Option<u64>,
     ) {
@@ -186,13 +194,13 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         method: Method,
-        status: u16,
+        status: Status,
         buf: Vec<u8>,
         start: usize,
         end: usize,
     ) {
         assert!(start < end && end <= buf.len(), "a response has bytes");
-        self.stats.by_status[stats::status_index(status)] += 1;
+        self.stats.by_status[stats::status_index(status.code())] += 1;
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
@@ -229,13 +237,14 @@ impl Worker {
             let ns = now.saturating_since(t).as_nanos() as u64;
             self.stats.latency[stats::method_index(method)].record(ns);
             if let Some(a) = conn.active.as_ref() {
-                a.span
-                    .in_scope(|| tracing::debug!(status, latency_us = ns / 1000, "response"));
+                a.span.in_scope(|| {
+                    tracing::debug!(status = status.code(), latency_us = ns / 1000, "response")
+                });
             }
-        } else if status >= 400 {
+        } else if status.is_error() {
             tracing::debug!(
                 worker = self.config.id,
-                status,
+                status = status.code(),
                 "refused before a request head"
             );
         }

@@ -19,6 +19,94 @@ pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
+/// A request refused at its head: the status, a short reason for the plain-text body, and
+/// the `Allow` header of a 405.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct Refusal {
+    pub(super) status: Status,
+    pub(super) reason: &'static str,
+    pub(super) allow: Option<&'static str>,
+}
+
+impl Refusal {
+    pub(super) const fn new(status: Status, reason: &'static str) -> Refusal {
+        assert!(status.is_error(), "a refusal is an error status");
+        Refusal {
+            status,
+            reason,
+            allow: None,
+        }
+    }
+
+    const fn allow(mut self, methods: &'static str) -> Refusal {
+        self.allow = Some(methods);
+        self
+    }
+}
+
+/// The route of a request head (method and path; `/ipfs/` also reads `Accept` and the
+/// query), or why it is refused. Pure: the same head always routes the same way.
+pub(super) fn route(head: &RequestHead) -> Result<Route, Refusal> {
+    let path = head.path.as_slice();
+    let m = head.method;
+    let not_allowed = |allow: &'static str| {
+        Err(Refusal::new(Status::METHOD_NOT_ALLOWED, "method not allowed").allow(allow))
+    };
+    let block_methods = "GET, HEAD, PUT, DELETE";
+    let hash_route = |hash: BlockHash| match m {
+        Method::Get => Ok(Route::GetBlock {
+            hash,
+            head_only: false,
+            flavour: Flavour::Block,
+        }),
+        Method::Head => Ok(Route::GetBlock {
+            hash,
+            head_only: true,
+            flavour: Flavour::Block,
+        }),
+        Method::Put => Ok(Route::PutBlock {
+            expected: Some(hash),
+        }),
+        Method::Delete => Ok(Route::DeleteBlock { hash }),
+        _ => not_allowed(block_methods),
+    };
+    let read_only = |route: Route| match m {
+        Method::Get | Method::Head => Ok(route),
+        _ => not_allowed("GET, HEAD"),
+    };
+    match path {
+        b"/" | b"/block" => match m {
+            Method::Put => Ok(Route::PutBlock { expected: None }),
+            _ => not_allowed("PUT"),
+        },
+        b"/blocks/missing" => match m {
+            Method::Post => Ok(Route::Missing),
+            _ => not_allowed("POST"),
+        },
+        b"/blocks" => read_only(Route::List),
+        b"/health" => read_only(Route::Health),
+        b"/stats" => read_only(Route::Stats),
+        b"/metrics" => read_only(Route::Metrics),
+        _ => {
+            if let Some(rest) = path.strip_prefix(b"/ipfs/") {
+                ipfs::ipfs_route(m, rest, head)
+            } else if let Some(rest) = path.strip_prefix(b"/block/") {
+                match BlockHash::from_hex(rest) {
+                    Some(hash) => hash_route(hash),
+                    None => {
+                        let reason = "block address must be 64 hex characters";
+                        Err(Refusal::new(Status::BAD_REQUEST, reason))
+                    }
+                }
+            } else if let Some(hash) = path.strip_prefix(b"/").and_then(BlockHash::from_hex) {
+                hash_route(hash)
+            } else {
+                Err(Refusal::new(Status::NOT_FOUND, "no such path"))
+            }
+        }
+    }
+}
+
 impl Worker {
     pub(super) fn start_request(
         &mut self,
@@ -27,24 +115,17 @@ impl Worker {
         head: RequestHead,
         started: Instant,
     ) {
-        let route = match self.route(&head) {
+        let route = match route(&head) {
             Ok(route) => route,
-            Err((status, reason, allow)) => {
-                self.refuse(now, r, head, started, status, reason, allow);
+            Err(refusal) => {
+                self.refuse(now, r, head, started, refusal);
                 return;
             }
         };
         let writes = matches!(route, Route::PutBlock { .. } | Route::DeleteBlock { .. });
         if writes && !self.authorized(&head) {
-            self.refuse(
-                now,
-                r,
-                head,
-                started,
-                401,
-                "missing or wrong bearer token",
-                None,
-            );
+            let refusal = Refusal::new(Status::UNAUTHORIZED, "missing or wrong bearer token");
+            self.refuse(now, r, head, started, refusal);
             return;
         }
         let span = self.request_span(&head);
@@ -84,7 +165,7 @@ impl Worker {
             } => self.respond_ipfs_inline(now, r, head_only, negotiated),
             Route::List => self.start_list(now, r),
             Route::Health => match self.health(now) {
-                None => self.respond_text(now, r, 200, b"ok", "text/plain"),
+                None => self.respond_text(now, r, Status::OK, b"ok", "text/plain"),
                 Some(why) => {
                     let line = format!("{}\n", why.reason());
                     let headers: [(&str, &[u8]); 3] = [
@@ -94,16 +175,24 @@ impl Worker {
                     ];
                     let body: [&[u8]; 1] = [line.as_bytes()];
                     let method = stage_method(&self.conns, r);
-                    self.respond_full(now, r, method, 503, &headers, &body, false);
+                    self.respond_full(
+                        now,
+                        r,
+                        method,
+                        Status::SERVICE_UNAVAILABLE,
+                        &headers,
+                        &body,
+                        false,
+                    );
                 }
             },
             Route::Stats => {
                 let body = stats::render_json(&self.snapshot_now()).into_bytes();
-                self.respond_text(now, r, 200, &body, "application/json")
+                self.respond_text(now, r, Status::OK, &body, "application/json")
             }
             Route::Metrics => {
                 let body = stats::render_prometheus(&self.snapshot_now()).into_bytes();
-                self.respond_text(now, r, 200, &body, "text/plain; version=0.0.4")
+                self.respond_text(now, r, Status::OK, &body, "text/plain; version=0.0.4")
             }
         }
     }
@@ -165,79 +254,21 @@ impl Worker {
         constant_time_eq(given.trim_ascii(), token)
     }
 
-    #[allow(clippy::type_complexity)]
-    pub(super) fn route(
-        &self,
-        head: &RequestHead,
-    ) -> Result<Route, (u16, &'static str, Option<&'static str>)> {
-        let path = head.path.as_slice();
-        let m = head.method;
-        let not_allowed = |allow: &'static str| Err((405, "method not allowed", Some(allow)));
-        let block_methods = "GET, HEAD, PUT, DELETE";
-        let hash_route = |hash: BlockHash| match m {
-            Method::Get => Ok(Route::GetBlock {
-                hash,
-                head_only: false,
-                flavour: Flavour::Block,
-            }),
-            Method::Head => Ok(Route::GetBlock {
-                hash,
-                head_only: true,
-                flavour: Flavour::Block,
-            }),
-            Method::Put => Ok(Route::PutBlock {
-                expected: Some(hash),
-            }),
-            Method::Delete => Ok(Route::DeleteBlock { hash }),
-            _ => not_allowed(block_methods),
-        };
-        let read_only = |route: Route| match m {
-            Method::Get | Method::Head => Ok(route),
-            _ => not_allowed("GET, HEAD"),
-        };
-        match path {
-            b"/" | b"/block" => match m {
-                Method::Put => Ok(Route::PutBlock { expected: None }),
-                _ => not_allowed("PUT"),
-            },
-            b"/blocks/missing" => match m {
-                Method::Post => Ok(Route::Missing),
-                _ => not_allowed("POST"),
-            },
-            b"/blocks" => read_only(Route::List),
-            b"/health" => read_only(Route::Health),
-            b"/stats" => read_only(Route::Stats),
-            b"/metrics" => read_only(Route::Metrics),
-            _ => {
-                if let Some(rest) = path.strip_prefix(b"/ipfs/") {
-                    ipfs::ipfs_route(m, rest, head)
-                } else if let Some(rest) = path.strip_prefix(b"/block/") {
-                    match BlockHash::from_hex(rest) {
-                        Some(hash) => hash_route(hash),
-                        None => Err((400, "block address must be 64 hex characters", None)),
-                    }
-                } else if let Some(hash) = path.strip_prefix(b"/").and_then(BlockHash::from_hex) {
-                    hash_route(hash)
-                } else {
-                    Err((404, "no such path", None))
-                }
-            }
-        }
-    }
-
     /// Answers a request refused at its head, skipping a small declared body so the connection
     /// stays usable.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn refuse(
         &mut self,
         now: Instant,
         r: ConnRef,
         head: RequestHead,
         started: Instant,
-        status: u16,
-        reason: &str,
-        allow: Option<&'static str>,
+        refusal: Refusal,
     ) {
+        let Refusal {
+            status,
+            reason,
+            allow,
+        } = refusal;
         let method = head.method;
         let close = match head.body {
             BodyFraming::None => false,
@@ -263,7 +294,7 @@ impl Worker {
             headers[n] = ("Allow", allow.as_bytes());
             n += 1;
         }
-        if status == 401 {
+        if status == Status::UNAUTHORIZED {
             headers[n] = ("WWW-Authenticate", b"Bearer");
             n += 1;
         }

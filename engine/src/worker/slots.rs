@@ -134,7 +134,7 @@ impl Worker {
                 now,
                 r,
                 method,
-                500,
+                Status::INTERNAL_SERVER_ERROR,
                 "storage error: the server cannot store blocks until it is restarted",
                 true,
             );

@@ -144,7 +144,7 @@ impl Worker {
                 self.recycle_piece(buf);
                 if !closing {
                     let m = "write to the data file failed";
-                    self.respond_error(now, r, Method::Put, 500, m, true);
+                    self.respond_error(now, r, Method::Put, Status::INTERNAL_SERVER_ERROR, m, true);
                 }
                 return;
             }
@@ -192,7 +192,7 @@ impl Worker {
         if expected.is_some_and(|e| e != hash) {
             self.pools.put_back(slot);
             let m = "body does not hash to the address in the path";
-            self.respond_error(now, r, Method::Put, 422, m, false);
+            self.respond_error(now, r, Method::Put, Status::UNPROCESSABLE_CONTENT, m, false);
             return;
         }
         let (len, crc32c) = (s.len as u32, s.crc);

@@ -102,7 +102,14 @@ impl Worker {
                     .active
                     .as_ref()
                     .map_or(Method::Other, |a| a.head.method);
-                self.respond_error(now, r, method, 408, "request not completed in time", true);
+                self.respond_error(
+                    now,
+                    r,
+                    method,
+                    Status::REQUEST_TIMEOUT,
+                    "request not completed in time",
+                    true,
+                );
             }
             Some(Stage::WaitSlot { .. }) => {
                 self.respond_busy(now, r, "no free slot in time; try again");
@@ -141,7 +148,7 @@ impl Worker {
                     now,
                     r,
                     Method::Put,
-                    408,
+                    Status::REQUEST_TIMEOUT,
                     "request not completed in time",
                     true,
                 );
