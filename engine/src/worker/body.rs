@@ -66,7 +66,7 @@ impl Worker {
         send_continue: bool,
     ) {
         let need = self.body_grant(&reader);
-        if !self.take_grant(r, need, false, false) {
+        if !self.take_grant(r, need, GrantKind::Buffer, Turn::New) {
             let need = BufferNeed::Body {
                 reader,
                 send_continue,

@@ -41,10 +41,9 @@ pub(super) struct Conn {
     pub(super) discard: u64,
     /// Answered with `Connection: close`; draining `discard` bytes before closing.
     pub(super) lingering: bool,
-    /// Bytes of the worker's buffer budget the current request holds (0 between requests).
-    pub(super) grant: usize,
-    /// The grant is an upload's lane (counted in `Worker::lanes_granted` too).
-    pub(super) lane: bool,
+    /// The part of the worker's buffer budget the current request holds (none between
+    /// requests).
+    pub(super) grant: Option<Grant>,
 }
 
 pub(super) struct Active {

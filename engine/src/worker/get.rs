@@ -114,7 +114,7 @@ impl Worker {
         let fresh = self.reads_in_flight.insert(seq);
         assert!(fresh, "address reply {seq} read twice");
         let need = self.read_grant(location.len);
-        if need > 0 && !self.take_grant(r, need, false, false) {
+        if need > 0 && !self.take_grant(r, need, GrantKind::Buffer, Turn::New) {
             self.wait_for_buffer(now, r, BufferNeed::Read { location, seq });
             return;
         }

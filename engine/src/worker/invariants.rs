@@ -26,47 +26,27 @@ impl Worker {
                 "buffer owned exactly once"
             );
         }
-        let grants: usize = self.conns.iter().flatten().map(|c| c.grant).sum();
-        assert_eq!(grants, self.granted, "granted buffer bytes add up");
-        let lanes: usize = self
-            .conns
-            .iter()
-            .flatten()
-            .filter(|c| c.lane)
-            .map(|c| c.grant)
-            .sum();
-        assert_eq!(lanes, self.lanes_granted, "lane bytes add up");
-        assert!(
-            self.lanes_granted <= self.lane_cap(),
-            "lanes within their cap"
-        );
-        assert!(!self.serving, "serving waiters is not left half done");
-        assert!(
-            self.granted <= self.config.buffer_budget_bytes,
-            "{} bytes granted over a budget of {}",
-            self.granted,
-            self.config.buffer_budget_bytes
-        );
+        self.budget
+            .check_invariants(self.conns.iter().flatten().filter_map(|c| c.grant));
         for (index, conn) in self.conns.iter().enumerate() {
             let Some(conn) = conn else { continue };
             assert!(
-                conn.grant == 0 || conn.active.is_some(),
+                conn.grant.is_none() || conn.active.is_some(),
                 "a grant belongs to a request"
             );
-            assert!(!conn.lane || conn.grant > 0, "a lane is a grant");
             let r = ConnRef {
                 index,
                 generation: conn.generation,
             };
             if let Some(Stage::Stream(s)) = conn.active.as_ref().map(|a| &a.stage) {
                 if s.lane_deadline.is_some() {
-                    assert!(s.piece_max == 0 && conn.grant == 0 && s.piece.capacity() == 0);
+                    assert!(s.piece_max == 0 && conn.grant.is_none() && s.piece.capacity() == 0);
                     assert!(
                         s.slot.is_some(),
                         "an upload asks for a lane once it has a slot"
                     );
                     assert!(
-                        self.lane_waiters.contains(&r),
+                        self.budget.queue(GrantKind::Lane).contains(&r),
                         "an upload waiting is queued"
                     );
                 } else if s.slot.is_some() {
@@ -76,7 +56,7 @@ impl Worker {
                     );
                 } else {
                     assert!(
-                        s.piece_max == 0 && conn.grant == 0,
+                        s.piece_max == 0 && conn.grant.is_none(),
                         "an upload waiting for space holds no buffer"
                     );
                 }
@@ -86,7 +66,7 @@ impl Worker {
                 continue;
             };
             assert!(
-                self.buffer_waiters.contains(&r),
+                self.budget.queue(GrantKind::Buffer).contains(&r),
                 "a request waiting for the buffer budget is queued"
             );
             if let BufferNeed::Read { seq, .. } = need {

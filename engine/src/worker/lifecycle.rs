@@ -63,8 +63,7 @@ impl Worker {
             rejecting,
             discard: 0,
             lingering: false,
-            grant: 0,
-            lane: false,
+            grant: None,
         });
         let r = ConnRef { index, generation };
         if rejecting {
@@ -254,8 +253,8 @@ impl Worker {
             self.recycle(b);
         }
         self.conn_free.push(r.index);
-        if conn.grant > 0 {
-            self.drop_grant(conn.grant, conn.lane);
+        if let Some(grant) = conn.grant {
+            self.budget.give_back(grant);
             self.serve_buffer_waiters(self.now_seen);
         }
     }

@@ -61,6 +61,7 @@ mod slots;
 mod stream;
 mod timers;
 
+use budget::{Budget, Grant, GrantKind, Turn};
 pub use config::{VerifyReads, WorkerConfig, BUFFER_BUDGET_MIN_BYTES};
 use conn::*;
 use get::*;
@@ -174,17 +175,8 @@ pub struct Worker {
     head_buffers: HeadBuffers,
     /// Where a GET's response head is written before it goes in front of the body.
     head_scratch: Vec<u8>,
-    /// Sum of the connections' `grant`s.
-    granted: usize,
-    /// Requests in `Stage::WaitBuffer`, first come first served.
-    buffer_waiters: VecDeque<ConnRef>,
-    /// Sum of the grants that are upload lanes: at most [`Worker::lane_cap`], so uploads
-    /// (slow ones included) never hold the whole budget and GETs always get their share.
-    lanes_granted: usize,
-    /// Uploads waiting for a lane, first come first served.
-    lane_waiters: VecDeque<ConnRef>,
-    /// `serve_buffer_waiters` is running (a nested call returns; the running one goes on).
-    serving: bool,
+    /// The buffer budget: the connections' grants and the requests waiting for one.
+    budget: Budget,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
     /// The driver's watchdog verdict over the whole node (see [`Worker::set_health`]).
@@ -240,11 +232,7 @@ impl Worker {
             recv_bufs: Vec::new(),
             head_buffers: HeadBuffers::default(),
             head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
-            granted: 0,
-            buffer_waiters: VecDeque::new(),
-            lanes_granted: 0,
-            lane_waiters: VecDeque::new(),
-            serving: false,
+            budget: Budget::new(config.buffer_budget_bytes, recv),
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
             node_health: None,

@@ -59,7 +59,7 @@ impl Worker {
         let buffered = conn.rbuf.as_ref().map_or(0, Vec::len);
         // A request with a grant receives in full chunks; without one (a head, an upload
         // beyond the budget) in small ones, into the buffer it has.
-        let granted = conn.grant > 0;
+        let granted = conn.grant.is_some();
         let chunk = if granted { chunk } else { IDLE_RECV_BYTES };
         let stream = matches!(
             conn.active.as_ref().map(|a| &a.stage),

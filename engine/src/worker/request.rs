@@ -129,7 +129,7 @@ pub(super) struct StreamPut {
     /// grant (a "lane": the piece and a receive buffer), 0 while waiting for one,
     /// [`IDLE_RECV_BYTES`] after waiting in vain (slower, never stuck behind slow uploads).
     pub(super) piece_max: usize,
-    /// Waiting for a lane (in `lane_waiters`) until then; after it, small pieces.
+    /// Waiting for a lane (queued for a `GrantKind::Lane`) until then; after it, small pieces.
     pub(super) lane_deadline: Option<Instant>,
     /// A write of the current piece is in flight.
     pub(super) writing: bool,

@@ -58,7 +58,7 @@ impl Worker {
         assert!(s.slot.is_none() && s.len <= slot.bytes());
         s.slot = Some(slot);
         let lane = self.lane_bytes();
-        if self.take_grant(r, lane, true, false) {
+        if self.take_grant(r, lane, GrantKind::Lane, Turn::New) {
             self.give_lane(r);
             return;
         }
@@ -73,7 +73,7 @@ impl Worker {
         // Shorter than `min_timeout`: the lazy deadline scan must know (see `poll_timeout`).
         self.deadline_cache = self.deadline_cache.min(deadline);
         self.stats.buffer_waits += 1;
-        self.lane_waiters.push_back(r);
+        self.budget.enqueue(GrantKind::Lane, r);
     }
 
     /// Moves buffered body bytes into the piece; writes a full (or the last) piece.
@@ -211,7 +211,7 @@ impl Worker {
     /// An upload going in small pieces takes full ones once the budget has room again.
     pub(super) fn upgrade_stream(&mut self, r: ConnRef) {
         let lane = self.lane_bytes();
-        if self.take_grant(r, lane, true, false) {
+        if self.take_grant(r, lane, GrantKind::Lane, Turn::New) {
             self.give_lane(r);
         }
     }
