@@ -10,8 +10,7 @@ impl Worker {
     pub fn check_invariants(&self) {
         let open = self.conns.iter().flatten().filter(|c| !c.rejecting).count();
         assert_eq!(open, self.conns_open, "open connection count");
-        let in_flight = self.ops.iter().filter(|o| o.user.is_some()).count();
-        assert_eq!(in_flight, self.ops_in_flight, "in-flight op count");
+        self.ops.check_invariants();
         assert!(
             self.horizon() >= self.horizon_reported,
             "the reader horizon never goes back"

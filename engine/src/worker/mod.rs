@@ -139,10 +139,8 @@ pub struct Worker {
     conn_free: Vec<usize>,
     conns_open: usize,
     rejecting: usize,
-    ops: Vec<OpEntry>,
-    op_free: Vec<u32>,
-    ops_in_flight: usize,
-    io_out: VecDeque<(OpId, Op)>,
+    /// Every I/O operation in flight, and those not yet handed to the driver.
+    ops: OpTable,
     msg_out: VecDeque<ToController>,
     pending: BTreeMap<RequestId, Waiter>,
     next_request: RequestId,
@@ -206,10 +204,7 @@ impl Worker {
             conn_free: Vec::new(),
             conns_open: 0,
             rejecting: 0,
-            ops: Vec::new(),
-            op_free: Vec::new(),
-            ops_in_flight: 0,
-            io_out: VecDeque::new(),
+            ops: OpTable::default(),
             msg_out: VecDeque::new(),
             pending: BTreeMap::new(),
             next_request: 1,
@@ -252,7 +247,7 @@ impl Worker {
     /// The next operation for the driver.
     #[must_use]
     pub fn poll_io(&mut self) -> Option<(OpId, Op)> {
-        self.io_out.pop_front()
+        self.ops.pop_out()
     }
 
     /// Gives queued controller messages to `push` until it refuses one (queue full).
@@ -341,15 +336,12 @@ impl Worker {
 
     /// True when shutdown has finished: no connection, no operation, no pending reply.
     pub fn is_drained(&self) -> bool {
-        self.shutting_down
-            && self.conns_open + self.rejecting == 0
-            && self.ops_in_flight == 0
-            && self.io_out.is_empty()
+        self.shutting_down && self.conns_open + self.rejecting == 0 && self.ops.is_idle()
     }
 
     pub fn handle_completion(&mut self, now: Instant, c: Completion) {
         self.now_seen = self.now_seen.max(now);
-        let Some((conn, kind)) = self.retire(c.op) else {
+        let Some((conn, kind)) = self.ops.retire(c.op) else {
             panic!("completion for an unknown op {:?}", c.op);
         };
         match kind {

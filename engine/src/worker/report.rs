@@ -67,7 +67,7 @@ impl Worker {
             s.pool_target[i] = u64::from(*t);
         }
         s.refill_requests = self.pools.refill_requests;
-        s.ops_in_flight = self.ops_in_flight as u64;
+        s.ops_in_flight = self.ops.in_flight() as u64;
         s.controller_requests_waiting = self.pending.len() as u64;
         s.buffer_granted_bytes = self.budget.granted_bytes() as u64;
         s
