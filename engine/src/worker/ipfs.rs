@@ -20,7 +20,6 @@ use crate::gateway::{Answer, Format};
 use router::Refusal;
 
 /// The route of `/ipfs/<rest>`, or the refusal (status, reason, `Allow`).
-#[allow(clippy::type_complexity)]
 pub(super) fn ipfs_route(
     method: Method,
     rest: &[u8],

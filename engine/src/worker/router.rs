@@ -302,3 +302,129 @@ impl Worker {
         self.respond_full(now, r, method, status, &headers[..n], &body, close);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+
+    /// The route of one request line (with an optional extra header line).
+    fn routed(line: &str, header: &str) -> Result<Route, Refusal> {
+        let text = format!("{line} HTTP/1.1\r\nHost: h\r\n{header}\r\n");
+        match http::parse_head(text.as_bytes(), 16 * 1024) {
+            Ok(HeadParse::Complete { head, .. }) => route(&head),
+            other => panic!("{line:?} does not parse: {other:?}"),
+        }
+    }
+
+    fn get(line: &str) -> Result<Route, Refusal> {
+        routed(line, "")
+    }
+
+    fn refused(line: &str) -> (u16, Option<&'static str>) {
+        let refusal = get(line).expect_err(line);
+        (refusal.status.code(), refusal.allow)
+    }
+
+    #[test]
+    fn block_paths_route_by_method() {
+        let hash = BlockHash::from_hex(HEX.as_bytes()).unwrap();
+        let block = |head_only| Route::GetBlock {
+            hash,
+            head_only,
+            flavour: Flavour::Block,
+        };
+        assert_eq!(get(&format!("GET /block/{HEX}")), Ok(block(false)));
+        assert_eq!(get(&format!("HEAD /block/{HEX}")), Ok(block(true)));
+        assert_eq!(
+            get(&format!("GET /{HEX}")),
+            Ok(block(false)),
+            "the short form"
+        );
+        let put = Route::PutBlock {
+            expected: Some(hash),
+        };
+        assert_eq!(get(&format!("PUT /block/{HEX}")), Ok(put));
+        assert_eq!(
+            get(&format!("DELETE /{HEX}")),
+            Ok(Route::DeleteBlock { hash })
+        );
+        let unnamed = Ok(Route::PutBlock { expected: None });
+        assert_eq!(get("PUT /block"), unnamed);
+        assert_eq!(get("PUT /"), unnamed);
+    }
+
+    #[test]
+    fn service_paths_route_to_their_handlers() {
+        assert_eq!(get("POST /blocks/missing"), Ok(Route::Missing));
+        assert_eq!(get("GET /blocks?after=&limit=3"), Ok(Route::List));
+        assert_eq!(get("HEAD /blocks"), Ok(Route::List));
+        assert_eq!(get("GET /health"), Ok(Route::Health));
+        assert_eq!(get("GET /stats"), Ok(Route::Stats));
+        assert_eq!(get("GET /metrics"), Ok(Route::Metrics));
+    }
+
+    #[test]
+    fn wrong_methods_get_405_with_what_is_allowed() {
+        assert_eq!(refused("GET /block"), (405, Some("PUT")));
+        assert_eq!(refused("GET /blocks/missing"), (405, Some("POST")));
+        assert_eq!(refused("DELETE /blocks"), (405, Some("GET, HEAD")));
+        assert_eq!(refused("PUT /health"), (405, Some("GET, HEAD")));
+        let all = Some("GET, HEAD, PUT, DELETE");
+        assert_eq!(refused(&format!("POST /block/{HEX}")), (405, all));
+    }
+
+    #[test]
+    fn bad_addresses_and_unknown_paths_are_refused() {
+        assert_eq!(refused("GET /block/abc"), (400, None));
+        assert_eq!(refused(&format!("GET /block/{}", &HEX[1..])), (400, None));
+        assert_eq!(refused("GET /nothing"), (404, None));
+        assert_eq!(refused("GET /blocks/other"), (404, None));
+        assert_eq!(refused("GET /ipfs/not-a-cid?format=raw"), (400, None));
+    }
+
+    #[test]
+    fn ipfs_paths_become_block_routes_of_their_digest() {
+        let cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+        let hash = BlockHash::of(b"hello world");
+        let route = get(&format!("GET /ipfs/{cid}?format=raw"));
+        assert!(
+            matches!(route, Ok(Route::GetBlock { hash: h, head_only: false, flavour: Flavour::Ipfs(_) }) if h == hash),
+            "{route:?}"
+        );
+        let put = get(&format!("PUT /ipfs/{cid}"));
+        assert_eq!(
+            put,
+            Ok(Route::PutBlock {
+                expected: Some(hash)
+            })
+        );
+        let inline = get("GET /ipfs/bafkqaaa?format=raw");
+        assert!(
+            matches!(
+                inline,
+                Ok(Route::IpfsInline {
+                    head_only: false,
+                    ..
+                })
+            ),
+            "{inline:?}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_an_error_status() {
+        let refusal = Refusal::new(Status::METHOD_NOT_ALLOWED, "no").allow("GET");
+        assert_eq!(refusal.allow, Some("GET"));
+        assert!(std::panic::catch_unwind(|| Refusal::new(Status::OK, "fine")).is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
