@@ -4,7 +4,8 @@
 //! Owns: [`ConnRef`], [`Conn`], [`Active`] (the request in progress) and the accessors
 //! (`conn_at`, `stage_of`, `stage_head`, `stage_method`, `persistence_of`).
 //! Invariants: a `ConnRef` names a connection only while the generations match; `rbuf` is
-//! present exactly when no receive is in flight; `grant` is non-zero only with a request.
+//! present exactly when no receive is in flight; a grant is held only with a request; a
+//! connection's [`ConnState`] only moves forward.
 //! Must never: reach a connection by index alone (a reused slot is another connection).
 
 use super::*;
@@ -25,25 +26,67 @@ pub(super) struct Conn {
     pub(super) send_op: Option<OpId>,
     pub(super) send_started: Instant,
     pub(super) file_op: Option<OpId>,
-    pub(super) other_ops: u32,
     /// Responses waiting to be sent, each `(buffer, start, end)`.
     pub(super) outq: VecDeque<(Vec<u8>, usize, usize)>,
+    /// The peer has shut its side (a receive returned 0 bytes). A field of its own: it can
+    /// happen in any state (mid-request, while a response is sent, while lingering), and
+    /// the connection still sends what it owes.
     pub(super) eof: bool,
     pub(super) active: Option<Active>,
     /// First byte of the current request (head not complete yet).
     pub(super) head_started: Option<Instant>,
     pub(super) last_activity: Instant,
+    /// Whether the connection stays open after the current response: the request's own
+    /// wish (`Connection`, HTTP/1.0), cleared by an answer that closes and by shutdown. A
+    /// property of the request in progress, not a state of the connection.
     pub(super) keep_alive: bool,
-    pub(super) closing: bool,
-    pub(super) close_submitted: bool,
-    pub(super) rejecting: bool,
+    /// Where the connection is in its life.
+    pub(super) state: ConnState,
+    /// Whether it was accepted over the connection limit, fixed at accept: such a
+    /// connection is answered `503` and closed, and counts in `Worker::rejecting` (not
+    /// `conns_open`) until its slot is freed, whatever its state.
+    pub(super) admission: Admission,
     /// Bytes of a refused request's body still to skip.
     pub(super) discard: u64,
-    /// Answered with `Connection: close`; draining `discard` bytes before closing.
-    pub(super) lingering: bool,
     /// The part of the worker's buffer budget the current request holds (none between
     /// requests).
     pub(super) grant: Option<Grant>,
+}
+
+/// Where a connection is in its life. Transitions only go down this list:
+/// `Open` -> (`Lingering` ->) `Closing` -> `CloseSubmitted`; the slot is freed when the close
+/// op completes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum ConnState {
+    /// Serving requests.
+    Open,
+    /// Answered with `Connection: close` while the client may still send a refused body:
+    /// skipping its `discard` bytes before closing, so the close does not reset the
+    /// connection before the client reads the answer.
+    Lingering,
+    /// Closing: its receive and send are cancelled; waiting for every op on it to complete.
+    Closing,
+    /// Every op on it completed and the close op is submitted.
+    CloseSubmitted,
+}
+
+/// Whether a connection was accepted within the connection limit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Admission {
+    Admitted,
+    /// Over `max_connections`: answered `503`, then closed.
+    OverLimit,
+}
+
+impl Conn {
+    /// Closing or closed: no new I/O but the close.
+    pub(super) fn is_closing(&self) -> bool {
+        matches!(self.state, ConnState::Closing | ConnState::CloseSubmitted)
+    }
+
+    pub(super) fn over_limit(&self) -> bool {
+        self.admission == Admission::OverLimit
+    }
 }
 
 pub(super) struct Active {

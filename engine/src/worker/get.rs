@@ -197,8 +197,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         buf: Vec<u8>,
-        result: Result<u64, Errno>,
-        closing: bool,
+        outcome: FileOutcome,
     ) {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
@@ -212,19 +211,19 @@ impl Worker {
         };
         let (location, seq) = (*location, *seq);
         let len = location.len as usize;
-        let failed = match result {
-            Ok(n) if n > 0 && !closing => {
-                *read += n as usize;
+        let failed = match outcome {
+            FileOutcome::Moved(n) => {
+                *read += n;
                 false
             }
-            Err(e) if e.is_transient() && !closing => false,
-            _ => true,
+            FileOutcome::Again => false,
+            FileOutcome::Failed | FileOutcome::Abandoned => true,
         };
         if failed {
             active.stage = Stage::Responded;
             self.end_read(seq);
             self.recycle(buf);
-            if !closing {
+            if outcome == FileOutcome::Failed {
                 self.respond_error(
                     now,
                     r,

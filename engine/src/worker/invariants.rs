@@ -8,7 +8,12 @@ use super::*;
 
 impl Worker {
     pub fn check_invariants(&self) {
-        let open = self.conns.iter().flatten().filter(|c| !c.rejecting).count();
+        let open = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| !c.over_limit())
+            .count();
         assert_eq!(open, self.conns_open, "open connection count");
         self.ops.check_invariants();
         assert!(
@@ -33,6 +38,23 @@ impl Worker {
                 conn.grant.is_none() || conn.active.is_some(),
                 "a grant belongs to a request"
             );
+            match conn.state {
+                ConnState::Open | ConnState::Closing => {}
+                ConnState::Lingering => {
+                    assert!(conn.discard > 0, "a lingering connection has bytes to skip");
+                    assert!(
+                        conn.active.is_none() && conn.grant.is_none(),
+                        "a lingering connection's request is over"
+                    );
+                }
+                ConnState::CloseSubmitted => {
+                    let ops = [conn.recv_op, conn.send_op, conn.file_op];
+                    assert!(
+                        ops.iter().all(Option::is_none) && conn.outq.is_empty(),
+                        "a connection is closed with nothing in flight or queued"
+                    );
+                }
+            }
             let r = ConnRef {
                 index,
                 generation: conn.generation,

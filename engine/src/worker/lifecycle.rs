@@ -9,6 +9,30 @@
 
 use super::*;
 
+/// What the completion of a data-file op (a read or write of a request) means for it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum FileOutcome {
+    /// This many more bytes moved (a short transfer goes on from there).
+    Moved(usize),
+    /// A transient error: the same transfer again.
+    Again,
+    /// The op failed: the request is answered `500`.
+    Failed,
+    /// The connection is closing: the request ends without an answer.
+    Abandoned,
+}
+
+impl FileOutcome {
+    pub(super) fn of(result: Result<u64, Errno>, closing: bool) -> FileOutcome {
+        match result {
+            _ if closing => FileOutcome::Abandoned,
+            Ok(n) if n > 0 => FileOutcome::Moved(usize::try_from(n).expect("fits a buffer")),
+            Err(e) if e.is_transient() => FileOutcome::Again,
+            _ => FileOutcome::Failed,
+        }
+    }
+}
+
 impl Worker {
     pub(super) fn on_accept(&mut self, now: Instant, c: Completion) {
         self.accept_op = None;
@@ -51,18 +75,19 @@ impl Worker {
             send_op: None,
             send_started: now,
             file_op: None,
-            other_ops: 0,
             outq: VecDeque::new(),
             eof: false,
             active: None,
             head_started: None,
             last_activity: now,
             keep_alive: !rejecting,
-            closing: false,
-            close_submitted: false,
-            rejecting,
+            state: ConnState::Open,
+            admission: if rejecting {
+                Admission::OverLimit
+            } else {
+                Admission::Admitted
+            },
             discard: 0,
-            lingering: false,
             grant: None,
         });
         let r = ConnRef { index, generation };
@@ -88,7 +113,7 @@ impl Worker {
         };
         conn.recv_op = None;
         conn.rbuf = Some(buf);
-        if conn.closing {
+        if conn.is_closing() {
             self.maybe_finish_close(r);
             return;
         }
@@ -113,9 +138,10 @@ impl Worker {
             panic!("send completion for a vanished connection");
         };
         conn.send_op = None;
+        let closing = conn.is_closing();
         let (_, start, end) = conn.outq.front_mut().expect("a send has a queued response");
         match c.result {
-            Ok(n) if n > 0 && !conn.closing => {
+            Ok(n) if n > 0 && !closing => {
                 *start += n as usize;
                 debug_assert!(*start <= *end);
                 self.stats.bytes_out += n;
@@ -128,7 +154,7 @@ impl Worker {
                     front.0 = buf;
                 }
             }
-            Err(e) if e.is_transient() && !conn.closing => {
+            Err(e) if e.is_transient() && !closing => {
                 let front = conn.outq.front_mut().expect("front exists");
                 front.0 = buf;
             }
@@ -171,11 +197,12 @@ impl Worker {
             return;
         };
         conn.last_activity = now;
-        if conn.rejecting || !conn.keep_alive {
+        if conn.over_limit() || !conn.keep_alive {
             if conn.discard > 0 && !conn.eof {
                 // Lingering close: drain the refused body the client may still send, so
                 // the close does not reset the connection before it reads the answer.
-                conn.lingering = true;
+                assert_eq!(conn.state, ConnState::Open, "lingers once");
+                conn.state = ConnState::Lingering;
                 self.process(now, r);
             } else {
                 self.close_conn(r);
@@ -196,7 +223,7 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
-        if conn.send_op.is_some() || conn.closing {
+        if conn.send_op.is_some() || conn.is_closing() {
             return;
         }
         let Some((buf, start, end)) = conn.outq.front_mut() else {
@@ -225,12 +252,13 @@ impl Worker {
             panic!("file completion for a vanished connection");
         };
         conn.file_op = None;
-        let closing = conn.closing;
+        let closing = conn.is_closing();
+        let outcome = FileOutcome::of(c.result, closing);
         let active = conn.active.as_mut().expect("file op belongs to a request");
         match &mut active.stage {
-            Stage::Write { .. } => self.on_write_done(now, r, buf, c.result, closing),
-            Stage::Stream(_) => self.on_stream_write_done(now, r, buf, c.result, closing),
-            Stage::Read { .. } => self.on_read_done(now, r, buf, c.result, closing),
+            Stage::Write { .. } => self.on_write_done(now, r, buf, outcome),
+            Stage::Stream(_) => self.on_stream_write_done(now, r, buf, outcome),
+            Stage::Read { .. } => self.on_read_done(now, r, buf, outcome),
             _ => panic!("file completion in a stage without file I/O"),
         }
         if closing {
@@ -244,7 +272,12 @@ impl Worker {
             .expect("closed connection exists");
         assert_eq!(conn.generation, r.generation);
         assert!(conn.recv_op.is_none() && conn.send_op.is_none() && conn.file_op.is_none());
-        if conn.rejecting {
+        assert_eq!(
+            conn.state,
+            ConnState::CloseSubmitted,
+            "closed after its close op"
+        );
+        if conn.over_limit() {
             self.rejecting -= 1;
         } else {
             self.conns_open -= 1;
@@ -263,14 +296,13 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
-        if conn.closing {
+        if conn.is_closing() {
             return;
         }
-        conn.closing = true;
-        let cancel: Vec<OpId> = [conn.recv_op, conn.send_op].into_iter().flatten().collect();
-        for target in cancel {
+        conn.state = ConnState::Closing;
+        let cancel = [conn.recv_op, conn.send_op];
+        for target in cancel.into_iter().flatten() {
             self.submit(Some(r), OpKind::Cancel, Op::Cancel { target });
-            conn_at(&mut self.conns, r).expect("open").other_ops += 1;
         }
         self.abandon_request(r);
         self.maybe_finish_close(r);
@@ -316,13 +348,13 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
-        if !conn.closing || conn.close_submitted {
+        if conn.state != ConnState::Closing {
             return;
         }
         if conn.recv_op.is_some() || conn.send_op.is_some() || conn.file_op.is_some() {
             return;
         }
-        conn.close_submitted = true;
+        conn.state = ConnState::CloseSubmitted;
         let handle = conn.handle;
         for (buf, _, _) in std::mem::take(&mut conn.outq) {
             self.recycle(buf);

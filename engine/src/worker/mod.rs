@@ -4,6 +4,38 @@
 //! messages through [`Worker::drain_messages`]; it takes completions, controller replies and time
 //! as input. It never blocks, reads no clock and performs no system call.
 //!
+//! # Driving a worker
+//!
+//! Input, each with the `now` it happened at:
+//! - [`Worker::handle_completion`] for every completion of an op the worker emitted (in any
+//!   order; each exactly once, with the buffer the op carried);
+//! - [`Worker::handle_message`] for every reply the controller sent this worker;
+//! - [`Worker::tick`] once per loop turn, and when [`Worker::poll_timeout`] has come.
+//!
+//! Output, drained after input (before the driver waits again):
+//! - [`Worker::poll_io`] until `None`: the ops to submit (accept, recv, send, read, write,
+//!   cancel, close);
+//! - [`Worker::drain_messages`]: the controller requests, as many as the queue takes (a full
+//!   queue is back-pressure; the rest stay for the next turn);
+//! - [`Worker::poll_timeout`]: when to call `tick` if nothing else happens.
+//!
+//! A loop turn of both drivers (`server/src/ring.rs`, `sim/src/world.rs`): hand in
+//! completions and controller replies; `set_health` / `set_snapshot` when the driver has
+//! new figures; `tick(now)`; drain `poll_io` and `drain_messages`; wait until
+//! `poll_timeout` or the next input. Shutdown: `begin_shutdown`, then the same loop until
+//! `is_drained`. The simulator calls [`Worker::check_invariants`] after every step.
+//!
+//! # Where things live
+//!
+//! `mod.rs` holds the [`Worker`] and its entry points; one file per responsibility:
+//! `config` (limits), `ops` (the op table), `conn` (a connection and its `ConnState`),
+//! `request` (a request's `Route` and `Stage`), `lifecycle` (accept, send, close), `recv`
+//! (receives, heads), `router` (head to route), `body`, `stream` (streamed PUT), `put`,
+//! `slots` (pool slots and their waiters), `get` (reads and the reader horizon), `index`
+//! (DELETE, missing, list), `ipfs` (the gateway's answers), `respond` (response writing),
+//! `budget` (the buffer budget), `buffers` (buffer pools), `timers` (deadlines), `report`
+//! (stats, health), `invariants`.
+//!
 //! Invariants:
 //! - a connection handles one request at a time, so pipelined requests are answered in order;
 //! - a buffer moved into an operation is not touched until its completion returns it;
@@ -14,6 +46,8 @@
 //!   is being read stays "in flight" until the read completes, and the worker reports the
 //!   lowest such number (`ReaderHorizon`: every reply below it is finished) so the controller
 //!   never reuses a slot a GET may still be reading (SPEC guarantee 4).
+//!
+//! Must never: block, read a clock, or touch a buffer an op in flight owns.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -65,6 +99,7 @@ use budget::{Budget, Grant, GrantKind, Turn};
 pub use config::{VerifyReads, WorkerConfig, BUFFER_BUDGET_MIN_BYTES};
 use conn::*;
 use get::*;
+use lifecycle::FileOutcome;
 use ops::*;
 use request::*;
 
@@ -244,13 +279,15 @@ impl Worker {
         &self.config
     }
 
-    /// The next operation for the driver.
+    /// Output: the next operation for the driver to submit; call until `None` after every
+    /// input. The op owns its buffer until its completion comes back.
     #[must_use]
     pub fn poll_io(&mut self) -> Option<(OpId, Op)> {
         self.ops.pop_out()
     }
 
-    /// Gives queued controller messages to `push` until it refuses one (queue full).
+    /// Output: gives queued controller messages to `push`, in order, until it refuses one
+    /// (queue full: the rest wait for the next call; never dropped).
     pub fn drain_messages(&mut self, mut push: impl FnMut(&ToController) -> bool) {
         while let Some(m) = self.msg_out.front() {
             if !push(m) {
@@ -285,7 +322,8 @@ impl Worker {
         retries.into_iter().chain([deadlines]).flatten().min()
     }
 
-    /// Timeouts, pool refills, the accept op, and the reader horizon. Call every loop turn.
+    /// Input: time. Timeouts, pool refills, the accept op, and the reader horizon. Call every
+    /// loop turn, and when [`Worker::poll_timeout`] has come; then drain the outputs.
     pub fn tick(&mut self, now: Instant) {
         self.now_seen = self.now_seen.max(now);
         if !self.shutting_down && self.accept_op.is_none() {
@@ -339,6 +377,9 @@ impl Worker {
         self.shutting_down && self.conns_open + self.rejecting == 0 && self.ops.is_idle()
     }
 
+    /// Input: the completion of an op from [`Worker::poll_io`]. Every op completes exactly
+    /// once, cancelled ones included (`ECANCELED`), and hands its buffer back; then drain
+    /// `poll_io` and `drain_messages`. Panics on an op id that is not in flight.
     pub fn handle_completion(&mut self, now: Instant, c: Completion) {
         self.now_seen = self.now_seen.max(now);
         let Some((conn, kind)) = self.ops.retire(c.op) else {
@@ -361,6 +402,10 @@ impl Worker {
         Some(w)
     }
 
+    /// Input: a controller reply to this worker (slots, addresses, occupy and release
+    /// outcomes, list items, errors, `Reclaim`). A reply whose request was answered
+    /// meanwhile (timed out, closed) is dropped; an address reply still counts for the
+    /// reader horizon. Then drain `poll_io` and `drain_messages`.
     pub fn handle_message(&mut self, now: Instant, message: ToWorker) {
         self.now_seen = self.now_seen.max(now);
         match message {

@@ -64,8 +64,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         buf: Vec<u8>,
-        result: Result<u64, Errno>,
-        closing: bool,
+        outcome: FileOutcome,
     ) {
         let conn = conn_at(&mut self.conns, r).expect("open");
         let active = conn.active.as_mut().expect("active");
@@ -80,15 +79,15 @@ impl Worker {
         };
         let (hash, crc, slot) = (*hash, *crc, *slot);
         let end = buf.len();
-        match result {
-            Ok(n) if n > 0 && !closing => *written += n as usize,
-            Err(e) if e.is_transient() && !closing => {}
-            _ => {
+        match outcome {
+            FileOutcome::Moved(n) => *written += n,
+            FileOutcome::Again => {}
+            FileOutcome::Failed | FileOutcome::Abandoned => {
                 // Failed or abandoned: the slot holds nothing acknowledged; back to the pool.
                 active.stage = Stage::Responded;
                 self.pools.put_back(slot);
                 self.recycle(buf);
-                if !closing {
+                if outcome == FileOutcome::Failed {
                     self.respond_error(
                         now,
                         r,

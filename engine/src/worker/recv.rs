@@ -15,7 +15,7 @@ impl Worker {
             let Some(conn) = conn_at(&mut self.conns, r) else {
                 return;
             };
-            if conn.closing || conn.rejecting || conn.recv_op.is_some() {
+            if conn.is_closing() || conn.over_limit() || conn.recv_op.is_some() {
                 return;
             }
             let Some(rbuf) = conn.rbuf.as_mut() else {
@@ -30,7 +30,7 @@ impl Worker {
                     return;
                 }
             }
-            if conn.lingering {
+            if conn.state == ConnState::Lingering {
                 self.close_conn(r);
                 return;
             }
@@ -53,7 +53,7 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns, r) else {
             return;
         };
-        if conn.closing || conn.recv_op.is_some() {
+        if conn.is_closing() || conn.recv_op.is_some() {
             return;
         }
         let buffered = conn.rbuf.as_ref().map_or(0, Vec::len);

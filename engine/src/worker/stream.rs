@@ -124,8 +124,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         mut buf: Vec<u8>,
-        result: Result<u64, Errno>,
-        closing: bool,
+        outcome: FileOutcome,
     ) {
         let active = conn_at(&mut self.conns, r)
             .and_then(|c| c.active.as_mut())
@@ -134,15 +133,15 @@ impl Worker {
             unreachable!("stream stage")
         };
         let slot = s.slot.expect("a write has a slot");
-        match result {
-            Ok(n) if n > 0 && !closing => s.piece_written += n as usize,
-            Err(e) if e.is_transient() && !closing => {}
-            _ => {
+        match outcome {
+            FileOutcome::Moved(n) => s.piece_written += n,
+            FileOutcome::Again => {}
+            FileOutcome::Failed | FileOutcome::Abandoned => {
                 // Failed or abandoned: nothing in the slot was acknowledged; back to the pool.
                 active.stage = Stage::Responded;
                 self.pools.put_back(slot);
                 self.recycle_piece(buf);
-                if !closing {
+                if outcome == FileOutcome::Failed {
                     let m = "write to the data file failed";
                     self.respond_error(now, r, Method::Put, Status::INTERNAL_SERVER_ERROR, m, true);
                 }

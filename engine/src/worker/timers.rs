@@ -26,14 +26,14 @@ impl Worker {
     }
 
     pub(super) fn conn_deadline(&self, conn: &Conn) -> Option<Instant> {
-        if conn.closing {
+        if conn.is_closing() {
             return None;
         }
         let c = &self.config;
         if conn.send_op.is_some() {
             return Some(conn.send_started + c.request_timeout);
         }
-        if conn.lingering {
+        if conn.state == ConnState::Lingering {
             return Some(conn.last_activity + LINGER_TIMEOUT);
         }
         match &conn.active {
