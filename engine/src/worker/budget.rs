@@ -240,14 +240,14 @@ impl Worker {
         kind: GrantKind,
         turn: Turn,
     ) -> bool {
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         assert!(conn.active.is_some(), "a grant belongs to a request");
         self.budget.take(&mut conn.grant, need, kind, turn)
     }
 
     /// Gives the grant of `r`'s request back to the budget, serving waiters.
     pub(super) fn release_grant(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if let Some(grant) = conn.grant.take() {
@@ -260,7 +260,7 @@ impl Worker {
     pub(super) fn wait_for_buffer(&mut self, now: Instant, r: ConnRef, need: BufferNeed) {
         self.stats.buffer_waits += 1;
         let deadline = now + self.config.slot_wait_limit;
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         active.stage = Stage::WaitBuffer { need, deadline };
@@ -286,7 +286,7 @@ impl Worker {
             let Some(&r) = self.budget.queue(kind).front() else {
                 return progressed;
             };
-            let need = match stage_of(&self.conns, r) {
+            let need = match stage_of(&self.conns.entries, r) {
                 Some(Stage::WaitBuffer {
                     need: BufferNeed::Read { location, .. },
                     ..
@@ -313,7 +313,7 @@ impl Worker {
                 self.process(now, r);
                 continue;
             }
-            let active = conn_at(&mut self.conns, r)
+            let active = conn_at(&mut self.conns.entries, r)
                 .and_then(|c| c.active.as_mut())
                 .expect("checked above");
             let Stage::WaitBuffer { need, .. } =

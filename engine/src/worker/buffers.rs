@@ -9,10 +9,27 @@
 
 use super::*;
 
+/// Idle buffers kept for reuse, by kind.
+#[derive(Default)]
+pub(super) struct BufferPools {
+    /// Idle-receive buffers (`IDLE_RECV_BYTES`).
+    pub(super) small: Vec<Vec<u8>>,
+    /// Block buffers (`LARGE_BUF_BYTES`), kept at their length.
+    pub(super) large: Vec<Vec<u8>>,
+    /// Upload pieces (`STREAM_PIECE_BYTES`).
+    pub(super) piece: Vec<Vec<u8>>,
+    /// Receive buffers of a request in progress (`recv_chunk_bytes` and a little more).
+    pub(super) recv: Vec<Vec<u8>>,
+    /// Buffers of finished requests' heads, for the next heads (no allocation per request).
+    pub(super) heads: HeadBuffers,
+    /// Where a GET's response head is written before it goes in front of the body.
+    pub(super) head_scratch: Vec<u8>,
+}
+
 impl Worker {
     pub(super) fn small_buf(&mut self) -> Vec<u8> {
         let cap = IDLE_RECV_BYTES;
-        match self.small_bufs.pop() {
+        match self.bufs.small.pop() {
             Some(mut b) => {
                 b.clear();
                 b
@@ -22,7 +39,7 @@ impl Worker {
     }
 
     pub(super) fn large_buf(&mut self) -> Vec<u8> {
-        match self.large_bufs.pop() {
+        match self.bufs.large.pop() {
             Some(mut b) => {
                 b.clear();
                 b
@@ -33,7 +50,7 @@ impl Worker {
 
     /// A receive buffer with room for `need` bytes, for a request in progress.
     pub(super) fn recv_buf(&mut self, need: usize) -> Vec<u8> {
-        match self.recv_bufs.pop() {
+        match self.bufs.recv.pop() {
             Some(mut b) if b.capacity() >= need => {
                 b.clear();
                 b
@@ -51,7 +68,7 @@ impl Worker {
     /// fills it overwrites them): zero-filling 512 KiB per GET was 13% of the server's CPU.
     pub(super) fn large_buf_of_len(&mut self, len: usize) -> Vec<u8> {
         assert!(len <= LARGE_BUF_BYTES);
-        let mut buf = match self.large_bufs.pop() {
+        let mut buf = match self.bufs.large.pop() {
             Some(b) => b,
             None => Vec::with_capacity(LARGE_BUF_BYTES),
         };
@@ -81,27 +98,27 @@ impl Worker {
         if buf.capacity() >= large && buf.capacity() <= 2 * large {
             // Kept at its length: `large_buf_of_len` then needs no zero fill. The idle ones
             // kept are bounded by the budget too (memory that is not given back is RSS).
-            if self.large_bufs.len() < self.config.buffer_budget_bytes / large {
-                self.large_bufs.push(buf);
+            if self.bufs.large.len() < self.config.buffer_budget_bytes / large {
+                self.bufs.large.push(buf);
             }
             return;
         }
         buf.clear();
         let recv = self.recv_buf_bytes();
         if buf.capacity() >= recv && buf.capacity() <= 2 * recv {
-            if self.recv_bufs.len() < RECV_BUFS_KEPT_MAX {
-                self.recv_bufs.push(buf);
+            if self.bufs.recv.len() < RECV_BUFS_KEPT_MAX {
+                self.bufs.recv.push(buf);
             }
         } else if (IDLE_RECV_BYTES..=2 * IDLE_RECV_BYTES).contains(&buf.capacity())
-            && self.small_bufs.len() < BUFFERS_KEPT_MAX
+            && self.bufs.small.len() < BUFFERS_KEPT_MAX
         {
-            self.small_bufs.push(buf);
+            self.bufs.small.push(buf);
         }
     }
 
     /// Swaps a connection's receive buffer for a small one if what it holds fits.
     pub(super) fn shrink_rbuf(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         let Some(rbuf) = conn.rbuf.as_ref() else {
@@ -111,7 +128,7 @@ impl Worker {
             return;
         }
         let mut small = self.small_buf();
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let rbuf = conn.rbuf.as_mut().expect("checked above");
         small.extend_from_slice(rbuf);
         let big = std::mem::replace(rbuf, small);
@@ -123,8 +140,8 @@ impl Worker {
         if buf.capacity() != STREAM_PIECE_BYTES {
             // A small piece (an upload beyond the budget).
             self.recycle(buf);
-        } else if self.piece_bufs.len() < self.config.buffer_budget_bytes / STREAM_PIECE_BYTES {
-            self.piece_bufs.push(buf);
+        } else if self.bufs.piece.len() < self.config.buffer_budget_bytes / STREAM_PIECE_BYTES {
+            self.bufs.piece.push(buf);
         }
     }
 }

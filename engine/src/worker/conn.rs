@@ -146,13 +146,13 @@ pub(super) fn persistence_of(conn: &Conn) -> http::Persistence {
 
 impl Worker {
     pub(super) fn conn_mut(&mut self, r: ConnRef) -> Option<&mut Conn> {
-        conn_at(&mut self.conns, r)
+        conn_at(&mut self.conns.entries, r)
     }
 
     pub(super) fn conn_ref(&self, index: usize) -> ConnRef {
         ConnRef {
             index,
-            generation: self.conn_generations[index],
+            generation: self.conns.generations[index],
         }
     }
 }

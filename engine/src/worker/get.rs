@@ -10,6 +10,18 @@
 
 use super::*;
 
+/// Address replies and the reads that keep them in flight: the controller may reuse a slot
+/// only once every reply that could point at it is below the horizon reported.
+#[derive(Default)]
+pub(super) struct ReadHorizon {
+    /// Address replies received so far (their sequence numbers are 1..=this).
+    pub(super) addresses_received: u64,
+    /// Sequence numbers of address replies whose reads are still in flight.
+    pub(super) in_flight: BTreeSet<u64>,
+    /// The horizon last reported to the controller.
+    pub(super) reported: u64,
+}
+
 /// `"<hex>"`: a block's ETag, on the stack.
 pub(super) fn etag_of(hex: &Hex) -> [u8; HASH_HEX_LEN + 2] {
     let mut out = [b'"'; HASH_HEX_LEN + 2];
@@ -81,7 +93,8 @@ impl Worker {
         location: Option<Location>,
         seq: u64,
     ) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_ref()) else {
+        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_ref())
+        else {
             return;
         };
         let Route::GetBlock {
@@ -111,7 +124,7 @@ impl Worker {
         }
         // The reply stays in flight until the read completes (guarantee 4), waiting for the
         // buffer budget included.
-        let fresh = self.reads_in_flight.insert(seq);
+        let fresh = self.reads.in_flight.insert(seq);
         assert!(fresh, "address reply {seq} read twice");
         let need = self.read_grant(location.len);
         if need > 0 && !self.take_grant(r, need, GrantKind::Buffer, Turn::New) {
@@ -130,7 +143,7 @@ impl Worker {
         head_only: bool,
         location: Location,
     ) -> bool {
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_ref())
             .expect("active");
         let method = active.head.method;
@@ -167,10 +180,10 @@ impl Worker {
     }
 
     pub(super) fn start_read(&mut self, r: ConnRef, location: Location, seq: u64) {
-        debug_assert!(self.reads_in_flight.contains(&seq));
+        debug_assert!(self.reads.in_flight.contains(&seq));
         let end = HEAD_ROOM_BYTES + location.len as usize;
         let buf = self.read_buf(location.len);
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         active.stage = Stage::Read {
@@ -188,7 +201,7 @@ impl Worker {
     }
 
     pub(super) fn end_read(&mut self, seq: u64) {
-        let removed = self.reads_in_flight.remove(&seq);
+        let removed = self.reads.in_flight.remove(&seq);
         assert!(removed, "read {seq} was in flight");
     }
 
@@ -199,7 +212,7 @@ impl Worker {
         buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let Stage::Read {
             location,
@@ -263,7 +276,7 @@ impl Worker {
         buf: Vec<u8>,
         location: Location,
     ) {
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_ref())
             .expect("active");
         let Route::GetBlock { hash, flavour, .. } = active.route else {
@@ -325,13 +338,13 @@ impl Worker {
         } else {
             &headers[..4]
         };
-        let persistence = persistence_of(conn_at(&mut self.conns, r).expect("open"));
-        let mut head = std::mem::take(&mut self.head_scratch);
+        let persistence = persistence_of(conn_at(&mut self.conns.entries, r).expect("open"));
+        let mut head = std::mem::take(&mut self.bufs.head_scratch);
         head.clear();
         http::write_response_head(&mut head, status, headers, Some(end - start), persistence);
         let body = HEAD_ROOM_BYTES + start as usize..HEAD_ROOM_BYTES + end as usize;
         self.send_with_head(now, r, status, buf, &head, body);
-        self.head_scratch = head;
+        self.bufs.head_scratch = head;
     }
 
     /// Status (200 or 206) and byte span of a GET of `len` bytes under the request's `Range`,
@@ -343,7 +356,7 @@ impl Worker {
         len: u64,
         content_range: &mut ContentRange,
     ) -> Option<(Status, u64, u64)> {
-        let range = stage_head(&self.conns, r).and_then(|h| h.range.as_deref());
+        let range = stage_head(&self.conns.entries, r).and_then(|h| h.range.as_deref());
         let spec = range.map_or(RangeSpec::Full, |v| http::parse_range(v, len));
         match spec {
             RangeSpec::Full => Some((Status::OK, 0, len)),
@@ -403,18 +416,19 @@ impl Worker {
     }
 
     pub(super) fn horizon(&self) -> u64 {
-        match self.reads_in_flight.first() {
+        match self.reads.in_flight.first() {
             Some(&oldest) => oldest,
-            None => self.addresses_received + 1,
+            None => self.reads.addresses_received + 1,
         }
     }
 
     pub(super) fn report_horizon(&mut self) {
         let h = self.horizon();
-        if h > self.horizon_reported {
-            self.horizon_reported = h;
+        if h > self.reads.reported {
+            self.reads.reported = h;
             let worker = self.config.id;
-            self.msg_out
+            self.link
+                .out
                 .push_back(ToController::ReaderHorizon { worker, epoch: h });
         }
     }

@@ -10,7 +10,7 @@ use super::*;
 
 impl Worker {
     pub(super) fn on_released(&mut self, now: Instant, r: ConnRef, outcome: ReleaseOutcome) {
-        let Some(Stage::Release) = conn_at(&mut self.conns, r)
+        let Some(Stage::Release) = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_ref())
             .map(|a| &a.stage)
         else {
@@ -66,7 +66,7 @@ impl Worker {
             return;
         }
         let n = hashes.len();
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         active.stage = Stage::Missing {
@@ -81,7 +81,7 @@ impl Worker {
     /// Keeps up to MISSING_IN_FLIGHT_MAX lookups going; answers when all are back.
     pub(super) fn pump_missing(&mut self, now: Instant, r: ConnRef) {
         loop {
-            let active = conn_at(&mut self.conns, r)
+            let active = conn_at(&mut self.conns.entries, r)
                 .and_then(|c| c.active.as_mut())
                 .expect("active");
             let Stage::Missing {
@@ -99,7 +99,7 @@ impl Worker {
                 *outstanding += 1;
                 active.asked = self.now_seen;
                 let request = self.next_request();
-                self.pending.insert(
+                self.link.pending.insert(
                     request,
                     Waiter {
                         conn: r,
@@ -108,7 +108,7 @@ impl Worker {
                     },
                 );
                 let worker = self.config.id;
-                self.msg_out.push_back(ToController::GetAddress {
+                self.link.out.push_back(ToController::GetAddress {
                     worker,
                     request,
                     hash,
@@ -137,7 +137,8 @@ impl Worker {
         tag: usize,
         found: Option<bool>,
     ) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
+        else {
             return;
         };
         let Stage::Missing {
@@ -188,7 +189,7 @@ impl Worker {
     }
 
     pub(super) fn start_list(&mut self, now: Instant, r: ConnRef) {
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_ref())
             .expect("active");
         let query = active.head.query.clone();
@@ -231,7 +232,8 @@ impl Worker {
     }
 
     pub(super) fn on_list_item(&mut self, r: ConnRef, hash: BlockHash, len: u32) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
+        else {
             return;
         };
         if let Stage::List { body } = &mut active.stage {
@@ -243,7 +245,8 @@ impl Worker {
     }
 
     pub(super) fn on_list_done(&mut self, now: Instant, r: ConnRef) {
-        let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
+        else {
             return;
         };
         let stage = std::mem::replace(&mut active.stage, Stage::Responded);

@@ -10,29 +10,31 @@ impl Worker {
     pub fn check_invariants(&self) {
         let open = self
             .conns
+            .entries
             .iter()
             .flatten()
             .filter(|c| !c.over_limit())
             .count();
-        assert_eq!(open, self.conns_open, "open connection count");
+        assert_eq!(open, self.conns.open, "open connection count");
         self.ops.check_invariants();
         assert!(
-            self.horizon() >= self.horizon_reported,
+            self.horizon() >= self.reads.reported,
             "the reader horizon never goes back"
         );
         assert!(self
-            .reads_in_flight
+            .reads
+            .in_flight
             .last()
-            .is_none_or(|&s| s <= self.addresses_received));
-        for conn in self.conns.iter().flatten() {
+            .is_none_or(|&s| s <= self.reads.addresses_received));
+        for conn in self.conns.entries.iter().flatten() {
             assert!(
                 conn.rbuf.is_some() != conn.recv_op.is_some(),
                 "buffer owned exactly once"
             );
         }
         self.budget
-            .check_invariants(self.conns.iter().flatten().filter_map(|c| c.grant));
-        for (index, conn) in self.conns.iter().enumerate() {
+            .check_invariants(self.conns.entries.iter().flatten().filter_map(|c| c.grant));
+        for (index, conn) in self.conns.entries.iter().enumerate() {
             let Some(conn) = conn else { continue };
             assert!(
                 conn.grant.is_none() || conn.active.is_some(),
@@ -92,7 +94,7 @@ impl Worker {
             );
             if let BufferNeed::Read { seq, .. } = need {
                 assert!(
-                    self.reads_in_flight.contains(seq),
+                    self.reads.in_flight.contains(seq),
                     "a GET waiting for a buffer keeps its address in flight"
                 );
             }

@@ -79,12 +79,12 @@ fn answer_of<'a>(head: &'a RequestHead, cid: &'a ContentId, negotiated: Negotiat
 impl Worker {
     /// What the response says about the connection.
     fn persistence(&mut self, r: ConnRef) -> http::Persistence {
-        persistence_of(conn_at(&mut self.conns, r).expect("open"))
+        persistence_of(conn_at(&mut self.conns.entries, r).expect("open"))
     }
 
     /// Queues a complete response (head and any body) built by the gateway rules.
     fn queue_ipfs(&mut self, now: Instant, r: ConnRef, status: Status, out: Vec<u8>) {
-        let method = stage_head(&self.conns, r).map_or(Method::Get, |h| h.method);
+        let method = stage_head(&self.conns.entries, r).map_or(Method::Get, |h| h.method);
         let end = out.len();
         self.queue_response(now, r, method, status, out, 0, end);
     }
@@ -100,7 +100,7 @@ impl Worker {
     ) -> bool {
         assert!(location.len > 0, "a stored block has bytes");
         let persistence = self.persistence(r);
-        let head = stage_head(&self.conns, r).expect("active");
+        let head = stage_head(&self.conns.entries, r).expect("active");
         let cid = routed_cid(head);
         assert!(
             matches!(cid.address(), Address::Stored(_)),
@@ -146,7 +146,7 @@ impl Worker {
             Format::Raw => self.plan_range(r, len as u64, &mut content_range),
             Format::Car { .. } => Some((Status::OK, 0, len as u64)),
         };
-        let head = stage_head(&self.conns, r).expect("active");
+        let head = stage_head(&self.conns.entries, r).expect("active");
         let head_only = head.method == Method::Head;
         let cid = routed_cid(head);
         assert!(
@@ -218,7 +218,7 @@ impl Worker {
         negotiated: Negotiated,
     ) {
         let persistence = self.persistence(r);
-        let head = stage_head(&self.conns, r).expect("active");
+        let head = stage_head(&self.conns.entries, r).expect("active");
         assert_eq!(head_only, head.method == Method::Head);
         let cid = routed_cid(head);
         assert_eq!(cid.address(), Address::Inline, "routed as an identity CID");

@@ -35,12 +35,12 @@ impl FileOutcome {
 
 impl Worker {
     pub(super) fn on_accept(&mut self, now: Instant, c: Completion) {
-        self.accept_op = None;
+        self.accept.op = None;
         let handle = match c.result {
             Ok(h) => ConnHandle(h),
             Err(e) => {
                 if e != Errno::ECANCELED && !e.is_transient() && e != Errno::ECONNABORTED {
-                    self.accept_retry_at = Some(now + ACCEPT_RETRY_DELAY);
+                    self.accept.retry_at = Some(now + ACCEPT_RETRY_DELAY);
                 }
                 return;
             }
@@ -50,24 +50,24 @@ impl Worker {
             self.io_out_close_raw(handle);
             return;
         }
-        let rejecting = self.conns_open >= self.config.max_connections;
-        if rejecting && self.rejecting >= REJECTING_MAX {
+        let rejecting = self.conns.open >= self.config.max_connections;
+        if rejecting && self.conns.over_limit >= REJECTING_MAX {
             self.stats.connections_rejected += 1;
             self.io_out_close_raw(handle);
             return;
         }
-        let index = match self.conn_free.pop() {
+        let index = match self.conns.free.pop() {
             Some(i) => i,
             None => {
-                self.conns.push(None);
-                self.conn_generations.push(0);
-                self.conns.len() - 1
+                self.conns.entries.push(None);
+                self.conns.generations.push(0);
+                self.conns.entries.len() - 1
             }
         };
-        self.conn_generations[index] = self.conn_generations[index].wrapping_add(1);
-        let generation = self.conn_generations[index];
+        self.conns.generations[index] = self.conns.generations[index].wrapping_add(1);
+        let generation = self.conns.generations[index];
         let rbuf = self.small_buf();
-        self.conns[index] = Some(Conn {
+        self.conns.entries[index] = Some(Conn {
             generation,
             handle,
             rbuf: Some(rbuf),
@@ -92,11 +92,11 @@ impl Worker {
         });
         let r = ConnRef { index, generation };
         if rejecting {
-            self.rejecting += 1;
+            self.conns.over_limit += 1;
             self.stats.connections_rejected += 1;
             self.respond_busy(now, r, "too many connections");
         } else {
-            self.conns_open += 1;
+            self.conns.open += 1;
             self.process(now, r);
         }
     }
@@ -108,7 +108,7 @@ impl Worker {
 
     pub(super) fn on_recv(&mut self, now: Instant, r: ConnRef, c: Completion) {
         let buf = c.buf.expect("recv returns its buffer");
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             panic!("recv completion for a vanished connection");
         };
         conn.recv_op = None;
@@ -134,7 +134,7 @@ impl Worker {
 
     pub(super) fn on_send(&mut self, now: Instant, r: ConnRef, c: Completion) {
         let buf = c.buf.expect("send returns its buffer");
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             panic!("send completion for a vanished connection");
         };
         conn.send_op = None;
@@ -172,7 +172,7 @@ impl Worker {
 
     /// After a send: if the response is complete, end the request.
     pub(super) fn after_send(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if conn.send_op.is_some() || !conn.outq.is_empty() {
@@ -184,7 +184,7 @@ impl Worker {
         );
         if done {
             if let Some(a) = conn.active.take() {
-                self.head_buffers.recycle(a.head);
+                self.bufs.heads.recycle(a.head);
             }
             self.release_grant(now, r);
             self.end_request(now, r);
@@ -193,7 +193,7 @@ impl Worker {
 
     /// The connection's request is answered and sent: close, linger, or go on to the next.
     pub(super) fn end_request(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         conn.last_activity = now;
@@ -220,7 +220,7 @@ impl Worker {
     }
 
     pub(super) fn pump_send(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if conn.send_op.is_some() || conn.is_closing() {
@@ -243,12 +243,14 @@ impl Worker {
                 end,
             },
         );
-        conn_at(&mut self.conns, r).expect("still open").send_op = Some(id);
+        conn_at(&mut self.conns.entries, r)
+            .expect("still open")
+            .send_op = Some(id);
     }
 
     pub(super) fn on_file(&mut self, now: Instant, r: ConnRef, c: Completion) {
         let buf = c.buf.expect("file ops return their buffer");
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             panic!("file completion for a vanished connection");
         };
         conn.file_op = None;
@@ -267,7 +269,7 @@ impl Worker {
     }
 
     pub(super) fn on_closed(&mut self, r: ConnRef) {
-        let conn = self.conns[r.index]
+        let conn = self.conns.entries[r.index]
             .take()
             .expect("closed connection exists");
         assert_eq!(conn.generation, r.generation);
@@ -278,14 +280,14 @@ impl Worker {
             "closed after its close op"
         );
         if conn.over_limit() {
-            self.rejecting -= 1;
+            self.conns.over_limit -= 1;
         } else {
-            self.conns_open -= 1;
+            self.conns.open -= 1;
         }
         if let Some(b) = conn.rbuf {
             self.recycle(b);
         }
-        self.conn_free.push(r.index);
+        self.conns.free.push(r.index);
         if let Some(grant) = conn.grant {
             self.budget.give_back(grant);
             self.serve_buffer_waiters(self.now_seen);
@@ -293,7 +295,7 @@ impl Worker {
     }
 
     pub(super) fn close_conn(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if conn.is_closing() {
@@ -310,7 +312,7 @@ impl Worker {
 
     /// Undo what the current request holds (a waiting PUT's place, buffers).
     pub(super) fn abandon_request(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         let Some(active) = conn.active.as_mut() else {
@@ -323,7 +325,7 @@ impl Worker {
             Stage::Stream(s) if s.writing => active.stage = Stage::Stream(s),
             Stage::Stream(s) => {
                 if let Some(slot) = s.slot {
-                    self.pools.put_back(slot);
+                    self.slots.pools.put_back(slot);
                 }
                 self.recycle_piece(s.piece);
                 if s.lane_deadline.is_some() {
@@ -345,7 +347,7 @@ impl Worker {
     }
 
     pub(super) fn maybe_finish_close(&mut self, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if conn.state != ConnState::Closing {

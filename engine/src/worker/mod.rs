@@ -96,12 +96,14 @@ mod stream;
 mod timers;
 
 use budget::{Budget, Grant, GrantKind, Turn};
+use buffers::BufferPools;
 pub use config::{VerifyReads, WorkerConfig, BUFFER_BUDGET_MIN_BYTES};
 use conn::*;
 use get::*;
 use lifecycle::FileOutcome;
 use ops::*;
 use request::*;
+use slots::SlotSupply;
 
 /// Room kept in front of a GET's read buffer for the response head (no copy of the body): a
 /// `/block/` head, or the longest `/ipfs/` head with its CAR prefix.
@@ -169,53 +171,66 @@ struct Waiter {
 
 pub struct Worker {
     config: WorkerConfig,
-    conns: Vec<Option<Conn>>,
-    conn_generations: Vec<u32>,
-    conn_free: Vec<usize>,
-    conns_open: usize,
-    rejecting: usize,
+    /// The connections, by slot.
+    conns: ConnTable,
     /// Every I/O operation in flight, and those not yet handed to the driver.
     ops: OpTable,
-    msg_out: VecDeque<ToController>,
-    pending: BTreeMap<RequestId, Waiter>,
-    next_request: RequestId,
-    pools: Pools,
-    slot_waiters: Vec<VecDeque<ConnRef>>,
-    accept_op: Option<OpId>,
-    accept_retry_at: Option<Instant>,
-    next_pool_decay: Instant,
+    /// Requests to the controller and the replies awaited.
+    link: ControllerLink,
+    /// The block pools and the PUTs waiting for a slot.
+    slots: SlotSupply,
+    /// The accept op, or when to try again.
+    accept: Acceptor,
+    /// Address replies and the reads that keep them in flight (the reader horizon).
+    reads: ReadHorizon,
+    /// Recycled buffers.
+    bufs: BufferPools,
+    /// The buffer budget: the connections' grants and the requests waiting for one.
+    budget: Budget,
     /// The latest `now` any input carried (stamps controller requests).
     now_seen: Instant,
     /// No connection deadline comes before this (see `poll_timeout`).
     deadline_cache: Instant,
-    /// Per class: a `Reclaim` arrived since the last `AllocateDone`: space may come back, keep
-    /// PUTs waiting.
-    reclaim_seen: [bool; CLASS_COUNT],
-    /// Per class: no allocate request before this (see `SLOT_RETRY_DELAY`).
-    slot_retry_at: [Option<Instant>; CLASS_COUNT],
     shutting_down: bool,
-    /// Address replies received so far (their sequence numbers are 1..=this).
-    addresses_received: u64,
-    /// Sequence numbers of address replies whose reads are still in flight.
-    reads_in_flight: BTreeSet<u64>,
-    horizon_reported: u64,
-    small_bufs: Vec<Vec<u8>>,
-    large_bufs: Vec<Vec<u8>>,
-    piece_bufs: Vec<Vec<u8>>,
-    /// Receive buffers of a request in progress (`recv_chunk_bytes` and a little more).
-    recv_bufs: Vec<Vec<u8>>,
-    /// Buffers of finished requests' heads, for the next heads (no allocation per request).
-    head_buffers: HeadBuffers,
-    /// Where a GET's response head is written before it goes in front of the body.
-    head_scratch: Vec<u8>,
-    /// The buffer budget: the connections' grants and the requests waiting for one.
-    budget: Budget,
     stats: WorkerStats,
     snapshot: Arc<StatsSnapshot>,
     /// The driver's watchdog verdict over the whole node (see [`Worker::set_health`]).
     node_health: Option<Unhealthy>,
     /// Failed verifications are logged at most once a second (each is counted).
     corrupt_log: LogLimit,
+}
+
+/// The connection slots: a slot's generation grows each time it is reused, so a stale
+/// `ConnRef` finds nothing.
+#[derive(Default)]
+struct ConnTable {
+    entries: Vec<Option<Conn>>,
+    /// Per slot, the generation of its current (or last) connection.
+    generations: Vec<u32>,
+    /// Slots without a connection.
+    free: Vec<usize>,
+    /// Connections admitted (within `max_connections`).
+    open: usize,
+    /// Connections over the limit, waiting for their 503 (at most `REJECTING_MAX`).
+    over_limit: usize,
+}
+
+/// The worker's side of the controller queue.
+struct ControllerLink {
+    /// Messages not yet taken by the driver (`drain_messages`).
+    out: VecDeque<ToController>,
+    /// Requests awaiting a reply, by request id (ids grow: the first is the oldest).
+    pending: BTreeMap<RequestId, Waiter>,
+    /// The id of the next request.
+    next_request: RequestId,
+}
+
+/// The accept op: at most one in flight; after an error that is not transient, the next
+/// waits until `retry_at`.
+#[derive(Default)]
+struct Acceptor {
+    op: Option<OpId>,
+    retry_at: Option<Instant>,
 }
 
 impl Worker {
@@ -234,34 +249,29 @@ impl Worker {
         );
         let pools = Pools::new(config.pool_targets, config.pool_bytes_max);
         Worker {
-            conns: Vec::new(),
-            conn_generations: Vec::new(),
-            conn_free: Vec::new(),
-            conns_open: 0,
-            rejecting: 0,
+            conns: ConnTable::default(),
             ops: OpTable::default(),
-            msg_out: VecDeque::new(),
-            pending: BTreeMap::new(),
-            next_request: 1,
-            pools,
-            slot_waiters: (0..CLASS_COUNT).map(|_| VecDeque::new()).collect(),
-            accept_op: None,
-            accept_retry_at: None,
-            next_pool_decay: Instant::ZERO,
+            link: ControllerLink {
+                out: VecDeque::new(),
+                pending: BTreeMap::new(),
+                next_request: 1,
+            },
+            slots: SlotSupply {
+                pools,
+                waiters: (0..CLASS_COUNT).map(|_| VecDeque::new()).collect(),
+                reclaim_seen: [false; CLASS_COUNT],
+                retry_at: [None; CLASS_COUNT],
+                next_decay: Instant::ZERO,
+            },
+            accept: Acceptor::default(),
             now_seen: Instant::ZERO,
             deadline_cache: Instant::ZERO,
-            reclaim_seen: [false; CLASS_COUNT],
-            slot_retry_at: [None; CLASS_COUNT],
             shutting_down: false,
-            addresses_received: 0,
-            reads_in_flight: BTreeSet::new(),
-            horizon_reported: 0,
-            small_bufs: Vec::new(),
-            large_bufs: Vec::new(),
-            piece_bufs: Vec::new(),
-            recv_bufs: Vec::new(),
-            head_buffers: HeadBuffers::default(),
-            head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
+            reads: ReadHorizon::default(),
+            bufs: BufferPools {
+                head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
+                ..BufferPools::default()
+            },
             budget: Budget::new(config.buffer_budget_bytes, recv),
             stats: WorkerStats::default(),
             snapshot: Arc::new(StatsSnapshot::default()),
@@ -289,16 +299,16 @@ impl Worker {
     /// Output: gives queued controller messages to `push`, in order, until it refuses one
     /// (queue full: the rest wait for the next call; never dropped).
     pub fn drain_messages(&mut self, mut push: impl FnMut(&ToController) -> bool) {
-        while let Some(m) = self.msg_out.front() {
+        while let Some(m) = self.link.out.front() {
             if !push(m) {
                 break;
             }
-            self.msg_out.pop_front();
+            self.link.out.pop_front();
         }
     }
 
     pub fn messages_waiting(&self) -> usize {
-        self.msg_out.len()
+        self.link.out.len()
     }
 
     /// When the worker next needs `tick` without other input.
@@ -309,15 +319,15 @@ impl Worker {
     /// lane, which lowers the cache itself). So a busy worker scans its
     /// connections a few times per `min_timeout`, not once per loop turn.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let connections = self.conns_open + self.rejecting > 0;
+        let connections = self.conns.open + self.conns.over_limit > 0;
         let deadlines = connections.then_some(self.deadline_cache);
         // A worker shutting down neither accepts nor refills: a pending retry of either would
         // be a deadline no tick clears, and the driver's loop would spin on it.
         let retries = if self.shutting_down {
             [None, None]
         } else {
-            let slot = self.slot_retry_at.iter().flatten().min().copied();
-            [self.accept_retry_at, slot]
+            let slot = self.slots.retry_at.iter().flatten().min().copied();
+            [self.accept.retry_at, slot]
         };
         retries.into_iter().chain([deadlines]).flatten().min()
     }
@@ -326,11 +336,11 @@ impl Worker {
     /// loop turn, and when [`Worker::poll_timeout`] has come; then drain the outputs.
     pub fn tick(&mut self, now: Instant) {
         self.now_seen = self.now_seen.max(now);
-        if !self.shutting_down && self.accept_op.is_none() {
-            let due = self.accept_retry_at.is_none_or(|t| now >= t);
+        if !self.shutting_down && self.accept.op.is_none() {
+            let due = self.accept.retry_at.is_none_or(|t| now >= t);
             if due {
-                self.accept_retry_at = None;
-                self.accept_op = Some(self.submit(None, OpKind::Accept, Op::Accept));
+                self.accept.retry_at = None;
+                self.accept.op = Some(self.submit(None, OpKind::Accept, Op::Accept));
             }
         }
         if now >= self.deadline_cache {
@@ -342,9 +352,9 @@ impl Worker {
         }
         let soon = now + self.min_timeout() / 2;
         self.deadline_cache = self.deadline_cache.min(soon);
-        if now >= self.next_pool_decay {
-            self.next_pool_decay = now + crate::pool::POOL_DECAY_INTERVAL;
-            self.pools.decay();
+        if now >= self.slots.next_decay {
+            self.slots.next_decay = now + crate::pool::POOL_DECAY_INTERVAL;
+            self.slots.pools.decay();
         }
         self.refill_pools();
         self.report_horizon();
@@ -353,11 +363,11 @@ impl Worker {
     /// Stop accepting; close idle connections; let requests in progress finish, then close.
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        if let Some(id) = self.accept_op {
+        if let Some(id) = self.accept.op {
             self.submit(None, OpKind::Cancel, Op::Cancel { target: id });
         }
-        for index in 0..self.conns.len() {
-            let Some(conn) = self.conns[index].as_mut() else {
+        for index in 0..self.conns.entries.len() {
+            let Some(conn) = self.conns.entries[index].as_mut() else {
                 continue;
             };
             conn.keep_alive = false;
@@ -374,7 +384,7 @@ impl Worker {
 
     /// True when shutdown has finished: no connection, no operation, no pending reply.
     pub fn is_drained(&self) -> bool {
-        self.shutting_down && self.conns_open + self.rejecting == 0 && self.ops.is_idle()
+        self.shutting_down && self.conns.open + self.conns.over_limit == 0 && self.ops.is_idle()
     }
 
     /// Input: the completion of an op from [`Worker::poll_io`]. Every op completes exactly
@@ -397,7 +407,7 @@ impl Worker {
 
     /// Removes a pending controller request, counting how long it waited.
     fn take_pending(&mut self, now: Instant, request: RequestId) -> Option<Waiter> {
-        let w = self.pending.remove(&request)?;
+        let w = self.link.pending.remove(&request)?;
         self.stats.controller_wait_ns += now.saturating_since(w.sent).as_nanos() as u64;
         Some(w)
     }
@@ -411,11 +421,12 @@ impl Worker {
         match message {
             ToWorker::Allocated { request, slot } => {
                 let class = self
+                    .slots
                     .pools
                     .class_of_request(request)
                     .expect("allocate in flight");
                 assert_eq!(class, slot.class, "controller sent a slot of another class");
-                self.pools.put_back(slot);
+                self.slots.pools.put_back(slot);
                 self.serve_slot_waiters(now, class);
             }
             ToWorker::AllocateDone {
@@ -424,23 +435,23 @@ impl Worker {
                 requested,
                 granted,
             } => {
-                self.pools.done(class, request, requested, granted);
+                self.slots.pools.done(class, request, requested, granted);
                 self.serve_slot_waiters(now, class);
-                let short = granted < requested && self.pools.free_count(class) == 0;
-                let reclaimed = std::mem::take(&mut self.reclaim_seen[class.index()]);
+                let short = granted < requested && self.slots.pools.free_count(class) == 0;
+                let reclaimed = std::mem::take(&mut self.slots.reclaim_seen[class.index()]);
                 if short && !reclaimed {
                     self.fail_slot_waiters(now, class);
                 } else if short {
-                    self.slot_retry_at[class.index()] = Some(now + SLOT_RETRY_DELAY);
+                    self.slots.retry_at[class.index()] = Some(now + SLOT_RETRY_DELAY);
                 }
             }
             ToWorker::Reclaim { class } => {
-                self.reclaim_seen[class.index()] = true;
-                self.pools.shrink_for_reclaim();
+                self.slots.reclaim_seen[class.index()] = true;
+                self.slots.pools.shrink_for_reclaim();
                 let worker = self.config.id;
-                for slot in self.pools.drain_all() {
+                for slot in self.slots.pools.drain_all() {
                     let request = self.next_request();
-                    self.msg_out.push_back(ToController::ReturnSlot {
+                    self.link.out.push_back(ToController::ReturnSlot {
                         worker,
                         request,
                         slot,
@@ -452,8 +463,8 @@ impl Worker {
                 location,
                 epoch: _,
             } => {
-                self.addresses_received += 1;
-                let seq = self.addresses_received;
+                self.reads.addresses_received += 1;
+                let seq = self.reads.addresses_received;
                 let Some(w) = self.take_pending(now, request) else {
                     return;
                 };
@@ -484,7 +495,7 @@ impl Worker {
                 }
             }
             ToWorker::ListItem { request, hash, len } => {
-                if let Some(w) = self.pending.get(&request).copied() {
+                if let Some(w) = self.link.pending.get(&request).copied() {
                     self.on_list_item(w.conn, hash, len);
                 }
             }
@@ -498,14 +509,15 @@ impl Worker {
     }
 
     fn on_error_reply(&mut self, now: Instant, request: RequestId, code: ErrorCode) {
-        if let Some(class) = self.pools.class_of_request(request) {
+        if let Some(class) = self.slots.pools.class_of_request(request) {
             self.on_allocate_failed(now, request, class, code);
             return;
         }
         let Some(w) = self.take_pending(now, request) else {
             return;
         };
-        let Some(active) = conn_at(&mut self.conns, w.conn).and_then(|c| c.active.as_ref()) else {
+        let Some(active) = conn_at(&mut self.conns.entries, w.conn).and_then(|c| c.active.as_ref())
+        else {
             return;
         };
         if matches!(active.stage, Stage::Missing { .. }) {

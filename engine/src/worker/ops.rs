@@ -118,7 +118,8 @@ impl Worker {
     pub(super) fn submit_file(&mut self, r: ConnRef, op: Op) {
         debug_assert!(matches!(op, Op::ReadAt { .. } | Op::WriteAt { .. }));
         let id = self.submit(Some(r), OpKind::File, op);
-        let conn = conn_at(&mut self.conns, r).expect("a file op belongs to an open connection");
+        let conn =
+            conn_at(&mut self.conns.entries, r).expect("a file op belongs to an open connection");
         assert!(
             conn.file_op.is_none(),
             "one file op per connection at a time"

@@ -17,15 +17,15 @@ impl Worker {
     }
 
     pub(super) fn try_take_slot(&mut self, now: Instant, r: ConnRef) {
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let class = Self::body_class(&active.stage);
-        let Some(slot) = self.pools.take(class) else {
+        let Some(slot) = self.slots.pools.take(class) else {
             // The pool asks the controller for target + waiting slots (even after a short
             // refill); a refill that comes back short while PUTs wait answers them 507,
             // unless the controller is reclaiming parked slots (then they wait and ask again).
-            self.pools.note_miss(class);
-            self.slot_waiters[class.index()].push_back(r);
+            self.slots.pools.note_miss(class);
+            self.slots.waiters[class.index()].push_back(r);
             self.refill_pools();
             return;
         };
@@ -33,7 +33,7 @@ impl Worker {
     }
 
     pub(super) fn start_write(&mut self, _now: Instant, r: ConnRef, slot: Slot) {
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let stage = std::mem::replace(&mut active.stage, Stage::Responded);
         let Stage::WaitSlot {
@@ -66,7 +66,7 @@ impl Worker {
         buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let active = conn.active.as_mut().expect("active");
         let Stage::Write {
             hash,
@@ -85,7 +85,7 @@ impl Worker {
             FileOutcome::Failed | FileOutcome::Abandoned => {
                 // Failed or abandoned: the slot holds nothing acknowledged; back to the pool.
                 active.stage = Stage::Responded;
-                self.pools.put_back(slot);
+                self.slots.pools.put_back(slot);
                 self.recycle(buf);
                 if outcome == FileOutcome::Failed {
                     self.respond_error(
@@ -127,7 +127,7 @@ impl Worker {
     }
 
     pub(super) fn on_occupied(&mut self, now: Instant, r: ConnRef, outcome: OccupyOutcome) {
-        let Some(Stage::Occupy { hash }) = conn_at(&mut self.conns, r)
+        let Some(Stage::Occupy { hash }) = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_ref())
             .map(|a| &a.stage)
         else {
@@ -143,7 +143,7 @@ impl Worker {
 
     /// Out of space for a PUT: a stored duplicate is still a 200 (it needs no slot).
     pub(super) fn on_dedup_checked(&mut self, now: Instant, r: ConnRef, found: bool) {
-        let Some(Stage::DedupCheck { hash }) = conn_at(&mut self.conns, r)
+        let Some(Stage::DedupCheck { hash }) = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_ref())
             .map(|a| &a.stage)
         else {

@@ -12,7 +12,7 @@ impl Worker {
     /// Drives a connection with the bytes it has: parse heads, feed bodies, ask for more bytes.
     pub(super) fn process(&mut self, now: Instant, r: ConnRef) {
         loop {
-            let Some(conn) = conn_at(&mut self.conns, r) else {
+            let Some(conn) = conn_at(&mut self.conns.entries, r) else {
                 return;
             };
             if conn.is_closing() || conn.over_limit() || conn.recv_op.is_some() {
@@ -50,7 +50,7 @@ impl Worker {
     /// Posts a receive if the connection wants bytes; closes on EOF.
     pub(super) fn want_bytes(&mut self, now: Instant, r: ConnRef) {
         let chunk = self.config.recv_chunk_bytes;
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if conn.is_closing() || conn.recv_op.is_some() {
@@ -110,7 +110,7 @@ impl Worker {
                 // No budget for a bigger buffer: fill the one there is. An upload whose
                 // buffer is full waits for its piece to be written (which calls `process`).
                 if room == 0 {
-                    conn_at(&mut self.conns, r).expect("open").rbuf = Some(buf);
+                    conn_at(&mut self.conns.entries, r).expect("open").rbuf = Some(buf);
                     return;
                 }
                 max = room;
@@ -129,13 +129,13 @@ impl Worker {
                 max,
             },
         );
-        conn_at(&mut self.conns, r).expect("open").recv_op = Some(id);
+        conn_at(&mut self.conns.entries, r).expect("open").recv_op = Some(id);
     }
 
     /// Parses a head from the buffer; returns whether it made progress.
     pub(super) fn try_head(&mut self, now: Instant, r: ConnRef) -> bool {
         let max = self.config.max_header_bytes;
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         if rbuf.is_empty() {
             return false;
@@ -144,7 +144,7 @@ impl Worker {
             conn.head_started = Some(now);
         }
         let started = conn.head_started.expect("set above");
-        match http::parse_head_with(rbuf, max, &mut self.head_buffers) {
+        match http::parse_head_with(rbuf, max, &mut self.bufs.heads) {
             Ok(HeadParse::Partial) => false,
             Err(e) => {
                 rbuf.clear();

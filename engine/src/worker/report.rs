@@ -22,7 +22,7 @@ impl Worker {
     /// Since when this worker's oldest request has waited for the controller (request ids
     /// grow, so the first pending one is the oldest).
     pub fn oldest_wait_since(&self) -> Option<Instant> {
-        self.pending.values().next().map(|w| w.sent)
+        self.link.pending.values().next().map(|w| w.sent)
     }
 
     /// What `/health` answers now: the driver's verdict, or this worker's own view (its
@@ -60,25 +60,25 @@ impl Worker {
 
     pub fn stats(&self) -> WorkerStats {
         let mut s = self.stats.clone();
-        s.connections_open = self.conns_open as u64;
-        s.pool_free = self.pools.levels();
-        let targets = self.pools.targets();
+        s.connections_open = self.conns.open as u64;
+        s.pool_free = self.slots.pools.levels();
+        let targets = self.slots.pools.targets();
         for (i, t) in targets.iter().enumerate() {
             s.pool_target[i] = u64::from(*t);
         }
-        s.refill_requests = self.pools.refill_requests;
+        s.refill_requests = self.slots.pools.refill_requests;
         s.ops_in_flight = self.ops.in_flight() as u64;
-        s.controller_requests_waiting = self.pending.len() as u64;
+        s.controller_requests_waiting = self.link.pending.len() as u64;
         s.buffer_granted_bytes = self.budget.granted_bytes() as u64;
         s
     }
 
     /// Bytes held in this worker's pool (reserved, idle).
     pub fn pooled_bytes(&self) -> u64 {
-        self.pools.pooled_bytes()
+        self.slots.pools.pooled_bytes()
     }
 
     pub fn connections_open(&self) -> usize {
-        self.conns_open
+        self.conns.open
     }
 }

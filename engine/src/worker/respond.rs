@@ -44,7 +44,7 @@ impl Worker {
     /// finds no waiter, so it cannot answer this connection's next request), and the
     /// connection stays open: the request was read whole.
     pub(super) fn answer_unconfirmed(&mut self, now: Instant, r: ConnRef) {
-        let Some(stage) = stage_of(&self.conns, r) else {
+        let Some(stage) = stage_of(&self.conns.entries, r) else {
             return;
         };
         let reason = match stage {
@@ -58,10 +58,10 @@ impl Worker {
             }
             _ => "storage did not answer in time; try again",
         };
-        let waiting = self.pending.len();
-        self.pending.retain(|_, w| w.conn != r);
+        let waiting = self.link.pending.len();
+        self.link.pending.retain(|_, w| w.conn != r);
         assert!(
-            self.pending.len() < waiting,
+            self.link.pending.len() < waiting,
             "a request waiting for the controller has a reply pending"
         );
         self.stats.storage_timeouts += 1;
@@ -125,7 +125,7 @@ impl Worker {
         body: &[&[u8]],
         close: bool,
     ) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if close {
@@ -178,7 +178,7 @@ impl Worker {
         headers: &[(&str, &[u8])],
         content_length: Option<u64>,
     ) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         let persistence = persistence_of(conn);
@@ -201,7 +201,7 @@ impl Worker {
     ) {
         assert!(start < end && end <= buf.len(), "a response has bytes");
         self.stats.by_status[stats::status_index(status.code())] += 1;
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         let started = conn.active.as_ref().map(|a| a.started);

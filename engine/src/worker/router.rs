@@ -129,7 +129,7 @@ impl Worker {
             return;
         }
         let span = self.request_span(&head);
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         conn.active = Some(Active {
             head,
             route,
@@ -174,7 +174,7 @@ impl Worker {
                         ("Retry-After", b"1"),
                     ];
                     let body: [&[u8]; 1] = [line.as_bytes()];
-                    let method = stage_method(&self.conns, r);
+                    let method = stage_method(&self.conns.entries, r);
                     self.respond_full(
                         now,
                         r,
@@ -206,7 +206,7 @@ impl Worker {
         make: impl FnOnce(WorkerId, RequestId) -> ToController,
     ) {
         let request = self.next_request();
-        self.pending.insert(
+        self.link.pending.insert(
             request,
             Waiter {
                 conn: r,
@@ -214,8 +214,8 @@ impl Worker {
                 sent: self.now_seen,
             },
         );
-        self.msg_out.push_back(make(self.config.id, request));
-        let active = conn_at(&mut self.conns, r)
+        self.link.out.push_back(make(self.config.id, request));
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active request");
         active.stage = stage;
@@ -223,8 +223,8 @@ impl Worker {
     }
 
     pub(super) fn next_request(&mut self) -> RequestId {
-        let id = self.next_request;
-        self.next_request += 1;
+        let id = self.link.next_request;
+        self.link.next_request += 1;
         id
     }
 
@@ -273,13 +273,13 @@ impl Worker {
         let close = match head.body {
             BodyFraming::None => false,
             BodyFraming::Length(n) if n <= DISCARD_MAX_BYTES && !head.expect_continue => {
-                conn_at(&mut self.conns, r).expect("open").discard = n;
+                conn_at(&mut self.conns.entries, r).expect("open").discard = n;
                 false
             }
             _ => true,
         };
         let span = self.request_span(&head);
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         conn.active = Some(Active {
             head,
             route: Route::Health,

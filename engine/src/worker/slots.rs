@@ -9,6 +9,20 @@
 
 use super::*;
 
+/// The block pools, and the PUTs waiting for a slot.
+pub(super) struct SlotSupply {
+    pub(super) pools: Pools,
+    /// Per class: the PUTs waiting for a slot, in order.
+    pub(super) waiters: Vec<VecDeque<ConnRef>>,
+    /// Per class: a `Reclaim` arrived since the last `AllocateDone`: space may come back,
+    /// keep PUTs waiting.
+    pub(super) reclaim_seen: [bool; CLASS_COUNT],
+    /// Per class: no allocate request before this (see `SLOT_RETRY_DELAY`).
+    pub(super) retry_at: [Option<Instant>; CLASS_COUNT],
+    /// When the pools' adaptive targets next decay.
+    pub(super) next_decay: Instant,
+}
+
 /// Whether connection `r` still has a PUT waiting for a pool slot.
 pub(super) fn waits_for_slot(conns: &[Option<Conn>], r: ConnRef) -> bool {
     match stage_of(conns, r) {
@@ -25,19 +39,19 @@ impl Worker {
         }
         for class in SizeClass::ALL {
             // A waiter answered meanwhile (503 at its deadline, closed) no longer counts.
-            let conns = &self.conns;
-            self.slot_waiters[class.index()].retain(|&r| waits_for_slot(conns, r));
-            let retry = &mut self.slot_retry_at[class.index()];
+            let conns = &self.conns.entries;
+            self.slots.waiters[class.index()].retain(|&r| waits_for_slot(conns, r));
+            let retry = &mut self.slots.retry_at[class.index()];
             if retry.is_some_and(|t| self.now_seen < t) {
                 continue;
             }
             *retry = None;
-            let waiting = self.slot_waiters[class.index()].len();
-            if let Some(count) = self.pools.refill_due(class, waiting) {
+            let waiting = self.slots.waiters[class.index()].len();
+            if let Some(count) = self.slots.pools.refill_due(class, waiting) {
                 let request = self.next_request();
-                self.pools.requested(class, request);
+                self.slots.pools.requested(class, request);
                 let worker = self.config.id;
-                self.msg_out.push_back(ToController::Allocate {
+                self.link.out.push_back(ToController::Allocate {
                     worker,
                     request,
                     class,
@@ -48,8 +62,8 @@ impl Worker {
     }
 
     pub(super) fn serve_slot_waiters(&mut self, now: Instant, class: SizeClass) {
-        while self.pools.free_count(class) > 0 {
-            let Some(r) = self.slot_waiters[class.index()].pop_front() else {
+        while self.slots.pools.free_count(class) > 0 {
+            let Some(r) = self.slots.waiters[class.index()].pop_front() else {
                 break;
             };
             let stage = self
@@ -58,11 +72,11 @@ impl Worker {
                 .map(|a| &a.stage);
             match stage {
                 Some(Stage::WaitSlot { .. }) => {
-                    let slot = self.pools.take(class).expect("checked above");
+                    let slot = self.slots.pools.take(class).expect("checked above");
                     self.start_write(now, r, slot);
                 }
                 Some(Stage::Stream(s)) if s.slot.is_none() => {
-                    let slot = self.pools.take(class).expect("checked above");
+                    let slot = self.slots.pools.take(class).expect("checked above");
                     self.stream_slot(now, r, slot);
                     self.process(now, r);
                 }
@@ -73,8 +87,9 @@ impl Worker {
 
     /// The controller has no space for this class: every waiting PUT gets 507.
     pub(super) fn fail_slot_waiters(&mut self, now: Instant, class: SizeClass) {
-        while let Some(r) = self.slot_waiters[class.index()].pop_front() {
-            let Some(active) = conn_at(&mut self.conns, r).and_then(|c| c.active.as_mut()) else {
+        while let Some(r) = self.slots.waiters[class.index()].pop_front() {
+            let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
+            else {
                 continue;
             };
             // A duplicate needs no slot: before a 507, read the body (a streamed PUT has not
@@ -123,13 +138,13 @@ impl Worker {
             ErrorCode::Io,
             "allocations fail only with a storage error"
         );
-        self.pools.done(class, request, 1, 0);
-        while let Some(r) = self.slot_waiters[class.index()].pop_front() {
-            if !waits_for_slot(&self.conns, r) {
+        self.slots.pools.done(class, request, 1, 0);
+        while let Some(r) = self.slots.waiters[class.index()].pop_front() {
+            if !waits_for_slot(&self.conns.entries, r) {
                 continue;
             }
             self.abandon_request(r);
-            let method = stage_method(&self.conns, r);
+            let method = stage_method(&self.conns.entries, r);
             self.respond_error(
                 now,
                 r,

@@ -28,16 +28,16 @@ impl Worker {
             hasher: sha2::Sha256::new(),
             crc: 0,
         };
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         active.stage = Stage::Stream(stream);
         let class = SizeClass::for_len(len).expect("length checked");
-        match self.pools.take(class) {
+        match self.slots.pools.take(class) {
             Some(slot) => self.stream_slot(now, r, slot),
             None => {
-                self.pools.note_miss(class);
-                self.slot_waiters[class.index()].push_back(r);
+                self.slots.pools.note_miss(class);
+                self.slots.waiters[class.index()].push_back(r);
                 self.refill_pools();
             }
         }
@@ -49,7 +49,7 @@ impl Worker {
     /// hold buffers others could use meanwhile.
     pub(super) fn stream_slot(&mut self, now: Instant, r: ConnRef, slot: Slot) {
         let wait_limit = self.config.slot_wait_limit.min(LANE_WAIT_MAX);
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         let Stage::Stream(s) = &mut active.stage else {
@@ -62,7 +62,7 @@ impl Worker {
             self.give_lane(r);
             return;
         }
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         let Stage::Stream(s) = &mut active.stage else {
@@ -78,7 +78,7 @@ impl Worker {
 
     /// Moves buffered body bytes into the piece; writes a full (or the last) piece.
     pub(super) fn feed_stream(&mut self, _now: Instant, r: ConnRef) -> bool {
-        let conn = conn_at(&mut self.conns, r).expect("open");
+        let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         let active = conn.active.as_mut().expect("active");
         let Stage::Stream(s) = &mut active.stage else {
@@ -126,7 +126,7 @@ impl Worker {
         mut buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         let Stage::Stream(s) = &mut active.stage else {
@@ -139,7 +139,7 @@ impl Worker {
             FileOutcome::Failed | FileOutcome::Abandoned => {
                 // Failed or abandoned: nothing in the slot was acknowledged; back to the pool.
                 active.stage = Stage::Responded;
-                self.pools.put_back(slot);
+                self.slots.pools.put_back(slot);
                 self.recycle_piece(buf);
                 if outcome == FileOutcome::Failed {
                     let m = "write to the data file failed";
@@ -189,7 +189,7 @@ impl Worker {
         self.release_grant(now, r);
         let hash = BlockHash(s.hasher.finalize().into());
         if expected.is_some_and(|e| e != hash) {
-            self.pools.put_back(slot);
+            self.slots.pools.put_back(slot);
             let m = "body does not hash to the address in the path";
             self.respond_error(now, r, Method::Put, Status::UNPROCESSABLE_CONTENT, m, false);
             return;
@@ -217,7 +217,7 @@ impl Worker {
 
     /// The upload of `r`, granted its lane, takes full pieces.
     pub(super) fn give_lane(&mut self, r: ConnRef) {
-        let piece = match self.piece_bufs.pop() {
+        let piece = match self.bufs.piece.pop() {
             Some(b) => b,
             None => Vec::with_capacity(STREAM_PIECE_BYTES),
         };
@@ -235,7 +235,7 @@ impl Worker {
 
     /// Swaps the (empty) piece buffer of `r`'s upload; returns the old one.
     pub(super) fn set_piece(&mut self, r: ConnRef, piece: Vec<u8>, piece_max: usize) -> Vec<u8> {
-        let active = conn_at(&mut self.conns, r)
+        let active = conn_at(&mut self.conns.entries, r)
             .and_then(|c| c.active.as_mut())
             .expect("active");
         let Stage::Stream(s) = &mut active.stage else {

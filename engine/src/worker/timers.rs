@@ -19,6 +19,7 @@ impl Worker {
     /// The earliest deadline of any connection (exact scan).
     pub(super) fn earliest_deadline(&self) -> Option<Instant> {
         self.conns
+            .entries
             .iter()
             .flatten()
             .filter_map(|c| self.conn_deadline(c))
@@ -69,8 +70,8 @@ impl Worker {
     }
 
     pub(super) fn check_timeouts(&mut self, now: Instant) {
-        for index in 0..self.conns.len() {
-            let Some(conn) = self.conns[index].as_ref() else {
+        for index in 0..self.conns.entries.len() {
+            let Some(conn) = self.conns.entries[index].as_ref() else {
                 continue;
             };
             let Some(deadline) = self.conn_deadline(conn) else {
@@ -85,7 +86,7 @@ impl Worker {
     }
 
     pub(super) fn on_deadline(&mut self, now: Instant, r: ConnRef) {
-        let Some(conn) = conn_at(&mut self.conns, r) else {
+        let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
         if conn.send_op.is_some() {
