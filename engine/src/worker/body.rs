@@ -79,9 +79,7 @@ impl Worker {
         let capacity = need - self.recv_buf_bytes();
         let mut body = self.large_buf();
         body.reserve_exact(capacity);
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
+        let active = self.active_mut(r);
         active.stage = Stage::Body {
             reader,
             body,
@@ -153,7 +151,7 @@ impl Worker {
     pub(super) fn body_complete(&mut self, now: Instant, r: ConnRef) {
         let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let active = conn.active.as_mut().expect("active");
-        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let stage = active.stage.take();
         let Stage::Body {
             body, hasher, crc, ..
         } = stage

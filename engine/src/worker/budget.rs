@@ -260,9 +260,7 @@ impl Worker {
     pub(super) fn wait_for_buffer(&mut self, now: Instant, r: ConnRef, need: BufferNeed) {
         self.stats.buffer_waits += 1;
         let deadline = now + self.config.slot_wait_limit;
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
+        let active = self.active_mut(r);
         active.stage = Stage::WaitBuffer { need, deadline };
         self.budget.enqueue(GrantKind::Buffer, r);
     }
@@ -316,9 +314,7 @@ impl Worker {
             let active = conn_at(&mut self.conns.entries, r)
                 .and_then(|c| c.active.as_mut())
                 .expect("checked above");
-            let Stage::WaitBuffer { need, .. } =
-                std::mem::replace(&mut active.stage, Stage::Responded)
-            else {
+            let Stage::WaitBuffer { need, .. } = active.stage.take() else {
                 unreachable!("checked above")
             };
             match need {

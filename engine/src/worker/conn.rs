@@ -145,6 +145,14 @@ pub(super) fn persistence_of(conn: &Conn) -> http::Persistence {
 }
 
 impl Worker {
+    /// The request in progress on `r` (a programmer error if there is none: the caller
+    /// was dispatched on its stage or its controller reply).
+    pub(super) fn active_mut(&mut self, r: ConnRef) -> &mut Active {
+        conn_at(&mut self.conns.entries, r)
+            .and_then(|c| c.active.as_mut())
+            .expect("a request in progress on an open connection")
+    }
+
     pub(super) fn conn_mut(&mut self, r: ConnRef) -> Option<&mut Conn> {
         conn_at(&mut self.conns.entries, r)
     }

@@ -183,9 +183,7 @@ impl Worker {
         debug_assert!(self.reads.in_flight.contains(&seq));
         let end = HEAD_ROOM_BYTES + location.len as usize;
         let buf = self.read_buf(location.len);
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
+        let active = self.active_mut(r);
         active.stage = Stage::Read {
             location,
             seq,

@@ -66,9 +66,7 @@ impl Worker {
             return;
         }
         let n = hashes.len();
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
+        let active = self.active_mut(r);
         active.stage = Stage::Missing {
             hashes,
             state: vec![0; n],
@@ -81,9 +79,8 @@ impl Worker {
     /// Keeps up to MISSING_IN_FLIGHT_MAX lookups going; answers when all are back.
     pub(super) fn pump_missing(&mut self, now: Instant, r: ConnRef) {
         loop {
-            let active = conn_at(&mut self.conns.entries, r)
-                .and_then(|c| c.active.as_mut())
-                .expect("active");
+            let now_seen = self.now_seen;
+            let active = self.active_mut(r);
             let Stage::Missing {
                 hashes,
                 state,
@@ -97,7 +94,7 @@ impl Worker {
                 let (tag, hash) = (*next, hashes[*next]);
                 *next += 1;
                 *outstanding += 1;
-                active.asked = self.now_seen;
+                active.asked = now_seen;
                 let request = self.next_request();
                 self.link.pending.insert(
                     request,
@@ -156,7 +153,7 @@ impl Worker {
             }
         }
         if *outstanding == 0 && state.contains(&3) {
-            let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+            let stage = active.stage.take();
             let Stage::Missing {
                 hashes,
                 state,
@@ -249,7 +246,7 @@ impl Worker {
         else {
             return;
         };
-        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let stage = active.stage.take();
         let Stage::List { body } = stage else {
             active.stage = stage;
             return;

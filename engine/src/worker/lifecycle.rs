@@ -318,7 +318,7 @@ impl Worker {
         let Some(active) = conn.active.as_mut() else {
             return;
         };
-        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let stage = active.stage.take();
         match stage {
             // In-flight file ops keep their stage until they complete.
             Stage::Write { .. } | Stage::Read { .. } => active.stage = stage,

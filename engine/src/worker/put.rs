@@ -35,7 +35,7 @@ impl Worker {
     pub(super) fn start_write(&mut self, _now: Instant, r: ConnRef, slot: Slot) {
         let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let active = conn.active.as_mut().expect("active");
-        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let stage = active.stage.take();
         let Stage::WaitSlot {
             body, hash, crc, ..
         } = stage

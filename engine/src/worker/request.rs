@@ -140,3 +140,19 @@ pub(super) struct StreamPut {
     pub(super) hasher: sha2::Sha256,
     pub(super) crc: u32,
 }
+
+impl Stage {
+    /// The streamed upload of a request in `Stage::Stream` (a programmer error otherwise:
+    /// the caller dispatched on the stage).
+    pub(super) fn stream_mut(&mut self) -> &mut StreamPut {
+        match self {
+            Stage::Stream(s) => s,
+            _ => panic!("not a streamed upload"),
+        }
+    }
+
+    /// Takes the stage out, leaving `Responded` (the caller puts back what goes on).
+    pub(super) fn take(&mut self) -> Stage {
+        std::mem::replace(self, Stage::Responded)
+    }
+}

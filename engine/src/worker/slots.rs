@@ -94,7 +94,7 @@ impl Worker {
             };
             // A duplicate needs no slot: before a 507, read the body (a streamed PUT has not
             // yet) and ask whether its hash is stored.
-            match std::mem::replace(&mut active.stage, Stage::Responded) {
+            match active.stage.take() {
                 Stage::WaitSlot { body, hash, .. } => {
                     self.recycle(body);
                     self.ask(r, 0, Stage::DedupCheck { hash }, |worker, request| {

@@ -28,9 +28,7 @@ impl Worker {
             hasher: sha2::Sha256::new(),
             crc: 0,
         };
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
+        let active = self.active_mut(r);
         active.stage = Stage::Stream(stream);
         let class = SizeClass::for_len(len).expect("length checked");
         match self.slots.pools.take(class) {
@@ -49,12 +47,8 @@ impl Worker {
     /// hold buffers others could use meanwhile.
     pub(super) fn stream_slot(&mut self, now: Instant, r: ConnRef, slot: Slot) {
         let wait_limit = self.config.slot_wait_limit.min(LANE_WAIT_MAX);
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
-        let Stage::Stream(s) = &mut active.stage else {
-            unreachable!("stream stage")
-        };
+        let active = self.active_mut(r);
+        let s = active.stage.stream_mut();
         assert!(s.slot.is_none() && s.len <= slot.bytes());
         s.slot = Some(slot);
         let lane = self.lane_bytes();
@@ -62,12 +56,8 @@ impl Worker {
             self.give_lane(r);
             return;
         }
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
-        let Stage::Stream(s) = &mut active.stage else {
-            unreachable!("stream stage")
-        };
+        let active = self.active_mut(r);
+        let s = active.stage.stream_mut();
         let deadline = now + wait_limit;
         s.lane_deadline = Some(deadline);
         // Shorter than `min_timeout`: the lazy deadline scan must know (see `poll_timeout`).
@@ -81,9 +71,7 @@ impl Worker {
         let conn = conn_at(&mut self.conns.entries, r).expect("open");
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         let active = conn.active.as_mut().expect("active");
-        let Stage::Stream(s) = &mut active.stage else {
-            unreachable!("stream stage")
-        };
+        let s = active.stage.stream_mut();
         let Some(slot) = s.slot else { return false };
         if s.writing || s.piece_max == 0 {
             return false;
@@ -126,12 +114,8 @@ impl Worker {
         mut buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
-        let Stage::Stream(s) = &mut active.stage else {
-            unreachable!("stream stage")
-        };
+        let active = self.active_mut(r);
+        let s = active.stage.stream_mut();
         let slot = s.slot.expect("a write has a slot");
         match outcome {
             FileOutcome::Moved(n) => s.piece_written += n,
@@ -175,7 +159,7 @@ impl Worker {
             return;
         }
         assert_eq!(s.written, s.len, "every body byte was written");
-        let stage = std::mem::replace(&mut active.stage, Stage::Responded);
+        let stage = active.stage.take();
         let Stage::Stream(s) = stage else {
             unreachable!()
         };
@@ -235,12 +219,8 @@ impl Worker {
 
     /// Swaps the (empty) piece buffer of `r`'s upload; returns the old one.
     pub(super) fn set_piece(&mut self, r: ConnRef, piece: Vec<u8>, piece_max: usize) -> Vec<u8> {
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active");
-        let Stage::Stream(s) = &mut active.stage else {
-            unreachable!("stream stage")
-        };
+        let active = self.active_mut(r);
+        let s = active.stage.stream_mut();
         assert!(s.piece.is_empty() && !s.writing);
         s.piece_max = piece_max;
         s.lane_deadline = None;
