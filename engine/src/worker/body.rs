@@ -22,12 +22,19 @@ impl Worker {
                     Status::LENGTH_REQUIRED,
                     "a body with Content-Length or chunked \
                     transfer coding is required",
-                    false,
+                    After::AsAsked,
                 );
                 return;
             }
             BodyFraming::Length(0) => {
-                self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body", false);
+                self.respond_error(
+                    now,
+                    r,
+                    method,
+                    Status::BAD_REQUEST,
+                    "empty body",
+                    After::AsAsked,
+                );
                 return;
             }
             BodyFraming::Length(n) if n > max_bytes => {
@@ -43,7 +50,7 @@ impl Worker {
                     method,
                     Status::CONTENT_TOO_LARGE,
                     "body too large",
-                    true,
+                    After::Close,
                 );
                 return;
             }
@@ -54,7 +61,7 @@ impl Worker {
             BodyFraming::Length(n) => BodyReader::Length { remaining: n },
             BodyFraming::Chunked => BodyReader::Chunked(ChunkedDecoder::new(max_bytes)),
         };
-        self.begin_body(now, r, reader, true);
+        self.begin_body(now, r, reader, SendContinue::IfExpected);
     }
 
     /// Reads a body into one buffer, once the request has the budget for it (else it waits).
@@ -63,7 +70,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         reader: BodyReader,
-        send_continue: bool,
+        send_continue: SendContinue,
     ) {
         let need = self.body_grant(&reader);
         if !self.take_grant(r, need, GrantKind::Buffer, Turn::New) {
@@ -86,7 +93,7 @@ impl Worker {
             hasher: sha2::Sha256::new(),
             crc: 0,
         };
-        if send_continue {
+        if send_continue == SendContinue::IfExpected {
             self.send_continue_if_expected(now, r);
         }
     }
@@ -132,7 +139,7 @@ impl Worker {
         match result {
             Err(e) => {
                 rbuf.clear();
-                self.respond_error(now, r, method, e.status, e.reason, true);
+                self.respond_error(now, r, method, e.status, e.reason, After::Close);
                 true
             }
             Ok((consumed, done)) => {
@@ -161,7 +168,14 @@ impl Worker {
         let method = active.head.method;
         if body.is_empty() {
             self.recycle(body);
-            self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body", false);
+            self.respond_error(
+                now,
+                r,
+                method,
+                Status::BAD_REQUEST,
+                "empty body",
+                After::AsAsked,
+            );
             return;
         }
         match active.route {
@@ -177,7 +191,7 @@ impl Worker {
                         Status::UNPROCESSABLE_CONTENT,
                         "body does not hash to the address \
                         in the path",
-                        false,
+                        After::AsAsked,
                     );
                     return;
                 }

@@ -110,7 +110,14 @@ impl Worker {
         }
         let method = active.head.method;
         let Some(location) = location else {
-            self.respond_error(now, r, method, Status::NOT_FOUND, "no such block", false);
+            self.respond_error(
+                now,
+                r,
+                method,
+                Status::NOT_FOUND,
+                "no such block",
+                After::AsAsked,
+            );
             return;
         };
         let answered = match flavour {
@@ -241,7 +248,7 @@ impl Worker {
                     Method::Get,
                     Status::INTERNAL_SERVER_ERROR,
                     "read from the data file failed",
-                    false,
+                    After::AsAsked,
                 );
             }
             return;
@@ -309,7 +316,7 @@ impl Worker {
                 Method::Get,
                 Status::INTERNAL_SERVER_ERROR,
                 "stored bytes failed verification",
-                false,
+                After::AsAsked,
             );
             return;
         }
@@ -387,7 +394,7 @@ impl Worker {
             Status::RANGE_NOT_SATISFIABLE,
             &headers,
             &body,
-            false,
+            After::AsAsked,
         );
     }
 

@@ -26,7 +26,7 @@ impl Worker {
                 Method::Delete,
                 Status::NOT_FOUND,
                 "no such block",
-                false,
+                After::AsAsked,
             ),
         }
     }
@@ -61,7 +61,7 @@ impl Worker {
                 Status::BAD_REQUEST,
                 &[],
                 &[&body],
-                false,
+                After::AsAsked,
             );
             return;
         }
@@ -171,7 +171,7 @@ impl Worker {
                     Method::Post,
                     Status::INTERNAL_SERVER_ERROR,
                     "index lookup failed",
-                    false,
+                    After::AsAsked,
                 );
                 return;
             }
@@ -199,7 +199,14 @@ impl Worker {
                     Some(h) => after = Some(h),
                     None => {
                         let m = "after must be a 64-hex block address";
-                        self.respond_error(now, r, Method::Get, Status::BAD_REQUEST, m, false);
+                        self.respond_error(
+                            now,
+                            r,
+                            Method::Get,
+                            Status::BAD_REQUEST,
+                            m,
+                            After::AsAsked,
+                        );
                         return;
                     }
                 },
@@ -210,7 +217,14 @@ impl Worker {
                     Some(n) if n >= 1 => limit = n.min(u64::from(LIST_LIMIT_MAX)) as u16,
                     _ => {
                         let m = "limit must be a positive integer";
-                        self.respond_error(now, r, Method::Get, Status::BAD_REQUEST, m, false);
+                        self.respond_error(
+                            now,
+                            r,
+                            Method::Get,
+                            Status::BAD_REQUEST,
+                            m,
+                            After::AsAsked,
+                        );
                         return;
                     }
                 },

@@ -16,6 +16,25 @@ impl Worker {
             .filter(|c| !c.over_limit())
             .count();
         assert_eq!(open, self.conns.open, "open connection count");
+        assert!(
+            self.conns.over_limit <= REJECTING_MAX,
+            "over-limit connections bounded"
+        );
+        assert_eq!(self.conns.entries.len(), self.conns.generations.len());
+        for &index in &self.conns.free {
+            assert!(
+                self.conns.entries[index].is_none(),
+                "a free slot holds no connection"
+            );
+        }
+        for (index, conn) in self.conns.entries.iter().enumerate() {
+            if let Some(conn) = conn {
+                assert_eq!(
+                    conn.generation, self.conns.generations[index],
+                    "a connection has its slot's generation"
+                );
+            }
+        }
         self.ops.check_invariants();
         assert!(
             self.horizon() >= self.reads.reported,

@@ -194,7 +194,7 @@ impl Worker {
                     Method::Get,
                     Status::new(refusal.status),
                     refusal.reason,
-                    false,
+                    After::AsAsked,
                 );
             }
             Ok(()) if status == Status::RANGE_NOT_SATISFIABLE => {
@@ -236,7 +236,7 @@ impl Worker {
                 Method::Get,
                 Status::new(refusal.status),
                 refusal.reason,
-                false,
+                After::AsAsked,
             );
             return;
         }

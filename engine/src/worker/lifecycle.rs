@@ -196,6 +196,8 @@ impl Worker {
         let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
+        assert!(conn.active.is_none(), "the request ended before");
+        assert!(conn.grant.is_none(), "its grant went back with it");
         conn.last_activity = now;
         if conn.over_limit() || !conn.keep_alive {
             if conn.discard > 0 && !conn.eof {

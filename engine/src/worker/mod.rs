@@ -103,6 +103,7 @@ use get::*;
 use lifecycle::FileOutcome;
 use ops::*;
 use request::*;
+use respond::After;
 use slots::SlotSupply;
 
 /// Room kept in front of a GET's read buffer for the response head (no copy of the body): a
@@ -538,7 +539,7 @@ impl Worker {
         if status == Status::SERVICE_UNAVAILABLE {
             self.respond_busy(now, w.conn, reason);
         } else {
-            self.respond_error(now, w.conn, method, status, reason, false);
+            self.respond_error(now, w.conn, method, status, reason, After::AsAsked);
         }
     }
 }

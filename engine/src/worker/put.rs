@@ -95,7 +95,7 @@ impl Worker {
                         Status::INTERNAL_SERVER_ERROR,
                         "write to the data file \
                         failed",
-                        false,
+                        After::AsAsked,
                     );
                 }
                 return;
@@ -159,7 +159,7 @@ impl Worker {
                 Method::Put,
                 Status::INSUFFICIENT_STORAGE,
                 "no free slot of the needed size",
-                false,
+                After::AsAsked,
             );
         }
     }
@@ -180,6 +180,6 @@ impl Worker {
             ("ETag", &etag),
         ];
         let body: [&[u8]; 1] = [hex.as_bytes()];
-        self.respond_full(now, r, Method::Put, status, &headers, &body, false);
+        self.respond_full(now, r, Method::Put, status, &headers, &body, After::AsAsked);
     }
 }

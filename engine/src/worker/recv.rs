@@ -86,7 +86,7 @@ impl Worker {
                     Method::Other,
                     Status::BAD_REQUEST,
                     "incomplete request",
-                    true,
+                    After::Close,
                 );
             } else {
                 self.close_conn(r);
@@ -148,7 +148,7 @@ impl Worker {
             Ok(HeadParse::Partial) => false,
             Err(e) => {
                 rbuf.clear();
-                self.respond_error(now, r, Method::Other, e.status, e.reason, true);
+                self.respond_error(now, r, Method::Other, e.status, e.reason, After::Close);
                 false
             }
             Ok(HeadParse::Complete { head, head_len }) => {

@@ -105,11 +105,22 @@ pub(super) enum BufferNeed {
     /// slot must not be reused before the read).
     Read { location: Location, seq: u64 },
     /// Read a body into one buffer (chunked PUT, `POST /blocks/missing`, a PUT that needs its
-    /// hash before a 507); `send_continue`: answer `Expect: 100-continue` when it starts.
+    /// hash before a 507); `send_continue`: whether to answer `Expect: 100-continue` when it
+    /// starts.
     Body {
         reader: BodyReader,
-        send_continue: bool,
+        send_continue: SendContinue,
     },
+}
+
+/// Whether a body about to be read answers `Expect: 100-continue`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum SendContinue {
+    /// Send `100 Continue` if the client asked for it and has sent nothing yet.
+    IfExpected,
+    /// Not now: the body was already asked for (a streamed PUT that falls back to reading
+    /// its body into one buffer).
+    No,
 }
 
 /// A PUT body streamed into its slot: at most one piece of [`STREAM_PIECE_BYTES`] is held in

@@ -9,10 +9,20 @@
 
 use super::*;
 
+/// What happens to the connection after an answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum After {
+    /// As the request asked (kept open unless it said `Connection: close`, or the worker
+    /// is shutting down).
+    AsAsked,
+    /// `Connection: close`, and closed once sent (the rest of the request may be unread).
+    Close,
+}
+
 impl Worker {
     /// `503` with `Retry-After`, then close (the request's body may still be unread).
     pub(super) fn respond_busy(&mut self, now: Instant, r: ConnRef, reason: &str) {
-        self.respond_unavailable(now, r, reason, true);
+        self.respond_unavailable(now, r, reason, After::Close);
     }
 
     pub(super) fn respond_unavailable(
@@ -20,7 +30,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         reason: &str,
-        close: bool,
+        after: After,
     ) {
         let headers: [(&str, &[u8]); 1] = [("Retry-After", b"1")];
         let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
@@ -35,7 +45,7 @@ impl Worker {
             Status::SERVICE_UNAVAILABLE,
             &headers,
             &body,
-            close,
+            after,
         );
     }
 
@@ -66,7 +76,7 @@ impl Worker {
         );
         self.stats.storage_timeouts += 1;
         self.abandon_request(r);
-        self.respond_unavailable(now, r, reason, false);
+        self.respond_unavailable(now, r, reason, After::AsAsked);
     }
 
     pub(super) fn respond_error(
@@ -76,10 +86,11 @@ impl Worker {
         method: Method,
         status: Status,
         reason: &str,
-        close: bool,
+        after: After,
     ) {
+        assert!(status.is_error(), "an error response has an error status");
         let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
-        self.respond_full(now, r, method, status, &[], &body, close);
+        self.respond_full(now, r, method, status, &[], &body, after);
     }
 
     pub(super) fn respond_text(
@@ -110,10 +121,11 @@ impl Worker {
             return;
         }
         let method = Method::Get;
-        self.respond_full(now, r, method, status, &headers, &[body], false);
+        self.respond_full(now, r, method, status, &headers, &[body], After::AsAsked);
     }
 
-    /// A response with a body; `close` forces `Connection: close` and closing after it.
+    /// A response with a body; `After::Close` forces `Connection: close` and closing after
+    /// it.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn respond_full(
         &mut self,
@@ -123,12 +135,12 @@ impl Worker {
         status: Status,
         headers: &[(&str, &[u8])],
         body: &[&[u8]],
-        close: bool,
+        after: After,
     ) {
         let Some(conn) = conn_at(&mut self.conns.entries, r) else {
             return;
         };
-        if close {
+        if after == After::Close {
             conn.keep_alive = false;
         }
         let persistence = persistence_of(conn);

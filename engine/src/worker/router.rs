@@ -182,7 +182,7 @@ impl Worker {
                         Status::SERVICE_UNAVAILABLE,
                         &headers,
                         &body,
-                        false,
+                        After::AsAsked,
                     );
                 }
             },
@@ -205,6 +205,17 @@ impl Worker {
         stage: Stage,
         make: impl FnOnce(WorkerId, RequestId) -> ToController,
     ) {
+        assert!(
+            matches!(
+                stage,
+                Stage::Lookup
+                    | Stage::Release
+                    | Stage::Occupy { .. }
+                    | Stage::DedupCheck { .. }
+                    | Stage::List { .. }
+            ),
+            "a request asks the controller only in a stage that waits for it"
+        );
         let request = self.next_request();
         self.link.pending.insert(
             request,
@@ -215,11 +226,10 @@ impl Worker {
             },
         );
         self.link.out.push_back(make(self.config.id, request));
-        let active = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_mut())
-            .expect("active request");
+        let now_seen = self.now_seen;
+        let active = self.active_mut(r);
         active.stage = stage;
-        active.asked = self.now_seen;
+        active.asked = now_seen;
     }
 
     pub(super) fn next_request(&mut self) -> RequestId {
@@ -270,13 +280,13 @@ impl Worker {
             allow,
         } = refusal;
         let method = head.method;
-        let close = match head.body {
-            BodyFraming::None => false,
+        let after = match head.body {
+            BodyFraming::None => After::AsAsked,
             BodyFraming::Length(n) if n <= DISCARD_MAX_BYTES && !head.expect_continue => {
                 conn_at(&mut self.conns.entries, r).expect("open").discard = n;
-                false
+                After::AsAsked
             }
-            _ => true,
+            _ => After::Close,
         };
         let span = self.request_span(&head);
         let conn = conn_at(&mut self.conns.entries, r).expect("open");
@@ -299,7 +309,7 @@ impl Worker {
             n += 1;
         }
         let body: [&[u8]; 2] = [reason.as_bytes(), b"\n"];
-        self.respond_full(now, r, method, status, &headers[..n], &body, close);
+        self.respond_full(now, r, method, status, &headers[..n], &body, after);
     }
 }
 

@@ -116,7 +116,7 @@ impl Worker {
                     let reader = BodyReader::Length {
                         remaining: st.remaining,
                     };
-                    self.begin_body(now, r, reader, false);
+                    self.begin_body(now, r, reader, SendContinue::No);
                     self.process(now, r);
                 }
                 other => active.stage = other,
@@ -151,7 +151,7 @@ impl Worker {
                 method,
                 Status::INTERNAL_SERVER_ERROR,
                 "storage error: the server cannot store blocks until it is restarted",
-                true,
+                After::Close,
             );
         }
     }

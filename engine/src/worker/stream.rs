@@ -127,7 +127,14 @@ impl Worker {
                 self.recycle_piece(buf);
                 if outcome == FileOutcome::Failed {
                     let m = "write to the data file failed";
-                    self.respond_error(now, r, Method::Put, Status::INTERNAL_SERVER_ERROR, m, true);
+                    self.respond_error(
+                        now,
+                        r,
+                        Method::Put,
+                        Status::INTERNAL_SERVER_ERROR,
+                        m,
+                        After::Close,
+                    );
                 }
                 return;
             }
@@ -175,7 +182,14 @@ impl Worker {
         if expected.is_some_and(|e| e != hash) {
             self.slots.pools.put_back(slot);
             let m = "body does not hash to the address in the path";
-            self.respond_error(now, r, Method::Put, Status::UNPROCESSABLE_CONTENT, m, false);
+            self.respond_error(
+                now,
+                r,
+                Method::Put,
+                Status::UNPROCESSABLE_CONTENT,
+                m,
+                After::AsAsked,
+            );
             return;
         }
         let (len, crc32c) = (s.len as u32, s.crc);

@@ -109,7 +109,7 @@ impl Worker {
                     method,
                     Status::REQUEST_TIMEOUT,
                     "request not completed in time",
-                    true,
+                    After::Close,
                 );
             }
             Some(Stage::WaitSlot { .. }) => {
@@ -151,7 +151,7 @@ impl Worker {
                     Method::Put,
                     Status::REQUEST_TIMEOUT,
                     "request not completed in time",
-                    true,
+                    After::Close,
                 );
             }
             _ => {}
