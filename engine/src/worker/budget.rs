@@ -454,21 +454,25 @@ mod tests {
         budget.check_invariants([first, newcomer, lane].into_iter().flatten());
     }
 
+    /// A budget with one grant of 1 KiB of `kind` taken.
+    fn one_grant(kind: GrantKind) -> (Budget, Option<Grant>) {
+        let mut budget = Budget::new(BUDGET, RECV);
+        let mut grant = None;
+        assert!(budget.take(&mut grant, 1024, kind, Turn::New));
+        (budget, grant)
+    }
+
     #[test]
     #[should_panic(expected = "a grant keeps its kind")]
     fn a_grant_keeps_its_kind() {
-        let mut budget = Budget::new(BUDGET, RECV);
-        let mut grant = None;
-        assert!(budget.take(&mut grant, 1024, GrantKind::Lane, Turn::New));
+        let (mut budget, mut grant) = one_grant(GrantKind::Lane);
         budget.take(&mut grant, 4096, GrantKind::Buffer, Turn::New);
     }
 
     #[test]
     #[should_panic(expected = "granted buffer bytes add up")]
     fn a_grant_lost_by_its_request_is_caught() {
-        let mut budget = Budget::new(BUDGET, RECV);
-        let mut grant = None;
-        assert!(budget.take(&mut grant, 1024, GrantKind::Buffer, Turn::New));
+        let (budget, _lost) = one_grant(GrantKind::Buffer);
         budget.check_invariants(std::iter::empty());
     }
 }

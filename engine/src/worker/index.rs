@@ -95,17 +95,7 @@ impl Worker {
                 *next += 1;
                 *outstanding += 1;
                 active.asked = now_seen;
-                let request = self.next_request();
-                self.link.pending.insert(
-                    request,
-                    Waiter {
-                        conn: r,
-                        tag,
-                        sent: self.now_seen,
-                    },
-                );
-                let worker = self.config.id;
-                self.link.out.push_back(ToController::GetAddress {
+                self.send_request(r, tag, |worker, request| ToController::GetAddress {
                     worker,
                     request,
                     hash,

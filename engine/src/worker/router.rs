@@ -216,20 +216,30 @@ impl Worker {
             ),
             "a request asks the controller only in a stage that waits for it"
         );
-        let request = self.next_request();
-        self.link.pending.insert(
-            request,
-            Waiter {
-                conn: r,
-                tag,
-                sent: self.now_seen,
-            },
-        );
-        self.link.out.push_back(make(self.config.id, request));
+        self.send_request(r, tag, make);
         let now_seen = self.now_seen;
         let active = self.active_mut(r);
         active.stage = stage;
         active.asked = now_seen;
+    }
+
+    /// Queues a controller request for `r`'s request (`tag`: which line of a missing
+    /// request) and records that a reply is awaited.
+    pub(super) fn send_request(
+        &mut self,
+        r: ConnRef,
+        tag: usize,
+        make: impl FnOnce(WorkerId, RequestId) -> ToController,
+    ) {
+        let request = self.next_request();
+        let waiter = Waiter {
+            conn: r,
+            tag,
+            sent: self.now_seen,
+        };
+        let fresh = self.link.pending.insert(request, waiter).is_none();
+        assert!(fresh, "request ids are not reused");
+        self.link.out.push_back(make(self.config.id, request));
     }
 
     pub(super) fn next_request(&mut self) -> RequestId {
