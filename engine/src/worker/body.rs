@@ -22,19 +22,11 @@ impl Worker {
                     Status::LENGTH_REQUIRED,
                     "a body with Content-Length or chunked \
                     transfer coding is required",
-                    After::AsAsked,
                 );
                 return;
             }
             BodyFraming::Length(0) => {
-                self.respond_error(
-                    now,
-                    r,
-                    method,
-                    Status::BAD_REQUEST,
-                    "empty body",
-                    After::AsAsked,
-                );
+                self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body");
                 return;
             }
             BodyFraming::Length(n) if n > max_bytes => {
@@ -44,13 +36,12 @@ impl Worker {
                 if n <= OVERSIZE_DISCARD_MAX_BYTES && !active.head.expect_continue {
                     conn.discard = n;
                 }
-                self.respond_error(
+                self.respond_error_closing(
                     now,
                     r,
                     method,
                     Status::CONTENT_TOO_LARGE,
                     "body too large",
-                    After::Close,
                 );
                 return;
             }
@@ -139,7 +130,7 @@ impl Worker {
         match result {
             Err(e) => {
                 rbuf.clear();
-                self.respond_error(now, r, method, e.status, e.reason, After::Close);
+                self.respond_error_closing(now, r, method, e.status, e.reason);
                 true
             }
             Ok((consumed, done)) => {
@@ -168,14 +159,7 @@ impl Worker {
         let method = active.head.method;
         if body.is_empty() {
             self.recycle(body);
-            self.respond_error(
-                now,
-                r,
-                method,
-                Status::BAD_REQUEST,
-                "empty body",
-                After::AsAsked,
-            );
+            self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body");
             return;
         }
         match active.route {
@@ -191,7 +175,6 @@ impl Worker {
                         Status::UNPROCESSABLE_CONTENT,
                         "body does not hash to the address \
                         in the path",
-                        After::AsAsked,
                     );
                     return;
                 }

@@ -110,14 +110,7 @@ impl Worker {
         }
         let method = active.head.method;
         let Some(location) = location else {
-            self.respond_error(
-                now,
-                r,
-                method,
-                Status::NOT_FOUND,
-                "no such block",
-                After::AsAsked,
-            );
+            self.respond_error(now, r, method, Status::NOT_FOUND, "no such block");
             return;
         };
         let answered = match flavour {
@@ -248,7 +241,6 @@ impl Worker {
                     Method::Get,
                     Status::INTERNAL_SERVER_ERROR,
                     "read from the data file failed",
-                    After::AsAsked,
                 );
             }
             return;
@@ -316,7 +308,6 @@ impl Worker {
                 Method::Get,
                 Status::INTERNAL_SERVER_ERROR,
                 "stored bytes failed verification",
-                After::AsAsked,
             );
             return;
         }

@@ -20,14 +20,9 @@ impl Worker {
             ReleaseOutcome::Deleted => {
                 self.respond_head_only(now, r, Method::Delete, Status::NO_CONTENT, &[], None);
             }
-            ReleaseOutcome::NotFound => self.respond_error(
-                now,
-                r,
-                Method::Delete,
-                Status::NOT_FOUND,
-                "no such block",
-                After::AsAsked,
-            ),
+            ReleaseOutcome::NotFound => {
+                self.respond_error(now, r, Method::Delete, Status::NOT_FOUND, "no such block")
+            }
         }
     }
 
@@ -161,7 +156,6 @@ impl Worker {
                     Method::Post,
                     Status::INTERNAL_SERVER_ERROR,
                     "index lookup failed",
-                    After::AsAsked,
                 );
                 return;
             }
@@ -189,14 +183,7 @@ impl Worker {
                     Some(h) => after = Some(h),
                     None => {
                         let m = "after must be a 64-hex block address";
-                        self.respond_error(
-                            now,
-                            r,
-                            Method::Get,
-                            Status::BAD_REQUEST,
-                            m,
-                            After::AsAsked,
-                        );
+                        self.respond_error(now, r, Method::Get, Status::BAD_REQUEST, m);
                         return;
                     }
                 },
@@ -207,14 +194,7 @@ impl Worker {
                     Some(n) if n >= 1 => limit = n.min(u64::from(LIST_LIMIT_MAX)) as u16,
                     _ => {
                         let m = "limit must be a positive integer";
-                        self.respond_error(
-                            now,
-                            r,
-                            Method::Get,
-                            Status::BAD_REQUEST,
-                            m,
-                            After::AsAsked,
-                        );
+                        self.respond_error(now, r, Method::Get, Status::BAD_REQUEST, m);
                         return;
                     }
                 },

@@ -194,7 +194,6 @@ impl Worker {
                     Method::Get,
                     Status::new(refusal.status),
                     refusal.reason,
-                    After::AsAsked,
                 );
             }
             Ok(()) if status == Status::RANGE_NOT_SATISFIABLE => {
@@ -236,7 +235,6 @@ impl Worker {
                 Method::Get,
                 Status::new(refusal.status),
                 refusal.reason,
-                After::AsAsked,
             );
             return;
         }

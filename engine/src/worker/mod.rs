@@ -539,7 +539,7 @@ impl Worker {
         if status == Status::SERVICE_UNAVAILABLE {
             self.respond_busy(now, w.conn, reason);
         } else {
-            self.respond_error(now, w.conn, method, status, reason, After::AsAsked);
+            self.respond_error(now, w.conn, method, status, reason);
         }
     }
 }

@@ -95,7 +95,6 @@ impl Worker {
                         Status::INTERNAL_SERVER_ERROR,
                         "write to the data file \
                         failed",
-                        After::AsAsked,
                     );
                 }
                 return;
@@ -159,7 +158,6 @@ impl Worker {
                 Method::Put,
                 Status::INSUFFICIENT_STORAGE,
                 "no free slot of the needed size",
-                After::AsAsked,
             );
         }
     }

@@ -80,13 +80,12 @@ impl Worker {
             let mid_request = conn.active.is_some() || conn.head_started.is_some();
             if mid_request && conn.active.is_none() {
                 // A truncated head: answer it, then close.
-                self.respond_error(
+                self.respond_error_closing(
                     now,
                     r,
                     Method::Other,
                     Status::BAD_REQUEST,
                     "incomplete request",
-                    After::Close,
                 );
             } else {
                 self.close_conn(r);
@@ -148,7 +147,7 @@ impl Worker {
             Ok(HeadParse::Partial) => false,
             Err(e) => {
                 rbuf.clear();
-                self.respond_error(now, r, Method::Other, e.status, e.reason, After::Close);
+                self.respond_error_closing(now, r, Method::Other, e.status, e.reason);
                 false
             }
             Ok(HeadParse::Complete { head, head_len }) => {

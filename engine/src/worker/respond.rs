@@ -79,7 +79,33 @@ impl Worker {
         self.respond_unavailable(now, r, reason, After::AsAsked);
     }
 
+    /// An error answer with a one-line plain-text body; the connection stays as the request
+    /// asked.
     pub(super) fn respond_error(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        status: Status,
+        reason: &str,
+    ) {
+        self.respond_error_then(now, r, method, status, reason, After::AsAsked);
+    }
+
+    /// An error answer after which the connection closes (the rest of the request may be
+    /// unread, or the connection cannot be trusted to frame the next one).
+    pub(super) fn respond_error_closing(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        status: Status,
+        reason: &str,
+    ) {
+        self.respond_error_then(now, r, method, status, reason, After::Close);
+    }
+
+    fn respond_error_then(
         &mut self,
         now: Instant,
         r: ConnRef,

@@ -145,13 +145,12 @@ impl Worker {
             }
             self.abandon_request(r);
             let method = stage_method(&self.conns.entries, r);
-            self.respond_error(
+            self.respond_error_closing(
                 now,
                 r,
                 method,
                 Status::INTERNAL_SERVER_ERROR,
                 "storage error: the server cannot store blocks until it is restarted",
-                After::Close,
             );
         }
     }

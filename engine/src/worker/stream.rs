@@ -127,13 +127,12 @@ impl Worker {
                 self.recycle_piece(buf);
                 if outcome == FileOutcome::Failed {
                     let m = "write to the data file failed";
-                    self.respond_error(
+                    self.respond_error_closing(
                         now,
                         r,
                         Method::Put,
                         Status::INTERNAL_SERVER_ERROR,
                         m,
-                        After::Close,
                     );
                 }
                 return;
@@ -182,14 +181,7 @@ impl Worker {
         if expected.is_some_and(|e| e != hash) {
             self.slots.pools.put_back(slot);
             let m = "body does not hash to the address in the path";
-            self.respond_error(
-                now,
-                r,
-                Method::Put,
-                Status::UNPROCESSABLE_CONTENT,
-                m,
-                After::AsAsked,
-            );
+            self.respond_error(now, r, Method::Put, Status::UNPROCESSABLE_CONTENT, m);
             return;
         }
         let (len, crc32c) = (s.len as u32, s.crc);

@@ -103,13 +103,12 @@ impl Worker {
                     .active
                     .as_ref()
                     .map_or(Method::Other, |a| a.head.method);
-                self.respond_error(
+                self.respond_error_closing(
                     now,
                     r,
                     method,
                     Status::REQUEST_TIMEOUT,
                     "request not completed in time",
-                    After::Close,
                 );
             }
             Some(Stage::WaitSlot { .. }) => {
@@ -145,13 +144,12 @@ impl Worker {
                 self.stats.timeouts += 1;
                 // The slot goes back to the pool before the answer replaces the stage.
                 self.abandon_request(r);
-                self.respond_error(
+                self.respond_error_closing(
                     now,
                     r,
                     Method::Put,
                     Status::REQUEST_TIMEOUT,
                     "request not completed in time",
-                    After::Close,
                 );
             }
             _ => {}
