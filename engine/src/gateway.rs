@@ -454,7 +454,13 @@ impl Answer<'_> {
         if let Some(range) = content_range {
             headers.push(("Content-Range", range));
         }
-        http::write_response_head(out, status, &headers, content_length, persistence);
+        http::write_response_head(
+            out,
+            http::Status::new(status),
+            &headers,
+            content_length,
+            persistence,
+        );
     }
 
     /// Appends the head of a `304 Not Modified`.
@@ -465,7 +471,7 @@ impl Answer<'_> {
             ("Cache-Control", CACHE_CONTROL_IMMUTABLE),
             ("Vary", b"Accept"),
         ];
-        http::write_response_head(out, 304, &headers, None, persistence);
+        http::write_response_head(out, http::Status::NOT_MODIFIED, &headers, None, persistence);
     }
 
     /// `<path>?format=<f>[&<query>]` when the format came from `Accept` only.

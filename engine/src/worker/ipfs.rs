@@ -17,16 +17,22 @@
 use super::*;
 use crate::cid::{Address, ContentId};
 use crate::gateway::{Answer, Format};
+use router::Refusal;
 
 /// The route of `/ipfs/<rest>`, or the refusal (status, reason, `Allow`).
-#[allow(clippy::type_complexity)]
 pub(super) fn ipfs_route(
     method: Method,
     rest: &[u8],
     head: &RequestHead,
-) -> Result<Route, (u16, &'static str, Option<&'static str>)> {
-    let request = gateway::route(method, rest, &head.query, head.accept.as_deref())
-        .map_err(|refusal| (refusal.status, refusal.reason, refusal.allow))?;
+) -> Result<Route, Refusal> {
+    let request =
+        gateway::route(method, rest, &head.query, head.accept.as_deref()).map_err(|refusal| {
+            Refusal {
+                status: Status::new(refusal.status),
+                reason: refusal.reason,
+                allow: refusal.allow,
+            }
+        })?;
     let route = match request {
         IpfsRequest::Read {
             hash,
@@ -73,12 +79,12 @@ fn answer_of<'a>(head: &'a RequestHead, cid: &'a ContentId, negotiated: Negotiat
 impl Worker {
     /// What the response says about the connection.
     fn persistence(&mut self, r: ConnRef) -> http::Persistence {
-        persistence_of(conn_at(&mut self.conns, r).expect("open"))
+        persistence_of(conn_at(&mut self.conns.entries, r).expect("open"))
     }
 
     /// Queues a complete response (head and any body) built by the gateway rules.
-    fn queue_ipfs(&mut self, now: Instant, r: ConnRef, status: u16, out: Vec<u8>) {
-        let method = stage_head(&self.conns, r).map_or(Method::Get, |h| h.method);
+    fn queue_ipfs(&mut self, now: Instant, r: ConnRef, status: Status, out: Vec<u8>) {
+        let method = stage_head(&self.conns.entries, r).map_or(Method::Get, |h| h.method);
         let end = out.len();
         self.queue_response(now, r, method, status, out, 0, end);
     }
@@ -94,7 +100,7 @@ impl Worker {
     ) -> bool {
         assert!(location.len > 0, "a stored block has bytes");
         let persistence = self.persistence(r);
-        let head = stage_head(&self.conns, r).expect("active");
+        let head = stage_head(&self.conns.entries, r).expect("active");
         let cid = routed_cid(head);
         assert!(
             matches!(cid.address(), Address::Stored(_)),
@@ -104,16 +110,16 @@ impl Worker {
         let mut out = Vec::new();
         let status = if answer.not_modified(head.if_none_match.as_deref()) {
             answer.write_not_modified(&mut out, persistence);
-            304
+            Status::NOT_MODIFIED
         } else if head_only && negotiated.format == Format::Raw {
             answer.write_head(
                 &mut out,
-                200,
+                Status::OK.code(),
                 None,
                 Some(u64::from(location.len)),
                 persistence,
             );
-            200
+            Status::OK
         } else {
             // A CAR's HEAD reads the block too: whether it can be answered depends on its links.
             return false;
@@ -138,9 +144,9 @@ impl Worker {
         let mut content_range = ContentRange::new();
         let plan = match negotiated.format {
             Format::Raw => self.plan_range(r, len as u64, &mut content_range),
-            Format::Car { .. } => Some((200, 0, len as u64)),
+            Format::Car { .. } => Some((Status::OK, 0, len as u64)),
         };
-        let head = stage_head(&self.conns, r).expect("active");
+        let head = stage_head(&self.conns.entries, r).expect("active");
         let head_only = head.method == Method::Head;
         let cid = routed_cid(head);
         assert!(
@@ -151,28 +157,46 @@ impl Worker {
         let verdict = answer.check_block_suffices(&buf[data.clone()]);
         let mut out = Vec::new();
         let (status, body) = match (plan, negotiated.format) {
-            (None, _) => (416, 0..0),
+            (None, _) => (Status::RANGE_NOT_SATISFIABLE, 0..0),
             (Some((status, start, end)), Format::Raw) => {
-                let range = (status == 206).then(|| content_range.as_bytes());
-                answer.write_head(&mut out, status, range, Some(end - start), persistence);
+                let range = (status == Status::PARTIAL_CONTENT).then(|| content_range.as_bytes());
+                answer.write_head(
+                    &mut out,
+                    status.code(),
+                    range,
+                    Some(end - start),
+                    persistence,
+                );
                 let body = data.start + start as usize..data.start + end as usize;
                 (status, body)
             }
             (Some(_), Format::Car { .. }) => {
                 let car_len = gateway::car_len(&cid, len);
-                answer.write_head(&mut out, 200, None, Some(car_len), persistence);
+                answer.write_head(
+                    &mut out,
+                    Status::OK.code(),
+                    None,
+                    Some(car_len),
+                    persistence,
+                );
                 if !head_only {
                     gateway::write_car_prefix(&mut out, &cid, len);
                 }
-                (200, data)
+                (Status::OK, data)
             }
         };
         match verdict {
             Err(refusal) => {
                 self.recycle(buf);
-                self.respond_error(now, r, Method::Get, refusal.status, refusal.reason, false);
+                self.respond_error(
+                    now,
+                    r,
+                    Method::Get,
+                    Status::new(refusal.status),
+                    refusal.reason,
+                );
             }
-            Ok(()) if status == 416 => {
+            Ok(()) if status == Status::RANGE_NOT_SATISFIABLE => {
                 self.recycle(buf);
                 self.respond_unsatisfiable(now, r, &content_range);
             }
@@ -193,7 +217,7 @@ impl Worker {
         negotiated: Negotiated,
     ) {
         let persistence = self.persistence(r);
-        let head = stage_head(&self.conns, r).expect("active");
+        let head = stage_head(&self.conns.entries, r).expect("active");
         assert_eq!(head_only, head.method == Method::Head);
         let cid = routed_cid(head);
         assert_eq!(cid.address(), Address::Inline, "routed as an identity CID");
@@ -201,11 +225,17 @@ impl Worker {
         let mut out = Vec::new();
         if answer.not_modified(head.if_none_match.as_deref()) {
             answer.write_not_modified(&mut out, persistence);
-            self.queue_ipfs(now, r, 304, out);
+            self.queue_ipfs(now, r, Status::NOT_MODIFIED, out);
             return;
         }
         if let Err(refusal) = answer.check_block_suffices(cid.inline_data()) {
-            self.respond_error(now, r, Method::Get, refusal.status, refusal.reason, false);
+            self.respond_error(
+                now,
+                r,
+                Method::Get,
+                Status::new(refusal.status),
+                refusal.reason,
+            );
             return;
         }
         let mut body = Vec::new();
@@ -213,10 +243,16 @@ impl Worker {
             Format::Raw => body.extend_from_slice(cid.inline_data()),
             Format::Car { .. } => gateway::write_car_prefix(&mut body, &cid, 0),
         }
-        answer.write_head(&mut out, 200, None, Some(body.len() as u64), persistence);
+        answer.write_head(
+            &mut out,
+            Status::OK.code(),
+            None,
+            Some(body.len() as u64),
+            persistence,
+        );
         if !head_only {
             out.extend_from_slice(&body);
         }
-        self.queue_ipfs(now, r, 200, out);
+        self.queue_ipfs(now, r, Status::OK, out);
     }
 }

@@ -1,0 +1,75 @@
+//! The worker's configuration: limits and timeouts a driver sets once, at construction.
+//!
+//! Owns: [`WorkerConfig`] (with its defaults) and [`VerifyReads`].
+//! Invariants: `Worker::new` asserts what a configuration must satisfy (a budget of at least
+//! [`BUFFER_BUDGET_MIN_BYTES`] that holds a buffered body and an upload's lane side by side).
+//! Must never: hold state that changes while the worker runs.
+
+use super::*;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VerifyReads {
+    Crc32c,
+    Sha256,
+    Off,
+}
+
+impl VerifyReads {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyReads::Crc32c => "crc32c",
+            VerifyReads::Sha256 => "sha256",
+            VerifyReads::Off => "off",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub id: WorkerId,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How long a PUT waits for a pool slot before 503.
+    pub slot_wait_limit: Duration,
+    pub verify_reads: VerifyReads,
+    pub auth_token: Option<Vec<u8>>,
+    pub pool_targets: [u16; CLASS_COUNT],
+    /// Bound on what adaptive pool targets may hold in reserve (bytes, all classes).
+    pub pool_bytes_max: u64,
+    /// Largest single receive.
+    pub recv_chunk_bytes: usize,
+    /// Bound on the bytes of large I/O buffers the worker's requests hold at once: GET read
+    /// buffers of blocks over 8 KiB, buffered bodies, and upload pieces with their receive
+    /// buffers (at most half of it). A GET or buffered body beyond it waits (FIFO, up to
+    /// `slot_wait_limit`, then 503); an upload waits as long, then goes on in small pieces.
+    /// It also bounds the idle buffers kept.
+    pub buffer_budget_bytes: usize,
+    /// How long a request may wait for the controller before `/health` says storage stalled
+    /// (the request itself is answered `503` at its request timeout).
+    pub stall_limit: Duration,
+}
+
+/// The smallest `buffer_budget_bytes`: a buffered body and an upload's lane side by side.
+pub const BUFFER_BUDGET_MIN_BYTES: usize = 1 << 20;
+
+impl WorkerConfig {
+    pub fn new(id: WorkerId) -> WorkerConfig {
+        WorkerConfig {
+            id,
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            slot_wait_limit: Duration::from_secs(5),
+            verify_reads: VerifyReads::Crc32c,
+            auth_token: None,
+            pool_targets: crate::pool::POOL_TARGET_DEFAULT,
+            pool_bytes_max: 64 << 20,
+            recv_chunk_bytes: 64 * 1024,
+            buffer_budget_bytes: 4 << 20,
+            stall_limit: crate::health::STALL_LIMIT_DEFAULT,
+        }
+    }
+}

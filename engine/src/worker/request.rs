@@ -1,0 +1,169 @@
+//! A request's route and its state machine (`Stage`), with the types the stages carry.
+//!
+//! Owns: [`Route`], [`Flavour`], [`Stage`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
+//! Invariants: a request is in exactly one stage; a stage with a file op in flight (`Write`,
+//! `Read`, a `Stream` that is `writing`) keeps its stage until the completion returns.
+//! Must never: hold behaviour; the handlers in the sibling files move requests between stages.
+
+use super::*;
+
+pub(super) enum BodyReader {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Route {
+    PutBlock {
+        expected: Option<BlockHash>,
+    },
+    GetBlock {
+        hash: BlockHash,
+        head_only: bool,
+        flavour: Flavour,
+    },
+    /// `GET`/`HEAD /ipfs/{identity CID}`: answered from the CID in the path.
+    IpfsInline {
+        head_only: bool,
+        negotiated: Negotiated,
+    },
+    DeleteBlock {
+        hash: BlockHash,
+    },
+    Missing,
+    List,
+    Health,
+    Stats,
+    Metrics,
+}
+
+/// How a stored block is answered: the `/block/` way, or as the IPFS gateway says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Flavour {
+    Block,
+    Ipfs(Negotiated),
+}
+
+pub(super) enum Stage {
+    /// Reading the request body.
+    Body {
+        reader: BodyReader,
+        body: Vec<u8>,
+        hasher: sha2::Sha256,
+        crc: u32,
+    },
+    /// Body complete, waiting for a pool slot of `class`.
+    WaitSlot {
+        body: Vec<u8>,
+        hash: BlockHash,
+        crc: u32,
+        deadline: Instant,
+    },
+    /// A PUT with Content-Length: the body goes into its slot piece by piece as it arrives.
+    /// Not boxed: a box per PUT would be a heap allocation per request; an `Active` lives in
+    /// its connection only while a request is in progress.
+    Stream(StreamPut),
+    /// Writing the (buffered, chunked) body into `slot`; the buffer is in the write op.
+    Write {
+        hash: BlockHash,
+        crc: u32,
+        slot: Slot,
+        written: usize,
+    },
+    /// Waiting for the controller's occupy reply.
+    Occupy { hash: BlockHash },
+    /// Out of space: is the block stored already? (Then the PUT is a 200, not a 507.)
+    DedupCheck { hash: BlockHash },
+    /// Waiting for the buffer budget (`WorkerConfig::buffer_budget_bytes`).
+    WaitBuffer { need: BufferNeed, deadline: Instant },
+    /// Waiting for a get_address reply.
+    Lookup,
+    /// Waiting for a release reply.
+    Release,
+    /// Reading the block from the data file.
+    Read {
+        location: Location,
+        seq: u64,
+        read: usize,
+    },
+    /// `POST /blocks/missing` lookups.
+    Missing {
+        hashes: Vec<BlockHash>,
+        state: Vec<u8>,
+        next: usize,
+        outstanding: usize,
+    },
+    /// `GET /blocks` items arriving.
+    List { body: Vec<u8> },
+    /// The response is queued; the request ends when it is sent.
+    Responded,
+}
+
+/// What a request waiting for the buffer budget goes on with once it has its grant.
+pub(super) enum BufferNeed {
+    /// Read a block for a GET. The address reply `seq` stays in flight while waiting (the
+    /// slot must not be reused before the read).
+    Read { location: Location, seq: u64 },
+    /// Read a body into one buffer (chunked PUT, `POST /blocks/missing`, a PUT that needs its
+    /// hash before a 507); `send_continue`: whether to answer `Expect: 100-continue` when it
+    /// starts.
+    Body {
+        reader: BodyReader,
+        send_continue: SendContinue,
+    },
+}
+
+/// Whether a body about to be read answers `Expect: 100-continue`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum SendContinue {
+    /// Send `100 Continue` if the client asked for it and has sent nothing yet.
+    IfExpected,
+    /// Not now: the body was already asked for (a streamed PUT that falls back to reading
+    /// its body into one buffer).
+    No,
+}
+
+/// A PUT body streamed into its slot: at most one piece of [`STREAM_PIECE_BYTES`] is held in
+/// memory, so a slow upload costs a piece, not a block.
+pub(super) struct StreamPut {
+    /// Declared body length.
+    pub(super) len: u64,
+    /// Body bytes not yet taken from the connection.
+    pub(super) remaining: u64,
+    /// The pool slot, once there is one (the body is not read before).
+    pub(super) slot: Option<Slot>,
+    /// Until when to wait for a slot.
+    pub(super) deadline: Instant,
+    /// Taken bytes not yet written (empty while its buffer is in a write).
+    pub(super) piece: Vec<u8>,
+    /// Bytes a piece holds before it is written: [`STREAM_PIECE_BYTES`] with a buffer
+    /// grant (a "lane": the piece and a receive buffer), 0 while waiting for one,
+    /// [`IDLE_RECV_BYTES`] after waiting in vain (slower, never stuck behind slow uploads).
+    pub(super) piece_max: usize,
+    /// Waiting for a lane (queued for a `GrantKind::Lane`) until then; after it, small pieces.
+    pub(super) lane_deadline: Option<Instant>,
+    /// A write of the current piece is in flight.
+    pub(super) writing: bool,
+    /// Bytes of the piece in flight already written (short writes).
+    pub(super) piece_written: usize,
+    /// Body bytes written before the current piece.
+    pub(super) written: u64,
+    pub(super) hasher: sha2::Sha256,
+    pub(super) crc: u32,
+}
+
+impl Stage {
+    /// The streamed upload of a request in `Stage::Stream` (a programmer error otherwise:
+    /// the caller dispatched on the stage).
+    pub(super) fn stream_mut(&mut self) -> &mut StreamPut {
+        match self {
+            Stage::Stream(s) => s,
+            _ => panic!("not a streamed upload"),
+        }
+    }
+
+    /// Takes the stage out, leaving `Responded` (the caller puts back what goes on).
+    pub(super) fn take(&mut self) -> Stage {
+        std::mem::replace(self, Stage::Responded)
+    }
+}
