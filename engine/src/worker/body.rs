@@ -10,7 +10,7 @@ use super::*;
 
 impl Worker {
     pub(super) fn start_body(&mut self, now: Instant, r: ConnRef, max_bytes: u64) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let active = conn.active.as_ref().expect("active");
         let method = active.head.method;
         let reader = match active.head.body {
@@ -90,7 +90,7 @@ impl Worker {
     }
 
     pub(super) fn send_continue_if_expected(&mut self, now: Instant, r: ConnRef) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let expect = conn.active.as_ref().is_some_and(|a| a.head.expect_continue);
         let buffered = conn.rbuf.as_ref().is_some_and(|b| !b.is_empty());
         if expect && !buffered {
@@ -102,7 +102,7 @@ impl Worker {
 
     /// Moves buffered bytes into the body; returns whether anything happened.
     pub(super) fn feed_body(&mut self, now: Instant, r: ConnRef) -> bool {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         let active = conn.active.as_mut().expect("active");
         let method = active.head.method;
@@ -147,7 +147,7 @@ impl Worker {
     }
 
     pub(super) fn body_complete(&mut self, now: Instant, r: ConnRef) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let active = conn.active.as_mut().expect("active");
         let stage = active.stage.take();
         let Stage::Body {

@@ -240,7 +240,7 @@ impl Worker {
         kind: GrantKind,
         turn: Turn,
     ) -> bool {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         assert!(conn.active.is_some(), "a grant belongs to a request");
         self.budget.take(&mut conn.grant, need, kind, turn)
     }

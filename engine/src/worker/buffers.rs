@@ -128,7 +128,7 @@ impl Worker {
             return;
         }
         let mut small = self.small_buf();
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let rbuf = conn.rbuf.as_mut().expect("checked above");
         small.extend_from_slice(rbuf);
         let big = std::mem::replace(rbuf, small);

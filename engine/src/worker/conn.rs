@@ -109,6 +109,14 @@ pub(super) fn conn_at(conns: &mut [Option<Conn>], r: ConnRef) -> Option<&mut Con
     }
 }
 
+impl super::ConnTable {
+    /// The connection a handler runs for: open by the handler's contract (its op or its
+    /// request is live), so a miss is a worker bug.
+    pub(super) fn live_mut(&mut self, r: ConnRef) -> &mut Conn {
+        conn_at(&mut self.entries, r).expect("a handler's connection is open")
+    }
+}
+
 pub(super) fn stage_of(conns: &[Option<Conn>], r: ConnRef) -> Option<&Stage> {
     match conns.get(r.index) {
         Some(Some(c)) if c.generation == r.generation => c.active.as_ref().map(|a| &a.stage),

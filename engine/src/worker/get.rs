@@ -210,7 +210,7 @@ impl Worker {
         buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let active = conn.active.as_mut().expect("active");
         let Stage::Read {
             location,
@@ -334,7 +334,7 @@ impl Worker {
         } else {
             &headers[..4]
         };
-        let persistence = persistence_of(conn_at(&mut self.conns.entries, r).expect("open"));
+        let persistence = persistence_of(self.conns.live_mut(r));
         let mut head = std::mem::take(&mut self.bufs.head_scratch);
         head.clear();
         http::write_response_head(&mut head, status, headers, Some(end - start), persistence);

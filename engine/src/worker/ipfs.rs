@@ -79,7 +79,7 @@ fn answer_of<'a>(head: &'a RequestHead, cid: &'a ContentId, negotiated: Negotiat
 impl Worker {
     /// What the response says about the connection.
     fn persistence(&mut self, r: ConnRef) -> http::Persistence {
-        persistence_of(conn_at(&mut self.conns.entries, r).expect("open"))
+        persistence_of(self.conns.live_mut(r))
     }
 
     /// Queues a complete response (head and any body) built by the gateway rules.

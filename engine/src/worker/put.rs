@@ -17,7 +17,7 @@ impl Worker {
     }
 
     pub(super) fn try_take_slot(&mut self, now: Instant, r: ConnRef) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let active = conn.active.as_mut().expect("active");
         let class = Self::body_class(&active.stage);
         let Some(slot) = self.slots.pools.take(class) else {
@@ -33,7 +33,7 @@ impl Worker {
     }
 
     pub(super) fn start_write(&mut self, _now: Instant, r: ConnRef, slot: Slot) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let active = conn.active.as_mut().expect("active");
         let stage = active.stage.take();
         let Stage::WaitSlot {
@@ -66,7 +66,7 @@ impl Worker {
         buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let active = conn.active.as_mut().expect("active");
         let Stage::Write {
             hash,

@@ -109,7 +109,7 @@ impl Worker {
                 // No budget for a bigger buffer: fill the one there is. An upload whose
                 // buffer is full waits for its piece to be written (which calls `process`).
                 if room == 0 {
-                    conn_at(&mut self.conns.entries, r).expect("open").rbuf = Some(buf);
+                    self.conns.live_mut(r).rbuf = Some(buf);
                     return;
                 }
                 max = room;
@@ -128,13 +128,13 @@ impl Worker {
                 max,
             },
         );
-        conn_at(&mut self.conns.entries, r).expect("open").recv_op = Some(id);
+        self.conns.live_mut(r).recv_op = Some(id);
     }
 
     /// Parses a head from the buffer; returns whether it made progress.
     pub(super) fn try_head(&mut self, now: Instant, r: ConnRef) -> bool {
         let max = self.config.max_header_bytes;
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         if rbuf.is_empty() {
             return false;

@@ -129,7 +129,7 @@ impl Worker {
             return;
         }
         let span = self.request_span(&head);
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         conn.active = Some(Active {
             head,
             route,
@@ -293,13 +293,13 @@ impl Worker {
         let after = match head.body {
             BodyFraming::None => After::AsAsked,
             BodyFraming::Length(n) if n <= DISCARD_MAX_BYTES && !head.expect_continue => {
-                conn_at(&mut self.conns.entries, r).expect("open").discard = n;
+                self.conns.live_mut(r).discard = n;
                 After::AsAsked
             }
             _ => After::Close,
         };
         let span = self.request_span(&head);
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         conn.active = Some(Active {
             head,
             route: Route::Health,

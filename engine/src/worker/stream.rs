@@ -68,7 +68,7 @@ impl Worker {
 
     /// Moves buffered body bytes into the piece; writes a full (or the last) piece.
     pub(super) fn feed_stream(&mut self, _now: Instant, r: ConnRef) -> bool {
-        let conn = conn_at(&mut self.conns.entries, r).expect("open");
+        let conn = self.conns.live_mut(r);
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         let active = conn.active.as_mut().expect("active");
         let s = active.stage.stream_mut();
