@@ -1,8 +1,9 @@
 //! Unit and property tests of the buddy allocator (`super`): fixed scenarios of split, merge,
 //! mark, grow and exhaustion, the invariant checker catching broken states, and random operation
-//! sequences checked against the page-bitmap model.
+//! sequences checked against the page-bitmap model (`test_support::allocator_model`).
 
 use super::*;
+use crate::test_support::allocator_model::{AllocatorModel, PAGES_PER_TOP};
 use proptest::prelude::*;
 
 const KIB: u64 = 1024;
@@ -215,166 +216,30 @@ enum Op {
 
 /// Capacity limit of the property test, in top-level slots (8 MiB).
 const TOP_SLOTS_MAX: u64 = 16;
-const PAGES_PER_TOP: usize = (SLOT_MAX_BYTES / SLOT_MIN_BYTES) as usize;
 
-/// The allocator under test next to a plain model: one bool per 4 KiB page, `true` = free.
-struct Harness {
-    allocator: BuddyAllocator,
-    pages_free: Vec<bool>,
-    live: Vec<Slot>,
-}
-
-impl Harness {
-    fn new(top_slots: u64) -> Harness {
-        let pages = top_slots as usize * PAGES_PER_TOP;
-        let allocator = BuddyAllocator::new(top_slots * SLOT_MAX_BYTES);
-        Harness {
-            allocator,
-            pages_free: vec![true; pages],
-            live: Vec::new(),
+/// Applies one drawn step to the allocator and its page-bitmap model, then checks them.
+fn apply(model: &mut AllocatorModel, op: Op) {
+    match op {
+        Op::Allocate(c) => model.allocate(class(c % 8)),
+        Op::FreeLive(k) => model.free_live(k),
+        Op::FreeAny { page, class: c } => {
+            model.free_any(slot(u64::from(page) * SLOT_MIN_BYTES, c % 8))
         }
-    }
-
-    fn pages(s: Slot) -> std::ops::Range<usize> {
-        let first = (s.offset / SLOT_MIN_BYTES) as usize;
-        first..first + (s.bytes() / SLOT_MIN_BYTES) as usize
-    }
-
-    fn set_pages(&mut self, s: Slot, free: bool) {
-        let range = Harness::pages(s);
-        assert!(self.pages_free[range.clone()].iter().all(|&f| f != free));
-        self.pages_free[range].fill(free);
-    }
-
-    /// The model's view of buddy allocation: some aligned run of the class's pages is free.
-    fn model_can_allocate(&self, c: SizeClass) -> bool {
-        let run = (c.bytes() / SLOT_MIN_BYTES) as usize;
-        self.pages_free
-            .chunks_exact(run)
-            .any(|chunk| chunk.iter().all(|&f| f))
-    }
-
-    fn model_error(&self, s: Slot) -> Option<SlotError> {
-        let capacity = self.allocator.capacity_bytes();
-        if !s.offset.is_multiple_of(s.bytes()) {
-            Some(SlotError::Misaligned)
-        } else if s.offset >= capacity || s.bytes() > capacity - s.offset {
-            Some(SlotError::OutOfRange)
-        } else {
-            None
-        }
-    }
-
-    fn apply(&mut self, op: Op) {
-        match op {
-            Op::Allocate(c) => self.allocate(class(c % 8)),
-            Op::FreeLive(k) if !self.live.is_empty() => {
-                let s = self.live.remove(k % self.live.len());
-                assert_eq!(self.allocator.free(s), Ok(()));
-                self.set_pages(s, true);
+        Op::Mark {
+            page,
+            class: c,
+            align,
+        } => {
+            let c = class(c % 8);
+            let mut offset = u64::from(page) * SLOT_MIN_BYTES;
+            if align {
+                offset -= offset % c.bytes();
             }
-            Op::FreeLive(_) => {}
-            Op::FreeAny { page, class: c } => {
-                self.free_any(slot(u64::from(page) * SLOT_MIN_BYTES, c % 8))
-            }
-            Op::Mark {
-                page,
-                class: c,
-                align,
-            } => {
-                let c = class(c % 8);
-                let mut offset = u64::from(page) * SLOT_MIN_BYTES;
-                if align {
-                    offset -= offset % c.bytes();
-                }
-                self.mark(Slot { offset, class: c });
-            }
-            Op::Grow(n) => {
-                let top_slots = self.allocator.capacity_bytes() / SLOT_MAX_BYTES;
-                let target = (top_slots + u64::from(n % 3)).min(TOP_SLOTS_MAX.max(top_slots));
-                self.allocator.grow(target * SLOT_MAX_BYTES);
-                self.pages_free
-                    .resize(target as usize * PAGES_PER_TOP, true);
-            }
+            model.mark(Slot { offset, class: c });
         }
-        self.check();
+        Op::Grow(n) => model.grow(u64::from(n % 3), TOP_SLOTS_MAX),
     }
-
-    fn allocate(&mut self, c: SizeClass) {
-        let expected = self.model_can_allocate(c);
-        assert_eq!(self.allocator.can_allocate(c), expected);
-        match self.allocator.allocate(c) {
-            Some(s) => {
-                assert!(expected && s.class == c);
-                self.set_pages(s, false);
-                self.live.push(s);
-            }
-            None => assert!(!expected, "allocate({c}) failed with an aligned free run"),
-        }
-    }
-
-    fn free_any(&mut self, s: Slot) {
-        if let Some(index) = self.live.iter().position(|&l| l == s) {
-            assert_eq!(self.allocator.free(s), Ok(()));
-            self.live.remove(index);
-            self.set_pages(s, true);
-            return;
-        }
-        let before = self.allocator.clone();
-        let expected = self.model_error(s).unwrap_or(SlotError::NotAllocated);
-        assert_eq!(self.allocator.free(s), Err(expected));
-        assert_eq!(self.allocator, before, "failed free changed state");
-    }
-
-    fn mark(&mut self, s: Slot) {
-        let expected = self.model_error(s).or_else(|| {
-            let all_free = self.pages_free[Harness::pages(s)].iter().all(|&f| f);
-            (!all_free).then_some(SlotError::NotFree)
-        });
-        let before = self.allocator.clone();
-        match (self.allocator.mark_allocated(s), expected) {
-            (Ok(()), None) => {
-                self.set_pages(s, false);
-                self.live.push(s);
-            }
-            (Err(got), Some(want)) => {
-                assert_eq!(got, want);
-                assert_eq!(self.allocator, before, "failed mark changed state");
-            }
-            (got, want) => panic!("mark_allocated({s:?}) = {got:?}, model expects {want:?}"),
-        }
-    }
-
-    fn check(&self) {
-        let a = &self.allocator;
-        a.check_invariants();
-        let free_pages = self.pages_free.iter().filter(|&&f| f).count() as u64;
-        assert_eq!(a.free_bytes(), free_pages * SLOT_MIN_BYTES);
-        assert_eq!(
-            a.capacity_bytes(),
-            self.pages_free.len() as u64 * SLOT_MIN_BYTES
-        );
-        let mut live = self.live.clone();
-        live.sort();
-        assert_eq!(a.allocated_iter().collect::<Vec<_>>(), live);
-        for c in SizeClass::ALL {
-            assert_eq!(a.can_allocate(c), self.model_can_allocate(c), "class {c}");
-        }
-    }
-
-    fn free_everything(&mut self) {
-        // Bounded by the number of live slots, which only shrinks here.
-        while let Some(s) = self.live.pop() {
-            assert_eq!(self.allocator.free(s), Ok(()));
-            self.set_pages(s, true);
-            self.check();
-        }
-        let a = &self.allocator;
-        let top_slots = (a.capacity_bytes() / SLOT_MAX_BYTES) as usize;
-        assert_eq!(a.free_slots(SizeClass::MAX), top_slots);
-        assert!(SizeClass::ALL[..7].iter().all(|&c| a.free_slots(c) == 0));
-        assert_eq!((a.allocated_slots(), a.allocated_bytes()), (0, 0));
-    }
+    model.check();
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -399,12 +264,12 @@ proptest! {
         top_slots in 1u64..=4,
         ops in proptest::collection::vec(op_strategy(), 1..300),
     ) {
-        let mut harness = Harness::new(top_slots);
-        harness.check();
+        let mut model = AllocatorModel::new(top_slots);
+        model.check();
         for op in ops {
-            harness.apply(op);
+            apply(&mut model, op);
         }
-        harness.free_everything();
+        model.free_everything();
     }
 
     /// Small classes only: deep splits and long merge chains on a single top-level slot.
@@ -413,11 +278,11 @@ proptest! {
         ops in proptest::collection::vec((0u8..3).prop_map(Op::Allocate), 1..200),
         frees in proptest::collection::vec(any::<usize>().prop_map(Op::FreeLive), 0..200),
     ) {
-        let mut harness = Harness::new(1);
+        let mut model = AllocatorModel::new(1);
         for op in ops.into_iter().chain(frees) {
-            harness.apply(op);
+            apply(&mut model, op);
         }
-        harness.free_everything();
+        model.free_everything();
     }
 
     /// Building from the allocated slots (in any order) gives exactly the allocator that
@@ -428,11 +293,11 @@ proptest! {
         ops in proptest::collection::vec(op_strategy(), 1..300),
         seed in any::<u64>(),
     ) {
-        let mut harness = Harness::new(top_slots);
+        let mut model = AllocatorModel::new(top_slots);
         for op in ops {
-            harness.apply(op);
+            apply(&mut model, op);
         }
-        let a = &harness.allocator;
+        let a = model.allocator();
         let mut slots: Vec<Slot> = a
             .allocated
             .iter()
