@@ -609,3 +609,6 @@ pub fn render_prometheus(s: &StatsSnapshot) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
