@@ -157,13 +157,21 @@ impl Head {
         if chunked {
             return Ok(Framing::Chunked);
         }
-        match self.header("content-length") {
-            Some(v) => v
-                .parse()
-                .map(Framing::Length)
-                .map_err(|_| ResponseError::BadContentLength(v.to_owned())),
-            None => Ok(Framing::UntilClose),
-        }
+        Ok(match self.content_length()? {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        })
+    }
+
+    /// `Content-Length` as sent (also on answers without a body, such as HEAD's); a value that
+    /// is not a number is an error.
+    pub fn content_length(&self) -> Result<Option<u64>, ResponseError> {
+        self.header("content-length")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ResponseError::BadContentLength(v.to_owned()))
+            })
+            .transpose()
     }
 
     /// The whole response once its body is in `buf` (which starts with this head), and the bytes

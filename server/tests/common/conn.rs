@@ -8,64 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::IO_TIMEOUT;
 
-#[derive(Clone)]
-pub struct Response {
-    pub version: String,
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Response {
-    /// The body is shown only in part: assertion messages stay readable.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = &self.body[..self.body.len().min(120)];
-        f.debug_struct("Response")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body_len", &self.body.len())
-            .field("body_start", &String::from_utf8_lossy(shown))
-            .finish()
-    }
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn header_count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .count()
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The response announces that the server closes the connection after it.
-    pub fn says_close(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-    }
-
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Response {
-        assert_eq!(
-            self.status,
-            status,
-            "unexpected response: {} {:?}",
-            self.status,
-            self.text()
-        );
-        self
-    }
-}
+pub use engine::test_support::http_response::Response;
+use engine::test_support::http_response::{parse_response, Answering, Limits, StreamEnd};
 
 pub struct Conn {
     pub stream: TcpStream,
@@ -123,18 +67,6 @@ impl Conn {
         Ok(n)
     }
 
-    fn fill_exact(&mut self, want: usize) -> io::Result<()> {
-        while self.buf.len() < want {
-            if self.fill()? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed mid-response",
-                ));
-            }
-        }
-        Ok(())
-    }
-
     pub fn try_read_response(&mut self, head_request: bool) -> io::Result<Response> {
         loop {
             let response = self.read_one(head_request)?;
@@ -144,108 +76,33 @@ impl Conn {
         }
     }
 
+    /// Reads until one whole response is buffered, then takes it out of the buffer.
     fn read_one(&mut self, head_request: bool) -> io::Result<Response> {
-        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.fill()? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    if self.buf.is_empty() {
-                        "closed before a response"
-                    } else {
-                        "closed mid-head"
-                    },
-                ));
-            }
+        let answering = Answering::head_if(head_request);
+        let bad = |e: engine::test_support::http_response::ResponseError| {
+            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
         };
-        let head = String::from_utf8(self.buf[..head_end - 4].to_vec())
-            .map_err(|_| bad("response head is not UTF-8".into()))?;
-        self.buf.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default().to_string();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-        if !version.starts_with("HTTP/1.") {
-            return Err(bad(format!("bad status line {status_line:?}")));
-        }
-        let mut headers = Vec::new();
-        for line in lines {
-            let (k, v) = line
-                .split_once(':')
-                .ok_or_else(|| bad(format!("bad header {line:?}")))?;
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        let mut response = Response {
-            version,
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        let no_body =
-            head_request || (100..200).contains(&status) || status == 204 || status == 304;
-        if no_body {
-            return Ok(response);
-        }
-        let chunked = response
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            response.body = self.read_chunked()?;
-        } else if let Some(cl) = response.header("content-length") {
-            let n: usize = cl
-                .parse()
-                .map_err(|_| bad(format!("bad Content-Length {cl:?}")))?;
-            self.fill_exact(n)?;
-            response.body = self.buf.drain(..n).collect();
-        } else {
-            while self.fill()? > 0 {}
-            response.body = std::mem::take(&mut self.buf);
-        }
-        Ok(response)
-    }
-
-    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
+        // Each turn reads at least one byte or returns: bounded by what the server sends.
         loop {
-            let line_end = loop {
-                if let Some(i) = find(&self.buf, b"\r\n") {
-                    break i;
-                }
-                if self.fill()? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            };
-            let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            self.buf.drain(..line_end + 2);
-            if size == 0 {
-                // Trailers end with an empty line.
-                loop {
-                    let end = loop {
-                        if let Some(i) = find(&self.buf, b"\r\n") {
-                            break i;
-                        }
-                        if self.fill()? == 0 {
-                            return Err(io::ErrorKind::UnexpectedEof.into());
-                        }
-                    };
-                    self.buf.drain(..end + 2);
-                    if end == 0 {
-                        return Ok(out);
-                    }
-                }
+            let parsed = parse_response(&self.buf, answering, &Limits::NONE, StreamEnd::Open);
+            if let Some((response, used)) = parsed.map_err(bad)? {
+                self.buf.drain(..used);
+                return Ok(response);
             }
-            self.fill_exact(size + 2)?;
-            out.extend_from_slice(&self.buf[..size]);
-            self.buf.drain(..size + 2);
+            if self.fill()? > 0 {
+                continue;
+            }
+            let at_end = parse_response(&self.buf, answering, &Limits::NONE, StreamEnd::Closed);
+            if let Some((response, used)) = at_end.map_err(bad)? {
+                self.buf.drain(..used);
+                return Ok(response);
+            }
+            let why = match find(&self.buf, b"\r\n\r\n") {
+                _ if self.buf.is_empty() => "closed before a response",
+                None => "closed mid-head",
+                Some(_) => "closed mid-response",
+            };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
         }
     }
 
