@@ -5,6 +5,7 @@
 use super::*;
 use crate::controller::ControllerStats;
 use crate::health::Unhealthy;
+use crate::stats::table;
 
 /// A snapshot with a distinct value in every figure: two workers, three queues each way.
 fn snapshot(health: Option<Unhealthy>) -> StatsSnapshot {
@@ -134,4 +135,25 @@ fn record_golden_outputs() {
         "metrics_failed.txt",
         render_prometheus(&snapshot(unhealthy())),
     );
+}
+
+#[test]
+fn the_table_names_each_figure_once_and_follows_the_naming_rules() {
+    let mut prometheus = std::collections::BTreeSet::new();
+    for figure in table::ALL {
+        assert!(figure.json.is_some() || figure.prometheus.is_some());
+        assert!(!figure.help.is_empty() && figure.help.ends_with('.'));
+        if let Some(name) = figure.prometheus {
+            assert!(prometheus.insert(name), "{name} named twice");
+            let is_counter = figure.kind == table::Kind::Counter;
+            assert_eq!(is_counter, name.ends_with("_total"), "{name}");
+        }
+    }
+    let rendered = render_prometheus(&snapshot(None));
+    for name in prometheus {
+        assert!(
+            rendered.contains(&format!("_{name} ")),
+            "{name} is not rendered"
+        );
+    }
 }
