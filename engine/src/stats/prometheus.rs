@@ -91,7 +91,7 @@ fn metric(out: &mut String, s: &StatsSnapshot, figure: &Figure) {
                 Value::Nanos(_) => Value::Nanos(0),
                 _ => Value::Count(0),
             };
-            let total = s.workers.iter().fold(zero, |sum, w| sum.add(read(w)));
+            let total = s.workers.iter().fold(zero, |sum, w| sum.plus(read(w)));
             let _ = writeln!(out, "{name} {}", sample(total));
         }
         Read::Classes(read) => {

@@ -42,7 +42,7 @@ pub enum Value {
 
 impl Value {
     /// The sum of two readings of the same figure (flags do not add up).
-    pub fn add(self, other: Value) -> Value {
+    pub fn plus(self, other: Value) -> Value {
         match (self, other) {
             (Value::Count(a), Value::Count(b)) => Value::Count(a + b),
             (Value::Nanos(a), Value::Nanos(b)) => Value::Nanos(a + b),
