@@ -11,16 +11,6 @@ use super::table::{self, Figure, Read, Value};
 use super::{StatsSnapshot, WorkerStats, METHODS, STATUSES};
 use crate::size_class::{SizeClass, CLASS_COUNT};
 
-/// Top-level figures after `version`, before the texts.
-const HEAD: [&Figure; 7] = [
-    &table::UPTIME,
-    &table::CAPACITY,
-    &table::FREE,
-    &table::RESERVED,
-    &table::USED,
-    &table::BLOCKS,
-    &table::DATA_BYTES,
-];
 /// Top-level figures after the texts.
 const STATE: [&Figure; 3] = [&table::CORRUPT, &table::QUARANTINED, &table::FAILED];
 /// The `scrub` object.
@@ -182,7 +172,8 @@ fn worker_object(out: &mut String, w: &WorkerStats) {
 pub fn render_json(s: &StatsSnapshot) -> String {
     let mut out = String::with_capacity(4096);
     let _ = write!(out, "{{\"version\":\"{}\"", s.version);
-    node_fields(&mut out, s, &HEAD, 1);
+    node_fields(&mut out, s, &[&table::UPTIME], 1);
+    node_fields(&mut out, s, &table::SPACE, 1);
     let _ = write!(
         out,
         ",\"durability\":\"{}\",\"verify_reads\":\"{}\"",

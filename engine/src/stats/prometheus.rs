@@ -15,14 +15,8 @@ use crate::size_class::SizeClass;
 /// Every metric prefix.
 const PREFIX: &str = "buddy_blocks";
 
-/// The metrics, in order.
-const METRICS: [&Figure; 34] = [
-    &table::CAPACITY,
-    &table::FREE,
-    &table::RESERVED,
-    &table::USED,
-    &table::BLOCKS,
-    &table::DATA_BYTES,
+/// The metrics after [`table::SPACE`], in order.
+const METRICS: [&Figure; 28] = [
     &table::UPTIME,
     &table::HEALTHY,
     &table::FAILED,
@@ -174,7 +168,7 @@ fn latency(
 /// Renders /metrics in the Prometheus text exposition format (version 0.0.4).
 pub fn render_prometheus(s: &StatsSnapshot) -> String {
     let mut out = String::with_capacity(8192);
-    for figure in METRICS {
+    for figure in table::SPACE.into_iter().chain(METRICS) {
         metric(&mut out, s, figure);
     }
     out

@@ -476,6 +476,9 @@ pub const LATENCY: Figure = Figure {
     read: Read::Latency(|w| &w.latency),
 };
 
+/// The space accounting, in the order both outputs list it.
+pub const SPACE: [&Figure; 6] = [&CAPACITY, &FREE, &RESERVED, &USED, &BLOCKS, &DATA_BYTES];
+
 /// Every figure once (for the table's own checks).
 pub const ALL: [&Figure; 51] = [
     &UPTIME,
