@@ -187,7 +187,7 @@ pub const CORRUPT: Figure = both(
 pub const QUARANTINED: Figure = json_only(
     "quarantined_bytes",
     Gauge,
-    "Free bytes held back from reuse (quarantine).",
+    "Freed bytes held in quarantine until no read that could see them is in flight.",
     Node(|s| Count(s.controller.quarantined_bytes)),
 );
 pub const FAILED: Figure = both(
@@ -324,13 +324,13 @@ pub const SYNC_TIME: Figure = both(
 pub const PAUSES: Figure = json_only(
     "pauses",
     Counter,
-    "Cycles that paused for the cycle interval.",
+    "Cycle calls that paused because the cycle interval had not passed.",
     Node(|s| Count(s.controller.pauses)),
 );
 pub const OUTBOX_WAITING: Figure = json_only(
     "outbox_waiting",
     Gauge,
-    "Replies waiting for room in a worker's queue.",
+    "Replies waiting in the outboxes for room in a worker's queue.",
     Node(|s| Count(s.controller.outbox_waiting)),
 );
 
@@ -371,7 +371,7 @@ pub const CONNECTIONS_ACCEPTED: Figure = json_only(
 pub const CONNECTIONS_REJECTED: Figure = json_only(
     "connections_rejected",
     Counter,
-    "Client connections refused at the connection limit.",
+    "Client connections refused (closed or answered 503) at the connection limit.",
     Worker(|w| Count(w.connections_rejected), PerWorker),
 );
 pub const REFILLS: Figure = both(
@@ -397,7 +397,7 @@ pub const CONTROLLER_WAITING: Figure = json_only(
 pub const TIMEOUTS: Figure = json_only(
     "timeouts",
     Counter,
-    "Connections closed by a timeout.",
+    "Connections that hit a deadline (client too slow to send or to read).",
     Worker(|w| Count(w.timeouts), PerWorker),
 );
 pub const WORKER_CORRUPT: Figure = json_only(
