@@ -1,9 +1,12 @@
 //! One blocking keep-alive HTTP/1.1 client connection: write a request (head and body slices in
-//! one `writev` where the kernel takes them), read exactly one response into a reused buffer.
+//! one `writev` where the kernel takes them), read exactly one response into a reused buffer. The
+//! head is parsed by the shared test-side parser (`engine::test_support::http_response`).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use engine::test_support::http_response::{parse_head, Answering, Framing, Limits};
 
 /// Largest response head accepted.
 const HEAD_MAX: usize = 64 * 1024;
@@ -124,38 +127,15 @@ impl Conn {
         }
 
         // Read until the head is complete.
-        let (status, head_len, content_length, chunked, close) = loop {
+        let limits = Limits {
+            head_bytes_max: HEAD_MAX,
+            body_bytes_max: BODY_MAX,
+        };
+        let head = loop {
             if self.filled > 0 {
-                let mut headers = [httparse::EMPTY_HEADER; 32];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf[..self.filled]) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let status = resp.code.unwrap_or(0);
-                        let mut cl = None;
-                        let mut chunked = false;
-                        let mut close = resp.version == Some(0);
-                        for h in resp.headers.iter() {
-                            if h.name.eq_ignore_ascii_case("content-length") {
-                                let v = std::str::from_utf8(h.value)
-                                    .ok()
-                                    .and_then(|v| v.trim().parse::<u64>().ok())
-                                    .ok_or_else(|| invalid("bad Content-Length".into()))?;
-                                cl = Some(v);
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                chunked = true;
-                            } else if h.name.eq_ignore_ascii_case("connection") {
-                                let v = h.value.to_ascii_lowercase();
-                                if v.windows(5).any(|w| w == b"close") {
-                                    close = true;
-                                } else if v.windows(10).any(|w| w == b"keep-alive") {
-                                    close = false;
-                                }
-                            }
-                        }
-                        break (status, n, cl, chunked, close);
-                    }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(e) => return Err(invalid(format!("bad response head: {e}"))),
+                let parsed = parse_head(&self.buf[..self.filled], &limits);
+                if let Some(head) = parsed.map_err(|e| invalid(format!("bad response: {e}")))? {
+                    break head;
                 }
             }
             if self.filled >= HEAD_MAX {
@@ -164,16 +144,19 @@ impl Conn {
             let n = read_some(stream, &mut self.buf[self.filled..])?;
             self.filled += n;
         };
-        let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
-        let body_len = if no_body {
-            0
-        } else if chunked {
-            return Err(invalid("chunked responses are not supported".into()));
-        } else {
-            match content_length {
-                Some(n) if n <= BODY_MAX => n as usize,
-                Some(n) => return Err(invalid(format!("response body of {n} bytes"))),
-                None => return Err(invalid(format!("status {status} without Content-Length"))),
+        let (status, head_len, close) = (head.status, head.len_bytes, head.says_close());
+        let answering = Answering::head_if(head_only);
+        let framing = head
+            .framing(answering)
+            .map_err(|e| invalid(e.to_string()))?;
+        let content_length = head.content_length().map_err(|e| invalid(e.to_string()))?;
+        let body_len = match framing {
+            Framing::Empty => 0,
+            Framing::Length(n) if n <= BODY_MAX => n as usize,
+            Framing::Length(n) => return Err(invalid(format!("response body of {n} bytes"))),
+            Framing::Chunked => return Err(invalid("chunked responses are not supported".into())),
+            Framing::UntilClose => {
+                return Err(invalid(format!("status {status} without Content-Length")))
             }
         };
         let end = head_len + body_len;

@@ -22,6 +22,8 @@ pub mod meta;
 pub mod pool;
 pub mod size_class;
 pub mod stats;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod worker;
 
 pub use clock::Instant;

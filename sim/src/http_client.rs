@@ -1,101 +1,40 @@
 //! The simulated clients' HTTP/1.1: request bytes out, responses parsed back, independently of
 //! the engine's own parser (a bug shared by both sides would hide itself).
+//! Responses are read with the shared test-side parser (`engine::test_support::http_response`),
+//! which is written apart from the engine's request parser.
 
 use engine::hash::BlockHash;
 
-/// A parsed response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-    /// `Connection: close` was present.
-    pub close: bool,
-}
+pub use engine::test_support::http_response::Response;
+use engine::test_support::http_response::{parse_head, Answering, Framing, Limits, StreamEnd};
 
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    pub fn content_length(&self) -> Option<u64> {
-        let v = self.header("Content-Length")?;
-        std::str::from_utf8(v).ok()?.trim().parse().ok()
-    }
-}
-
-/// Most bytes of a response head the client accepts.
-const RESPONSE_HEAD_MAX_BYTES: usize = 8192;
-/// Largest response body (a 512 KiB block).
-const RESPONSE_BODY_MAX_BYTES: u64 = 1 << 20;
+/// What the simulated clients accept: a head of at most 8 KiB, a body of at most 1 MiB (a
+/// 512 KiB block and more).
+const LIMITS: Limits = Limits {
+    head_bytes_max: 8192,
+    body_bytes_max: 1 << 20,
+};
 
 /// Parses one response from the start of `buf`: `Ok(None)` when incomplete, else the response
 /// and the bytes it took. `head_request`: the request was HEAD (no body whatever the length).
+/// On top of the shared parser, the engine must answer `HTTP/1.1` and frame every body with
+/// `Content-Length`.
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<(Response, usize)>, String> {
-    let Some(head_end) = find(buf, b"\r\n\r\n") else {
-        if buf.len() > RESPONSE_HEAD_MAX_BYTES {
-            return Err("response head too long".into());
+    let Some(head) = parse_head(buf, &LIMITS).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if head.version_minor != 1 {
+        return Err(format!("bad status line: HTTP/1.{}", head.version_minor));
+    }
+    let answering = Answering::head_if(head_request);
+    match head.framing(answering).map_err(|e| e.to_string())? {
+        Framing::Empty | Framing::Length(_) => {}
+        Framing::Chunked | Framing::UntilClose => {
+            return Err(format!("{} without Content-Length", head.status))
         }
-        return Ok(None);
-    };
-    let head = &buf[..head_end];
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let status_line = lines.next().ok_or("empty response")?;
-    let rest = status_line
-        .strip_prefix(b"HTTP/1.1 ")
-        .ok_or_else(|| format!("bad status line {:?}", String::from_utf8_lossy(status_line)))?;
-    if rest.len() < 3 || !rest[..3].iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "bad status code in {:?}",
-            String::from_utf8_lossy(status_line)
-        ));
     }
-    let status =
-        (rest[0] - b'0') as u16 * 100 + (rest[1] - b'0') as u16 * 10 + (rest[2] - b'0') as u16;
-    let mut headers = Vec::new();
-    for line in lines {
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or("header without a colon")?;
-        let name = String::from_utf8(line[..colon].to_vec()).map_err(|_| "non-ASCII header")?;
-        let value = line[colon + 1..].trim_ascii().to_vec();
-        headers.push((name, value));
-    }
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-        close: false,
-    };
-    resp.close = resp
-        .header("Connection")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
-    let no_body = head_request || status == 204 || status == 304 || (100..200).contains(&status);
-    let body_len = if no_body {
-        0
-    } else {
-        resp.content_length()
-            .ok_or_else(|| format!("{status} without Content-Length"))?
-    };
-    if body_len > RESPONSE_BODY_MAX_BYTES {
-        return Err(format!("body of {body_len} bytes"));
-    }
-    let total = head_end + 4 + body_len as usize;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    resp.body = buf[head_end + 4..total].to_vec();
-    Ok(Some((resp, total)))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    head.finish(buf, answering, &LIMITS, StreamEnd::Open)
+        .map_err(|e| e.to_string())
 }
 
 /// Options of one request's bytes.
@@ -210,11 +149,11 @@ mod tests {
             Connection: close\r\n\r\n";
         let (r, n) = parse_response(raw, false).unwrap().unwrap();
         assert_eq!(
-            (r.status, r.body.as_slice(), r.close),
+            (r.status, r.body.as_slice(), r.says_close()),
             (200, &b"abc"[..], false)
         );
         let (r2, m) = parse_response(&raw[n..], false).unwrap().unwrap();
-        assert_eq!((r2.status, r2.close, n + m), (204, true, raw.len()));
+        assert_eq!((r2.status, r2.says_close(), n + m), (204, true, raw.len()));
         assert_eq!(parse_response(&raw[..n - 1], false).unwrap(), None);
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
         let (h, used) = parse_response(head, true).unwrap().unwrap();

@@ -58,7 +58,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
                         return Err(format!("PUT body is not the address {hex}"));
                     }
                     let loc = format!("/block/{hex}");
-                    if resp.header("Location") != Some(loc.as_bytes()) {
+                    if resp.header("Location") != Some(loc.as_str()) {
                         return Err("PUT without the right Location".into());
                     }
                     let prior = if s == 201 {
@@ -172,7 +172,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
                         return Err(format!("206 body is not bytes {a}-{b} of the block"));
                     }
                     let cr = format!("bytes {a}-{b}/{}", bytes.len());
-                    if resp.header("Content-Range") != Some(cr.as_bytes()) {
+                    if resp.header("Content-Range") != Some(cr.as_str()) {
                         return Err(format!("Content-Range is not {cr}"));
                     }
                     saw(&t, Known::Present, ctx)

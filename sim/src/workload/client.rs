@@ -127,7 +127,7 @@ impl Workload {
                 )));
                 return;
             };
-            if resp.close {
+            if resp.says_close() {
                 c.conn_done = true;
             }
             self.answered += 1;
