@@ -32,7 +32,6 @@ fn bench(c: &mut Criterion) {
             len: 60_000,
             crc32c: 0xdead_beef,
         }),
-        epoch: 42,
     };
     let occupied = ToWorker::Occupied {
         request: 5,

@@ -79,7 +79,7 @@ enum Spec {
     },
     ReaderHorizon {
         worker: u8,
-        epoch: u64,
+        address_seq: u64,
     },
     Allocated {
         request: u64,
@@ -102,7 +102,6 @@ enum Spec {
     Address {
         request: u64,
         location: Option<(SlotSpec, u32, u32)>,
-        epoch: u64,
     },
     ListItem {
         request: u64,
@@ -205,9 +204,13 @@ impl Spec {
                 after: after.map(BlockHash),
                 limit: in_range(limit.into(), LIST_LIMIT_MAX.into()) as u16,
             }),
-            Spec::ReaderHorizon { worker, epoch } => {
-                C(ToController::ReaderHorizon { worker, epoch })
-            }
+            Spec::ReaderHorizon {
+                worker,
+                address_seq,
+            } => C(ToController::ReaderHorizon {
+                worker,
+                address_seq,
+            }),
             other => W(other.into_worker_message()),
         }
     }
@@ -249,21 +252,13 @@ impl Spec {
                 };
                 ToWorker::Released { request, outcome }
             }
-            Spec::Address {
-                request,
-                location,
-                epoch,
-            } => {
+            Spec::Address { request, location } => {
                 let location = location.map(|(slot, len, crc32c)| Location {
                     slot: slot.slot(),
                     len: slot.len(len),
                     crc32c,
                 });
-                ToWorker::Address {
-                    request,
-                    location,
-                    epoch,
-                }
+                ToWorker::Address { request, location }
             }
             Spec::ListItem { request, hash, len } => ToWorker::ListItem {
                 request,

@@ -88,7 +88,7 @@ pub fn hash_prefix(h: &engine::hash::BlockHash) -> u64 {
     u64::from_be_bytes(h.0[..8].try_into().expect("8 bytes"))
 }
 
-/// A message's request id and its most telling field (hash prefix, slot offset, epoch).
+/// A message's request id and its most telling field (hash prefix, slot offset, address number).
 pub fn message_detail(m: &ToController) -> (u64, u64) {
     match *m {
         ToController::Allocate {
@@ -102,7 +102,7 @@ pub fn message_detail(m: &ToController) -> (u64, u64) {
         | ToController::GetAddress { request, hash, .. } => (request, hash_prefix(&hash)),
         ToController::ReturnSlot { request, slot, .. } => (request, slot.offset),
         ToController::List { request, .. } => (request, 0),
-        ToController::ReaderHorizon { epoch, .. } => (0, epoch),
+        ToController::ReaderHorizon { address_seq, .. } => (0, address_seq),
     }
 }
 

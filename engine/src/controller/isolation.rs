@@ -16,13 +16,17 @@ impl<M: MetaStore> Controller<M> {
     /// Takes the `ReaderHorizon` reports of a batch.
     pub(super) fn advance_horizons(&mut self, batch: &[ToController]) {
         for m in batch {
-            if let ToController::ReaderHorizon { worker, epoch } = *m {
+            if let ToController::ReaderHorizon {
+                worker,
+                address_seq,
+            } = *m
+            {
                 let h = &mut self.horizon[worker as usize];
                 assert!(
-                    epoch <= self.addresses_sent[worker as usize] + 1,
+                    address_seq <= self.addresses_sent[worker as usize] + 1,
                     "horizon ahead of replies"
                 );
-                *h = (*h).max(epoch);
+                *h = (*h).max(address_seq);
             }
         }
     }

@@ -130,7 +130,6 @@ pub struct Controller<M: MetaStore> {
     horizon: Vec<u64>,
     /// Per worker: address replies sent so far (numbered 1..=this).
     addresses_sent: Vec<u64>,
-    epoch: u64,
     inbox: Vec<ToController>,
     /// The batch between `start_cycle` and `finish_cycle`.
     writes_pending: Option<Vec<ToController>>,

@@ -18,13 +18,11 @@ impl<M: MetaStore> Controller<M> {
         // Horizons first: they may let quarantined slots go before this cycle allocates.
         self.advance_horizons(batch);
         self.release_quarantine();
-        self.epoch += 1;
         self.answer_reads(batch);
     }
 
     /// Step 5: get_address and list from a read view of the committed state.
     pub(super) fn answer_reads(&mut self, batch: &[ToController]) {
-        let epoch = self.epoch;
         let read = match self.store.read() {
             Ok(r) => r,
             Err(e) => {
@@ -66,11 +64,7 @@ impl<M: MetaStore> Controller<M> {
                                 len: e.len,
                                 crc32c: e.crc32c,
                             });
-                            ToWorker::Address {
-                                request,
-                                location,
-                                epoch,
-                            }
+                            ToWorker::Address { request, location }
                         }
                         Err(_) => ToWorker::Error {
                             request,

@@ -84,7 +84,6 @@ impl<M: MetaStore> Controller<M> {
             undurable: Vec::new(),
             horizon: vec![1; config.workers],
             addresses_sent: vec![0; config.workers],
-            epoch: 0,
             inbox: Vec::new(),
             writes_pending: None,
             outbox: (0..config.workers).map(|_| VecDeque::new()).collect(),

@@ -6,7 +6,8 @@
 //!
 //! Worker -> controller: allocate (with a count), occupy (with the slot the worker filled),
 //! release, get_address, return_slot (an unused reservation), list (for `GET /blocks`) and
-//! reader_horizon (the oldest read epoch a worker still has in flight; see `controller`).
+//! reader_horizon (the number of the oldest address reply whose read the worker still has in
+//! flight; see `controller::isolation`).
 //! Controller -> worker: one reply (or a run of item frames and a closing frame) per request.
 //!
 //! Files: `mod.rs` (here) the message types; `frame.rs` the frame's field map (offsets, tags) and
@@ -77,8 +78,11 @@ pub enum ToController {
         after: Option<BlockHash>,
         limit: u16,
     },
-    /// The worker has no read in flight whose address came from a reply of epoch < `epoch`.
-    ReaderHorizon { worker: WorkerId, epoch: u64 },
+    /// Every read whose address came in one of this worker's `Address` replies numbered below
+    /// `address_seq` is finished. The worker numbers the replies it receives 1, 2, 3, ... in
+    /// arrival order (the controller counts the ones it sends the same way); the value never goes
+    /// back and is at most one past the last reply received.
+    ReaderHorizon { worker: WorkerId, address_seq: u64 },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -141,12 +145,11 @@ pub enum ToWorker {
         request: RequestId,
         outcome: ReleaseOutcome,
     },
-    /// Answer to get_address. `epoch` is the controller's read epoch the worker must report in its
-    /// reader horizon while it reads that slot.
+    /// Answer to get_address. It is this worker's n-th `Address` reply (the n its reader horizon
+    /// counts in, see `ReaderHorizon`).
     Address {
         request: RequestId,
         location: Option<Location>,
-        epoch: u64,
     },
     /// One listed block.
     ListItem {

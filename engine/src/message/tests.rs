@@ -93,7 +93,10 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
                 limit
             }
         ),
-        (w, any::<u64>()).prop_map(|(worker, epoch)| ToController::ReaderHorizon { worker, epoch }),
+        (w, any::<u64>()).prop_map(|(worker, address_seq)| ToController::ReaderHorizon {
+            worker,
+            address_seq
+        }),
     ]
 }
 
@@ -143,13 +146,8 @@ fn to_worker_strategy() -> impl Strategy<Value = ToWorker> {
         allocate_done_strategy(),
         (r, occupy).prop_map(|(request, outcome)| ToWorker::Occupied { request, outcome }),
         (r, release).prop_map(|(request, outcome)| ToWorker::Released { request, outcome }),
-        (r, location_strategy(), any::<u64>()).prop_map(|(request, location, epoch)| {
-            ToWorker::Address {
-                request,
-                location,
-                epoch,
-            }
-        }),
+        (r, location_strategy())
+            .prop_map(|(request, location)| ToWorker::Address { request, location }),
         (r, hash_strategy(), item_len).prop_map(|(request, hash, len)| ToWorker::ListItem {
             request,
             hash,
@@ -208,7 +206,6 @@ fn address_frame(location: Option<Location>) -> Frame {
     ToWorker::Address {
         request: 4,
         location,
-        epoch: 11,
     }
     .encode()
 }
@@ -332,7 +329,7 @@ fn every_variant_has_a_distinct_tag() {
         },
         ToController::ReaderHorizon {
             worker: 0,
-            epoch: 1,
+            address_seq: 1,
         },
     ];
     let worker = [
@@ -354,7 +351,6 @@ fn every_variant_has_a_distinct_tag() {
         ToWorker::Address {
             request,
             location: None,
-            epoch: 0,
         },
         ToWorker::ListItem {
             request,

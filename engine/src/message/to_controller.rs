@@ -72,7 +72,10 @@ impl ToController {
                 }
                 w.u16(COUNT_AT, limit);
             }
-            ToController::ReaderHorizon { worker: _, epoch } => w.u64(EPOCH_AT, epoch),
+            ToController::ReaderHorizon {
+                worker: _,
+                address_seq,
+            } => w.u64(ADDRESS_SEQ_AT, address_seq),
         }
         let frame = w.finish();
         debug_assert_eq!(ToController::decode(&frame), Ok(*self));
@@ -135,7 +138,7 @@ impl ToController {
             }
             TAG_READER_HORIZON => ToController::ReaderHorizon {
                 worker,
-                epoch: r.u64(EPOCH_AT),
+                address_seq: r.u64(ADDRESS_SEQ_AT),
             },
             other => return Err(DecodeError::UnknownTag(other)),
         };

@@ -92,14 +92,9 @@ impl ToWorker {
                 w.u64(REQUEST_AT, request);
                 w.u8(FLAG_AT, outcome.to_u8());
             }
-            ToWorker::Address {
-                request,
-                location,
-                epoch,
-            } => {
+            ToWorker::Address { request, location } => {
                 w.u64(REQUEST_AT, request);
                 w.location(location);
-                w.u64(EPOCH_AT, epoch);
             }
             ToWorker::ListItem { request, hash, len } => {
                 w.u64(REQUEST_AT, request);
@@ -157,11 +152,7 @@ impl ToWorker {
             },
             TAG_ADDRESS => {
                 let location = r.location()?;
-                ToWorker::Address {
-                    request,
-                    location,
-                    epoch: r.u64(EPOCH_AT),
-                }
+                ToWorker::Address { request, location }
             }
             TAG_LIST_ITEM => ToWorker::ListItem {
                 request,

@@ -423,9 +423,10 @@ impl Worker {
         if h > self.reads.reported {
             self.reads.reported = h;
             let worker = self.config.id;
-            self.link
-                .out
-                .push_back(ToController::ReaderHorizon { worker, epoch: h });
+            self.link.out.push_back(ToController::ReaderHorizon {
+                worker,
+                address_seq: h,
+            });
         }
     }
 }

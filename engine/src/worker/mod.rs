@@ -459,11 +459,7 @@ impl Worker {
                     });
                 }
             }
-            ToWorker::Address {
-                request,
-                location,
-                epoch: _,
-            } => {
+            ToWorker::Address { request, location } => {
                 self.reads.addresses_received += 1;
                 let seq = self.reads.addresses_received;
                 let Some(w) = self.take_pending(now, request) else {
