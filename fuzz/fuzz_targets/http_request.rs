@@ -1,4 +1,4 @@
-//! Fuzzes the HTTP/1.1 request parser and chunked decoder (engine/src/http.rs) the way a worker
+//! Fuzzes the HTTP/1.1 request parser and chunked decoder (engine/src/http/) the way a worker
 //! drives them: a connection's bytes arrive in pieces and the receive buffer grows.
 //!
 //! Input layout (arbitrary's encoding): `u16` head limit, `u16` body limit, then split points

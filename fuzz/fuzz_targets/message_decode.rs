@@ -1,4 +1,4 @@
-//! Fuzzes the message codec (engine/src/message.rs).
+//! Fuzzes the message codec (engine/src/message/).
 //!
 //! The input's first 64 bytes (zero-padded) are a frame: neither decoder may panic on it, a frame
 //! that decodes must be the canonical encoding of its message, and no frame belongs to both

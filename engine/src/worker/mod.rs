@@ -19,7 +19,7 @@
 //!   queue is back-pressure; the rest stay for the next turn);
 //! - [`Worker::poll_timeout`]: when to call `tick` if nothing else happens.
 //!
-//! A loop turn of both drivers (`server/src/ring.rs`, `sim/src/world.rs`): hand in
+//! A loop turn of both drivers (`server/src/ring.rs`, `sim/src/world/workers.rs`): hand in
 //! completions and controller replies; `set_health` / `set_snapshot` when the driver has
 //! new figures; `tick(now)`; drain `poll_io` and `drain_messages`; wait until
 //! `poll_timeout` or the next input. Shutdown: `begin_shutdown`, then the same loop until
