@@ -93,9 +93,9 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
                 limit
             }
         ),
-        (w, any::<u64>()).prop_map(|(worker, address_seq)| ToController::ReaderHorizon {
+        (w, any::<u64>()).prop_map(|(worker, version)| ToController::ReaderHorizon {
             worker,
-            address_seq
+            version
         }),
     ]
 }
@@ -142,6 +142,7 @@ fn to_worker_strategy() -> impl Strategy<Value = ToWorker> {
     let done_count = prop_oneof![Just(0), Just(LIST_LIMIT_MAX), 0..=LIST_LIMIT_MAX];
     prop_oneof![
         class_strategy().prop_map(|class| ToWorker::Reclaim { class }),
+        any::<u64>().prop_map(|version| ToWorker::HorizonWanted { version }),
         (r, slot_strategy()).prop_map(|(request, slot)| ToWorker::Allocated { request, slot }),
         allocate_done_strategy(),
         (r, occupy).prop_map(|(request, outcome)| ToWorker::Occupied { request, outcome }),
@@ -329,7 +330,7 @@ fn every_variant_has_a_distinct_tag() {
         },
         ToController::ReaderHorizon {
             worker: 0,
-            address_seq: 1,
+            version: 1,
         },
     ];
     let worker = [

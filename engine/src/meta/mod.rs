@@ -9,6 +9,9 @@
 //! sequence). The allocator itself is not persisted: at startup it is rebuilt from the index, and
 //! every reservation goes back to free (a pool's slots hold no acknowledged data).
 //!
+//! Workers read the index through an [`IndexView`] (`view.rs`): a snapshot per loop turn, made
+//! by the store, filtered by the durable watermark the controller publishes.
+//!
 //! Records have fixed little-endian encodings with validating decoders (fuzzed); a corrupt record
 //! is an error, never a panic or a silently wrong value.
 
@@ -18,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use crate::buddy::Slot;
 use crate::hash::BlockHash;
 use crate::size_class::{SizeClass, SLOT_MAX_BYTES};
+
+mod view;
+pub use view::{IndexView, MemView, ViewStamp};
 
 /// Bumped on any incompatible change of a record layout.
 pub const FORMAT_VERSION: u32 = 1;
@@ -97,9 +103,19 @@ pub trait MetaStore {
     type Txn<'t>: MetaTxn
     where
         Self: 't;
+    /// A worker's own read view (one per worker, made at startup, moved to its thread).
+    type View: IndexView + Send + 'static;
     /// A consistent view of the committed state.
     fn read(&self) -> Result<Self::Read<'_>, MetaError>;
     fn begin(&mut self) -> Result<Self::Txn<'_>, MetaError>;
+    /// A new worker view; it shares the durable watermark with this store.
+    fn view(&self) -> Result<Self::View, MetaError>;
+    /// The durable watermark: every batch numbered `<= seq` is durable. Views show only the
+    /// entries of such batches. The controller publishes it after each sync and before the
+    /// batch's replies; it only grows while the store is open ([`Controller::open`] sets it).
+    ///
+    /// [`Controller::open`]: crate::controller::Controller::open
+    fn publish_durable(&self, seq: u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,6 +265,10 @@ pub struct MemImage {
     /// Fault injection: the next commit fails with an I/O error (and changes nothing).
     pub fail_next_commit: bool,
     pub commits: u64,
+    /// The durable watermark ([`MetaStore::publish_durable`]).
+    pub durable_through: u64,
+    /// The committed state shared by views until the next commit (a renew is an `Arc` clone).
+    pub(crate) view_cache: Option<Arc<MemState>>,
 }
 
 /// Which crash to model when reopening.
@@ -291,6 +311,7 @@ impl MemStore {
         if kind == CrashKind::PowerLoss {
             img.committed = img.durable.clone();
         }
+        img.view_cache = None;
         img.fail_next_commit = false;
     }
 }
@@ -401,6 +422,7 @@ impl MetaTxn for MemTxn<'_> {
             return Err(MetaError::Io("injected commit failure".into()));
         }
         img.committed = self.state;
+        img.view_cache = None;
         if durable {
             img.durable = img.committed.clone();
         }
@@ -424,6 +446,16 @@ impl MetaStore for MemStore {
         let state = self.image.lock().expect("image lock").committed.clone();
         Ok(MemTxn { store: self, state })
     }
+
+    type View = MemView;
+
+    fn view(&self) -> Result<MemView, MetaError> {
+        Ok(MemView::new(Arc::clone(&self.image)))
+    }
+
+    fn publish_durable(&self, seq: u64) {
+        self.image.lock().expect("image lock").durable_through = seq;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,7 +472,7 @@ pub trait StoreHarness {
     fn models_power_loss(&self) -> bool;
 }
 
-fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
+pub(crate) fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
     let class = SizeClass::new(class).expect("test class");
     IndexEntry {
         slot: Slot { offset, class },
@@ -451,7 +483,7 @@ fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
     }
 }
 
-fn hash_n(n: u8) -> BlockHash {
+pub(crate) fn hash_n(n: u8) -> BlockHash {
     let mut h = [0u8; 32];
     h[0] = n;
     h[31] = n.wrapping_mul(7);
@@ -462,6 +494,7 @@ fn hash_n(n: u8) -> BlockHash {
 pub fn conformance<H: StoreHarness>(harness: &mut H) {
     conformance_basic(harness);
     conformance_crash(harness);
+    view::conformance_view(harness);
 }
 
 fn conformance_basic<H: StoreHarness>(harness: &mut H) {
