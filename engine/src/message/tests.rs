@@ -237,7 +237,7 @@ proptest! {
     #[test]
     fn to_worker_round_trips(message in to_worker_strategy()) {
         let frame = message.encode();
-        prop_assert!((TAG_ALLOCATED..=TAG_RECLAIM).contains(&frame[TAG_AT]));
+        prop_assert!((TAG_ALLOCATED..=TAG_HORIZON_WANTED).contains(&frame[TAG_AT]));
         prop_assert_eq!(ToWorker::decode(&frame), Ok(message));
         prop_assert_eq!(ToController::decode(&frame), Err(DecodeError::UnknownTag(frame[0])));
     }
@@ -376,7 +376,7 @@ fn every_variant_has_a_distinct_tag() {
 /// Tags of neither direction (and of the other direction) are `UnknownTag`.
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0, 8, 0x80, 0x8a, 0xff] {
+    for tag in [0, 8, 0x80, 0x8b, 0xff] {
         let mut frame = [0u8; FRAME_BYTES];
         frame[TAG_AT] = tag;
         assert_eq!(

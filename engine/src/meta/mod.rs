@@ -260,15 +260,14 @@ pub struct MemState {
 /// it across a crash and reopen a store on it.
 #[derive(Debug, Default)]
 pub struct MemImage {
-    pub committed: MemState,
+    /// Shared with the views renewed since the commit that made it (a renew is an `Arc` clone).
+    pub committed: Arc<MemState>,
     pub durable: MemState,
     /// Fault injection: the next commit fails with an I/O error (and changes nothing).
     pub fail_next_commit: bool,
     pub commits: u64,
     /// The durable watermark ([`MetaStore::publish_durable`]).
     pub durable_through: u64,
-    /// The committed state shared by views until the next commit (a renew is an `Arc` clone).
-    pub(crate) view_cache: Option<Arc<MemState>>,
 }
 
 /// Which crash to model when reopening.
@@ -309,9 +308,8 @@ impl MemStore {
     pub fn crash(image: &SharedImage, kind: CrashKind) {
         let mut img = image.lock().expect("image lock");
         if kind == CrashKind::PowerLoss {
-            img.committed = img.durable.clone();
+            img.committed = Arc::new(img.durable.clone());
         }
-        img.view_cache = None;
         img.fail_next_commit = false;
     }
 }
@@ -421,10 +419,9 @@ impl MetaTxn for MemTxn<'_> {
             img.fail_next_commit = false;
             return Err(MetaError::Io("injected commit failure".into()));
         }
-        img.committed = self.state;
-        img.view_cache = None;
+        img.committed = Arc::new(self.state);
         if durable {
-            img.durable = img.committed.clone();
+            img.durable = MemState::clone(&img.committed);
         }
         img.commits += 1;
         Ok(())
@@ -438,12 +435,12 @@ impl MetaStore for MemStore {
     fn read(&self) -> Result<MemRead, MetaError> {
         let img = self.image.lock().expect("image lock");
         Ok(MemRead {
-            state: img.committed.clone(),
+            state: MemState::clone(&img.committed),
         })
     }
 
     fn begin(&mut self) -> Result<MemTxn<'_>, MetaError> {
-        let state = self.image.lock().expect("image lock").committed.clone();
+        let state = MemState::clone(&self.image.lock().expect("image lock").committed);
         Ok(MemTxn { store: self, state })
     }
 

@@ -74,15 +74,10 @@ impl MemView {
 impl IndexView for MemView {
     fn renew(&mut self) -> Result<ViewStamp, MetaError> {
         assert!(self.snapshot.is_none(), "renew of a view in use");
-        let mut guard = self.image.lock().expect("image lock");
-        let img = &mut *guard;
+        let img = self.image.lock().expect("image lock");
         let durable_through = img.durable_through;
-        let committed = &img.committed;
-        let snapshot = Arc::clone(
-            img.view_cache
-                .get_or_insert_with(|| Arc::new(committed.clone())),
-        );
-        drop(guard);
+        let snapshot = Arc::clone(&img.committed);
+        drop(img);
         let version = snapshot.header.map_or(0, |h| h.commit_seq);
         self.snapshot = Some(snapshot);
         Ok(ViewStamp {

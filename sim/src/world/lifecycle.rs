@@ -91,7 +91,7 @@ impl World {
             {
                 let mut img = self.image.lock().expect("image lock");
                 img.fail_next_commit = false;
-                img.durable = img.committed.clone();
+                img.durable = engine::meta::MemState::clone(&img.committed);
             }
             self.latched = false;
             self.durable_failed = false;
