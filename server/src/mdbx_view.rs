@@ -94,7 +94,10 @@ impl MdbxView {
             return Ok(());
         }
         let e = libmdbx::Error::from_err_code(rc);
-        Err(MetaError::Io(format!("{}: {what}: libmdbx: {e}", self.env_path.display())))
+        Err(MetaError::Io(format!(
+            "{}: {what}: libmdbx: {e}",
+            self.env_path.display()
+        )))
     }
 
     /// The value of `key` in table `dbi` of the renewed snapshot; the bytes live in the map
@@ -163,7 +166,11 @@ impl IndexView for MdbxView {
         // SAFETY: `txn` is a renewed read transaction of this view; no borrow of its bytes
         // outlives this `&mut self`.
         let rc = unsafe { ffi::mdbx_txn_reset(self.txn) };
-        assert_eq!(rc, ffi::MDBX_SUCCESS, "mdbx_txn_reset of a live read transaction");
+        assert_eq!(
+            rc,
+            ffi::MDBX_SUCCESS,
+            "mdbx_txn_reset of a live read transaction"
+        );
         self.state = ViewState::Reset;
     }
 }

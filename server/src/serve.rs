@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use engine::controller::{Controller, ControllerConfig};
-use engine::meta::MetaStore;
 use engine::message::Frame;
+use engine::meta::MetaStore;
 use engine::stats::StatsSnapshot;
 use engine::worker::{Worker, WorkerConfig};
 
@@ -146,7 +146,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
             .spawn(move || {
                 let result =
                     Driver::new(worker, view, links, listener, data_fd, Arc::clone(&shared))
-                    .and_then(Driver::run);
+                        .and_then(Driver::run);
                 if let Err(e) = &result {
                     tracing::error!(worker = id, "worker stopped: {e:#}");
                 }

@@ -15,8 +15,7 @@ use crate::meta::{Header, MetaError, MetaStore, MetaTxn};
 use super::ops::{BatchCtx, Counts};
 use super::{
     is_promise, BatchContent, Commit, Controller, ControllerIo, DataSync, Durability,
-    DurabilityPolicy,
-    LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
+    DurabilityPolicy, LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
 };
 
 /// Why a batch's write transaction failed: nothing of it was committed. Displayed as before

@@ -93,10 +93,8 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
                 limit
             }
         ),
-        (w, any::<u64>()).prop_map(|(worker, version)| ToController::ReaderHorizon {
-            worker,
-            version
-        }),
+        (w, any::<u64>())
+            .prop_map(|(worker, version)| ToController::ReaderHorizon { worker, version }),
     ]
 }
 

@@ -34,7 +34,10 @@ impl ViewStamp {
     /// Whether a read through this view may report `entry` as stored: only once the batch that
     /// wrote it is durable (durability `full`: no read reports a block before it is durable).
     pub fn shows(&self, entry: &IndexEntry) -> bool {
-        debug_assert!(entry.commit_seq <= self.version, "{entry:?} newer than {self:?}");
+        debug_assert!(
+            entry.commit_seq <= self.version,
+            "{entry:?} newer than {self:?}"
+        );
         entry.commit_seq <= self.durable_through
     }
 }
@@ -122,17 +125,36 @@ pub(super) fn conformance_view<H: StoreHarness>(harness: &mut H) {
     commit(&mut store, 1, Some(1), None);
     store.publish_durable(1);
     let stamp = view.renew().unwrap();
-    assert_eq!(stamp, ViewStamp { version: 1, durable_through: 1 });
-    let one = view.get(&hash_n(1)).unwrap().expect("committed before the renew");
+    assert_eq!(
+        stamp,
+        ViewStamp {
+            version: 1,
+            durable_through: 1
+        }
+    );
+    let one = view
+        .get(&hash_n(1))
+        .unwrap()
+        .expect("committed before the renew");
     assert!(stamp.shows(&one));
     // A commit after the renew: the view keeps its snapshot.
     commit(&mut store, 2, Some(2), Some(1));
-    assert_eq!(view.get(&hash_n(1)).unwrap(), Some(one), "a renewed view keeps its snapshot");
+    assert_eq!(
+        view.get(&hash_n(1)).unwrap(),
+        Some(one),
+        "a renewed view keeps its snapshot"
+    );
     assert_eq!(view.get(&hash_n(2)).unwrap(), None);
     view.release();
     // The next renew sees it, the watermark not yet.
     let stamp = view.renew().unwrap();
-    assert_eq!(stamp, ViewStamp { version: 2, durable_through: 1 });
+    assert_eq!(
+        stamp,
+        ViewStamp {
+            version: 2,
+            durable_through: 1
+        }
+    );
     assert_eq!(view.get(&hash_n(1)).unwrap(), None);
     let two = view.get(&hash_n(2)).unwrap().expect("committed");
     assert!(!stamp.shows(&two), "not durable yet");
@@ -145,7 +167,11 @@ pub(super) fn conformance_view<H: StoreHarness>(harness: &mut H) {
     drop(view);
     let store = harness.crash_and_reopen(store, CrashKind::Process);
     let mut again = store.view().unwrap();
-    assert_eq!(again.renew().unwrap().version, 2, "a reopened store's views see its commits");
+    assert_eq!(
+        again.renew().unwrap().version,
+        2,
+        "a reopened store's views see its commits"
+    );
     assert_eq!(store.read().unwrap().header().unwrap(), Some(header(2)));
     again.release();
 }

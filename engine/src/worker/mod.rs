@@ -68,11 +68,11 @@ use crate::http::{
 };
 use crate::io::{Completion, ConnHandle, Errno, Op, OpId};
 use crate::log_limit::LogLimit;
-use crate::meta::MetaError;
 use crate::message::{
     ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
     WorkerId, LIST_LIMIT_MAX,
 };
+use crate::meta::MetaError;
 use crate::pool::Pools;
 use crate::size_class::{SizeClass, BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
 use crate::stats::{self, StatsSnapshot, WorkerStats};

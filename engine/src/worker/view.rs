@@ -90,7 +90,10 @@ impl Worker {
     /// A GET or HEAD of a block waits for the next `serve_reads`.
     pub(super) fn queue_lookup(&mut self, r: ConnRef) {
         let active = self.active_mut(r);
-        assert!(matches!(active.route, Route::GetBlock { .. }), "only block reads look up");
+        assert!(
+            matches!(active.route, Route::GetBlock { .. }),
+            "only block reads look up"
+        );
         active.stage = Stage::Lookup;
         self.reads.lookups.push_back(r);
     }
@@ -156,7 +159,10 @@ impl Worker {
 
     /// A read of a slot looked up in a view of `version` begins.
     pub(super) fn begin_read(&mut self, version: u64) {
-        debug_assert!(version >= self.reads.reported, "a read from a view below the horizon");
+        debug_assert!(
+            version >= self.reads.reported,
+            "a read from a view below the horizon"
+        );
         *self.reads.in_flight.entry(version).or_insert(0) += 1;
     }
 
@@ -185,7 +191,10 @@ impl Worker {
             ViewState::Open(stamp) => Some(stamp.version),
             ViewState::Released => None,
         };
-        [reads, open].into_iter().flatten().fold(self.reads.floor, u64::min)
+        [reads, open]
+            .into_iter()
+            .flatten()
+            .fold(self.reads.floor, u64::min)
     }
 
     pub(super) fn report_horizon(&mut self) {
@@ -224,6 +233,9 @@ impl Worker {
             })
             .count();
         let counted: u32 = self.reads.in_flight.values().sum();
-        assert_eq!(reading, counted as usize, "every read in flight counts once");
+        assert_eq!(
+            reading, counted as usize,
+            "every read in flight counts once"
+        );
     }
 }
