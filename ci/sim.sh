@@ -40,7 +40,7 @@ echo "== sim: determinism (seeds 1..=12 run twice)"
 "$sim" --seeds 1..=12 --requests "$requests" --jobs "$jobs" --determinism --quiet | tail -n 1
 
 for bug in ack_before_durable skip_reservation_recovery reuse_while_reading \
-  drop_reply_when_full skip_merge; do
+  drop_reply_when_full skip_merge reuse_before_views_end; do
   echo "== sim: bug $bug must be caught within seeds $teeth_seeds"
   "$sim" --seeds "$teeth_seeds" --requests "$requests" --jobs "$jobs" --bug "$bug" \
     --expect-failure --stop-at-first-failure --quiet | tail -n 2

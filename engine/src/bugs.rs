@@ -16,6 +16,9 @@ pub struct Bugs {
     pub drop_reply_when_full: bool,
     /// Free slots without merging buddies.
     pub skip_merge: bool,
+    /// Free a released slot once every worker's reader horizon is one version short of the
+    /// release: a view renewed just before the delete batch still maps the hash to the slot.
+    pub reuse_before_views_end: bool,
 }
 
 impl Bugs {
@@ -25,6 +28,7 @@ impl Bugs {
         reuse_while_reading: false,
         drop_reply_when_full: false,
         skip_merge: false,
+        reuse_before_views_end: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -41,5 +45,8 @@ impl Bugs {
     }
     pub fn skip_merge(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.skip_merge
+    }
+    pub fn reuse_before_views_end(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.reuse_before_views_end
     }
 }

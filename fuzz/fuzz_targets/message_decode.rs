@@ -79,7 +79,7 @@ enum Spec {
     },
     ReaderHorizon {
         worker: u8,
-        address_seq: u64,
+        version: u64,
     },
     Allocated {
         request: u64,
@@ -115,6 +115,9 @@ enum Spec {
     Error {
         request: u64,
         code: u8,
+    },
+    HorizonWanted {
+        version: u64,
     },
 }
 
@@ -204,13 +207,9 @@ impl Spec {
                 after: after.map(BlockHash),
                 limit: in_range(limit.into(), LIST_LIMIT_MAX.into()) as u16,
             }),
-            Spec::ReaderHorizon {
-                worker,
-                address_seq,
-            } => C(ToController::ReaderHorizon {
-                worker,
-                address_seq,
-            }),
+            Spec::ReaderHorizon { worker, version } => {
+                C(ToController::ReaderHorizon { worker, version })
+            }
             other => W(other.into_worker_message()),
         }
     }
@@ -281,6 +280,7 @@ impl Spec {
                     code: codes[usize::from(code) % codes.len()],
                 }
             }
+            Spec::HorizonWanted { version } => ToWorker::HorizonWanted { version },
             _ => unreachable!("to-controller specs are handled in `message`"),
         }
     }

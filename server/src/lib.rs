@@ -10,6 +10,7 @@ pub mod fail_fast;
 pub mod fd_log;
 pub mod identity;
 pub mod mdbx;
+pub mod mdbx_view;
 pub mod net;
 pub mod ring;
 pub mod serve;

@@ -67,7 +67,7 @@
 //! lock is released when the [`MdbxStore`] is dropped or the process dies.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use engine::buddy::Slot;
@@ -76,6 +76,8 @@ use engine::meta::{
     MetaRead, MetaStore, MetaTxn, RESERVATION_KEY_BYTES, RESERVATION_VALUE_BYTES,
 };
 use engine::BlockHash;
+
+use crate::mdbx_view::MdbxView;
 use libmdbx::{
     Database, DatabaseOptions, Decodable, Mode, NoWriteMap, ReadWriteOptions, SyncMode, Table,
     TableFlags, Transaction, TransactionKind, WriteFlags, RO, RW,
@@ -93,6 +95,10 @@ pub const META_TABLE: &str = "meta";
 pub const HEADER_KEY: &[u8] = b"header";
 /// Headroom over the three tables used today.
 const MAX_TABLES: u64 = 8;
+/// Reader slots: one view per worker (up to `WORKERS_MAX`), the controller's reads, the scrub,
+/// `check`, with room (libmdbx's default of 61 is too few for 64 workers).
+const MAX_READERS: libc::c_uint = 128;
+const _: () = assert!(engine::controller::WORKERS_MAX as libc::c_uint + 8 <= MAX_READERS);
 
 /// Table handles and what error messages need, shared by reads and transactions.
 struct Shared {
@@ -125,6 +131,8 @@ pub struct MdbxStore {
     // Declared before `db` only by taste: the handles are plain numbers without `Drop`.
     shared: Shared,
     db: Arc<Database<NoWriteMap>>,
+    /// The durable watermark, shared with every worker's view (`MetaStore::publish_durable`).
+    watermark: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MdbxStore {
@@ -153,6 +161,7 @@ impl MdbxStore {
         std::fs::create_dir_all(&env_path).map_err(|e| io("creating the directory", &e))?;
         let options = DatabaseOptions {
             max_tables: Some(MAX_TABLES),
+            max_readers: Some(MAX_READERS),
             exclusive: true,
             mode: Mode::ReadWrite(ReadWriteOptions {
                 sync_mode: SyncMode::SafeNoSync,
@@ -222,6 +231,7 @@ impl MdbxStore {
                 unsynced: Arc::new(AtomicBool::new(false)),
             },
             db: Arc::new(db),
+            watermark: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -413,6 +423,22 @@ impl MetaStore for MdbxStore {
             wrote: false,
             failed: None,
         })
+    }
+
+    type View = MdbxView;
+
+    fn view(&self) -> Result<MdbxView, MetaError> {
+        MdbxView::new(
+            Arc::clone(&self.db),
+            self.shared.index.dbi(),
+            self.shared.meta.dbi(),
+            Arc::clone(&self.watermark),
+            self.shared.env_path.clone(),
+        )
+    }
+
+    fn publish_durable(&self, seq: u64) {
+        self.watermark.store(seq, Ordering::Release);
     }
 }
 

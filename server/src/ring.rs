@@ -19,10 +19,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use engine::io::{Completion, Errno, Op, OpId};
 use engine::message::{Frame, ToController, ToWorker};
-use engine::worker::Worker;
+use engine::worker::{AfterServing, Worker};
 use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::fd_log::FdLog;
+use crate::mdbx_view::MdbxView;
 use crate::shared::Shared;
 
 /// Submission queue entries per ring.
@@ -64,6 +65,8 @@ enum Purpose {
 pub struct Driver {
     ring: IoUring,
     worker: Worker,
+    /// The worker's index view: renewed when it has lookups, released before every wait.
+    view: MdbxView,
     links: WorkerLinks,
     listener: Option<OwnedFd>,
     data_fd: RawFd,
@@ -81,6 +84,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(
         worker: Worker,
+        view: MdbxView,
         links: WorkerLinks,
         listener: OwnedFd,
         data_fd: RawFd,
@@ -95,6 +99,7 @@ impl Driver {
         Ok(Driver {
             ring,
             worker,
+            view,
             links,
             listener: Some(listener),
             data_fd,
@@ -131,6 +136,9 @@ impl Driver {
                 self.worker.set_health(self.shared.health());
             }
             self.worker.tick(now);
+            // GET and HEAD lookups, on this thread; the view is released before the wait.
+            self.worker
+                .serve_reads(now, &mut self.view, AfterServing::Release);
             self.shared.oldest_wait[id].store(self.worker.oldest_wait_since());
             self.push_messages();
             self.take_ops();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use engine::controller::{Controller, ControllerConfig};
 use engine::message::Frame;
+use engine::meta::MetaStore;
 use engine::stats::StatsSnapshot;
 use engine::worker::{Worker, WorkerConfig};
 
@@ -74,6 +75,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
         },
     )
     .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display()))?;
+    // One index view per worker, made before the store moves to the controller thread.
+    let views = (0..config.workers)
+        .map(|_| controller.store().view())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("opening the workers' index views: {e}"))?;
     let stats = controller.stats();
     tracing::info!(
         version = VERSION,
@@ -121,8 +127,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
             })?
     };
     let mut workers = Vec::new();
-    for (id, ((to_controller, from_controller, wake), listener)) in
-        worker_halves.into_iter().zip(listeners).enumerate()
+    for (id, (((to_controller, from_controller, wake), listener), view)) in worker_halves
+        .into_iter()
+        .zip(listeners)
+        .zip(views)
+        .enumerate()
     {
         let links = WorkerLinks {
             to_controller,
@@ -135,8 +144,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
         let handle = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
-                let result = Driver::new(worker, links, listener, data_fd, Arc::clone(&shared))
-                    .and_then(Driver::run);
+                let result =
+                    Driver::new(worker, view, links, listener, data_fd, Arc::clone(&shared))
+                        .and_then(Driver::run);
                 if let Err(e) = &result {
                     tracing::error!(worker = id, "worker stopped: {e:#}");
                 }

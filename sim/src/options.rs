@@ -139,6 +139,9 @@ pub struct Options {
     /// Full durability: the controller's driver makes each batch durable in the background
     /// (`ControllerIo::durable_in_background`, as the server does) or in the cycle itself.
     pub durable_in_background: bool,
+    /// After a worker turn that served lookups, the chance that its index view stays open for
+    /// the next turn (old views held across steps: the isolation protocol's hard case).
+    pub view_hold_p: f64,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub slot_wait_limit: Duration,
@@ -287,6 +290,7 @@ impl Options {
             recv_chunk_bytes,
             buffer_budget_bytes: 0,
             durable_in_background: false,
+            view_hold_p: 0.0,
             request_timeout,
             idle_timeout,
             slot_wait_limit,
@@ -320,6 +324,7 @@ impl Options {
         // 1 MiB holds one large buffer: large GETs and buffered bodies queue for it.
         options.buffer_budget_bytes = pick(&mut rng, &[1 << 20, 2 << 20, 8 << 20]);
         options.durable_in_background = rng.random_bool(0.75);
+        options.view_hold_p = pick(&mut rng, &[0.0, 0.3, 0.8]);
         options
     }
 
@@ -441,6 +446,7 @@ impl fmt::Display for Options {
         writeln!(f, "recv_chunk_bytes: {}", self.recv_chunk_bytes)?;
         writeln!(f, "buffer_budget_bytes: {}", self.buffer_budget_bytes)?;
         writeln!(f, "durable_in_background: {}", self.durable_in_background)?;
+        writeln!(f, "view_hold_p: {}", self.view_hold_p)?;
         writeln!(
             f,
             "timeouts_ms: request={} idle={} slot_wait={}",

@@ -102,7 +102,7 @@ pub fn message_detail(m: &ToController) -> (u64, u64) {
         | ToController::GetAddress { request, hash, .. } => (request, hash_prefix(&hash)),
         ToController::ReturnSlot { request, slot, .. } => (request, slot.offset),
         ToController::List { request, .. } => (request, 0),
-        ToController::ReaderHorizon { address_seq, .. } => (0, address_seq),
+        ToController::ReaderHorizon { version, .. } => (0, version),
     }
 }
 

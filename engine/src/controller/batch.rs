@@ -14,8 +14,8 @@ use crate::meta::{Header, MetaError, MetaStore, MetaTxn};
 
 use super::ops::{BatchCtx, Counts};
 use super::{
-    is_promise, BatchContent, Commit, Controller, ControllerIo, DataSync, DurabilityPolicy,
-    LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
+    is_promise, BatchContent, Commit, Controller, ControllerIo, DataSync, Durability,
+    DurabilityPolicy, LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
 };
 
 /// Why a batch's write transaction failed: nothing of it was committed. Displayed as before
@@ -297,18 +297,25 @@ impl<M: MetaStore> Controller<M> {
         if pending.commit == Commit::Durable {
             self.quarantine.extend(self.undurable.drain(..));
         }
+        // The batch just committed released these: views of this version no longer have them.
+        let released_by = self.header.commit_seq;
         for slot in pending.quarantine_after_commit {
             if self.config.bugs.reuse_while_reading() {
                 self.allocator
                     .free(slot)
                     .expect("released slot was allocated");
             } else if pending.commit == Commit::Durable {
-                self.quarantine
-                    .push_back((self.addresses_sent.clone(), slot));
+                self.quarantine.push_back((released_by, slot));
             } else {
-                self.undurable.push((self.addresses_sent.clone(), slot));
+                self.undurable.push((released_by, slot));
             }
         }
+        // Durable (or relaxed, which promises no power-loss durability): views may show it.
+        // Before the replies, so a GET after a 201 on the same connection finds the block.
+        if pending.commit == Commit::Durable || self.config.durability == Durability::Relaxed {
+            self.store.publish_durable(self.header.commit_seq);
+        }
+        self.want_horizons();
         for (worker, reply) in pending.replies {
             self.outbox[worker as usize].push_back(reply);
         }

@@ -256,7 +256,10 @@ impl<M: MetaStore> Controller<M> {
         self.stats.total_sync_ns += ns;
         let ok = match result {
             Ok(()) => {
+                // Nothing committed since that batch (writes wait): its seq is the header's.
+                self.store.publish_durable(self.header.commit_seq);
                 self.quarantine.extend(self.undurable.drain(..));
+                self.want_horizons();
                 true
             }
             Err(e) => {

@@ -35,10 +35,13 @@
 //! audit; `invariants.rs` the self-checks; `reserved.rs` the reservations; `scrub.rs` the scrub;
 //! `stats.rs` the figures.
 //!
-//! Isolation (SPEC guarantee 4) is deferred reuse: a released slot stays in quarantine until
-//! every worker has reported (`ReaderHorizon`) that it has finished with every address reply
-//! sent to it up to the cycle of the release (replies are numbered per worker in sending order;
-//! a reply is finished when the read it led to completes). Quarantined bytes count as free.
+//! Isolation (SPEC guarantee 4) is deferred reuse: a slot released by batch `T` stays in
+//! quarantine until every worker has reported (`ReaderHorizon`) that no index view older than
+//! `T` is in use and none will be renewed (a view of version `>= T` no longer has the entry).
+//! The controller asks for the reports it needs (`HorizonWanted`). Quarantined bytes count as
+//! free. Durability of reads: the controller publishes the durable watermark
+//! (`MetaStore::publish_durable`) before the replies of a durable batch; views show only the
+//! entries of batches at or below it.
 //!
 //! After any store or sync error the controller latches failed (as redb does): it never retries
 //! a failed fsync, answers every further write with an I/O error, and the operator restarts.
@@ -119,17 +122,17 @@ pub struct Controller<M: MetaStore> {
     allocator: BuddyAllocator,
     /// Slots held by worker pools (or by PUTs in flight), by offset.
     reserved: Reserved,
-    /// Released slots waiting for readers, with the per-worker count of address replies sent
-    /// up to their release.
-    quarantine: VecDeque<(Vec<u64>, Slot)>,
+    /// Released slots waiting for readers, with the sequence number of the batch that released
+    /// them (ascending: batches commit in order).
+    quarantine: VecDeque<(u64, Slot)>,
     /// Released slots the durable index may still point at (relaxed mode: the release was
     /// committed, not yet durably): they join the quarantine at the next durable commit, so a
     /// power loss that brings a deleted block back finds its bytes intact, not a reused slot.
-    undurable: Vec<(Vec<u64>, Slot)>,
-    /// Per worker: every address reply numbered below this is finished.
+    undurable: Vec<(u64, Slot)>,
+    /// Per worker: no index view older than this is in use or will be renewed.
     horizon: Vec<u64>,
-    /// Per worker: address replies sent so far (numbered 1..=this).
-    addresses_sent: Vec<u64>,
+    /// Per worker: the highest horizon asked for (`HorizonWanted`).
+    horizon_asked: Vec<u64>,
     inbox: Vec<ToController>,
     /// The batch between `start_cycle` and `finish_cycle`.
     writes_pending: Option<Vec<ToController>>,

@@ -1,9 +1,11 @@
-//! The read phase of a cycle: get_address and list answered from a read view of the committed
-//! state, at the start of a cycle (and while a batch is made durable in the background).
+//! The read phase of a cycle: get_address (`POST /blocks/missing`, the dedup check before a
+//! 507) and list answered from a read view of the committed state, at the start of a cycle (and
+//! while a batch is made durable in the background). GET and HEAD do not come here: workers look
+//! them up in their own index views.
 //!
 //! Must never answer a block of the batch being made durable as stored (`awaiting_stored`):
-//! a read never reports a block before it is durable. Every `Address` reply is counted in
-//! `addresses_sent` (the isolation protocol numbers them).
+//! a read never reports a block before it is durable. No `Address` reply leads to a read of
+//! slot bytes, so none takes part in the isolation protocol.
 
 use crate::message::{ErrorCode, Location, ToController, ToWorker};
 use crate::meta::{MetaRead, MetaStore};
@@ -71,9 +73,6 @@ impl<M: MetaStore> Controller<M> {
                             code: ErrorCode::Io,
                         },
                     };
-                    if matches!(reply, ToWorker::Address { .. }) {
-                        self.addresses_sent[worker as usize] += 1;
-                    }
                     self.outbox[worker as usize].push_back(reply);
                 }
                 ToController::List {

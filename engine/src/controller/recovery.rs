@@ -82,8 +82,8 @@ impl<M: MetaStore> Controller<M> {
             reserved: Reserved::default(),
             quarantine: VecDeque::new(),
             undurable: Vec::new(),
-            horizon: vec![1; config.workers],
-            addresses_sent: vec![0; config.workers],
+            horizon: vec![0; config.workers],
+            horizon_asked: vec![0; config.workers],
             inbox: Vec::new(),
             writes_pending: None,
             outbox: (0..config.workers).map(|_| VecDeque::new()).collect(),
@@ -97,6 +97,11 @@ impl<M: MetaStore> Controller<M> {
             config,
         };
         controller.recover_reservations(&stale)?;
+        // Everything committed is durable at open (the driver syncs the data before it opens
+        // the index, and the store syncs at open): views may show all of it.
+        controller
+            .store
+            .publish_durable(controller.header.commit_seq);
         // The known bug of `BuddyAllocator` is switched on through the same `bugs` config as
         // the controller's own (sim-bugs builds only).
         #[cfg(feature = "sim-bugs")]

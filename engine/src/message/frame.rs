@@ -3,7 +3,7 @@
 //!
 //! It owns the byte layout only; it must never know which message carries which field (that is
 //! `to_controller.rs` / `to_worker.rs`). Invariants (checked at compile time below): fields do
-//! not overlap except `address_seq` over `hash` (no message carries both), and every field ends inside
+//! not overlap except `version` over `hash` (no message carries both), and every field ends inside
 //! the frame.
 
 use super::*;
@@ -23,7 +23,7 @@ use super::*;
 //   4       4     len in bytes (u32)
 //   8       8     request (u64)
 //   16      32    hash
-//   16      8     address_seq (u64; shares the hash bytes: no variant carries both)
+//   16      8     version (u64; shares the hash bytes: no variant carries both)
 //   48      8     slot offset in bytes (u64)
 //   56      4     crc32c (u32)
 //   60      2     count / limit / requested (u16)
@@ -40,7 +40,7 @@ pub(super) const FLAG_AT: usize = 3;
 pub(super) const LEN_AT: usize = 4;
 pub(super) const REQUEST_AT: usize = 8;
 pub(super) const HASH_AT: usize = 16;
-pub(super) const ADDRESS_SEQ_AT: usize = 16;
+pub(super) const VERSION_AT: usize = 16;
 pub(super) const OFFSET_AT: usize = 48;
 pub(super) const CRC_AT: usize = 56;
 pub(super) const COUNT_AT: usize = 60;
@@ -48,11 +48,11 @@ pub(super) const GRANTED_AT: usize = 62;
 
 pub(super) const HASH_BYTES: usize = 32;
 
-// The field map is in ascending order without overlap (address_seq only overlaps hash, see above), and
+// The field map is in ascending order without overlap (version only overlaps hash, see above), and
 // its last field (the largest layout, AllocateDone's `granted`) ends inside the frame.
 const _: () = assert!(FLAG_AT < LEN_AT && LEN_AT + 4 <= REQUEST_AT);
 const _: () = assert!(REQUEST_AT + 8 <= HASH_AT && HASH_AT + HASH_BYTES <= OFFSET_AT);
-const _: () = assert!(ADDRESS_SEQ_AT == HASH_AT && ADDRESS_SEQ_AT + 8 <= HASH_AT + HASH_BYTES);
+const _: () = assert!(VERSION_AT == HASH_AT && VERSION_AT + 8 <= HASH_AT + HASH_BYTES);
 const _: () = assert!(OFFSET_AT + 8 <= CRC_AT && CRC_AT + 4 <= COUNT_AT);
 const _: () = assert!(COUNT_AT + 2 <= GRANTED_AT && GRANTED_AT + 2 <= FRAME_BYTES);
 // The byte masks below have one bit per frame byte.
@@ -78,6 +78,7 @@ pub(super) const TAG_LIST_ITEM: u8 = 0x86;
 pub(super) const TAG_LIST_DONE: u8 = 0x87;
 pub(super) const TAG_ERROR: u8 = 0x88;
 pub(super) const TAG_RECLAIM: u8 = 0x89;
+pub(super) const TAG_HORIZON_WANTED: u8 = 0x8a;
 
 // The two directions never share a tag, so a frame sent the wrong way is an `UnknownTag`.
 const _: () = assert!(TAG_READER_HORIZON < TAG_ALLOCATED);

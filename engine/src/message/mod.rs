@@ -78,11 +78,11 @@ pub enum ToController {
         after: Option<BlockHash>,
         limit: u16,
     },
-    /// Every read whose address came in one of this worker's `Address` replies numbered below
-    /// `address_seq` is finished. The worker numbers the replies it receives 1, 2, 3, ... in
-    /// arrival order (the controller counts the ones it sends the same way); the value never goes
-    /// back and is at most one past the last reply received.
-    ReaderHorizon { worker: WorkerId, address_seq: u64 },
+    /// The worker's reader horizon: every index view it still uses (a snapshot held, or a read
+    /// of a slot it looked up) has `version >= version`, and so will every view it renews from
+    /// now on. Never goes back; sent only while the controller wants a higher one
+    /// (`HorizonWanted`); never ahead of the commits (a view cannot be newer than the index).
+    ReaderHorizon { worker: WorkerId, version: u64 },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -145,8 +145,8 @@ pub enum ToWorker {
         request: RequestId,
         outcome: ReleaseOutcome,
     },
-    /// Answer to get_address. It is this worker's n-th `Address` reply (the n its reader horizon
-    /// counts in, see `ReaderHorizon`).
+    /// Answer to get_address (`POST /blocks/missing` and the dedup check before a 507; GET and
+    /// HEAD look addresses up in the worker's own index view).
     Address {
         request: RequestId,
         location: Option<Location>,
@@ -161,6 +161,10 @@ pub enum ToWorker {
     ListDone { request: RequestId, count: u16 },
     /// The request failed; nothing it asked for was done.
     Error { request: RequestId, code: ErrorCode },
+    /// Slots released by batch `version` wait for this worker: report a horizon of at least
+    /// `version` as soon as no view older than it is in use. Sent after commit `version` is
+    /// visible, so every view renewed after this message arrives has `version >= version`.
+    HorizonWanted { version: u64 },
 }
 
 /// Why a frame was rejected.

@@ -93,10 +93,8 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
                 limit
             }
         ),
-        (w, any::<u64>()).prop_map(|(worker, address_seq)| ToController::ReaderHorizon {
-            worker,
-            address_seq
-        }),
+        (w, any::<u64>())
+            .prop_map(|(worker, version)| ToController::ReaderHorizon { worker, version }),
     ]
 }
 
@@ -142,6 +140,7 @@ fn to_worker_strategy() -> impl Strategy<Value = ToWorker> {
     let done_count = prop_oneof![Just(0), Just(LIST_LIMIT_MAX), 0..=LIST_LIMIT_MAX];
     prop_oneof![
         class_strategy().prop_map(|class| ToWorker::Reclaim { class }),
+        any::<u64>().prop_map(|version| ToWorker::HorizonWanted { version }),
         (r, slot_strategy()).prop_map(|(request, slot)| ToWorker::Allocated { request, slot }),
         allocate_done_strategy(),
         (r, occupy).prop_map(|(request, outcome)| ToWorker::Occupied { request, outcome }),
@@ -236,7 +235,7 @@ proptest! {
     #[test]
     fn to_worker_round_trips(message in to_worker_strategy()) {
         let frame = message.encode();
-        prop_assert!((TAG_ALLOCATED..=TAG_RECLAIM).contains(&frame[TAG_AT]));
+        prop_assert!((TAG_ALLOCATED..=TAG_HORIZON_WANTED).contains(&frame[TAG_AT]));
         prop_assert_eq!(ToWorker::decode(&frame), Ok(message));
         prop_assert_eq!(ToController::decode(&frame), Err(DecodeError::UnknownTag(frame[0])));
     }
@@ -329,7 +328,7 @@ fn every_variant_has_a_distinct_tag() {
         },
         ToController::ReaderHorizon {
             worker: 0,
-            address_seq: 1,
+            version: 1,
         },
     ];
     let worker = [
@@ -375,7 +374,7 @@ fn every_variant_has_a_distinct_tag() {
 /// Tags of neither direction (and of the other direction) are `UnknownTag`.
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0, 8, 0x80, 0x8a, 0xff] {
+    for tag in [0, 8, 0x80, 0x8b, 0xff] {
         let mut frame = [0u8; FRAME_BYTES];
         frame[TAG_AT] = tag;
         assert_eq!(

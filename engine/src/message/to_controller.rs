@@ -72,10 +72,7 @@ impl ToController {
                 }
                 w.u16(COUNT_AT, limit);
             }
-            ToController::ReaderHorizon {
-                worker: _,
-                address_seq,
-            } => w.u64(ADDRESS_SEQ_AT, address_seq),
+            ToController::ReaderHorizon { worker: _, version } => w.u64(VERSION_AT, version),
         }
         let frame = w.finish();
         debug_assert_eq!(ToController::decode(&frame), Ok(*self));
@@ -138,7 +135,7 @@ impl ToController {
             }
             TAG_READER_HORIZON => ToController::ReaderHorizon {
                 worker,
-                address_seq: r.u64(ADDRESS_SEQ_AT),
+                version: r.u64(VERSION_AT),
             },
             other => return Err(DecodeError::UnknownTag(other)),
         };

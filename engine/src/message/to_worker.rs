@@ -110,6 +110,7 @@ impl ToWorker {
                 w.u8(FLAG_AT, code.to_u8());
             }
             ToWorker::Reclaim { class } => w.u8(CLASS_AT, class.as_u8()),
+            ToWorker::HorizonWanted { version } => w.u64(VERSION_AT, version),
         }
         let frame = w.finish();
         debug_assert_eq!(ToWorker::decode(&frame), Ok(*self));
@@ -169,6 +170,10 @@ impl ToWorker {
             },
             TAG_RECLAIM if request == 0 => ToWorker::Reclaim { class: r.class()? },
             TAG_RECLAIM => return Err(DecodeError::NonZeroPadding),
+            TAG_HORIZON_WANTED if request == 0 => ToWorker::HorizonWanted {
+                version: r.u64(VERSION_AT),
+            },
+            TAG_HORIZON_WANTED => return Err(DecodeError::NonZeroPadding),
             other => return Err(DecodeError::UnknownTag(other)),
         };
         r.finish()?;
@@ -188,7 +193,7 @@ impl ToWorker {
             | ToWorker::ListItem { request, .. }
             | ToWorker::ListDone { request, .. }
             | ToWorker::Error { request, .. } => Some(request),
-            ToWorker::Reclaim { .. } => None,
+            ToWorker::Reclaim { .. } | ToWorker::HorizonWanted { .. } => None,
         }
     }
 
@@ -203,6 +208,7 @@ impl ToWorker {
             ToWorker::ListDone { .. } => TAG_LIST_DONE,
             ToWorker::Error { .. } => TAG_ERROR,
             ToWorker::Reclaim { .. } => TAG_RECLAIM,
+            ToWorker::HorizonWanted { .. } => TAG_HORIZON_WANTED,
         }
     }
 
@@ -236,7 +242,8 @@ impl ToWorker {
             | ToWorker::Occupied { .. }
             | ToWorker::Released { .. }
             | ToWorker::Error { .. }
-            | ToWorker::Reclaim { .. } => Ok(()),
+            | ToWorker::Reclaim { .. }
+            | ToWorker::HorizonWanted { .. } => Ok(()),
         }
     }
 }

@@ -318,7 +318,7 @@ impl Worker {
                 unreachable!("checked above")
             };
             match need {
-                BufferNeed::Read { location, seq } => self.start_read(r, location, seq),
+                BufferNeed::Read { location, version } => self.start_read(r, location, version),
                 BufferNeed::Body {
                     reader,
                     send_continue,

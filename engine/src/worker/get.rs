@@ -1,26 +1,14 @@
-//! GET and HEAD of a block: the address reply, the read, verification, ranges, and the
-//! reader horizon that keeps a read slot from being reused (SPEC guarantee 4).
+//! GET and HEAD of a block: the address (from the worker's index view, `view.rs`), the read,
+//! verification, ranges.
 //!
 //! Owns: `on_address`, `start_read`/`on_read_done`/`end_read`, `send_block` (verify, then 200,
-//! 206, 416 or 500), `send_with_head`, `horizon`/`report_horizon`, and the stack-built header
-//! values (`etag_of`, `location_of`, `ContentRange`).
-//! Invariants: an address reply whose slot is being read (or waits for a buffer) stays in
-//! `reads_in_flight` until the read ends; the horizon reported never goes back.
+//! 206, 416 or 500), `send_with_head`, and the stack-built header values (`etag_of`,
+//! `location_of`, `ContentRange`).
+//! Invariants: a read of a slot looked up in a view of version `v` (waiting for a buffer
+//! included) counts in the reader horizon's `in_flight[v]` until the read ends.
 //! Must never: send bytes that failed verification, or end a read twice.
 
 use super::*;
-
-/// Address replies and the reads that keep them in flight: the controller may reuse a slot
-/// only once every reply that could point at it is below the horizon reported.
-#[derive(Default)]
-pub(super) struct ReadHorizon {
-    /// Address replies received so far (their sequence numbers are 1..=this).
-    pub(super) addresses_received: u64,
-    /// Sequence numbers of address replies whose reads are still in flight.
-    pub(super) in_flight: BTreeSet<u64>,
-    /// The horizon last reported to the controller.
-    pub(super) reported: u64,
-}
 
 /// `"<hex>"`: a block's ETag, on the stack.
 pub(super) fn etag_of(hex: &Hex) -> [u8; HASH_HEX_LEN + 2] {
@@ -91,7 +79,7 @@ impl Worker {
         now: Instant,
         r: ConnRef,
         location: Option<Location>,
-        seq: u64,
+        version: u64,
     ) {
         let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_ref())
         else {
@@ -122,16 +110,15 @@ impl Worker {
         if answered {
             return;
         }
-        // The reply stays in flight until the read completes (guarantee 4), waiting for the
-        // buffer budget included.
-        let fresh = self.reads.in_flight.insert(seq);
-        assert!(fresh, "address reply {seq} read twice");
+        // The view's version stays in flight until the read completes (guarantee 4), waiting
+        // for the buffer budget included.
+        self.begin_read(version);
         let need = self.read_grant(location.len);
         if need > 0 && !self.take_grant(r, need, GrantKind::Buffer, Turn::New) {
-            self.wait_for_buffer(now, r, BufferNeed::Read { location, seq });
+            self.wait_for_buffer(now, r, BufferNeed::Read { location, version });
             return;
         }
-        self.start_read(r, location, seq);
+        self.start_read(r, location, version);
     }
 
     /// `/block/`: a 304, or a HEAD's 200, needs no read. True when answered.
@@ -179,14 +166,14 @@ impl Worker {
         false
     }
 
-    pub(super) fn start_read(&mut self, r: ConnRef, location: Location, seq: u64) {
-        debug_assert!(self.reads.in_flight.contains(&seq));
+    pub(super) fn start_read(&mut self, r: ConnRef, location: Location, version: u64) {
+        debug_assert!(self.reads.in_flight.contains_key(&version));
         let end = HEAD_ROOM_BYTES + location.len as usize;
         let buf = self.read_buf(location.len);
         let active = self.active_mut(r);
         active.stage = Stage::Read {
             location,
-            seq,
+            version,
             read: 0,
         };
         let op = Op::ReadAt {
@@ -196,11 +183,6 @@ impl Worker {
             end,
         };
         self.submit_file(r, op);
-    }
-
-    pub(super) fn end_read(&mut self, seq: u64) {
-        let removed = self.reads.in_flight.remove(&seq);
-        assert!(removed, "read {seq} was in flight");
     }
 
     pub(super) fn on_read_done(
@@ -214,13 +196,13 @@ impl Worker {
         let active = conn.active.as_mut().expect("active");
         let Stage::Read {
             location,
-            seq,
+            version,
             read,
         } = &mut active.stage
         else {
             unreachable!()
         };
-        let (location, seq) = (*location, *seq);
+        let (location, version) = (*location, *version);
         let len = location.len as usize;
         let failed = match outcome {
             FileOutcome::Moved(n) => {
@@ -232,7 +214,7 @@ impl Worker {
         };
         if failed {
             active.stage = Stage::Responded;
-            self.end_read(seq);
+            self.end_read(version);
             self.recycle(buf);
             if outcome == FileOutcome::Failed {
                 self.respond_error(
@@ -261,7 +243,7 @@ impl Worker {
             return;
         }
         active.stage = Stage::Responded;
-        self.end_read(seq);
+        self.end_read(version);
         self.send_block(now, r, buf, location);
     }
 
@@ -409,24 +391,5 @@ impl Worker {
         let head_start = body.start - head.len();
         buf[head_start..body.start].copy_from_slice(head);
         self.queue_response(now, r, Method::Get, status, buf, head_start, body.end);
-    }
-
-    pub(super) fn horizon(&self) -> u64 {
-        match self.reads.in_flight.first() {
-            Some(&oldest) => oldest,
-            None => self.reads.addresses_received + 1,
-        }
-    }
-
-    pub(super) fn report_horizon(&mut self) {
-        let h = self.horizon();
-        if h > self.reads.reported {
-            self.reads.reported = h;
-            let worker = self.config.id;
-            self.link.out.push_back(ToController::ReaderHorizon {
-                worker,
-                address_seq: h,
-            });
-        }
     }
 }

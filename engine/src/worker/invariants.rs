@@ -36,15 +36,7 @@ impl Worker {
             }
         }
         self.ops.check_invariants();
-        assert!(
-            self.horizon() >= self.reads.reported,
-            "the reader horizon never goes back"
-        );
-        assert!(self
-            .reads
-            .in_flight
-            .last()
-            .is_none_or(|&s| s <= self.reads.addresses_received));
+        self.check_reader_horizon();
         for conn in self.conns.entries.iter().flatten() {
             assert!(
                 conn.rbuf.is_some() != conn.recv_op.is_some(),
@@ -111,9 +103,9 @@ impl Worker {
                 self.budget.queue(GrantKind::Buffer).contains(&r),
                 "a request waiting for the buffer budget is queued"
             );
-            if let BufferNeed::Read { seq, .. } = need {
+            if let BufferNeed::Read { version, .. } = need {
                 assert!(
-                    self.reads.in_flight.contains(seq),
+                    self.reads.in_flight.contains_key(version),
                     "a GET waiting for a buffer keeps its address in flight"
                 );
             }

@@ -338,8 +338,8 @@ impl Worker {
             Stage::Body { body, .. } | Stage::WaitSlot { body, .. } => self.recycle(body),
             Stage::List { body } => self.recycle(body),
             Stage::WaitBuffer { need, .. } => {
-                if let BufferNeed::Read { seq, .. } = need {
-                    self.end_read(seq);
+                if let BufferNeed::Read { version, .. } = need {
+                    self.end_read(version);
                 }
                 // Its queue entry is dead now; the ones behind it may fit.
                 self.serve_buffer_waiters(self.now_seen);

@@ -10,7 +10,9 @@
 //! - [`Worker::handle_completion`] for every completion of an op the worker emitted (in any
 //!   order; each exactly once, with the buffer the op carried);
 //! - [`Worker::handle_message`] for every reply the controller sent this worker;
-//! - [`Worker::tick`] once per loop turn, and when [`Worker::poll_timeout`] has come.
+//! - [`Worker::tick`] once per loop turn, and when [`Worker::poll_timeout`] has come;
+//! - [`Worker::serve_reads`] once per loop turn with the worker's index view (GET and HEAD
+//!   look their address up there; the server releases the view before it waits).
 //!
 //! Output, drained after input (before the driver waits again):
 //! - [`Worker::poll_io`] until `None`: the ops to submit (accept, recv, send, read, write,
@@ -21,7 +23,7 @@
 //!
 //! A loop turn of both drivers (`server/src/ring.rs`, `sim/src/world/workers.rs`): hand in
 //! completions and controller replies; `set_health` / `set_snapshot` when the driver has
-//! new figures; `tick(now)`; drain `poll_io` and `drain_messages`; wait until
+//! new figures; `tick(now)`; `serve_reads(now, view)`; drain `poll_io` and `drain_messages`; wait until
 //! `poll_timeout` or the next input. Shutdown: `begin_shutdown`, then the same loop until
 //! `is_drained`. The simulator calls [`Worker::check_invariants`] after every step.
 //!
@@ -31,7 +33,8 @@
 //! `config` (limits), `ops` (the op table), `conn` (a connection and its `ConnState`),
 //! `request` (a request's `Route` and `Stage`), `lifecycle` (accept, send, close), `recv`
 //! (receives, heads), `router` (head to route), `body`, `stream` (streamed PUT), `put`,
-//! `slots` (pool slots and their waiters), `get` (reads and the reader horizon), `index`
+//! `slots` (pool slots and their waiters), `get` (reads), `view` (lookups in the index view,
+//! the reader horizon), `index`
 //! (DELETE, missing, list), `ipfs` (the gateway's answers), `respond` (response writing),
 //! `budget` (the buffer budget), `buffers` (buffer pools), `timers` (deadlines), `report`
 //! (stats, health), `invariants`.
@@ -42,14 +45,13 @@
 //! - a connection slot is reused only after every operation on it has completed and the
 //!   driver closed it;
 //! - a slot taken from the pool is written, then either occupied (controller) or put back;
-//! - address replies are numbered in the order they arrive (1, 2, ...); a reply whose address
-//!   is being read stays "in flight" until the read completes, and the worker reports the
-//!   lowest such number (`ReaderHorizon`: every reply below it is finished) so the controller
-//!   never reuses a slot a GET may still be reading (SPEC guarantee 4).
+//! - a read of a slot looked up in a view of version `v` keeps `v` "in flight" until the read
+//!   completes, and the worker reports the lowest version still in use (`ReaderHorizon`) so
+//!   the controller never reuses a slot a GET may still find or read (SPEC guarantee 4).
 //!
 //! Must never: block, read a clock, or touch a buffer an op in flight owns.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +72,7 @@ use crate::message::{
     ErrorCode, Location, OccupyOutcome, ReleaseOutcome, RequestId, ToController, ToWorker,
     WorkerId, LIST_LIMIT_MAX,
 };
+use crate::meta::MetaError;
 use crate::pool::Pools;
 use crate::size_class::{SizeClass, BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
 use crate::stats::{self, StatsSnapshot, WorkerStats};
@@ -94,6 +97,7 @@ mod router;
 mod slots;
 mod stream;
 mod timers;
+mod view;
 
 use budget::{Budget, Grant, GrantKind, Turn};
 use buffers::BufferPools;
@@ -105,6 +109,8 @@ use ops::*;
 use request::*;
 use respond::After;
 use slots::SlotSupply;
+pub use view::AfterServing;
+use view::ReadHorizon;
 
 /// Room kept in front of a GET's read buffer for the response head (no copy of the body): a
 /// `/block/` head, or the longest `/ipfs/` head with its CAR prefix.
@@ -182,7 +188,7 @@ pub struct Worker {
     slots: SlotSupply,
     /// The accept op, or when to try again.
     accept: Acceptor,
-    /// Address replies and the reads that keep them in flight (the reader horizon).
+    /// Lookups waiting for the index view, and the reads that keep a view in use.
     reads: ReadHorizon,
     /// Recycled buffers.
     bufs: BufferPools,
@@ -268,7 +274,7 @@ impl Worker {
             now_seen: Instant::ZERO,
             deadline_cache: Instant::ZERO,
             shutting_down: false,
-            reads: ReadHorizon::default(),
+            reads: ReadHorizon::new(),
             bufs: BufferPools {
                 head_scratch: Vec::with_capacity(HEAD_ROOM_BYTES),
                 ..BufferPools::default()
@@ -459,9 +465,8 @@ impl Worker {
                     });
                 }
             }
+            ToWorker::HorizonWanted { version } => self.horizon_wanted(version),
             ToWorker::Address { request, location } => {
-                self.reads.addresses_received += 1;
-                let seq = self.reads.addresses_received;
                 let Some(w) = self.take_pending(now, request) else {
                     return;
                 };
@@ -477,8 +482,6 @@ impl Worker {
                     self.on_missing_reply(now, w.conn, w.tag, Some(location.is_some()));
                 } else if is_dedup {
                     self.on_dedup_checked(now, w.conn, location.is_some());
-                } else {
-                    self.on_address(now, w.conn, location, seq);
                 }
             }
             ToWorker::Occupied { request, outcome } => {

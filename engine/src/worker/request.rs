@@ -76,14 +76,15 @@ pub(super) enum Stage {
     DedupCheck { hash: BlockHash },
     /// Waiting for the buffer budget (`WorkerConfig::buffer_budget_bytes`).
     WaitBuffer { need: BufferNeed, deadline: Instant },
-    /// Waiting for a get_address reply.
+    /// Waiting for its lookup in the worker's index view (`Worker::serve_reads`).
     Lookup,
     /// Waiting for a release reply.
     Release,
     /// Reading the block from the data file.
     Read {
         location: Location,
-        seq: u64,
+        /// The version of the view the address came from (in the reader horizon).
+        version: u64,
         read: usize,
     },
     /// `POST /blocks/missing` lookups.
@@ -101,9 +102,9 @@ pub(super) enum Stage {
 
 /// What a request waiting for the buffer budget goes on with once it has its grant.
 pub(super) enum BufferNeed {
-    /// Read a block for a GET. The address reply `seq` stays in flight while waiting (the
-    /// slot must not be reused before the read).
-    Read { location: Location, seq: u64 },
+    /// Read a block for a GET. The view version the address came from stays in flight while
+    /// waiting (the slot must not be reused before the read).
+    Read { location: Location, version: u64 },
     /// Read a body into one buffer (chunked PUT, `POST /blocks/missing`, a PUT that needs its
     /// hash before a 507); `send_continue`: whether to answer `Expect: 100-continue` when it
     /// starts.
@@ -160,6 +161,10 @@ impl Stage {
             Stage::Stream(s) => s,
             _ => panic!("not a streamed upload"),
         }
+    }
+
+    pub(super) fn is_lookup(&self) -> bool {
+        matches!(self, Stage::Lookup)
     }
 
     /// Takes the stage out, leaving `Responded` (the caller puts back what goes on).

@@ -141,15 +141,7 @@ impl Worker {
         match route {
             Route::PutBlock { .. } => self.start_body(now, r, BLOCK_LEN_MAX_BYTES),
             Route::Missing => self.start_body(now, r, MISSING_BODY_MAX_BYTES),
-            Route::GetBlock { hash, .. } => {
-                self.ask(r, 0, Stage::Lookup, |worker, request| {
-                    ToController::GetAddress {
-                        worker,
-                        request,
-                        hash,
-                    }
-                });
-            }
+            Route::GetBlock { .. } => self.queue_lookup(r),
             Route::DeleteBlock { hash } => {
                 self.ask(r, 0, Stage::Release, |worker, request| {
                     ToController::Release {
@@ -208,8 +200,7 @@ impl Worker {
         assert!(
             matches!(
                 stage,
-                Stage::Lookup
-                    | Stage::Release
+                Stage::Release
                     | Stage::Occupy { .. }
                     | Stage::DedupCheck { .. }
                     | Stage::List { .. }

@@ -52,7 +52,6 @@ impl Worker {
                 // timeout whatever storage does (SPEC's liveness line).
                 Stage::Occupy { .. }
                 | Stage::DedupCheck { .. }
-                | Stage::Lookup
                 | Stage::Release
                 | Stage::Missing { .. }
                 | Stage::List { .. } => Some(a.asked + c.request_timeout),
@@ -135,7 +134,6 @@ impl Worker {
             Some(
                 Stage::Occupy { .. }
                 | Stage::DedupCheck { .. }
-                | Stage::Lookup
                 | Stage::Release
                 | Stage::Missing { .. }
                 | Stage::List { .. },

@@ -122,7 +122,7 @@ impl World {
             Err("injected EIO syncing the index".to_string())
         } else {
             let mut img = self.image.lock().expect("image lock");
-            img.durable = img.committed.clone();
+            img.durable = engine::meta::MemState::clone(&img.committed);
             Ok(())
         };
         let failed = result.is_err();

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use engine::controller::Controller;
 use engine::io::Op;
-use engine::meta::MemStore;
+use engine::meta::{MemStore, MemView, MetaStore};
 use engine::worker::Worker;
 use rand::RngExt;
 
@@ -33,6 +33,8 @@ pub struct WorkerBox {
     pub to_worker: FrameQueue,
     /// `worker.poll_timeout()` after its last step.
     pub(super) timeout: Option<u64>,
+    /// The worker's own index view (`Worker::serve_reads`), on the store's image.
+    pub view: MemView,
 }
 
 /// One incarnation of the server process.
@@ -89,7 +91,7 @@ impl World {
             {
                 let mut img = self.image.lock().expect("image lock");
                 img.fail_next_commit = false;
-                img.durable = img.committed.clone();
+                img.durable = engine::meta::MemState::clone(&img.committed);
             }
             self.latched = false;
             self.durable_failed = false;
@@ -117,13 +119,19 @@ impl World {
             }
             self.mark_damaged_blocks();
             self.check_store("recovery")?;
-            let workers = (0..self.opts.workers)
-                .map(|i| WorkerBox {
+            let views: Vec<MemView> = (0..self.opts.workers)
+                .map(|_| controller.store().view().expect("a memory view"))
+                .collect();
+            let workers = views
+                .into_iter()
+                .enumerate()
+                .map(|(i, view)| WorkerBox {
                     worker: Worker::new(self.opts.worker_config(i as u8)),
                     ring: Ring::default(),
                     to_controller: FrameQueue::new(self.opts.to_controller_capacity),
                     to_worker: FrameQueue::new(self.opts.to_worker_capacity),
                     timeout: None,
+                    view,
                 })
                 .collect();
             self.node = Some(Node {

@@ -10,6 +10,7 @@
 use engine::health::{self, Observations};
 use engine::io::{Op, OpId};
 use engine::message::{ToController, ToWorker};
+use engine::worker::AfterServing;
 use engine::Instant;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -126,6 +127,14 @@ impl World {
         let wb = &mut node.workers[w];
         wb.worker.set_health(verdict);
         probe::worker(|| wb.worker.tick(Instant(now)));
+        // The worker's view: renewed for the lookups waiting, and sometimes held open into
+        // later turns (old views across steps); released on a turn without lookups.
+        let after = if wb.worker.reads_waiting() && self.rng.random_bool(self.opts.view_hold_p) {
+            AfterServing::Hold
+        } else {
+            AfterServing::Release
+        };
+        probe::worker(|| wb.worker.serve_reads(Instant(now), &mut wb.view, after));
         while let Some((id, op)) = probe::worker(|| wb.worker.poll_io()) {
             let hold = match op {
                 Op::ReadAt { .. } => self.knobs.hold_reads,

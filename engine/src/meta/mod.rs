@@ -9,6 +9,9 @@
 //! sequence). The allocator itself is not persisted: at startup it is rebuilt from the index, and
 //! every reservation goes back to free (a pool's slots hold no acknowledged data).
 //!
+//! Workers read the index through an [`IndexView`] (`view.rs`): a snapshot per loop turn, made
+//! by the store, filtered by the durable watermark the controller publishes.
+//!
 //! Records have fixed little-endian encodings with validating decoders (fuzzed); a corrupt record
 //! is an error, never a panic or a silently wrong value.
 
@@ -18,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use crate::buddy::Slot;
 use crate::hash::BlockHash;
 use crate::size_class::{SizeClass, SLOT_MAX_BYTES};
+
+mod view;
+pub use view::{IndexView, MemView, ViewStamp};
 
 /// Bumped on any incompatible change of a record layout.
 pub const FORMAT_VERSION: u32 = 1;
@@ -97,9 +103,19 @@ pub trait MetaStore {
     type Txn<'t>: MetaTxn
     where
         Self: 't;
+    /// A worker's own read view (one per worker, made at startup, moved to its thread).
+    type View: IndexView + Send + 'static;
     /// A consistent view of the committed state.
     fn read(&self) -> Result<Self::Read<'_>, MetaError>;
     fn begin(&mut self) -> Result<Self::Txn<'_>, MetaError>;
+    /// A new worker view; it shares the durable watermark with this store.
+    fn view(&self) -> Result<Self::View, MetaError>;
+    /// The durable watermark: every batch numbered `<= seq` is durable. Views show only the
+    /// entries of such batches. The controller publishes it after each sync and before the
+    /// batch's replies; it only grows while the store is open ([`Controller::open`] sets it).
+    ///
+    /// [`Controller::open`]: crate::controller::Controller::open
+    fn publish_durable(&self, seq: u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,11 +260,14 @@ pub struct MemState {
 /// it across a crash and reopen a store on it.
 #[derive(Debug, Default)]
 pub struct MemImage {
-    pub committed: MemState,
+    /// Shared with the views renewed since the commit that made it (a renew is an `Arc` clone).
+    pub committed: Arc<MemState>,
     pub durable: MemState,
     /// Fault injection: the next commit fails with an I/O error (and changes nothing).
     pub fail_next_commit: bool,
     pub commits: u64,
+    /// The durable watermark ([`MetaStore::publish_durable`]).
+    pub durable_through: u64,
 }
 
 /// Which crash to model when reopening.
@@ -289,7 +308,7 @@ impl MemStore {
     pub fn crash(image: &SharedImage, kind: CrashKind) {
         let mut img = image.lock().expect("image lock");
         if kind == CrashKind::PowerLoss {
-            img.committed = img.durable.clone();
+            img.committed = Arc::new(img.durable.clone());
         }
         img.fail_next_commit = false;
     }
@@ -400,9 +419,9 @@ impl MetaTxn for MemTxn<'_> {
             img.fail_next_commit = false;
             return Err(MetaError::Io("injected commit failure".into()));
         }
-        img.committed = self.state;
+        img.committed = Arc::new(self.state);
         if durable {
-            img.durable = img.committed.clone();
+            img.durable = MemState::clone(&img.committed);
         }
         img.commits += 1;
         Ok(())
@@ -416,13 +435,23 @@ impl MetaStore for MemStore {
     fn read(&self) -> Result<MemRead, MetaError> {
         let img = self.image.lock().expect("image lock");
         Ok(MemRead {
-            state: img.committed.clone(),
+            state: MemState::clone(&img.committed),
         })
     }
 
     fn begin(&mut self) -> Result<MemTxn<'_>, MetaError> {
-        let state = self.image.lock().expect("image lock").committed.clone();
+        let state = MemState::clone(&self.image.lock().expect("image lock").committed);
         Ok(MemTxn { store: self, state })
+    }
+
+    type View = MemView;
+
+    fn view(&self) -> Result<MemView, MetaError> {
+        Ok(MemView::new(Arc::clone(&self.image)))
+    }
+
+    fn publish_durable(&self, seq: u64) {
+        self.image.lock().expect("image lock").durable_through = seq;
     }
 }
 
@@ -440,7 +469,7 @@ pub trait StoreHarness {
     fn models_power_loss(&self) -> bool;
 }
 
-fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
+pub(crate) fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
     let class = SizeClass::new(class).expect("test class");
     IndexEntry {
         slot: Slot { offset, class },
@@ -451,7 +480,7 @@ fn entry(offset: u64, class: u8, len: u32, seq: u64) -> IndexEntry {
     }
 }
 
-fn hash_n(n: u8) -> BlockHash {
+pub(crate) fn hash_n(n: u8) -> BlockHash {
     let mut h = [0u8; 32];
     h[0] = n;
     h[31] = n.wrapping_mul(7);
@@ -462,6 +491,7 @@ fn hash_n(n: u8) -> BlockHash {
 pub fn conformance<H: StoreHarness>(harness: &mut H) {
     conformance_basic(harness);
     conformance_crash(harness);
+    view::conformance_view(harness);
 }
 
 fn conformance_basic<H: StoreHarness>(harness: &mut H) {

@@ -1,0 +1,186 @@
+//! A worker's read view of the libmdbx index (issue 17): one read-only transaction per worker
+//! for its whole life, renewed when the worker has lookups and reset before it waits.
+//!
+//! Owns: [`MdbxView`], the raw-FFI read transaction behind the engine's [`IndexView`]. The
+//! `libmdbx` crate has no reset/renew, so this goes through `mdbx-sys` (the same version the
+//! crate pins): `mdbx_txn_begin_ex(RDONLY)` once (takes a reader slot under the lock-table
+//! mutex), then `mdbx_txn_renew` (no mutex, no allocation: it seizes the newest meta with
+//! atomic stores) and `mdbx_txn_reset` (keeps the slot, pins no pages) per use.
+//!
+//! Visibility: a renew sees the newest commit, durable or not (the store runs `SafeNoSync`,
+//! and the controller commits non-durably while a sync runs in the background), so what a view
+//! may show is filtered by the durable watermark the controller publishes
+//! (`MetaStore::publish_durable`), read at each renew.
+//!
+//! Invariants: the transaction is used by one thread at a time (the environment is opened with
+//! `MDBX_NOSTICKYTHREADS`, so a read transaction may move between threads); it is reset
+//! whenever it is not [`Renewed`](ViewState::Renewed); it is aborted before the environment it
+//! belongs to can close (this holds an `Arc` of the database). Must never: write, or stay
+//! renewed across a wait (the worker releases it each loop turn).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use engine::meta::{Header, IndexEntry, IndexView, MetaError, ViewStamp};
+use engine::BlockHash;
+use libmdbx::{Database, NoWriteMap};
+use mdbx_sys as ffi;
+
+use crate::mdbx::HEADER_KEY;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ViewState {
+    Reset,
+    Renewed,
+}
+
+/// The index view of one worker. `Send` (moved into the worker's thread once), not `Sync`.
+pub struct MdbxView {
+    txn: *mut ffi::MDBX_txn,
+    state: ViewState,
+    index_dbi: ffi::MDBX_dbi,
+    meta_dbi: ffi::MDBX_dbi,
+    watermark: Arc<AtomicU64>,
+    env_path: PathBuf,
+    /// Held only to keep the environment open while the transaction exists (fields drop
+    /// after `Drop::drop` has aborted it).
+    _db: Arc<Database<NoWriteMap>>,
+}
+
+// SAFETY: the environment is opened with MDBX_NOSTICKYTHREADS (the crate always does), so a
+// read transaction is not bound to the thread that began it; `MdbxView` is not `Sync` and every
+// method takes `&self`/`&mut self` of its one owner, so it is never used by two threads at once.
+unsafe impl Send for MdbxView {}
+
+impl MdbxView {
+    pub(crate) fn new(
+        db: Arc<Database<NoWriteMap>>,
+        index_dbi: ffi::MDBX_dbi,
+        meta_dbi: ffi::MDBX_dbi,
+        watermark: Arc<AtomicU64>,
+        env_path: PathBuf,
+    ) -> Result<MdbxView, MetaError> {
+        let mut txn: *mut ffi::MDBX_txn = std::ptr::null_mut();
+        // SAFETY: `db` is an open environment (kept alive by the Arc stored below); `txn`
+        // receives a new read-only transaction, checked before use.
+        let rc = unsafe {
+            ffi::mdbx_txn_begin_ex(
+                db.ptr().0,
+                std::ptr::null_mut(),
+                ffi::MDBX_TXN_RDONLY,
+                &mut txn,
+                std::ptr::null_mut(),
+            )
+        };
+        let view = MdbxView {
+            txn,
+            state: ViewState::Renewed,
+            index_dbi,
+            meta_dbi,
+            watermark,
+            env_path,
+            _db: db,
+        };
+        view.check(rc, "beginning a read transaction")?;
+        assert!(!view.txn.is_null());
+        let mut view = view;
+        view.release();
+        Ok(view)
+    }
+
+    fn check(&self, rc: i32, what: &str) -> Result<(), MetaError> {
+        if rc == ffi::MDBX_SUCCESS {
+            return Ok(());
+        }
+        let e = libmdbx::Error::from_err_code(rc);
+        Err(MetaError::Io(format!(
+            "{}: {what}: libmdbx: {e}",
+            self.env_path.display()
+        )))
+    }
+
+    /// The value of `key` in table `dbi` of the renewed snapshot; the bytes live in the map
+    /// until the next reset.
+    fn get_raw(&self, dbi: ffi::MDBX_dbi, key: &[u8]) -> Result<Option<&[u8]>, MetaError> {
+        assert_eq!(self.state, ViewState::Renewed, "a get on a released view");
+        let key = ffi::MDBX_val {
+            iov_base: key.as_ptr() as *mut libc::c_void,
+            iov_len: key.len(),
+        };
+        let mut data = ffi::MDBX_val {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        // SAFETY: `txn` is a renewed read transaction of this thread's view; `key` points at
+        // `key.len()` live bytes; `data` is written by libmdbx on success.
+        let rc = unsafe { ffi::mdbx_get(self.txn, dbi, &key, &mut data) };
+        if rc == ffi::MDBX_NOTFOUND {
+            return Ok(None);
+        }
+        self.check(rc, "get")?;
+        // SAFETY: on success `data` points into the memory map, valid while the transaction
+        // stays renewed, which the borrow of `self` guarantees (reset takes `&mut self`).
+        let bytes = unsafe { std::slice::from_raw_parts(data.iov_base as *const u8, data.iov_len) };
+        Ok(Some(bytes))
+    }
+}
+
+impl IndexView for MdbxView {
+    fn renew(&mut self) -> Result<ViewStamp, MetaError> {
+        assert_eq!(self.state, ViewState::Reset, "renew of a view in use");
+        // The watermark first: it only grows, and whatever it says is durable stays durable.
+        let durable_through = self.watermark.load(Ordering::Acquire);
+        // SAFETY: `txn` is a reset read transaction of this view.
+        let rc = unsafe { ffi::mdbx_txn_renew(self.txn) };
+        self.check(rc, "renewing the read transaction")?;
+        self.state = ViewState::Renewed;
+        let header = match self.get_raw(self.meta_dbi, HEADER_KEY) {
+            Ok(Some(bytes)) => Header::decode(bytes).map(|h| h.commit_seq),
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        };
+        match header {
+            Ok(version) => Ok(ViewStamp {
+                version,
+                durable_through,
+            }),
+            Err(e) => {
+                self.release();
+                Err(e)
+            }
+        }
+    }
+
+    fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError> {
+        match self.get_raw(self.index_dbi, &hash.0)? {
+            None => Ok(None),
+            Some(bytes) => IndexEntry::decode(bytes).map(Some),
+        }
+    }
+
+    fn release(&mut self) {
+        if self.state == ViewState::Reset {
+            return;
+        }
+        // SAFETY: `txn` is a renewed read transaction of this view; no borrow of its bytes
+        // outlives this `&mut self`.
+        let rc = unsafe { ffi::mdbx_txn_reset(self.txn) };
+        assert_eq!(
+            rc,
+            ffi::MDBX_SUCCESS,
+            "mdbx_txn_reset of a live read transaction"
+        );
+        self.state = ViewState::Reset;
+    }
+}
+
+impl Drop for MdbxView {
+    fn drop(&mut self) {
+        // SAFETY: `txn` is this view's read transaction (reset or renewed: abort takes both),
+        // and `self.db` keeps its environment open until after this.
+        unsafe {
+            ffi::mdbx_txn_abort_ex(self.txn, std::ptr::null_mut());
+        }
+    }
+}
