@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""GET 4 KiB side by side with wrk: buddy-blocks builds (and nginx WebDAV) in interleaved rounds.
+
+    python3 benches/wrk_get.py --buddy after=target/release/buddy-blocks \
+        --buddy before=/path/to/older/buddy-blocks --nginx --conns 32,64 --rounds 2
+
+Each server gets a fresh data directory and --blocks preloaded blocks of --size bytes (random,
+so no dedup); then, round after round, every server in turn takes `wrk -t2 -cC -dD --latency`
+with benches/wrk/get.lua over its preloaded paths. Prints one line per run and a summary of
+req/s and p50 per server and connection count, with each ratio to the first server (or to
+nginx with --nginx). buddy-blocks runs on its defaults but durability full and verify crc32c
+(the issue's setting). A run with any non-2xx answer or socket error is refused. Not part of CI.
+"""
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "wrk", "get.lua")
+PEER = os.path.join(HERE, "nginx", "run-peer.sh")
+
+
+def wait_port(port, deadline_s=30.0):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/health")
+            c.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"server on port {port} did not answer within {deadline_s} s")
+
+
+class Buddy:
+    def __init__(self, label, binary, port, root):
+        self.label, self.port = label, port
+        self.dir = os.path.join(root, label)
+        os.makedirs(self.dir)
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", self.dir,
+             "--capacity", "1GiB", "--durability", "full", "--verify-reads", "crc32c"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, label + ".log"), "w"))
+        wait_port(port)
+
+    def put(self, conn, body):
+        conn.request("PUT", "/block", body=body)
+        r = conn.getresponse()
+        text = r.read().decode().strip()
+        if r.status not in (200, 201):
+            sys.exit(f"{self.label}: PUT answered {r.status}: {text}")
+        return "/block/" + text
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+class Nginx:
+    label = "nginx"
+
+    def __init__(self, port, root):
+        self.port = port
+        self.dir = os.path.join(root, "nginx")
+        subprocess.run([PEER, "start", str(port), self.dir], check=True, stdout=subprocess.DEVNULL)
+        wait_port(port)
+        self.n = 0
+
+    def put(self, conn, body):
+        self.n += 1
+        path = f"/b{self.n:08d}"
+        conn.request("PUT", path, body=body)
+        r = conn.getresponse()
+        r.read()
+        if r.status not in (201, 204):
+            sys.exit(f"nginx: PUT answered {r.status}")
+        return path
+
+    def stop(self):
+        subprocess.run([PEER, "stop", self.dir], check=False, stdout=subprocess.DEVNULL)
+
+
+def preload(server, blocks, size, paths_file):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    with open(paths_file, "w") as f:
+        for _ in range(blocks):
+            f.write(server.put(conn, os.urandom(size)) + "\n")
+    conn.close()
+
+
+def parse_wrk(out):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    scale = {"us": 1.0, "ms": 1000.0, "s": 1e6}[m.group(2)]
+    p50_us = float(m.group(1)) * scale
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: (.*)", out)
+    return rps, p50_us, (bad.group(1) if bad else None), (errs.group(1) if errs else None)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--buddy", action="append", default=[], metavar="LABEL=BINARY")
+    ap.add_argument("--nginx", action="store_true")
+    ap.add_argument("--conns", default="32,64")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--duration", default="10s")
+    ap.add_argument("--blocks", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--base-port", type=int, default=18400)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk missing: sudo apt-get install -y wrk")
+    root = tempfile.mkdtemp(prefix="wrk-get-", dir=os.environ.get("WRK_GET_DIR", "/var/tmp"))
+    servers, port = [], args.base_port
+    try:
+        for spec in args.buddy:
+            label, binary = spec.split("=", 1)
+            servers.append(Buddy(label, binary, port, root))
+            port += 1
+        if args.nginx:
+            servers.append(Nginx(port, root))
+        for s in servers:
+            s.paths = os.path.join(root, s.label + ".paths")
+            preload(s, args.blocks, args.size, s.paths)
+        results = {}
+        for rnd in range(1, args.rounds + 1):
+            for c in [int(x) for x in args.conns.split(",")]:
+                for s in servers:
+                    out = subprocess.run(
+                        ["wrk", "-t2", f"-c{c}", f"-d{args.duration}", "--latency", "-s", LUA,
+                         f"http://127.0.0.1:{s.port}", "--", s.paths],
+                        check=True, capture_output=True, text=True).stdout
+                    rps, p50, bad, errs = parse_wrk(out)
+                    if bad or errs:
+                        sys.exit(f"{s.label} c={c}: non-2xx {bad}, socket errors {errs}\n{out}")
+                    results.setdefault((s.label, c), []).append((rps, p50))
+                    print(f"round {rnd} c={c} {s.label}: {rps:,.0f} req/s, p50 {p50:.0f} us", flush=True)
+        ref = "nginx" if args.nginx else servers[0].label
+        print(f"\nsummary (mean of {args.rounds} rounds; ratio to {ref}):")
+        for c in [int(x) for x in args.conns.split(",")]:
+            r_rps = sum(x[0] for x in results[(ref, c)]) / args.rounds
+            r_p50 = sum(x[1] for x in results[(ref, c)]) / args.rounds
+            for s in servers:
+                rps = sum(x[0] for x in results[(s.label, c)]) / args.rounds
+                p50 = sum(x[1] for x in results[(s.label, c)]) / args.rounds
+                print(f"  c={c:<3} {s.label:<8} {rps:>10,.0f} req/s  {rps / r_rps:5.2f}x   "
+                      f"p50 {p50:6.0f} us ({p50 / r_p50:4.2f}x)")
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
