@@ -2,7 +2,9 @@
 # Seeded simulation (issue 4), called by .ci/run:
 #   1. a soak range of seeds (default 200 seeds x 2000 requests, each with at least one crash);
 #   2. determinism: a sample of seeds run twice must give the same trace hashes;
-#   3. teeth: every known bug of engine/src/bugs.rs must be caught within a bounded seed range.
+#   3. teeth: every known bug of engine/src/bugs.rs must be caught within a bounded seed range;
+#   4. every seed ends: seed 70000 with drop_reply_when_full (once a livelock that ran for
+#      minutes) must fail within seconds (the progress watchdog of sim/src/world/watchdog.rs).
 # Knobs (environment): SIM_SEEDS, SIM_REQUESTS, SIM_JOBS, SIM_TEETH_SEEDS, SIM_PROFILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,4 +47,9 @@ for bug in ack_before_durable skip_reservation_recovery reuse_while_reading \
   "$sim" --seeds "$teeth_seeds" --requests "$requests" --jobs "$jobs" --bug "$bug" \
     --expect-failure --stop-at-first-failure --quiet | tail -n 2
 done
+echo "== sim: seed 70000 with drop_reply_when_full must end (fail) within 30 s"
+timeout 30 "$sim" --seed 70000 --bug drop_reply_when_full --expect-failure | tail -n 2 || {
+  echo "ci/sim: seed 70000 did not end with a failure within 30 s"
+  exit 1
+}
 echo "== sim: passed in $(( $(date +%s) - start )) s"

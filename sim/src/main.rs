@@ -176,7 +176,7 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
             let _ = writeln!(
                 out,
                 "PASSED seed={} requests={} answered={} unanswered={} crashes={} cycles={} \
-                 steps={} events={} virtual_ms={} trace={:016x}",
+                 steps={} events={} virtual_ms={} trace={:016x} stalled_steps_max={}",
                 r.opts.seed,
                 s.requests,
                 s.answered,
@@ -186,7 +186,8 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
                 s.steps,
                 s.events,
                 s.virtual_ns / 1_000_000,
-                s.trace_hash
+                s.trace_hash,
+                s.steps_without_progress_max
             );
             0
         }
@@ -244,8 +245,9 @@ fn soak(args: &Args) -> ExitCode {
                     Ok(s) => {
                         requests_total.fetch_add(s.requests, Ordering::SeqCst);
                         line = format!(
-                            "seed {seed}: PASSED crashes={} cycles={} trace={:016x} ({secs:.2} s)",
-                            s.crashes, s.cycles, s.trace_hash
+                            "seed {seed}: PASSED crashes={} cycles={} trace={:016x} \
+                             stalled_steps_max={} ({secs:.2} s)",
+                            s.crashes, s.cycles, s.trace_hash, s.steps_without_progress_max
                         );
                         Ok((s.trace_hash, s.crashes))
                     }

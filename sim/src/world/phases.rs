@@ -38,6 +38,7 @@ impl World {
         mut done: impl FnMut(&World) -> bool,
     ) -> Result<(), Failure> {
         let deadline = self.clock.now() + bound_ns;
+        self.sched.phases += 1;
         while !done(self) {
             let progressed = self.step()?;
             if self.clock.now() > deadline || !progressed {
