@@ -16,6 +16,8 @@ pub struct Bugs {
     pub drop_reply_when_full: bool,
     /// Free slots without merging buddies.
     pub skip_merge: bool,
+    /// Ignore a failed data sync before a batch's commit: commit and acknowledge anyway.
+    pub ack_after_failed_sync: bool,
 }
 
 impl Bugs {
@@ -25,6 +27,7 @@ impl Bugs {
         reuse_while_reading: false,
         drop_reply_when_full: false,
         skip_merge: false,
+        ack_after_failed_sync: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -41,5 +44,8 @@ impl Bugs {
     }
     pub fn skip_merge(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.skip_merge
+    }
+    pub fn ack_after_failed_sync(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.ack_after_failed_sync
     }
 }

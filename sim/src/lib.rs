@@ -42,12 +42,13 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 5] = [
+pub const BUG_NAMES: [&str; 6] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
     "drop_reply_when_full",
     "skip_merge",
+    "ack_after_failed_sync",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -58,6 +59,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "reuse_while_reading" => b.reuse_while_reading = true,
         "drop_reply_when_full" => b.drop_reply_when_full = true,
         "skip_merge" => b.skip_merge = true,
+        "ack_after_failed_sync" => b.ack_after_failed_sync = true,
         _ => return None,
     }
     Some(b)

@@ -138,6 +138,15 @@ impl World {
         )))
     }
 
+    /// The latch oracle after a controller turn (see `controller_io`).
+    fn check_latch(&self) -> Result<(), Failure> {
+        let Some(node) = &self.node else {
+            return Ok(());
+        };
+        let failed = node.controller.is_failed();
+        node.sync.check_latch(failed).map_err(Failure::Correctness)
+    }
+
     pub(super) fn arm_crashes(&mut self) {
         if self.crash_plan.armed.is_some() || self.healed {
             return;
@@ -258,7 +267,10 @@ impl World {
             Action::Ring(w) => self.complete_one(w),
             Action::Inbox(w) => self.worker_inbox(w),
             Action::Turn(w) => self.worker_turn(w),
-            Action::Controller => return self.controller_turn(),
+            Action::Controller => {
+                self.controller_turn()?;
+                return self.check_latch();
+            }
             Action::Client(c) => self.client_step(c),
         }
         Ok(())
