@@ -14,7 +14,7 @@ use super::{Ctx, Workload, MS, PIPELINE_MAX, US};
 use crate::failure::Failure;
 use crate::http_client::parse_response;
 use crate::model::WriteEnd;
-use crate::oracle::answer::{check, Checker};
+use crate::oracle::answer::{check, Checker, Sender};
 use crate::request::{Kind, Req};
 
 #[derive(Debug)]
@@ -145,9 +145,12 @@ impl Workload {
                     resp.body.len() as u64,
                 ],
             );
+            let c = &self.clients[id];
+            let slow = c.slow_sender || c.slow_reader;
             let mut checker = Checker {
                 model: &mut *ctx.model,
                 explain: &mut ctx.explain,
+                sender: if slow { Sender::Slow } else { Sender::Prompt },
             };
             if let Err(e) = check(&req, &resp, &mut checker) {
                 ctx.failures.push(Failure::Correctness(format!(
