@@ -123,18 +123,11 @@ impl World {
         };
         let mut ready = Vec::new();
         self.gather(&mut ready);
-        let stuck: Vec<String> = self
-            .workload
-            .outstanding()
-            .iter()
-            .take(5)
-            .map(|(c, s, k, t)| format!("client {c} request {s} ({k}) since {t} ns"))
-            .collect();
         Err(Failure::Liveness(format!(
             "livelock: {steps} steps without progress (no request issued, answered or given \
              up) by {} ns; ready: {ready:?}; outstanding: [{}]",
             self.clock.now(),
-            stuck.join("; ")
+            self.outstanding_list()
         )))
     }
 
