@@ -19,6 +19,8 @@ pub struct Bugs {
     /// Free a released slot once every worker's reader horizon is one version short of the
     /// release: a view renewed just before the delete batch still maps the hash to the slot.
     pub reuse_before_views_end: bool,
+    /// Ignore a failed data sync before a batch's commit: commit and acknowledge anyway.
+    pub ack_after_failed_sync: bool,
 }
 
 impl Bugs {
@@ -29,6 +31,7 @@ impl Bugs {
         drop_reply_when_full: false,
         skip_merge: false,
         reuse_before_views_end: false,
+        ack_after_failed_sync: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -48,5 +51,8 @@ impl Bugs {
     }
     pub fn reuse_before_views_end(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.reuse_before_views_end
+    }
+    pub fn ack_after_failed_sync(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.ack_after_failed_sync
     }
 }

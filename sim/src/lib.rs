@@ -42,13 +42,14 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 6] = [
+pub const BUG_NAMES: [&str; 7] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
     "drop_reply_when_full",
     "skip_merge",
     "reuse_before_views_end",
+    "ack_after_failed_sync",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -60,6 +61,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "drop_reply_when_full" => b.drop_reply_when_full = true,
         "skip_merge" => b.skip_merge = true,
         "reuse_before_views_end" => b.reuse_before_views_end = true,
+        "ack_after_failed_sync" => b.ack_after_failed_sync = true,
         _ => return None,
     }
     Some(b)

@@ -4,11 +4,14 @@
 //! buddy-sim --seed N [--requests N] [--bug NAME] [--trace]
 //! buddy-sim --seeds A..B [--jobs N] [--requests N] [--bug NAME] [--expect-failure]
 //!           [--stop-at-first-failure] [--determinism] [--quiet]
+//! buddy-sim --seeds A..B --density [--jobs N] [--requests N]
 //! ```
 //! One seed prints the seed and every drawn option first, then `PASSED` with the trace hash, or
 //! the failure and `reproduce: buddy-sim --seed N ...`. Exit codes: 0 passed, 1 crash (a panic),
 //! 2 liveness, 3 correctness, 4 usage (or, with `--expect-failure`, no seed failed), 5 a seed
-//! gave two different traces (`--determinism`).
+//! gave two different traces (`--determinism`). `--density` runs every known-bug switch over
+//! the range and prints one line per switch, `density NAME: K/N seeds (P%)`: the share of
+//! seeds that catch it (`ci/sim.sh` holds each to a floor).
 //!
 //! Owns: the command line (clap, derive) and the printing of results; `ci/sim.sh` greps the
 //! `PASSED`, `FAILED`, `reproduce:`, summary and `caught by seeds` lines, so their wording is
@@ -71,6 +74,10 @@ struct Cli {
     /// Print only failures and the summary line.
     #[arg(long)]
     quiet: bool,
+    /// Run every known-bug switch over the range; one line per switch: the share of seeds
+    /// that catch it.
+    #[arg(long, conflicts_with_all = ["bug", "seed", "determinism", "expect_failure"])]
+    density: bool,
 }
 
 struct Args {
@@ -85,6 +92,7 @@ struct Args {
     quiet: bool,
     /// Start no new seed after the first failure.
     first_failure: bool,
+    density: bool,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -122,6 +130,7 @@ fn parse_args() -> Result<Args, u8> {
         determinism: cli.determinism,
         quiet: cli.quiet,
         first_failure: cli.stop_at_first_failure,
+        density: cli.density,
     })
 }
 
@@ -176,7 +185,7 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
             let _ = writeln!(
                 out,
                 "PASSED seed={} requests={} answered={} unanswered={} crashes={} cycles={} \
-                 steps={} events={} virtual_ms={} trace={:016x}",
+                 steps={} events={} virtual_ms={} trace={:016x} stalled_steps_max={}",
                 r.opts.seed,
                 s.requests,
                 s.answered,
@@ -186,7 +195,8 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
                 s.steps,
                 s.events,
                 s.virtual_ns / 1_000_000,
-                s.trace_hash
+                s.trace_hash,
+                s.steps_without_progress_max
             );
             0
         }
@@ -216,71 +226,120 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(code);
     }
+    if args.density {
+        return density(&args);
+    }
     soak(&args)
+}
+
+/// Runs `body` for every seed of `first..=last` on `jobs` threads, each seed once, until the
+/// range is done or `stop` is set.
+fn for_each_seed(first: u64, last: u64, jobs: usize, stop: &AtomicBool, body: impl Fn(u64) + Sync) {
+    assert!(
+        first <= last && jobs >= 1,
+        "a range of seeds and at least one job"
+    );
+    let next = AtomicU64::new(first);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::SeqCst);
+                if seed > last || stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                body(seed);
+            });
+        }
+    });
+}
+
+/// Every known-bug switch over the range: the share of seeds that catch it, one line each.
+fn density(args: &Args) -> ExitCode {
+    let (first, last) = args.seeds;
+    let total = last - first + 1;
+    let wall = std::time::Instant::now();
+    for bug in BUG_NAMES {
+        let caught: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+        for_each_seed(first, last, args.jobs, &AtomicBool::new(false), |seed| {
+            if run_seed(seed, args.requests, Some(bug), false)
+                .outcome
+                .is_err()
+            {
+                caught.lock().expect("caught lock").push(seed);
+            }
+        });
+        let mut caught = caught.into_inner().expect("caught");
+        caught.sort_unstable();
+        let first_seeds: Vec<String> = caught.iter().take(8).map(u64::to_string).collect();
+        println!(
+            "density {bug}: {}/{total} seeds ({:.1}%); first: [{}]",
+            caught.len(),
+            100.0 * caught.len() as f64 / total as f64,
+            first_seeds.join(", ")
+        );
+    }
+    println!(
+        "density over seeds {first}..={last}, {} requests each: wall {:.1} s",
+        args.requests,
+        wall.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
 }
 
 /// A range of seeds on `--jobs` threads; one line per seed, a summary at the end.
 fn soak(args: &Args) -> ExitCode {
     let (first, last) = args.seeds;
-    let next = AtomicU64::new(first);
     let results: Mutex<Vec<(u64, SeedOutcome)>> = Mutex::new(Vec::new());
     let requests_total = AtomicU64::new(0);
     let nondeterministic = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let wall = std::time::Instant::now();
     let cpu0 = cpu_seconds();
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::SeqCst);
-                if seed > last || (args.first_failure && stop.load(Ordering::SeqCst)) {
-                    break;
-                }
-                let t0 = std::time::Instant::now();
-                let r = run_seed(seed, args.requests, args.bug.as_deref(), false);
-                let secs = t0.elapsed().as_secs_f64();
-                let mut line = String::new();
-                let entry = match &r.outcome {
-                    Ok(s) => {
-                        requests_total.fetch_add(s.requests, Ordering::SeqCst);
-                        line = format!(
-                            "seed {seed}: PASSED crashes={} cycles={} trace={:016x} ({secs:.2} s)",
-                            s.crashes, s.cycles, s.trace_hash
-                        );
-                        Ok((s.trace_hash, s.crashes))
-                    }
-                    Err(f) => {
-                        line.push_str(&format!(
-                            "seed {seed}: FAILED {f}\n  reproduce: {}",
-                            r.opts.reproduce_line()
-                        ));
-                        Err((f.exit_code(), f.to_string()))
-                    }
-                };
-                if args.determinism {
-                    let again = run_seed(seed, args.requests, args.bug.as_deref(), false);
-                    if again.trace_hash != r.trace_hash {
-                        nondeterministic.fetch_add(1, Ordering::SeqCst);
-                        line.push_str(&format!(
-                            "\n  NONDETERMINISTIC: second run gave trace {:016x}",
-                            again.trace_hash
-                        ));
-                    } else {
-                        line.push_str(" (twice)");
-                    }
-                }
-                if entry.is_err() {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                // Expected failures (a known bug switched on) are summed up, not listed.
-                let expected = args.expect_failure && entry.is_err();
-                let show = !args.quiet || (entry.is_err() && !expected) || line.contains("NONDET");
-                if show {
-                    println!("{line}");
-                }
-                results.lock().expect("results lock").push((seed, entry));
-            });
+    for_each_seed(first, last, args.jobs, &stop, |seed| {
+        let t0 = std::time::Instant::now();
+        let r = run_seed(seed, args.requests, args.bug.as_deref(), false);
+        let secs = t0.elapsed().as_secs_f64();
+        let mut line = String::new();
+        let entry = match &r.outcome {
+            Ok(s) => {
+                requests_total.fetch_add(s.requests, Ordering::SeqCst);
+                line = format!(
+                    "seed {seed}: PASSED crashes={} cycles={} trace={:016x} \
+                             stalled_steps_max={} ({secs:.2} s)",
+                    s.crashes, s.cycles, s.trace_hash, s.steps_without_progress_max
+                );
+                Ok((s.trace_hash, s.crashes))
+            }
+            Err(f) => {
+                line.push_str(&format!(
+                    "seed {seed}: FAILED {f}\n  reproduce: {}",
+                    r.opts.reproduce_line()
+                ));
+                Err((f.exit_code(), f.to_string()))
+            }
+        };
+        if args.determinism {
+            let again = run_seed(seed, args.requests, args.bug.as_deref(), false);
+            if again.trace_hash != r.trace_hash {
+                nondeterministic.fetch_add(1, Ordering::SeqCst);
+                line.push_str(&format!(
+                    "\n  NONDETERMINISTIC: second run gave trace {:016x}",
+                    again.trace_hash
+                ));
+            } else {
+                line.push_str(" (twice)");
+            }
         }
+        if entry.is_err() && args.first_failure {
+            stop.store(true, Ordering::SeqCst);
+        }
+        // Expected failures (a known bug switched on) are summed up, not listed.
+        let expected = args.expect_failure && entry.is_err();
+        let show = !args.quiet || (entry.is_err() && !expected) || line.contains("NONDET");
+        if show {
+            println!("{line}");
+        }
+        results.lock().expect("results lock").push((seed, entry));
     });
     let cpu = (cpu_seconds() - cpu0).max(1e-9);
     let results = results.into_inner().expect("results");

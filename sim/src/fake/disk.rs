@@ -3,6 +3,10 @@
 //! Fault model:
 //! - A write changes the *live* image (the page cache) at once; `sync` (the controller's
 //!   `sync_data`, an fdatasync) makes every live sector durable.
+//! - A failed fdatasync (`fail_sync`, "fsyncgate"): the kernel drops the dirty pages' writeback
+//!   and marks them clean. Their bytes stay readable from the page cache until evicted (a power
+//!   loss evicts them), but no later good sync persists them; a write to such a sector makes
+//!   it dirty again (the whole sector, as a page is written back whole).
 //! - A process crash loses nothing that was written: the page cache outlives the process.
 //! - Power loss keeps the durable image plus a seeded subset of the sectors written since the
 //!   last sync (each sector independently; a sector is the unit of atomicity, so a block that
@@ -36,8 +40,11 @@ type Sector = Box<[u8; SECTOR]>;
 pub struct Disk {
     capacity_bytes: u64,
     durable: BTreeMap<u64, Sector>,
-    /// Sectors written since the last sync (the live image is `live` over `durable`).
+    /// Sectors written since the last sync (the live image is `live` over `unpersisted` over
+    /// `durable`).
     live: BTreeMap<u64, Sector>,
+    /// Sectors whose writeback a failed sync dropped: cached, never made durable by a sync.
+    unpersisted: BTreeMap<u64, Sector>,
     damaged: BTreeSet<u64>,
     bad: BTreeSet<u64>,
     pub syncs: u64,
@@ -51,6 +58,7 @@ impl Disk {
             capacity_bytes,
             durable: BTreeMap::new(),
             live: BTreeMap::new(),
+            unpersisted: BTreeMap::new(),
             damaged: BTreeSet::new(),
             bad: BTreeSet::new(),
             syncs: 0,
@@ -63,7 +71,10 @@ impl Disk {
     }
 
     fn sector(&self, index: u64) -> Option<&Sector> {
-        self.live.get(&index).or_else(|| self.durable.get(&index))
+        self.live
+            .get(&index)
+            .or_else(|| self.unpersisted.get(&index))
+            .or_else(|| self.durable.get(&index))
     }
 
     /// Reads the live image at `offset` into `out`.
@@ -103,8 +114,9 @@ impl Disk {
             let within = (pos % SECTOR_BYTES) as usize;
             let n = (SECTOR - within).min((end - pos) as usize);
             if !self.live.contains_key(&index) {
-                let base = match self.durable.get(&index) {
-                    Some(s) => s.clone(),
+                let cached = self.unpersisted.remove(&index);
+                let base = match cached.or_else(|| self.durable.get(&index).cloned()) {
+                    Some(s) => s,
                     None => Box::new([0u8; SECTOR]),
                 };
                 self.live.insert(index, base);
@@ -162,12 +174,29 @@ impl Disk {
         self.durable.extend(live);
     }
 
+    /// A failed fdatasync: every live sector stays readable but will never be made durable by
+    /// a later sync (until it is written again). Returns how many sectors it dropped.
+    pub fn fail_sync(&mut self) -> usize {
+        let live = std::mem::take(&mut self.live);
+        let dropped = live.len();
+        self.unpersisted.extend(live);
+        assert!(self.live.is_empty(), "a failed sync leaves nothing dirty");
+        dropped
+    }
+
     pub fn unsynced_sectors(&self) -> usize {
         self.live.len()
     }
 
-    /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`.
+    /// Sectors a failed sync dropped that are still cached.
+    pub fn unpersisted_sectors(&self) -> usize {
+        self.unpersisted.len()
+    }
+
+    /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`; sectors a
+    /// failed sync dropped are gone.
     pub fn power_loss(&mut self, rng: &mut ChaCha8Rng, keep_p: f64) -> usize {
+        self.unpersisted.clear();
         let live = std::mem::take(&mut self.live);
         let mut kept = 0;
         for (index, sector) in live {
@@ -202,6 +231,39 @@ mod tests {
         d.read(100, &mut back);
         assert!(back.iter().all(|&b| b == 7), "synced bytes survive");
         assert!(!d.is_damaged(0, 1 << 20));
+    }
+
+    /// fsyncgate: after a failed sync the bytes read back from the cache, a later good sync
+    /// does not persist them, and a power loss loses them; a sector written again is dirty.
+    #[test]
+    fn a_failed_sync_drops_the_dirty_pages_for_good() {
+        let mut d = Disk::new(1 << 20);
+        d.write(0, &[5u8; 4096], true);
+        d.sync();
+        d.write(0, &[6u8; 4096], true);
+        d.write(8192, &[7u8; 4096], true);
+        assert_eq!(d.fail_sync(), 2);
+        let mut out = [0u8; 4];
+        d.read(8192, &mut out);
+        assert_eq!(out, [7; 4], "readable from the cache until evicted");
+        d.write(16384, &[8u8; 4096], true);
+        d.sync();
+        assert_eq!(
+            d.unpersisted_sectors(),
+            2,
+            "a good sync does not persist dropped pages"
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        d.power_loss(&mut rng, 1.0);
+        d.read(8192, &mut out);
+        assert_eq!(out, [0; 4], "never persisted");
+        d.read(0, &mut out);
+        assert_eq!(
+            out, [5; 4],
+            "the durable bytes under a dropped page come back"
+        );
+        d.read(16384, &mut out);
+        assert_eq!(out, [8; 4], "the good sync persisted its own writes");
     }
 
     #[test]

@@ -14,10 +14,21 @@ use crate::model::{Known, Model, ReadTicket, WriteEnd};
 use crate::oracle::explain::Explain;
 use crate::request::{Kind, Req};
 
-/// What checking one answer may consult and update: the model and the evidence for faults.
+/// How the client sent the request being answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// All of its bytes went out within microseconds, and it read its answers at once.
+    Prompt,
+    /// A slow sender (gaps up to a third of the request timeout) or a slow reader.
+    Slow,
+}
+
+/// What checking one answer may consult and update: the model, the evidence for faults, and
+/// how the client sent the request.
 pub struct Checker<'a, 'b> {
     pub model: &'a mut Model,
     pub explain: &'a mut Explain<'b>,
+    pub sender: Sender,
 }
 
 fn retry_after_ok(resp: &Response) -> Result<(), String> {
@@ -42,10 +53,25 @@ fn storage_timeout_explained(resp: &Response) -> Result<(), String> {
     Ok(())
 }
 
+/// A `408` needs a slow client: a client that sent its whole request within microseconds (and
+/// reads its answers) gives the worker nothing to wait for, so a 408 there is a request the
+/// engine stopped reading and forgot to resume.
+fn request_timeout_explained(resp: &Response, sender: Sender) -> Result<(), String> {
+    if resp.status == 408 && sender == Sender::Prompt {
+        return Err(
+            "408 for a client that sent its request promptly: a stalled request \
+                    the engine forgot to resume"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Checks one answer against the request and the model, and updates the model.
 pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<(), String> {
     retry_after_ok(resp)?;
     storage_timeout_explained(resp)?;
+    request_timeout_explained(resp, ctx.sender)?;
     let s = resp.status;
     match &req.kind {
         Kind::Put { content, .. } => {

@@ -14,7 +14,10 @@ use super::{Ctx, Workload, MS, PIPELINE_MAX, US};
 use crate::failure::Failure;
 use crate::http_client::parse_response;
 use crate::model::WriteEnd;
-use crate::oracle::answer::{check, Checker};
+use crate::oracle::answer::{check, Checker, Sender};
+
+/// Share of a slow sender's pauses that outlast the request timeout.
+const STALL_PAST_TIMEOUT_P: f64 = 0.3;
 use crate::request::{Kind, Req};
 
 #[derive(Debug)]
@@ -145,9 +148,12 @@ impl Workload {
                     resp.body.len() as u64,
                 ],
             );
+            let c = &self.clients[id];
+            let slow = c.slow_sender || c.slow_reader;
             let mut checker = Checker {
                 model: &mut *ctx.model,
                 explain: &mut ctx.explain,
+                sender: if slow { Sender::Slow } else { Sender::Prompt },
             };
             if let Err(e) = check(&req, &resp, &mut checker) {
                 ctx.failures.push(Failure::Correctness(format!(
@@ -233,8 +239,12 @@ impl Workload {
         ctx.trace
             .ev(ctx.now, "client-send", [id as u64, handle, n as u64, 0]);
         if c.out_pos < c.out.len() {
-            let gap = if c.slow_sender && !ctx.healed {
-                let hi = (ctx.opts.request_timeout.as_nanos() as u64 / 3).max(MS);
+            let timeout_ns = ctx.opts.request_timeout.as_nanos() as u64;
+            let gap = if c.slow_sender && !ctx.healed && ctx.chance(STALL_PAST_TIMEOUT_P) {
+                // Hot spot: a slow sender stalls past the request timeout (a 408 is due).
+                timeout_ns + timeout_ns / 5
+            } else if c.slow_sender && !ctx.healed {
+                let hi = (timeout_ns / 3).max(MS);
                 ctx.rng.random_range(MS..=hi)
             } else {
                 ctx.rng.random_range(0..=20 * US)

@@ -9,7 +9,9 @@
 //! server. Must never read a clock of its own (`now` is the cycle's start plus the time spent).
 //!
 //! Fault model: a data sync fails with probability `sync_fail`; a failed one makes nothing
-//! durable. A successful background sync makes durable exactly the writes completed when it
+//! durable and drops the dirty pages for good (`Disk::fail_sync`, fsyncgate). Oracle (the
+//! latch, [`SimSyncThread::check_latch`]): a controller told that a data sync failed must be
+//! latched by the end of that turn, so it acknowledges nothing more. A successful background sync makes durable exactly the writes completed when it
 //! began (the simulator is one thread, so none complete between its begin and its wait).
 
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub struct SimSyncThread {
     /// The background data sync in flight: its outcome (drawn when it began) and when it
     /// completes (virtual ns).
     in_flight: Option<(Result<(), SyncError>, u64)>,
+    /// `sync_data` answered the controller with an error (it must latch).
+    failure_reported: bool,
 }
 
 impl SimSyncThread {
@@ -43,6 +47,19 @@ impl SimSyncThread {
         if self.state.index_in_flight() && !index_sync_pending {
             self.state.index_done();
         }
+    }
+
+    /// The latch oracle, after a controller turn: a controller that was told that a data sync
+    /// failed has latched (and so answers every later write with an error).
+    pub fn check_latch(&self, controller_failed: bool) -> Result<(), String> {
+        if self.failure_reported && !controller_failed {
+            return Err(
+                "the controller was told a data sync failed and did not latch: it \
+                        may acknowledge writes whose data a later sync will never persist"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -68,6 +85,7 @@ impl CtlIo<'_> {
         let latency_ns = ring::latency(self.rng, self.disk_latency_ns, 0.0);
         if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
             *self.failed = true;
+            self.disk.fail_sync();
             return (Err(SyncError::Io("injected EIO".into())), latency_ns);
         }
         self.disk.sync();
@@ -112,14 +130,16 @@ impl ControllerIo for CtlIo<'_> {
 
     fn sync_data(&mut self) -> Result<(), SyncError> {
         self.wait_data();
-        match self.sync.state.finish_data() {
+        let result = match self.sync.state.finish_data() {
             DataFinish::Report(result) => result,
             DataFinish::SyncNow => {
                 let (result, latency_ns) = self.draw_sync();
                 self.spent_ns += latency_ns;
                 result
             }
-        }
+        };
+        self.sync.failure_reported |= result.is_err();
+        result
     }
 
     fn now(&mut self) -> Instant {

@@ -21,6 +21,9 @@ pub struct Knobs {
     pub fail_next_durable: bool,
     /// Restart the node when its controller latches failed (off in scripted tests).
     pub restart_on_latch: bool,
+    /// Scheduler steps without progress before the run fails as a livelock (a test lowers it
+    /// to see the watchdog strike; it only ever ends a run earlier).
+    pub watchdog_steps: u64,
 }
 
 impl Default for Knobs {
@@ -32,6 +35,7 @@ impl Default for Knobs {
             hold_durable: false,
             fail_next_durable: false,
             restart_on_latch: true,
+            watchdog_steps: super::watchdog::STEPS_WITHOUT_PROGRESS_MAX,
         }
     }
 }

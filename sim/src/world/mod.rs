@@ -31,12 +31,14 @@ mod knobs;
 mod lifecycle;
 mod phases;
 mod scheduler;
+mod watchdog;
 mod workers;
 
 use lifecycle::CrashSchedule;
 use scheduler::Schedule;
 
 pub use knobs::Knobs;
+pub use watchdog::STEPS_WITHOUT_PROGRESS_MAX;
 
 pub use lifecycle::{Node, WorkerBox};
 
@@ -77,6 +79,8 @@ pub struct Summary {
     /// pieces (summed over every node the run started).
     pub buffer_waits: u64,
     pub small_piece_uploads: u64,
+    /// The most scheduler steps between two progress marks (the watchdog's measure).
+    pub steps_without_progress_max: u64,
 }
 
 /// The simulated world of one run.
@@ -216,6 +220,7 @@ impl World {
             checked_writes: self.model.checked_writes,
             buffer_waits: self.buffer_counters.0,
             small_piece_uploads: self.buffer_counters.1,
+            steps_without_progress_max: self.sched.watchdog.steps_without_progress_max,
         }
     }
 

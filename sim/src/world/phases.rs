@@ -30,6 +30,18 @@ impl World {
         bound.as_nanos() as u64
     }
 
+    /// The first few requests still waiting for an answer, for a liveness failure's message.
+    pub(super) fn outstanding_list(&self) -> String {
+        let stuck: Vec<String> = self
+            .workload
+            .outstanding()
+            .iter()
+            .take(5)
+            .map(|(c, s, k, t)| format!("client {c} request {s} ({k}) since {t} ns"))
+            .collect();
+        stuck.join("; ")
+    }
+
     /// Steps until `done` holds, failing with a liveness error after `bound_ns`.
     pub fn run_until(
         &mut self,
@@ -38,16 +50,10 @@ impl World {
         mut done: impl FnMut(&World) -> bool,
     ) -> Result<(), Failure> {
         let deadline = self.clock.now() + bound_ns;
+        self.sched.phases += 1;
         while !done(self) {
             let progressed = self.step()?;
             if self.clock.now() > deadline || !progressed {
-                let stuck: Vec<String> = self
-                    .workload
-                    .outstanding()
-                    .iter()
-                    .take(5)
-                    .map(|(c, s, k, t)| format!("client {c} request {s} ({k}) since {t} ns"))
-                    .collect();
                 return Err(Failure::Liveness(format!(
                     "{what}: not done after {} ms of virtual time{}; outstanding: [{}]",
                     bound_ns / 1_000_000,
@@ -56,7 +62,7 @@ impl World {
                     } else {
                         " (nothing left to happen)"
                     },
-                    stuck.join("; ")
+                    self.outstanding_list()
                 )));
             }
         }

@@ -2,7 +2,8 @@
 //! time, picks one with the seeded generator and runs it; when nothing is ready the clock
 //! jumps to the earliest deadline. Planned crashes are armed here and strike at their point.
 //!
-//! Owns: the choice of what runs next, the livelock guard and the crash plan's arming. Never
+//! Owns: the choice of what runs next, the livelock guards (steps at one instant, and the
+//! progress [`Watchdog`]) and the crash plan's arming. Never
 //! does: run an actor's logic itself (the drivers in [`super::workers`],
 //! [`super::controller`] and [`super::clients`] do). Invariant: every decision draws from the
 //! one seeded generator in a fixed order, so a seed replays.
@@ -13,6 +14,7 @@ use rand::RngExt;
 use crate::failure::Failure;
 use crate::options::{CrashKind, CrashPlan, CrashPoint};
 
+use super::watchdog::Watchdog;
 use super::World;
 
 /// An armed crash point that has not struck within this much virtual time strikes anyway.
@@ -47,6 +49,10 @@ pub(super) struct Schedule {
     pub(super) last_now: u64,
     /// The controller thread is busy with its last cycle until then.
     pub(super) controller_busy_until: u64,
+    /// Phases of the run begun so far (a new phase counts as progress for the watchdog).
+    pub(super) phases: u64,
+    /// Steps without progress: a livelock whose clock still moves ends here.
+    pub(super) watchdog: Watchdog,
 }
 
 impl World {
@@ -56,6 +62,7 @@ impl World {
     /// One step. `Ok(false)` when nothing at all can happen any more.
     pub fn step(&mut self) -> Result<bool, Failure> {
         self.steps += 1;
+        self.watch_progress()?;
         if self.clock.now() == self.sched.last_now {
             self.sched.instant_steps += 1;
             if self.sched.instant_steps > STEPS_PER_INSTANT_MAX {
@@ -105,6 +112,32 @@ impl World {
         self.first_failure()?;
         self.arm_crashes();
         Ok(true)
+    }
+
+    /// Feeds the watchdog one step; a liveness failure once the workload stopped progressing.
+    fn watch_progress(&mut self) -> Result<(), Failure> {
+        let w = &self.workload;
+        let mark = (w.issued, w.answered, w.unanswered, self.sched.phases);
+        let Err(steps) = self.sched.watchdog.observe(mark, self.knobs.watchdog_steps) else {
+            return Ok(());
+        };
+        let mut ready = Vec::new();
+        self.gather(&mut ready);
+        Err(Failure::Liveness(format!(
+            "livelock: {steps} steps without progress (no request issued, answered or given \
+             up) by {} ns; ready: {ready:?}; outstanding: [{}]",
+            self.clock.now(),
+            self.outstanding_list()
+        )))
+    }
+
+    /// The latch oracle after a controller turn (see `controller_io`).
+    fn check_latch(&self) -> Result<(), Failure> {
+        let Some(node) = &self.node else {
+            return Ok(());
+        };
+        let failed = node.controller.is_failed();
+        node.sync.check_latch(failed).map_err(Failure::Correctness)
     }
 
     pub(super) fn arm_crashes(&mut self) {
@@ -227,7 +260,10 @@ impl World {
             Action::Ring(w) => self.complete_one(w),
             Action::Inbox(w) => self.worker_inbox(w),
             Action::Turn(w) => self.worker_turn(w),
-            Action::Controller => return self.controller_turn(),
+            Action::Controller => {
+                self.controller_turn()?;
+                return self.check_latch();
+            }
             Action::Client(c) => self.client_step(c),
         }
         Ok(())

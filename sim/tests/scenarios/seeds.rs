@@ -42,3 +42,31 @@ fn seed_97_once_spun_the_controller_while_a_put_waited_for_space() {
 fn seed_179_once_resurrected_a_block_over_reused_bytes_after_power_loss() {
     seed_passes(179, 2000, false);
 }
+
+/// The progress watchdog is wired into the scheduler and counts exactly: seed 1 passes with the
+/// limit at its largest gap without progress, and one step less ends it as a livelock.
+#[test]
+fn the_watchdog_ends_a_run_that_stops_progressing() {
+    let opts = sim::Options::draw(1, 400, engine::bugs::Bugs::NONE, None);
+    let mut world = sim::World::new(opts.clone(), false);
+    let gap = match world.run_all() {
+        Ok(s) => s.steps_without_progress_max,
+        Err(f) => panic!("seed 1: {f}"),
+    };
+    assert!(gap > 1, "seed 1 has steps without progress");
+    let mut world = sim::World::new(opts.clone(), false);
+    world.knobs.watchdog_steps = gap;
+    assert!(
+        world.run_all().is_ok(),
+        "the limit at the gap lets the run pass"
+    );
+    let mut world = sim::World::new(opts, false);
+    world.knobs.watchdog_steps = gap - 1;
+    match world.run_all() {
+        Err(sim::Failure::Liveness(m)) => assert!(m.contains("steps without progress"), "{m}"),
+        other => panic!(
+            "expected a livelock failure, got {:?}",
+            other.map(|s| s.steps)
+        ),
+    }
+}
