@@ -6,8 +6,8 @@
 //!
 //! Worker -> controller: allocate (with a count), occupy (with the slot the worker filled),
 //! release, get_address, return_slot (an unused reservation), list (for `GET /blocks`) and
-//! reader_horizon (the number of the oldest address reply whose read the worker still has in
-//! flight; see `controller::isolation`).
+//! reader_horizon (the oldest index-view version the worker still has a lookup or read in
+//! flight from; see `controller::isolation`).
 //! Controller -> worker: one reply (or a run of item frames and a closing frame) per request.
 //!
 //! Files: `mod.rs` (here) the message types; `frame.rs` the frame's field map (offsets, tags) and

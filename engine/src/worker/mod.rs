@@ -421,8 +421,7 @@ impl Worker {
 
     /// Input: a controller reply to this worker (slots, addresses, occupy and release
     /// outcomes, list items, errors, `Reclaim`). A reply whose request was answered
-    /// meanwhile (timed out, closed) is dropped; an address reply still counts for the
-    /// reader horizon. Then drain `poll_io` and `drain_messages`.
+    /// meanwhile (timed out, closed) is dropped. Then drain `poll_io` and `drain_messages`.
     pub fn handle_message(&mut self, now: Instant, message: ToWorker) {
         self.now_seen = self.now_seen.max(now);
         match message {
