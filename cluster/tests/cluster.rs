@@ -376,9 +376,22 @@ fn gateway_request_checks() {
     http.request("PUT", "/block", &bytes).expect(200);
     // Refused from the header alone: the client never sends the body.
     let too_long = [("Content-Length", "524289")];
-    http.request_with("PUT", "/block", &too_long, &[])
+    let r = http
+        .request_with("PUT", "/block", &too_long, &[])
         .expect(413);
-    let mut http = gw.http(); // a 413 may close the connection
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "the body was left unread"
+    );
+    let mut http = gw.http();
+    // Refusals and bodiless routes read what was sent, so the connection stays usable: a
+    // large body left unread made hyper close it under the next request.
+    let big = body(4, 300_000);
+    http.request("PUT", "/stats", &big).expect(405);
+    http.request("PUT", "/block/nothex", &big).expect(400);
+    http.request("POST", "/nothing", &big).expect(404);
+    http.request("GET", "/health", &big).expect(200);
     http.request("GET", "/block/nothex", &[]).expect(400);
     http.request("GET", &format!("/block/{other}"), &[])
         .expect(404);
@@ -397,7 +410,7 @@ fn gateway_request_checks() {
     assert_eq!(range.body, bytes[10..20]);
     let metrics = http.request("GET", "/metrics", &[]).expect(200).text();
     assert!(
-        metrics.contains("buddy_cluster_requests_total{method=\"PUT\"} 4"),
+        metrics.contains("buddy_cluster_requests_total{method=\"PUT\"} 6"),
         "{metrics}"
     );
 }

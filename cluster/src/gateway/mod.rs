@@ -178,17 +178,17 @@ impl Gateway {
         reply
     }
 
+    /// Routes and runs one request. Every body is accounted for: the routes that take one
+    /// read it (`read_body`), and every other answer, refusals included, reads and drops
+    /// what the client sent (`answer_unread`), so the connection stays usable for the next
+    /// request. (Left unread, hyper closes the connection under the client's next request.)
     async fn route_and_run(&self, req: Request<Incoming>) -> Reply {
         let route = match route(req.method(), req.uri().path()) {
             Ok(route) => route,
-            Err(refusal) => return *refusal,
+            Err(refusal) => return answer_unread(req, *refusal).await,
         };
         let writes = matches!(route, Route::PutBlock(_) | Route::DeleteBlock(_));
         if writes && !self.authorized(req.headers()) {
-            // The refused body is read and dropped, as a node does, so the connection stays
-            // usable; one too large to read is answered with `Connection: close`. (Left
-            // unread, hyper closed the connection under the client's next request.)
-            let drained = drain_body(req, BLOCK_BYTES_MAX).await;
             let mut r = reply::text(
                 StatusCode::UNAUTHORIZED,
                 "this gateway needs a bearer token",
@@ -197,30 +197,45 @@ impl Gateway {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
-            if !drained {
-                r.headers_mut().insert(
-                    header::CONNECTION,
-                    header::HeaderValue::from_static("close"),
-                );
-            }
-            return r;
+            return answer_unread(req, r).await;
         }
         match route {
             Route::PutBlock(expected) => match read_body(req, BLOCK_BYTES_MAX).await {
                 Ok(body) => self.put(expected, body).await,
                 Err(refusal) => *refusal,
             },
-            Route::GetBlock(hash) => self.get(hash, req.headers()).await,
-            Route::HeadBlock(hash) => self.head(hash).await,
-            Route::DeleteBlock(hash) => self.delete(hash).await,
             Route::Missing => match read_body(req, MISSING_BODY_BYTES_MAX).await {
                 Ok(body) => self.missing(&body).await,
                 Err(refusal) => *refusal,
             },
-            Route::Listing => self.listing(req.uri().query().unwrap_or("")).await,
+            Route::GetBlock(_)
+            | Route::HeadBlock(_)
+            | Route::DeleteBlock(_)
+            | Route::Listing
+            | Route::Health
+            | Route::Stats
+            | Route::Metrics => {
+                let (parts, body) = req.into_parts();
+                let drained = drain_body(&parts.headers, body, BLOCK_BYTES_MAX).await;
+                let reply = self.run_bodiless(route, &parts).await;
+                close_unless(drained, reply)
+            }
+        }
+    }
+
+    /// The routes that take no body.
+    async fn run_bodiless(&self, route: Route, parts: &hyper::http::request::Parts) -> Reply {
+        match route {
+            Route::GetBlock(hash) => self.get(hash, &parts.headers).await,
+            Route::HeadBlock(hash) => self.head(hash).await,
+            Route::DeleteBlock(hash) => self.delete(hash).await,
+            Route::Listing => self.listing(parts.uri.query().unwrap_or("")).await,
             Route::Health => self.health().await,
             Route::Stats => self.stats().await,
             Route::Metrics => self.prometheus(),
+            Route::PutBlock(_) | Route::Missing => {
+                unreachable!("route_and_run reads the bodies of PUT and missing")
+            }
         }
     }
 
@@ -319,17 +334,34 @@ fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
     }
 }
 
-/// Reads and drops the body of a refused request; false when it declares more than `limit`
-/// bytes or cannot be read whole (the connection should then close).
-async fn drain_body(req: Request<Incoming>, limit: usize) -> bool {
-    let declared = req
-        .headers()
+/// Answers `reply` to a request whose body nobody reads: the body is read and dropped first.
+async fn answer_unread(req: Request<Incoming>, reply: Reply) -> Reply {
+    let (parts, body) = req.into_parts();
+    let drained = drain_body(&parts.headers, body, BLOCK_BYTES_MAX).await;
+    close_unless(drained, reply)
+}
+
+/// Reads and drops a body nobody needs; false when it declares more than `limit` bytes or
+/// cannot be read whole (the connection must then close).
+async fn drain_body(headers: &header::HeaderMap, body: Incoming, limit: usize) -> bool {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return false;
     }
-    Limited::new(req.into_body(), limit).collect().await.is_ok()
+    Limited::new(body, limit).collect().await.is_ok()
+}
+
+/// `reply`, with `Connection: close` unless the request's body was read whole.
+fn close_unless(drained: bool, mut reply: Reply) -> Reply {
+    if !drained {
+        reply.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    reply
 }
 
 /// Reads a request body of 1..=`limit` bytes: `411` without framing, `413` past the limit
@@ -344,11 +376,13 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Refusa
             "a body needs Content-Length",
         ));
     }
+    // Refused with the body (partly) unread: the connection closes.
     let too_large = || {
-        reply::refuse(
+        let r = reply::text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body over {limit} bytes"),
-        )
+        );
+        Box::new(close_unless(false, r))
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -361,7 +395,8 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Refusa
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
         Err(e) => {
             let message = format!("reading the body: {e}");
-            return Err(reply::refuse(StatusCode::BAD_REQUEST, message));
+            let r = reply::text(StatusCode::BAD_REQUEST, message);
+            return Err(Box::new(close_unless(false, r)));
         }
     };
     if bytes.is_empty() {
