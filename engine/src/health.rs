@@ -3,16 +3,17 @@
 //!
 //! Owns: the reasons a node is unhealthy ([`Unhealthy`]), the watchdog rule that turns what a
 //! driver observes ([`Observations`]: when the controller last made progress, since when a
-//! storage sync has been running, since when the oldest request has waited for the controller,
-//! a latched storage error) into a verdict ([`verdict`]), and the change detector that says
+//! storage sync has been running, since when the oldest data-file read or write has been in
+//! flight, since when the oldest request has waited for the controller, a latched storage
+//! error) into a verdict ([`verdict`]), and the change detector that says
 //! when to log ([`Watchdog`]) so that a stall is logged once, not once per check.
 //!
 //! Must never: read a clock, look at files or threads, or decide anything about requests: it
 //! only names the state. Workers answer their waiting requests by their own deadlines.
 //!
 //! Invariants: the verdict is a pure function of its observations; the most severe reason
-//! wins (a latched storage error, then a stalled flush, a stalled controller, a stalled reply,
-//! then shutdown), so the operator sees the cause that needs action first.
+//! wins (a latched storage error, then a stalled flush, a stalled data-file read or write, a
+//! stalled controller, a stalled reply, then shutdown), so the operator sees the cause that needs action first.
 
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub enum Unhealthy {
     /// A flush of the data file or the index has been running for this long (ranked before
     /// the controller's stall: a controller waiting for a flush is its consequence).
     SyncStalled { waited: Duration },
+    /// A worker's read or write of the data file has been in flight for this long (the
+    /// request waiting on it cannot be answered before the kernel hands its buffer back).
+    DiskStalled { waited: Duration },
     /// The controller thread has not made progress for this long (blocked in a commit, or in
     /// the disk under it).
     ControllerStalled { waited: Duration },
@@ -44,6 +48,7 @@ impl Unhealthy {
         match self {
             Unhealthy::StorageFailed { .. } => "storage_failed",
             Unhealthy::SyncStalled { .. } => "sync_stalled",
+            Unhealthy::DiskStalled { .. } => "disk_stalled",
             Unhealthy::ControllerStalled { .. } => "controller_stalled",
             Unhealthy::RepliesStalled { .. } => "replies_stalled",
             Unhealthy::ShuttingDown => "shutting_down",
@@ -67,6 +72,11 @@ impl Unhealthy {
                  (check the disk: dmesg, iostat)",
                 waited.as_millis()
             ),
+            Unhealthy::DiskStalled { waited } => format!(
+                "storage stalled: a read or write of the data file has been in flight for {} ms \
+                 (check the disk: dmesg, iostat)",
+                waited.as_millis()
+            ),
             Unhealthy::RepliesStalled { waited } => format!(
                 "storage stalled: a request has waited {} ms for the index \
                  (check the disk: dmesg, iostat)",
@@ -81,9 +91,10 @@ impl Unhealthy {
         match self {
             Unhealthy::StorageFailed { .. } => 0,
             Unhealthy::SyncStalled { .. } => 1,
-            Unhealthy::ControllerStalled { .. } => 2,
-            Unhealthy::RepliesStalled { .. } => 3,
-            Unhealthy::ShuttingDown => 4,
+            Unhealthy::DiskStalled { .. } => 2,
+            Unhealthy::ControllerStalled { .. } => 3,
+            Unhealthy::RepliesStalled { .. } => 4,
+            Unhealthy::ShuttingDown => 5,
         }
     }
 }
@@ -97,6 +108,8 @@ pub struct Observations {
     pub controller_beat: Option<Instant>,
     /// Since when the oldest flush in flight has been running.
     pub sync_since: Option<Instant>,
+    /// Since when the oldest data-file read or write of any worker has been in flight.
+    pub oldest_file_op_since: Option<Instant>,
     /// Since when the oldest request waiting for the controller has waited.
     pub oldest_wait_since: Option<Instant>,
     /// The latched storage error, in words.
@@ -114,6 +127,7 @@ pub fn verdict(obs: &Observations, stall_limit: Duration) -> Option<Unhealthy> {
             .clone()
             .map(|cause| Unhealthy::StorageFailed { cause }),
         stalled(obs.sync_since).map(|waited| Unhealthy::SyncStalled { waited }),
+        stalled(obs.oldest_file_op_since).map(|waited| Unhealthy::DiskStalled { waited }),
         stalled(obs.controller_beat).map(|waited| Unhealthy::ControllerStalled { waited }),
         stalled(obs.oldest_wait_since).map(|waited| Unhealthy::RepliesStalled { waited }),
         obs.shutting_down.then_some(Unhealthy::ShuttingDown),
@@ -203,6 +217,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(verdict(&replies, LIMIT).unwrap().code(), "replies_stalled");
+        let disk = Observations {
+            now: at(10),
+            oldest_file_op_since: Some(at(7)),
+            oldest_wait_since: Some(at(1)),
+            ..Default::default()
+        };
+        let v = verdict(&disk, LIMIT).unwrap();
+        assert_eq!(
+            v.code(),
+            "disk_stalled",
+            "ranked before the replies it holds up"
+        );
+        assert!(v.reason().contains("3000 ms"), "{}", v.reason());
     }
 
     #[test]

@@ -142,6 +142,7 @@ impl Driver {
             self.shared.oldest_wait[id].store(self.worker.oldest_wait_since());
             self.push_messages();
             self.take_ops();
+            self.shared.oldest_file_op[id].store(self.worker.oldest_file_op_since());
             if now.saturating_since(last_stats) >= STATS_EVERY {
                 last_stats = now;
                 test_panic.check();

@@ -41,6 +41,8 @@ pub struct Shared {
     pub sync_since: AtomicInstant,
     /// Per worker: since when its oldest request has waited for the controller.
     pub oldest_wait: Vec<AtomicInstant>,
+    /// Per worker: since when its oldest read or write of the data file has been in flight.
+    pub oldest_file_op: Vec<AtomicInstant>,
     /// The controller's latched storage error, in its own words (set once).
     storage_failure: Mutex<Option<String>>,
     /// The watchdog's verdict, and a counter bumped when it changes (workers look at the
@@ -63,6 +65,7 @@ impl Shared {
             controller_beat: AtomicInstant::default(),
             sync_since: AtomicInstant::default(),
             oldest_wait: (0..workers).map(|_| AtomicInstant::default()).collect(),
+            oldest_file_op: (0..workers).map(|_| AtomicInstant::default()).collect(),
             storage_failure: Mutex::new(None),
             health: Mutex::new(None),
             health_changes: AtomicU64::new(0),

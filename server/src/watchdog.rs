@@ -1,8 +1,8 @@
 //! The watchdog: what the main thread does while the server runs.
 //!
 //! Every [`TICK`] it gathers what the other threads leave in [`Shared`] (the controller's
-//! heartbeat, the flush in flight, each worker's oldest wait for the controller, a latched
-//! storage error), asks the engine's [`health::verdict`], publishes the verdict for every
+//! heartbeat, the flush in flight, each worker's oldest wait for the controller and oldest
+//! read or write of the data file, a latched storage error), asks the engine's [`health::verdict`], publishes the verdict for every
 //! worker's `/health`, `/stats` and `/metrics`, and logs each change once (a stall is one
 //! line when it starts and one when it ends, not a line per check). It returns the signal
 //! when SIGTERM or SIGINT arrives.
@@ -54,6 +54,7 @@ pub fn run_until_signal(
             controller_beat: shared.controller_beat.load(),
             sync_since: shared.sync_since.load(),
             oldest_wait_since: shared.oldest_wait.iter().filter_map(|w| w.load()).min(),
+            oldest_file_op_since: shared.oldest_file_op.iter().filter_map(|w| w.load()).min(),
             storage_failure: failure,
             shutting_down: false,
         };

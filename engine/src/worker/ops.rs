@@ -1,10 +1,12 @@
 //! The operation table: every I/O operation in flight, by op id (slot index + generation).
 //!
 //! Owns: [`OpTable`] (entries, free list, the count in flight, the queue of ops not yet
-//! handed to the driver), [`OpKind`], and `Worker::submit_file`.
+//! handed to the driver, the age of the data-file ops in flight), [`OpKind`], and
+//! `Worker::submit_file`.
 //! Invariants: an entry is in use exactly while its op is in flight (`in_flight` counts
 //! them); a reused entry bumps its generation, so a stale completion is never taken for a new
-//! op; a connection has at most one file op at a time.
+//! op; a connection has at most one file op at a time; the front of `file_ages` is the oldest
+//! data-file op still in flight (submission times never decrease, retired ones are popped).
 //! Must never: touch the buffer an op owns (the driver hands it back with the completion).
 
 use super::*;
@@ -18,6 +20,9 @@ pub(super) enum OpKind {
     Close,
     Cancel,
 }
+
+/// How many retired file ops `OpTable::file_ages` may hold beyond twice those in flight.
+const FILE_AGES_SLACK: usize = 64;
 
 /// Who an operation in flight belongs to: its connection (none for accept and for closing a
 /// handle that never became one) and what it is.
@@ -39,6 +44,11 @@ pub(super) struct OpTable {
     in_flight: usize,
     /// Submitted ops not yet taken by the driver (`Worker::poll_io`).
     out: VecDeque<(OpId, Op)>,
+    /// Data-file ops by submission time, oldest first; retired ones leave from the front
+    /// (lazily: an entry behind the front may be retired already). A read or write the disk
+    /// never completes has no deadline a request can enforce (its buffer belongs to the
+    /// kernel), so its age is what tells the watchdog (`oldest_file_op_since`).
+    file_ages: VecDeque<(OpId, Instant)>,
 }
 
 impl OpTable {
@@ -64,6 +74,27 @@ impl OpTable {
         id
     }
 
+    /// [`submit`](Self::submit) for a data-file op, whose age is watched from `now` on.
+    pub(super) fn submit_file(&mut self, user: OpUser, op: Op, now: Instant) -> OpId {
+        debug_assert!(matches!(op, Op::ReadAt { .. } | Op::WriteAt { .. }));
+        assert!(
+            self.file_ages.back().is_none_or(|(_, t)| *t <= now),
+            "file ops are submitted in time order"
+        );
+        let id = self.submit(user, op);
+        self.file_ages.push_back((id, now));
+        id
+    }
+
+    /// Since when the oldest data-file op in flight has been waiting for the disk.
+    pub(super) fn oldest_file_op_since(&self) -> Option<Instant> {
+        self.file_ages.front().map(|(_, since)| *since)
+    }
+
+    fn is_live(&self, id: OpId) -> bool {
+        is_live(&self.entries, id)
+    }
+
     /// The owner of the op `id` names, whose completion has come; `None` for an id that is
     /// not in flight (unknown, stale generation, or retired already).
     pub(super) fn retire(&mut self, id: OpId) -> Option<OpUser> {
@@ -74,6 +105,17 @@ impl OpTable {
         let user = entry.user.take()?;
         self.free.push(id.index());
         self.in_flight -= 1;
+        while let Some(&(front, _)) = self.file_ages.front() {
+            if self.is_live(front) {
+                break;
+            }
+            self.file_ages.pop_front();
+        }
+        // One stuck op at the front must not let the retired ones behind it pile up.
+        if self.file_ages.len() > FILE_AGES_SLACK.max(2 * self.in_flight) {
+            let entries = &self.entries;
+            self.file_ages.retain(|(id, _)| is_live(entries, *id));
+        }
         Some(user)
     }
 
@@ -100,13 +142,32 @@ impl OpTable {
             "every entry is in use or free"
         );
         for (id, _) in &self.out {
-            let entry = &self.entries[id.index() as usize];
             assert!(
-                entry.generation == id.generation() && entry.user.is_some(),
+                self.is_live(*id),
                 "an op waiting for the driver is in flight"
             );
         }
+        if let Some(&(front, _)) = self.file_ages.front() {
+            assert!(self.is_live(front), "the oldest file op is in flight");
+        }
+        assert!(
+            self.file_ages
+                .iter()
+                .zip(self.file_ages.iter().skip(1))
+                .all(|(a, b)| a.1 <= b.1),
+            "file op ages in submission order"
+        );
+        assert!(
+            self.file_ages.len() <= FILE_AGES_SLACK + 2 * self.in_flight,
+            "retired file ops are compacted away"
+        );
     }
+}
+
+fn is_live(entries: &[OpEntry], id: OpId) -> bool {
+    entries
+        .get(id.index() as usize)
+        .is_some_and(|e| e.generation == id.generation() && e.user.is_some())
 }
 
 impl Worker {
@@ -116,8 +177,9 @@ impl Worker {
 
     /// Submits a data-file operation for the connection's current request.
     pub(super) fn submit_file(&mut self, r: ConnRef, op: Op) {
-        debug_assert!(matches!(op, Op::ReadAt { .. } | Op::WriteAt { .. }));
-        let id = self.submit(Some(r), OpKind::File, op);
+        let id = self
+            .ops
+            .submit_file((Some(r), OpKind::File), op, self.now_seen);
         let conn =
             conn_at(&mut self.conns.entries, r).expect("a file op belongs to an open connection");
         assert!(
@@ -184,6 +246,49 @@ mod tests {
         table.check_invariants();
         assert!(table.pop_out().is_some());
         assert_eq!(table.in_flight(), 1);
+        table.check_invariants();
+    }
+
+    fn read() -> Op {
+        Op::ReadAt {
+            offset: 0,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    /// The age the watchdog sees is the oldest file op still in flight: one the disk never
+    /// completes stays visible however many complete behind it, and those do not pile up.
+    #[test]
+    fn a_stuck_file_op_stays_the_oldest_and_the_rest_do_not_pile_up() {
+        let mut table = OpTable::default();
+        assert_eq!(table.oldest_file_op_since(), None);
+        let stuck = table.submit_file((conn(0), OpKind::File), read(), at(1));
+        table.submit((None, OpKind::Accept), Op::Accept);
+        while table.pop_out().is_some() {}
+        for i in 0..10_000u64 {
+            let id = table.submit_file((conn(1), OpKind::File), read(), at(2 + i));
+            assert!(table.pop_out().is_some());
+            assert_eq!(table.retire(id), Some((conn(1), OpKind::File)));
+            assert_eq!(table.oldest_file_op_since(), Some(at(1)));
+            table.check_invariants();
+        }
+        let newer = table.submit_file((conn(2), OpKind::File), read(), at(20_000));
+        assert!(table.pop_out().is_some());
+        assert!(table.retire(stuck).is_some());
+        assert_eq!(
+            table.oldest_file_op_since(),
+            Some(at(20_000)),
+            "next oldest"
+        );
+        table.check_invariants();
+        assert!(table.retire(newer).is_some());
+        assert_eq!(table.oldest_file_op_since(), None, "only non-file ops left");
         table.check_invariants();
     }
 }

@@ -1,6 +1,7 @@
 //! What the worker reports to its driver: stats, health, and the figures the driver hands in.
 //!
-//! Owns: `stats`, `set_snapshot`, `set_health`, `oldest_wait_since`, `health` and the snapshot
+//! Owns: `stats`, `set_snapshot`, `set_health`, `oldest_wait_since`, `oldest_file_op_since`,
+//! `health` and the snapshot
 //! `/stats` and `/metrics` render.
 //! Must never: change request or connection state.
 
@@ -25,6 +26,12 @@ impl Worker {
         self.link.pending.values().next().map(|w| w.sent)
     }
 
+    /// Since when this worker's oldest read or write of the data file has been in flight
+    /// (the driver's watchdog reports one the disk does not complete: `disk_stalled`).
+    pub fn oldest_file_op_since(&self) -> Option<Instant> {
+        self.ops.oldest_file_op_since()
+    }
+
     /// What `/health` answers now: the driver's verdict, or this worker's own view (its
     /// oldest request waiting for the controller, shutting down).
     pub(super) fn health(&self, now: Instant) -> Option<Unhealthy> {
@@ -34,6 +41,7 @@ impl Worker {
         let own = Observations {
             now,
             oldest_wait_since: self.oldest_wait_since(),
+            oldest_file_op_since: self.oldest_file_op_since(),
             shutting_down: self.shutting_down,
             storage_failure: self
                 .snapshot

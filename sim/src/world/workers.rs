@@ -120,6 +120,11 @@ impl World {
                 .iter()
                 .filter_map(|wb| wb.worker.oldest_wait_since())
                 .min(),
+            oldest_file_op_since: node
+                .workers
+                .iter()
+                .filter_map(|wb| wb.worker.oldest_file_op_since())
+                .min(),
             storage_failure: node.controller.failure().map(str::to_string),
             shutting_down: false,
         };

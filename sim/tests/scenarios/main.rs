@@ -5,6 +5,7 @@
 mod budget;
 mod common;
 mod durability;
+mod health;
 mod isolation;
 mod relaxed;
 mod requests;
