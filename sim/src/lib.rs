@@ -16,7 +16,8 @@
 //! actors' drivers, [`world::Knobs`]) -> [`workload`] (clients, drawing and issuing requests)
 //! -> [`oracle`] (answers, faults that explain them, the store against the model) ->
 //! [`model`] and [`request`] -> [`fake`] -> [`options`], [`trace`], [`failure`] at the bottom.
-//! [`harness`] is the scripted harness the scenario tests drive; this file runs one seed.
+//! [`harness`] is the scripted harness the scenario tests drive, [`scripted`] the faults-off run
+//! the differential test plays against the real binary; this file runs one seed.
 
 pub mod failure;
 pub mod fake;
@@ -27,6 +28,7 @@ pub mod options;
 pub mod oracle;
 pub mod probe;
 pub mod request;
+pub mod scripted;
 pub mod trace;
 pub mod workload;
 pub mod world;
