@@ -218,4 +218,23 @@ mod tests {
         assert_eq!(a.responses[0].body, b"ok");
         assert!(a.closed && a.responses[1].says_close() && a.leftover_bytes == 0);
     }
+
+    /// Found by the differential test: after a `413` whose body never comes, the lingering
+    /// close (1 s) came up to `min_timeout / 2` (2.5 s) late, because entering the linger did
+    /// not lower the worker's lazy deadline cache; the server happened to close in time.
+    #[test]
+    fn regression_a_lingering_close_comes_within_its_timeout() {
+        let mut node = ScriptedNode::new(HarnessConfig::default());
+        let put = b"PUT /block HTTP/1.1\r\nHost: x\r\nContent-Length: 524289\r\n\r\n";
+        let step = Step {
+            conn: 0,
+            pieces: vec![put.to_vec()],
+            heads: vec![false],
+            pause: Duration::ZERO,
+        };
+        let a = node.play(&step);
+        assert_eq!(a.responses.iter().map(|r| r.status).collect::<Vec<_>>(), [413]);
+        assert!(a.responses[0].says_close());
+        assert!(a.closed, "closed within CLOSE_WAIT, twice the linger");
+    }
 }

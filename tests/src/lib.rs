@@ -43,7 +43,18 @@ impl Default for NodeConfig {
             capacity_mib: 16,
             pool_targets: [2, 2, 2, 1, 1, 1, 1, 1],
             auth_token: "diff-token-7",
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// A one-second request timeout, for the script that waits it out
+    /// ([`script::timeouts`]).
+    pub fn short_timeouts() -> NodeConfig {
+        NodeConfig {
             request_timeout: Duration::from_secs(1),
+            ..NodeConfig::default()
         }
     }
 }

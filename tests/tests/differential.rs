@@ -4,7 +4,7 @@
 
 use difftest::compare::differences;
 use difftest::real::RealNode;
-use difftest::script::script;
+use difftest::script::{script, timeouts, Entry};
 use difftest::NodeConfig;
 use sim::scripted::ScriptedNode;
 
@@ -12,9 +12,21 @@ use sim::scripted::ScriptedNode;
 #[test]
 fn the_simulator_and_the_binary_answer_the_script_identically() {
     let cfg = NodeConfig::default();
-    let entries = script(&cfg);
+    play_both(&cfg, &script(&cfg));
+}
+
+/// ... and the clients that stop halfway, past a short request timeout.
+#[test]
+fn the_simulator_and_the_binary_time_requests_out_identically() {
+    let cfg = NodeConfig::short_timeouts();
+    play_both(&cfg, &timeouts(&cfg));
+}
+
+/// Plays `entries` on a simulated node and on the real binary, both running `cfg`, and fails
+/// with every difference (and the server's log).
+fn play_both(cfg: &NodeConfig, entries: &[Entry]) {
     let mut sim = ScriptedNode::new(cfg.harness());
-    let mut real = RealNode::start(&difftest::binary::buddy_blocks(), &cfg);
+    let mut real = RealNode::start(&difftest::binary::buddy_blocks(), cfg);
     let mut report = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let s = sim.play(&e.step);

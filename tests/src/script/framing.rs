@@ -2,27 +2,29 @@
 //! byte over the limit in chunks that each fit), lengths (none, zero, over the limit, both
 //! framings, conflicting, not a number), pipelining, a request in small fragments, heads at
 //! and over the limit, malformed request lines, unknown methods and paths, `Expect`,
-//! `Connection: close`, HTTP/1.0, and a client that stops halfway (the request timeout).
+//! `Connection: close`, HTTP/1.0; and, in a script of their own, clients that stop halfway
+//! (the request timeout).
 
 use std::time::Duration;
 
 use sim::http_client::{self, Style};
+use sim::scripted::Step;
+
+use crate::compare::Compare;
 
 use super::{content, Script};
-use crate::NodeConfig;
 
 /// The largest block.
 const BLOCK_MAX: usize = 524_288;
 /// The default head limit (`--max-header-bytes`), which both sides run with.
 const HEAD_MAX: usize = 16 * 1024;
 
-pub(super) fn add(s: &mut Script, cfg: &NodeConfig) {
+pub(super) fn add(s: &mut Script) {
     chunked(s);
     lengths(s);
     pipelines(s);
     heads(s);
     persistence(s);
-    timeout(s, cfg.request_timeout);
 }
 
 fn token_line(s: &Script) -> String {
@@ -217,28 +219,46 @@ fn persistence(s: &mut Script) {
     s.on(conn, "HTTP/1.0 keep-alive", &[keep.clone(), keep]);
 }
 
-/// Half a request, then silence past the request timeout: a 408.
-fn timeout(s: &mut Script, request_timeout: Duration) {
-    let conn = s.fresh();
-    let half = b"GET /health HTTP/1.1\r\nHost: d\r\n".to_vec();
-    s.push(
-        "half a request",
-        sim::scripted::Step {
-            conn,
-            pieces: vec![half],
-            heads: Vec::new(),
-            pause: Duration::ZERO,
-        },
-        crate::compare::Compare::Exact,
-    );
-    s.push(
-        "silence past the request timeout",
-        sim::scripted::Step {
+/// Clients that stop halfway through a head or a body, then stay silent past the request
+/// timeout: each gets a 408 and the close.
+pub(super) fn timeouts(s: &mut Script, request_timeout: Duration) {
+    let auth = token_line(s);
+    let halves = [
+        (
+            "half a head",
+            b"GET /health HTTP/1.1\r\nHost: d\r\n".to_vec(),
+        ),
+        (
+            "half a body",
+            format!("PUT /block HTTP/1.1\r\nHost: d\r\n{auth}Content-Length: 100\r\n\r\n")
+                .into_bytes()
+                .into_iter()
+                .chain(content(50, 50))
+                .collect(),
+        ),
+    ];
+    for (label, half) in halves {
+        let conn = s.fresh();
+        s.push(
+            label,
+            Step {
+                conn,
+                pieces: vec![half],
+                heads: Vec::new(),
+                pause: Duration::ZERO,
+            },
+            Compare::Exact,
+        );
+        let silence = Step {
             conn,
             pieces: Vec::new(),
             heads: vec![false],
             pause: request_timeout + Duration::from_millis(300),
-        },
-        crate::compare::Compare::Exact,
-    );
+        };
+        s.push(
+            &format!("{label}, then silence past the request timeout"),
+            silence,
+            Compare::Exact,
+        );
+    }
 }

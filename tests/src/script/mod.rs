@@ -39,17 +39,33 @@ pub struct Script {
     next_conn: usize,
 }
 
-/// The whole script for a node running `cfg`.
+impl Script {
+    fn new(cfg: &NodeConfig) -> Script {
+        Script {
+            entries: Vec::new(),
+            token: cfg.auth_token.as_bytes().to_vec(),
+            next_conn: 100,
+        }
+    }
+}
+
+/// The whole script (but the request timeout) for a node running `cfg`.
 pub fn script(cfg: &NodeConfig) -> Vec<Entry> {
-    let mut s = Script {
-        entries: Vec::new(),
-        token: cfg.auth_token.as_bytes().to_vec(),
-        next_conn: 100,
-    };
+    let mut s = Script::new(cfg);
     blocks::add(&mut s);
-    framing::add(&mut s, cfg);
+    framing::add(&mut s);
     ipfs::add(&mut s);
     s.observe();
+    s.entries
+}
+
+/// The request timeout's script: clients that stop halfway. It waits out `cfg`'s request
+/// timeout in real time on the server's side, so it runs on nodes of their own with a short
+/// one ([`NodeConfig::short_timeouts`]); the main script's nodes keep the default, so that a
+/// slow disk on a busy machine never turns a write into a `503`.
+pub fn timeouts(cfg: &NodeConfig) -> Vec<Entry> {
+    let mut s = Script::new(cfg);
+    framing::timeouts(&mut s, cfg.request_timeout);
     s.entries
 }
 
