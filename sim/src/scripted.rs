@@ -233,7 +233,10 @@ mod tests {
             pause: Duration::ZERO,
         };
         let a = node.play(&step);
-        assert_eq!(a.responses.iter().map(|r| r.status).collect::<Vec<_>>(), [413]);
+        assert_eq!(
+            a.responses.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [413]
+        );
         assert!(a.responses[0].says_close());
         assert!(a.closed, "closed within CLOSE_WAIT, twice the linger");
     }

@@ -51,6 +51,17 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// A one-second request timeout, for the script that waits it out
     /// ([`script::timeouts`]).
+    /// A 2 MiB data file (four of the largest slots), one worker, empty pools: the
+    /// full store's script ([`script::full_store`]).
+    pub fn full_store() -> NodeConfig {
+        NodeConfig {
+            workers: 1,
+            capacity_mib: 2,
+            pool_targets: [0; 8],
+            ..NodeConfig::default()
+        }
+    }
+
     pub fn short_timeouts() -> NodeConfig {
         NodeConfig {
             request_timeout: Duration::from_secs(1),

@@ -4,7 +4,7 @@
 
 use difftest::compare::differences;
 use difftest::real::RealNode;
-use difftest::script::{script, timeouts, Entry};
+use difftest::script::{full_store, script, timeouts, Entry};
 use difftest::NodeConfig;
 use sim::scripted::ScriptedNode;
 
@@ -20,6 +20,13 @@ fn the_simulator_and_the_binary_answer_the_script_identically() {
 fn the_simulator_and_the_binary_time_requests_out_identically() {
     let cfg = NodeConfig::short_timeouts();
     play_both(&cfg, &timeouts(&cfg));
+}
+
+/// ... and a store that runs out of space.
+#[test]
+fn the_simulator_and_the_binary_fill_the_store_identically() {
+    let cfg = NodeConfig::full_store();
+    play_both(&cfg, &full_store(&cfg));
 }
 
 /// Plays `entries` on a simulated node and on the real binary, both running `cfg`, and fails

@@ -59,6 +59,33 @@ pub fn script(cfg: &NodeConfig) -> Vec<Entry> {
     s.entries
 }
 
+/// A full store's script: PUTs of the largest block until the data file has no slot left
+/// (`507`), a DELETE that frees one, the PUT again. It runs on nodes of their own with a
+/// small data file and empty pools ([`NodeConfig::full_store`]).
+pub fn full_store(cfg: &NodeConfig) -> Vec<Entry> {
+    let mut s = Script::new(cfg);
+    let conn = s.fresh();
+    let blocks: Vec<Vec<u8>> = (0..6).map(|i| content(524_288, 60 + i)).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        s.on(conn, &format!("full store: put block {i}"), &[s.put(b)]);
+    }
+    let first = BlockHash::of(&blocks[0]);
+    s.on(conn, "full store: delete block 0", &[s.delete(&first)]);
+    let last = blocks.len() - 1;
+    s.on(
+        conn,
+        "full store: put the last block again",
+        &[s.put(&blocks[last])],
+    );
+    s.on(
+        conn,
+        "full store: a small block",
+        &[s.put(&content(100, 70))],
+    );
+    s.observe();
+    s.entries
+}
+
 /// The request timeout's script: clients that stop halfway. It waits out `cfg`'s request
 /// timeout in real time on the server's side, so it runs on nodes of their own with a short
 /// one ([`NodeConfig::short_timeouts`]); the main script's nodes keep the default, so that a
