@@ -380,15 +380,18 @@ fn soak(args: &Args) -> ExitCode {
     let stop = AtomicBool::new(false);
     let wall = std::time::Instant::now();
     let cpu0 = cpu_seconds();
-    for_each_seed(first, last, args.jobs, &stop, |seed| {
-        let t0 = std::time::Instant::now();
-        let r = run_overridden(
+    let run = |seed| {
+        run_overridden(
             seed,
             args.requests,
             args.bug.as_deref(),
             &args.overrides,
             false,
-        );
+        )
+    };
+    for_each_seed(first, last, args.jobs, &stop, |seed| {
+        let t0 = std::time::Instant::now();
+        let r = run(seed);
         let secs = t0.elapsed().as_secs_f64();
         let mut line = String::new();
         let entry = match &r.outcome {
@@ -410,13 +413,7 @@ fn soak(args: &Args) -> ExitCode {
             }
         };
         if args.determinism {
-            let again = run_overridden(
-                seed,
-                args.requests,
-                args.bug.as_deref(),
-                &args.overrides,
-                false,
-            );
+            let again = run(seed);
             if again.trace_hash != r.trace_hash {
                 nondeterministic.fetch_add(1, Ordering::SeqCst);
                 line.push_str(&format!(

@@ -25,14 +25,14 @@ pub fn buddy_blocks() -> PathBuf {
         );
         return path;
     }
+    // The test runs as target/<profile>/deps/differential-xxxx.
     let exe = std::env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/difftest-xxxx -> target/<profile>
     let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("a test runs from target/<profile>/deps");
+        .ancestors()
+        .nth(2)
+        .expect("target/<profile>/deps/<test>");
     let bin = profile_dir.join("buddy-blocks");
-    let _guard = LOOKUP.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = LOOKUP.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.is_file() {
         build(profile_dir);
     }
@@ -40,31 +40,31 @@ pub fn buddy_blocks() -> PathBuf {
     bin
 }
 
+/// `cargo build` of the server's binary into the target directory the test runs from, in the
+/// test's own profile (`debug` is cargo's `dev`).
 fn build(profile_dir: &Path) {
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(named) => named,
+    };
     let target_dir = profile_dir
         .parent()
         .expect("a target directory above the profile's");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "server",
-        "--bin",
-        "buddy-blocks",
-        "--target-dir",
-    ])
-    .arg(target_dir)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building buddy-blocks failed");
+    let built = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--bin",
+            "buddy-blocks",
+            "-p",
+            "server",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(built, "cargo could not build buddy-blocks ({profile})");
 }

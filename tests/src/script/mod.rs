@@ -96,17 +96,18 @@ pub fn timeouts(cfg: &NodeConfig) -> Vec<Entry> {
     s.entries
 }
 
-/// Deterministic, distinct content of `len` bytes.
+/// Deterministic, distinct content of `len` bytes: SHA-256 in counter mode over `tag`.
 pub fn content(len: usize, tag: u8) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(tag);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut input = counter.to_le_bytes().to_vec();
+        input.push(tag);
+        out.extend_from_slice(&BlockHash::of(&input).0);
+        counter += 1;
+    }
+    out.truncate(len);
+    out
 }
 
 fn is_head(request: &[u8]) -> bool {
