@@ -88,7 +88,7 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["bug", "seed", "determinism", "expect_failure"])]
     density: bool,
     /// Reduce a failing seed's run while it fails the same way; print the smallest (one seed).
-    #[arg(long, requires = "seed", conflicts_with_all = ["determinism", "trace"])]
+    #[arg(long, requires = "seed", conflicts_with_all = ["seeds", "determinism", "trace"])]
     shrink: bool,
     /// Most runs a shrink makes.
     #[arg(long, value_name = "N", default_value_t = SHRINK_RUNS_DEFAULT,
