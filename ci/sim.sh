@@ -5,8 +5,12 @@
 #   3. teeth: every known bug of engine/src/bugs.rs must be caught by at least its floor's share
 #      of the density seeds (buddy-sim --density);
 #   4. every seed ends: seed 70000 with drop_reply_when_full (once a livelock that ran for
-#      minutes) must fail within seconds (the progress watchdog of sim/src/world/watchdog.rs).
-# Knobs (environment): SIM_SEEDS, SIM_REQUESTS, SIM_JOBS, SIM_DENSITY_SEEDS, SIM_PROFILE.
+#      minutes) must fail within seconds (the progress watchdog of sim/src/world/watchdog.rs);
+#   5. shrinking: every known bug's first catching seed (from the density run) shrinks
+#      (buddy-sim --shrink, at most SIM_SHRINK_RUNS runs) to a run that still fails, and the
+#      printed reproduce line replays that failure with the same exit code.
+# Knobs (environment): SIM_SEEDS, SIM_REQUESTS, SIM_JOBS, SIM_DENSITY_SEEDS, SIM_PROFILE,
+# SIM_SHRINK_RUNS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +19,7 @@ requests="${SIM_REQUESTS:-2000}"
 jobs="${SIM_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 density_seeds="${SIM_DENSITY_SEEDS:-1..=100}"
 profile="${SIM_PROFILE:-sim}"
+shrink_runs="${SIM_SHRINK_RUNS:-40}"
 
 start=$(date +%s)
 echo "== sim: build (profile $profile: release speed with debug assertions and overflow checks)"
@@ -77,4 +82,29 @@ timeout 30 "$sim" --seed 70000 --bug drop_reply_when_full --expect-failure | tai
   echo "ci/sim: seed 70000 did not end with a failure within 30 s"
   exit 1
 }
+echo "== sim: shrink every known bug's first catching seed (at most $shrink_runs runs each)"
+for bug in "${!floor[@]}"; do
+  seed=$(echo "$density" | grep "^density $bug: " | sed -E 's/.*first: \[([0-9]+).*/\1/')
+  set +e
+  shrunk=$("$sim" --seed "$seed" --requests "$requests" --bug "$bug" --shrink \
+    --shrink-runs "$shrink_runs")
+  code=$?
+  set -e
+  if (( code < 1 || code > 3 )); then
+    echo "$shrunk"
+    echo "ci/sim: shrinking seed $seed of $bug did not end with a failing run (exit $code)"
+    exit 1
+  fi
+  line=$(echo "$shrunk" | grep '^reproduce: ' | sed 's/^reproduce: buddy-sim //')
+  set +e
+  # shellcheck disable=SC2086 # the reproduce line is flags, split on purpose
+  "$sim" $line >/dev/null
+  again=$?
+  set -e
+  if (( again != code )); then
+    echo "ci/sim: the shrunk reproduce line of $bug exited $again, the shrunk run $code: $line"
+    exit 1
+  fi
+  echo "$bug seed $seed: $(echo "$shrunk" | grep '^shrink: [0-9]* runs')"
+done
 echo "== sim: passed in $(( $(date +%s) - start )) s"

@@ -29,6 +29,10 @@ pub struct HarnessConfig {
     pub buffer_budget_bytes: usize,
     /// As the server: full-durability batches are made durable in the background.
     pub durable_in_background: bool,
+    /// The bearer token writes need (`--auth-token`); none by default.
+    pub auth_token: Option<Vec<u8>>,
+    /// From a request's first byte to its last (`--request-timeout`); 10 s by default.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for HarnessConfig {
@@ -44,6 +48,8 @@ impl Default for HarnessConfig {
             durability: Durability::Full,
             buffer_budget_bytes: 4 << 20,
             durable_in_background: true,
+            auth_token: None,
+            request_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -69,12 +75,13 @@ impl Harness {
         opts.buffer_budget_bytes = cfg.buffer_budget_bytes;
         opts.durable_in_background = cfg.durable_in_background;
         opts.clients = 0;
-        opts.auth_token = None;
+        opts.auth_token = cfg.auth_token.clone();
         opts.max_connections = 4096;
         opts.max_header_bytes = 16 * 1024;
-        opts.request_timeout = std::time::Duration::from_secs(10);
+        opts.request_timeout = cfg.request_timeout;
         opts.idle_timeout = std::time::Duration::from_secs(60);
-        opts.slot_wait_limit = std::time::Duration::from_secs(5);
+        // As the server: a PUT waits for a slot at most its request timeout, and 5 s.
+        opts.slot_wait_limit = cfg.request_timeout.min(std::time::Duration::from_secs(5));
         opts.cycle_interval = std::time::Duration::from_micros(100);
         opts.net_latency_ns = (1_000, 20_000);
         opts.disk_latency_ns = (1_000, 100_000);

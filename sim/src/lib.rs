@@ -16,7 +16,9 @@
 //! actors' drivers, [`world::Knobs`]) -> [`workload`] (clients, drawing and issuing requests)
 //! -> [`oracle`] (answers, faults that explain them, the store against the model) ->
 //! [`model`] and [`request`] -> [`fake`] -> [`options`], [`trace`], [`failure`] at the bottom.
-//! [`harness`] is the scripted harness the scenario tests drive; this file runs one seed.
+//! [`overrides`] are the command line's cuts to drawn options, which [`shrink`] searches.
+//! [`harness`] is the scripted harness the scenario tests drive, [`scripted`] the faults-off run
+//! the differential test plays against the real binary; this file runs one seed.
 
 pub mod failure;
 pub mod fake;
@@ -25,8 +27,11 @@ pub mod http_client;
 pub mod model;
 pub mod options;
 pub mod oracle;
+pub mod overrides;
 pub mod probe;
 pub mod request;
+pub mod scripted;
+pub mod shrink;
 pub mod trace;
 pub mod workload;
 pub mod world;
@@ -145,6 +150,20 @@ pub fn run(opts: Options, keep_trace: bool) -> RunResult {
         trace_lines,
         trace_hash,
     }
+}
+
+/// Draws the options of `seed`, applies the command line's `overrides` and runs it.
+pub fn run_overridden(
+    seed: u64,
+    requests: u64,
+    bug: Option<&str>,
+    overrides: &overrides::Overrides,
+    keep_trace: bool,
+) -> RunResult {
+    let bugs = bug.map_or(Bugs::NONE, |b| bug_by_name(b).expect("a known bug name"));
+    let mut opts = Options::draw(seed, requests, bugs, bug.map(str::to_string));
+    overrides.apply(&mut opts);
+    run(opts, keep_trace)
 }
 
 /// Draws the options of `seed` and runs it.

@@ -5,7 +5,13 @@
 //! buddy-sim --seeds A..B [--jobs N] [--requests N] [--bug NAME] [--expect-failure]
 //!           [--stop-at-first-failure] [--determinism] [--quiet]
 //! buddy-sim --seeds A..B --density [--jobs N] [--requests N]
+//! buddy-sim --seed N [--requests N] [--bug NAME] --shrink [--shrink-runs N]
 //! ```
+//! Every run but `--density` also takes the cuts `--shrink` makes to a seed's drawn options
+//! (`sim::overrides`): `--clients N --workers N --crashes N --capacity-mib N --zero a,b,..`.
+//! `--shrink` reduces a failing seed's run while it fails the same way (`sim::shrink`), prints
+//! each smaller failing run, then the smallest like a single failing seed (its options, the
+//! failure, `reproduce: ...` with the cuts), and exits with its code (4: the seed passes).
 //! One seed prints the seed and every drawn option first, then `PASSED` with the trace hash, or
 //! the failure and `reproduce: buddy-sim --seed N ...`. Exit codes: 0 passed, 1 crash (a panic),
 //! 2 liveness, 3 correctness, 4 usage (or, with `--expect-failure`, no seed failed), 5 a seed
@@ -26,7 +32,10 @@ use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Parser};
 use sim::options::REQUESTS_DEFAULT;
-use sim::{run_seed, RunResult, BUG_NAMES};
+use sim::overrides::{parse_zeroed, Knob, Overrides};
+use sim::shrink::{Candidate, SHRINK_RUNS_DEFAULT};
+use sim::{run_overridden, run_seed, RunResult, BUG_NAMES};
+use std::collections::BTreeSet;
 
 /// Most threads `--jobs` takes; more are clamped to this.
 const JOBS_MAX: usize = 64;
@@ -78,6 +87,28 @@ struct Cli {
     /// that catch it.
     #[arg(long, conflicts_with_all = ["bug", "seed", "determinism", "expect_failure"])]
     density: bool,
+    /// Reduce a failing seed's run while it fails the same way; print the smallest (one seed).
+    #[arg(long, requires = "seed", conflicts_with_all = ["seeds", "determinism", "trace"])]
+    shrink: bool,
+    /// Most runs a shrink makes.
+    #[arg(long, value_name = "N", default_value_t = SHRINK_RUNS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    shrink_runs: u64,
+    /// At most N simulated clients.
+    #[arg(long, value_name = "N", conflicts_with = "density")]
+    clients: Option<usize>,
+    /// At most N workers.
+    #[arg(long, value_name = "N", conflicts_with = "density")]
+    workers: Option<usize>,
+    /// Only the first N planned crashes.
+    #[arg(long, value_name = "N", conflicts_with = "density")]
+    crashes: Option<usize>,
+    /// At most an N MiB data file.
+    #[arg(long, value_name = "N", conflicts_with = "density")]
+    capacity_mib: Option<u64>,
+    /// Knobs set to zero (faults, workload probabilities, request mix weights), by name.
+    #[arg(long, value_name = "A,B,..", value_parser = parse_zeroed, conflicts_with = "density")]
+    zero: Option<BTreeSet<Knob>>,
 }
 
 struct Args {
@@ -93,6 +124,10 @@ struct Args {
     /// Start no new seed after the first failure.
     first_failure: bool,
     density: bool,
+    shrink: bool,
+    shrink_runs: u64,
+    /// The cuts to every seed's drawn options.
+    overrides: Overrides,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -131,6 +166,15 @@ fn parse_args() -> Result<Args, u8> {
         quiet: cli.quiet,
         first_failure: cli.stop_at_first_failure,
         density: cli.density,
+        shrink: cli.shrink,
+        shrink_runs: cli.shrink_runs,
+        overrides: Overrides {
+            clients: cli.clients,
+            workers: cli.workers,
+            crashes: cli.crashes,
+            capacity_mib: cli.capacity_mib,
+            zeroed: cli.zero.unwrap_or_default(),
+        },
     })
 }
 
@@ -153,7 +197,9 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn print_single(args: &Args, r: &RunResult) -> u8 {
+/// `r`'s options as a single run prints them, then `PASSED` or the failure and its reproduce
+/// line (with `overrides`, the cuts `r` ran with).
+fn print_single(args: &Args, r: &RunResult, overrides: &Overrides) -> u8 {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", r.opts);
     if let Some(lines) = &r.trace_lines {
@@ -203,7 +249,7 @@ fn print_single(args: &Args, r: &RunResult) -> u8 {
         Err(f) => {
             let _ = writeln!(out, "FAILED seed={}: {f}", r.opts.seed);
             let _ = writeln!(out, "trace={:016x}", r.trace_hash);
-            let _ = writeln!(out, "reproduce: {}", r.opts.reproduce_line());
+            let _ = writeln!(out, "reproduce: {}", overrides.reproduce_line(&r.opts));
             if args.expect_failure {
                 0
             } else {
@@ -218,9 +264,13 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return ExitCode::from(code),
     };
+    if args.shrink {
+        return shrink(&args);
+    }
     if args.single && !args.determinism {
-        let r = run_seed(args.seeds.0, args.requests, args.bug.as_deref(), args.trace);
-        let code = print_single(&args, &r);
+        let (seed, bug) = (args.seeds.0, args.bug.as_deref());
+        let r = run_overridden(seed, args.requests, bug, &args.overrides, args.trace);
+        let code = print_single(&args, &r, &args.overrides);
         if args.expect_failure && r.outcome.is_ok() {
             return ExitCode::from(4);
         }
@@ -230,6 +280,41 @@ fn main() -> ExitCode {
         return density(&args);
     }
     soak(&args)
+}
+
+/// `--shrink`: the smallest run of the seed that still fails the same way, printed like a
+/// single failing seed; each smaller failing run found on the way is printed as it is found.
+fn shrink(args: &Args) -> ExitCode {
+    let seed = args.seeds.0;
+    let start = Candidate {
+        requests: args.requests,
+        overrides: args.overrides.clone(),
+    };
+    println!(
+        "shrink: seed {seed}: looking for a smaller run that fails the same way (at most {} runs)",
+        args.shrink_runs
+    );
+    let bug = args.bug.as_deref();
+    let found = sim::shrink::shrink(seed, bug, start, args.shrink_runs, |c, size| {
+        println!(
+            "shrink: still fails with {size}: --requests {}{}",
+            c.requests,
+            c.overrides.flags()
+        );
+    });
+    match found {
+        Err(r) => {
+            println!(
+                "shrink: seed {seed} does not fail ({}): nothing to shrink",
+                r.opts.reproduce_line()
+            );
+            ExitCode::from(4)
+        }
+        Ok(s) => {
+            println!("shrink: {} runs; from {} to {}", s.runs, s.first, s.size);
+            ExitCode::from(print_single(args, &s.result, &s.smallest.overrides))
+        }
+    }
 }
 
 /// Runs `body` for every seed of `first..=last` on `jobs` threads, each seed once, until the
@@ -295,9 +380,18 @@ fn soak(args: &Args) -> ExitCode {
     let stop = AtomicBool::new(false);
     let wall = std::time::Instant::now();
     let cpu0 = cpu_seconds();
+    let run = |seed| {
+        run_overridden(
+            seed,
+            args.requests,
+            args.bug.as_deref(),
+            &args.overrides,
+            false,
+        )
+    };
     for_each_seed(first, last, args.jobs, &stop, |seed| {
         let t0 = std::time::Instant::now();
-        let r = run_seed(seed, args.requests, args.bug.as_deref(), false);
+        let r = run(seed);
         let secs = t0.elapsed().as_secs_f64();
         let mut line = String::new();
         let entry = match &r.outcome {
@@ -313,13 +407,13 @@ fn soak(args: &Args) -> ExitCode {
             Err(f) => {
                 line.push_str(&format!(
                     "seed {seed}: FAILED {f}\n  reproduce: {}",
-                    r.opts.reproduce_line()
+                    args.overrides.reproduce_line(&r.opts)
                 ));
                 Err((f.exit_code(), f.to_string()))
             }
         };
         if args.determinism {
-            let again = run_seed(seed, args.requests, args.bug.as_deref(), false);
+            let again = run(seed);
             if again.trace_hash != r.trace_hash {
                 nondeterministic.fetch_add(1, Ordering::SeqCst);
                 line.push_str(&format!(

@@ -205,6 +205,9 @@ impl Worker {
                 // the close does not reset the connection before it reads the answer.
                 assert_eq!(conn.state, ConnState::Open, "lingers once");
                 conn.state = ConnState::Lingering;
+                // Its deadline is nearer than the `min_timeout / 2` the lazy deadline cache
+                // assumes of a new one: lower the cache, or the close comes up to that late.
+                self.deadline_cache = self.deadline_cache.min(now + LINGER_TIMEOUT);
                 self.process(now, r);
             } else {
                 self.close_conn(r);
