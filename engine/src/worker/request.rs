@@ -1,6 +1,6 @@
 //! A request's route and its state machine (`Stage`), with the types the stages carry.
 //!
-//! Owns: [`Route`], [`Flavour`], [`Stage`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
+//! Owns: [`Route`], [`Flavour`], [`Stage`], [`Lookup`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
 //! Invariants: a request is in exactly one stage; a stage with a file op in flight (`Write`,
 //! `Read`, a `Stream` that is `writing`) keeps its stage until the completion returns.
 //! Must never: hold behaviour; the handlers in the sibling files move requests between stages.
@@ -72,12 +72,11 @@ pub(super) enum Stage {
     },
     /// Waiting for the controller's occupy reply.
     Occupy { hash: BlockHash },
-    /// Out of space: is the block stored already? (Then the PUT is a 200, not a 507.)
-    DedupCheck { hash: BlockHash },
     /// Waiting for the buffer budget (`WorkerConfig::buffer_budget_bytes`).
     WaitBuffer { need: BufferNeed, deadline: Instant },
-    /// Waiting for its lookup in the worker's index view (`Worker::serve_reads`).
-    Lookup,
+    /// Waiting for its lookup in the worker's index view (`Worker::serve_reads`, within the
+    /// same loop turn: no deadline of its own).
+    Lookup(Lookup),
     /// Waiting for a release reply.
     Release,
     /// Reading the block from the data file.
@@ -87,17 +86,23 @@ pub(super) enum Stage {
         version: u64,
         read: usize,
     },
-    /// `POST /blocks/missing` lookups.
-    Missing {
-        hashes: Vec<BlockHash>,
-        state: Vec<u8>,
-        next: usize,
-        outstanding: usize,
-    },
-    /// `GET /blocks` items arriving.
-    List { body: Vec<u8> },
     /// The response is queued; the request ends when it is sent.
     Responded,
+}
+
+/// What a request in `Stage::Lookup` asks the worker's index view.
+pub(super) enum Lookup {
+    /// GET or HEAD of a block (`Route::GetBlock`, which holds the hash).
+    Block,
+    /// A PUT out of space: is the block stored already? (Then a 200, not a 507.)
+    Dedup { hash: BlockHash },
+    /// `POST /blocks/missing`: which of these hashes are not stored.
+    Missing { hashes: Vec<BlockHash> },
+    /// `GET /blocks` (or HEAD): up to `limit` stored blocks after `after`.
+    List {
+        after: Option<BlockHash>,
+        limit: u16,
+    },
 }
 
 /// What a request waiting for the buffer budget goes on with once it has its grant.
@@ -164,7 +169,7 @@ impl Stage {
     }
 
     pub(super) fn is_lookup(&self) -> bool {
-        matches!(self, Stage::Lookup)
+        matches!(self, Stage::Lookup(_))
     }
 
     /// Takes the stage out, leaving `Responded` (the caller puts back what goes on).

@@ -50,11 +50,7 @@ impl Worker {
                 }
                 // Waiting for the controller (or the flush behind it): answered by the request
                 // timeout whatever storage does (SPEC's liveness line).
-                Stage::Occupy { .. }
-                | Stage::DedupCheck { .. }
-                | Stage::Release
-                | Stage::Missing { .. }
-                | Stage::List { .. } => Some(a.asked + c.request_timeout),
+                Stage::Occupy { .. } | Stage::Release => Some(a.asked + c.request_timeout),
                 Stage::Stream(s) => {
                     let request = if s.slot.is_none() {
                         Some(s.deadline.min(a.started + c.request_timeout))
@@ -131,13 +127,7 @@ impl Worker {
             // A piece is being written: answer once it is done (the deadline fires again);
             // answering now would drop the stage the write's completion needs.
             Some(Stage::Stream(s)) if s.writing => {}
-            Some(
-                Stage::Occupy { .. }
-                | Stage::DedupCheck { .. }
-                | Stage::Release
-                | Stage::Missing { .. }
-                | Stage::List { .. },
-            ) => self.answer_unconfirmed(now, r),
+            Some(Stage::Occupy { .. } | Stage::Release) => self.answer_unconfirmed(now, r),
             Some(Stage::Stream(_)) => {
                 self.stats.timeouts += 1;
                 // The slot goes back to the pool before the answer replaces the stage.
