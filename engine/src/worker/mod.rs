@@ -97,6 +97,7 @@ mod router;
 mod slots;
 mod stream;
 mod timers;
+mod verify;
 mod view;
 
 use budget::{Budget, Grant, GrantKind, Turn};

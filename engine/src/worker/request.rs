@@ -1,6 +1,6 @@
 //! A request's route and its state machine (`Stage`), with the types the stages carry.
 //!
-//! Owns: [`Route`], [`Flavour`], [`Stage`], [`Lookup`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
+//! Owns: [`Route`], [`Flavour`], [`Stage`], [`Lookup`], [`VerifyPut`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
 //! Invariants: a request is in exactly one stage; a stage with a file op in flight (`Write`,
 //! `Read`, a `Stream` that is `writing`) keeps its stage until the completion returns.
 //! Must never: hold behaviour; the handlers in the sibling files move requests between stages.
@@ -74,6 +74,9 @@ pub(super) enum Stage {
     Occupy { hash: BlockHash },
     /// Waiting for the buffer budget (`WorkerConfig::buffer_budget_bytes`).
     WaitBuffer { need: BufferNeed, deadline: Instant },
+    /// A PUT of a block the worker's view already shows (durable): the body is read and hashed
+    /// into no slot, then `200` (or `422`: `verify.rs`).
+    Verify(VerifyPut),
     /// Waiting for its lookup in the worker's index view (`Worker::serve_reads`, within the
     /// same loop turn: no deadline of its own).
     Lookup(Lookup),
@@ -96,6 +99,9 @@ pub(super) enum Lookup {
     Block,
     /// A PUT out of space: is the block stored already? (Then a 200, not a 507.)
     Dedup { hash: BlockHash },
+    /// A PUT to a named hash, before its body: is the block stored already? (Then its body
+    /// is only verified: no slot, no write, no controller.) `reader`: the body's framing.
+    PreCheck { hash: BlockHash, reader: BodyReader },
     /// `POST /blocks/missing`: which of these hashes are not stored.
     Missing { hashes: Vec<BlockHash> },
     /// `GET /blocks` (or HEAD): up to `limit` stored blocks after `after`.
@@ -103,6 +109,17 @@ pub(super) enum Lookup {
         after: Option<BlockHash>,
         limit: u16,
     },
+}
+
+/// A body read only to check that it hashes to `expected` (a block the view shows).
+pub(super) struct VerifyPut {
+    pub(super) reader: BodyReader,
+    pub(super) hasher: sha2::Sha256,
+    pub(super) expected: BlockHash,
+    /// Body bytes taken so far.
+    pub(super) taken: u64,
+    /// Decoded bytes of a chunked body, hashed and cleared at once (empty for Content-Length).
+    pub(super) scratch: Vec<u8>,
 }
 
 /// What a request waiting for the buffer budget goes on with once it has its grant.

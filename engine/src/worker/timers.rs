@@ -43,7 +43,7 @@ impl Worker {
                 None => conn.last_activity + c.idle_timeout,
             }),
             Some(a) => match &a.stage {
-                Stage::Body { .. } => Some(a.started + c.request_timeout),
+                Stage::Body { .. } | Stage::Verify(_) => Some(a.started + c.request_timeout),
                 Stage::WaitSlot { deadline, .. } => Some(*deadline),
                 Stage::WaitBuffer { deadline, .. } => {
                     Some((*deadline).min(a.started + c.request_timeout))
@@ -92,7 +92,7 @@ impl Worker {
         }
         match conn.active.as_ref().map(|a| &a.stage) {
             None if conn.head_started.is_none() => self.close_conn(r),
-            None | Some(Stage::Body { .. }) => {
+            None | Some(Stage::Body { .. } | Stage::Verify(_)) => {
                 self.stats.timeouts += 1;
                 let method = conn
                     .active

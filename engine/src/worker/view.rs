@@ -106,6 +106,7 @@ impl Worker {
             (&lookup, active.route),
             (Lookup::Block, Route::GetBlock { .. })
                 | (Lookup::Dedup { .. }, Route::PutBlock { .. })
+                | (Lookup::PreCheck { .. }, Route::PutBlock { .. })
                 | (Lookup::Missing { .. }, Route::Missing)
                 | (Lookup::List { .. }, Route::List)
         );
@@ -155,6 +156,10 @@ impl Worker {
                 }
                 Lookup::Dedup { hash } => match shown(view, stamp, &hash) {
                     Ok(found) => self.on_dedup_checked(now, r, hash, found.is_some()),
+                    Err(e) => self.respond_view_error(now, r, &e),
+                },
+                Lookup::PreCheck { hash, reader } => match shown(view, stamp, &hash) {
+                    Ok(found) => self.on_prechecked(now, r, hash, reader, found.is_some()),
                     Err(e) => self.respond_view_error(now, r, &e),
                 },
                 Lookup::Missing { hashes } => self.answer_missing(now, r, view, stamp, hashes),
