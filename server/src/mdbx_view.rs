@@ -283,3 +283,111 @@ impl Drop for MdbxView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Views across the growth of `mdbx.dat`, and the geometry that keeps pages under them.
+
+    use super::*;
+    use crate::mdbx::MdbxStore;
+    use engine::buddy::Slot;
+    use engine::meta::{MetaStore, MetaTxn, FORMAT_VERSION};
+    use engine::SizeClass;
+
+    fn hash(n: u64) -> BlockHash {
+        BlockHash::of(&n.to_le_bytes())
+    }
+
+    fn commit(store: &mut MdbxStore, seq: u64, range: std::ops::Range<u64>) {
+        let mut txn = store.begin().unwrap();
+        let header = Header {
+            format_version: FORMAT_VERSION,
+            capacity_bytes: 1 << 40,
+            node_id: 1,
+            commit_seq: seq,
+        };
+        txn.set_header(&header).unwrap();
+        for n in range {
+            let slot = Slot {
+                offset: n * 4096,
+                class: SizeClass::MIN,
+            };
+            let entry = IndexEntry {
+                slot,
+                len: 100,
+                crc32c: n as u32,
+                flags: 0,
+                commit_seq: seq,
+            };
+            txn.put(&hash(n), &entry).unwrap();
+        }
+        txn.commit(false).unwrap();
+        store.publish_durable(seq);
+    }
+
+    fn count(view: &MdbxView) -> usize {
+        let mut n = 0;
+        view.walk(None, &mut |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
+        n
+    }
+
+    #[test]
+    fn the_index_never_shrinks_under_a_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MdbxStore::open(dir.path(), 1 << 30).unwrap();
+        let view = store.view().unwrap();
+        let geometry = view._db.info().unwrap().geometry();
+        assert_eq!(geometry.shrink_threshold(), 0, "auto-shrink is off");
+    }
+
+    /// Eight views renew and reset around every commit while the file grows past its first
+    /// size; a ninth stays renewed on the first commit throughout and keeps its snapshot.
+    #[test]
+    fn views_see_each_commit_and_keep_their_snapshot_while_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MdbxStore::open(dir.path(), 1 << 30).unwrap();
+        let mut views: Vec<MdbxView> = (0..8).map(|_| store.view().unwrap()).collect();
+        let mut held = store.view().unwrap();
+        let size_before = store.file_size_bytes().unwrap();
+        commit(&mut store, 1, 0..100);
+        assert_eq!(held.renew().unwrap().version, 1);
+        const PER_BATCH: u64 = 500;
+        for seq in 2..=40u64 {
+            let first = 100 + (seq - 2) * PER_BATCH;
+            commit(&mut store, seq, first..first + PER_BATCH);
+            for view in &mut views {
+                let stamp = view.renew().unwrap();
+                assert_eq!(stamp.version, seq, "a renew sees the newest commit");
+                for n in [0, first, first + PER_BATCH - 1] {
+                    let entry = view.get(&hash(n)).unwrap().expect("committed");
+                    assert!(stamp.shows(&entry) && entry.crc32c == n as u32);
+                }
+                view.release();
+            }
+            assert!(
+                held.get(&hash(first)).unwrap().is_none(),
+                "held: its snapshot"
+            );
+            assert!(held.get(&hash(99)).unwrap().is_some());
+        }
+        let size_after = store.file_size_bytes().unwrap();
+        assert!(
+            size_after > size_before,
+            "the file grew ({size_before} -> {size_after} bytes)"
+        );
+        assert_eq!(
+            count(&held),
+            100,
+            "a view renewed before the growth reads it whole"
+        );
+        held.release();
+        let last = &mut views[0];
+        last.renew().unwrap();
+        assert_eq!(count(last), 100 + 39 * PER_BATCH as usize);
+        last.release();
+    }
+}

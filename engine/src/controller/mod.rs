@@ -2,9 +2,9 @@
 //!
 //! One cycle (seed plan, steps 0-11): pause if less than the cycle interval has passed since the
 //! last run; take every message the driver drained from the worker queues; split them by kind;
-//! answer get_address and list at once from a read view; then one write transaction with
-//! release -> allocate -> occupy -> return; make the data file durable (through the driver);
-//! commit; queue the remaining replies. Replies wait in per-worker outboxes until the driver
+//! take the reader horizons (index reads never come here: workers read their own views); then
+//! one write transaction with release -> allocate -> occupy -> return; make the data file
+//! durable (through the driver); commit; queue the remaining replies. Replies wait in per-worker outboxes until the driver
 //! can push them; a full worker queue delays a reply, never drops it.
 //!
 //! # Driving it (the server's `control.rs` and the simulator do exactly this)

@@ -1,14 +1,14 @@
 //! Messages between workers and the controller, and their fixed-size frames.
 //!
 //! Every message encodes to exactly [`FRAME_BYTES`] little-endian bytes so the SPSC queues carry
-//! plain arrays. `decode` validates everything (tag, class range, lengths, alignment, flags) and
+//! plain arrays. `decode` validates everything (tag, class range, lengths, alignment) and
 //! returns an error for any frame `encode` could not have produced; it never panics.
 //!
 //! Worker -> controller: allocate (with a count), occupy (with the slot the worker filled),
-//! release, get_address, return_slot (an unused reservation), list (for `GET /blocks`) and
-//! reader_horizon (the oldest index-view version the worker still has a lookup or read in
-//! flight from; see `controller::isolation`).
-//! Controller -> worker: one reply (or a run of item frames and a closing frame) per request.
+//! release, return_slot (an unused reservation) and reader_horizon (the oldest index-view
+//! version the worker still has a lookup or read in flight from; see `controller::isolation`).
+//! Index reads never travel here: each worker reads its own view (`meta::IndexView`).
+//! Controller -> worker: one reply per request, plus `Reclaim` and `HorizonWanted`.
 //!
 //! Files: `mod.rs` (here) the message types; `frame.rs` the frame's field map (offsets, tags) and
 //! the checked writer/reader; `to_controller.rs` and `to_worker.rs` encode and decode each
