@@ -140,17 +140,31 @@ impl Worker {
             unreachable!("feed_body outside the body stage")
         };
         let before = body.len();
-        let result: Result<(usize, bool), HttpError> = match reader {
-            BodyReader::Length { remaining } => {
-                let n = (*remaining as usize).min(rbuf.len());
-                body.extend_from_slice(&rbuf[..n]);
-                *remaining -= n as u64;
-                Ok((n, *remaining == 0))
-            }
-            BodyReader::Chunked(decoder) => {
-                decoder.decode(rbuf, body).map(|n| (n, decoder.is_done()))
-            }
-        };
+        let result = reader.take(rbuf, body);
+        if result.is_ok() {
+            hasher.update(&body[before..]);
+            *crc = crc32c::crc32c_append(*crc, &body[before..]);
+        }
+        self.fed(now, r, method, result, Worker::body_complete)
+    }
+
+    /// After body bytes were taken from `r`'s receive buffer: drops them from it, then the
+    /// framing error's answer, or `complete` once the body is whole. Returns whether anything
+    /// happened.
+    pub(super) fn fed(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        result: Result<(usize, bool), HttpError>,
+        complete: fn(&mut Worker, Instant, ConnRef),
+    ) -> bool {
+        let rbuf = self
+            .conns
+            .live_mut(r)
+            .rbuf
+            .as_mut()
+            .expect("buffer present");
         match result {
             Err(e) => {
                 rbuf.clear();
@@ -159,10 +173,8 @@ impl Worker {
             }
             Ok((consumed, done)) => {
                 rbuf.drain(..consumed);
-                hasher.update(&body[before..]);
-                *crc = crc32c::crc32c_append(*crc, &body[before..]);
                 if done {
-                    self.body_complete(now, r);
+                    complete(self, now, r);
                     return true;
                 }
                 consumed > 0

@@ -12,6 +12,28 @@ pub(super) enum BodyReader {
     Chunked(ChunkedDecoder),
 }
 
+impl BodyReader {
+    /// Decodes body bytes from `input` onto `out`: (bytes of `input` consumed, whether the
+    /// body is complete).
+    pub(super) fn take(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, bool), HttpError> {
+        match self {
+            BodyReader::Length { remaining } => {
+                let n = (*remaining as usize).min(input.len());
+                out.extend_from_slice(&input[..n]);
+                *remaining -= n as u64;
+                Ok((n, *remaining == 0))
+            }
+            BodyReader::Chunked(decoder) => {
+                decoder.decode(input, out).map(|n| (n, decoder.is_done()))
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Route {
     PutBlock {
@@ -118,7 +140,8 @@ pub(super) struct VerifyPut {
     pub(super) expected: BlockHash,
     /// Body bytes taken so far.
     pub(super) taken: u64,
-    /// Decoded bytes of a chunked body, hashed and cleared at once (empty for Content-Length).
+    /// The body bytes of one feed (decoded), hashed and cleared at once: at most a receive
+    /// buffer's worth.
     pub(super) scratch: Vec<u8>,
 }
 

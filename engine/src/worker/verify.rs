@@ -51,44 +51,17 @@ impl Worker {
     /// Hashes the buffered body bytes; returns whether anything happened.
     pub(super) fn feed_verify(&mut self, now: Instant, r: ConnRef) -> bool {
         let conn = self.conns.live_mut(r);
-        let rbuf = conn.rbuf.as_mut().expect("buffer present");
-        let active = conn.active.as_mut().expect("active");
-        let method = active.head.method;
-        let Stage::Verify(v) = &mut active.stage else {
+        let (Some(rbuf), Some(active)) = (conn.rbuf.as_mut(), conn.active.as_mut()) else {
+            unreachable!("a verified body has its request and receive buffer")
+        };
+        let (method, Stage::Verify(v)) = (active.head.method, &mut active.stage) else {
             unreachable!("feed_verify outside the verify stage")
         };
-        let result: Result<(usize, bool), HttpError> = match &mut v.reader {
-            BodyReader::Length { remaining } => {
-                let n = (*remaining as usize).min(rbuf.len());
-                v.hasher.update(&rbuf[..n]);
-                v.taken += n as u64;
-                *remaining -= n as u64;
-                Ok((n, *remaining == 0))
-            }
-            BodyReader::Chunked(decoder) => {
-                v.scratch.clear();
-                decoder.decode(rbuf, &mut v.scratch).map(|n| {
-                    v.hasher.update(&v.scratch);
-                    v.taken += v.scratch.len() as u64;
-                    (n, decoder.is_done())
-                })
-            }
-        };
-        match result {
-            Err(e) => {
-                rbuf.clear();
-                self.respond_error_closing(now, r, method, e.status, e.reason);
-                true
-            }
-            Ok((consumed, done)) => {
-                rbuf.drain(..consumed);
-                if done {
-                    self.verify_complete(now, r);
-                    return true;
-                }
-                consumed > 0
-            }
-        }
+        v.scratch.clear();
+        let result = v.reader.take(rbuf, &mut v.scratch);
+        v.hasher.update(&v.scratch);
+        v.taken += v.scratch.len() as u64;
+        self.fed(now, r, method, result, Worker::verify_complete)
     }
 
     fn verify_complete(&mut self, now: Instant, r: ConnRef) {
