@@ -249,7 +249,8 @@ impl Worker {
         }
     }
 
-    /// The horizon never goes back; each version in flight has reads; lookups wait in order.
+    /// The horizon never goes back; each version in flight has reads; every request waiting
+    /// for a lookup is queued; a verified re-upload holds no budget.
     pub(super) fn check_reader_horizon(&self) {
         assert!(
             self.horizon() >= self.reads.reported,
@@ -278,5 +279,24 @@ impl Worker {
             reading, counted as usize,
             "every read in flight counts once"
         );
+        for (index, conn) in self.conns.entries.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            match conn.active.as_ref().map(|a| &a.stage) {
+                Some(Stage::Lookup(_)) => {
+                    let r = ConnRef {
+                        index,
+                        generation: conn.generation,
+                    };
+                    assert!(
+                        self.reads.lookups.contains(&r),
+                        "a lookup waits in the queue"
+                    );
+                }
+                Some(Stage::Verify(_)) => {
+                    assert!(conn.grant.is_none(), "a verified body holds no budget")
+                }
+                _ => {}
+            }
+        }
     }
 }
