@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""GET 4 KiB side by side with wrk: buddy-blocks builds (and nginx WebDAV) in interleaved rounds.
+"""Reads side by side with wrk: buddy-blocks builds (and nginx WebDAV) in interleaved rounds.
 
     python3 benches/wrk_get.py --buddy after=target/release/buddy-blocks \
-        --buddy before=/path/to/older/buddy-blocks --nginx --conns 32,64 --rounds 2
+        --buddy before=/path/to/older/buddy-blocks --nginx --conns 32,64 --rounds 2 \
+        --case get,mixed,missing
+
+Cases: `get` of the preloaded blocks, `mixed` (nine GETs, then a PUT of a new 4 KiB body; both
+benches/wrk/get.lua), `missing` (benches/wrk/missing.lua: `POST
+/blocks/missing` of 1,000 hashes, half stored; buddy-blocks only: nginx has no such endpoint). Each run also reports the server's CPU per
+response (utime + stime of its process(es) from /proc over the run, divided by the responses).
 
 Each server gets a fresh data directory and --blocks preloaded blocks of --size bytes (random,
 so no dedup); then, round after round, every server in turn takes `wrk -t2 -cC -dD --latency`
-with benches/wrk/get.lua over its preloaded paths. Prints one line per run and a summary of
+with the case's script over its preloaded paths. Prints one line per run and a summary of
 req/s and p50 per server and connection count, with each ratio to the first server (or to
 nginx with --nginx). buddy-blocks runs on its defaults but durability full and verify crc32c
 (the issue's setting). A run with any non-2xx answer or socket error is refused. Not part of CI.
@@ -23,7 +29,28 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LUA = os.path.join(HERE, "wrk", "get.lua")
+WRK = os.path.join(HERE, "wrk")
+
+
+def wrk_script(case, server):
+    """The Lua script and its arguments after the paths file for `case` against `server`."""
+    if case == "get":
+        return os.path.join(WRK, "get.lua"), []
+    if case == "mixed":
+        return os.path.join(WRK, "get.lua"), ["MIXED", "/m" if server.label == "nginx" else "/block"]
+    if case == "missing":
+        return os.path.join(WRK, "missing.lua"), []
+    sys.exit(f"unknown case {case}")
+
+
+def cpu_ticks(pids):
+    """utime + stime of the processes `pids` (all their threads), in clock ticks."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
 PEER = os.path.join(HERE, "nginx", "run-peer.sh")
 
 
@@ -51,6 +78,9 @@ class Buddy:
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, label + ".log"), "w"))
         wait_port(port)
 
+    def pids(self):
+        return [self.proc.pid]
+
     def put(self, conn, body):
         conn.request("PUT", "/block", body=body)
         r = conn.getresponse()
@@ -73,6 +103,10 @@ class Nginx:
         subprocess.run([PEER, "start", str(port), self.dir], check=True, stdout=subprocess.DEVNULL)
         wait_port(port)
         self.n = 0
+
+    def pids(self):
+        out = subprocess.run([PEER, "pids", self.dir], check=True, capture_output=True, text=True)
+        return [int(p) for p in out.stdout.strip().split(",") if p]
 
     def put(self, conn, body):
         self.n += 1
@@ -116,6 +150,7 @@ def main():
     ap.add_argument("--blocks", type=int, default=2000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--base-port", type=int, default=18400)
+    ap.add_argument("--case", default="get", help="comma separated: get, mixed, missing")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk missing: sudo apt-get install -y wrk")
@@ -132,28 +167,44 @@ def main():
             s.paths = os.path.join(root, s.label + ".paths")
             preload(s, args.blocks, args.size, s.paths)
         results = {}
+        cases = args.case.split(",")
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
         for rnd in range(1, args.rounds + 1):
-            for c in [int(x) for x in args.conns.split(",")]:
-                for s in servers:
-                    out = subprocess.run(
-                        ["wrk", "-t2", f"-c{c}", f"-d{args.duration}", "--latency", "-s", LUA,
-                         f"http://127.0.0.1:{s.port}", "--", s.paths],
-                        check=True, capture_output=True, text=True).stdout
-                    rps, p50, bad, errs = parse_wrk(out)
-                    if bad or errs:
-                        sys.exit(f"{s.label} c={c}: non-2xx {bad}, socket errors {errs}\n{out}")
-                    results.setdefault((s.label, c), []).append((rps, p50))
-                    print(f"round {rnd} c={c} {s.label}: {rps:,.0f} req/s, p50 {p50:.0f} us", flush=True)
+            for case in cases:
+                for c in [int(x) for x in args.conns.split(",")]:
+                    for s in servers:
+                        if case == "missing" and s.label == "nginx":
+                            continue
+                        lua, extra = wrk_script(case, s)
+                        pids = s.pids()
+                        before = cpu_ticks(pids)
+                        out = subprocess.run(
+                            ["wrk", "-t2", f"-c{c}", f"-d{args.duration}", "--latency", "-s", lua,
+                             f"http://127.0.0.1:{s.port}", "--", s.paths, *extra],
+                            check=True, capture_output=True, text=True).stdout
+                        cpu_us = (cpu_ticks(pids) - before) * tick_us
+                        rps, p50, bad, errs = parse_wrk(out)
+                        if bad or errs:
+                            sys.exit(f"{s.label} {case} c={c}: non-2xx {bad}, socket errors {errs}\n{out}")
+                        total = int(re.search(r"(\d+) requests in", out).group(1))
+                        cpu = cpu_us / max(total, 1)
+                        results.setdefault((case, s.label, c), []).append((rps, p50, cpu))
+                        print(f"round {rnd} {case} c={c} {s.label}: {rps:,.0f} req/s, p50 {p50:.0f} us, "
+                              f"server CPU {cpu:.1f} us/response", flush=True)
         ref = "nginx" if args.nginx else servers[0].label
-        print(f"\nsummary (mean of {args.rounds} rounds; ratio to {ref}):")
-        for c in [int(x) for x in args.conns.split(",")]:
-            r_rps = sum(x[0] for x in results[(ref, c)]) / args.rounds
-            r_p50 = sum(x[1] for x in results[(ref, c)]) / args.rounds
-            for s in servers:
-                rps = sum(x[0] for x in results[(s.label, c)]) / args.rounds
-                p50 = sum(x[1] for x in results[(s.label, c)]) / args.rounds
-                print(f"  c={c:<3} {s.label:<8} {rps:>10,.0f} req/s  {rps / r_rps:5.2f}x   "
-                      f"p50 {p50:6.0f} us ({p50 / r_p50:4.2f}x)")
+        print(f"\nsummary (mean of {args.rounds} rounds; ratio to {ref} where it ran the case):")
+        mean = lambda xs, i: sum(x[i] for x in xs) / len(xs)
+        for case in cases:
+            for c in [int(x) for x in args.conns.split(",")]:
+                r = results.get((case, ref, c))
+                for s in servers:
+                    xs = results.get((case, s.label, c))
+                    if not xs:
+                        continue
+                    rps, p50, cpu = mean(xs, 0), mean(xs, 1), mean(xs, 2)
+                    ratio = f"{rps / mean(r, 0):5.2f}x  p50 {p50 / mean(r, 1):4.2f}x" if r else "   -"
+                    print(f"  {case:<7} c={c:<3} {s.label:<8} {rps:>10,.0f} req/s  p50 {p50:6.0f} us  "
+                          f"cpu {cpu:5.1f} us/resp  {ratio}")
     finally:
         for s in servers:
             s.stop()

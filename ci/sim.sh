@@ -56,7 +56,7 @@ declare -A floor=(
   [drop_reply_when_full]=35
   [skip_merge]=50
   [ack_after_failed_sync]=5
-  [reuse_before_views_end]=2
+  [reuse_before_views_end]=5
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

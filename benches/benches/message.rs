@@ -5,7 +5,7 @@ use std::hint::black_box;
 use criterion::Criterion;
 use engine::buddy::Slot;
 use engine::hash::BlockHash;
-use engine::message::{Location, OccupyOutcome, ToController, ToWorker};
+use engine::message::{OccupyOutcome, ToController, ToWorker};
 use engine::size_class::SizeClass;
 
 #[macro_use]
@@ -25,14 +25,7 @@ fn bench(c: &mut Criterion) {
         len: 60_000,
         crc32c: 0xdead_beef,
     };
-    let address = ToWorker::Address {
-        request: 99,
-        location: Some(Location {
-            slot,
-            len: 60_000,
-            crc32c: 0xdead_beef,
-        }),
-    };
+    let allocated = ToWorker::Allocated { request: 99, slot };
     let occupied = ToWorker::Occupied {
         request: 5,
         outcome: OccupyOutcome::Stored,
@@ -43,11 +36,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode/occupy", |b| {
         b.iter(|| ToController::decode(black_box(&f)).unwrap())
     });
-    g.bench_function("encode/address", |b| {
-        b.iter(|| black_box(&address).encode())
+    g.bench_function("encode/allocated", |b| {
+        b.iter(|| black_box(&allocated).encode())
     });
-    let f = address.encode();
-    g.bench_function("decode/address", |b| {
+    let f = allocated.encode();
+    g.bench_function("decode/allocated", |b| {
         b.iter(|| ToWorker::decode(black_box(&f)).unwrap())
     });
     let f = occupied.encode();

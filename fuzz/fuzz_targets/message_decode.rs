@@ -10,10 +10,10 @@
 use arbitrary::{Arbitrary, Unstructured};
 use engine::buddy::Slot;
 use engine::message::{
-    ErrorCode, Frame, Location, OccupyOutcome, ReleaseOutcome, ToController, ToWorker,
-    ALLOCATE_COUNT_MAX, FRAME_BYTES, LIST_LIMIT_MAX,
+    ErrorCode, Frame, OccupyOutcome, ReleaseOutcome, ToController, ToWorker, ALLOCATE_COUNT_MAX,
+    FRAME_BYTES,
 };
-use engine::size_class::{BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
+use engine::size_class::CLASS_COUNT;
 use engine::{BlockHash, SizeClass};
 use libfuzzer_sys::fuzz_target;
 
@@ -61,21 +61,10 @@ enum Spec {
         request: u64,
         hash: [u8; 32],
     },
-    GetAddress {
-        worker: u8,
-        request: u64,
-        hash: [u8; 32],
-    },
     ReturnSlot {
         worker: u8,
         request: u64,
         slot: SlotSpec,
-    },
-    List {
-        worker: u8,
-        request: u64,
-        after: Option<[u8; 32]>,
-        limit: u16,
     },
     ReaderHorizon {
         worker: u8,
@@ -98,19 +87,6 @@ enum Spec {
     Released {
         request: u64,
         not_found: bool,
-    },
-    Address {
-        request: u64,
-        location: Option<(SlotSpec, u32, u32)>,
-    },
-    ListItem {
-        request: u64,
-        hash: [u8; 32],
-        len: u32,
-    },
-    ListDone {
-        request: u64,
-        count: u16,
     },
     Error {
         request: u64,
@@ -178,15 +154,6 @@ impl Spec {
                 request,
                 hash: BlockHash(hash),
             }),
-            Spec::GetAddress {
-                worker,
-                request,
-                hash,
-            } => C(ToController::GetAddress {
-                worker,
-                request,
-                hash: BlockHash(hash),
-            }),
             Spec::ReturnSlot {
                 worker,
                 request,
@@ -195,17 +162,6 @@ impl Spec {
                 worker,
                 request,
                 slot: slot.slot(),
-            }),
-            Spec::List {
-                worker,
-                request,
-                after,
-                limit,
-            } => C(ToController::List {
-                worker,
-                request,
-                after: after.map(BlockHash),
-                limit: in_range(limit.into(), LIST_LIMIT_MAX.into()) as u16,
             }),
             Spec::ReaderHorizon { worker, version } => {
                 C(ToController::ReaderHorizon { worker, version })
@@ -251,23 +207,6 @@ impl Spec {
                 };
                 ToWorker::Released { request, outcome }
             }
-            Spec::Address { request, location } => {
-                let location = location.map(|(slot, len, crc32c)| Location {
-                    slot: slot.slot(),
-                    len: slot.len(len),
-                    crc32c,
-                });
-                ToWorker::Address { request, location }
-            }
-            Spec::ListItem { request, hash, len } => ToWorker::ListItem {
-                request,
-                hash: BlockHash(hash),
-                len: in_range(len.into(), BLOCK_LEN_MAX_BYTES) as u32,
-            },
-            Spec::ListDone { request, count } => ToWorker::ListDone {
-                request,
-                count: count % (LIST_LIMIT_MAX + 1),
-            },
             Spec::Error { request, code } => {
                 let codes = [
                     ErrorCode::NoSpace,

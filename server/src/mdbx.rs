@@ -167,6 +167,8 @@ impl MdbxStore {
                 sync_mode: SyncMode::SafeNoSync,
                 max_size: Some(max_size),
                 growth_step: Some(GROWTH_STEP.min(map_size_max_bytes) as isize),
+                // No auto-shrink: pages never leave from under a worker's view (mdbx_view.rs).
+                shrink_threshold: Some(0),
                 ..ReadWriteOptions::default()
             }),
             ..DatabaseOptions::default()

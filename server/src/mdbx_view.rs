@@ -1,7 +1,7 @@
 //! A worker's read view of the libmdbx index (issue 17): one read-only transaction per worker
 //! for its whole life, renewed when the worker has lookups and reset before it waits.
 //!
-//! Owns: [`MdbxView`], the raw-FFI read transaction behind the engine's [`IndexView`]. The
+//! Owns: [`MdbxView`] (with its index cursor for walks), the raw-FFI read transaction behind the engine's [`IndexView`]. The
 //! `libmdbx` crate has no reset/renew, so this goes through `mdbx-sys` (the same version the
 //! crate pins): `mdbx_txn_begin_ex(RDONLY)` once (takes a reader slot under the lock-table
 //! mutex), then `mdbx_txn_renew` (no mutex, no allocation: it seizes the newest meta with
@@ -159,6 +159,26 @@ impl IndexView for MdbxView {
         }
     }
 
+    fn walk(
+        &self,
+        after: Option<&BlockHash>,
+        f: &mut dyn FnMut(&BlockHash, &IndexEntry) -> bool,
+    ) -> Result<(), MetaError> {
+        let cursor = Cursor::open(self)?;
+        let mut step = match after {
+            Some(after) => cursor.get(Some(&after.0), ffi::MDBX_SET_RANGE),
+            None => cursor.get(None, ffi::MDBX_FIRST),
+        };
+        while let Some((key, value)) = self.item(step)? {
+            let hash = decode_hash(key)?;
+            if Some(&hash) != after && !f(&hash, &IndexEntry::decode(value)?) {
+                return Ok(());
+            }
+            step = cursor.get(None, ffi::MDBX_NEXT);
+        }
+        Ok(())
+    }
+
     fn release(&mut self) {
         if self.state == ViewState::Reset {
             return;
@@ -175,6 +195,85 @@ impl IndexView for MdbxView {
     }
 }
 
+impl MdbxView {
+    /// A cursor step's key and value, `None` at the end of the table.
+    fn item<'a>(&self, step: Result<Pair<'a>, i32>) -> Result<Option<Pair<'a>>, MetaError> {
+        match step {
+            Ok(kv) => Ok(Some(kv)),
+            Err(ffi::MDBX_NOTFOUND) => Ok(None),
+            Err(rc) => self.check(rc, "walking the index").map(|()| None),
+        }
+    }
+}
+
+/// A key and its value, in the memory map of a renewed view.
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
+fn decode_hash(key: &[u8]) -> Result<BlockHash, MetaError> {
+    let bytes: [u8; 32] = key
+        .try_into()
+        .map_err(|_| MetaError::Corrupt("index key length"))?;
+    Ok(BlockHash(bytes))
+}
+
+/// A cursor over the index table of a renewed view, closed when dropped (before the view can
+/// be reset: it borrows the view).
+struct Cursor<'v> {
+    ptr: *mut ffi::MDBX_cursor,
+    _view: &'v MdbxView,
+}
+
+impl<'v> Cursor<'v> {
+    fn open(view: &'v MdbxView) -> Result<Cursor<'v>, MetaError> {
+        assert_eq!(view.state, ViewState::Renewed, "a walk on a released view");
+        let mut ptr: *mut ffi::MDBX_cursor = std::ptr::null_mut();
+        // SAFETY: `txn` is a renewed read transaction of this view and `index_dbi` one of its
+        // tables; `ptr` receives a new cursor, checked before use.
+        let rc = unsafe { ffi::mdbx_cursor_open(view.txn, view.index_dbi, &mut ptr) };
+        view.check(rc, "opening a cursor")?;
+        assert!(!ptr.is_null());
+        Ok(Cursor { ptr, _view: view })
+    }
+
+    /// One cursor operation; `key` is the key to seek for `MDBX_SET_RANGE`. The bytes live in
+    /// the map while the view stays renewed, which the borrow of the view guarantees.
+    fn get(
+        &self,
+        key: Option<&[u8]>,
+        op: ffi::MDBX_cursor_op,
+    ) -> Result<(&'v [u8], &'v [u8]), i32> {
+        let mut k = ffi::MDBX_val {
+            iov_base: key.map_or(std::ptr::null_mut(), |k| k.as_ptr() as *mut libc::c_void),
+            iov_len: key.map_or(0, <[u8]>::len),
+        };
+        let mut v = ffi::MDBX_val {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        // SAFETY: `ptr` is an open cursor of a renewed transaction; `k` points at live bytes
+        // (or is empty for the ops that ignore it); libmdbx writes `k` and `v` on success.
+        let rc = unsafe { ffi::mdbx_cursor_get(self.ptr, &mut k, &mut v, op) };
+        if rc != ffi::MDBX_SUCCESS {
+            return Err(rc);
+        }
+        // SAFETY: on success both point into the memory map, valid until the view is reset,
+        // which cannot happen while `'v` borrows it.
+        unsafe {
+            Ok((
+                std::slice::from_raw_parts(k.iov_base as *const u8, k.iov_len),
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len),
+            ))
+        }
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is an open cursor, closed once here; its transaction is still renewed.
+        unsafe { ffi::mdbx_cursor_close(self.ptr) };
+    }
+}
+
 impl Drop for MdbxView {
     fn drop(&mut self) {
         // SAFETY: `txn` is this view's read transaction (reset or renewed: abort takes both),
@@ -182,5 +281,113 @@ impl Drop for MdbxView {
         unsafe {
             ffi::mdbx_txn_abort_ex(self.txn, std::ptr::null_mut());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Views across the growth of `mdbx.dat`, and the geometry that keeps pages under them.
+
+    use super::*;
+    use crate::mdbx::MdbxStore;
+    use engine::buddy::Slot;
+    use engine::meta::{MetaStore, MetaTxn, FORMAT_VERSION};
+    use engine::SizeClass;
+
+    fn hash(n: u64) -> BlockHash {
+        BlockHash::of(&n.to_le_bytes())
+    }
+
+    fn commit(store: &mut MdbxStore, seq: u64, range: std::ops::Range<u64>) {
+        let mut txn = store.begin().unwrap();
+        let header = Header {
+            format_version: FORMAT_VERSION,
+            capacity_bytes: 1 << 40,
+            node_id: 1,
+            commit_seq: seq,
+        };
+        txn.set_header(&header).unwrap();
+        for n in range {
+            let slot = Slot {
+                offset: n * 4096,
+                class: SizeClass::MIN,
+            };
+            let entry = IndexEntry {
+                slot,
+                len: 100,
+                crc32c: n as u32,
+                flags: 0,
+                commit_seq: seq,
+            };
+            txn.put(&hash(n), &entry).unwrap();
+        }
+        txn.commit(false).unwrap();
+        store.publish_durable(seq);
+    }
+
+    fn count(view: &MdbxView) -> usize {
+        let mut n = 0;
+        view.walk(None, &mut |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
+        n
+    }
+
+    #[test]
+    fn the_index_never_shrinks_under_a_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MdbxStore::open(dir.path(), 1 << 30).unwrap();
+        let view = store.view().unwrap();
+        let geometry = view._db.info().unwrap().geometry();
+        assert_eq!(geometry.shrink_threshold(), 0, "auto-shrink is off");
+    }
+
+    /// Eight views renew and reset around every commit while the file grows past its first
+    /// size; a ninth stays renewed on the first commit throughout and keeps its snapshot.
+    #[test]
+    fn views_see_each_commit_and_keep_their_snapshot_while_the_file_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MdbxStore::open(dir.path(), 1 << 30).unwrap();
+        let mut views: Vec<MdbxView> = (0..8).map(|_| store.view().unwrap()).collect();
+        let mut held = store.view().unwrap();
+        let size_before = store.file_size_bytes().unwrap();
+        commit(&mut store, 1, 0..100);
+        assert_eq!(held.renew().unwrap().version, 1);
+        const PER_BATCH: u64 = 500;
+        for seq in 2..=40u64 {
+            let first = 100 + (seq - 2) * PER_BATCH;
+            commit(&mut store, seq, first..first + PER_BATCH);
+            for view in &mut views {
+                let stamp = view.renew().unwrap();
+                assert_eq!(stamp.version, seq, "a renew sees the newest commit");
+                for n in [0, first, first + PER_BATCH - 1] {
+                    let entry = view.get(&hash(n)).unwrap().expect("committed");
+                    assert!(stamp.shows(&entry) && entry.crc32c == n as u32);
+                }
+                view.release();
+            }
+            assert!(
+                held.get(&hash(first)).unwrap().is_none(),
+                "held: its snapshot"
+            );
+            assert!(held.get(&hash(99)).unwrap().is_some());
+        }
+        let size_after = store.file_size_bytes().unwrap();
+        assert!(
+            size_after > size_before,
+            "the file grew ({size_before} -> {size_after} bytes)"
+        );
+        assert_eq!(
+            count(&held),
+            100,
+            "a view renewed before the growth reads it whole"
+        );
+        held.release();
+        let last = &mut views[0];
+        last.renew().unwrap();
+        assert_eq!(count(last), 100 + 39 * PER_BATCH as usize);
+        last.release();
     }
 }

@@ -79,6 +79,8 @@ pub struct Driver {
     fd_log: FdLog,
     /// `Shared::health_changes` when the worker last took the watchdog's verdict.
     health_seen: u64,
+    /// `Shared::snapshot_changes` when the worker last took the stats snapshot (`None`: never).
+    snapshot_seen: Option<u64>,
 }
 
 impl Driver {
@@ -111,6 +113,7 @@ impl Driver {
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             fd_log: FdLog::new(usize::from(worker_id)),
             health_seen: 0,
+            snapshot_seen: None,
         })
     }
 
@@ -129,7 +132,11 @@ impl Driver {
                 // New connections are refused from here on.
                 self.listener = None;
             }
-            self.worker.set_snapshot(self.shared.snapshot());
+            let snapshot_changes = self.shared.snapshot_changes.load(Ordering::Acquire);
+            if self.snapshot_seen != Some(snapshot_changes) {
+                self.snapshot_seen = Some(snapshot_changes);
+                self.worker.set_snapshot(self.shared.snapshot());
+            }
             let health_changes = self.shared.health_changes.load(Ordering::Acquire);
             if health_changes != self.health_seen {
                 self.health_seen = health_changes;

@@ -34,6 +34,9 @@ pub struct Shared {
     pub drain_timeout: Duration,
     start: std::time::Instant,
     snapshot: Mutex<Arc<StatsSnapshot>>,
+    /// Bumped after each `publish` (workers look at it every loop turn and take the snapshot's
+    /// lock only when it moved: no shared lock and cache line per turn).
+    pub snapshot_changes: AtomicU64,
     workers: Vec<Mutex<WorkerStats>>,
     /// The end of the controller thread's last loop turn (it turns at least every 100 ms).
     pub controller_beat: AtomicInstant,
@@ -59,6 +62,7 @@ impl Shared {
             drain_timeout,
             start: std::time::Instant::now(),
             snapshot: Mutex::new(Arc::new(template)),
+            snapshot_changes: AtomicU64::new(0),
             workers: (0..workers)
                 .map(|_| Mutex::new(WorkerStats::default()))
                 .collect(),
@@ -87,6 +91,7 @@ impl Shared {
 
     pub fn publish(&self, snapshot: StatsSnapshot) {
         *self.snapshot.lock().expect("snapshot lock") = Arc::new(snapshot);
+        self.snapshot_changes.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn publish_worker(&self, id: usize, stats: WorkerStats) {

@@ -142,6 +142,10 @@ pub struct Options {
     /// After a worker turn that served lookups, the chance that its index view stays open for
     /// the next turn (old views held across steps: the isolation protocol's hard case).
     pub view_hold_p: f64,
+    /// Hot spot: the chance that a drawn request is the next step of a reuse race (reads of a
+    /// block around its DELETE, re-PUTs of new content into its freed size class, `missing`
+    /// and listings around them: `workload/race.rs`); 0 in most seeds.
+    pub reuse_race_p: f64,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub slot_wait_limit: Duration,
@@ -177,6 +181,8 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
 /// `p` with probability one half, else zero (each fault is on in about half the seeds).
 /// Share of the seeds with faults on that draw a high data-sync failure rate.
 const SYNC_FAIL_HOT_P: f64 = 0.2;
+/// Share of the seeds that run the reuse race (`Options::reuse_race_p`).
+const REUSE_RACE_HOT_P: f64 = 0.4;
 
 fn maybe(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
     if rng.random_bool(0.5) {
@@ -294,6 +300,7 @@ impl Options {
             buffer_budget_bytes: 0,
             durable_in_background: false,
             view_hold_p: 0.0,
+            reuse_race_p: 0.0,
             request_timeout,
             idle_timeout,
             slot_wait_limit,
@@ -332,6 +339,14 @@ impl Options {
         // after a failed sync (and `ack_after_failed_sync`) is exercised densely.
         if faults_on && rng.random_bool(SYNC_FAIL_HOT_P) {
             options.faults.sync_fail = rng.random_range(0.01..0.03);
+        }
+        // Hot spot (swarm): some seeds race reads of a block against its DELETE and the reuse
+        // of its slot, with views held long (the isolation protocol's hard case).
+        if rng.random_bool(REUSE_RACE_HOT_P) {
+            options.reuse_race_p = rng.random_range(0.4..0.8);
+            options.view_hold_p = 0.9;
+            // Slow reads: a read of the old slot stays in flight while the slot is reused.
+            options.disk_tail_p = rng.random_range(0.1..0.3);
         }
         options
     }
@@ -455,6 +470,7 @@ impl fmt::Display for Options {
         writeln!(f, "buffer_budget_bytes: {}", self.buffer_budget_bytes)?;
         writeln!(f, "durable_in_background: {}", self.durable_in_background)?;
         writeln!(f, "view_hold_p: {}", self.view_hold_p)?;
+        writeln!(f, "reuse_race_p: {:.3}", self.reuse_race_p)?;
         writeln!(
             f,
             "timeouts_ms: request={} idle={} slot_wait={}",

@@ -98,10 +98,8 @@ pub fn message_detail(m: &ToController) -> (u64, u64) {
             ..
         } => (request, u64::from(class.as_u8()) << 16 | u64::from(count)),
         ToController::Occupy { request, hash, .. } => (request, hash_prefix(&hash)),
-        ToController::Release { request, hash, .. }
-        | ToController::GetAddress { request, hash, .. } => (request, hash_prefix(&hash)),
+        ToController::Release { request, hash, .. } => (request, hash_prefix(&hash)),
         ToController::ReturnSlot { request, slot, .. } => (request, slot.offset),
-        ToController::List { request, .. } => (request, 0),
         ToController::ReaderHorizon { version, .. } => (0, version),
     }
 }
@@ -109,9 +107,6 @@ pub fn message_detail(m: &ToController) -> (u64, u64) {
 /// A reply's slot offset (plus one) where it has one.
 pub fn reply_detail(m: &ToWorker) -> u64 {
     match *m {
-        ToWorker::Address {
-            location: Some(l), ..
-        } => l.slot.offset + 1,
         ToWorker::Allocated { slot, .. } => slot.offset + 1,
         _ => 0,
     }

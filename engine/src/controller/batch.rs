@@ -8,8 +8,7 @@
 //! Must never: commit half of an operation, or answer a PUT or DELETE before the plan allows.
 
 use crate::buddy::Slot;
-use crate::hash::BlockHash;
-use crate::message::{ErrorCode, OccupyOutcome, ToController, ToWorker, WorkerId};
+use crate::message::{ErrorCode, ToController, ToWorker, WorkerId};
 use crate::meta::{Header, MetaError, MetaStore, MetaTxn};
 
 use super::ops::{BatchCtx, Counts};
@@ -53,8 +52,6 @@ pub(super) struct Pending {
     pub(super) needs_sync: bool,
     /// How the batch was committed (durably now, later in the background, or not).
     pub(super) commit: Commit,
-    /// Blocks the batch stored (new ones, not duplicates).
-    pub(super) stored: Vec<BlockHash>,
     /// An allocate request of the batch was granted fewer slots than it asked for.
     pub(super) short: bool,
     /// In-memory changes made before the commit, undone if the batch fails.
@@ -87,7 +84,6 @@ impl<M: MetaStore> Controller<M> {
             quarantine_after_commit: Vec::new(),
             needs_sync: false,
             commit: Commit::NonDurable,
-            stored: Vec::new(),
             short: false,
             undo: Vec::new(),
         };
@@ -100,7 +96,6 @@ impl<M: MetaStore> Controller<M> {
                     .into_iter()
                     .partition(|(_, r)| is_promise(r));
                 pending.replies = now;
-                self.awaiting_stored.extend(pending.stored.drain(..));
                 self.finish_commit(pending);
                 self.awaiting_durable = Some(held);
                 io.begin_durable();
@@ -209,13 +204,6 @@ impl<M: MetaStore> Controller<M> {
                     pending,
                     &mut counts,
                 )?;
-                if let ToWorker::Occupied {
-                    outcome: OccupyOutcome::Stored,
-                    ..
-                } = reply
-                {
-                    pending.stored.push(hash);
-                }
                 pending.replies.push((worker, reply));
             }
         }

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use crate::message::{ErrorCode, ToWorker};
-use crate::meta::{MetaError, MetaStore};
+use crate::meta::MetaStore;
 
 use super::batch::BatchError;
 use super::driver::SyncError;
@@ -203,8 +203,6 @@ impl CommitPlan {
 /// the operator restarts it.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum LatchCause {
-    #[error("read view: {0}")]
-    ReadView(MetaError),
     #[error(transparent)]
     Batch(BatchError),
     #[error("making a batch durable: {0}")]
@@ -250,7 +248,6 @@ impl<M: MetaStore> Controller<M> {
             .take()
             .expect("durable_done without a batch awaiting durability");
         assert!(self.writes_pending.is_none(), "durable_done inside a cycle");
-        self.awaiting_stored.clear();
         let ns = took.as_nanos() as u64;
         self.stats.last_sync_ns = ns;
         self.stats.total_sync_ns += ns;

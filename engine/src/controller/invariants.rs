@@ -15,10 +15,6 @@ impl<M: MetaStore> Controller<M> {
     }
 
     pub(super) fn check_invariants_cheap(&self) {
-        assert!(
-            self.awaiting_durable.is_some() || self.awaiting_stored.is_empty(),
-            "blocks are hidden from reads only while their batch is made durable"
-        );
         let s = self.stats();
         let quarantined = s.quarantined_bytes;
         assert_eq!(

@@ -17,6 +17,14 @@ use crate::meta::MetaStore;
 use super::Controller;
 
 impl<M: MetaStore> Controller<M> {
+    /// Steps 4-5 of a cycle: the readers' horizons first, then the quarantined slots they let
+    /// go (before this cycle allocates).
+    pub(super) fn read_phase(&mut self, batch: &[ToController]) {
+        assert!(batch.len() <= super::BATCH_MESSAGES_MAX);
+        self.advance_horizons(batch);
+        self.release_quarantine();
+    }
+
     /// Takes the `ReaderHorizon` reports of a batch.
     pub(super) fn advance_horizons(&mut self, batch: &[ToController]) {
         for m in batch {

@@ -2,9 +2,9 @@
 //!
 //! One cycle (seed plan, steps 0-11): pause if less than the cycle interval has passed since the
 //! last run; take every message the driver drained from the worker queues; split them by kind;
-//! answer get_address and list at once from a read view; then one write transaction with
-//! release -> allocate -> occupy -> return; make the data file durable (through the driver);
-//! commit; queue the remaining replies. Replies wait in per-worker outboxes until the driver
+//! take the reader horizons (index reads never come here: workers read their own views); then
+//! one write transaction with release -> allocate -> occupy -> return; make the data file
+//! durable (through the driver); commit; queue the remaining replies. Replies wait in per-worker outboxes until the driver
 //! can push them; a full worker queue delays a reply, never drops it.
 //!
 //! # Driving it (the server's `control.rs` and the simulator do exactly this)
@@ -28,10 +28,10 @@
 //!
 //! # Rooms
 //!
-//! `reads.rs` the read phase; `batch.rs` the write transaction and its commit, `ops.rs` its
+//! `batch.rs` the write transaction and its commit, `ops.rs` its
 //! operations; `durability.rs` the pure durability plan, the latch and `durable_done`;
 //! `driver.rs` the driver trait and sync errors; `syncer.rs` the data-sync thread's state
-//! machine; `isolation.rs` slot reuse after readers; `recovery.rs` `open`; `audit.rs` the index
+//! machine; `isolation.rs` the read phase (horizons) and slot reuse after readers; `recovery.rs` `open`; `audit.rs` the index
 //! audit; `invariants.rs` the self-checks; `reserved.rs` the reservations; `scrub.rs` the scrub;
 //! `stats.rs` the figures.
 //!
@@ -56,7 +56,6 @@ mod durability;
 mod invariants;
 mod isolation;
 mod ops;
-mod reads;
 mod recovery;
 mod reserved;
 mod scrub;
@@ -75,13 +74,12 @@ pub use scrub::{Scrub, ScrubOutcome, ScrubRead, SCRUB_KNOWN_CORRUPT_MAX};
 pub use stats::ControllerStats;
 pub use syncer::{DataFinish, Syncer};
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::buddy::{BuddyAllocator, Slot};
 use crate::bugs::Bugs;
 use crate::clock::Instant;
-use crate::hash::BlockHash;
 use crate::message::{ToController, ToWorker, WorkerId};
 use crate::meta::{Header, MetaStore};
 
@@ -147,10 +145,6 @@ pub struct Controller<M: MetaStore> {
     /// (`ControllerIo::begin_durable`): its replies, held until `durable_done`. Meanwhile
     /// only reads are answered; writes wait in the inbox.
     awaiting_durable: Option<Vec<(WorkerId, ToWorker)>>,
-    /// The blocks that batch stored: reads answer them "not found" until they are durable, so
-    /// that nothing a GET, HEAD, listing or `missing` reports as stored can be lost (a client
-    /// that sees a block may skip its own upload).
-    awaiting_stored: BTreeSet<BlockHash>,
     failed: Option<durability::Latched>,
     stats: ControllerStats,
 }
@@ -214,9 +208,9 @@ impl<M: MetaStore> Controller<M> {
         outcome
     }
 
-    /// Steps 0-5 of a cycle: the pause, the batch, and the answers to get_address and list
-    /// (in the outboxes: the driver may push them before [`Controller::finish_cycle`], so GETs do
-    /// not wait for the batch's fdatasync and commit). `Ran` must be followed by `finish_cycle`.
+    /// Steps 0-5 of a cycle: the pause, the batch, and the readers' horizons (which may free
+    /// quarantined slots before this cycle allocates). `Ran` must be followed by
+    /// `finish_cycle`.
     pub fn start_cycle(&mut self, now: Instant) -> CycleOutcome {
         assert!(self.writes_pending.is_none(), "finish_cycle was not called");
         if let Some(last) = self.last_run {
@@ -316,12 +310,8 @@ fn is_promise(reply: &ToWorker) -> bool {
     matches!(reply, ToWorker::Occupied { .. } | ToWorker::Released { .. })
 }
 
-/// Answered from a read view, at the start of a cycle (and while a batch is made durable).
+/// Read-side bookkeeping (a reader horizon), taken at the start of a cycle, also while a
+/// batch is made durable. Every index read is answered by the workers' own views.
 fn is_read(m: &ToController) -> bool {
-    matches!(
-        m,
-        ToController::GetAddress { .. }
-            | ToController::List { .. }
-            | ToController::ReaderHorizon { .. }
-    )
+    matches!(m, ToController::ReaderHorizon { .. })
 }

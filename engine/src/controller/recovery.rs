@@ -5,7 +5,7 @@
 //! capacity; in relaxed mode it must not commit durably (the last run's newest entries may
 //! point at data it never synced).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::buddy::{BuddyAllocator, Slot};
 use crate::clock::Instant;
@@ -91,7 +91,6 @@ impl<M: MetaStore> Controller<M> {
             last_durable_commit: Instant::ZERO,
             durable_commit_due: config.durability == Durability::Relaxed,
             awaiting_durable: None,
-            awaiting_stored: BTreeSet::new(),
             failed: None,
             stats,
             config,

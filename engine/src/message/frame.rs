@@ -19,7 +19,7 @@ use super::*;
 //   0       1     tag: ToController 1..=7, ToWorker 0x81..=0x88
 //   1       1     worker (ToController only)
 //   2       1     size class (slot class, or the class of an allocate)
-//   3       1     flag (Option: 0 = None, 1 = Some) or enum byte (outcome, error code)
+//   3       1     enum byte (outcome, error code)
 //   4       4     len in bytes (u32)
 //   8       8     request (u64)
 //   16      32    hash
@@ -29,8 +29,8 @@ use super::*;
 //   60      2     count / limit / requested (u16)
 //   62      2     granted (u16)
 //
-// `Option<Location>` (Address) is the flag plus class, offset, len and crc32c; with the flag 0
-// those bytes are padding. `Option<BlockHash>` (List) is the flag plus the hash bytes.
+// Retired tags (never reused, so an old frame is an `UnknownTag`): 4 and 6 (get_address and
+// list, whose answers were 0x85-0x87: the workers read the index from their own views).
 // ---------------------------------------------------------------------------------------------
 
 pub(super) const TAG_AT: usize = 0;
@@ -59,23 +59,18 @@ const _: () = assert!(COUNT_AT + 2 <= GRANTED_AT && GRANTED_AT + 2 <= FRAME_BYTE
 const _: () = assert!(FRAME_BYTES <= u64::BITS as usize);
 // Lengths and counts fit their wire fields.
 const _: () = assert!(crate::size_class::SLOT_MAX_BYTES <= u32::MAX as u64);
-const _: () = assert!(ALLOCATE_COUNT_MAX > 0 && LIST_LIMIT_MAX > 0);
+const _: () = assert!(ALLOCATE_COUNT_MAX > 0);
 
 pub(super) const TAG_ALLOCATE: u8 = 1;
 pub(super) const TAG_OCCUPY: u8 = 2;
 pub(super) const TAG_RELEASE: u8 = 3;
-pub(super) const TAG_GET_ADDRESS: u8 = 4;
 pub(super) const TAG_RETURN_SLOT: u8 = 5;
-pub(super) const TAG_LIST: u8 = 6;
 pub(super) const TAG_READER_HORIZON: u8 = 7;
 
 pub(super) const TAG_ALLOCATED: u8 = 0x81;
 pub(super) const TAG_ALLOCATE_DONE: u8 = 0x82;
 pub(super) const TAG_OCCUPIED: u8 = 0x83;
 pub(super) const TAG_RELEASED: u8 = 0x84;
-pub(super) const TAG_ADDRESS: u8 = 0x85;
-pub(super) const TAG_LIST_ITEM: u8 = 0x86;
-pub(super) const TAG_LIST_DONE: u8 = 0x87;
 pub(super) const TAG_ERROR: u8 = 0x88;
 pub(super) const TAG_RECLAIM: u8 = 0x89;
 pub(super) const TAG_HORIZON_WANTED: u8 = 0x8a;
@@ -140,22 +135,9 @@ impl FrameWriter {
         self.bytes(HASH_AT, &hash.0);
     }
 
-    pub(super) fn flag(&mut self, value: bool) {
-        self.u8(FLAG_AT, u8::from(value));
-    }
-
     pub(super) fn slot(&mut self, slot: Slot) {
         self.u8(CLASS_AT, slot.class.as_u8());
         self.u64(OFFSET_AT, slot.offset);
-    }
-
-    pub(super) fn location(&mut self, location: Option<Location>) {
-        self.flag(location.is_some());
-        if let Some(location) = location {
-            self.slot(location.slot);
-            self.u32(LEN_AT, location.len);
-            self.u32(CRC_AT, location.crc32c);
-        }
     }
 
     pub(super) fn finish(self) -> Frame {
@@ -206,14 +188,6 @@ impl<'a> FrameReader<'a> {
         BlockHash(self.bytes(HASH_AT))
     }
 
-    pub(super) fn flag(&mut self) -> Result<bool, DecodeError> {
-        match self.u8(FLAG_AT) {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(DecodeError::BadFlag(other)),
-        }
-    }
-
     pub(super) fn class(&mut self) -> Result<SizeClass, DecodeError> {
         let index = self.u8(CLASS_AT);
         SizeClass::new(index).ok_or(DecodeError::BadClass(index))
@@ -224,24 +198,6 @@ impl<'a> FrameReader<'a> {
         let class = self.class()?;
         let offset = self.u64(OFFSET_AT);
         Ok(Slot { offset, class })
-    }
-
-    pub(super) fn after(&mut self) -> Result<Option<BlockHash>, DecodeError> {
-        Ok(if self.flag()? {
-            Some(self.hash())
-        } else {
-            None
-        })
-    }
-
-    pub(super) fn location(&mut self) -> Result<Option<Location>, DecodeError> {
-        if !self.flag()? {
-            return Ok(None);
-        }
-        let slot = self.slot()?;
-        let len = self.u32(LEN_AT);
-        let crc32c = self.u32(CRC_AT);
-        Ok(Some(Location { slot, len, crc32c }))
     }
 
     /// Every byte no field was read from must be zero.

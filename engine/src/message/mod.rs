@@ -1,14 +1,14 @@
 //! Messages between workers and the controller, and their fixed-size frames.
 //!
 //! Every message encodes to exactly [`FRAME_BYTES`] little-endian bytes so the SPSC queues carry
-//! plain arrays. `decode` validates everything (tag, class range, lengths, alignment, flags) and
+//! plain arrays. `decode` validates everything (tag, class range, lengths, alignment) and
 //! returns an error for any frame `encode` could not have produced; it never panics.
 //!
 //! Worker -> controller: allocate (with a count), occupy (with the slot the worker filled),
-//! release, get_address, return_slot (an unused reservation), list (for `GET /blocks`) and
-//! reader_horizon (the oldest index-view version the worker still has a lookup or read in
-//! flight from; see `controller::isolation`).
-//! Controller -> worker: one reply (or a run of item frames and a closing frame) per request.
+//! release, return_slot (an unused reservation) and reader_horizon (the oldest index-view
+//! version the worker still has a lookup or read in flight from; see `controller::isolation`).
+//! Index reads never travel here: each worker reads its own view (`meta::IndexView`).
+//! Controller -> worker: one reply per request, plus `Reclaim` and `HorizonWanted`.
 //!
 //! Files: `mod.rs` (here) the message types; `frame.rs` the frame's field map (offsets, tags) and
 //! the checked writer/reader; `to_controller.rs` and `to_worker.rs` encode and decode each
@@ -58,25 +58,11 @@ pub enum ToController {
         request: RequestId,
         hash: BlockHash,
     },
-    /// Where is `hash` stored?
-    GetAddress {
-        worker: WorkerId,
-        request: RequestId,
-        hash: BlockHash,
-    },
     /// A reserved slot the worker will not use: back to free.
     ReturnSlot {
         worker: WorkerId,
         request: RequestId,
         slot: Slot,
-    },
-    /// Up to `limit` stored hashes in ascending order strictly after `after` (from the start when
-    /// `None`).
-    List {
-        worker: WorkerId,
-        request: RequestId,
-        after: Option<BlockHash>,
-        limit: u16,
     },
     /// The worker's reader horizon: every index view it still uses (a snapshot held, or a read
     /// of a slot it looked up) has `version >= version`, and so will every view it renews from
@@ -145,20 +131,6 @@ pub enum ToWorker {
         request: RequestId,
         outcome: ReleaseOutcome,
     },
-    /// Answer to get_address (`POST /blocks/missing` and the dedup check before a 507; GET and
-    /// HEAD look addresses up in the worker's own index view).
-    Address {
-        request: RequestId,
-        location: Option<Location>,
-    },
-    /// One listed block.
-    ListItem {
-        request: RequestId,
-        hash: BlockHash,
-        len: u32,
-    },
-    /// End of a listing: `count` items were sent.
-    ListDone { request: RequestId, count: u16 },
     /// The request failed; nothing it asked for was done.
     Error { request: RequestId, code: ErrorCode },
     /// Slots released by batch `version` wait for this worker: report a horizon of at least
@@ -180,8 +152,6 @@ pub enum DecodeError {
     BadLength(u64),
     #[error("bad enum value {0}")]
     BadEnum(u8),
-    #[error("bad flag byte {0}")]
-    BadFlag(u8),
     #[error("non-zero padding")]
     NonZeroPadding,
 }

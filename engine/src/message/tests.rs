@@ -3,7 +3,7 @@
 
 use super::frame::*;
 use super::*;
-use crate::size_class::{BLOCK_LEN_MAX_BYTES, CLASS_COUNT};
+use crate::size_class::CLASS_COUNT;
 use proptest::prelude::*;
 
 /// Largest slot offset the strategies draw (a 1 PiB data file).
@@ -48,7 +48,6 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
     let w = any::<WorkerId>();
     let r = any::<RequestId>();
     let count = count_strategy(u64::from(ALLOCATE_COUNT_MAX)).prop_map(|c| c as u16);
-    let limit = count_strategy(u64::from(LIST_LIMIT_MAX)).prop_map(|c| c as u16);
     prop_oneof![
         (w, r, class_strategy(), count).prop_map(|(worker, request, class, count)| {
             ToController::Allocate {
@@ -73,11 +72,6 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
             request,
             hash
         }),
-        (w, r, hash_strategy()).prop_map(|(worker, request, hash)| ToController::GetAddress {
-            worker,
-            request,
-            hash
-        }),
         (w, r, slot_strategy()).prop_map(|(worker, request, slot)| {
             ToController::ReturnSlot {
                 worker,
@@ -85,14 +79,6 @@ fn to_controller_strategy() -> impl Strategy<Value = ToController> {
                 slot,
             }
         }),
-        (w, r, proptest::option::of(hash_strategy()), limit).prop_map(
-            |(worker, request, after, limit)| ToController::List {
-                worker,
-                request,
-                after,
-                limit
-            }
-        ),
         (w, any::<u64>())
             .prop_map(|(worker, version)| ToController::ReaderHorizon { worker, version }),
     ]
@@ -114,15 +100,6 @@ fn allocate_done_strategy() -> impl Strategy<Value = ToWorker> {
     )
 }
 
-fn location_strategy() -> impl Strategy<Value = Option<Location>> {
-    let location = (block_strategy(), any::<u32>()).prop_map(|((slot, len), crc32c)| Location {
-        slot,
-        len,
-        crc32c,
-    });
-    proptest::option::of(location)
-}
-
 fn to_worker_strategy() -> impl Strategy<Value = ToWorker> {
     let r = any::<RequestId>();
     let occupy = prop_oneof![Just(OccupyOutcome::Stored), Just(OccupyOutcome::Duplicate)];
@@ -136,8 +113,6 @@ fn to_worker_strategy() -> impl Strategy<Value = ToWorker> {
         Just(ErrorCode::InvalidSlot),
         Just(ErrorCode::Unavailable),
     ];
-    let item_len = count_strategy(BLOCK_LEN_MAX_BYTES).prop_map(|len| len as u32);
-    let done_count = prop_oneof![Just(0), Just(LIST_LIMIT_MAX), 0..=LIST_LIMIT_MAX];
     prop_oneof![
         class_strategy().prop_map(|class| ToWorker::Reclaim { class }),
         any::<u64>().prop_map(|version| ToWorker::HorizonWanted { version }),
@@ -145,14 +120,6 @@ fn to_worker_strategy() -> impl Strategy<Value = ToWorker> {
         allocate_done_strategy(),
         (r, occupy).prop_map(|(request, outcome)| ToWorker::Occupied { request, outcome }),
         (r, release).prop_map(|(request, outcome)| ToWorker::Released { request, outcome }),
-        (r, location_strategy())
-            .prop_map(|(request, location)| ToWorker::Address { request, location }),
-        (r, hash_strategy(), item_len).prop_map(|(request, hash, len)| ToWorker::ListItem {
-            request,
-            hash,
-            len
-        }),
-        (r, done_count).prop_map(|(request, count)| ToWorker::ListDone { request, count }),
         (r, code).prop_map(|(request, code)| ToWorker::Error { request, code }),
     ]
 }
@@ -197,14 +164,6 @@ fn occupy_frame() -> Frame {
         slot,
         len: 5000,
         crc32c: 1,
-    }
-    .encode()
-}
-
-fn address_frame(location: Option<Location>) -> Frame {
-    ToWorker::Address {
-        request: 4,
-        location,
     }
     .encode()
 }
@@ -310,21 +269,10 @@ fn every_variant_has_a_distinct_tag() {
             request,
             hash,
         },
-        ToController::GetAddress {
-            worker: 0,
-            request,
-            hash,
-        },
         ToController::ReturnSlot {
             worker: 0,
             request,
             slot,
-        },
-        ToController::List {
-            worker: 0,
-            request,
-            after: None,
-            limit: 1,
         },
         ToController::ReaderHorizon {
             worker: 0,
@@ -347,23 +295,14 @@ fn every_variant_has_a_distinct_tag() {
             request,
             outcome: ReleaseOutcome::Deleted,
         },
-        ToWorker::Address {
-            request,
-            location: None,
-        },
-        ToWorker::ListItem {
-            request,
-            hash,
-            len: 1,
-        },
-        ToWorker::ListDone { request, count: 0 },
         ToWorker::Error {
             request,
             code: ErrorCode::Io,
         },
     ];
     let mut tags: Vec<u8> = controller.iter().map(|m| m.encode()[TAG_AT]).collect();
-    assert_eq!(tags, (1..=7).collect::<Vec<u8>>());
+    // Tags 4 and 6 (get_address, list) are retired, never reused.
+    assert_eq!(tags, [1, 2, 3, 5, 7]);
     tags.extend(worker.iter().map(|m| m.encode()[TAG_AT]));
     tags.sort_unstable();
     tags.dedup();
@@ -371,10 +310,10 @@ fn every_variant_has_a_distinct_tag() {
     assert!(worker.iter().all(|m| m.request() == Some(1)));
 }
 
-/// Tags of neither direction (and of the other direction) are `UnknownTag`.
+/// Tags of neither direction (retired ones too, and of the other direction) are `UnknownTag`.
 #[test]
 fn unknown_tags_are_rejected() {
-    for tag in [0, 8, 0x80, 0x8b, 0xff] {
+    for tag in [0, 4, 6, 8, 0x80, 0x85, 0x86, 0x87, 0x8b, 0xff] {
         let mut frame = [0u8; FRAME_BYTES];
         frame[TAG_AT] = tag;
         assert_eq!(
@@ -383,10 +322,14 @@ fn unknown_tags_are_rejected() {
         );
         assert_eq!(ToWorker::decode(&frame), Err(DecodeError::UnknownTag(tag)));
     }
-    let frame = address_frame(None);
+    let frame = ToWorker::Allocated {
+        request: 4,
+        slot: sample_slot(),
+    }
+    .encode();
     assert_eq!(
         ToController::decode(&frame),
-        Err(DecodeError::UnknownTag(TAG_ADDRESS))
+        Err(DecodeError::UnknownTag(TAG_ALLOCATED))
     );
 }
 
@@ -416,11 +359,6 @@ fn class_out_of_range_is_rejected() {
         assert_eq!(ToController::decode(&frame), Err(DecodeError::BadClass(8)));
     }
     let worker = [
-        address_frame(Some(Location {
-            slot,
-            len: 1,
-            crc32c: 0,
-        })),
         ToWorker::AllocateDone {
             request: 0,
             class,
@@ -460,16 +398,6 @@ fn misaligned_slots_are_rejected() {
     let mut frame = ToWorker::Allocated { request: 0, slot }.encode();
     set_u64(&mut frame, OFFSET_AT, 1);
     assert_eq!(ToWorker::decode(&frame), Err(DecodeError::Misaligned(1)));
-    let mut frame = address_frame(Some(Location {
-        slot,
-        len: 1,
-        crc32c: 0,
-    }));
-    set_u64(&mut frame, OFFSET_AT, 8192 + 512);
-    assert_eq!(
-        ToWorker::decode(&frame),
-        Err(DecodeError::Misaligned(8192 + 512))
-    );
 }
 
 /// Occupy lengths outside `1..=slot size` are `BadLength`.
@@ -488,9 +416,9 @@ fn occupy_length_out_of_range_is_rejected() {
     assert!(ToController::decode(&frame).is_ok());
 }
 
-/// Allocate counts and list limits outside their ranges are `BadLength`.
+/// Allocate counts outside their range are `BadLength`.
 #[test]
-fn count_and_limit_out_of_range_are_rejected() {
+fn count_out_of_range_is_rejected() {
     let class = SizeClass::MIN;
     let allocate = ToController::Allocate {
         worker: 0,
@@ -499,14 +427,7 @@ fn count_and_limit_out_of_range_are_rejected() {
         count: 1,
     }
     .encode();
-    let list = ToController::List {
-        worker: 0,
-        request: 0,
-        after: None,
-        limit: 1,
-    }
-    .encode();
-    for (frame, max) in [(allocate, ALLOCATE_COUNT_MAX), (list, LIST_LIMIT_MAX)] {
+    for (frame, max) in [(allocate, ALLOCATE_COUNT_MAX)] {
         for bad in [0, max + 1, u16::MAX] {
             let mut frame = frame;
             set_u16(&mut frame, COUNT_AT, bad);
@@ -545,48 +466,6 @@ fn allocate_done_counts_are_checked() {
     }
 }
 
-/// Address locations, list items and list-done counts have length limits too.
-#[test]
-fn reply_lengths_out_of_range_are_rejected() {
-    let location = Some(Location {
-        slot: sample_slot(),
-        len: 1,
-        crc32c: 0,
-    });
-    for len in [0, 8193] {
-        let mut frame = address_frame(location);
-        set_u32(&mut frame, LEN_AT, len);
-        assert_eq!(
-            ToWorker::decode(&frame),
-            Err(DecodeError::BadLength(len.into()))
-        );
-    }
-    let hash = BlockHash::ZERO;
-    let mut frame = ToWorker::ListItem {
-        request: 0,
-        hash,
-        len: 1,
-    }
-    .encode();
-    set_u32(&mut frame, LEN_AT, 0);
-    assert_eq!(ToWorker::decode(&frame), Err(DecodeError::BadLength(0)));
-    set_u32(&mut frame, LEN_AT, BLOCK_LEN_MAX_BYTES as u32 + 1);
-    assert_eq!(
-        ToWorker::decode(&frame),
-        Err(DecodeError::BadLength(524_289))
-    );
-    let mut frame = ToWorker::ListDone {
-        request: 0,
-        count: 0,
-    }
-    .encode();
-    set_u16(&mut frame, COUNT_AT, LIST_LIMIT_MAX + 1);
-    assert_eq!(
-        ToWorker::decode(&frame),
-        Err(DecodeError::BadLength(10_001))
-    );
-}
-
 /// Outcome and error-code bytes out of range are `BadEnum`.
 #[test]
 fn enum_bytes_out_of_range_are_rejected() {
@@ -622,30 +501,12 @@ fn enum_bytes_out_of_range_are_rejected() {
     }
 }
 
-/// Option flags other than 0 or 1 are `BadFlag`.
-#[test]
-fn flags_other_than_zero_or_one_are_rejected() {
-    let after = Some(BlockHash([1; 32]));
-    let mut frame = ToController::List {
-        worker: 0,
-        request: 0,
-        after,
-        limit: 5,
-    }
-    .encode();
-    frame[FLAG_AT] = 2;
-    assert_eq!(ToController::decode(&frame), Err(DecodeError::BadFlag(2)));
-    let mut frame = address_frame(None);
-    frame[FLAG_AT] = 0x80;
-    assert_eq!(ToWorker::decode(&frame), Err(DecodeError::BadFlag(0x80)));
-}
-
-/// Unused bytes, including those of an absent location or `after` hash, must be zero.
+/// Unused bytes must be zero.
 #[test]
 fn nonzero_padding_is_rejected() {
-    let mut frame = ToWorker::ListDone {
+    let mut frame = ToWorker::Released {
         request: 0,
-        count: 3,
+        outcome: ReleaseOutcome::Deleted,
     }
     .encode();
     frame[WORKER_AT] = 1; // ToWorker has no worker byte
@@ -657,7 +518,11 @@ fn nonzero_padding_is_rejected() {
         Err(DecodeError::NonZeroPadding)
     );
     for at in [CLASS_AT, LEN_AT, OFFSET_AT + 7, CRC_AT] {
-        let mut frame = address_frame(None);
+        let mut frame = ToWorker::Released {
+            request: 0,
+            outcome: ReleaseOutcome::Deleted,
+        }
+        .encode();
         frame[at] = 1;
         assert_eq!(
             ToWorker::decode(&frame),
@@ -665,11 +530,10 @@ fn nonzero_padding_is_rejected() {
             "{at}"
         );
     }
-    let mut frame = ToController::List {
+    let mut frame = ToController::ReturnSlot {
         worker: 0,
         request: 0,
-        after: None,
-        limit: 5,
+        slot: sample_slot(),
     }
     .encode();
     frame[HASH_AT + 31] = 1;

@@ -42,11 +42,6 @@ impl ToController {
                 worker: _,
                 request,
                 hash,
-            }
-            | ToController::GetAddress {
-                worker: _,
-                request,
-                hash,
             } => {
                 w.u64(REQUEST_AT, request);
                 w.hash(&hash);
@@ -59,19 +54,6 @@ impl ToController {
                 w.u64(REQUEST_AT, request);
                 w.slot(slot);
             }
-            ToController::List {
-                worker: _,
-                request,
-                after,
-                limit,
-            } => {
-                w.u64(REQUEST_AT, request);
-                w.flag(after.is_some());
-                if let Some(hash) = after {
-                    w.hash(&hash);
-                }
-                w.u16(COUNT_AT, limit);
-            }
             ToController::ReaderHorizon { worker: _, version } => w.u64(VERSION_AT, version),
         }
         let frame = w.finish();
@@ -81,8 +63,8 @@ impl ToController {
 
     /// Parses and validates a frame. Rejects (never panics on) anything `encode` could not have
     /// produced: unknown tag, class index >= 8, misaligned slot, occupy `len` outside
-    /// `1..=slot size`, allocate `count` outside `1..=ALLOCATE_COUNT_MAX`, list `limit` outside
-    /// `1..=LIST_LIMIT_MAX`, a flag byte other than 0 or 1, and non-zero unused bytes.
+    /// `1..=slot size`, allocate `count` outside `1..=ALLOCATE_COUNT_MAX`, and non-zero unused
+    /// bytes.
     pub fn decode(frame: &Frame) -> Result<ToController, DecodeError> {
         let mut r = FrameReader::new(frame);
         let tag = r.u8(TAG_AT);
@@ -112,27 +94,11 @@ impl ToController {
                 request: r.u64(REQUEST_AT),
                 hash: r.hash(),
             },
-            TAG_GET_ADDRESS => ToController::GetAddress {
-                worker,
-                request: r.u64(REQUEST_AT),
-                hash: r.hash(),
-            },
             TAG_RETURN_SLOT => ToController::ReturnSlot {
                 worker,
                 request: r.u64(REQUEST_AT),
                 slot: r.slot()?,
             },
-            TAG_LIST => {
-                let request = r.u64(REQUEST_AT);
-                let after = r.after()?;
-                let limit = r.u16(COUNT_AT);
-                ToController::List {
-                    worker,
-                    request,
-                    after,
-                    limit,
-                }
-            }
             TAG_READER_HORIZON => ToController::ReaderHorizon {
                 worker,
                 version: r.u64(VERSION_AT),
@@ -151,9 +117,7 @@ impl ToController {
             ToController::Allocate { worker, .. }
             | ToController::Occupy { worker, .. }
             | ToController::Release { worker, .. }
-            | ToController::GetAddress { worker, .. }
             | ToController::ReturnSlot { worker, .. }
-            | ToController::List { worker, .. }
             | ToController::ReaderHorizon { worker, .. } => worker,
         }
     }
@@ -163,9 +127,7 @@ impl ToController {
             ToController::Allocate { .. } => TAG_ALLOCATE,
             ToController::Occupy { .. } => TAG_OCCUPY,
             ToController::Release { .. } => TAG_RELEASE,
-            ToController::GetAddress { .. } => TAG_GET_ADDRESS,
             ToController::ReturnSlot { .. } => TAG_RETURN_SLOT,
-            ToController::List { .. } => TAG_LIST,
             ToController::ReaderHorizon { .. } => TAG_READER_HORIZON,
         }
     }
@@ -178,12 +140,7 @@ impl ToController {
             }
             ToController::Occupy { slot, len, .. } => check_block(slot, len),
             ToController::ReturnSlot { slot, .. } => check_slot(slot),
-            ToController::List { limit, .. } => {
-                check_count(u64::from(limit), u64::from(LIST_LIMIT_MAX))
-            }
-            ToController::Release { .. }
-            | ToController::GetAddress { .. }
-            | ToController::ReaderHorizon { .. } => Ok(()),
+            ToController::Release { .. } | ToController::ReaderHorizon { .. } => Ok(()),
         }
     }
 }

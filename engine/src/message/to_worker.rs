@@ -92,19 +92,6 @@ impl ToWorker {
                 w.u64(REQUEST_AT, request);
                 w.u8(FLAG_AT, outcome.to_u8());
             }
-            ToWorker::Address { request, location } => {
-                w.u64(REQUEST_AT, request);
-                w.location(location);
-            }
-            ToWorker::ListItem { request, hash, len } => {
-                w.u64(REQUEST_AT, request);
-                w.hash(&hash);
-                w.u32(LEN_AT, len);
-            }
-            ToWorker::ListDone { request, count } => {
-                w.u64(REQUEST_AT, request);
-                w.u16(COUNT_AT, count);
-            }
             ToWorker::Error { request, code } => {
                 w.u64(REQUEST_AT, request);
                 w.u8(FLAG_AT, code.to_u8());
@@ -119,10 +106,8 @@ impl ToWorker {
 
     /// Parses and validates a frame. Rejects (never panics on) anything `encode` could not have
     /// produced: unknown tag, class index >= 8, misaligned slot, allocate-done `requested`
-    /// outside `1..=ALLOCATE_COUNT_MAX` or `granted > requested`, a location `len` outside
-    /// `1..=slot size`, a list item `len` outside `1..=BLOCK_LEN_MAX_BYTES`, a list-done `count`
-    /// over `LIST_LIMIT_MAX`, an outcome or error code out of range, a flag byte other than 0 or
-    /// 1, and non-zero unused bytes (including the location bytes of an address without one).
+    /// outside `1..=ALLOCATE_COUNT_MAX` or `granted > requested`, an outcome or error code out of
+    /// range, and non-zero unused bytes.
     pub fn decode(frame: &Frame) -> Result<ToWorker, DecodeError> {
         let mut r = FrameReader::new(frame);
         let tag = r.u8(TAG_AT);
@@ -151,19 +136,6 @@ impl ToWorker {
                 request,
                 outcome: ReleaseOutcome::from_u8(r.u8(FLAG_AT))?,
             },
-            TAG_ADDRESS => {
-                let location = r.location()?;
-                ToWorker::Address { request, location }
-            }
-            TAG_LIST_ITEM => ToWorker::ListItem {
-                request,
-                hash: r.hash(),
-                len: r.u32(LEN_AT),
-            },
-            TAG_LIST_DONE => ToWorker::ListDone {
-                request,
-                count: r.u16(COUNT_AT),
-            },
             TAG_ERROR => ToWorker::Error {
                 request,
                 code: ErrorCode::from_u8(r.u8(FLAG_AT))?,
@@ -189,9 +161,6 @@ impl ToWorker {
             | ToWorker::AllocateDone { request, .. }
             | ToWorker::Occupied { request, .. }
             | ToWorker::Released { request, .. }
-            | ToWorker::Address { request, .. }
-            | ToWorker::ListItem { request, .. }
-            | ToWorker::ListDone { request, .. }
             | ToWorker::Error { request, .. } => Some(request),
             ToWorker::Reclaim { .. } | ToWorker::HorizonWanted { .. } => None,
         }
@@ -203,9 +172,6 @@ impl ToWorker {
             ToWorker::AllocateDone { .. } => TAG_ALLOCATE_DONE,
             ToWorker::Occupied { .. } => TAG_OCCUPIED,
             ToWorker::Released { .. } => TAG_RELEASED,
-            ToWorker::Address { .. } => TAG_ADDRESS,
-            ToWorker::ListItem { .. } => TAG_LIST_ITEM,
-            ToWorker::ListDone { .. } => TAG_LIST_DONE,
             ToWorker::Error { .. } => TAG_ERROR,
             ToWorker::Reclaim { .. } => TAG_RECLAIM,
             ToWorker::HorizonWanted { .. } => TAG_HORIZON_WANTED,
@@ -225,21 +191,7 @@ impl ToWorker {
                 }
                 Ok(())
             }
-            ToWorker::Address {
-                location: Some(location),
-                ..
-            } => check_block(location.slot, location.len),
-            ToWorker::ListItem { len, .. } => {
-                check_count(u64::from(len), crate::size_class::BLOCK_LEN_MAX_BYTES)
-            }
-            ToWorker::ListDone { count, .. } => {
-                if count > LIST_LIMIT_MAX {
-                    return Err(DecodeError::BadLength(u64::from(count)));
-                }
-                Ok(())
-            }
-            ToWorker::Address { location: None, .. }
-            | ToWorker::Occupied { .. }
+            ToWorker::Occupied { .. }
             | ToWorker::Released { .. }
             | ToWorker::Error { .. }
             | ToWorker::Reclaim { .. }

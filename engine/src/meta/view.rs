@@ -1,5 +1,6 @@
-//! A worker's read-only view of the index (issue 17): GET and HEAD look their address up here,
-//! on the worker's own thread, with no hop through the controller.
+//! A worker's read-only view of the index (issue 17): GET, HEAD, `GET /blocks`,
+//! `POST /blocks/missing` and the dedup checks of PUT look the index up here, on the worker's
+//! own thread, with no hop through the controller.
 //!
 //! Owns: the [`IndexView`] trait the drivers implement (libmdbx read transaction in the server,
 //! [`MemView`] here for tests and the simulator), the [`ViewStamp`] a renew returns, and the
@@ -53,6 +54,13 @@ pub trait IndexView {
     /// The entry of `hash` in the snapshot of the last renew (unfiltered: see
     /// [`ViewStamp::shows`]). Panics on a released view.
     fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError>;
+    /// The snapshot's entries in ascending hash order, strictly after `after`, unfiltered,
+    /// until `f` returns `false` (`GET /blocks`). Panics on a released view.
+    fn walk(
+        &self,
+        after: Option<&BlockHash>,
+        f: &mut dyn FnMut(&BlockHash, &IndexEntry) -> bool,
+    ) -> Result<(), MetaError>;
     /// Drops the snapshot, keeps the handle (libmdbx: `mdbx_txn_reset`).
     fn release(&mut self);
 }
@@ -92,6 +100,22 @@ impl IndexView for MemView {
     fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError> {
         let snapshot = self.snapshot.as_ref().expect("get on a released view");
         Ok(snapshot.index.get(hash).copied())
+    }
+
+    fn walk(
+        &self,
+        after: Option<&BlockHash>,
+        f: &mut dyn FnMut(&BlockHash, &IndexEntry) -> bool,
+    ) -> Result<(), MetaError> {
+        use std::ops::Bound;
+        let snapshot = self.snapshot.as_ref().expect("walk on a released view");
+        let lower = after.map_or(Bound::Unbounded, |h| Bound::Excluded(*h));
+        for (hash, entry) in snapshot.index.range((lower, Bound::Unbounded)) {
+            if !f(hash, entry) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn release(&mut self) {
@@ -145,6 +169,11 @@ pub(super) fn conformance_view<H: StoreHarness>(harness: &mut H) {
         "a renewed view keeps its snapshot"
     );
     assert_eq!(view.get(&hash_n(2)).unwrap(), None);
+    assert_eq!(
+        walked(&view, None),
+        vec![hash_n(1)],
+        "a walk keeps the snapshot too"
+    );
     view.release();
     // The next renew sees it, the watermark not yet.
     let stamp = view.renew().unwrap();
@@ -158,6 +187,11 @@ pub(super) fn conformance_view<H: StoreHarness>(harness: &mut H) {
     assert_eq!(view.get(&hash_n(1)).unwrap(), None);
     let two = view.get(&hash_n(2)).unwrap().expect("committed");
     assert!(!stamp.shows(&two), "not durable yet");
+    assert_eq!(walked(&view, None), vec![hash_n(2)]);
+    assert!(
+        walked(&view, Some(&hash_n(2))).is_empty(),
+        "a walk starts after `after`"
+    );
     view.release();
     store.publish_durable(2);
     let stamp = view.renew().unwrap();
@@ -174,4 +208,15 @@ pub(super) fn conformance_view<H: StoreHarness>(harness: &mut H) {
     );
     assert_eq!(store.read().unwrap().header().unwrap(), Some(header(2)));
     again.release();
+}
+
+/// The hashes a walk of `view` visits after `after` (at most 100).
+fn walked(view: &impl IndexView, after: Option<&BlockHash>) -> Vec<BlockHash> {
+    let mut seen = Vec::new();
+    view.walk(after, &mut |hash, _| {
+        seen.push(*hash);
+        seen.len() < 100
+    })
+    .unwrap();
+    seen
 }

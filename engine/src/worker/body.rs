@@ -1,7 +1,8 @@
 //! Request bodies read into one buffer (chunked PUTs, `POST /blocks/missing`, a PUT that
 //! needs its hash before a 507).
 //!
-//! Owns: `start_body` (framing checks: 411, 400, 413, or the streamed PUT), `begin_body` (with
+//! Owns: `start_body` (framing checks: 411, 400, 413; the pre-check of a PUT to a named hash),
+//! `read_body` (the streamed PUT, or one buffer), `begin_body` (with
 //! the budget's grant, or a wait for it), `feed_body`, `body_complete`, `100 Continue`.
 //! Invariants: a body never grows past its grant; its hash and CRC cover every byte taken.
 //! Must never: read a body before it has a grant of the budget.
@@ -9,7 +10,34 @@
 use super::*;
 
 impl Worker {
+    /// The framing checks, then: a `PUT` to a named hash asks the worker's view first (a
+    /// stored block needs no slot: `verify.rs`); any other body is read (`read_body`).
     pub(super) fn start_body(&mut self, now: Instant, r: ConnRef, max_bytes: u64) {
+        let Some(reader) = self.body_reader(now, r, max_bytes) else {
+            return;
+        };
+        if let Route::PutBlock {
+            expected: Some(hash),
+        } = self.active_mut(r).route
+        {
+            self.queue_lookup(r, Lookup::PreCheck { hash, reader });
+            return;
+        }
+        self.read_body(now, r, reader);
+    }
+
+    /// A PUT with Content-Length streams into its slot; any other body is read into one
+    /// buffer.
+    pub(super) fn read_body(&mut self, now: Instant, r: ConnRef, reader: BodyReader) {
+        let put = matches!(self.active_mut(r).route, Route::PutBlock { .. });
+        match reader {
+            BodyReader::Length { remaining } if put => self.start_stream(now, r, remaining),
+            reader => self.begin_body(now, r, reader, SendContinue::IfExpected),
+        }
+    }
+
+    /// How the body is framed, or `None` once the request is answered (411, 400, 413).
+    fn body_reader(&mut self, now: Instant, r: ConnRef, max_bytes: u64) -> Option<BodyReader> {
         let conn = self.conns.live_mut(r);
         let active = conn.active.as_ref().expect("active");
         let method = active.head.method;
@@ -23,11 +51,11 @@ impl Worker {
                     "a body with Content-Length or chunked \
                     transfer coding is required",
                 );
-                return;
+                return None;
             }
             BodyFraming::Length(0) => {
                 self.respond_error(now, r, method, Status::BAD_REQUEST, "empty body");
-                return;
+                return None;
             }
             BodyFraming::Length(n) if n > max_bytes => {
                 // Answered at once with `Connection: close`. A body of moderate size that the
@@ -43,16 +71,12 @@ impl Worker {
                     Status::CONTENT_TOO_LARGE,
                     "body too large",
                 );
-                return;
-            }
-            BodyFraming::Length(n) if matches!(active.route, Route::PutBlock { .. }) => {
-                self.start_stream(now, r, n);
-                return;
+                return None;
             }
             BodyFraming::Length(n) => BodyReader::Length { remaining: n },
             BodyFraming::Chunked => BodyReader::Chunked(ChunkedDecoder::new(max_bytes)),
         };
-        self.begin_body(now, r, reader, SendContinue::IfExpected);
+        Some(reader)
     }
 
     /// Reads a body into one buffer, once the request has the budget for it (else it waits).
@@ -116,17 +140,31 @@ impl Worker {
             unreachable!("feed_body outside the body stage")
         };
         let before = body.len();
-        let result: Result<(usize, bool), HttpError> = match reader {
-            BodyReader::Length { remaining } => {
-                let n = (*remaining as usize).min(rbuf.len());
-                body.extend_from_slice(&rbuf[..n]);
-                *remaining -= n as u64;
-                Ok((n, *remaining == 0))
-            }
-            BodyReader::Chunked(decoder) => {
-                decoder.decode(rbuf, body).map(|n| (n, decoder.is_done()))
-            }
-        };
+        let result = reader.take(rbuf, body);
+        if result.is_ok() {
+            hasher.update(&body[before..]);
+            *crc = crc32c::crc32c_append(*crc, &body[before..]);
+        }
+        self.fed(now, r, method, result, Worker::body_complete)
+    }
+
+    /// After body bytes were taken from `r`'s receive buffer: drops them from it, then the
+    /// framing error's answer, or `complete` once the body is whole. Returns whether anything
+    /// happened.
+    pub(super) fn fed(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        method: Method,
+        result: Result<(usize, bool), HttpError>,
+        complete: fn(&mut Worker, Instant, ConnRef),
+    ) -> bool {
+        let rbuf = self
+            .conns
+            .live_mut(r)
+            .rbuf
+            .as_mut()
+            .expect("buffer present");
         match result {
             Err(e) => {
                 rbuf.clear();
@@ -135,10 +173,8 @@ impl Worker {
             }
             Ok((consumed, done)) => {
                 rbuf.drain(..consumed);
-                hasher.update(&body[before..]);
-                *crc = crc32c::crc32c_append(*crc, &body[before..]);
                 if done {
-                    self.body_complete(now, r);
+                    complete(self, now, r);
                     return true;
                 }
                 consumed > 0

@@ -74,6 +74,8 @@ pub(super) const CACHE_CONTROL: (&str, &[u8]) =
     ("Cache-Control", b"public, max-age=31536000, immutable");
 
 impl Worker {
+    /// The address of a GET or HEAD, from a view of `version`; called by the worker's view
+    /// with the request's `Lookup::Block` taken.
     pub(super) fn on_address(
         &mut self,
         now: Instant,
@@ -93,9 +95,6 @@ impl Worker {
         else {
             return;
         };
-        if !matches!(active.stage, Stage::Lookup) {
-            return;
-        }
         let method = active.head.method;
         let Some(location) = location else {
             self.respond_error(now, r, method, Status::NOT_FOUND, "no such block");

@@ -1,12 +1,14 @@
-//! Requests answered from the controller's index alone: DELETE, `POST /blocks/missing`
-//! and `GET /blocks`.
+//! Requests answered from the index alone: DELETE (by the controller), `POST /blocks/missing`
+//! and `GET /blocks` (from the worker's own view, see `view.rs`).
 //!
-//! Owns: `on_released`, the missing-lookup pump (at most `MISSING_IN_FLIGHT_MAX` lookups in
-//! flight) and the list (`start_list`, `on_list_item`, `on_list_done`).
-//! Invariants: a missing request is answered once every lookup is back, 500 if any failed.
+//! Owns: `on_released`; parsing and answering `missing` (`start_missing`, `answer_missing`)
+//! and the listing (`start_list`, `answer_list`).
+//! Invariants: `missing` and the listing answer from one snapshot each, and show only what the
+//! view shows (durable entries); a view error is a `500`, never a partial answer.
 //! Must never: answer a DELETE before the controller's `Released` reply.
 
 use super::*;
+use crate::meta::{IndexView, ViewStamp};
 
 impl Worker {
     pub(super) fn on_released(&mut self, now: Instant, r: ConnRef, outcome: ReleaseOutcome) {
@@ -60,113 +62,35 @@ impl Worker {
             );
             return;
         }
-        let n = hashes.len();
-        let active = self.active_mut(r);
-        active.stage = Stage::Missing {
-            hashes,
-            state: vec![0; n],
-            next: 0,
-            outstanding: 0,
-        };
-        self.pump_missing(now, r);
+        self.queue_lookup(r, Lookup::Missing { hashes });
     }
 
-    /// Keeps up to MISSING_IN_FLIGHT_MAX lookups going; answers when all are back.
-    pub(super) fn pump_missing(&mut self, now: Instant, r: ConnRef) {
-        loop {
-            let now_seen = self.now_seen;
-            let active = self.active_mut(r);
-            let Stage::Missing {
-                hashes,
-                state,
-                next,
-                outstanding,
-            } = &mut active.stage
-            else {
-                return;
-            };
-            if *next < hashes.len() && *outstanding < MISSING_IN_FLIGHT_MAX {
-                let (tag, hash) = (*next, hashes[*next]);
-                *next += 1;
-                *outstanding += 1;
-                active.asked = now_seen;
-                self.send_request(r, tag, |worker, request| ToController::GetAddress {
-                    worker,
-                    request,
-                    hash,
-                });
-                continue;
-            }
-            if *outstanding > 0 {
-                return;
-            }
-            let mut body = Vec::with_capacity(state.iter().filter(|&&s| s == 2).count() * 65);
-            for (h, s) in hashes.iter().zip(state.iter()) {
-                if *s == 2 {
-                    body.extend_from_slice(h.to_hex().as_bytes());
-                    body.push(b'\n');
-                }
-            }
-            self.respond_text(now, r, Status::OK, &body, "text/plain");
-            return;
-        }
-    }
-
-    pub(super) fn on_missing_reply(
+    /// `POST /blocks/missing` from the worker's view: the hashes it does not show, in the
+    /// request's order; `500` if the view fails.
+    pub(super) fn answer_missing(
         &mut self,
         now: Instant,
         r: ConnRef,
-        tag: usize,
-        found: Option<bool>,
+        view: &impl IndexView,
+        stamp: ViewStamp,
+        hashes: Vec<BlockHash>,
     ) {
-        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
-        else {
-            return;
-        };
-        let Stage::Missing {
-            state, outstanding, ..
-        } = &mut active.stage
-        else {
-            return;
-        };
-        *outstanding -= 1;
-        match found {
-            Some(present) => state[tag] = if present { 1 } else { 2 },
-            None => {
-                // A lookup failed: fail the whole request once the rest are back.
-                state[tag] = 3;
+        assert!(hashes.len() <= MISSING_HASHES_MAX);
+        let mut body = Vec::new();
+        for hash in &hashes {
+            match view::shown(view, stamp, hash) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    let mut hex = [0u8; HASH_HEX_LEN];
+                    hash.write_hex(&mut hex);
+                    body.extend_from_slice(&hex);
+                    body.push(b'\n');
+                }
+                Err(e) => return self.respond_view_error(now, r, &e),
             }
         }
-        if *outstanding == 0 && state.contains(&3) {
-            let stage = active.stage.take();
-            let Stage::Missing {
-                hashes,
-                state,
-                next,
-                ..
-            } = stage
-            else {
-                unreachable!()
-            };
-            if next >= hashes.len() {
-                let _ = state;
-                self.respond_error(
-                    now,
-                    r,
-                    Method::Post,
-                    Status::INTERNAL_SERVER_ERROR,
-                    "index lookup failed",
-                );
-                return;
-            }
-            active.stage = Stage::Missing {
-                hashes,
-                state,
-                next,
-                outstanding: 0,
-            };
-        }
-        self.pump_missing(now, r);
+        debug_assert_eq!(body.len() % (HASH_HEX_LEN + 1), 0);
+        self.respond_text(now, r, Status::OK, &body, "text/plain");
     }
 
     pub(super) fn start_list(&mut self, now: Instant, r: ConnRef) {
@@ -201,41 +125,38 @@ impl Worker {
                 _ => {}
             }
         }
-        let body = Vec::new();
-        self.ask(r, 0, Stage::List { body }, |worker, request| {
-            ToController::List {
-                worker,
-                request,
-                after,
-                limit,
+        self.queue_lookup(r, Lookup::List { after, limit });
+    }
+
+    /// `GET /blocks` (or HEAD) from the worker's view: up to `limit` blocks it shows, after
+    /// `after`, ascending; entries not yet durable are skipped; `500` if the view fails.
+    pub(super) fn answer_list(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        view: &impl IndexView,
+        stamp: ViewStamp,
+        after: Option<&BlockHash>,
+        limit: u16,
+    ) {
+        assert!((1..=LIST_LIMIT_MAX).contains(&limit));
+        let mut body = Vec::new();
+        let mut listed: u16 = 0;
+        let walked = view.walk(after, &mut |hash, entry| {
+            debug_assert!(after.is_none_or(|a| hash > a), "a walk goes after `after`");
+            if stamp.shows(entry) {
+                let mut hex = [0u8; HASH_HEX_LEN];
+                hash.write_hex(&mut hex);
+                body.extend_from_slice(&hex);
+                body.extend_from_slice(format!(" {}\n", entry.len).as_bytes());
+                listed += 1;
             }
+            listed < limit
         });
-    }
-
-    pub(super) fn on_list_item(&mut self, r: ConnRef, hash: BlockHash, len: u32) {
-        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
-        else {
-            return;
-        };
-        if let Stage::List { body } = &mut active.stage {
-            let mut hex = [0u8; HASH_HEX_LEN];
-            hash.write_hex(&mut hex);
-            body.extend_from_slice(&hex);
-            body.extend_from_slice(format!(" {len}\n").as_bytes());
+        if let Err(e) = walked {
+            return self.respond_view_error(now, r, &e);
         }
-    }
-
-    pub(super) fn on_list_done(&mut self, now: Instant, r: ConnRef) {
-        let Some(active) = conn_at(&mut self.conns.entries, r).and_then(|c| c.active.as_mut())
-        else {
-            return;
-        };
-        let stage = active.stage.take();
-        let Stage::List { body } = stage else {
-            active.stage = stage;
-            return;
-        };
-        let head_only = active.head.method == Method::Head;
+        let head_only = self.active_mut(r).head.method == Method::Head;
         if head_only {
             let n = body.len() as u64;
             let headers: [(&str, &[u8]); 1] = [("Content-Type", b"text/plain")];

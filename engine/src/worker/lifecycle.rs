@@ -339,7 +339,6 @@ impl Worker {
                 }
             }
             Stage::Body { body, .. } | Stage::WaitSlot { body, .. } => self.recycle(body),
-            Stage::List { body } => self.recycle(body),
             Stage::WaitBuffer { need, .. } => {
                 if let BufferNeed::Read { version, .. } = need {
                     self.end_read(version);

@@ -97,6 +97,7 @@ mod router;
 mod slots;
 mod stream;
 mod timers;
+mod verify;
 mod view;
 
 use budget::{Budget, Grant, GrantKind, Turn};
@@ -139,9 +140,6 @@ pub const MISSING_HASHES_MAX: usize = 10_000;
 /// Largest `POST /blocks/missing` body: 10,000 lines of 64 hex characters and CRLF.
 const MISSING_BODY_MAX_BYTES: u64 = (MISSING_HASHES_MAX * (HASH_HEX_LEN + 2)) as u64;
 
-/// Lookups one `POST /blocks/missing` keeps in flight.
-const MISSING_IN_FLIGHT_MAX: usize = 256;
-
 /// Body of a refused request skipped to keep the connection usable; larger ones close it.
 const DISCARD_MAX_BYTES: u64 = 1 << 20;
 
@@ -170,8 +168,6 @@ const LANE_WAIT_MAX: Duration = Duration::from_millis(20);
 #[derive(Clone, Copy, Debug)]
 struct Waiter {
     conn: ConnRef,
-    /// For `POST /blocks/missing`: which line.
-    tag: usize,
     /// When the request went out (for the time-waiting-for-the-controller figure).
     sent: Instant,
 }
@@ -465,24 +461,6 @@ impl Worker {
                 }
             }
             ToWorker::HorizonWanted { version } => self.horizon_wanted(version),
-            ToWorker::Address { request, location } => {
-                let Some(w) = self.take_pending(now, request) else {
-                    return;
-                };
-                let is_missing = self
-                    .conn_mut(w.conn)
-                    .and_then(|c| c.active.as_ref())
-                    .is_some_and(|a| matches!(a.stage, Stage::Missing { .. }));
-                let is_dedup = self
-                    .conn_mut(w.conn)
-                    .and_then(|c| c.active.as_ref())
-                    .is_some_and(|a| matches!(a.stage, Stage::DedupCheck { .. }));
-                if is_missing {
-                    self.on_missing_reply(now, w.conn, w.tag, Some(location.is_some()));
-                } else if is_dedup {
-                    self.on_dedup_checked(now, w.conn, location.is_some());
-                }
-            }
             ToWorker::Occupied { request, outcome } => {
                 if let Some(w) = self.take_pending(now, request) {
                     self.on_occupied(now, w.conn, outcome);
@@ -491,16 +469,6 @@ impl Worker {
             ToWorker::Released { request, outcome } => {
                 if let Some(w) = self.take_pending(now, request) {
                     self.on_released(now, w.conn, outcome);
-                }
-            }
-            ToWorker::ListItem { request, hash, len } => {
-                if let Some(w) = self.link.pending.get(&request).copied() {
-                    self.on_list_item(w.conn, hash, len);
-                }
-            }
-            ToWorker::ListDone { request, .. } => {
-                if let Some(w) = self.take_pending(now, request) {
-                    self.on_list_done(now, w.conn);
                 }
             }
             ToWorker::Error { request, code } => self.on_error_reply(now, request, code),
@@ -519,10 +487,6 @@ impl Worker {
         else {
             return;
         };
-        if matches!(active.stage, Stage::Missing { .. }) {
-            self.on_missing_reply(now, w.conn, w.tag, None);
-            return;
-        }
         let method = active.head.method;
         let (status, reason) = match code {
             ErrorCode::NoSpace => (

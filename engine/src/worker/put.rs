@@ -113,7 +113,7 @@ impl Worker {
         }
         let len = end as u32;
         self.recycle(buf);
-        self.ask(r, 0, Stage::Occupy { hash }, |worker, request| {
+        self.ask(r, Stage::Occupy { hash }, |worker, request| {
             ToController::Occupy {
                 worker,
                 request,
@@ -141,14 +141,14 @@ impl Worker {
     }
 
     /// Out of space for a PUT: a stored duplicate is still a 200 (it needs no slot).
-    pub(super) fn on_dedup_checked(&mut self, now: Instant, r: ConnRef, found: bool) {
-        let Some(Stage::DedupCheck { hash }) = conn_at(&mut self.conns.entries, r)
-            .and_then(|c| c.active.as_ref())
-            .map(|a| &a.stage)
-        else {
-            return;
-        };
-        let hash = *hash;
+    /// Called from the worker's view with the request's `Lookup::Dedup` taken.
+    pub(super) fn on_dedup_checked(
+        &mut self,
+        now: Instant,
+        r: ConnRef,
+        hash: BlockHash,
+        found: bool,
+    ) {
         if found {
             self.respond_stored(now, r, hash, Status::OK);
         } else {

@@ -37,6 +37,7 @@ impl Worker {
             let progressed = match conn.active.as_ref().map(|a| &a.stage) {
                 None => self.try_head(now, r),
                 Some(Stage::Body { .. }) => self.feed_body(now, r),
+                Some(Stage::Verify(_)) => self.feed_verify(now, r),
                 Some(Stage::Stream(_)) => self.feed_stream(now, r),
                 Some(_) => return,
             };
@@ -66,7 +67,7 @@ impl Worker {
             Some(Stage::Stream(_))
         );
         let reading = match conn.active.as_ref().map(|a| &a.stage) {
-            None | Some(Stage::Body { .. }) => true,
+            None | Some(Stage::Body { .. } | Stage::Verify(_)) => true,
             // Receive only body bytes not already buffered (a receive holds the buffer, so
             // posting one with the rest of the body inside would strand it), and stop at a
             // chunk while the stream cannot take bytes: memory per upload stays bounded.

@@ -1,6 +1,6 @@
 //! A request's route and its state machine (`Stage`), with the types the stages carry.
 //!
-//! Owns: [`Route`], [`Flavour`], [`Stage`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
+//! Owns: [`Route`], [`Flavour`], [`Stage`], [`Lookup`], [`VerifyPut`], [`BufferNeed`], [`BodyReader`], [`StreamPut`].
 //! Invariants: a request is in exactly one stage; a stage with a file op in flight (`Write`,
 //! `Read`, a `Stream` that is `writing`) keeps its stage until the completion returns.
 //! Must never: hold behaviour; the handlers in the sibling files move requests between stages.
@@ -10,6 +10,28 @@ use super::*;
 pub(super) enum BodyReader {
     Length { remaining: u64 },
     Chunked(ChunkedDecoder),
+}
+
+impl BodyReader {
+    /// Decodes body bytes from `input` onto `out`: (bytes of `input` consumed, whether the
+    /// body is complete).
+    pub(super) fn take(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, bool), HttpError> {
+        match self {
+            BodyReader::Length { remaining } => {
+                let n = (*remaining as usize).min(input.len());
+                out.extend_from_slice(&input[..n]);
+                *remaining -= n as u64;
+                Ok((n, *remaining == 0))
+            }
+            BodyReader::Chunked(decoder) => {
+                decoder.decode(input, out).map(|n| (n, decoder.is_done()))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -72,12 +94,14 @@ pub(super) enum Stage {
     },
     /// Waiting for the controller's occupy reply.
     Occupy { hash: BlockHash },
-    /// Out of space: is the block stored already? (Then the PUT is a 200, not a 507.)
-    DedupCheck { hash: BlockHash },
     /// Waiting for the buffer budget (`WorkerConfig::buffer_budget_bytes`).
     WaitBuffer { need: BufferNeed, deadline: Instant },
-    /// Waiting for its lookup in the worker's index view (`Worker::serve_reads`).
-    Lookup,
+    /// A PUT of a block the worker's view already shows (durable): the body is read and hashed
+    /// into no slot, then `200` (or `422`: `verify.rs`).
+    Verify(VerifyPut),
+    /// Waiting for its lookup in the worker's index view (`Worker::serve_reads`, within the
+    /// same loop turn: no deadline of its own).
+    Lookup(Lookup),
     /// Waiting for a release reply.
     Release,
     /// Reading the block from the data file.
@@ -87,17 +111,38 @@ pub(super) enum Stage {
         version: u64,
         read: usize,
     },
-    /// `POST /blocks/missing` lookups.
-    Missing {
-        hashes: Vec<BlockHash>,
-        state: Vec<u8>,
-        next: usize,
-        outstanding: usize,
-    },
-    /// `GET /blocks` items arriving.
-    List { body: Vec<u8> },
     /// The response is queued; the request ends when it is sent.
     Responded,
+}
+
+/// What a request in `Stage::Lookup` asks the worker's index view.
+pub(super) enum Lookup {
+    /// GET or HEAD of a block (`Route::GetBlock`, which holds the hash).
+    Block,
+    /// A PUT out of space: is the block stored already? (Then a 200, not a 507.)
+    Dedup { hash: BlockHash },
+    /// A PUT to a named hash, before its body: is the block stored already? (Then its body
+    /// is only verified: no slot, no write, no controller.) `reader`: the body's framing.
+    PreCheck { hash: BlockHash, reader: BodyReader },
+    /// `POST /blocks/missing`: which of these hashes are not stored.
+    Missing { hashes: Vec<BlockHash> },
+    /// `GET /blocks` (or HEAD): up to `limit` stored blocks after `after`.
+    List {
+        after: Option<BlockHash>,
+        limit: u16,
+    },
+}
+
+/// A body read only to check that it hashes to `expected` (a block the view shows).
+pub(super) struct VerifyPut {
+    pub(super) reader: BodyReader,
+    pub(super) hasher: sha2::Sha256,
+    pub(super) expected: BlockHash,
+    /// Body bytes taken so far.
+    pub(super) taken: u64,
+    /// The body bytes of one feed (decoded), hashed and cleared at once: at most a receive
+    /// buffer's worth.
+    pub(super) scratch: Vec<u8>,
 }
 
 /// What a request waiting for the buffer budget goes on with once it has its grant.
@@ -164,7 +209,7 @@ impl Stage {
     }
 
     pub(super) fn is_lookup(&self) -> bool {
-        matches!(self, Stage::Lookup)
+        matches!(self, Stage::Lookup(_))
     }
 
     /// Takes the stage out, leaving `Responded` (the caller puts back what goes on).

@@ -141,14 +141,12 @@ impl Worker {
         match route {
             Route::PutBlock { .. } => self.start_body(now, r, BLOCK_LEN_MAX_BYTES),
             Route::Missing => self.start_body(now, r, MISSING_BODY_MAX_BYTES),
-            Route::GetBlock { .. } => self.queue_lookup(r),
+            Route::GetBlock { .. } => self.queue_lookup(r, Lookup::Block),
             Route::DeleteBlock { hash } => {
-                self.ask(r, 0, Stage::Release, |worker, request| {
-                    ToController::Release {
-                        worker,
-                        request,
-                        hash,
-                    }
+                self.ask(r, Stage::Release, |worker, request| ToController::Release {
+                    worker,
+                    request,
+                    hash,
                 });
             }
             Route::IpfsInline {
@@ -189,48 +187,30 @@ impl Worker {
         }
     }
 
-    /// Sends one controller request for the connection's current request.
+    /// Sends one controller request (a write: occupy or release) for the connection's current
+    /// request, which waits for the reply in `stage`; records that a reply is awaited.
     pub(super) fn ask(
         &mut self,
         r: ConnRef,
-        tag: usize,
         stage: Stage,
         make: impl FnOnce(WorkerId, RequestId) -> ToController,
     ) {
         assert!(
-            matches!(
-                stage,
-                Stage::Release
-                    | Stage::Occupy { .. }
-                    | Stage::DedupCheck { .. }
-                    | Stage::List { .. }
-            ),
+            matches!(stage, Stage::Release | Stage::Occupy { .. }),
             "a request asks the controller only in a stage that waits for it"
         );
-        self.send_request(r, tag, make);
-        let now_seen = self.now_seen;
-        let active = self.active_mut(r);
-        active.stage = stage;
-        active.asked = now_seen;
-    }
-
-    /// Queues a controller request for `r`'s request (`tag`: which line of a missing
-    /// request) and records that a reply is awaited.
-    pub(super) fn send_request(
-        &mut self,
-        r: ConnRef,
-        tag: usize,
-        make: impl FnOnce(WorkerId, RequestId) -> ToController,
-    ) {
         let request = self.next_request();
         let waiter = Waiter {
             conn: r,
-            tag,
             sent: self.now_seen,
         };
         let fresh = self.link.pending.insert(request, waiter).is_none();
         assert!(fresh, "request ids are not reused");
         self.link.out.push_back(make(self.config.id, request));
+        let now_seen = self.now_seen;
+        let active = self.active_mut(r);
+        active.stage = stage;
+        active.asked = now_seen;
     }
 
     pub(super) fn next_request(&mut self) -> RequestId {

@@ -97,13 +97,7 @@ impl Worker {
             match active.stage.take() {
                 Stage::WaitSlot { body, hash, .. } => {
                     self.recycle(body);
-                    self.ask(r, 0, Stage::DedupCheck { hash }, |worker, request| {
-                        ToController::GetAddress {
-                            worker,
-                            request,
-                            hash,
-                        }
-                    });
+                    self.queue_lookup(r, Lookup::Dedup { hash });
                 }
                 Stage::Stream(st) if st.slot.is_none() => {
                     // Nothing of the body was taken yet (a stream takes bytes once it has

@@ -185,7 +185,7 @@ impl Worker {
             return;
         }
         let (len, crc32c) = (s.len as u32, s.crc);
-        self.ask(r, 0, Stage::Occupy { hash }, |worker, request| {
+        self.ask(r, Stage::Occupy { hash }, |worker, request| {
             ToController::Occupy {
                 worker,
                 request,

@@ -43,18 +43,14 @@ impl Worker {
                 None => conn.last_activity + c.idle_timeout,
             }),
             Some(a) => match &a.stage {
-                Stage::Body { .. } => Some(a.started + c.request_timeout),
+                Stage::Body { .. } | Stage::Verify(_) => Some(a.started + c.request_timeout),
                 Stage::WaitSlot { deadline, .. } => Some(*deadline),
                 Stage::WaitBuffer { deadline, .. } => {
                     Some((*deadline).min(a.started + c.request_timeout))
                 }
                 // Waiting for the controller (or the flush behind it): answered by the request
                 // timeout whatever storage does (SPEC's liveness line).
-                Stage::Occupy { .. }
-                | Stage::DedupCheck { .. }
-                | Stage::Release
-                | Stage::Missing { .. }
-                | Stage::List { .. } => Some(a.asked + c.request_timeout),
+                Stage::Occupy { .. } | Stage::Release => Some(a.asked + c.request_timeout),
                 Stage::Stream(s) => {
                     let request = if s.slot.is_none() {
                         Some(s.deadline.min(a.started + c.request_timeout))
@@ -96,7 +92,7 @@ impl Worker {
         }
         match conn.active.as_ref().map(|a| &a.stage) {
             None if conn.head_started.is_none() => self.close_conn(r),
-            None | Some(Stage::Body { .. }) => {
+            None | Some(Stage::Body { .. } | Stage::Verify(_)) => {
                 self.stats.timeouts += 1;
                 let method = conn
                     .active
@@ -131,13 +127,7 @@ impl Worker {
             // A piece is being written: answer once it is done (the deadline fires again);
             // answering now would drop the stage the write's completion needs.
             Some(Stage::Stream(s)) if s.writing => {}
-            Some(
-                Stage::Occupy { .. }
-                | Stage::DedupCheck { .. }
-                | Stage::Release
-                | Stage::Missing { .. }
-                | Stage::List { .. },
-            ) => self.answer_unconfirmed(now, r),
+            Some(Stage::Occupy { .. } | Stage::Release) => self.answer_unconfirmed(now, r),
             Some(Stage::Stream(_)) => {
                 self.stats.timeouts += 1;
                 // The slot goes back to the pool before the answer replaces the stage.

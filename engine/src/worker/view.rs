@@ -1,11 +1,13 @@
-//! The worker's own index view (issue 17): GET and HEAD look their address up here, on the
-//! worker's thread, with no hop through the controller; and the reader horizon that keeps a
-//! slot from being reused while a view that still maps a hash to it is in use (SPEC
-//! guarantee 4).
+//! The worker's own index view (issue 17): every request that reads the index (GET and HEAD
+//! of a block, `GET /blocks`, `POST /blocks/missing`, the dedup check of a PUT out of space)
+//! looks it up here, on the worker's thread, with no hop through the controller; and the reader
+//! horizon that keeps a slot from being reused while a view that still maps a hash to it is in
+//! use (SPEC guarantee 4).
 //!
 //! Owns: the lookup queue (`queue_lookup`), [`Worker::serve_reads`] (renew, answer every queued
 //! lookup, release), the view's state ([`ViewState`]), the reads in flight by view version
 //! (`begin_read`/`end_read`), and the horizon (`horizon`, `report_horizon`, `horizon_wanted`).
+//! Every answer shows only what the view shows ([`ViewStamp::shows`]: durable entries).
 //!
 //! The horizon is the lowest of: the version of every view a read in flight came from, the
 //! version of the view held open, and `floor` (every view renewed from now on has at least this
@@ -15,7 +17,7 @@
 //! open in the server across a wait (the driver passes [`AfterServing::Release`]).
 
 use super::*;
-use crate::meta::{IndexView, ViewStamp};
+use crate::meta::{IndexEntry, IndexView, ViewStamp};
 
 /// Whether the worker's view is open, and at what version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,7 +37,8 @@ pub enum AfterServing {
 
 /// The lookups waiting for the view, and the reads that keep a view version in use.
 pub(super) struct ReadHorizon {
-    /// GET and HEAD requests in `Stage::Lookup`, in arrival order.
+    /// Requests in `Stage::Lookup`, in arrival order (an entry whose request has moved on is
+    /// skipped).
     pub(super) lookups: VecDeque<ConnRef>,
     pub(super) view: ViewState,
     /// Reads of slots looked up in a view of version `v`, counted by `v`.
@@ -61,8 +64,17 @@ impl ReadHorizon {
     }
 }
 
+/// The entry of `hash` if the view may report it as stored (durable: [`ViewStamp::shows`]).
+pub(super) fn shown(
+    view: &impl IndexView,
+    stamp: ViewStamp,
+    hash: &BlockHash,
+) -> Result<Option<IndexEntry>, MetaError> {
+    Ok(view.get(hash)?.filter(|e| stamp.shows(e)))
+}
+
 impl Worker {
-    /// Input: the worker's index view. Answers every GET and HEAD waiting for a lookup (those
+    /// Input: the worker's index view. Answers every request waiting for a lookup (those
     /// queued meanwhile by pipelined requests too) from one snapshot, renewed unless the last
     /// call held it. Call once per loop turn, after `handle_message`/`handle_completion` and
     /// before draining `poll_io`; the server passes [`AfterServing::Release`].
@@ -87,14 +99,20 @@ impl Worker {
         !self.reads.lookups.is_empty()
     }
 
-    /// A GET or HEAD of a block waits for the next `serve_reads`.
-    pub(super) fn queue_lookup(&mut self, r: ConnRef) {
+    /// The request waits for `lookup` in the next `serve_reads`.
+    pub(super) fn queue_lookup(&mut self, r: ConnRef, lookup: Lookup) {
         let active = self.active_mut(r);
-        assert!(
-            matches!(active.route, Route::GetBlock { .. }),
-            "only block reads look up"
+        let fits = matches!(
+            (&lookup, active.route),
+            (Lookup::Block, Route::GetBlock { .. })
+                | (Lookup::Dedup { .. }, Route::PutBlock { .. })
+                | (Lookup::PreCheck { .. }, Route::PutBlock { .. })
+                | (Lookup::Missing { .. }, Route::Missing)
+                | (Lookup::List { .. }, Route::List)
         );
-        active.stage = Stage::Lookup;
+        assert!(fits, "a lookup of its request's route");
+        assert!(!active.stage.is_lookup(), "one lookup per request");
+        active.stage = Stage::Lookup(lookup);
         self.reads.lookups.push_back(r);
     }
 
@@ -116,41 +134,64 @@ impl Worker {
 
     fn answer_lookups(&mut self, now: Instant, view: &impl IndexView, stamp: ViewStamp) {
         while let Some(r) = self.reads.lookups.pop_front() {
-            let Some(hash) = self.lookup_hash(r) else {
+            let Some(lookup) = self.take_lookup(r) else {
                 continue;
             };
-            match view.get(&hash) {
-                Ok(found) => {
-                    let location = found.filter(|e| stamp.shows(e)).map(|e| Location {
-                        slot: e.slot,
-                        len: e.len,
-                        crc32c: e.crc32c,
-                    });
-                    self.on_address(now, r, location, stamp.version);
+            match lookup {
+                Lookup::Block => {
+                    let Route::GetBlock { hash, .. } = self.active_mut(r).route else {
+                        unreachable!("queue_lookup checked the route")
+                    };
+                    match shown(view, stamp, &hash) {
+                        Ok(found) => {
+                            let location = found.map(|e| Location {
+                                slot: e.slot,
+                                len: e.len,
+                                crc32c: e.crc32c,
+                            });
+                            self.on_address(now, r, location, stamp.version);
+                        }
+                        Err(e) => self.respond_view_error(now, r, &e),
+                    }
                 }
-                Err(e) => self.respond_view_error(now, r, &e),
+                Lookup::Dedup { hash } => match shown(view, stamp, &hash) {
+                    Ok(found) => self.on_dedup_checked(now, r, hash, found.is_some()),
+                    Err(e) => self.respond_view_error(now, r, &e),
+                },
+                Lookup::PreCheck { hash, reader } => match shown(view, stamp, &hash) {
+                    Ok(found) => self.on_prechecked(now, r, hash, reader, found.is_some()),
+                    Err(e) => self.respond_view_error(now, r, &e),
+                },
+                Lookup::Missing { hashes } => self.answer_missing(now, r, view, stamp, hashes),
+                Lookup::List { after, limit } => {
+                    self.answer_list(now, r, view, stamp, after.as_ref(), limit)
+                }
             }
         }
     }
 
     fn fail_lookups(&mut self, now: Instant, e: &MetaError) {
         while let Some(r) = self.reads.lookups.pop_front() {
-            if self.lookup_hash(r).is_some() {
+            if self.take_lookup(r).is_some() {
                 self.respond_view_error(now, r, e);
             }
         }
     }
 
-    /// The hash a queued lookup asks for, if its request still waits for it.
-    fn lookup_hash(&mut self, r: ConnRef) -> Option<BlockHash> {
-        let active = conn_at(&mut self.conns.entries, r)?.active.as_ref()?;
-        match (active.stage.is_lookup(), active.route) {
-            (true, Route::GetBlock { hash, .. }) => Some(hash),
-            _ => None,
+    /// Takes the lookup a queued request waits for (its stage is `Responded` until the answer
+    /// moves it on), if it still waits for one.
+    fn take_lookup(&mut self, r: ConnRef) -> Option<Lookup> {
+        let active = conn_at(&mut self.conns.entries, r)?.active.as_mut()?;
+        match active.stage.take() {
+            Stage::Lookup(lookup) => Some(lookup),
+            other => {
+                active.stage = other;
+                None
+            }
         }
     }
 
-    fn respond_view_error(&mut self, now: Instant, r: ConnRef, e: &MetaError) {
+    pub(super) fn respond_view_error(&mut self, now: Instant, r: ConnRef, e: &MetaError) {
         tracing::error!(error = %e, "reading the index view failed (answered 500)");
         let method = self.active_mut(r).head.method;
         let reason = "reading the index failed";
@@ -208,7 +249,8 @@ impl Worker {
         }
     }
 
-    /// The horizon never goes back; each version in flight has reads; lookups wait in order.
+    /// The horizon never goes back; each version in flight has reads; every request waiting
+    /// for a lookup is queued; a verified re-upload holds no budget.
     pub(super) fn check_reader_horizon(&self) {
         assert!(
             self.horizon() >= self.reads.reported,
@@ -237,5 +279,24 @@ impl Worker {
             reading, counted as usize,
             "every read in flight counts once"
         );
+        for (index, conn) in self.conns.entries.iter().enumerate() {
+            let Some(conn) = conn else { continue };
+            match conn.active.as_ref().map(|a| &a.stage) {
+                Some(Stage::Lookup(_)) => {
+                    let r = ConnRef {
+                        index,
+                        generation: conn.generation,
+                    };
+                    assert!(
+                        self.reads.lookups.contains(&r),
+                        "a lookup waits in the queue"
+                    );
+                }
+                Some(Stage::Verify(_)) => {
+                    assert!(conn.grant.is_none(), "a verified body holds no budget")
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -66,6 +66,9 @@ impl Workload {
     }
 
     pub(super) fn draw_kind(&mut self, ctx: &mut Ctx<'_>) -> Kind {
+        if ctx.chance(ctx.opts.reuse_race_p) {
+            return self.draw_race(ctx);
+        }
         let m = ctx.opts.mix;
         let mut r = ctx.rng.random_range(0..m.total().max(1));
         let mut take = |w: u32| {

@@ -15,13 +15,15 @@
 //!
 //! Layout: this file holds the clients' roster and what the world asks of the workload;
 //! [`client`] a client's connection (send, read, settle what a closed connection left);
-//! [`draw`] the seeded choice of requests; [`issue`] their serialisation into bytes.
+//! [`draw`] the seeded choice of requests; [`race`] the reuse race hot spot; [`issue`] their
+//! serialisation into bytes.
 //! The workload never schedules anything itself (the world steps a client when it is due) and
 //! never judges an answer (it hands each one to [`crate::oracle`]).
 
 mod client;
 mod draw;
 mod issue;
+mod race;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -84,6 +86,8 @@ pub struct Workload {
     /// Requests the verification sweep still has to send.
     pub sweep: VecDeque<Kind>,
     hot: Vec<usize>,
+    /// The reuse race in progress (`race.rs`).
+    race: race::Race,
     serial: u64,
     pub statuses: BTreeMap<(&'static str, u16), u64>,
     pub unanswered: u64,
@@ -99,6 +103,7 @@ impl Workload {
             issuing: true,
             sweep: VecDeque::new(),
             hot: Vec::new(),
+            race: race::Race::default(),
             serial: 0,
             statuses: BTreeMap::new(),
             unanswered: 0,

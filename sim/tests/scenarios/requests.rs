@@ -128,3 +128,123 @@ fn a_request_split_into_one_byte_fragments_is_answered() {
     let g = h.request(0, &get_req(&BlockHash::of(&body)));
     assert_eq!(g.body, body);
 }
+
+fn messages_to_controller(h: &Harness) -> u64 {
+    let node = h.world.node.as_ref().expect("running");
+    node.controller.stats().messages_total
+}
+
+#[test]
+fn a_put_to_a_stored_hash_is_verified_from_the_view_without_the_controller() {
+    let mut h = Harness::new(HarnessConfig::default());
+    let body = content(10_000, 3);
+    let hash = BlockHash::of(&body);
+    assert_eq!(status(&h.request(0, &put_req(&body))), 201);
+    h.run_until_quiet();
+    let before = messages_to_controller(&h);
+    for chunked in [false, true] {
+        let style = Style {
+            chunked,
+            chunk_bytes: 3000,
+            ..Style::default()
+        };
+        let again = h.request(0, &http_client::put(&body, Some(&hash), &style, None));
+        assert_eq!(
+            status(&again),
+            200,
+            "a re-upload (chunked: {chunked}) is a 200"
+        );
+        assert_eq!(again.body, hash.to_hex().as_bytes());
+        let mut wrong = body.clone();
+        wrong[9_999] ^= 1;
+        let bad = h.request(0, &http_client::put(&wrong, Some(&hash), &style, None));
+        assert_eq!(
+            status(&bad),
+            422,
+            "the body is still hashed (chunked: {chunked})"
+        );
+    }
+    h.run_until_quiet();
+    assert_eq!(
+        messages_to_controller(&h),
+        before,
+        "no slot, no occupy: the controller heard nothing"
+    );
+    let other = content(500, 4);
+    let absent = BlockHash::of(&other);
+    let r = h.request(
+        0,
+        &http_client::put(&other, Some(&absent), &Style::default(), None),
+    );
+    assert_eq!(
+        status(&r),
+        201,
+        "a hash the view does not show is stored as usual"
+    );
+    assert_books(&h);
+}
+
+#[test]
+fn listing_and_missing_answer_from_the_view_after_put_and_delete() {
+    let mut h = Harness::new(HarnessConfig {
+        workers: 2,
+        ..HarnessConfig::default()
+    });
+    let bodies: Vec<Vec<u8>> = (0..3).map(|i| content(100 + i, i as u8)).collect();
+    let mut hashes: Vec<BlockHash> = bodies.iter().map(|b| BlockHash::of(b)).collect();
+    for b in &bodies {
+        assert_eq!(status(&h.request(0, &put_req(b))), 201);
+    }
+    assert_eq!(status(&h.request(1, &delete_req(&hashes[1]))), 204);
+    let gone = hashes.remove(1);
+    hashes.sort();
+    let list = h.request(
+        1,
+        &http_client::bodyless("GET", "/blocks", &Style::default(), None, &[]),
+    );
+    assert_eq!(status(&list), 200);
+    let listed: Vec<&[u8]> = list
+        .body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let want: Vec<String> = hashes
+        .iter()
+        .map(|h| {
+            let len = bodies
+                .iter()
+                .find(|b| BlockHash::of(b) == *h)
+                .unwrap()
+                .len();
+            format!("{} {len}", h.to_hex())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        want.iter().map(|s| s.as_bytes()).collect::<Vec<_>>()
+    );
+    let after = format!("/blocks?after={}&limit=5", hashes[0].to_hex());
+    let rest = h.request(
+        0,
+        &http_client::bodyless("GET", &after, &Style::default(), None, &[]),
+    );
+    assert_eq!(
+        rest.body,
+        format!("{}\n", want[1]).into_bytes(),
+        "after is exclusive"
+    );
+    let mut ask = Vec::new();
+    for hash in [hashes[0], gone, hashes[1]] {
+        ask.extend_from_slice(format!("{}\n", hash.to_hex()).as_bytes());
+    }
+    let post = format!(
+        "POST /blocks/missing HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        ask.len()
+    );
+    let mut req = post.into_bytes();
+    req.extend_from_slice(&ask);
+    let missing = h.request(0, &req);
+    assert_eq!(status(&missing), 200);
+    assert_eq!(missing.body, format!("{}\n", gone.to_hex()).into_bytes());
+    assert_books(&h);
+}
