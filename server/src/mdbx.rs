@@ -10,6 +10,7 @@
 //! | `index`        | the 32 hash bytes                  | [`IndexEntry::encode`] (26 B)  |
 //! | `reservations` | slot offset, 8 bytes big-endian    | class, worker (2 B)            |
 //! | `meta`         | `b"header"`                        | [`Header::encode`] (40 B)      |
+//! | `meta`         | `b"log"`                           | [`LogState::encode`] (40 B)    |
 //!
 //! Every value read back goes through the engine's validating decoders: bad stored bytes are
 //! [`MetaError::Corrupt`], never a panic. libmdbx errors are [`MetaError::Io`], except a full map,
@@ -72,8 +73,8 @@ use std::sync::Arc;
 
 use engine::buddy::Slot;
 use engine::meta::{
-    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, MetaError,
-    MetaRead, MetaStore, MetaTxn, RESERVATION_KEY_BYTES, RESERVATION_VALUE_BYTES,
+    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, LogState,
+    MetaError, MetaRead, MetaStore, MetaTxn, RESERVATION_KEY_BYTES, RESERVATION_VALUE_BYTES,
 };
 use engine::BlockHash;
 
@@ -93,6 +94,8 @@ pub const RESERVATIONS_TABLE: &str = "reservations";
 pub const META_TABLE: &str = "meta";
 /// Key of the header record in the `meta` table.
 pub const HEADER_KEY: &[u8] = b"header";
+/// Key of the write-ahead log's record in the `meta` table.
+pub const LOG_STATE_KEY: &[u8] = b"log";
 /// Headroom over the three tables used today.
 const MAX_TABLES: u64 = 8;
 /// Reader slots: one view per worker (up to `WORKERS_MAX`), the controller's reads, the scrub,
@@ -462,6 +465,12 @@ impl Record for Header {
     }
 }
 
+impl Record for LogState {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        LogState::decode(bytes)
+    }
+}
+
 impl Record for BlockHash {
     fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
         decode_hash_key(bytes)
@@ -514,6 +523,19 @@ fn read_header<K: TransactionKind>(
     {
         None => Ok(None),
         Some(Rec(header)) => header.map(Some),
+    }
+}
+
+fn read_log_state<K: TransactionKind>(
+    txn: &Transaction<'_, K, NoWriteMap>,
+    shared: &Shared,
+) -> Result<Option<LogState>, MetaError> {
+    match txn
+        .get::<Rec<LogState>>(&shared.meta, LOG_STATE_KEY)
+        .map_err(|e| shared.err(e))?
+    {
+        None => Ok(None),
+        Some(Rec(state)) => state.map(Some),
     }
 }
 
@@ -627,6 +649,9 @@ macro_rules! mdbx_read_impl {
             fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError> {
                 read_reservations(&self.txn, self.$shared())
             }
+            fn log_state(&self) -> Result<Option<LogState>, MetaError> {
+                read_log_state(&self.txn, self.$shared())
+            }
         }
     };
 }
@@ -712,6 +737,14 @@ impl MetaTxn for MdbxTxn<'_> {
         let result = self
             .txn
             .put(meta, HEADER_KEY, header.encode(), WriteFlags::UPSERT);
+        self.wrote(result)
+    }
+
+    fn set_log_state(&mut self, state: &LogState) -> Result<(), MetaError> {
+        let meta = &self.store.shared.meta;
+        let result = self
+            .txn
+            .put(meta, LOG_STATE_KEY, state.encode(), WriteFlags::UPSERT);
         self.wrote(result)
     }
 
