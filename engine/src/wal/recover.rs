@@ -149,7 +149,8 @@ fn apply_chunk<M: MetaStore>(
     assert!(!chunk.is_empty() && chunk.len() <= RECOVER_RECORDS_PER_TXN);
     let mut txn = store.begin()?;
     let mut header = txn.header()?.ok_or(RecoverError::NoHeader)?;
-    let mut after = state.next;
+    // Where the previous chunk (or the last run) left the index.
+    let mut after = txn.log_state()?.ok_or(RecoverError::NoLogState)?.next;
     for (scanned, keep) in chunk {
         let record = &scanned.record;
         assert_eq!(scanned.at.seq, after.seq, "records apply in order");

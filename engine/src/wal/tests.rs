@@ -609,3 +609,45 @@ fn the_format_table_matches_the_golden_records() {
     encode_wrap(stamp, 4, &mut again);
     assert_eq!(&again[..64], &wrap[..]);
 }
+
+/// Replay spanning several transactions (more than `RECOVER_RECORDS_PER_TXN` records) picks
+/// each one up where the previous one left the index.
+#[test]
+fn replay_spans_many_transactions() {
+    use crate::test_support::synthetic_log::{SyntheticBlocks, SyntheticLog};
+    let records = 2 * RECOVER_RECORDS_PER_TXN as u64 + 7;
+    let stamp = RunStamp {
+        run_id: 5,
+        node_id: NODE_ID,
+    };
+    let mut log = SyntheticLog::new(stamp, records, 2);
+    let mut store = MemStore::new();
+    let mut txn = store.begin().unwrap();
+    txn.set_header(&Header {
+        format_version: FORMAT_VERSION,
+        capacity_bytes: log.capacity_bytes(),
+        node_id: NODE_ID,
+        commit_seq: 0,
+    })
+    .unwrap();
+    let start = LogPos { seq: 1, sector: 0 };
+    txn.set_log_state(&LogState {
+        log_sectors: records + 1,
+        next: start,
+        run_id: 5,
+    })
+    .unwrap();
+    txn.commit(true).unwrap();
+    let commits_before = store.image().lock().unwrap().commits;
+    let out = recover(&mut store, &mut log, &mut SyntheticBlocks, 6).unwrap();
+    assert_eq!((out.records, out.ops), (records, 2 * records));
+    assert_eq!(
+        store.image().lock().unwrap().commits - commits_before,
+        3 + 1,
+        "3 chunks, 1 final"
+    );
+    let read = store.read().unwrap();
+    let mut entries = 0;
+    read.for_each_entry(&mut |_, _| entries += 1).unwrap();
+    assert_eq!(entries, 2 * records);
+}
