@@ -513,29 +513,18 @@ impl<'tx, T: Record> Decodable<'tx> for Rec<T> {
 // ---------------------------------------------------------------------------------------------
 // Reads, shared by both transaction kinds.
 
-fn read_header<K: TransactionKind>(
+/// A record of the `meta` table (the header, the log state), decoded.
+fn read_meta<K: TransactionKind, T: Record>(
     txn: &Transaction<'_, K, NoWriteMap>,
     shared: &Shared,
-) -> Result<Option<Header>, MetaError> {
+    key: &[u8],
+) -> Result<Option<T>, MetaError> {
     match txn
-        .get::<Rec<Header>>(&shared.meta, HEADER_KEY)
+        .get::<Rec<T>>(&shared.meta, key)
         .map_err(|e| shared.err(e))?
     {
         None => Ok(None),
-        Some(Rec(header)) => header.map(Some),
-    }
-}
-
-fn read_log_state<K: TransactionKind>(
-    txn: &Transaction<'_, K, NoWriteMap>,
-    shared: &Shared,
-) -> Result<Option<LogState>, MetaError> {
-    match txn
-        .get::<Rec<LogState>>(&shared.meta, LOG_STATE_KEY)
-        .map_err(|e| shared.err(e))?
-    {
-        None => Ok(None),
-        Some(Rec(state)) => state.map(Some),
+        Some(Rec(record)) => record.map(Some),
     }
 }
 
@@ -624,7 +613,7 @@ macro_rules! mdbx_read_impl {
     ($t:ty, $shared:ident) => {
         impl MetaRead for $t {
             fn header(&self) -> Result<Option<Header>, MetaError> {
-                read_header(&self.txn, self.$shared())
+                read_meta(&self.txn, self.$shared(), HEADER_KEY)
             }
             fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError> {
                 read_entry(&self.txn, self.$shared(), hash)
@@ -650,7 +639,7 @@ macro_rules! mdbx_read_impl {
                 read_reservations(&self.txn, self.$shared())
             }
             fn log_state(&self) -> Result<Option<LogState>, MetaError> {
-                read_log_state(&self.txn, self.$shared())
+                read_meta(&self.txn, self.$shared(), LOG_STATE_KEY)
             }
         }
     };

@@ -25,6 +25,18 @@
 //! - sequence numbers grow by one per batch record; a wrap record carries the sequence number
 //!   of the record it announces and sends the reader to sector 0.
 //!
+//! How a user drives it (the order matters; each step asserts the one before):
+//! - a batch: [`record_bytes_max`] for the space check, [`encode_batch`], [`LogRing::place`]
+//!   (`LogFull`: the writes wait, reads go on, a checkpoint is due), write the wrap record if
+//!   the placement has one ([`encode_wrap`]) and the record, [`LogRing::appended`], flush the
+//!   data file (the one flush), commit the index non-durably with the `LogState` at
+//!   [`LogRing::next`], then [`LogRing::commit_done`];
+//! - a checkpoint: [`LogRing::begin_checkpoint`] (returns the target), the driver makes the
+//!   index durable, then [`LogRing::checkpoint_returned`] (frees the space) or
+//!   [`LogRing::checkpoint_failed`];
+//! - at start, before the controller opens: make the data file durable, then [`recover`],
+//!   and build the ring with `LogRing::new(log_sectors, recovered.next)`.
+//!
 //! This module never does I/O itself, never reads a clock and never draws a random number
 //! (the run id is an argument).
 

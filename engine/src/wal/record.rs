@@ -26,6 +26,7 @@
 
 use crate::buddy::Slot;
 use crate::hash::BlockHash;
+use crate::meta::IndexEntry;
 use crate::size_class::SizeClass;
 
 use super::{sectors_for, RECORD_OPS_MAX, SECTOR_BYTES};
@@ -50,6 +51,36 @@ pub enum LogOp {
     },
     /// Replay deletes by hash; the slot is for `check` and sanity.
     Release { hash: BlockHash, slot: Slot },
+}
+
+impl LogOp {
+    pub fn hash(&self) -> BlockHash {
+        match *self {
+            LogOp::Occupy { hash, .. } | LogOp::Release { hash, .. } => hash,
+        }
+    }
+
+    pub fn slot(&self) -> Slot {
+        match *self {
+            LogOp::Occupy { slot, .. } | LogOp::Release { slot, .. } => slot,
+        }
+    }
+
+    /// The index entry an occupy stores, written by batch `commit_seq`; `None` for a release.
+    pub fn index_entry(&self, commit_seq: u64) -> Option<IndexEntry> {
+        match *self {
+            LogOp::Occupy {
+                slot, len, crc32c, ..
+            } => Some(IndexEntry {
+                slot,
+                len,
+                crc32c,
+                flags: 0,
+                commit_seq,
+            }),
+            LogOp::Release { .. } => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

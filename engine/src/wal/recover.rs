@@ -182,35 +182,22 @@ fn apply_op<T: MetaTxn>(
     op: &LogOp,
 ) -> Result<(), RecoverError> {
     let inconsistent = |what: String| RecoverError::Inconsistent { log_seq, what };
-    match *op {
-        LogOp::Occupy {
-            hash,
-            slot,
-            len,
-            crc32c,
-        } => {
-            check_slot(header, slot).map_err(inconsistent)?;
-            let entry = IndexEntry {
-                slot,
-                len,
-                crc32c,
-                flags: 0,
-                commit_seq,
-            };
-            match txn.get(&hash)? {
-                None => txn.put(&hash, &entry)?,
-                Some(e) if same_block(&e, &entry) => {}
-                Some(e) => return Err(inconsistent(held_by(&hash, &e))),
-            }
+    let (hash, slot) = (op.hash(), op.slot());
+    check_slot(header, slot).map_err(inconsistent)?;
+    let stored = txn.get(&hash)?;
+    match (op.index_entry(commit_seq), stored) {
+        (Some(entry), None) => {
+            txn.put(&hash, &entry)?;
             txn.unreserve(slot)?;
         }
-        LogOp::Release { hash, slot } => match txn.get(&hash)? {
-            None => {}
-            Some(e) if e.slot == slot => {
-                txn.delete(&hash)?;
-            }
-            Some(e) => return Err(inconsistent(held_by(&hash, &e))),
-        },
+        (Some(entry), Some(e)) if same_block(&e, &entry) => {
+            txn.unreserve(slot)?;
+        }
+        (None, None) => {}
+        (None, Some(e)) if e.slot == slot => {
+            txn.delete(&hash)?;
+        }
+        (_, Some(e)) => return Err(inconsistent(held_by(&hash, &e))),
     }
     Ok(())
 }

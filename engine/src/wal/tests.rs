@@ -168,28 +168,14 @@ impl Rig {
     fn commit(&mut self, ops: &[LogOp]) {
         let mut txn = self.store.begin().unwrap();
         for op in ops {
-            match *op {
-                LogOp::Occupy {
-                    hash,
-                    slot,
-                    len,
-                    crc32c,
-                } => {
-                    let entry = IndexEntry {
-                        slot,
-                        len,
-                        crc32c,
-                        flags: 0,
-                        commit_seq: self.commit_seq,
-                    };
-                    txn.put(&hash, &entry).unwrap();
-                    self.model.insert(hash, entry);
-                }
-                LogOp::Release { hash, slot } => {
-                    assert!(txn.delete(&hash).unwrap());
-                    self.model.remove(&hash);
-                    self.free.push(slot.offset);
-                }
+            let hash = op.hash();
+            if let Some(entry) = op.index_entry(self.commit_seq) {
+                txn.put(&hash, &entry).unwrap();
+                self.model.insert(hash, entry);
+            } else {
+                assert!(txn.delete(&hash).unwrap());
+                self.model.remove(&hash);
+                self.free.push(op.slot().offset);
             }
         }
         let mut header = txn.header().unwrap().unwrap();
