@@ -661,6 +661,13 @@ mdbx_read_impl!(MdbxRead<'_>, shared);
 mdbx_read_impl!(MdbxTxn<'_>, shared);
 
 impl MdbxTxn<'_> {
+    /// Writes a record of the `meta` table (the header, the log state).
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
+        let meta = &self.store.shared.meta;
+        let result = self.txn.put(meta, key, value, WriteFlags::UPSERT);
+        self.wrote(result)
+    }
+
     /// Records the outcome of a libmdbx write call. Any libmdbx error (other than the expected
     /// "not found") may leave the transaction in libmdbx's error state, in which `commit` aborts
     /// instead: remember the first one so that `commit` reports it.
@@ -722,19 +729,11 @@ impl MetaTxn for MdbxTxn<'_> {
     }
 
     fn set_header(&mut self, header: &Header) -> Result<(), MetaError> {
-        let meta = &self.store.shared.meta;
-        let result = self
-            .txn
-            .put(meta, HEADER_KEY, header.encode(), WriteFlags::UPSERT);
-        self.wrote(result)
+        self.put_meta(HEADER_KEY, &header.encode())
     }
 
     fn set_log_state(&mut self, state: &LogState) -> Result<(), MetaError> {
-        let meta = &self.store.shared.meta;
-        let result = self
-            .txn
-            .put(meta, LOG_STATE_KEY, state.encode(), WriteFlags::UPSERT);
-        self.wrote(result)
+        self.put_meta(LOG_STATE_KEY, &state.encode())
     }
 
     /// Fails, committing nothing, if any earlier write of this transaction failed: libmdbx

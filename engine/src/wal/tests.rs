@@ -206,6 +206,13 @@ impl Rig {
         true
     }
 
+    /// `n` batches, each of which must find room.
+    fn batches(&mut self, n: usize, puts: usize, deletes: usize) {
+        for _ in 0..n {
+            assert!(self.batch(puts, deletes), "room in the log");
+        }
+    }
+
     fn checkpoint(&mut self) {
         self.ring.begin_checkpoint();
         let image = self.store.image();
@@ -306,9 +313,7 @@ fn power_loss_without_a_checkpoint_replays_every_acknowledged_batch() {
 #[test]
 fn replay_is_idempotent_across_crashes_mid_recovery() {
     let mut rig = Rig::new(64);
-    for _ in 0..6 {
-        assert!(rig.batch(2, 1));
-    }
+    rig.batches(6, 2, 1);
     rig.crash(CrashKind::PowerLoss);
     // The final durable commit fails: the replayed state is there, non-durable.
     rig.store.image().lock().unwrap().fail_commit_after = Some(1);
@@ -323,9 +328,7 @@ fn replay_is_idempotent_across_crashes_mid_recovery() {
     rig.assert_index_is_model();
     // Power loss instead rolls back to before the replay: it runs again from the start.
     let mut rig2 = Rig::new(64);
-    for _ in 0..6 {
-        assert!(rig2.batch(2, 1));
-    }
+    rig2.batches(6, 2, 1);
     rig2.crash(CrashKind::PowerLoss);
     rig2.store.image().lock().unwrap().fail_next_commit = true;
     assert!(rig2.recover(2).is_err());
@@ -337,9 +340,7 @@ fn replay_is_idempotent_across_crashes_mid_recovery() {
 #[test]
 fn a_torn_last_record_ends_replay_and_its_batch_is_not_applied() {
     let mut rig = Rig::new(64);
-    for _ in 0..4 {
-        assert!(rig.batch(2, 0));
-    }
+    rig.batches(4, 2, 0);
     let ops = rig.ops(2, 1);
     let placement = rig.write_record(&ops).unwrap();
     // Power loss tore the record's last bytes (never flushed, never acknowledged).
@@ -380,9 +381,7 @@ fn the_last_record_keeps_only_blocks_that_reached_the_disk() {
 #[test]
 fn records_of_an_earlier_run_are_never_replayed() {
     let mut rig = Rig::new(64);
-    for _ in 0..5 {
-        assert!(rig.batch(2, 0));
-    }
+    rig.batches(5, 2, 0);
     rig.crash(CrashKind::PowerLoss);
     let out = rig.recover(2).unwrap();
     assert_eq!((out.records, out.next), (5, LogPos { seq: 6, sector: 5 }));
@@ -428,9 +427,7 @@ fn a_full_log_refuses_records_until_a_checkpoint_returns() {
 #[test]
 fn audit_finds_a_record_overwritten_before_its_checkpoint() {
     let mut rig = Rig::new(64);
-    for _ in 0..5 {
-        assert!(rig.batch(2, 0));
-    }
+    rig.batches(5, 2, 0);
     let clean = audit(&rig.store.read().unwrap(), &mut rig.log, &mut rig.blocks).unwrap();
     assert!(clean.problems.is_empty(), "{:?}", clean.problems);
     assert_eq!(
