@@ -659,9 +659,10 @@ fn replay_synthetic_log(records: u64, ops: u32) -> std::time::Duration {
     took
 }
 
+/// 80,000 ops: two transactions (`RECOVER_OPS_PER_TXN`).
 #[test]
 fn recover_replays_a_log_into_libmdbx() {
-    replay_synthetic_log(2_500, 8);
+    replay_synthetic_log(2_500, 32);
 }
 
 /// `cargo test -p server --release --test mdbx_conformance -- --ignored --nocapture`

@@ -54,7 +54,7 @@ pub use record::{
     RecordError, RecordHeader, RecordKind, RunStamp, LOG_FORMAT_VERSION, OCCUPY_OP_BYTES,
     RECORD_HEADER_BYTES, RECORD_MAGIC, RELEASE_OP_BYTES,
 };
-pub use recover::{recover, RecoverError, Recovered, RECOVER_RECORDS_PER_TXN};
+pub use recover::{recover, RecoverError, Recovered, RECOVER_OPS_PER_TXN, RECOVER_RECORDS_PER_TXN};
 pub use ring::{CheckpointState, LogFull, LogRing, Placement};
 pub use scan::{BlockReader, LogDisk, ScanEnd, ScannedRecord, Scanner, WalIoError};
 

@@ -8,7 +8,8 @@
 //! blocks that never reached the disk: its occupies are verified (SHA-256 of the slot's bytes)
 //! and those that fail are dropped (that batch was never acknowledged).
 //!
-//! Idempotent: each transaction applies up to [`RECOVER_RECORDS_PER_TXN`] records and moves
+//! Idempotent: each transaction applies up to [`RECOVER_RECORDS_PER_TXN`] records (and about
+//! [`RECOVER_OPS_PER_TXN`] ops) and moves
 //! the `LogState` past them in the same commit, so a crash anywhere leaves an index state that
 //! says where to continue, and the records are still in the region (a checkpoint frees log
 //! space only after it returned, and recovery writes no record). The last commit is durable,
@@ -18,6 +19,8 @@
 //! `disk.sync()`), so the blocks verified here are on stable storage before the index says so.
 //! Never writes the log region; never panics on bytes read from disk.
 
+use std::collections::BTreeMap;
+
 use crate::buddy::Slot;
 use crate::hash::BlockHash;
 use crate::meta::{Header, IndexEntry, LogState, MetaError, MetaRead, MetaStore, MetaTxn};
@@ -26,8 +29,12 @@ use super::record::{LogOp, RunStamp};
 use super::scan::{verify_blocks, BlockReader, LogDisk, ScanEnd, ScannedRecord, Scanner};
 use super::{LogPos, WalIoError};
 
-/// Records applied per index transaction (bounds the transaction and the memory held).
-pub const RECOVER_RECORDS_PER_TXN: usize = 1000;
+/// Records applied per index transaction at most (bounds the transaction and the memory held).
+pub const RECOVER_RECORDS_PER_TXN: usize = 10_000;
+/// A transaction ends once it holds this many ops (about 10 MB held). Large transactions
+/// matter: random hashes dirty pages all over the tree, and each commit writes every page it
+/// dirtied, so fewer, larger transactions write the tree fewer times.
+pub const RECOVER_OPS_PER_TXN: usize = 65_536;
 
 /// What a replay did.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -98,6 +105,7 @@ pub fn recover<M: MetaStore, D: LogDisk, B: BlockReader>(
     };
     let mut scanner = Scanner::new(disk, stamp, state.next);
     let mut chunk: Vec<(ScannedRecord, Vec<bool>)> = Vec::new();
+    let mut chunk_ops = 0usize;
     let mut buf = Vec::new();
     let mut pending = scanner.next_record()?;
     while let Some(current) = pending {
@@ -112,10 +120,13 @@ pub fn recover<M: MetaStore, D: LogDisk, B: BlockReader>(
         };
         out.records += 1;
         out.ops += keep.iter().filter(|k| **k).count() as u64;
+        chunk_ops += current.record.ops.len();
         chunk.push((current, keep));
-        if chunk.len() == RECOVER_RECORDS_PER_TXN || following.is_none() {
+        let full = chunk.len() == RECOVER_RECORDS_PER_TXN || chunk_ops >= RECOVER_OPS_PER_TXN;
+        if full || following.is_none() {
             apply_chunk(store, &chunk, state)?;
             chunk.clear();
+            chunk_ops = 0;
         }
         pending = following;
     }
@@ -139,6 +150,11 @@ fn occupy_bytes(ops: &[LogOp]) -> u64 {
         .sum()
 }
 
+/// The hashes a chunk touches: as the index had them before the chunk, and after its ops so
+/// far. Read and written in key order (a B-tree takes sorted keys several times faster than
+/// hashes in log order), applied in log order in between.
+type Overlay = BTreeMap<BlockHash, (Option<IndexEntry>, Option<IndexEntry>)>;
+
 /// Applies records (each with its per-op keep flags) in one non-durable transaction that also
 /// moves the `LogState` past the last of them.
 fn apply_chunk<M: MetaStore>(
@@ -147,23 +163,55 @@ fn apply_chunk<M: MetaStore>(
     state: LogState,
 ) -> Result<(), RecoverError> {
     assert!(!chunk.is_empty() && chunk.len() <= RECOVER_RECORDS_PER_TXN);
+    let kept = || {
+        chunk.iter().flat_map(|(scanned, keep)| {
+            assert_eq!(keep.len(), scanned.record.ops.len());
+            let ops = scanned.record.ops.iter().zip(keep);
+            ops.filter(|(_, k)| **k).map(move |(op, _)| (scanned, op))
+        })
+    };
     let mut txn = store.begin()?;
     let mut header = txn.header()?.ok_or(RecoverError::NoHeader)?;
     // Where the previous chunk (or the last run) left the index.
     let mut after = txn.log_state()?.ok_or(RecoverError::NoLogState)?.next;
-    for (scanned, keep) in chunk {
+    let mut overlay = Overlay::new();
+    kept().for_each(|(_, op)| {
+        overlay.insert(op.hash(), (None, None));
+    });
+    for (hash, (before, now)) in overlay.iter_mut() {
+        *before = txn.get(hash)?;
+        *now = *before;
+    }
+    let mut unreserve = BTreeMap::new();
+    for (scanned, op) in kept() {
+        let h = &scanned.record.header;
+        apply_op(
+            &mut overlay,
+            &mut unreserve,
+            &header,
+            h.log_seq,
+            h.commit_seq,
+            op,
+        )?;
+    }
+    for (scanned, _) in chunk {
         let record = &scanned.record;
         assert_eq!(scanned.at.seq, after.seq, "records apply in order");
-        assert_eq!(keep.len(), record.ops.len());
-        let log_seq = record.header.log_seq;
-        for (op, _) in record.ops.iter().zip(keep).filter(|(_, k)| **k) {
-            apply_op(&mut txn, &header, log_seq, record.header.commit_seq, op)?;
-        }
         header.commit_seq = header.commit_seq.max(record.header.commit_seq);
         after = LogPos {
             seq: scanned.at.seq + 1,
             sector: (scanned.at.sector + record.header.sectors()) % state.log_sectors,
         };
+    }
+    for (hash, (before, now)) in &overlay {
+        match now {
+            _ if before == now => {}
+            Some(entry) => txn.put(hash, entry)?,
+            None => assert!(txn.delete(hash)?, "the overlay read it"),
+        }
+    }
+    for slot in unreserve.values() {
+        txn.unreserve(*slot)?;
     }
     txn.set_header(&header)?;
     txn.set_log_state(&LogState {
@@ -174,8 +222,10 @@ fn apply_chunk<M: MetaStore>(
     Ok(())
 }
 
-fn apply_op<T: MetaTxn>(
-    txn: &mut T,
+/// One op against the overlay; the slots whose reservations it ends go to `unreserve`.
+fn apply_op(
+    overlay: &mut Overlay,
+    unreserve: &mut BTreeMap<u64, Slot>,
     header: &Header,
     log_seq: u64,
     commit_seq: u64,
@@ -184,19 +234,19 @@ fn apply_op<T: MetaTxn>(
     let inconsistent = |what: String| RecoverError::Inconsistent { log_seq, what };
     let (hash, slot) = (op.hash(), op.slot());
     check_slot(header, slot).map_err(inconsistent)?;
-    let stored = txn.get(&hash)?;
-    match (op.index_entry(commit_seq), stored) {
+    let (_, now) = overlay
+        .get_mut(&hash)
+        .expect("every kept op's hash is in the overlay");
+    match (op.index_entry(commit_seq), *now) {
         (Some(entry), None) => {
-            txn.put(&hash, &entry)?;
-            txn.unreserve(slot)?;
+            *now = Some(entry);
+            unreserve.insert(slot.offset, slot);
         }
         (Some(entry), Some(e)) if same_block(&e, &entry) => {
-            txn.unreserve(slot)?;
+            unreserve.insert(slot.offset, slot);
         }
         (None, None) => {}
-        (None, Some(e)) if e.slot == slot => {
-            txn.delete(&hash)?;
-        }
+        (None, Some(e)) if e.slot == slot => *now = None,
         (_, Some(e)) => return Err(inconsistent(held_by(&hash, &e))),
     }
     Ok(())
