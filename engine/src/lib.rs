@@ -24,6 +24,7 @@ pub mod size_class;
 pub mod stats;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod wal;
 pub mod worker;
 
 pub use clock::Instant;

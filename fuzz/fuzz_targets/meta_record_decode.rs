@@ -4,8 +4,8 @@
 #![no_main]
 
 use engine::meta::{
-    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, HEADER_BYTES,
-    INDEX_ENTRY_BYTES,
+    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, LogState,
+    HEADER_BYTES, INDEX_ENTRY_BYTES, LOG_STATE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(header) = Header::decode(data) {
         assert_eq!(data.len(), HEADER_BYTES);
         assert_eq!(&header.encode()[..], data, "header is canonical");
+    }
+    if let Ok(state) = LogState::decode(data) {
+        assert_eq!(data.len(), LOG_STATE_BYTES);
+        assert_eq!(&state.encode()[..], data, "log state is canonical");
+        assert!(state.next.sector < state.log_sectors);
     }
     if data.len() >= 8 {
         let (key, value) = data.split_at(8);

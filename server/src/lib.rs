@@ -9,6 +9,7 @@ pub mod datafile;
 pub mod fail_fast;
 pub mod fd_log;
 pub mod identity;
+pub mod log_file;
 pub mod mdbx;
 pub mod mdbx_view;
 pub mod net;

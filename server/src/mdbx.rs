@@ -10,6 +10,7 @@
 //! | `index`        | the 32 hash bytes                  | [`IndexEntry::encode`] (26 B)  |
 //! | `reservations` | slot offset, 8 bytes big-endian    | class, worker (2 B)            |
 //! | `meta`         | `b"header"`                        | [`Header::encode`] (40 B)      |
+//! | `meta`         | `b"log"`                           | [`LogState::encode`] (40 B)    |
 //!
 //! Every value read back goes through the engine's validating decoders: bad stored bytes are
 //! [`MetaError::Corrupt`], never a panic. libmdbx errors are [`MetaError::Io`], except a full map,
@@ -72,8 +73,8 @@ use std::sync::Arc;
 
 use engine::buddy::Slot;
 use engine::meta::{
-    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, MetaError,
-    MetaRead, MetaStore, MetaTxn, RESERVATION_KEY_BYTES, RESERVATION_VALUE_BYTES,
+    decode_hash_key, decode_reservation, encode_reservation, Header, IndexEntry, LogState,
+    MetaError, MetaRead, MetaStore, MetaTxn, RESERVATION_KEY_BYTES, RESERVATION_VALUE_BYTES,
 };
 use engine::BlockHash;
 
@@ -93,6 +94,8 @@ pub const RESERVATIONS_TABLE: &str = "reservations";
 pub const META_TABLE: &str = "meta";
 /// Key of the header record in the `meta` table.
 pub const HEADER_KEY: &[u8] = b"header";
+/// Key of the write-ahead log's record in the `meta` table.
+pub const LOG_STATE_KEY: &[u8] = b"log";
 /// Headroom over the three tables used today.
 const MAX_TABLES: u64 = 8;
 /// Reader slots: one view per worker (up to `WORKERS_MAX`), the controller's reads, the scrub,
@@ -464,6 +467,12 @@ impl Record for Header {
     }
 }
 
+impl Record for LogState {
+    fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
+        LogState::decode(bytes)
+    }
+}
+
 impl Record for BlockHash {
     fn decode_record(bytes: &[u8]) -> Result<Self, MetaError> {
         decode_hash_key(bytes)
@@ -506,16 +515,18 @@ impl<'tx, T: Record> Decodable<'tx> for Rec<T> {
 // ---------------------------------------------------------------------------------------------
 // Reads, shared by both transaction kinds.
 
-fn read_header<K: TransactionKind>(
+/// A record of the `meta` table (the header, the log state), decoded.
+fn read_meta<K: TransactionKind, T: Record>(
     txn: &Transaction<'_, K, NoWriteMap>,
     shared: &Shared,
-) -> Result<Option<Header>, MetaError> {
+    key: &[u8],
+) -> Result<Option<T>, MetaError> {
     match txn
-        .get::<Rec<Header>>(&shared.meta, HEADER_KEY)
+        .get::<Rec<T>>(&shared.meta, key)
         .map_err(|e| shared.err(e))?
     {
         None => Ok(None),
-        Some(Rec(header)) => header.map(Some),
+        Some(Rec(record)) => record.map(Some),
     }
 }
 
@@ -604,7 +615,7 @@ macro_rules! mdbx_read_impl {
     ($t:ty, $shared:ident) => {
         impl MetaRead for $t {
             fn header(&self) -> Result<Option<Header>, MetaError> {
-                read_header(&self.txn, self.$shared())
+                read_meta(&self.txn, self.$shared(), HEADER_KEY)
             }
             fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError> {
                 read_entry(&self.txn, self.$shared(), hash)
@@ -629,6 +640,9 @@ macro_rules! mdbx_read_impl {
             fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError> {
                 read_reservations(&self.txn, self.$shared())
             }
+            fn log_state(&self) -> Result<Option<LogState>, MetaError> {
+                read_meta(&self.txn, self.$shared(), LOG_STATE_KEY)
+            }
         }
     };
 }
@@ -649,6 +663,13 @@ mdbx_read_impl!(MdbxRead<'_>, shared);
 mdbx_read_impl!(MdbxTxn<'_>, shared);
 
 impl MdbxTxn<'_> {
+    /// Writes a record of the `meta` table (the header, the log state).
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
+        let meta = &self.store.shared.meta;
+        let result = self.txn.put(meta, key, value, WriteFlags::UPSERT);
+        self.wrote(result)
+    }
+
     /// Records the outcome of a libmdbx write call. Any libmdbx error (other than the expected
     /// "not found") may leave the transaction in libmdbx's error state, in which `commit` aborts
     /// instead: remember the first one so that `commit` reports it.
@@ -710,11 +731,11 @@ impl MetaTxn for MdbxTxn<'_> {
     }
 
     fn set_header(&mut self, header: &Header) -> Result<(), MetaError> {
-        let meta = &self.store.shared.meta;
-        let result = self
-            .txn
-            .put(meta, HEADER_KEY, header.encode(), WriteFlags::UPSERT);
-        self.wrote(result)
+        self.put_meta(HEADER_KEY, &header.encode())
+    }
+
+    fn set_log_state(&mut self, state: &LogState) -> Result<(), MetaError> {
+        self.put_meta(LOG_STATE_KEY, &state.encode())
     }
 
     /// Fails, committing nothing, if any earlier write of this transaction failed: libmdbx

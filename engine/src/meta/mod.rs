@@ -22,7 +22,9 @@ use crate::buddy::Slot;
 use crate::hash::BlockHash;
 use crate::size_class::{SizeClass, SLOT_MAX_BYTES};
 
+mod log_state;
 mod view;
+pub use log_state::{LogState, LOG_STATE_BYTES};
 pub use view::{IndexView, MemView, ViewStamp};
 
 /// Bumped on any incompatible change of a record layout.
@@ -79,6 +81,8 @@ pub trait MetaRead {
     fn for_each_entry(&self, f: &mut dyn FnMut(&BlockHash, &IndexEntry)) -> Result<(), MetaError>;
     /// Every reserved slot with the worker that holds it, ascending by offset.
     fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError>;
+    /// The write-ahead log's record (`None` before the log was set up).
+    fn log_state(&self) -> Result<Option<LogState>, MetaError>;
 }
 
 /// A write transaction. Dropping it without `commit` discards every change.
@@ -91,6 +95,7 @@ pub trait MetaTxn: MetaRead {
     fn unreserve(&mut self, slot: Slot) -> Result<bool, MetaError>;
     fn clear_reservations(&mut self) -> Result<(), MetaError>;
     fn set_header(&mut self, header: &Header) -> Result<(), MetaError>;
+    fn set_log_state(&mut self, state: &LogState) -> Result<(), MetaError>;
     /// Makes every change visible. With `durable`, the changes are on stable storage when this
     /// returns (they survive power loss); without, they survive a process crash only.
     fn commit(self, durable: bool) -> Result<(), MetaError>;
@@ -253,6 +258,7 @@ pub struct MemState {
     pub header: Option<Header>,
     pub index: BTreeMap<BlockHash, IndexEntry>,
     pub reservations: BTreeMap<u64, (Slot, u8)>,
+    pub log_state: Option<LogState>,
 }
 
 /// What a [`MemStore`] has made visible (`committed`, survives a process crash) and what it has
@@ -265,6 +271,9 @@ pub struct MemImage {
     pub durable: MemState,
     /// Fault injection: the next commit fails with an I/O error (and changes nothing).
     pub fail_next_commit: bool,
+    /// Fault injection: after this many more successful commits, the next one fails (a crash
+    /// in the middle of a run of commits, e.g. mid-recovery).
+    pub fail_commit_after: Option<u64>,
     pub commits: u64,
     /// The durable watermark ([`MetaStore::publish_durable`]).
     pub durable_through: u64,
@@ -311,6 +320,7 @@ impl MemStore {
             img.committed = Arc::new(img.durable.clone());
         }
         img.fail_next_commit = false;
+        img.fail_commit_after = None;
     }
 }
 
@@ -374,6 +384,9 @@ macro_rules! mem_read_impl {
             fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError> {
                 Ok(self.state.reservations.values().copied().collect())
             }
+            fn log_state(&self) -> Result<Option<LogState>, MetaError> {
+                Ok(self.state.log_state)
+            }
         }
     };
 }
@@ -413,9 +426,15 @@ impl MetaTxn for MemTxn<'_> {
         self.state.header = Some(Header::decode(&header.encode())?);
         Ok(())
     }
+    fn set_log_state(&mut self, state: &LogState) -> Result<(), MetaError> {
+        self.state.log_state = Some(LogState::decode(&state.encode())?);
+        Ok(())
+    }
     fn commit(self, durable: bool) -> Result<(), MetaError> {
         let mut img = self.store.image.lock().expect("image lock");
-        if img.fail_next_commit {
+        let countdown = img.fail_commit_after.take();
+        img.fail_commit_after = countdown.and_then(|n| n.checked_sub(1));
+        if img.fail_next_commit || countdown == Some(0) {
             img.fail_next_commit = false;
             return Err(MetaError::Io("injected commit failure".into()));
         }
@@ -491,6 +510,7 @@ pub(crate) fn hash_n(n: u8) -> BlockHash {
 pub fn conformance<H: StoreHarness>(harness: &mut H) {
     conformance_basic(harness);
     conformance_crash(harness);
+    log_state::conformance_log_state(harness);
     view::conformance_view(harness);
 }
 

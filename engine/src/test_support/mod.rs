@@ -9,6 +9,8 @@
 //!   `buddy/tests.rs` and `fuzz/fuzz_targets/allocator_ops.rs`).
 //! - [`http_response`]: the one HTTP/1.1 response parser of the simulator's clients, the server's
 //!   black-box tests and the benchmarks' load generator.
+//! - [`synthetic_log`]: a write-ahead log made up on read, to time recovery of large logs.
 
 pub mod allocator_model;
 pub mod http_response;
+pub mod synthetic_log;
