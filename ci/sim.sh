@@ -52,6 +52,7 @@ declare -A floor=(
   [skip_merge]=50
   [ack_after_failed_sync]=5
   [reuse_before_views_end]=2
+  [truncate_listing]=50
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

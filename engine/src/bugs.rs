@@ -21,6 +21,9 @@ pub struct Bugs {
     pub reuse_before_views_end: bool,
     /// Ignore a failed data sync before a batch's commit: commit and acknowledge anyway.
     pub ack_after_failed_sync: bool,
+    /// Drop the last entry of a full `GET /blocks` page: the page comes back short while more
+    /// blocks are stored past the cursor.
+    pub truncate_listing: bool,
 }
 
 impl Bugs {
@@ -32,6 +35,7 @@ impl Bugs {
         skip_merge: false,
         reuse_before_views_end: false,
         ack_after_failed_sync: false,
+        truncate_listing: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -54,5 +58,8 @@ impl Bugs {
     }
     pub fn ack_after_failed_sync(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.ack_after_failed_sync
+    }
+    pub fn truncate_listing(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.truncate_listing
     }
 }

@@ -42,7 +42,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 7] = [
+pub const BUG_NAMES: [&str; 8] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -50,6 +50,7 @@ pub const BUG_NAMES: [&str; 7] = [
     "skip_merge",
     "reuse_before_views_end",
     "ack_after_failed_sync",
+    "truncate_listing",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -62,6 +63,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "skip_merge" => b.skip_merge = true,
         "reuse_before_views_end" => b.reuse_before_views_end = true,
         "ack_after_failed_sync" => b.ack_after_failed_sync = true,
+        "truncate_listing" => b.truncate_listing = true,
         _ => return None,
     }
     Some(b)

@@ -186,6 +186,18 @@ impl Model {
         }
     }
 
+    /// Read tickets for every address past `after` (all of them when `None`) that no write is
+    /// touching now: the ones a listing from `after` may be judged on (`GET /blocks`).
+    pub fn begin_reads_after(&mut self, after: Option<&BlockHash>) -> Vec<ReadTicket> {
+        let quiet: Vec<BlockHash> = self
+            .addrs
+            .iter()
+            .filter(|(h, a)| after.is_none_or(|x| *h > x) && a.in_flight == 0 && a.tainted == 0)
+            .map(|(h, _)| *h)
+            .collect();
+        quiet.into_iter().map(|h| self.begin_read(h)).collect()
+    }
+
     /// An injected fault may have damaged the stored copy of `hash`.
     pub fn mark_corrupt(&mut self, hash: BlockHash) {
         self.entry(hash).maybe_corrupt = true;

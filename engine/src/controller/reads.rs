@@ -90,6 +90,10 @@ impl<M: MetaStore> Controller<M> {
                         Ok(()) => {
                             listed.retain(|(hash, _)| !awaiting.contains(hash));
                             listed.truncate(limit as usize);
+                            if self.config.bugs.truncate_listing() && listed.len() == limit as usize
+                            {
+                                listed.pop();
+                            }
                             for (hash, e) in &listed {
                                 out.push_back(ToWorker::ListItem {
                                     request,

@@ -263,7 +263,7 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
         Kind::List { after, limit } => {
             expect_one(s, 200)?;
             if s == 200 {
-                check_list(after.as_ref(), *limit, &resp.body, ctx)?;
+                check_list(after.as_ref(), *limit, &req.reads, &resp.body, ctx)?;
             }
             Ok(())
         }
@@ -306,15 +306,59 @@ fn check_missing(
     Ok(())
 }
 
-/// `GET /blocks`: ascending, after `after`, at most `limit` lines, every line a known block.
+/// `GET /blocks`: ascending, after `after`, at most `limit` lines, every line a known block,
+/// and complete: the page covers every stored address from the cursor to its last line (to
+/// the end when the page is short), so each address the model was sure of when the request
+/// was sent (`reads`, unless a write touched it since) must be listed exactly when stored.
 fn check_list(
     after: Option<&BlockHash>,
     limit: u16,
+    reads: &[ReadTicket],
     body: &[u8],
     ctx: &mut Checker<'_, '_>,
 ) -> Result<(), String> {
+    let listed = parse_list(after, body, ctx.model)?;
+    if listed.len() > usize::from(limit) {
+        return Err(format!("{} lines for limit {limit}", listed.len()));
+    }
+    // A full page covers up to its last line; a short one claims nothing more is stored.
+    let covered_to = if listed.len() == usize::from(limit) {
+        listed.last().copied()
+    } else {
+        None
+    };
+    for t in reads {
+        debug_assert!(
+            after.is_none_or(|a| t.hash > *a),
+            "a ticket before the cursor"
+        );
+        if covered_to.is_some_and(|end| t.hash > end) {
+            continue;
+        }
+        let seen = if listed.binary_search(&t.hash).is_ok() {
+            Known::Present
+        } else {
+            Known::Absent
+        };
+        saw(t, seen, ctx).map_err(|e| {
+            format!(
+                "GET /blocks after {after:?} limit {limit} ({} lines): {e}",
+                listed.len()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The lines of a listing: ascending after `after`, each a block some client stored, with its
+/// length.
+fn parse_list(
+    after: Option<&BlockHash>,
+    body: &[u8],
+    model: &Model,
+) -> Result<Vec<BlockHash>, String> {
     let mut previous = after.copied();
-    let mut count = 0usize;
+    let mut listed = Vec::new();
     for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let text = std::str::from_utf8(line).map_err(|_| "a listing line is not text")?;
         let (hex, len) = text
@@ -329,7 +373,7 @@ fn check_list(
                 "listing not ascending after {previous:?} at {hash}"
             ));
         }
-        match ctx.model.content_of(&hash) {
+        match model.content_of(&hash) {
             Some(bytes) if bytes.len() == len => {}
             Some(bytes) => {
                 return Err(format!(
@@ -340,12 +384,9 @@ fn check_list(
             None => return Err(format!("{hash} listed, but no client ever stored it")),
         }
         previous = Some(hash);
-        count += 1;
+        listed.push(hash);
     }
-    if count > usize::from(limit) {
-        return Err(format!("{count} lines for limit {limit}"));
-    }
-    Ok(())
+    Ok(listed)
 }
 
 fn take_violation(ctx: &mut Checker<'_, '_>) -> Result<(), String> {

@@ -161,6 +161,7 @@ impl Workload {
                 b
             }
             Kind::List { after, limit } => {
+                reads = ctx.model.begin_reads_after(after.as_ref());
                 let mut path = format!("/blocks?limit={limit}");
                 if let Some(a) = after {
                     path.push_str(&format!("&after={}", a.to_hex()));
