@@ -53,6 +53,7 @@ declare -A floor=(
   [ack_after_failed_sync]=5
   [reuse_before_views_end]=2
   [truncate_listing]=50
+  [miscount_data_bytes]=40
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

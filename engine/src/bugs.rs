@@ -24,6 +24,8 @@ pub struct Bugs {
     /// Drop the last entry of a full `GET /blocks` page: the page comes back short while more
     /// blocks are stored past the cursor.
     pub truncate_listing: bool,
+    /// Report the blocks' slot bytes as `data_bytes` (the sum of block lengths) in `/stats`.
+    pub miscount_data_bytes: bool,
 }
 
 impl Bugs {
@@ -36,6 +38,7 @@ impl Bugs {
         reuse_before_views_end: false,
         ack_after_failed_sync: false,
         truncate_listing: false,
+        miscount_data_bytes: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -61,5 +64,8 @@ impl Bugs {
     }
     pub fn truncate_listing(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.truncate_listing
+    }
+    pub fn miscount_data_bytes(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.miscount_data_bytes
     }
 }

@@ -42,7 +42,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 8] = [
+pub const BUG_NAMES: [&str; 9] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -51,6 +51,7 @@ pub const BUG_NAMES: [&str; 8] = [
     "reuse_before_views_end",
     "ack_after_failed_sync",
     "truncate_listing",
+    "miscount_data_bytes",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -64,6 +65,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "reuse_before_views_end" => b.reuse_before_views_end = true,
         "ack_after_failed_sync" => b.ack_after_failed_sync = true,
         "truncate_listing" => b.truncate_listing = true,
+        "miscount_data_bytes" => b.miscount_data_bytes = true,
         _ => return None,
     }
     Some(b)

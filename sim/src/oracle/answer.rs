@@ -12,6 +12,7 @@ use engine::hash::BlockHash;
 use crate::http_client::Response;
 use crate::model::{Known, Model, ReadTicket, WriteEnd};
 use crate::oracle::explain::Explain;
+use crate::oracle::figures::{self, Format};
 use crate::request::{Kind, Req};
 
 /// How the client sent the request being answered.
@@ -250,9 +251,13 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
             if s == 200 && !resp.body.starts_with(b"{") {
                 return Err("/stats is not JSON".into());
             }
-            expect_one(s, 200)
+            expect_one(s, 200)?;
+            figures_ok(s, Format::Json, &req.reads, resp, ctx)
         }
-        Kind::Metrics => expect_one(s, 200),
+        Kind::Metrics => {
+            expect_one(s, 200)?;
+            figures_ok(s, Format::Prometheus, &req.reads, resp, ctx)
+        }
         Kind::Missing { hashes } => {
             expect_one(s, 200)?;
             if s == 200 {
@@ -387,6 +392,20 @@ fn parse_list(
         listed.push(hash);
     }
     Ok(listed)
+}
+
+/// A `200` of `/stats` or `/metrics` carries stored-block figures the model allows.
+fn figures_ok(
+    status: u16,
+    format: Format,
+    reads: &[ReadTicket],
+    resp: &Response,
+    ctx: &Checker<'_, '_>,
+) -> Result<(), String> {
+    if status != 200 {
+        return Ok(());
+    }
+    figures::check(format, &resp.body, reads, ctx.model)
 }
 
 fn take_violation(ctx: &mut Checker<'_, '_>) -> Result<(), String> {

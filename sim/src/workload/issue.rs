@@ -168,8 +168,14 @@ impl Workload {
                 }
                 http_client::bodyless("GET", &path, &style, None, &[])
             }
-            Kind::Stats => http_client::bodyless("GET", "/stats", &style, None, &[]),
-            Kind::Metrics => http_client::bodyless("GET", "/metrics", &style, None, &[]),
+            Kind::Stats => {
+                reads = ctx.model.begin_reads_after(None);
+                http_client::bodyless("GET", "/stats", &style, None, &[])
+            }
+            Kind::Metrics => {
+                reads = ctx.model.begin_reads_after(None);
+                http_client::bodyless("GET", "/metrics", &style, None, &[])
+            }
         };
         self.serial += 1;
         ctx.trace.ev(

@@ -21,7 +21,8 @@
 //!
 //! Layout: this file holds [`World`] and the run's [`Summary`]; [`lifecycle`] starts, crashes
 //! and restarts the node; [`scheduler`] picks what runs next; [`workers`], [`controller`] and
-//! [`clients`] drive each kind of actor over the fakes; [`phases`] strings the run together.
+//! [`clients`] drive each kind of actor over the fakes; [`publish`] hands the controller's
+//! figures to the workers; [`phases`] strings the run together.
 //! The world depends on the workload, the oracle and the fakes; nothing below depends on it.
 
 mod clients;
@@ -30,6 +31,7 @@ mod controller_io;
 mod knobs;
 mod lifecycle;
 mod phases;
+mod publish;
 mod scheduler;
 mod watchdog;
 mod workers;
