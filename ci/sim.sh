@@ -54,6 +54,7 @@ declare -A floor=(
   [reuse_before_views_end]=2
   [truncate_listing]=50
   [miscount_data_bytes]=40
+  [show_before_durable]=14
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

@@ -26,6 +26,9 @@ pub struct Bugs {
     pub truncate_listing: bool,
     /// Report the blocks' slot bytes as `data_bytes` (the sum of block lengths) in `/stats`.
     pub miscount_data_bytes: bool,
+    /// Let views show a batch's blocks once it is committed, before it is durable (the
+    /// background index sync still running): a GET may report a block a power loss then takes.
+    pub show_before_durable: bool,
 }
 
 impl Bugs {
@@ -39,6 +42,7 @@ impl Bugs {
         ack_after_failed_sync: false,
         truncate_listing: false,
         miscount_data_bytes: false,
+        show_before_durable: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -67,5 +71,8 @@ impl Bugs {
     }
     pub fn miscount_data_bytes(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.miscount_data_bytes
+    }
+    pub fn show_before_durable(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.show_before_durable
     }
 }

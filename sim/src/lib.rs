@@ -42,7 +42,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 9] = [
+pub const BUG_NAMES: [&str; 10] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -52,6 +52,7 @@ pub const BUG_NAMES: [&str; 9] = [
     "ack_after_failed_sync",
     "truncate_listing",
     "miscount_data_bytes",
+    "show_before_durable",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -66,6 +67,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "ack_after_failed_sync" => b.ack_after_failed_sync = true,
         "truncate_listing" => b.truncate_listing = true,
         "miscount_data_bytes" => b.miscount_data_bytes = true,
+        "show_before_durable" => b.show_before_durable = true,
         _ => return None,
     }
     Some(b)

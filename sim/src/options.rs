@@ -23,8 +23,10 @@ pub const REQUESTS_DEFAULT: u64 = 2000;
 pub const CLIENTS_MAX: usize = 32;
 /// Most workers.
 pub const WORKERS_MAX: usize = 8;
-/// Most crashes planned per seed.
+/// Most crashes planned per seed (besides the hot spots').
 pub const CRASHES_MAX: usize = 4;
+/// Power losses after a read reported an unacknowledged block, in a seed that draws them.
+const HOT_SPOT_CRASHES: usize = 2;
 
 const MIB: u64 = 1024 * 1024;
 const US: u64 = 1_000;
@@ -43,6 +45,10 @@ pub enum CrashPoint {
     AfterCommit,
     /// Right after the next recovery (`Controller::open`) committed, before workers start.
     AfterRecovery,
+    /// Right after a read reported stored a block whose PUT is still unanswered, while a batch
+    /// is being made durable in the background (issue 16's observed durability hot spot: the
+    /// block must survive the crash).
+    AfterReadBeforeAck,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -157,6 +163,8 @@ pub struct Options {
     pub slow_client_p: f64,
     pub vanish_p: f64,
     pub close_p: f64,
+    /// Share of GETs and HEADs aimed at a block whose PUT is in flight (a hot spot).
+    pub read_in_flight_p: f64,
 
     // Latencies (nanoseconds), faults and crashes.
     pub net_latency_ns: (u64, u64),
@@ -315,6 +323,7 @@ impl Options {
                 0.0
             },
             close_p: rng.random_range(0.0..0.2),
+            read_in_flight_p: 0.0,
             net_latency_ns,
             disk_latency_ns: (US, disk_hi),
             disk_tail_p: rng.random_range(0.0..0.02),
@@ -333,7 +342,30 @@ impl Options {
         if faults_on && rng.random_bool(SYNC_FAIL_HOT_P) {
             options.faults.sync_fail = rng.random_range(0.01..0.03);
         }
+        options.draw_issue16_hot_spots(&mut rng);
         options
+    }
+
+    /// Issue 16's hot spots (BUGGIFY-style), drawn after everything else so that the other
+    /// options of a seed stay as they were: reads aimed at blocks being uploaded, and in
+    /// durability `full` a power loss right after such a read reported one stored.
+    fn draw_issue16_hot_spots(&mut self, rng: &mut ChaCha8Rng) {
+        self.read_in_flight_p = pick(rng, &[0.0, 0.1, 0.3, 0.3]);
+        let window = self.durability == Durability::Full && self.durable_in_background;
+        if window && self.read_in_flight_p > 0.0 {
+            // A disk slow enough that batches take a while to become durable: most blocks a
+            // read reports before their PUT's answer are then in the batch being made durable.
+            self.disk_latency_ns.1 = self.disk_latency_ns.1.max(2 * MS);
+            for _ in 0..HOT_SPOT_CRASHES {
+                self.crashes.push(CrashPlan {
+                    after_requests: rng.random_range(1..self.requests.max(2)),
+                    point: CrashPoint::AfterReadBeforeAck,
+                    kind: CrashKind::PowerLoss,
+                });
+            }
+            self.crashes.sort_by_key(|p| p.after_requests);
+        }
+        assert!(self.crashes.len() <= CRASHES_MAX + HOT_SPOT_CRASHES);
     }
 
     /// The options of a fault-free run (scenario tests): one seed's engine configuration with
@@ -476,6 +508,11 @@ impl fmt::Display for Options {
             self.slow_client_p,
             self.vanish_p,
             self.close_p
+        )?;
+        writeln!(
+            f,
+            "hot spots: read_in_flight_p={:.2}",
+            self.read_in_flight_p
         )?;
         writeln!(
             f,

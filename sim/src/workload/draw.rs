@@ -65,6 +65,30 @@ impl Workload {
         ctx.model.contents[i].0
     }
 
+    /// The address of a GET or HEAD: with the seed's `read_in_flight_p`, a block some client
+    /// is uploading now (a hot spot: reads racing a PUT's batch being made durable).
+    fn pick_read_hash(&mut self, ctx: &mut Ctx<'_>) -> BlockHash {
+        if ctx.chance(ctx.opts.read_in_flight_p) {
+            let uploading = self
+                .clients
+                .iter()
+                .flat_map(|c| &c.waiting)
+                .filter_map(|r| match r.kind {
+                    Kind::Put { content, .. } => Some(content),
+                    _ => None,
+                });
+            let count = uploading.clone().count();
+            if count > 0 {
+                let content = uploading
+                    .clone()
+                    .nth(ctx.rng.random_range(0..count))
+                    .expect("within the count");
+                return ctx.model.contents[content].0;
+            }
+        }
+        self.pick_hash(ctx)
+    }
+
     pub(super) fn draw_kind(&mut self, ctx: &mut Ctx<'_>) -> Kind {
         let m = ctx.opts.mix;
         let mut r = ctx.rng.random_range(0..m.total().max(1));
@@ -88,7 +112,7 @@ impl Workload {
             return Kind::Put { content, path_hash };
         }
         if take(m.get) {
-            let hash = self.pick_hash(ctx);
+            let hash = self.pick_read_hash(ctx);
             return Kind::Get {
                 hash,
                 if_none_match: ctx.rng.random_bool(0.05),
@@ -96,7 +120,7 @@ impl Workload {
         }
         if take(m.head) {
             return Kind::Head {
-                hash: self.pick_hash(ctx),
+                hash: self.pick_read_hash(ctx),
             };
         }
         if take(m.delete) {

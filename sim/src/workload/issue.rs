@@ -82,7 +82,7 @@ impl Workload {
                 )
             }
             Kind::Delete { hash } => {
-                write = Some(ctx.model.begin_write(*hash));
+                write = Some(ctx.model.begin_delete(*hash));
                 http_client::bodyless(
                     "DELETE",
                     &http_client::hash_path(hash, &style),

@@ -44,6 +44,7 @@ pub use watchdog::STEPS_WITHOUT_PROGRESS_MAX;
 
 pub use lifecycle::{Node, WorkerBox};
 
+use engine::controller::Durability;
 use engine::io::OpId;
 use engine::meta::{MemStore, SharedImage};
 use rand::SeedableRng;
@@ -54,7 +55,7 @@ use crate::fake::clock::Clock;
 use crate::fake::disk::Disk;
 use crate::fake::net::Net;
 use crate::fake::ring::FaultCounters;
-use crate::model::Model;
+use crate::model::{Model, ReadsShow};
 use crate::options::{Faults, Options};
 use crate::trace::Trace;
 use crate::workload::Workload;
@@ -148,7 +149,11 @@ impl World {
             write_used: 0,
             latched: false,
             durable_failed: false,
-            model: Model::new(),
+            model: Model::showing(if opts.durability == Durability::Full {
+                ReadsShow::Durable
+            } else {
+                ReadsShow::Committed
+            }),
             workload,
             failures: Vec::new(),
             crashes: 0,
