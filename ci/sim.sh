@@ -55,6 +55,8 @@ declare -A floor=(
   [truncate_listing]=50
   [miscount_data_bytes]=40
   [show_before_durable]=14
+  [token_prefix_accepted]=12
+  [head_limit_exclusive]=50
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

@@ -29,6 +29,11 @@ pub struct Bugs {
     /// Let views show a batch's blocks once it is committed, before it is durable (the
     /// background index sync still running): a GET may report a block a power loss then takes.
     pub show_before_durable: bool,
+    /// Accept a bearer token that is only a prefix of the right one (the comparison stops at
+    /// the given token's length).
+    pub token_prefix_accepted: bool,
+    /// Refuse a request head of exactly `max_header_bytes` with 431 (the limit is exclusive).
+    pub head_limit_exclusive: bool,
 }
 
 impl Bugs {
@@ -43,6 +48,8 @@ impl Bugs {
         truncate_listing: false,
         miscount_data_bytes: false,
         show_before_durable: false,
+        token_prefix_accepted: false,
+        head_limit_exclusive: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -74,5 +81,11 @@ impl Bugs {
     }
     pub fn show_before_durable(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.show_before_durable
+    }
+    pub fn token_prefix_accepted(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.token_prefix_accepted
+    }
+    pub fn head_limit_exclusive(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.head_limit_exclusive
     }
 }

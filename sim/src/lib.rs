@@ -42,7 +42,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 10] = [
+pub const BUG_NAMES: [&str; 12] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -53,6 +53,8 @@ pub const BUG_NAMES: [&str; 10] = [
     "truncate_listing",
     "miscount_data_bytes",
     "show_before_durable",
+    "token_prefix_accepted",
+    "head_limit_exclusive",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -68,6 +70,8 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "truncate_listing" => b.truncate_listing = true,
         "miscount_data_bytes" => b.miscount_data_bytes = true,
         "show_before_durable" => b.show_before_durable = true,
+        "token_prefix_accepted" => b.token_prefix_accepted = true,
+        "head_limit_exclusive" => b.head_limit_exclusive = true,
         _ => return None,
     }
     Some(b)

@@ -76,6 +76,9 @@ pub struct Mix {
     pub range: u32,
     pub bad: u32,
     pub misc: u32,
+    /// Boundary probes (issue 16): heads at the limit, almost-right tokens, chunked bodies one
+    /// byte over, ranges at the last byte.
+    pub probe: u32,
 }
 
 impl Mix {
@@ -88,6 +91,7 @@ impl Mix {
             + self.range
             + self.bad
             + self.misc
+            + self.probe
     }
 }
 
@@ -252,6 +256,7 @@ impl Options {
             range: rng.random_range(0..=5),
             bad: rng.random_range(0..=4),
             misc: rng.random_range(0..=3),
+            probe: 0,
         };
         let faults_on = rng.random_bool(0.75);
         let verify = verify_reads != VerifyReads::Off;
@@ -352,6 +357,7 @@ impl Options {
     /// durability `full` a power loss right after such a read reported one stored.
     fn draw_issue16_hot_spots(&mut self, rng: &mut ChaCha8Rng) {
         self.read_in_flight_p = pick(rng, &[0.0, 0.1, 0.3, 0.3]);
+        self.mix.probe = pick(rng, &[0, 1, 2, 4]);
         let window = self.durability == Durability::Full && self.durable_in_background;
         if window && self.read_in_flight_p > 0.0 {
             // A disk slow enough that batches take a while to become durable: most blocks a
@@ -392,6 +398,7 @@ impl Options {
         c.pool_targets = self.pool_targets;
         c.recv_chunk_bytes = self.recv_chunk_bytes;
         c.buffer_budget_bytes = self.buffer_budget_bytes;
+        c.bugs = self.bugs;
         c
     }
 

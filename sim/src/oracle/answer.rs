@@ -13,7 +13,7 @@ use crate::http_client::Response;
 use crate::model::{Known, Model, ReadTicket, WriteEnd};
 use crate::oracle::explain::Explain;
 use crate::oracle::figures::{self, Format};
-use crate::request::{Kind, Req};
+use crate::request::{Edge, Kind, Req};
 
 /// How the client sent the request being answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +224,24 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
             _ => expect_one(s, 422),
         },
         Kind::Unauthorized { .. } => expect_one(s, 401),
+        Kind::HeadLimit {
+            edge: Edge::AtLimit,
+        } => {
+            if s == 200 && resp.body != b"ok" {
+                return Err("/health body is not ok".into());
+            }
+            expect_one(s, 200).map_err(|e| format!("a head of exactly the limit: {e}"))
+        }
+        Kind::HeadLimit {
+            edge: Edge::OverByOne,
+        } => expect_one(s, 431).map_err(|e| format!("a head one byte over the limit: {e}")),
+        // Over the limit only in the sum of its pieces. Before the sum is known the upload
+        // may wait for (and get) a slot: a full store or a failed write may come first.
+        Kind::ChunkedOverLimit => match s {
+            507 => Ok(()),
+            500 if explain_write_500(resp, ctx).is_some() => Ok(()),
+            _ => expect_one(s, 413),
+        },
         Kind::BadHex => expect_one(s, 400),
         Kind::Oversize => expect_one(s, 413),
         Kind::UnknownPath => expect_one(s, 404),

@@ -18,7 +18,7 @@ use crate::oracle::answer::{check, Checker, Sender};
 
 /// Share of a slow sender's pauses that outlast the request timeout.
 const STALL_PAST_TIMEOUT_P: f64 = 0.3;
-use crate::request::{Kind, Req};
+use crate::request::{Edge, Kind, Req};
 
 #[derive(Debug)]
 pub struct Client {
@@ -282,7 +282,15 @@ impl Workload {
             } else {
                 (self.draw_kind(ctx), true)
             };
-            let ends = matches!(kind, Kind::Garbage { .. } | Kind::Oversize);
+            let ends = matches!(
+                kind,
+                Kind::Garbage { .. }
+                    | Kind::Oversize
+                    | Kind::ChunkedOverLimit
+                    | Kind::HeadLimit {
+                        edge: Edge::OverByOne
+                    }
+            );
             kinds.push((kind, counted));
             if ends {
                 break;
