@@ -51,12 +51,13 @@ declare -A floor=(
   [drop_reply_when_full]=35
   [skip_merge]=50
   [ack_after_failed_sync]=10
-  [reuse_before_views_end]=2
+  [reuse_before_views_end]=1
   [truncate_listing]=50
   [miscount_data_bytes]=40
   [show_before_durable]=14
   [token_prefix_accepted]=12
   [head_limit_exclusive]=50
+  [short_read_fails]=25
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

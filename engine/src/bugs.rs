@@ -34,6 +34,9 @@ pub struct Bugs {
     pub token_prefix_accepted: bool,
     /// Refuse a request head of exactly `max_header_bytes` with 431 (the limit is exclusive).
     pub head_limit_exclusive: bool,
+    /// Answer a GET `500` when a read of its block comes back short, instead of reading the
+    /// rest (the fault is the short transfer, not an I/O error).
+    pub short_read_fails: bool,
 }
 
 impl Bugs {
@@ -50,6 +53,7 @@ impl Bugs {
         show_before_durable: false,
         token_prefix_accepted: false,
         head_limit_exclusive: false,
+        short_read_fails: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -87,5 +91,8 @@ impl Bugs {
     }
     pub fn head_limit_exclusive(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.head_limit_exclusive
+    }
+    pub fn short_read_fails(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.short_read_fails
     }
 }

@@ -42,7 +42,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 12] = [
+pub const BUG_NAMES: [&str; 13] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -55,6 +55,7 @@ pub const BUG_NAMES: [&str; 12] = [
     "show_before_durable",
     "token_prefix_accepted",
     "head_limit_exclusive",
+    "short_read_fails",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -72,6 +73,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "show_before_durable" => b.show_before_durable = true,
         "token_prefix_accepted" => b.token_prefix_accepted = true,
         "head_limit_exclusive" => b.head_limit_exclusive = true,
+        "short_read_fails" => b.short_read_fails = true,
         _ => return None,
     }
     Some(b)

@@ -11,7 +11,7 @@ use engine::hash::BlockHash;
 
 use crate::http_client::Response;
 use crate::model::{Known, Model, ReadTicket, WriteEnd};
-use crate::oracle::explain::Explain;
+use crate::oracle::explain::{Explain, OwnIo};
 use crate::oracle::figures::{self, Format};
 use crate::request::{Edge, Kind, Req};
 
@@ -24,12 +24,13 @@ pub enum Sender {
     Slow,
 }
 
-/// What checking one answer may consult and update: the model, the evidence for faults, and
-/// how the client sent the request.
+/// What checking one answer may consult and update: the model, the evidence for faults, how
+/// the client sent the request, and where its own I/O ran.
 pub struct Checker<'a, 'b> {
     pub model: &'a mut Model,
     pub explain: &'a mut Explain<'b>,
     pub sender: Sender,
+    pub own: OwnIo,
 }
 
 fn retry_after_ok(resp: &Response) -> Result<(), String> {
@@ -493,7 +494,7 @@ fn explain_read_500(
     let text = body_text(resp);
     let hash = &t.hash;
     let damaged = t.maybe_corrupt || ctx.model.maybe_corrupt(hash);
-    if damaged || ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault() {
+    if damaged || ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault(ctx.own) {
         return Ok(());
     }
     let entry = ctx
@@ -506,8 +507,9 @@ fn explain_read_500(
         .get(hash)
         .copied();
     Err(format!(
-        "unexplained 500 ({text}) for {hash}: no read fault injected and the stored bytes are \
-        intact (index entry now: {entry:?})"
+        "unexplained 500 ({text}) for {hash}: no read fault injected on worker {}'s ring since \
+        the request was sent, and the stored bytes are intact (index entry now: {entry:?})",
+        ctx.own.worker
     ))
 }
 
@@ -518,7 +520,10 @@ fn explain_read_500(
 fn explain_write_500(resp: &Response, ctx: &mut Checker<'_, '_>) -> Option<WriteEnd> {
     let text = body_text(resp);
     if text.starts_with("write to the data file failed") {
-        return ctx.explain.write_fault().then_some(WriteEnd::NoEffect);
+        return ctx
+            .explain
+            .write_fault(ctx.own)
+            .then_some(WriteEnd::NoEffect);
     }
     if !ctx.explain.latched {
         return None;

@@ -54,7 +54,7 @@ use crate::failure::Failure;
 use crate::fake::clock::Clock;
 use crate::fake::disk::Disk;
 use crate::fake::net::Net;
-use crate::fake::ring::FaultCounters;
+use crate::fake::ring::{FaultCounters, FaultLog};
 use crate::model::{Model, ReadsShow};
 use crate::options::{Faults, Options};
 use crate::trace::Trace;
@@ -105,8 +105,8 @@ pub struct World {
     pub trace: Trace,
     pub healed: bool,
     pub counters: FaultCounters,
-    read_used: u64,
-    write_used: u64,
+    /// Injected file faults no answer has been explained by yet.
+    fault_log: FaultLog,
     /// A sync or commit failure was injected since the last start.
     pub latched: bool,
     /// A batch failed to become durable since the last start (its PUTs and DELETEs were
@@ -145,8 +145,7 @@ impl World {
             trace: Trace::new(keep_trace),
             healed: false,
             counters: FaultCounters::default(),
-            read_used: 0,
-            write_used: 0,
+            fault_log: FaultLog::default(),
             latched: false,
             durable_failed: false,
             model: Model::showing(if opts.durability == Durability::Full {
