@@ -421,17 +421,26 @@ mod tests {
         assert_eq!(m.state(&h), Known::Absent);
     }
 
-    #[test]
-    fn a_block_a_read_reported_survives_a_crash_unless_a_delete_started_since() {
-        let mut m = Model::showing(ReadsShow::Durable);
+    /// A PUT whose answer a crash takes, after a read reported its block stored meanwhile.
+    fn seen_then_put_lost(reads_show: ReadsShow, forget: bool) -> (Model, BlockHash) {
+        let mut m = Model::showing(reads_show);
         let i = m.add_content(b"seen".to_vec());
         let h = m.contents[i].0;
         let put = m.begin_write(h);
         let r = m.begin_read(h);
         m.observe(&r, Known::Present);
-        assert!(m.read_before_ack, "the PUT is still unanswered");
         m.end_write(put, WriteEnd::LostInCrash, None);
-        m.crash(false);
+        m.crash(forget);
+        (m, h)
+    }
+
+    #[test]
+    fn a_block_a_read_reported_survives_a_crash_unless_a_delete_started_since() {
+        let (mut m, h) = seen_then_put_lost(ReadsShow::Durable, false);
+        assert!(
+            m.read_before_ack,
+            "the PUT was unanswered when the read reported the block"
+        );
         assert_eq!(m.state(&h), Known::Present, "seen durable: kept");
         let del = m.begin_delete(h);
         m.end_write(del, WriteEnd::Unknown, None);
@@ -441,14 +450,7 @@ mod tests {
 
     #[test]
     fn reads_that_show_committed_blocks_prove_nothing_about_a_crash() {
-        let mut m = Model::showing(ReadsShow::Committed);
-        let i = m.add_content(b"relaxed".to_vec());
-        let h = m.contents[i].0;
-        let put = m.begin_write(h);
-        let r = m.begin_read(h);
-        m.observe(&r, Known::Present);
-        m.end_write(put, WriteEnd::LostInCrash, None);
-        m.crash(true);
+        let (m, h) = seen_then_put_lost(ReadsShow::Committed, true);
         assert_eq!(m.state(&h), Known::Uncertain);
     }
 }
