@@ -55,8 +55,14 @@ declare -A floor=(
   [reuse_while_reading]=28
   [drop_reply_when_full]=35
   [skip_merge]=50
-  [ack_after_failed_sync]=5
-  [reuse_before_views_end]=5
+  [ack_after_failed_sync]=10
+  [reuse_before_views_end]=10
+  [truncate_listing]=50
+  [miscount_data_bytes]=40
+  [show_before_durable]=14
+  [token_prefix_accepted]=12
+  [head_limit_exclusive]=50
+  [short_read_fails]=25
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

@@ -21,6 +21,22 @@ pub struct Bugs {
     pub reuse_before_views_end: bool,
     /// Ignore a failed data sync before a batch's commit: commit and acknowledge anyway.
     pub ack_after_failed_sync: bool,
+    /// Drop the last entry of a full `GET /blocks` page: the page comes back short while more
+    /// blocks are stored past the cursor.
+    pub truncate_listing: bool,
+    /// Report the blocks' slot bytes as `data_bytes` (the sum of block lengths) in `/stats`.
+    pub miscount_data_bytes: bool,
+    /// Let views show a batch's blocks once it is committed, before it is durable (the
+    /// background index sync still running): a GET may report a block a power loss then takes.
+    pub show_before_durable: bool,
+    /// Accept a bearer token that is only a prefix of the right one (the comparison stops at
+    /// the given token's length).
+    pub token_prefix_accepted: bool,
+    /// Refuse a request head of exactly `max_header_bytes` with 431 (the limit is exclusive).
+    pub head_limit_exclusive: bool,
+    /// Answer a GET `500` when a read of its block comes back short, instead of reading the
+    /// rest (the fault is the short transfer, not an I/O error).
+    pub short_read_fails: bool,
 }
 
 impl Bugs {
@@ -32,6 +48,12 @@ impl Bugs {
         skip_merge: false,
         reuse_before_views_end: false,
         ack_after_failed_sync: false,
+        truncate_listing: false,
+        miscount_data_bytes: false,
+        show_before_durable: false,
+        token_prefix_accepted: false,
+        head_limit_exclusive: false,
+        short_read_fails: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -54,5 +76,23 @@ impl Bugs {
     }
     pub fn ack_after_failed_sync(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.ack_after_failed_sync
+    }
+    pub fn truncate_listing(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.truncate_listing
+    }
+    pub fn miscount_data_bytes(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.miscount_data_bytes
+    }
+    pub fn show_before_durable(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.show_before_durable
+    }
+    pub fn token_prefix_accepted(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.token_prefix_accepted
+    }
+    pub fn head_limit_exclusive(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.head_limit_exclusive
+    }
+    pub fn short_read_fails(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.short_read_fails
     }
 }

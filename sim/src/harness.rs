@@ -185,7 +185,7 @@ impl Harness {
 
     /// `DELETE /block/<hash>`, with the model told.
     pub fn delete_known(&mut self, worker: usize, hash: &BlockHash) -> Response {
-        let t = self.world.model.begin_write(*hash);
+        let t = self.world.model.begin_delete(*hash);
         let path = http_client::hash_path(hash, &Style::default());
         let r = self.request(
             worker,

@@ -47,7 +47,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 7] = [
+pub const BUG_NAMES: [&str; 13] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -55,6 +55,12 @@ pub const BUG_NAMES: [&str; 7] = [
     "skip_merge",
     "reuse_before_views_end",
     "ack_after_failed_sync",
+    "truncate_listing",
+    "miscount_data_bytes",
+    "show_before_durable",
+    "token_prefix_accepted",
+    "head_limit_exclusive",
+    "short_read_fails",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -67,6 +73,12 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "skip_merge" => b.skip_merge = true,
         "reuse_before_views_end" => b.reuse_before_views_end = true,
         "ack_after_failed_sync" => b.ack_after_failed_sync = true,
+        "truncate_listing" => b.truncate_listing = true,
+        "miscount_data_bytes" => b.miscount_data_bytes = true,
+        "show_before_durable" => b.show_before_durable = true,
+        "token_prefix_accepted" => b.token_prefix_accepted = true,
+        "head_limit_exclusive" => b.head_limit_exclusive = true,
+        "short_read_fails" => b.short_read_fails = true,
         _ => return None,
     }
     Some(b)

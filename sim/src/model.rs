@@ -14,6 +14,11 @@
 //! in flight or tainted on that address during its whole life. An acknowledged write that did
 //! not overlap another sets the state; a read that did not overlap a write resolves an
 //! `Uncertain` state. Nothing in here looks inside the engine.
+//!
+//! Observed durability: where reads show only durable blocks ([`ReadsShow::Durable`], the
+//! durability `full`), a read that reported a block stored while no DELETE of it was pending
+//! proves the block durable, whether or not its PUT was ever answered: until a DELETE of it
+//! starts (`seen_durable`), a crash must keep it (the model makes it certainly `Present`).
 
 use std::collections::BTreeMap;
 
@@ -37,12 +42,37 @@ pub struct AddrState {
     /// The stored copy may have been damaged by an injected fault (a misdirected write, power
     /// loss in relaxed durability) since it was last written: a read may fail verification.
     pub maybe_corrupt: bool,
+    /// DELETEs of this address in flight or abandoned (tainted) now.
+    pub deletes_pending: u32,
+    /// Bumped when a DELETE of this address starts.
+    pub delete_epoch: u64,
+    /// A read reported the block stored, no DELETE pending, and no DELETE started since: with
+    /// [`ReadsShow::Durable`] it must survive a crash.
+    pub seen_durable: bool,
+}
+
+/// What a read that reports a block stored proves about its durability.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ReadsShow {
+    /// Reads may show committed blocks that a power loss can still take (relaxed durability).
+    #[default]
+    Committed,
+    /// Reads show only durable blocks (durability `full`: the views' durable watermark).
+    Durable,
+}
+
+/// Which kind of write a ticket stands for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WriteOp {
+    Put,
+    Delete,
 }
 
 /// Taken when a write starts; handed back when it ends.
 #[derive(Clone, Copy, Debug)]
 pub struct WriteTicket {
     pub hash: BlockHash,
+    pub op: WriteOp,
     version: u64,
     others_at_start: bool,
 }
@@ -56,6 +86,9 @@ pub struct ReadTicket {
     certain_at_start: bool,
     /// The stored copy was possibly damaged when the read started.
     pub maybe_corrupt: bool,
+    /// No DELETE was pending when the read started; `delete_epoch` then.
+    delete_free_at_start: bool,
+    delete_epoch: u64,
 }
 
 /// How a write ended, as far as the client knows.
@@ -81,11 +114,26 @@ pub struct Model {
     /// Answers checked against a certain state (reads, and writes' claims about the prior state).
     pub checked_reads: u64,
     pub checked_writes: u64,
+    /// What a read reporting a block stored proves (set from the run's durability).
+    pub reads_show: ReadsShow,
+    /// Blocks a crash had to keep because a read had reported them durable.
+    pub kept_as_seen: u64,
+    /// A read reported stored a block whose PUT is still in flight, since the scheduler last
+    /// looked (the `AfterReadBeforeAck` crash point).
+    pub read_before_ack: bool,
 }
 
 impl Model {
     pub fn new() -> Model {
         Model::default()
+    }
+
+    /// A model for a run whose reads show `reads_show`.
+    pub fn showing(reads_show: ReadsShow) -> Model {
+        Model {
+            reads_show,
+            ..Model::default()
+        }
     }
 
     /// Registers content (idempotent); returns its index.
@@ -114,6 +162,9 @@ impl Model {
             version: 0,
             content: None,
             maybe_corrupt: false,
+            deletes_pending: 0,
+            delete_epoch: 0,
+            seen_durable: false,
         })
     }
 
@@ -121,13 +172,30 @@ impl Model {
         self.addrs.get(hash).map_or(Known::Absent, |a| a.state)
     }
 
+    /// A PUT of `hash` starts.
     pub fn begin_write(&mut self, hash: BlockHash) -> WriteTicket {
+        self.begin(hash, WriteOp::Put)
+    }
+
+    /// A DELETE of `hash` starts: from here on a read's report of the block proves nothing
+    /// about a later crash, until a read with no DELETE pending reports it again.
+    pub fn begin_delete(&mut self, hash: BlockHash) -> WriteTicket {
+        self.begin(hash, WriteOp::Delete)
+    }
+
+    fn begin(&mut self, hash: BlockHash, op: WriteOp) -> WriteTicket {
         let a = self.entry(hash);
         let others_at_start = a.in_flight > 0 || a.tainted > 0;
         a.in_flight += 1;
         a.version += 1;
+        if op == WriteOp::Delete {
+            a.deletes_pending += 1;
+            a.delete_epoch += 1;
+            a.seen_durable = false;
+        }
         WriteTicket {
             hash,
+            op,
             version: a.version,
             others_at_start,
         }
@@ -143,6 +211,11 @@ impl Model {
             .expect("write ticket for a known address");
         assert!(a.in_flight >= 1);
         a.in_flight -= 1;
+        // An abandoned DELETE stays pending (it may still take effect) until the next crash.
+        if t.op == WriteOp::Delete && end != WriteEnd::Unknown {
+            assert!(a.deletes_pending >= 1);
+            a.deletes_pending -= 1;
+        }
         let overlapped = t.others_at_start || a.version != t.version || a.tainted > 0;
         a.version += 1;
         match end {
@@ -183,7 +256,21 @@ impl Model {
             state: a.state,
             certain_at_start: a.in_flight == 0 && a.tainted == 0,
             maybe_corrupt: a.maybe_corrupt,
+            delete_free_at_start: a.deletes_pending == 0,
+            delete_epoch: a.delete_epoch,
         }
+    }
+
+    /// Read tickets for every address past `after` (all of them when `None`) that no write is
+    /// touching now: the ones a listing from `after` may be judged on (`GET /blocks`).
+    pub fn begin_reads_after(&mut self, after: Option<&BlockHash>) -> Vec<ReadTicket> {
+        let quiet: Vec<BlockHash> = self
+            .addrs
+            .iter()
+            .filter(|(h, a)| after.is_none_or(|x| *h > x) && a.in_flight == 0 && a.tainted == 0)
+            .map(|(h, _)| *h)
+            .collect();
+        quiet.into_iter().map(|h| self.begin_read(h)).collect()
     }
 
     /// An injected fault may have damaged the stored copy of `hash`.
@@ -213,9 +300,22 @@ impl Model {
         }
     }
 
-    /// A read that overlapped nothing observed `state`: the model learns it.
+    /// A read that overlapped nothing observed `state`: the model learns it. A read that saw
+    /// the block stored with no DELETE pending during its life marks it seen durable (where
+    /// reads show only durable blocks), even if it overlapped a PUT.
     pub fn observe(&mut self, t: &ReadTicket, state: Known) {
         assert_ne!(state, Known::Uncertain);
+        if state == Known::Present && self.reads_show == ReadsShow::Durable {
+            let a = self
+                .addrs
+                .get_mut(&t.hash)
+                .expect("read ticket for a known address");
+            if t.delete_free_at_start && a.deletes_pending == 0 && a.delete_epoch == t.delete_epoch
+            {
+                a.seen_durable = true;
+                self.read_before_ack |= a.in_flight > 0;
+            }
+        }
         if self.read_expectation(t) == Known::Uncertain {
             let a = self
                 .addrs
@@ -231,6 +331,10 @@ impl Model {
 
     /// A crash ended every hidden write. With `forget`, every certain state becomes uncertain
     /// (power loss in relaxed durability: unsynced acknowledgements may be lost).
+    ///
+    /// A block a read reported durable (`seen_durable`, no DELETE started since) survives any
+    /// crash: it becomes certainly `Present`, whatever became of its PUTs' answers. An
+    /// abandoned DELETE ends here too (it did or did not happen).
     pub fn crash(&mut self, forget: bool) {
         for a in self.addrs.values_mut() {
             if a.tainted > 0 {
@@ -240,6 +344,15 @@ impl Model {
             }
             if forget && a.state != Known::Uncertain {
                 a.state = Known::Uncertain;
+                a.version += 1;
+            }
+            a.deletes_pending = 0;
+            if a.seen_durable {
+                assert_eq!(a.in_flight, 0, "the crash ended every write first");
+                if a.state != Known::Present {
+                    self.kept_as_seen += 1;
+                }
+                a.state = Known::Present;
                 a.version += 1;
             }
         }
@@ -306,5 +419,38 @@ mod tests {
         let r = m.begin_read(h);
         m.observe(&r, Known::Absent);
         assert_eq!(m.state(&h), Known::Absent);
+    }
+
+    /// A PUT whose answer a crash takes, after a read reported its block stored meanwhile.
+    fn seen_then_put_lost(reads_show: ReadsShow, forget: bool) -> (Model, BlockHash) {
+        let mut m = Model::showing(reads_show);
+        let i = m.add_content(b"seen".to_vec());
+        let h = m.contents[i].0;
+        let put = m.begin_write(h);
+        let r = m.begin_read(h);
+        m.observe(&r, Known::Present);
+        m.end_write(put, WriteEnd::LostInCrash, None);
+        m.crash(forget);
+        (m, h)
+    }
+
+    #[test]
+    fn a_block_a_read_reported_survives_a_crash_unless_a_delete_started_since() {
+        let (mut m, h) = seen_then_put_lost(ReadsShow::Durable, false);
+        assert!(
+            m.read_before_ack,
+            "the PUT was unanswered when the read reported the block"
+        );
+        assert_eq!(m.state(&h), Known::Present, "seen durable: kept");
+        let del = m.begin_delete(h);
+        m.end_write(del, WriteEnd::Unknown, None);
+        m.crash(false);
+        assert_eq!(m.state(&h), Known::Uncertain, "a DELETE started since");
+    }
+
+    #[test]
+    fn reads_that_show_committed_blocks_prove_nothing_about_a_crash() {
+        let (m, h) = seen_then_put_lost(ReadsShow::Committed, true);
+        assert_eq!(m.state(&h), Known::Uncertain);
     }
 }

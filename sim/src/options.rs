@@ -23,8 +23,10 @@ pub const REQUESTS_DEFAULT: u64 = 2000;
 pub const CLIENTS_MAX: usize = 32;
 /// Most workers.
 pub const WORKERS_MAX: usize = 8;
-/// Most crashes planned per seed.
+/// Most crashes planned per seed (besides the hot spots').
 pub const CRASHES_MAX: usize = 4;
+/// Power losses after a read reported an unacknowledged block, in a seed that draws them.
+const HOT_SPOT_CRASHES: usize = 2;
 
 const MIB: u64 = 1024 * 1024;
 const US: u64 = 1_000;
@@ -43,6 +45,10 @@ pub enum CrashPoint {
     AfterCommit,
     /// Right after the next recovery (`Controller::open`) committed, before workers start.
     AfterRecovery,
+    /// Right after a read reported stored a block whose PUT is still unanswered, while a batch
+    /// is being made durable in the background (issue 16's observed durability hot spot: the
+    /// block must survive the crash).
+    AfterReadBeforeAck,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -70,6 +76,9 @@ pub struct Mix {
     pub range: u32,
     pub bad: u32,
     pub misc: u32,
+    /// Boundary probes (issue 16): heads at the limit, almost-right tokens, chunked bodies one
+    /// byte over, ranges at the last byte.
+    pub probe: u32,
 }
 
 impl Mix {
@@ -82,6 +91,7 @@ impl Mix {
             + self.range
             + self.bad
             + self.misc
+            + self.probe
     }
 }
 
@@ -161,6 +171,8 @@ pub struct Options {
     pub slow_client_p: f64,
     pub vanish_p: f64,
     pub close_p: f64,
+    /// Share of GETs and HEADs aimed at a block whose PUT is in flight (a hot spot).
+    pub read_in_flight_p: f64,
 
     // Latencies (nanoseconds), faults and crashes.
     pub net_latency_ns: (u64, u64),
@@ -178,12 +190,13 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
     items[rng.random_range(0..items.len())]
 }
 
-/// `p` with probability one half, else zero (each fault is on in about half the seeds).
-/// Share of the seeds with faults on that draw a high data-sync failure rate.
-const SYNC_FAIL_HOT_P: f64 = 0.2;
+/// Share of the seeds with faults on that draw a high data-sync failure rate (0.2 caught
+/// `ack_after_failed_sync` on 7-9% of seeds 1..=100, under the issue's 10%).
+const SYNC_FAIL_HOT_P: f64 = 0.35;
 /// Share of the seeds that run the reuse race (`Options::reuse_race_p`).
 const REUSE_RACE_HOT_P: f64 = 0.4;
 
+/// `p` with probability one half, else zero (each fault is on in about half the seeds).
 fn maybe(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
     if rng.random_bool(0.5) {
         rng.random_range(lo..hi)
@@ -249,6 +262,7 @@ impl Options {
             range: rng.random_range(0..=5),
             bad: rng.random_range(0..=4),
             misc: rng.random_range(0..=3),
+            probe: 0,
         };
         let faults_on = rng.random_bool(0.75);
         let verify = verify_reads != VerifyReads::Off;
@@ -322,6 +336,7 @@ impl Options {
                 0.0
             },
             close_p: rng.random_range(0.0..0.2),
+            read_in_flight_p: 0.0,
             net_latency_ns,
             disk_latency_ns: (US, disk_hi),
             disk_tail_p: rng.random_range(0.0..0.02),
@@ -335,7 +350,7 @@ impl Options {
         options.buffer_budget_bytes = pick(&mut rng, &[1 << 20, 2 << 20, 8 << 20]);
         options.durable_in_background = rng.random_bool(0.75);
         options.view_hold_p = pick(&mut rng, &[0.0, 0.3, 0.8]);
-        // Hot spot (swarm): a fifth of the faulty seeds fail data syncs often, so the latch
+        // Hot spot (swarm): a third of the faulty seeds fail data syncs often, so the latch
         // after a failed sync (and `ack_after_failed_sync`) is exercised densely.
         if faults_on && rng.random_bool(SYNC_FAIL_HOT_P) {
             options.faults.sync_fail = rng.random_range(0.01..0.03);
@@ -348,7 +363,31 @@ impl Options {
             // Slow reads: a read of the old slot stays in flight while the slot is reused.
             options.disk_tail_p = rng.random_range(0.1..0.3);
         }
+        options.draw_issue16_hot_spots(&mut rng);
         options
+    }
+
+    /// Issue 16's hot spots (BUGGIFY-style), drawn after everything else so that the other
+    /// options of a seed stay as they were: reads aimed at blocks being uploaded, and in
+    /// durability `full` a power loss right after such a read reported one stored.
+    fn draw_issue16_hot_spots(&mut self, rng: &mut ChaCha8Rng) {
+        self.read_in_flight_p = pick(rng, &[0.0, 0.1, 0.3, 0.3]);
+        self.mix.probe = pick(rng, &[0, 1, 2, 4]);
+        let window = self.durability == Durability::Full && self.durable_in_background;
+        if window && self.read_in_flight_p > 0.0 {
+            // A disk slow enough that batches take a while to become durable: most blocks a
+            // read reports before their PUT's answer are then in the batch being made durable.
+            self.disk_latency_ns.1 = self.disk_latency_ns.1.max(2 * MS);
+            for _ in 0..HOT_SPOT_CRASHES {
+                self.crashes.push(CrashPlan {
+                    after_requests: rng.random_range(1..self.requests.max(2)),
+                    point: CrashPoint::AfterReadBeforeAck,
+                    kind: CrashKind::PowerLoss,
+                });
+            }
+            self.crashes.sort_by_key(|p| p.after_requests);
+        }
+        assert!(self.crashes.len() <= CRASHES_MAX + HOT_SPOT_CRASHES);
     }
 
     /// The options of a fault-free run (scenario tests): one seed's engine configuration with
@@ -374,6 +413,7 @@ impl Options {
         c.pool_targets = self.pool_targets;
         c.recv_chunk_bytes = self.recv_chunk_bytes;
         c.buffer_budget_bytes = self.buffer_budget_bytes;
+        c.bugs = self.bugs;
         c
     }
 
@@ -492,6 +532,11 @@ impl fmt::Display for Options {
             self.slow_client_p,
             self.vanish_p,
             self.close_p
+        )?;
+        writeln!(
+            f,
+            "hot spots: read_in_flight_p={:.2}",
+            self.read_in_flight_p
         )?;
         writeln!(
             f,

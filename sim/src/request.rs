@@ -40,7 +40,15 @@ pub enum Kind {
     Unauthorized {
         hash: BlockHash,
         delete: bool,
+        token: BadToken,
     },
+    /// `GET /health` with a head of exactly `max_header_bytes` (200) or one byte more (431).
+    HeadLimit {
+        edge: Edge,
+    },
+    /// A chunked `PUT /block` whose pieces each fit but add up to one byte over the largest
+    /// block: 413.
+    ChunkedOverLimit,
     Garbage {
         seed: u64,
     },
@@ -79,6 +87,8 @@ impl Kind {
             Kind::Range { .. } => "range",
             Kind::Delete { .. } => "delete",
             Kind::Unauthorized { .. } => "unauthorized",
+            Kind::HeadLimit { .. } => "head-limit",
+            Kind::ChunkedOverLimit => "chunked-over-limit",
             Kind::Garbage { .. } => "garbage",
             Kind::BadHex => "bad-hex",
             Kind::Oversize => "oversize",
@@ -126,8 +136,44 @@ impl Kind {
             Kind::List { .. } => 17,
             Kind::Stats => 14,
             Kind::Metrics => 15,
+            Kind::HeadLimit { .. } => 18,
+            Kind::ChunkedOverLimit => 19,
         }
     }
+}
+
+/// How a write's credentials are wrong (auth on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadToken {
+    /// No `Authorization` header.
+    Missing,
+    /// Another token altogether.
+    Other,
+    /// The right token less its last byte.
+    Prefix,
+    /// The right token and one byte more.
+    OneMore,
+}
+
+impl BadToken {
+    /// The token sent, if any, given the right one.
+    pub fn sent(self, right: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            BadToken::Missing => None,
+            BadToken::Other => Some(b"not-the-token".to_vec()),
+            BadToken::Prefix => Some(right[..right.len() - 1].to_vec()),
+            BadToken::OneMore => Some([right, b"x"].concat()),
+        }
+    }
+}
+
+/// Which side of a limit a boundary probe stands on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    /// Exactly at the limit: accepted.
+    AtLimit,
+    /// One byte over it: refused.
+    OverByOne,
 }
 
 /// A `Range` request: `bytes=a-b`, `bytes=a-` or `bytes=-n`.

@@ -54,6 +54,9 @@ impl<M: MetaStore> Controller<M> {
         s.reserved_bytes = self.reserved.bytes;
         s.commit_seq = self.header.commit_seq;
         s.outbox_waiting = self.outbox_len() as u64;
+        if self.config.bugs.miscount_data_bytes() {
+            s.data_bytes = s.used_bytes;
+        }
         s
     }
 }

@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     /// How long a request may wait for the controller before `/health` says storage stalled
     /// (the request itself is answered `503` at its request timeout).
     pub stall_limit: Duration,
+    /// Known bugs the simulator may switch on (`crate::bugs`; all off in the server).
+    pub bugs: crate::bugs::Bugs,
 }
 
 /// The smallest `buffer_budget_bytes`: a buffered body and an upload's lane side by side.
@@ -70,6 +72,7 @@ impl WorkerConfig {
             recv_chunk_bytes: 64 * 1024,
             buffer_budget_bytes: 4 << 20,
             stall_limit: crate::health::STALL_LIMIT_DEFAULT,
+            bugs: crate::bugs::Bugs::NONE,
         }
     }
 }

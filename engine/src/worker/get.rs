@@ -203,10 +203,12 @@ impl Worker {
         };
         let (location, version) = (*location, *version);
         let len = location.len as usize;
+        let mut short_fails = false;
         let failed = match outcome {
             FileOutcome::Moved(n) => {
                 *read += n;
-                false
+                short_fails = self.config.bugs.short_read_fails() && *read < len;
+                short_fails
             }
             FileOutcome::Again => false,
             FileOutcome::Failed | FileOutcome::Abandoned => true,
@@ -215,7 +217,7 @@ impl Worker {
             active.stage = Stage::Responded;
             self.end_read(version);
             self.recycle(buf);
-            if outcome == FileOutcome::Failed {
+            if outcome == FileOutcome::Failed || short_fails {
                 self.respond_error(
                     now,
                     r,

@@ -134,7 +134,10 @@ impl Worker {
 
     /// Parses a head from the buffer; returns whether it made progress.
     pub(super) fn try_head(&mut self, now: Instant, r: ConnRef) -> bool {
-        let max = self.config.max_header_bytes;
+        let mut max = self.config.max_header_bytes;
+        if self.config.bugs.head_limit_exclusive() {
+            max -= 1;
+        }
         let conn = self.conns.live_mut(r);
         let rbuf = conn.rbuf.as_mut().expect("buffer present");
         if rbuf.is_empty() {

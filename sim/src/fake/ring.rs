@@ -61,6 +61,21 @@ pub struct FaultCounters {
     pub accept_errors: u64,
 }
 
+/// One injected file fault that may explain one error answer: on which worker's ring, when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Injected {
+    pub worker: usize,
+    pub at_ns: u64,
+}
+
+/// The injected read and write faults not yet used to explain an answer (the oracle takes an
+/// entry out when it explains a `500` by it: per-request attribution).
+#[derive(Debug, Default)]
+pub struct FaultLog {
+    pub reads: Vec<Injected>,
+    pub writes: Vec<Injected>,
+}
+
 /// What the ring needs from the rest of the world to complete an op.
 pub struct IoEnv<'a> {
     pub now: u64,
@@ -70,6 +85,7 @@ pub struct IoEnv<'a> {
     pub rng: &'a mut ChaCha8Rng,
     pub faults: Faults,
     pub counters: &'a mut FaultCounters,
+    pub log: &'a mut FaultLog,
 }
 
 /// A completed op and whom it concerns; `Err` from [`complete`] hands back an op that was not
@@ -369,12 +385,20 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             }
             if chance(env.rng, env.faults.file_eio) {
                 env.counters.read_faults += 1;
+                env.log.reads.push(Injected {
+                    worker: env.worker,
+                    at_ns: env.now,
+                });
                 return out(done(id, Err(Errno::EIO), Some(buf)), None);
             }
             if chance(env.rng, env.faults.sticky_read) {
                 // This read fails for it (a read fault); later ones are explained as damage.
                 env.counters.sticky += 1;
                 env.counters.read_faults += 1;
+                env.log.reads.push(Injected {
+                    worker: env.worker,
+                    at_ns: env.now,
+                });
                 env.disk
                     .mark_bad(offset + env.rng.random_range(0..(end - start) as u64));
             }
@@ -385,6 +409,10 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             env.disk.read(offset, &mut buf[start..start + n]);
             if chance(env.rng, env.faults.bit_flip) {
                 env.counters.read_faults += 1;
+                env.log.reads.push(Injected {
+                    worker: env.worker,
+                    at_ns: env.now,
+                });
                 let at = env.rng.random_range(start..start + n);
                 buf[at] ^= 1 << env.rng.random_range(0..8);
             }
@@ -406,6 +434,10 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             }
             if chance(env.rng, env.faults.file_eio) {
                 env.counters.write_faults += 1;
+                env.log.writes.push(Injected {
+                    worker: env.worker,
+                    at_ns: env.now,
+                });
                 let prefix = env.rng.random_range(0..=end - start);
                 if prefix > 0 {
                     env.disk.write(offset, &buf[start..start + prefix], true);

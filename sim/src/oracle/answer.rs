@@ -11,8 +11,10 @@ use engine::hash::BlockHash;
 
 use crate::http_client::Response;
 use crate::model::{Known, Model, ReadTicket, WriteEnd};
-use crate::oracle::explain::Explain;
-use crate::request::{Kind, Req};
+use crate::oracle::explain::{Explain, OwnIo};
+use crate::oracle::figures::{self, Format};
+use crate::oracle::listing;
+use crate::request::{Edge, Kind, Req};
 
 /// How the client sent the request being answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,12 +25,13 @@ pub enum Sender {
     Slow,
 }
 
-/// What checking one answer may consult and update: the model, the evidence for faults, and
-/// how the client sent the request.
+/// What checking one answer may consult and update: the model, the evidence for faults, how
+/// the client sent the request, and where its own I/O ran.
 pub struct Checker<'a, 'b> {
     pub model: &'a mut Model,
     pub explain: &'a mut Explain<'b>,
     pub sender: Sender,
+    pub own: OwnIo,
 }
 
 fn retry_after_ok(resp: &Response) -> Result<(), String> {
@@ -223,6 +226,24 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
             _ => expect_one(s, 422),
         },
         Kind::Unauthorized { .. } => expect_one(s, 401),
+        Kind::HeadLimit {
+            edge: Edge::AtLimit,
+        } => {
+            if s == 200 && resp.body != b"ok" {
+                return Err("/health body is not ok".into());
+            }
+            expect_one(s, 200).map_err(|e| format!("a head of exactly the limit: {e}"))
+        }
+        Kind::HeadLimit {
+            edge: Edge::OverByOne,
+        } => expect_one(s, 431).map_err(|e| format!("a head one byte over the limit: {e}")),
+        // Over the limit only in the sum of its pieces. Before the sum is known the upload
+        // may wait for (and get) a slot: a full store or a failed write may come first.
+        Kind::ChunkedOverLimit => match s {
+            507 => Ok(()),
+            500 if explain_write_500(resp, ctx).is_some() => Ok(()),
+            _ => expect_one(s, 413),
+        },
         Kind::BadHex => expect_one(s, 400),
         Kind::Oversize => expect_one(s, 413),
         Kind::UnknownPath => expect_one(s, 404),
@@ -250,102 +271,42 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
             if s == 200 && !resp.body.starts_with(b"{") {
                 return Err("/stats is not JSON".into());
             }
-            expect_one(s, 200)
+            expect_one(s, 200)?;
+            figures_ok(s, Format::Json, &req.reads, resp, ctx)
         }
-        Kind::Metrics => expect_one(s, 200),
+        Kind::Metrics => {
+            expect_one(s, 200)?;
+            figures_ok(s, Format::Prometheus, &req.reads, resp, ctx)
+        }
         Kind::Missing { hashes } => {
             expect_one(s, 200)?;
             if s == 200 {
-                check_missing(hashes, &req.reads, &resp.body, ctx)?;
+                listing::check_missing(hashes, &req.reads, &resp.body, ctx)?;
             }
             Ok(())
         }
         Kind::List { after, limit } => {
             expect_one(s, 200)?;
             if s == 200 {
-                check_list(after.as_ref(), *limit, &resp.body, ctx)?;
+                listing::check_list(after.as_ref(), *limit, &req.reads, &resp.body, ctx)?;
             }
             Ok(())
         }
     }
 }
 
-/// `POST /blocks/missing`: a subsequence of the input, in order; certain states must agree.
-fn check_missing(
-    hashes: &[BlockHash],
+/// A `200` of `/stats` or `/metrics` carries stored-block figures the model allows.
+fn figures_ok(
+    status: u16,
+    format: Format,
     reads: &[ReadTicket],
-    body: &[u8],
-    ctx: &mut Checker<'_, '_>,
+    resp: &Response,
+    ctx: &Checker<'_, '_>,
 ) -> Result<(), String> {
-    let mut listed = Vec::new();
-    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        listed.push(BlockHash::from_hex(line).ok_or("a missing line is not a hash")?);
+    if status != 200 {
+        return Ok(());
     }
-    let mut next = 0;
-    let mut missing = vec![false; hashes.len()];
-    for h in &listed {
-        let at = hashes[next..]
-            .iter()
-            .position(|x| x == h)
-            .ok_or("not a subsequence")?;
-        missing[next + at] = true;
-        next += at + 1;
-    }
-    for (i, t) in reads.iter().enumerate() {
-        // The engine answers every line; a hash listed twice is judged by its first line.
-        if hashes.iter().position(|x| *x == t.hash) != Some(i) {
-            continue;
-        }
-        let seen = if missing[i] {
-            Known::Absent
-        } else {
-            Known::Present
-        };
-        saw(t, seen, ctx)?;
-    }
-    Ok(())
-}
-
-/// `GET /blocks`: ascending, after `after`, at most `limit` lines, every line a known block.
-fn check_list(
-    after: Option<&BlockHash>,
-    limit: u16,
-    body: &[u8],
-    ctx: &mut Checker<'_, '_>,
-) -> Result<(), String> {
-    let mut previous = after.copied();
-    let mut count = 0usize;
-    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let text = std::str::from_utf8(line).map_err(|_| "a listing line is not text")?;
-        let (hex, len) = text
-            .split_once(' ')
-            .ok_or("a listing line without a length")?;
-        let hash = BlockHash::from_hex(hex.as_bytes()).ok_or("a listing line without a hash")?;
-        let len: usize = len
-            .parse()
-            .map_err(|_| "a listing length is not a number")?;
-        if previous.is_some_and(|p| hash <= p) {
-            return Err(format!(
-                "listing not ascending after {previous:?} at {hash}"
-            ));
-        }
-        match ctx.model.content_of(&hash) {
-            Some(bytes) if bytes.len() == len => {}
-            Some(bytes) => {
-                return Err(format!(
-                    "{hash} listed with {len} bytes, it has {}",
-                    bytes.len()
-                ))
-            }
-            None => return Err(format!("{hash} listed, but no client ever stored it")),
-        }
-        previous = Some(hash);
-        count += 1;
-    }
-    if count > usize::from(limit) {
-        return Err(format!("{count} lines for limit {limit}"));
-    }
-    Ok(())
+    figures::check(format, &resp.body, reads, ctx.model)
 }
 
 fn take_violation(ctx: &mut Checker<'_, '_>) -> Result<(), String> {
@@ -390,7 +351,7 @@ fn check_block_body(
 }
 
 /// A read saw the address `Present` or `Absent`: compare with the model where it is certain.
-fn saw(t: &ReadTicket, seen: Known, ctx: &mut Checker<'_, '_>) -> Result<(), String> {
+pub(super) fn saw(t: &ReadTicket, seen: Known, ctx: &mut Checker<'_, '_>) -> Result<(), String> {
     let expected = ctx.model.read_expectation(t);
     if expected != Known::Uncertain {
         ctx.model.checked_reads += 1;
@@ -415,7 +376,7 @@ fn explain_read_500(
     let text = body_text(resp);
     let hash = &t.hash;
     let damaged = t.maybe_corrupt || ctx.model.maybe_corrupt(hash);
-    if damaged || ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault() {
+    if damaged || ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault(ctx.own) {
         return Ok(());
     }
     let entry = ctx
@@ -428,8 +389,9 @@ fn explain_read_500(
         .get(hash)
         .copied();
     Err(format!(
-        "unexplained 500 ({text}) for {hash}: no read fault injected and the stored bytes are \
-        intact (index entry now: {entry:?})"
+        "unexplained 500 ({text}) for {hash}: no read fault injected on worker {}'s ring since \
+        the request was sent, and the stored bytes are intact (index entry now: {entry:?})",
+        ctx.own.worker
     ))
 }
 
@@ -440,7 +402,10 @@ fn explain_read_500(
 fn explain_write_500(resp: &Response, ctx: &mut Checker<'_, '_>) -> Option<WriteEnd> {
     let text = body_text(resp);
     if text.starts_with("write to the data file failed") {
-        return ctx.explain.write_fault().then_some(WriteEnd::NoEffect);
+        return ctx
+            .explain
+            .write_fault(ctx.own)
+            .then_some(WriteEnd::NoEffect);
     }
     if !ctx.explain.latched {
         return None;

@@ -1,21 +1,28 @@
-//! The evidence that may explain an error answer: the faults the fake ring injected (and how
-//! many of them answers have already used up), whether the controller latched, and the stored
-//! bytes themselves.
+//! The evidence that may explain an error answer: the faults the fake ring injected and not
+//! yet used up, whether the controller latched, and the stored bytes themselves.
 //!
-//! Owns: the accounting of injected faults against the `500`s they explain; each injected read
-//! or write fault explains at most one answer. Never does: inject a fault, or change the model.
+//! Owns: the accounting of injected faults against the `500`s they explain. Attribution is per
+//! request: a fault explains a `500` only if it was injected on the ring of the worker that
+//! answered, during the request's life (after it was sent), and each fault explains at most
+//! one answer. Never does: inject a fault, or change the model.
 
 use engine::hash::BlockHash;
 use engine::meta::SharedImage;
 
 use crate::fake::disk::Disk;
-use crate::fake::ring::FaultCounters;
+use crate::fake::ring::{FaultLog, Injected};
 
-/// Injected faults that may explain an error answer, and how many were used up.
+/// Where and since when a request's own I/O ran: the worker that answered it, and the moment it
+/// was sent.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnIo {
+    pub worker: usize,
+    pub since_ns: u64,
+}
+
+/// Injected faults that may explain an error answer (those not used up yet).
 pub struct Explain<'a> {
-    pub counters: &'a FaultCounters,
-    pub read_used: &'a mut u64,
-    pub write_used: &'a mut u64,
+    pub log: &'a mut FaultLog,
     /// The controller may have latched failed (sync or commit failure) since the last start.
     pub latched: bool,
     /// A batch failed to become durable in the background since the last start.
@@ -37,19 +44,47 @@ impl Explain<'_> {
         BlockHash::of(&bytes) != *hash
     }
 
-    pub fn read_fault(&mut self) -> bool {
-        if self.counters.read_faults > *self.read_used {
-            *self.read_used += 1;
-            return true;
-        }
-        false
+    /// A read fault injected on the request's own I/O: taken (it explains nothing else).
+    pub fn read_fault(&mut self, own: OwnIo) -> bool {
+        take_own(&mut self.log.reads, own)
     }
 
-    pub fn write_fault(&mut self) -> bool {
-        if self.counters.write_faults > *self.write_used {
-            *self.write_used += 1;
-            return true;
-        }
-        false
+    /// A write fault injected on the request's own I/O: taken.
+    pub fn write_fault(&mut self, own: OwnIo) -> bool {
+        take_own(&mut self.log.writes, own)
+    }
+}
+
+/// Takes the oldest fault of `own.worker` injected since `own.since_ns`, if any.
+fn take_own(faults: &mut Vec<Injected>, own: OwnIo) -> bool {
+    let found = faults
+        .iter()
+        .position(|f| f.worker == own.worker && f.at_ns >= own.since_ns);
+    if let Some(i) = found {
+        let taken = faults.remove(i);
+        debug_assert!(taken.at_ns >= own.since_ns);
+    }
+    found.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_explains_only_a_request_of_its_worker_sent_before_it_and_only_once() {
+        let fault = Injected {
+            worker: 1,
+            at_ns: 100,
+        };
+        let mut faults = vec![fault];
+        let own = |worker, since_ns| OwnIo { worker, since_ns };
+        assert!(!take_own(&mut faults, own(0, 50)), "another worker's fault");
+        assert!(
+            !take_own(&mut faults, own(1, 150)),
+            "a fault before the request"
+        );
+        assert!(take_own(&mut faults, own(1, 50)));
+        assert!(!take_own(&mut faults, own(1, 50)), "used up");
     }
 }

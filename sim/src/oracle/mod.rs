@@ -2,6 +2,8 @@
 //! what clients were told.
 //!
 //! - [`answer`]: one response against its request and the model (statuses, bodies, headers);
+//! - [`listing`]: `POST /blocks/missing` and `GET /blocks` pages (order, completeness);
+//! - [`figures`]: the stored-block figures of `/stats` and `/metrics` against the model;
 //! - [`explain`]: the injected faults and damaged bytes that may explain an error answer;
 //! - [`store`]: the index and the stored bytes against the model (after recovery, at the end).
 //!
@@ -12,4 +14,6 @@
 
 pub mod answer;
 pub mod explain;
+pub mod figures;
+pub mod listing;
 pub mod store;

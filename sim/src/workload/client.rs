@@ -15,10 +15,11 @@ use crate::failure::Failure;
 use crate::http_client::parse_response;
 use crate::model::WriteEnd;
 use crate::oracle::answer::{check, Checker, Sender};
+use crate::oracle::explain::OwnIo;
 
 /// Share of a slow sender's pauses that outlast the request timeout.
 const STALL_PAST_TIMEOUT_P: f64 = 0.3;
-use crate::request::{Kind, Req};
+use crate::request::{Edge, Kind, Req};
 
 #[derive(Debug)]
 pub struct Client {
@@ -150,10 +151,19 @@ impl Workload {
             );
             let c = &self.clients[id];
             let slow = c.slow_sender || c.slow_reader;
+            let worker = ctx
+                .net
+                .get(handle)
+                .expect("the connection just answered")
+                .worker;
             let mut checker = Checker {
                 model: &mut *ctx.model,
                 explain: &mut ctx.explain,
                 sender: if slow { Sender::Slow } else { Sender::Prompt },
+                own: OwnIo {
+                    worker,
+                    since_ns: req.started_at,
+                },
             };
             if let Err(e) = check(&req, &resp, &mut checker) {
                 ctx.failures.push(Failure::Correctness(format!(
@@ -282,7 +292,15 @@ impl Workload {
             } else {
                 (self.draw_kind(ctx), true)
             };
-            let ends = matches!(kind, Kind::Garbage { .. } | Kind::Oversize);
+            let ends = matches!(
+                kind,
+                Kind::Garbage { .. }
+                    | Kind::Oversize
+                    | Kind::ChunkedOverLimit
+                    | Kind::HeadLimit {
+                        edge: Edge::OverByOne
+                    }
+            );
             kinds.push((kind, counted));
             if ends {
                 break;

@@ -9,7 +9,7 @@ use engine::hash::BlockHash;
 use rand::{Rng, RngExt};
 
 use super::{Ctx, Workload, BLOCK_MAX_BYTES, HOT_SET_MAX, SIZE_EDGES};
-use crate::request::{Kind, RangeReq};
+use crate::request::{BadToken, Edge, Kind, RangeReq};
 
 impl Workload {
     pub(super) fn draw_size(ctx: &mut Ctx<'_>) -> usize {
@@ -65,6 +65,30 @@ impl Workload {
         ctx.model.contents[i].0
     }
 
+    /// The address of a GET or HEAD: with the seed's `read_in_flight_p`, a block some client
+    /// is uploading now (a hot spot: reads racing a PUT's batch being made durable).
+    fn pick_read_hash(&mut self, ctx: &mut Ctx<'_>) -> BlockHash {
+        if ctx.chance(ctx.opts.read_in_flight_p) {
+            let uploading = self
+                .clients
+                .iter()
+                .flat_map(|c| &c.waiting)
+                .filter_map(|r| match r.kind {
+                    Kind::Put { content, .. } => Some(content),
+                    _ => None,
+                });
+            let count = uploading.clone().count();
+            if count > 0 {
+                let content = uploading
+                    .clone()
+                    .nth(ctx.rng.random_range(0..count))
+                    .expect("within the count");
+                return ctx.model.contents[content].0;
+            }
+        }
+        self.pick_hash(ctx)
+    }
+
     pub(super) fn draw_kind(&mut self, ctx: &mut Ctx<'_>) -> Kind {
         if ctx.chance(ctx.opts.reuse_race_p) {
             return self.draw_race(ctx);
@@ -91,7 +115,7 @@ impl Workload {
             return Kind::Put { content, path_hash };
         }
         if take(m.get) {
-            let hash = self.pick_hash(ctx);
+            let hash = self.pick_read_hash(ctx);
             return Kind::Get {
                 hash,
                 if_none_match: ctx.rng.random_bool(0.05),
@@ -99,7 +123,7 @@ impl Workload {
         }
         if take(m.head) {
             return Kind::Head {
-                hash: self.pick_hash(ctx),
+                hash: self.pick_read_hash(ctx),
             };
         }
         if take(m.delete) {
@@ -120,6 +144,9 @@ impl Workload {
         }
         if take(m.bad) {
             return self.draw_bad(ctx);
+        }
+        if take(m.probe) {
+            return self.draw_probe(ctx);
         }
         match ctx.rng.random_range(0..5) {
             0 => Kind::Health,
@@ -156,11 +183,54 @@ impl Workload {
             5 if auth => Kind::Unauthorized {
                 hash: self.pick_hash(ctx),
                 delete: ctx.rng.random_bool(0.5),
+                token: if ctx.rng.random_bool(0.5) {
+                    BadToken::Missing
+                } else {
+                    BadToken::Other
+                },
             },
             _ => Kind::PutWrongHash {
                 body_seed: ctx.rng.random(),
                 claimed: self.pick_hash(ctx),
             },
+        }
+    }
+
+    /// A boundary probe: each stands exactly at a limit or one byte past it, with the answer
+    /// SPEC.md gives (`oracle::answer`).
+    pub(super) fn draw_probe(&mut self, ctx: &mut Ctx<'_>) -> Kind {
+        let auth = ctx.opts.auth_token.is_some();
+        let edge = if ctx.rng.random_bool(0.5) {
+            Edge::AtLimit
+        } else {
+            Edge::OverByOne
+        };
+        match ctx.rng.random_range(0..4) {
+            0 if auth => Kind::Unauthorized {
+                hash: self.pick_hash(ctx),
+                delete: ctx.rng.random_bool(0.5),
+                token: if edge == Edge::AtLimit {
+                    BadToken::Prefix
+                } else {
+                    BadToken::OneMore
+                },
+            },
+            0 | 1 => Kind::HeadLimit { edge },
+            2 => Kind::ChunkedOverLimit,
+            _ => {
+                let hash = self.pick_hash(ctx);
+                let len = ctx.model.content_of(&hash).map_or(4096, |b| b.len() as u64);
+                let last = len - 1;
+                let spec = match ctx.rng.random_range(0..6) {
+                    0 => RangeReq::FromTo(last, last),
+                    1 => RangeReq::From(last),
+                    2 => RangeReq::From(len),
+                    3 => RangeReq::Suffix(1),
+                    4 => RangeReq::FromTo(last, len),
+                    _ => RangeReq::FromTo(0, last),
+                };
+                Kind::Range { hash, spec }
+            }
         }
     }
 }

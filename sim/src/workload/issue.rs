@@ -10,7 +10,29 @@ use rand::RngExt;
 
 use super::{Ctx, Workload, BLOCK_MAX_BYTES, SIZE_EDGES};
 use crate::http_client::{self, Style};
-use crate::request::{Kind, Req};
+use crate::request::{Edge, Kind, Req};
+
+/// The pieces of a chunked probe: each well under the limit, their sum one byte over it.
+const CHUNK_PROBE_BYTES: usize = 65_536;
+const _: () = assert!(CHUNK_PROBE_BYTES < BLOCK_MAX_BYTES);
+
+/// `GET /health` padded (one `X-Pad` field) to a head of exactly `max_header_bytes`, or one
+/// byte more.
+fn head_at(max_header_bytes: usize, edge: Edge, style: &Style) -> Vec<u8> {
+    let pad_field = |pad: usize| vec![format!("X-Pad: {}", "a".repeat(pad))];
+    let bare = http_client::bodyless("GET", "/health", style, None, &pad_field(0)).len();
+    let want = match edge {
+        Edge::AtLimit => max_header_bytes,
+        Edge::OverByOne => max_header_bytes + 1,
+    };
+    assert!(
+        want > bare,
+        "a head limit of {max_header_bytes} bytes leaves no room to pad"
+    );
+    let bytes = http_client::bodyless("GET", "/health", style, None, &pad_field(want - bare));
+    assert_eq!(bytes.len(), want);
+    bytes
+}
 
 impl Workload {
     /// Serialises `kind`, registers it with the model, queues its bytes.
@@ -82,7 +104,7 @@ impl Workload {
                 )
             }
             Kind::Delete { hash } => {
-                write = Some(ctx.model.begin_write(*hash));
+                write = Some(ctx.model.begin_delete(*hash));
                 http_client::bodyless(
                     "DELETE",
                     &http_client::hash_path(hash, &style),
@@ -91,9 +113,13 @@ impl Workload {
                     &[],
                 )
             }
-            Kind::Unauthorized { hash, delete } => {
-                let wrong: &[u8] = b"not-the-token";
-                let auth = ctx.rng.random_bool(0.5).then_some(wrong);
+            Kind::Unauthorized {
+                hash,
+                delete,
+                token: bad,
+            } => {
+                let sent = bad.sent(token.unwrap_or(b"sim-token"));
+                let auth = sent.as_deref();
                 if *delete {
                     http_client::bodyless(
                         "DELETE",
@@ -130,6 +156,20 @@ impl Workload {
                 )
             }
             Kind::UnknownPath => http_client::bodyless("GET", "/nowhere", &style, None, &[]),
+            Kind::HeadLimit { edge } => {
+                ends_conn |= *edge == Edge::OverByOne;
+                head_at(ctx.opts.max_header_bytes, *edge, &style)
+            }
+            Kind::ChunkedOverLimit => {
+                ends_conn = true;
+                let style = Style {
+                    chunked: true,
+                    http10: false,
+                    chunk_bytes: CHUNK_PROBE_BYTES,
+                    ..style
+                };
+                http_client::put(&[0x5a; BLOCK_MAX_BYTES + 1], None, &style, token)
+            }
             Kind::NotAllowed { hash } => http_client::bodyless(
                 "POST",
                 &http_client::hash_path(hash, &style),
@@ -161,14 +201,21 @@ impl Workload {
                 b
             }
             Kind::List { after, limit } => {
+                reads = ctx.model.begin_reads_after(after.as_ref());
                 let mut path = format!("/blocks?limit={limit}");
                 if let Some(a) = after {
                     path.push_str(&format!("&after={}", a.to_hex()));
                 }
                 http_client::bodyless("GET", &path, &style, None, &[])
             }
-            Kind::Stats => http_client::bodyless("GET", "/stats", &style, None, &[]),
-            Kind::Metrics => http_client::bodyless("GET", "/metrics", &style, None, &[]),
+            Kind::Stats => {
+                reads = ctx.model.begin_reads_after(None);
+                http_client::bodyless("GET", "/stats", &style, None, &[])
+            }
+            Kind::Metrics => {
+                reads = ctx.model.begin_reads_after(None);
+                http_client::bodyless("GET", "/metrics", &style, None, &[])
+            }
         };
         self.serial += 1;
         ctx.trace.ev(

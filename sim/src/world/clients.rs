@@ -20,7 +20,6 @@ impl World {
     pub(super) fn client_step(&mut self, c: usize) {
         self.sched.wakes.clear();
         self.sched.accept_wakes.clear();
-        let counters = self.counters;
         let mut ctx = Ctx {
             now: self.clock.now(),
             opts: &self.opts,
@@ -31,9 +30,7 @@ impl World {
             wakes: &mut self.sched.wakes,
             accept_wakes: &mut self.sched.accept_wakes,
             explain: Explain {
-                counters: &counters,
-                read_used: &mut self.read_used,
-                write_used: &mut self.write_used,
+                log: &mut self.fault_log,
                 latched: self.latched,
                 durable_failed: self.durable_failed,
                 image: &self.image,

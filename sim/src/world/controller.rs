@@ -218,6 +218,7 @@ impl World {
     }
 
     pub(super) fn hand_out_replies(&mut self) {
+        self.publish_stats();
         let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");

@@ -150,6 +150,7 @@ impl World {
                 self.crash_now(kind);
                 continue;
             }
+            self.publish_stats();
             for w in 0..self.opts.workers {
                 self.worker_turn(w);
             }

@@ -21,7 +21,8 @@
 //!
 //! Layout: this file holds [`World`] and the run's [`Summary`]; [`lifecycle`] starts, crashes
 //! and restarts the node; [`scheduler`] picks what runs next; [`workers`], [`controller`] and
-//! [`clients`] drive each kind of actor over the fakes; [`phases`] strings the run together.
+//! [`clients`] drive each kind of actor over the fakes; [`publish`] hands the controller's
+//! figures to the workers; [`phases`] strings the run together.
 //! The world depends on the workload, the oracle and the fakes; nothing below depends on it.
 
 mod clients;
@@ -30,6 +31,7 @@ mod controller_io;
 mod knobs;
 mod lifecycle;
 mod phases;
+mod publish;
 mod scheduler;
 mod watchdog;
 mod workers;
@@ -42,6 +44,7 @@ pub use watchdog::STEPS_WITHOUT_PROGRESS_MAX;
 
 pub use lifecycle::{Node, WorkerBox};
 
+use engine::controller::Durability;
 use engine::io::OpId;
 use engine::meta::{MemStore, SharedImage};
 use rand::SeedableRng;
@@ -51,8 +54,8 @@ use crate::failure::Failure;
 use crate::fake::clock::Clock;
 use crate::fake::disk::Disk;
 use crate::fake::net::Net;
-use crate::fake::ring::FaultCounters;
-use crate::model::Model;
+use crate::fake::ring::{FaultCounters, FaultLog};
+use crate::model::{Model, ReadsShow};
 use crate::options::{Faults, Options};
 use crate::trace::Trace;
 use crate::workload::Workload;
@@ -102,8 +105,8 @@ pub struct World {
     pub trace: Trace,
     pub healed: bool,
     pub counters: FaultCounters,
-    read_used: u64,
-    write_used: u64,
+    /// Injected file faults no answer has been explained by yet.
+    fault_log: FaultLog,
     /// A sync or commit failure was injected since the last start.
     pub latched: bool,
     /// A batch failed to become durable since the last start (its PUTs and DELETEs were
@@ -142,11 +145,14 @@ impl World {
             trace: Trace::new(keep_trace),
             healed: false,
             counters: FaultCounters::default(),
-            read_used: 0,
-            write_used: 0,
+            fault_log: FaultLog::default(),
             latched: false,
             durable_failed: false,
-            model: Model::new(),
+            model: Model::showing(if opts.durability == Durability::Full {
+                ReadsShow::Durable
+            } else {
+                ReadsShow::Committed
+            }),
             workload,
             failures: Vec::new(),
             crashes: 0,

@@ -83,9 +83,15 @@ impl World {
             self.sched.last_now = self.clock.now();
             self.sched.instant_steps = 0;
         }
+        // In the last step a read reported stored a block whose PUT is unanswered, while a
+        // batch is being made durable in the background.
+        let sighting = std::mem::take(&mut self.model.read_before_ack)
+            && self.node.as_ref().is_some_and(|n| n.durable_job.is_some());
         if let Some((plan, armed_at)) = self.crash_plan.armed {
             let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
-            if plan.point == CrashPoint::Anywhere || overdue || self.node.is_none() {
+            let due = plan.point == CrashPoint::Anywhere
+                || (plan.point == CrashPoint::AfterReadBeforeAck && sighting);
+            if due || overdue || self.node.is_none() {
                 self.crash_plan.armed = None;
                 self.crash(plan.kind)?;
                 return Ok(true);

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::fake::disk::Disk;
 use crate::fake::net::Net;
-use crate::fake::ring::{self, FaultCounters, IoEnv};
+use crate::fake::ring::{self, FaultCounters, FaultLog, IoEnv};
 use crate::options::{Faults, Options};
 use crate::probe;
 use crate::trace::{message_detail, op_code, reply_detail, Trace};
@@ -46,6 +46,7 @@ impl World {
             rng: &mut self.rng,
             faults,
             counters: &mut self.counters,
+            log: &mut self.fault_log,
         };
         match ring::complete(id, entry, &mut env) {
             Err(parked) => {
@@ -157,6 +158,7 @@ impl World {
                 disk: &mut self.disk,
                 rng: &mut self.rng,
                 counters: &mut self.counters,
+                log: &mut self.fault_log,
                 opts: &self.opts,
                 trace: &mut self.trace,
                 now,
@@ -206,6 +208,7 @@ struct RingSide<'a> {
     disk: &'a mut Disk,
     rng: &'a mut ChaCha8Rng,
     counters: &'a mut FaultCounters,
+    log: &'a mut FaultLog,
     opts: &'a Options,
     trace: &'a mut Trace,
     now: u64,
@@ -220,6 +223,7 @@ fn submit(wb: &mut WorkerBox, w: usize, id: OpId, op: Op, to: RingSide<'_>) {
         disk,
         rng,
         counters,
+        log,
         opts,
         trace,
         now,
@@ -237,6 +241,7 @@ fn submit(wb: &mut WorkerBox, w: usize, id: OpId, op: Op, to: RingSide<'_>) {
         rng,
         faults: Faults::default(),
         counters,
+        log,
     };
     let due = ring::first_due(&op, &mut env, opts, healed);
     let parked_recv = match (&op, due) {

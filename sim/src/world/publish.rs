@@ -1,0 +1,32 @@
+//! The stats publication: the controller's figures handed to every worker, which answers
+//! `/stats` and `/metrics` from them (as the server's controller thread publishes its
+//! `StatsSnapshot`).
+//!
+//! Owns: when the simulated node publishes. It publishes at every start and right before each
+//! batch's replies are handed out, so no reply reaches a worker before the figures of its batch
+//! do: the oracle (`oracle::figures`) may then bound the figures by what clients were told.
+//! Never does: judge a figure, or publish anything the controller did not report.
+
+use std::sync::Arc;
+
+use engine::stats::StatsSnapshot;
+
+use super::World;
+
+impl World {
+    /// Hands the controller's figures to every worker of the running node.
+    pub(super) fn publish_stats(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let snapshot = Arc::new(StatsSnapshot {
+            controller: node.controller.stats(),
+            durability: self.opts.durability.as_str(),
+            ..StatsSnapshot::default()
+        });
+        assert!(snapshot.controller.used_bytes <= snapshot.controller.capacity_bytes);
+        for wb in &mut node.workers {
+            wb.worker.set_snapshot(Arc::clone(&snapshot));
+        }
+    }
+}
