@@ -37,6 +37,10 @@ pub struct Bugs {
     /// Answer a GET `500` when a read of its block comes back short, instead of reading the
     /// rest (the fault is the short transfer, not an I/O error).
     pub short_read_fails: bool,
+    /// After a streamed upload's piece is written, do not go on with the bytes already
+    /// received: the upload resumes only when more arrive, so a client that sent its whole
+    /// body waits for its request timeout (a 408 the client did not cause).
+    pub stall_stream_after_write: bool,
 }
 
 impl Bugs {
@@ -54,6 +58,7 @@ impl Bugs {
         token_prefix_accepted: false,
         head_limit_exclusive: false,
         short_read_fails: false,
+        stall_stream_after_write: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -94,5 +99,8 @@ impl Bugs {
     }
     pub fn short_read_fails(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.short_read_fails
+    }
+    pub fn stall_stream_after_write(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.stall_stream_after_write
     }
 }

@@ -47,7 +47,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 13] = [
+pub const BUG_NAMES: [&str; 14] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -61,6 +61,7 @@ pub const BUG_NAMES: [&str; 13] = [
     "token_prefix_accepted",
     "head_limit_exclusive",
     "short_read_fails",
+    "stall_stream_after_write",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -79,6 +80,7 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "token_prefix_accepted" => b.token_prefix_accepted = true,
         "head_limit_exclusive" => b.head_limit_exclusive = true,
         "short_read_fails" => b.short_read_fails = true,
+        "stall_stream_after_write" => b.stall_stream_after_write = true,
         _ => return None,
     }
     Some(b)

@@ -161,7 +161,9 @@ impl Worker {
             if s.piece_max < STREAM_PIECE_BYTES {
                 self.upgrade_stream(r);
             }
-            self.process(now, r);
+            if !self.config.bugs.stall_stream_after_write() {
+                self.process(now, r);
+            }
             return;
         }
         assert_eq!(s.written, s.len, "every body byte was written");
