@@ -45,6 +45,10 @@ pub struct Disk {
     live: BTreeMap<u64, Sector>,
     /// Sectors whose writeback a failed sync dropped: cached, never made durable by a sync.
     unpersisted: BTreeMap<u64, Sector>,
+    /// Sectors a power loss took while a failed sync had dropped their writeback (until they
+    /// are written again): what relaxed durability may come back indexed over (see
+    /// `lost_after_failed_sync`).
+    lost_after_failed_sync: BTreeSet<u64>,
     damaged: BTreeSet<u64>,
     bad: BTreeSet<u64>,
     pub syncs: u64,
@@ -59,6 +63,7 @@ impl Disk {
             durable: BTreeMap::new(),
             live: BTreeMap::new(),
             unpersisted: BTreeMap::new(),
+            lost_after_failed_sync: BTreeSet::new(),
             damaged: BTreeSet::new(),
             bad: BTreeSet::new(),
             syncs: 0,
@@ -124,6 +129,9 @@ impl Disk {
             let sector = self.live.get_mut(&index).expect("inserted above");
             let src = &data[(pos - offset) as usize..(pos - offset) as usize + n];
             sector[within..within + n].copy_from_slice(src);
+            if n == SECTOR {
+                self.lost_after_failed_sync.remove(&index);
+            }
             if !correct {
                 self.damaged.insert(index);
             } else {
@@ -158,6 +166,28 @@ impl Disk {
         let first = offset / SECTOR_BYTES;
         let last = (offset + len.max(1) - 1) / SECTOR_BYTES;
         self.bad.range(first..=last).next().is_some()
+    }
+
+    /// Whether a power loss took any sector of `[offset, offset + len)` whose writeback a
+    /// failed sync had dropped (not written since). With relaxed durability the index may
+    /// come back holding a block over such bytes: its commit was made before the data sync
+    /// that failed, and the next run's durable commit keeps it (docs/architecture.md, "Data
+    /// before index": a limitation of relaxed mode, which promises nothing across a power
+    /// loss). Full durability never commits over unsynced data.
+    pub fn lost_after_failed_sync(&self, offset: u64, len: u64) -> bool {
+        let first = offset / SECTOR_BYTES;
+        let last = (offset + len.max(1) - 1) / SECTOR_BYTES;
+        self.lost_after_failed_sync
+            .range(first..=last)
+            .next()
+            .is_some()
+    }
+
+    /// Whether the bytes at `[offset, offset + len)` may differ from what was last written
+    /// there: a fault damaged them, or (`relaxed` durability only) a power loss took bytes
+    /// whose writeback a failed sync had dropped.
+    pub fn may_differ(&self, offset: u64, len: u64, relaxed: bool) -> bool {
+        self.is_damaged(offset, len) || (relaxed && self.lost_after_failed_sync(offset, len))
     }
 
     /// Whether any sector of `[offset, offset + len)` is damaged.
@@ -196,7 +226,8 @@ impl Disk {
     /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`; sectors a
     /// failed sync dropped are gone.
     pub fn power_loss(&mut self, rng: &mut ChaCha8Rng, keep_p: f64) -> usize {
-        self.unpersisted.clear();
+        let dropped = std::mem::take(&mut self.unpersisted);
+        self.lost_after_failed_sync.extend(dropped.into_keys());
         let live = std::mem::take(&mut self.live);
         let mut kept = 0;
         for (index, sector) in live {
@@ -264,6 +295,14 @@ mod tests {
         );
         d.read(16384, &mut out);
         assert_eq!(out, [8; 4], "the good sync persisted its own writes");
+        assert!(
+            d.lost_after_failed_sync(8192, 4096),
+            "the power loss took a dropped page"
+        );
+        assert!(d.may_differ(8192, 4096, true) && !d.may_differ(8192, 4096, false));
+        assert!(!d.lost_after_failed_sync(16384, 4096), "synced");
+        d.write(8192, &[1u8; 4096], true);
+        assert!(!d.lost_after_failed_sync(8192, 4096), "written whole again");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The stored state against the model: every address the model is certain about is indexed
 //! (or not) accordingly, every indexed block was stored by some client with its length, and
-//! its bytes on the disk hash to its address unless an injected fault damaged them.
+//! its bytes on the disk hash to its address unless an injected fault damaged them (or, with
+//! relaxed durability, a power loss took bytes whose writeback a failed sync had dropped).
 //!
 //! Owns: those checks, run after every recovery and at the end of a run, and telling the model
 //! which stored blocks sit on damaged sectors. Never does: change the index or the disk.
@@ -18,6 +19,7 @@ pub fn check_store(
     image: &SharedImage,
     disk: &Disk,
     model: &Model,
+    relaxed: bool,
 ) -> Result<(), Failure> {
     let index = image.lock().expect("image lock").committed.index.clone();
     for (hash, known) in model.certain() {
@@ -49,7 +51,7 @@ pub fn check_store(
         }
         let mut bytes = vec![0u8; entry.len as usize];
         disk.read(entry.slot.offset, &mut bytes);
-        let damaged = disk.is_damaged(entry.slot.offset, u64::from(entry.len));
+        let damaged = disk.may_differ(entry.slot.offset, u64::from(entry.len), relaxed);
         if BlockHash::of(&bytes) != *hash && !damaged {
             return Err(Failure::Correctness(format!(
                 "{when}: stored bytes of {hash} at {:?} are corrupt and no fault explains it",
@@ -62,10 +64,10 @@ pub fn check_store(
 
 /// Tells the model which stored blocks overlap damaged sectors (after a misdirected write,
 /// and after recovery): reads of them may fail verification.
-pub fn mark_damaged_blocks(image: &SharedImage, disk: &Disk, model: &mut Model) {
+pub fn mark_damaged_blocks(image: &SharedImage, disk: &Disk, model: &mut Model, relaxed: bool) {
     let img = image.lock().expect("image lock");
     for (hash, e) in &img.committed.index {
-        if disk.is_damaged(e.slot.offset, u64::from(e.len)) {
+        if disk.may_differ(e.slot.offset, u64::from(e.len), relaxed) {
             model.mark_corrupt(*hash);
         }
     }

@@ -175,7 +175,8 @@ impl World {
         // meanwhile.
         self.sched.controller_busy_until = now + io.spent_ns;
         self.cycles += 1;
-        match node.scrub.step(now, &node.controller, &self.disk) {
+        let relaxed = self.opts.durability == engine::controller::Durability::Relaxed;
+        match node.scrub.step(now, &node.controller, &self.disk, relaxed) {
             Err(e) => return Err(Failure::Correctness(e)),
             Ok(ScrubStep::Checked(offset, outcome)) => {
                 self.trace.ev(now, "scrub", [offset, outcome as u64, 0, 0]);

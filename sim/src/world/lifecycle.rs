@@ -214,11 +214,16 @@ impl World {
 
     /// The index against the model, and every stored block's bytes against its address.
     pub fn check_store(&mut self, when: &str) -> Result<(), Failure> {
-        store::check_store(when, &self.image, &self.disk, &self.model)
+        store::check_store(when, &self.image, &self.disk, &self.model, self.relaxed())
     }
 
     pub(super) fn mark_damaged_blocks(&mut self) {
-        store::mark_damaged_blocks(&self.image, &self.disk, &mut self.model);
+        let relaxed = self.relaxed();
+        store::mark_damaged_blocks(&self.image, &self.disk, &mut self.model, relaxed);
+    }
+
+    fn relaxed(&self) -> bool {
+        self.opts.durability == engine::controller::Durability::Relaxed
     }
 
     /// The operator restarts a latched server (a failed fsync is never retried).
