@@ -32,6 +32,7 @@ pub mod probe;
 pub mod request;
 pub mod scripted;
 pub mod shrink;
+pub mod store;
 pub mod trace;
 pub mod workload;
 pub mod world;
