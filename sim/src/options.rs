@@ -451,6 +451,8 @@ impl Options {
         c.verify_reads = self.verify_reads;
         c.auth_token = self.auth_token.clone();
         c.pool_targets = self.pool_targets;
+        // The server's rule: the adaptive pools park at most an eighth of the capacity.
+        c.pool_bytes_max = engine::worker::pool_bytes_max(self.capacity_bytes, self.workers);
         c.recv_chunk_bytes = self.recv_chunk_bytes;
         c.buffer_budget_bytes = self.buffer_budget_bytes;
         c.bugs = self.bugs;
