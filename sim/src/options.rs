@@ -220,7 +220,7 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
 /// `ack_after_failed_sync` on 7-9% of seeds 1..=100, under the 10%).
 const SYNC_FAIL_HOT_P: f64 = 0.35;
 /// Share of the seeds that run the reuse race (`Options::reuse_race_p`).
-const REUSE_RACE_HOT_P: f64 = 0.4;
+const REUSE_RACE_HOT_P: f64 = 0.6;
 /// Share of the seeds without a planned power loss (about a fifth) that run over the server's
 /// libmdbx store (`Options::store`).
 const MDBX_P: f64 = 0.5;

@@ -91,3 +91,21 @@ impl WorkerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pools together park at most an eighth of the data file, one worker at most the cap.
+    #[test]
+    fn pool_bytes_max_is_an_eighth_of_the_capacity_shared_by_the_workers_and_capped() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(pool_bytes_max(64 * MIB, 8), MIB);
+        assert_eq!(pool_bytes_max(8 * MIB, 1), MIB);
+        assert_eq!(pool_bytes_max(1 << 40, 4), POOL_BYTES_MAX_CAP);
+        for workers in 1..=64 {
+            let capacity = 96 * MIB;
+            assert!(pool_bytes_max(capacity, workers) * workers as u64 <= capacity / 8);
+        }
+    }
+}
