@@ -295,7 +295,7 @@ impl MetaStore for SimStore {
     fn begin(&mut self) -> Result<SimTxn<'_>, MetaError> {
         Ok(match self {
             SimStore::Mem(store) => SimTxn::Mem(store.begin()?),
-            SimStore::Mdbx(store, faults) => SimTxn::Mdbx(store.begin()?, &**faults),
+            SimStore::Mdbx(store, faults) => SimTxn::Mdbx(store.begin()?, faults),
         })
     }
 
