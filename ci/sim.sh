@@ -8,9 +8,12 @@
 #      minutes) must fail within seconds (the progress watchdog of sim/src/world/watchdog.rs);
 #   5. shrinking: every known bug's first catching seed (from the density run) shrinks
 #      (buddy-sim --shrink, at most SIM_SHRINK_RUNS runs) to a run that still fails, and the
-#      printed reproduce line replays that failure with the same exit code.
+#      printed reproduce line replays that failure with the same exit code;
+#   6. the production store: SIM_MDBX_SEEDS run over the server's MdbxStore (libmdbx in a
+#      temporary directory, /dev/shm unless TMPDIR says otherwise) and over MemStore; every
+#      seed must pass both ways with the same trace hash.
 # Knobs (environment): SIM_SEEDS, SIM_REQUESTS, SIM_JOBS, SIM_DENSITY_SEEDS, SIM_PROFILE,
-# SIM_SHRINK_RUNS.
+# SIM_SHRINK_RUNS, SIM_MDBX_SEEDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ jobs="${SIM_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 density_seeds="${SIM_DENSITY_SEEDS:-1..=100}"
 profile="${SIM_PROFILE:-sim}"
 shrink_runs="${SIM_SHRINK_RUNS:-40}"
+mdbx_seeds="${SIM_MDBX_SEEDS:-1..=30}"
 
 start=$(date +%s)
 echo "== sim: build (profile $profile: release speed with debug assertions and overflow checks)"
@@ -46,6 +50,27 @@ fi
 
 echo "== sim: determinism (seeds 1..=12 run twice)"
 "$sim" --seeds 1..=12 --requests "$requests" --jobs "$jobs" --determinism --quiet | tail -n 1
+
+echo "== sim: seeds $mdbx_seeds over the libmdbx store and over the memory store"
+# Each seed's line without its timing, sorted; exits with buddy-sim's status on a failure.
+store_run() {
+  local out
+  out=$("$sim" --seeds "$mdbx_seeds" --requests "$requests" --jobs "$jobs" --store "$1") || {
+    local status=$?
+    echo "$out" | grep -E '^(seed [0-9]+: FAILED|  reproduce)' >&2
+    echo "ci/sim: a seed failed over --store $1 (exit $status)" >&2
+    return "$status"
+  }
+  echo "$out" | grep -E '^seed [0-9]+: PASSED' | sed -E 's/ stalled_steps_max=.*//' | sort
+}
+over_mdbx=$(store_run mdbx)
+over_mem=$(store_run mem)
+if [[ "$over_mdbx" != "$over_mem" ]]; then
+  diff <(echo "$over_mdbx") <(echo "$over_mem") || true
+  echo "ci/sim: a seed's trace differs between MdbxStore and MemStore"
+  exit 1
+fi
+echo "$(echo "$over_mdbx" | wc -l) seeds: identical trace hashes over both stores"
 
 # Floors in percent of the density seeds (measured on seeds 1..=100, 2000 requests: see
 # sim/README.md); a switch caught by fewer seeds than its floor fails CI.

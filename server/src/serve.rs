@@ -232,7 +232,6 @@ fn worker_config(config: &ServeConfig, id: u8) -> WorkerConfig {
     w.stall_limit = config.stall_limit;
     w.auth_token = config.auth_token.as_ref().map(|t| t.as_bytes().to_vec());
     w.pool_targets = config.pool_target;
-    // Adaptive pools may park at most an eighth of the capacity across all workers.
-    w.pool_bytes_max = (config.capacity_bytes / 8 / config.workers as u64).min(64 << 20);
+    w.pool_bytes_max = engine::worker::pool_bytes_max(config.capacity_bytes, config.workers);
     w
 }

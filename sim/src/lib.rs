@@ -2,8 +2,9 @@
 //!
 //! The engine's `Worker` and `Controller` — the same types the server runs — are stepped on one
 //! thread by one seeded scheduler over fakes of everything outside them: the ring, the data file,
-//! the network, the queues and the clock ([`fake`]), and the metadata store (the engine's
-//! `MemStore` with its crash semantics). The scheduler
+//! the network, the queues and the clock ([`fake`]), and the metadata store ([`store`]: the
+//! engine's `MemStore` with its crash semantics, or the server's libmdbx `MdbxStore`). The
+//! scheduler
 //! is in [`world`]. One `u64` seed fixes every option ([`options`]), every scheduling decision, every
 //! fault and every request ([`workload`]), so any failure replays exactly from its seed. The
 //! oracle ([`oracle`], over the [`model`]) knows what a correct server must answer; the
@@ -15,7 +16,8 @@
 //! Layers, each depending only on those below it: [`world`] (scheduler, node lifecycle, the
 //! actors' drivers, [`world::Knobs`]) -> [`workload`] (clients, drawing and issuing requests)
 //! -> [`oracle`] (answers, faults that explain them, the store against the model) ->
-//! [`model`] and [`request`] -> [`fake`] -> [`options`], [`trace`], [`failure`] at the bottom.
+//! [`model`] and [`request`] -> [`fake`] -> [`options`], [`trace`], [`failure`], [`store`] at the
+//! bottom.
 //! [`overrides`] are the command line's cuts to drawn options, which [`shrink`] searches.
 //! [`harness`] is the scripted harness the scenario tests drive, [`scripted`] the faults-off run
 //! the differential test plays against the real binary; this file runs one seed.
@@ -32,6 +34,7 @@ pub mod probe;
 pub mod request;
 pub mod scripted;
 pub mod shrink;
+pub mod store;
 pub mod trace;
 pub mod workload;
 pub mod world;

@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Parser};
-use sim::options::REQUESTS_DEFAULT;
+use sim::options::{StoreKind, REQUESTS_DEFAULT};
 use sim::overrides::{parse_zeroed, Knob, Overrides};
 use sim::shrink::{Candidate, SHRINK_RUNS_DEFAULT};
 use sim::{run_overridden, run_seed, RunResult, BUG_NAMES};
@@ -109,6 +109,15 @@ struct Cli {
     /// Knobs set to zero (faults, workload probabilities, request mix weights), by name.
     #[arg(long, value_name = "A,B,..", value_parser = parse_zeroed, conflicts_with = "density")]
     zero: Option<BTreeSet<Knob>>,
+    /// The metadata store, whatever the seed drew: `mem` (the engine's MemStore) or `mdbx`
+    /// (the server's libmdbx store in a temporary directory: TMPDIR, else /dev/shm). Either
+    /// drops the seed's planned power losses, so both give the same trace hash.
+    #[arg(long, value_name = "KIND", value_parser = parse_store, conflicts_with = "density")]
+    store: Option<StoreKind>,
+}
+
+fn parse_store(text: &str) -> Result<StoreKind, String> {
+    StoreKind::by_name(text).ok_or_else(|| format!("unknown store `{text}` (mem or mdbx)"))
 }
 
 struct Args {
@@ -174,6 +183,7 @@ fn parse_args() -> Result<Args, u8> {
             crashes: cli.crashes,
             capacity_mib: cli.capacity_mib,
             zeroed: cli.zero.unwrap_or_default(),
+            store: cli.store,
         },
     })
 }

@@ -57,6 +57,30 @@ pub enum CrashKind {
     PowerLoss,
 }
 
+/// The metadata store a run uses (`crate::store`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StoreKind {
+    /// The engine's `MemStore`: every crash kind.
+    Mem,
+    /// The server's `MdbxStore` over libmdbx in a temporary directory: no power loss.
+    Mdbx,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Mem => "mem",
+            StoreKind::Mdbx => "mdbx",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<StoreKind> {
+        [StoreKind::Mem, StoreKind::Mdbx]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CrashPlan {
     /// The crash arms when this many requests have been issued.
@@ -184,6 +208,8 @@ pub struct Options {
     /// Of the unsynced sectors at power loss, the share that reached the disk anyway.
     pub power_loss_keep_p: f64,
     pub crashes: Vec<CrashPlan>,
+    /// The metadata store: libmdbx only where no planned crash is a power loss.
+    pub store: StoreKind,
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
@@ -194,7 +220,10 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
 /// `ack_after_failed_sync` on 7-9% of seeds 1..=100, under the issue's 10%).
 const SYNC_FAIL_HOT_P: f64 = 0.35;
 /// Share of the seeds that run the reuse race (`Options::reuse_race_p`).
-const REUSE_RACE_HOT_P: f64 = 0.4;
+const REUSE_RACE_HOT_P: f64 = 0.6;
+/// Share of the seeds without a planned power loss (about a fifth) that run over the server's
+/// libmdbx store (`Options::store`).
+const MDBX_P: f64 = 0.5;
 
 /// `p` with probability one half, else zero (each fault is on in about half the seeds).
 fn maybe(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
@@ -344,6 +373,7 @@ impl Options {
             faults,
             power_loss_keep_p: rng.random_range(0.0..1.0),
             crashes,
+            store: StoreKind::Mem,
         };
         // Drawn last, so the other options of a seed stay what they were before it existed.
         // 1 MiB holds one large buffer: large GETs and buffered bodies queue for it.
@@ -364,7 +394,17 @@ impl Options {
             options.disk_tail_p = rng.random_range(0.1..0.3);
         }
         options.draw_issue16_hot_spots(&mut rng);
+        // Last of all, so every other option of a seed is what it was before this existed
+        // (and a seed's trace is the same over either store).
+        if options.power_loss_free() && rng.random_bool(MDBX_P) {
+            options.store = StoreKind::Mdbx;
+        }
         options
+    }
+
+    /// No planned crash is a power loss (the libmdbx store models none).
+    pub fn power_loss_free(&self) -> bool {
+        self.crashes.iter().all(|p| p.kind == CrashKind::Process)
     }
 
     /// Issue 16's hot spots (BUGGIFY-style), drawn after everything else so that the other
@@ -411,6 +451,8 @@ impl Options {
         c.verify_reads = self.verify_reads;
         c.auth_token = self.auth_token.clone();
         c.pool_targets = self.pool_targets;
+        // The server's rule: the adaptive pools park at most an eighth of the capacity.
+        c.pool_bytes_max = engine::worker::pool_bytes_max(self.capacity_bytes, self.workers);
         c.recv_chunk_bytes = self.recv_chunk_bytes;
         c.buffer_budget_bytes = self.buffer_budget_bytes;
         c.bugs = self.bugs;
@@ -546,6 +588,7 @@ impl fmt::Display for Options {
         writeln!(f, "cycle_cost_ns: {:?}", self.cycle_cost_ns)?;
         writeln!(f, "faults: {:?}", self.faults)?;
         writeln!(f, "power_loss_keep_p: {:.3}", self.power_loss_keep_p)?;
-        write!(f, "crashes: {:?}", self.crashes)
+        writeln!(f, "crashes: {:?}", self.crashes)?;
+        write!(f, "store: {}", self.store.as_str())
     }
 }

@@ -1,18 +1,21 @@
 //! The command line's changes to a seed's drawn options: fewer clients, workers or crashes, a
-//! smaller data file, knobs zeroed. `--shrink` searches over them, and a shrunk run's
-//! reproduce line carries them (`--clients`, `--workers`, `--crashes`, `--capacity-mib`,
-//! `--zero`).
+//! smaller data file, knobs zeroed; and the metadata store a run uses. `--shrink` searches over
+//! the cuts, and a shrunk run's reproduce line carries them (`--clients`, `--workers`,
+//! `--crashes`, `--capacity-mib`, `--zero`, `--store`).
 //!
 //! Owns: [`Overrides`] (applying them to drawn [`Options`], writing them as flags), [`Knob`]
 //! (every probability or weight that can be zeroed, by name) and [`RunSize`] (how big a run
 //! is, to say that a shrunk one is no bigger). Never does: draw options (`options.rs`) or run
 //! anything. Invariant: an override only ever shrinks a run: a count is cut to at most what
 //! the seed drew (never raised), a knob is only ever set to zero, the request mix keeps its
-//! PUTs and GETs, a run keeps at least one client and one worker.
+//! PUTs and GETs, a run keeps at least one client and one worker. The one change that is not a
+//! cut, `--store`, picks the store, and makes the run one either store can run: it drops the
+//! planned power losses (a libmdbx store models none; a cut again), so `--store mem` and
+//! `--store mdbx` of one seed differ only in the store and must give the same trace hash.
 
 use std::collections::BTreeSet;
 
-use crate::options::Options;
+use crate::options::{CrashKind, Options, StoreKind};
 
 /// Smallest data file an override may ask for (a few of the largest slots).
 pub const CAPACITY_MIB_MIN: u64 = 2;
@@ -30,6 +33,8 @@ pub struct Overrides {
     pub capacity_mib: Option<u64>,
     /// Knobs set to zero.
     pub zeroed: BTreeSet<Knob>,
+    /// The metadata store, whatever the seed drew, with no planned power loss (`--store`).
+    pub store: Option<StoreKind>,
 }
 
 /// A fault probability, a workload probability or a weight of the request mix.
@@ -215,6 +220,11 @@ impl Overrides {
         for k in &self.zeroed {
             k.zero(opts);
         }
+        if let Some(store) = self.store {
+            opts.store = store;
+            opts.crashes.retain(|p| p.kind == CrashKind::Process);
+        }
+        assert!(opts.store == StoreKind::Mem || opts.power_loss_free());
         assert!(opts.mix.put == mix_before.put && opts.mix.get == mix_before.get);
         assert!(opts.clients >= 1 && opts.workers >= 1 && opts.mix.total() > 0);
     }
@@ -233,6 +243,7 @@ impl Overrides {
         flag("capacity-mib", self.capacity_mib.map(|n| n.to_string()));
         let zeroed: Vec<&str> = self.zeroed.iter().map(|k| k.name()).collect();
         flag("zero", (!zeroed.is_empty()).then(|| zeroed.join(",")));
+        flag("store", self.store.map(|s| s.as_str().to_string()));
         out
     }
 
@@ -320,6 +331,7 @@ mod tests {
             crashes: Some(0),
             capacity_mib: Some(1),
             zeroed: Knob::ALL.into_iter().collect(),
+            store: None,
         };
         let mut o = drawn.clone();
         over.apply(&mut o);

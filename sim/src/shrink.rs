@@ -179,6 +179,7 @@ mod tests {
             crashes: Some(0),
             capacity_mib: Some(CAPACITY_MIB_MIN),
             zeroed: Knob::ALL.into_iter().collect(),
+            store: None,
         };
         let mut small = o.clone();
         c.overrides.apply(&mut small);

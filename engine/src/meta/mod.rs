@@ -330,9 +330,10 @@ impl Default for MemStore {
     }
 }
 
-/// A read view: a snapshot of the committed state.
+/// A read view: a snapshot of the committed state (an `Arc` of it, shared with the store and
+/// the views renewed since the last commit, so a read copies nothing).
 pub struct MemRead {
-    state: MemState,
+    state: Arc<MemState>,
 }
 
 pub struct MemTxn<'t> {
@@ -454,7 +455,7 @@ impl MetaStore for MemStore {
     fn read(&self) -> Result<MemRead, MetaError> {
         let img = self.image.lock().expect("image lock");
         Ok(MemRead {
-            state: MemState::clone(&img.committed),
+            state: Arc::clone(&img.committed),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The worker's configuration: limits and timeouts a driver sets once, at construction.
 //!
-//! Owns: [`WorkerConfig`] (with its defaults) and [`VerifyReads`].
+//! Owns: [`WorkerConfig`] (with its defaults), [`VerifyReads`], and the rule that sizes
+//! `pool_bytes_max` from the capacity ([`pool_bytes_max`], which every driver calls).
 //! Invariants: `Worker::new` asserts what a configuration must satisfy (a budget of at least
 //! [`BUFFER_BUDGET_MIN_BYTES`] that holds a buffered body and an upload's lane side by side).
 //! Must never: hold state that changes while the worker runs.
@@ -53,6 +54,20 @@ pub struct WorkerConfig {
     pub bugs: crate::bugs::Bugs,
 }
 
+/// Most bytes one worker's adaptive pools may hold in reserve, whatever the capacity.
+pub const POOL_BYTES_MAX_CAP: u64 = 64 << 20;
+
+/// `WorkerConfig::pool_bytes_max` for `workers` workers over a data file of `capacity_bytes`:
+/// together the adaptive pools park at most an eighth of the capacity, one worker at most
+/// [`POOL_BYTES_MAX_CAP`]. The server and the simulator both configure their workers with it,
+/// so the simulated pools are bounded as the real ones.
+pub fn pool_bytes_max(capacity_bytes: u64, workers: usize) -> u64 {
+    assert!(workers >= 1, "at least one worker");
+    let bytes = (capacity_bytes / 8 / workers as u64).min(POOL_BYTES_MAX_CAP);
+    debug_assert!(bytes * workers as u64 <= capacity_bytes / 8);
+    bytes
+}
+
 /// The smallest `buffer_budget_bytes`: a buffered body and an upload's lane side by side.
 pub const BUFFER_BUDGET_MIN_BYTES: usize = 1 << 20;
 
@@ -68,11 +83,29 @@ impl WorkerConfig {
             verify_reads: VerifyReads::Crc32c,
             auth_token: None,
             pool_targets: crate::pool::POOL_TARGET_DEFAULT,
-            pool_bytes_max: 64 << 20,
+            pool_bytes_max: POOL_BYTES_MAX_CAP,
             recv_chunk_bytes: 64 * 1024,
             buffer_budget_bytes: 4 << 20,
             stall_limit: crate::health::STALL_LIMIT_DEFAULT,
             bugs: crate::bugs::Bugs::NONE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pools together park at most an eighth of the data file, one worker at most the cap.
+    #[test]
+    fn pool_bytes_max_is_an_eighth_of_the_capacity_shared_by_the_workers_and_capped() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(pool_bytes_max(64 * MIB, 8), MIB);
+        assert_eq!(pool_bytes_max(8 * MIB, 1), MIB);
+        assert_eq!(pool_bytes_max(1 << 40, 4), POOL_BYTES_MAX_CAP);
+        for workers in 1..=64 {
+            let capacity = 96 * MIB;
+            assert!(pool_bytes_max(capacity, workers) * workers as u64 <= capacity / 8);
         }
     }
 }

@@ -102,7 +102,9 @@ mod view;
 
 use budget::{Budget, Grant, GrantKind, Turn};
 use buffers::BufferPools;
-pub use config::{VerifyReads, WorkerConfig, BUFFER_BUDGET_MIN_BYTES};
+pub use config::{
+    pool_bytes_max, VerifyReads, WorkerConfig, BUFFER_BUDGET_MIN_BYTES, POOL_BYTES_MAX_CAP,
+};
 use conn::*;
 use get::*;
 use lifecycle::FileOutcome;

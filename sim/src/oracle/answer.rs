@@ -379,15 +379,7 @@ fn explain_read_500(
     if damaged || ctx.explain.stored_corrupt(hash) || ctx.explain.read_fault(ctx.own) {
         return Ok(());
     }
-    let entry = ctx
-        .explain
-        .image
-        .lock()
-        .expect("image lock")
-        .committed
-        .index
-        .get(hash)
-        .copied();
+    let entry = ctx.explain.indexed(hash);
     Err(format!(
         "unexplained 500 ({text}) for {hash}: no read fault injected on worker {}'s ring since \
         the request was sent, and the stored bytes are intact (index entry now: {entry:?})",

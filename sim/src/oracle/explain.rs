@@ -7,10 +7,11 @@
 //! one answer. Never does: inject a fault, or change the model.
 
 use engine::hash::BlockHash;
-use engine::meta::SharedImage;
+use engine::meta::IndexEntry;
 
 use crate::fake::disk::Disk;
 use crate::fake::ring::{FaultLog, Injected};
+use crate::store::SimStore;
 
 /// Where and since when a request's own I/O ran: the worker that answered it, and the moment it
 /// was sent.
@@ -27,21 +28,25 @@ pub struct Explain<'a> {
     pub latched: bool,
     /// A batch failed to become durable in the background since the last start.
     pub durable_failed: bool,
-    pub image: &'a SharedImage,
+    /// The running node's store (none between a crash and the restart).
+    pub store: Option<&'a SimStore>,
     pub disk: &'a Disk,
 }
 
 impl Explain<'_> {
     /// The stored bytes of `hash` (at its committed slot) do not hash to it.
     pub fn stored_corrupt(&self, hash: &BlockHash) -> bool {
-        let entry = {
-            let img = self.image.lock().expect("image lock");
-            img.committed.index.get(hash).copied()
+        let Some(e) = self.indexed(hash) else {
+            return false;
         };
-        let Some(e) = entry else { return false };
         let mut bytes = vec![0u8; e.len as usize];
         self.disk.read(e.slot.offset, &mut bytes);
         BlockHash::of(&bytes) != *hash
+    }
+
+    /// The committed index entry of `hash`, if a node runs.
+    pub fn indexed(&self, hash: &BlockHash) -> Option<IndexEntry> {
+        self.store.and_then(|s| s.committed_entry(hash))
     }
 
     /// A read fault injected on the request's own I/O: taken (it explains nothing else).

@@ -4,10 +4,13 @@
 //! relaxed durability, a power loss took bytes whose writeback a failed sync had dropped).
 //!
 //! Owns: those checks, run after every recovery and at the end of a run, and telling the model
-//! which stored blocks sit on damaged sectors. Never does: change the index or the disk.
+//! which stored blocks sit on damaged sectors; both read the index through the store's own read
+//! path (`MetaRead`), whichever store the run uses. Never does: change the index or the disk.
+
+use std::collections::BTreeMap;
 
 use engine::hash::BlockHash;
-use engine::meta::SharedImage;
+use engine::meta::{IndexEntry, MetaRead};
 
 use crate::failure::Failure;
 use crate::fake::disk::Disk;
@@ -16,12 +19,12 @@ use crate::model::{Known, Model};
 /// The index against the model, and every stored block's bytes against its address.
 pub fn check_store(
     when: &str,
-    image: &SharedImage,
+    read: &impl MetaRead,
     disk: &Disk,
     model: &Model,
     relaxed: bool,
 ) -> Result<(), Failure> {
-    let index = image.lock().expect("image lock").committed.index.clone();
+    let index = committed_index(read).map_err(|e| Failure::Correctness(format!("{when}: {e}")))?;
     for (hash, known) in model.certain() {
         let stored = index.contains_key(hash);
         let bad = match known {
@@ -64,11 +67,22 @@ pub fn check_store(
 
 /// Tells the model which stored blocks overlap damaged sectors (after a misdirected write,
 /// and after recovery): reads of them may fail verification.
-pub fn mark_damaged_blocks(image: &SharedImage, disk: &Disk, model: &mut Model, relaxed: bool) {
-    let img = image.lock().expect("image lock");
-    for (hash, e) in &img.committed.index {
+pub fn mark_damaged_blocks(read: &impl MetaRead, disk: &Disk, model: &mut Model, relaxed: bool) {
+    read.for_each_entry(&mut |hash, e| {
         if disk.may_differ(e.slot.offset, u64::from(e.len), relaxed) {
             model.mark_corrupt(*hash);
         }
-    }
+    })
+    .expect("a walk of the committed index");
+}
+
+/// Every committed entry, by hash.
+fn committed_index(
+    read: &impl MetaRead,
+) -> Result<BTreeMap<BlockHash, IndexEntry>, engine::meta::MetaError> {
+    let mut index = BTreeMap::new();
+    read.for_each_entry(&mut |hash, entry| {
+        index.insert(*hash, *entry);
+    })?;
+    Ok(index)
 }

@@ -33,7 +33,7 @@ impl World {
                 log: &mut self.fault_log,
                 latched: self.latched,
                 durable_failed: self.durable_failed,
-                image: &self.image,
+                store: self.node.as_ref().map(|n| n.controller.store()),
                 disk: &self.disk,
             },
             healed: self.healed,

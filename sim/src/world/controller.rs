@@ -72,7 +72,7 @@ impl World {
                     return self.crash(plan.kind);
                 }
             }
-            let commits_before = self.image.lock().expect("image lock").commits;
+            let commits_before = self.store.commits();
             let node = self.node.as_mut().expect("a node is running");
             let books_before = books(&node.controller.stats());
             if let CycleOutcome::Ran { messages } = node.controller.start_cycle(Instant(now)) {
@@ -121,9 +121,8 @@ impl World {
             // by the next start's sync), lost by a power loss before then.
             Err("injected EIO syncing the index".to_string())
         } else {
-            let mut img = self.image.lock().expect("image lock");
-            img.durable = engine::meta::MemState::clone(&img.committed);
-            Ok(())
+            let store = node.controller.store();
+            store.make_durable().map_err(|e| e.to_string())
         };
         let failed = result.is_err();
         if failed {
@@ -142,7 +141,7 @@ impl World {
         let now = self.clock.now();
         let faults = self.faults();
         if faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail) {
-            self.image.lock().expect("image lock").fail_next_commit = true;
+            self.store.fail_next_commit();
             self.latched = true;
         }
         let node = self.node.as_mut().expect("a node is running");
@@ -201,7 +200,7 @@ impl World {
         );
         let latched = node.controller.is_failed();
         self.restart_if_latched(latched, now);
-        let committed = self.image.lock().expect("image lock").commits > open.commits_before;
+        let committed = self.store.commits() > open.commits_before;
         if committed && self.counters.misdirected + self.counters.sticky > 0 {
             // A block whose own write was misdirected is damaged from its commit on.
             self.mark_damaged_blocks();

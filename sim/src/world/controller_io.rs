@@ -19,13 +19,13 @@ use std::time::Duration;
 use engine::controller::{
     Controller, ControllerIo, DataFinish, IndexDurability, Scrub, ScrubOutcome, SyncError, Syncer,
 };
-use engine::meta::MemStore;
 use engine::Instant;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use crate::fake::disk::Disk;
 use crate::fake::ring;
+use crate::store::SimStore;
 
 /// Virtual time between two scrubbed blocks.
 pub const SCRUB_INTERVAL: Duration = Duration::from_millis(2);
@@ -174,7 +174,7 @@ impl SimScrub {
     pub fn step(
         &mut self,
         now: u64,
-        controller: &Controller<MemStore>,
+        controller: &Controller<SimStore>,
         disk: &Disk,
         relaxed: bool,
     ) -> Result<ScrubStep, String> {

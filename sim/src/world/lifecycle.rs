@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use engine::controller::Controller;
 use engine::io::Op;
-use engine::meta::{MemStore, MemView, MetaStore};
+use engine::meta::MetaStore;
 use engine::worker::Worker;
 use rand::RngExt;
 
@@ -21,6 +21,7 @@ use crate::fake::queue::FrameQueue;
 use crate::fake::ring::Ring;
 use crate::options::{CrashKind, CrashPlan, CrashPoint};
 use crate::oracle::store;
+use crate::store::{SimStore, SimView};
 
 use super::controller::{DurableJob, OpenCycle};
 use super::controller_io::{SimScrub, SimSyncThread};
@@ -34,12 +35,12 @@ pub struct WorkerBox {
     /// `worker.poll_timeout()` after its last step.
     pub(super) timeout: Option<u64>,
     /// The worker's own index view (`Worker::serve_reads`), on the store's image.
-    pub view: MemView,
+    pub view: SimView,
 }
 
 /// One incarnation of the server process.
 pub struct Node {
-    pub controller: Controller<MemStore>,
+    pub controller: Controller<SimStore>,
     pub workers: Vec<WorkerBox>,
     /// Occupy frames taken by the controller since its last cycle.
     pub(super) occupies_waiting: usize,
@@ -88,14 +89,12 @@ impl World {
             // As the server's start: it syncs the data file, then libmdbx's open syncs the
             // index, so whatever the last run committed becomes durable, over durable data.
             self.disk.sync();
-            {
-                let mut img = self.image.lock().expect("image lock");
-                img.fail_next_commit = false;
-                img.durable = engine::meta::MemState::clone(&img.committed);
-            }
             self.latched = false;
             self.durable_failed = false;
-            let store = MemStore::open(self.image.clone());
+            let store = self
+                .store
+                .open()
+                .map_err(|e| Failure::Correctness(format!("opening the store failed: {e}")))?;
             let controller = Controller::open(store, self.opts.controller_config())
                 .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
             self.trace.ev(
@@ -117,11 +116,10 @@ impl World {
                     s.free_bytes, s.used_bytes, s.capacity_bytes
                 )));
             }
-            self.mark_damaged_blocks();
-            self.check_store("recovery")?;
-            let views: Vec<MemView> = (0..self.opts.workers)
-                .map(|_| controller.store().view().expect("a memory view"))
-                .collect();
+            let views: Vec<SimView> = (0..self.opts.workers)
+                .map(|_| controller.store().view())
+                .collect::<Result<_, _>>()
+                .map_err(|e| Failure::Correctness(format!("a worker's view: {e}")))?;
             let workers = views
                 .into_iter()
                 .enumerate()
@@ -144,6 +142,8 @@ impl World {
                 sync: SimSyncThread::default(),
                 scrub: SimScrub::default(),
             });
+            self.mark_damaged_blocks();
+            self.check_store("recovery")?;
             if let Some(kind) = self.crash_plan.after_recovery.take() {
                 self.trace
                     .note(self.clock.now(), "crash right after recovery");
@@ -199,7 +199,7 @@ impl World {
                 engine::meta::CrashKind::PowerLoss
             }
         };
-        MemStore::crash(&self.image, meta_kind);
+        self.store.crash(meta_kind);
         self.net.crash();
         self.workload
             .on_crash(&mut self.model, &mut self.rng, self.clock.now());
@@ -213,13 +213,19 @@ impl World {
     }
 
     /// The index against the model, and every stored block's bytes against its address.
+    /// Panics without a running node (the index is read through its store).
     pub fn check_store(&mut self, when: &str) -> Result<(), Failure> {
-        store::check_store(when, &self.image, &self.disk, &self.model, self.relaxed())
+        let node = self.node.as_ref().expect("a node is running");
+        let read = node.controller.store().read();
+        let read = read.map_err(|e| Failure::Correctness(format!("{when}: reading: {e}")))?;
+        store::check_store(when, &read, &self.disk, &self.model, self.relaxed())
     }
 
     pub(super) fn mark_damaged_blocks(&mut self) {
         let relaxed = self.relaxed();
-        store::mark_damaged_blocks(&self.image, &self.disk, &mut self.model, relaxed);
+        let node = self.node.as_ref().expect("a node is running");
+        let read = node.controller.store().read().expect("a read of the index");
+        store::mark_damaged_blocks(&read, &self.disk, &mut self.model, relaxed);
     }
 
     fn relaxed(&self) -> bool {

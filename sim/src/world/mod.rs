@@ -46,7 +46,6 @@ pub use lifecycle::{Node, WorkerBox};
 
 use engine::controller::Durability;
 use engine::io::OpId;
-use engine::meta::{MemStore, SharedImage};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -57,6 +56,7 @@ use crate::fake::net::Net;
 use crate::fake::ring::{FaultCounters, FaultLog};
 use crate::model::{Model, ReadsShow};
 use crate::options::{Faults, Options};
+use crate::store::StoreFiles;
 use crate::trace::Trace;
 use crate::workload::Workload;
 
@@ -98,7 +98,8 @@ pub struct World {
     pub opts: Options,
     pub rng: ChaCha8Rng,
     pub clock: Clock,
-    pub image: SharedImage,
+    /// The metadata store's files (what outlives each node): `Options::store`.
+    pub store: StoreFiles,
     pub disk: Disk,
     pub net: Net,
     pub node: Option<Node>,
@@ -138,7 +139,7 @@ impl World {
         World {
             rng,
             clock: Clock::default(),
-            image: MemStore::new().image(),
+            store: StoreFiles::create(opts.store),
             disk: Disk::new(opts.capacity_bytes),
             net: Net::new(opts.workers),
             node: None,

@@ -42,7 +42,7 @@ fn regression_a_failed_sync_or_commit_latches_without_breaking_the_books() {
         assert_eq!(status(&h.request(0, &put_req(&x))), 201);
         match fails {
             DataSync => h.world.opts.faults.sync_fail = 1.0,
-            Commit => h.world.image.lock().unwrap().fail_next_commit = true,
+            Commit => h.world.store.fail_next_commit(),
             IndexSync => h.world.knobs.fail_next_durable = true,
         }
         // Also refill requests ride in the failing batch (targets of 2: the pool asks again).
@@ -102,7 +102,7 @@ fn regression_a_latched_store_answers_500_not_507_to_puts_that_need_a_slot() {
         ..HarnessConfig::default()
     });
     assert_eq!(status(&h.request(0, &put_req(&content(2000, 1)))), 201);
-    h.world.image.lock().unwrap().fail_next_commit = true;
+    h.world.store.fail_next_commit();
     let y = content(2000, 2);
     h.world.model.add_content(y.clone());
     assert_eq!(status(&h.request(0, &put_req(&y))), 500);
