@@ -74,7 +74,7 @@ class Buddy:
         os.makedirs(self.dir)
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", self.dir,
-             "--capacity", "1GiB", "--durability", "full", "--verify-reads", "crc32c"],
+             "--capacity", "4GiB", "--durability", "full", "--verify-reads", "crc32c"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, label + ".log"), "w"))
         wait_port(port)
 
