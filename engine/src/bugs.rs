@@ -41,6 +41,9 @@ pub struct Bugs {
     /// received: the upload resumes only when more arrive, so a client that sent its whole
     /// body waits for its request timeout (a 408 the client did not cause).
     pub stall_stream_after_write: bool,
+    /// Replay a log record whose body checksum fails (the ops that still decode) and apply the
+    /// last record without checking that its blocks are on disk (`wal::recover`).
+    pub replay_torn_record: bool,
 }
 
 impl Bugs {
@@ -59,6 +62,7 @@ impl Bugs {
         head_limit_exclusive: false,
         short_read_fails: false,
         stall_stream_after_write: false,
+        replay_torn_record: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -102,5 +106,8 @@ impl Bugs {
     }
     pub fn stall_stream_after_write(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.stall_stream_after_write
+    }
+    pub fn replay_torn_record(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.replay_torn_record
     }
 }

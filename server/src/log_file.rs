@@ -152,7 +152,14 @@ mod tests {
         let report = audit(&store.read().unwrap(), &mut log, &mut blocks).unwrap();
         assert_eq!((report.pending_records, report.unflushed_occupies), (3, 1));
         assert!(report.problems.is_empty(), "{:?}", report.problems);
-        let out = recover(&mut store, &mut log, &mut blocks, 9).unwrap();
+        let out = recover(
+            &mut store,
+            &mut log,
+            &mut blocks,
+            9,
+            engine::bugs::Bugs::NONE,
+        )
+        .unwrap();
         assert_eq!((out.records, out.occupies_dropped), (3, 1));
         let read = store.read().unwrap();
         assert!(read.get(&hashes[0]).unwrap().is_some());

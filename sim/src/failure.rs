@@ -1,6 +1,7 @@
 //! Why a run failed: [`Failure`], one kind per exit code of `buddy-sim`.
 //!
-//! Owns: the failure kinds and their exit codes (1 crash, 2 liveness, 3 correctness), which
+//! Owns: the failure kinds and their exit codes (1 crash, 2 liveness, 3 correctness and
+//! recovery), which
 //! `ci/sim.sh` and the README rely on. Never does: decide that something failed (the world,
 //! the workload and the oracle do).
 
@@ -15,6 +16,10 @@ pub enum Failure {
     Liveness(String),
     /// A wrong answer, lost or resurrected data, foreign bytes, a leak.
     Correctness(String),
+    /// The write-ahead log's replay at start refused (`engine::wal::RecoverError`): the server
+    /// would not start. A correctness failure (same exit code): the log or the index it
+    /// replays into says something a correct engine never writes.
+    Recovery(String),
 }
 
 impl Failure {
@@ -22,7 +27,7 @@ impl Failure {
         match self {
             Failure::Crash(_) => 1,
             Failure::Liveness(_) => 2,
-            Failure::Correctness(_) => 3,
+            Failure::Correctness(_) | Failure::Recovery(_) => 3,
         }
     }
 
@@ -31,13 +36,17 @@ impl Failure {
             Failure::Crash(_) => "crash",
             Failure::Liveness(_) => "liveness",
             Failure::Correctness(_) => "correctness",
+            Failure::Recovery(_) => "recovery",
         }
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (Failure::Crash(m) | Failure::Liveness(m) | Failure::Correctness(m)) = self;
+        let (Failure::Crash(m)
+        | Failure::Liveness(m)
+        | Failure::Correctness(m)
+        | Failure::Recovery(m)) = self;
         write!(f, "{} failure: {m}", self.kind())
     }
 }

@@ -45,6 +45,9 @@ pub enum CrashPoint {
     AfterCommit,
     /// Right after the next recovery (`Controller::open`) committed, before workers start.
     AfterRecovery,
+    /// In the middle of the next replay of the log (`wal::recover`): after k of its commits
+    /// (the store fails the next one), then start again.
+    MidRecovery,
     /// Right after a read reported stored a block whose PUT is still unanswered, while a batch
     /// is being made durable in the background (issue 16's observed durability hot spot: the
     /// block must survive the crash).
@@ -207,6 +210,13 @@ pub struct Options {
     pub faults: Faults,
     /// Of the unsynced sectors at power loss, the share that reached the disk anyway.
     pub power_loss_keep_p: f64,
+    /// Of the unsynced log-region sectors a power loss does not keep whole, the share that
+    /// comes back torn inside (a prefix of the new bytes over the old ones).
+    pub torn_sector_p: f64,
+    /// The write-ahead log's region, in 4 KiB sectors (`ControllerConfig::log_sectors`; the
+    /// disk spans the slots and then this region): small, so that wrap-around, waits for log
+    /// space and checkpoint pressure happen within a few hundred requests.
+    pub log_sectors: u64,
     pub crashes: Vec<CrashPlan>,
     /// The metadata store: libmdbx only where no planned crash is a power loss.
     pub store: StoreKind,
@@ -221,6 +231,9 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
 const SYNC_FAIL_HOT_P: f64 = 0.35;
 /// Share of the seeds that run the reuse race (`Options::reuse_race_p`).
 const REUSE_RACE_HOT_P: f64 = 0.6;
+/// The log region's size range in sectors (`Options::log_sectors`): from the engine's
+/// smallest (`wal::LOG_SECTORS_MIN`) to 1 MiB.
+const LOG_SECTORS_RANGE: (u64, u64) = (engine::wal::LOG_SECTORS_MIN, 256);
 /// Share of the seeds without a planned power loss (about a fifth) that run over the server's
 /// libmdbx store (`Options::store`).
 const MDBX_P: f64 = 0.5;
@@ -372,6 +385,8 @@ impl Options {
             cycle_cost_ns: (US, rng.random_range(2 * US..=50 * US)),
             faults,
             power_loss_keep_p: rng.random_range(0.0..1.0),
+            torn_sector_p: 0.0,
+            log_sectors: LOG_SECTORS_RANGE.0,
             crashes,
             store: StoreKind::Mem,
         };
@@ -399,6 +414,9 @@ impl Options {
         if options.power_loss_free() && rng.random_bool(MDBX_P) {
             options.store = StoreKind::Mdbx;
         }
+        // The write-ahead log (issue 18), drawn after the store so each seed keeps its store.
+        options.log_sectors = rng.random_range(LOG_SECTORS_RANGE.0..=LOG_SECTORS_RANGE.1);
+        options.torn_sector_p = pick(&mut rng, &[0.0, 0.3, 0.6, 0.9]);
         options
     }
 
@@ -588,6 +606,8 @@ impl fmt::Display for Options {
         writeln!(f, "cycle_cost_ns: {:?}", self.cycle_cost_ns)?;
         writeln!(f, "faults: {:?}", self.faults)?;
         writeln!(f, "power_loss_keep_p: {:.3}", self.power_loss_keep_p)?;
+        writeln!(f, "torn_sector_p: {:.1}", self.torn_sector_p)?;
+        writeln!(f, "log_sectors: {}", self.log_sectors)?;
         writeln!(f, "crashes: {:?}", self.crashes)?;
         write!(f, "store: {}", self.store.as_str())
     }

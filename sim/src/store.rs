@@ -39,6 +39,8 @@ pub const MDBX_MAP_BYTES_MAX: u64 = 256 << 20;
 pub struct MdbxFaults {
     /// The next commit fails with an I/O error and changes nothing.
     pub fail_next_commit: bool,
+    /// After this many more successful commits, the next one fails (as the image's).
+    pub fail_commit_after: Option<u64>,
     /// Successful commits so far.
     pub commits: u64,
 }
@@ -115,6 +117,35 @@ impl StoreFiles {
             StoreFiles::Mem(image) => image.lock().expect("image lock").fail_next_commit = true,
             StoreFiles::Mdbx { faults, .. } => {
                 faults.lock().expect("faults lock").fail_next_commit = true;
+            }
+        }
+    }
+
+    /// After `commits` more successful commits, the next one fails (and changes nothing): a
+    /// crash in the middle of a run of commits (the log's replay).
+    pub fn fail_commit_after(&self, commits: u64) {
+        match self {
+            StoreFiles::Mem(image) => {
+                image.lock().expect("image lock").fail_commit_after = Some(commits);
+            }
+            StoreFiles::Mdbx { faults, .. } => {
+                faults.lock().expect("faults lock").fail_commit_after = Some(commits);
+            }
+        }
+    }
+
+    /// Every injected commit fault not yet struck is withdrawn.
+    pub fn clear_commit_faults(&self) {
+        match self {
+            StoreFiles::Mem(image) => {
+                let mut img = image.lock().expect("image lock");
+                img.fail_next_commit = false;
+                img.fail_commit_after = None;
+            }
+            StoreFiles::Mdbx { faults, .. } => {
+                let mut faults = faults.lock().expect("faults lock");
+                faults.fail_next_commit = false;
+                faults.fail_commit_after = None;
             }
         }
     }
@@ -266,8 +297,12 @@ impl MetaTxn for SimTxn<'_> {
         match self {
             SimTxn::Mem(txn) => txn.commit(durable),
             SimTxn::Mdbx(txn, faults) => {
-                let fail =
-                    std::mem::take(&mut faults.lock().expect("faults lock").fail_next_commit);
+                let fail = {
+                    let mut faults = faults.lock().expect("faults lock");
+                    let countdown = faults.fail_commit_after.take();
+                    faults.fail_commit_after = countdown.and_then(|n| n.checked_sub(1));
+                    std::mem::take(&mut faults.fail_next_commit) || countdown == Some(0)
+                };
                 if fail {
                     drop(txn);
                     return Err(MetaError::Io("injected commit failure".into()));

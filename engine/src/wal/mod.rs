@@ -50,13 +50,13 @@ mod tests;
 
 pub use audit::{audit, AuditProblem, AuditReport};
 pub use record::{
-    decode_header, decode_record, encode_batch, encode_wrap, record_bytes_max, LogOp, Record,
-    RecordError, RecordHeader, RecordKind, RunStamp, LOG_FORMAT_VERSION, OCCUPY_OP_BYTES,
-    RECORD_HEADER_BYTES, RECORD_MAGIC, RELEASE_OP_BYTES,
+    decode_header, decode_record, decode_torn_prefix, encode_batch, encode_wrap, record_bytes_max,
+    LogOp, Record, RecordError, RecordHeader, RecordKind, RunStamp, LOG_FORMAT_VERSION,
+    OCCUPY_OP_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, RELEASE_OP_BYTES,
 };
 pub use recover::{recover, RecoverError, Recovered, RECOVER_OPS_PER_TXN, RECOVER_RECORDS_PER_TXN};
 pub use ring::{CheckpointState, LogFull, LogRing, Placement};
-pub use scan::{BlockReader, LogDisk, ScanEnd, ScannedRecord, Scanner, WalIoError};
+pub use scan::{BlockReader, LogDisk, ScanEnd, ScannedRecord, Scanner, TornRecords, WalIoError};
 
 /// The log's unit of space: every record starts on a sector boundary and fills whole sectors.
 pub const SECTOR_BYTES: u64 = 4096;

@@ -355,6 +355,25 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, RecordError> {
     Ok(Record { header, ops })
 }
 
+/// The known bug `replay_torn_record` (`Bugs::replay_torn_record`): a record whose header
+/// checks out but whose body checksum fails, with the ops that still decode from its start.
+/// `None` when the header does not decode or no op does.
+pub fn decode_torn_prefix(bytes: &[u8]) -> Option<Record> {
+    let header = decode_header(bytes).ok()?;
+    let body = bytes.get(RECORD_HEADER_BYTES..header.len_bytes as usize)?;
+    let mut ops = Vec::new();
+    let mut at = 0usize;
+    while ops.len() < header.op_count as usize {
+        let Ok((op, used)) = decode_op(&body[at..]) else {
+            break;
+        };
+        ops.push(op);
+        at += used;
+    }
+    assert!(ops.len() <= header.op_count as usize);
+    (!ops.is_empty()).then_some(Record { header, ops })
+}
+
 fn decode_op(b: &[u8]) -> Result<(LogOp, usize), &'static str> {
     let tag = *b.first().ok_or("missing")?;
     let need = match tag {

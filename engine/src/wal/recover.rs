@@ -22,11 +22,14 @@
 use std::collections::BTreeMap;
 
 use crate::buddy::Slot;
+use crate::bugs::Bugs;
 use crate::hash::BlockHash;
 use crate::meta::{Header, IndexEntry, LogState, MetaError, MetaRead, MetaStore, MetaTxn};
 
 use super::record::{LogOp, RunStamp};
-use super::scan::{verify_blocks, BlockReader, LogDisk, ScanEnd, ScannedRecord, Scanner};
+use super::scan::{
+    verify_blocks, BlockReader, LogDisk, ScanEnd, ScannedRecord, Scanner, TornRecords,
+};
 use super::{LogPos, WalIoError};
 
 /// Records applied per index transaction at most (bounds the transaction and the memory held).
@@ -70,12 +73,14 @@ pub enum RecoverError {
 }
 
 /// Replays the log into `store` (see the module doc). `new_run_id` must differ from the
-/// stored one (the driver draws it at random; the simulator from its seed).
+/// stored one (the driver draws it at random; the simulator from its seed). `bugs`: the
+/// simulator's known bug `replay_torn_record` (always off in the server).
 pub fn recover<M: MetaStore, D: LogDisk, B: BlockReader>(
     store: &mut M,
     disk: &mut D,
     blocks: &mut B,
     new_run_id: u64,
+    bugs: Bugs,
 ) -> Result<Recovered, RecoverError> {
     let (header, state) = {
         let read = store.read()?;
@@ -103,14 +108,19 @@ pub fn recover<M: MetaStore, D: LogDisk, B: BlockReader>(
         occupies_dropped: 0,
         bytes_verified: 0,
     };
-    let mut scanner = Scanner::new(disk, stamp, state.next);
+    let torn = if bugs.replay_torn_record() {
+        TornRecords::Replay
+    } else {
+        TornRecords::End
+    };
+    let mut scanner = Scanner::new(disk, stamp, state.next).with_torn_records(torn);
     let mut chunk: Vec<(ScannedRecord, Vec<bool>)> = Vec::new();
     let mut chunk_ops = 0usize;
     let mut buf = Vec::new();
     let mut pending = scanner.next_record()?;
     while let Some(current) = pending {
         let following = scanner.next_record()?;
-        let keep = if following.is_some() {
+        let keep = if following.is_some() || torn == TornRecords::Replay {
             vec![true; current.record.ops.len()]
         } else {
             let keep = verify_blocks(blocks, &current.record, &mut buf)?;

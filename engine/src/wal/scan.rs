@@ -13,7 +13,9 @@
 
 use crate::buddy::Slot;
 
-use super::record::{decode_header, decode_record, Record, RecordError, RecordKind, RunStamp};
+use super::record::{
+    decode_header, decode_record, decode_torn_prefix, Record, RecordError, RecordKind, RunStamp,
+};
 use super::{LogPos, SECTOR_BYTES};
 
 /// An I/O error from a driver's disk (the engine only carries its text).
@@ -73,9 +75,19 @@ impl ScanEnd {
     }
 }
 
+/// What the walk does with a record whose header checks out but whose body checksum fails.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TornRecords {
+    /// It ends the walk (always, but under the known bug).
+    End,
+    /// The known bug `replay_torn_record`: the ops that still decode are yielded.
+    Replay,
+}
+
 pub struct Scanner<'d, D: LogDisk> {
     disk: &'d mut D,
     stamp: RunStamp,
+    torn: TornRecords,
     pos: LogPos,
     sectors_read: u64,
     end: ScanEnd,
@@ -89,11 +101,18 @@ impl<'d, D: LogDisk> Scanner<'d, D> {
         Scanner {
             disk,
             stamp,
+            torn: TornRecords::End,
             pos: start,
             sectors_read: 0,
             end: ScanEnd::Open,
             buf: Vec::new(),
         }
+    }
+
+    /// Sets what a torn record does to the walk (only the known bug replays one).
+    pub fn with_torn_records(mut self, torn: TornRecords) -> Scanner<'d, D> {
+        self.torn = torn;
+        self
     }
 
     /// The position after the last record yielded (where the next one would go).
@@ -152,6 +171,15 @@ impl<'d, D: LogDisk> Scanner<'d, D> {
         }
         let record = match decode_record(&self.buf) {
             Ok(r) => r,
+            Err(RecordError::BodyChecksum) if self.torn == TornRecords::Replay => {
+                match decode_torn_prefix(&self.buf) {
+                    Some(r) => r,
+                    None => {
+                        let why = RecordError::BodyChecksum;
+                        return Ok(Step::End(ScanEnd::Invalid { at, why }));
+                    }
+                }
+            }
             Err(why) => return Ok(Step::End(ScanEnd::Invalid { at, why })),
         };
         debug_assert_eq!(record.header, header);

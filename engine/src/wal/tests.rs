@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::buddy::Slot;
+use crate::bugs::Bugs;
 use crate::hash::BlockHash;
 use crate::meta::{
     CrashKind, Header, IndexEntry, LogState, MemStore, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION,
@@ -227,7 +228,8 @@ impl Rig {
     }
 
     fn recover(&mut self, run_id: u64) -> Result<Recovered, RecoverError> {
-        let out = recover(&mut self.store, &mut self.log, &mut self.blocks, run_id)?;
+        let blocks = &mut self.blocks;
+        let out = recover(&mut self.store, &mut self.log, blocks, run_id, Bugs::NONE)?;
         self.stamp.run_id = run_id;
         self.ring = LogRing::new(self.ring.size_sectors(), out.next);
         Ok(out)
@@ -352,6 +354,32 @@ fn a_torn_last_record_ends_replay_and_its_batch_is_not_applied() {
     assert_eq!(out.records, 4);
     assert!(matches!(out.end, ScanEnd::Invalid { .. }), "{:?}", out.end);
     rig.assert_index_is_model();
+}
+
+/// The known bug `replay_torn_record` has teeth: a record whose body checksum fails is
+/// applied (the ops that still decode), so the index holds a batch nobody acknowledged.
+#[cfg(feature = "sim-bugs")]
+#[test]
+fn the_replay_torn_record_bug_applies_a_torn_batch() {
+    let mut rig = Rig::new(64);
+    rig.batches(4, 2, 0);
+    let ops = rig.ops(2, 0);
+    let placement = rig.write_record(&ops).unwrap();
+    // The last byte of the body (the second op's CRC32C field): the ops still decode.
+    let start = (placement.at.sector * SECTOR_BYTES) as usize;
+    rig.log.bytes[start + RECORD_HEADER_BYTES + 2 * OCCUPY_OP_BYTES - 1] ^= 1;
+    rig.crash(CrashKind::PowerLoss);
+    let bugs = Bugs {
+        replay_torn_record: true,
+        ..Bugs::NONE
+    };
+    let out = recover(&mut rig.store, &mut rig.log, &mut rig.blocks, 2, bugs).unwrap();
+    assert_eq!(out.records, 5, "the torn record was replayed");
+    assert_eq!(
+        rig.index().len(),
+        rig.model.len() + 2,
+        "a batch nobody acknowledged"
+    );
 }
 
 #[test]
@@ -674,7 +702,7 @@ fn replay_spans_many_transactions() {
     .unwrap();
     txn.commit(true).unwrap();
     let commits_before = store.image().lock().unwrap().commits;
-    let out = recover(&mut store, &mut log, &mut SyntheticBlocks, 6).unwrap();
+    let out = recover(&mut store, &mut log, &mut SyntheticBlocks, 6, Bugs::NONE).unwrap();
     assert_eq!((out.records, out.ops), (records, 2 * records));
     assert_eq!(
         store.image().lock().unwrap().commits - commits_before,

@@ -10,8 +10,11 @@
 //! - A process crash loses nothing that was written: the page cache outlives the process.
 //! - Power loss keeps the durable image plus a seeded subset of the sectors written since the
 //!   last sync (each sector independently; a sector is the unit of atomicity, so a block that
-//!   spans sectors can be torn). Sectors never written read as zeros.
-//! - Misdirected writes (injected by the ring) land at another sector-aligned offset.
+//!   spans sectors can be torn). In the log region only, a dirty sector may also come back
+//!   torn *inside* itself (`torn_sector_p`): a random prefix of its new bytes over its old
+//!   ones, which a record's checksums must detect. Sectors never written read as zeros.
+//! - Misdirected writes (injected by the ring) land at another sector-aligned offset of the
+//!   slots (never in the log region).
 //! - The disk remembers which sectors may hold bytes that belong to no committed block through
 //!   no fault of the engine: sectors hit by a misdirected write and sectors a misdirected write
 //!   should have reached. The oracle accepts corrupt stored bytes only inside such `damaged`
@@ -36,9 +39,24 @@ const _: () = assert!(engine::size_class::SLOT_MIN_BYTES.is_multiple_of(SECTOR_B
 
 type Sector = Box<[u8; SECTOR]>;
 
+/// An fdatasync between its two halves: the dirty sectors as they were when it began.
+type SyncSnapshot = BTreeMap<u64, Sector>;
+
+/// What a power loss did to the sectors written since the last sync.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct PowerLossOutcome {
+    /// Sectors that reached the disk whole anyway.
+    pub kept: u64,
+    /// Log-region sectors that reached it as a prefix of their new bytes over the old ones.
+    pub torn: u64,
+}
+
 #[derive(Debug)]
 pub struct Disk {
+    /// Where the slots end and the log region begins (`C`).
     capacity_bytes: u64,
+    /// The log region's size (`L`): the disk ends at `C + L`.
+    log_bytes: u64,
     durable: BTreeMap<u64, Sector>,
     /// Sectors written since the last sync (the live image is `live` over `unpersisted` over
     /// `durable`).
@@ -51,28 +69,48 @@ pub struct Disk {
     lost_after_failed_sync: BTreeSet<u64>,
     damaged: BTreeSet<u64>,
     bad: BTreeSet<u64>,
+    /// The fdatasync in flight (between `begin_sync` and `finish_sync`/`fail_sync`).
+    sync_in_flight: Option<SyncSnapshot>,
     pub syncs: u64,
     pub writes: u64,
 }
 
 impl Disk {
-    pub fn new(capacity_bytes: u64) -> Disk {
+    /// A disk of `capacity_bytes` of slots followed by a log region of `log_sectors`.
+    pub fn new(capacity_bytes: u64, log_sectors: u64) -> Disk {
         assert!(capacity_bytes > 0 && capacity_bytes.is_multiple_of(SECTOR_BYTES));
         Disk {
             capacity_bytes,
+            log_bytes: log_sectors * SECTOR_BYTES,
             durable: BTreeMap::new(),
             live: BTreeMap::new(),
             unpersisted: BTreeMap::new(),
             lost_after_failed_sync: BTreeSet::new(),
             damaged: BTreeSet::new(),
             bad: BTreeSet::new(),
+            sync_in_flight: None,
             syncs: 0,
             writes: 0,
         }
     }
 
+    /// Where the slots end (and the log region begins).
     pub fn capacity_bytes(&self) -> u64 {
         self.capacity_bytes
+    }
+
+    /// The log region's size in sectors.
+    pub fn log_sectors(&self) -> u64 {
+        self.log_bytes / SECTOR_BYTES
+    }
+
+    /// The whole disk: slots and log region.
+    pub fn len_bytes(&self) -> u64 {
+        self.capacity_bytes + self.log_bytes
+    }
+
+    fn in_log_region(&self, index: u64) -> bool {
+        index * SECTOR_BYTES >= self.capacity_bytes
     }
 
     fn sector(&self, index: u64) -> Option<&Sector> {
@@ -86,7 +124,7 @@ impl Disk {
     pub fn read(&self, offset: u64, out: &mut [u8]) {
         let end = offset + out.len() as u64;
         assert!(
-            end <= self.capacity_bytes,
+            end <= self.len_bytes(),
             "read past the data file: {offset}+{}",
             out.len()
         );
@@ -108,7 +146,11 @@ impl Disk {
     pub fn write(&mut self, offset: u64, data: &[u8], correct: bool) {
         let end = offset + data.len() as u64;
         assert!(
-            end <= self.capacity_bytes,
+            correct || end <= self.capacity_bytes,
+            "a misdirected write hits the slots"
+        );
+        assert!(
+            end <= self.len_bytes(),
             "write past the data file: {offset}+{}",
             data.len()
         );
@@ -197,21 +239,57 @@ impl Disk {
         self.damaged.range(first..=last).next().is_some()
     }
 
-    /// fdatasync: every live sector becomes durable.
+    /// fdatasync, both halves at once: every live sector becomes durable.
     pub fn sync(&mut self) {
-        self.syncs += 1;
-        let live = std::mem::take(&mut self.live);
-        self.durable.extend(live);
+        self.begin_sync();
+        self.finish_sync();
+        assert!(self.live.is_empty(), "a whole sync leaves nothing dirty");
     }
 
-    /// A failed fdatasync: every live sector stays readable but will never be made durable by
-    /// a later sync (until it is written again). Returns how many sectors it dropped.
+    /// An fdatasync begins: it will make durable the dirty sectors as they are now.
+    pub fn begin_sync(&mut self) {
+        assert!(self.sync_in_flight.is_none(), "one fdatasync at a time");
+        self.sync_in_flight = Some(self.live.clone());
+    }
+
+    /// Whether an fdatasync is between its halves.
+    pub fn sync_in_flight(&self) -> bool {
+        self.sync_in_flight.is_some()
+    }
+
+    /// The fdatasync returns: the snapshot it began with is durable; a sector written again
+    /// since stays dirty with its newer bytes.
+    pub fn finish_sync(&mut self) {
+        let snapshot = self.sync_in_flight.take().expect("an fdatasync in flight");
+        self.syncs += 1;
+        for (index, sector) in snapshot {
+            if self.live.get(&index) == Some(&sector) {
+                self.live.remove(&index);
+            }
+            self.durable.insert(index, sector);
+        }
+    }
+
+    /// The fdatasync fails ("fsyncgate"): the dirty sectors of its snapshot stay readable but
+    /// will never be made durable by a later sync (until written again); a sector written
+    /// since it began is dirty again. Returns how many sectors it dropped.
     pub fn fail_sync(&mut self) -> usize {
-        let live = std::mem::take(&mut self.live);
-        let dropped = live.len();
-        self.unpersisted.extend(live);
-        assert!(self.live.is_empty(), "a failed sync leaves nothing dirty");
+        let snapshot = self.sync_in_flight.take().expect("an fdatasync in flight");
+        let mut dropped = 0;
+        for (index, sector) in snapshot {
+            if self.live.get(&index) == Some(&sector) {
+                let cached = self.live.remove(&index).expect("checked above");
+                self.unpersisted.insert(index, cached);
+                dropped += 1;
+            }
+        }
         dropped
+    }
+
+    /// The process that waited for the fdatasync in flight is gone (a crash): nothing of it is
+    /// known to be durable (its sectors stay dirty).
+    pub fn abandon_sync(&mut self) {
+        self.sync_in_flight = None;
     }
 
     pub fn unsynced_sectors(&self) -> usize {
@@ -223,20 +301,38 @@ impl Disk {
         self.unpersisted.len()
     }
 
-    /// Power loss: durable sectors stay; each unsynced sector survives with `keep_p`; sectors a
-    /// failed sync dropped are gone.
-    pub fn power_loss(&mut self, rng: &mut ChaCha8Rng, keep_p: f64) -> usize {
+    /// Power loss: durable sectors stay; each unsynced sector survives whole with `keep_p`,
+    /// and a log-region sector that does not may survive torn with `torn_p` (a random prefix
+    /// of its new bytes over its old ones); sectors a failed sync dropped are gone, and so is
+    /// a sync in flight.
+    pub fn power_loss(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        keep_p: f64,
+        torn_p: f64,
+    ) -> PowerLossOutcome {
+        assert!((0.0..=1.0).contains(&keep_p) && (0.0..=1.0).contains(&torn_p));
+        self.abandon_sync();
         let dropped = std::mem::take(&mut self.unpersisted);
         self.lost_after_failed_sync.extend(dropped.into_keys());
         let live = std::mem::take(&mut self.live);
-        let mut kept = 0;
+        let mut outcome = PowerLossOutcome::default();
         for (index, sector) in live {
             if rng.random_bool(keep_p) {
                 self.durable.insert(index, sector);
-                kept += 1;
+                outcome.kept += 1;
+            } else if self.in_log_region(index) && torn_p > 0.0 && rng.random_bool(torn_p) {
+                let prefix = rng.random_range(1..SECTOR);
+                let old = self
+                    .durable
+                    .entry(index)
+                    .or_insert_with(|| Box::new([0u8; SECTOR]));
+                old[..prefix].copy_from_slice(&sector[..prefix]);
+                outcome.torn += 1;
             }
         }
-        kept
+        assert!(self.live.is_empty() && self.sync_in_flight.is_none());
+        outcome
     }
 }
 
@@ -247,7 +343,7 @@ mod tests {
 
     #[test]
     fn power_loss_keeps_synced_bytes_and_only_some_unsynced_sectors() {
-        let mut d = Disk::new(1 << 20);
+        let mut d = Disk::new(1 << 20, 16);
         d.write(100, &[7u8; 5000], true);
         d.sync();
         d.write(8192, &[9u8; 8192], true);
@@ -255,7 +351,7 @@ mod tests {
         d.read(8192, &mut out);
         assert_eq!(out, [9; 4], "live bytes are readable before sync");
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        d.power_loss(&mut rng, 0.0);
+        d.power_loss(&mut rng, 0.0, 0.0);
         d.read(8192, &mut out);
         assert_eq!(out, [0; 4], "unsynced sector lost");
         let mut back = vec![0u8; 5000];
@@ -268,11 +364,12 @@ mod tests {
     /// does not persist them, and a power loss loses them; a sector written again is dirty.
     #[test]
     fn a_failed_sync_drops_the_dirty_pages_for_good() {
-        let mut d = Disk::new(1 << 20);
+        let mut d = Disk::new(1 << 20, 16);
         d.write(0, &[5u8; 4096], true);
         d.sync();
         d.write(0, &[6u8; 4096], true);
         d.write(8192, &[7u8; 4096], true);
+        d.begin_sync();
         assert_eq!(d.fail_sync(), 2);
         let mut out = [0u8; 4];
         d.read(8192, &mut out);
@@ -285,7 +382,7 @@ mod tests {
             "a good sync does not persist dropped pages"
         );
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        d.power_loss(&mut rng, 1.0);
+        d.power_loss(&mut rng, 1.0, 0.0);
         d.read(8192, &mut out);
         assert_eq!(out, [0; 4], "never persisted");
         d.read(0, &mut out);
@@ -307,10 +404,67 @@ mod tests {
 
     #[test]
     fn misdirected_damage_clears_when_a_whole_sector_is_rewritten() {
-        let mut d = Disk::new(1 << 20);
+        let mut d = Disk::new(1 << 20, 16);
         d.write(4096, &[1u8; 10], false);
         assert!(d.is_damaged(4096, 1));
         d.write(4096, &[2u8; 4096], true);
         assert!(!d.is_damaged(4096, 4096));
+    }
+
+    /// The fdatasync guarantee: a sync makes durable what was written before it began, and
+    /// nothing of it is durable before it returns.
+    #[test]
+    fn a_sync_makes_durable_exactly_what_was_written_before_it_began() {
+        let mut d = Disk::new(1 << 20, 16);
+        d.write(0, &[1u8; 4096], true);
+        d.begin_sync();
+        d.write(0, &[2u8; 4096], true);
+        d.write(4096, &[3u8; 4096], true);
+        d.finish_sync();
+        assert_eq!(d.unsynced_sectors(), 2, "both written after the sync began");
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        d.power_loss(&mut rng, 0.0, 0.0);
+        let mut out = [0u8; 2];
+        d.read(0, &mut out);
+        assert_eq!(out, [1; 2], "the bytes the sync began with");
+        d.read(4096, &mut out);
+        assert_eq!(out, [0; 2], "written after the sync began: lost");
+
+        d.write(8192, &[4u8; 4096], true);
+        d.begin_sync();
+        d.power_loss(&mut rng, 0.0, 0.0);
+        d.read(8192, &mut out);
+        assert_eq!(
+            out, [0; 2],
+            "a sync that never returned made nothing durable"
+        );
+        assert!(!d.sync_in_flight());
+    }
+
+    /// Tears inside a sector happen only in the log region, as a prefix of the new bytes.
+    #[test]
+    fn power_loss_tears_log_sectors_only_as_a_prefix_over_the_old_bytes() {
+        let capacity = 1 << 20;
+        let mut d = Disk::new(capacity, 16);
+        assert_eq!(d.len_bytes(), capacity + 16 * SECTOR_BYTES);
+        assert_eq!(d.log_sectors(), 16);
+        d.write(capacity, &[1u8; 4096], true);
+        d.sync();
+        d.write(capacity, &[2u8; 4096], true);
+        d.write(0, &[2u8; 4096], true);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let outcome = d.power_loss(&mut rng, 0.0, 1.0);
+        assert_eq!(outcome, PowerLossOutcome { kept: 0, torn: 1 });
+        let mut slot = [9u8; 4096];
+        d.read(0, &mut slot);
+        assert!(slot.iter().all(|&b| b == 0), "a slot sector is never torn");
+        let mut log = [0u8; 4096];
+        d.read(capacity, &mut log);
+        let prefix = log.iter().take_while(|&&b| b == 2).count();
+        assert!((1..4096).contains(&prefix), "a strict prefix: {prefix}");
+        assert!(
+            log[prefix..].iter().all(|&b| b == 1),
+            "the old bytes after it"
+        );
     }
 }

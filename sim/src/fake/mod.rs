@@ -2,8 +2,10 @@
 //! system, made deterministic and seeded.
 //!
 //! - [`clock`]: virtual time that only moves when the scheduler jumps it to the next deadline;
-//! - [`disk`]: the data file, with a live and a durable image per sector and power-loss
-//!   semantics;
+//! - [`disk`]: the data file (slots, then the write-ahead log's region), with a live and a
+//!   durable image per sector, two-halved fdatasyncs and power-loss semantics;
+//! - [`log_region`]: the disk as the log's reader and writer (`engine::wal::LogDisk`,
+//!   `BlockReader`, the controller's `write_log`);
 //! - [`net`]: the network between simulated clients and the workers' sockets;
 //! - [`queue`]: the bounded frame queues between workers and controller (back-pressure,
 //!   stalls);
@@ -16,6 +18,7 @@
 
 pub mod clock;
 pub mod disk;
+pub mod log_region;
 pub mod net;
 pub mod queue;
 pub mod ring;

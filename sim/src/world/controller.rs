@@ -65,6 +65,8 @@ impl World {
                 if plan.point == CrashPoint::BeforeCommit && node.occupies_waiting > 0 {
                     self.crash_plan.armed = None;
                     if self.rng.random_bool(0.5) {
+                        // A sync in flight is overtaken by this whole one.
+                        self.disk.abandon_sync();
                         self.disk.sync();
                     }
                     self.trace

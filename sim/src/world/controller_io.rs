@@ -9,10 +9,13 @@
 //! server. Must never read a clock of its own (`now` is the cycle's start plus the time spent).
 //!
 //! Fault model: a data sync fails with probability `sync_fail`; a failed one makes nothing
-//! durable and drops the dirty pages for good (`Disk::fail_sync`, fsyncgate). Oracle (the
+//! durable and drops the dirty pages for good (`Disk::fail_sync`, fsyncgate). A sync covers
+//! what was written when it began (`Disk::begin_sync`) and is durable only once it returns
+//! (`Disk::finish_sync`, here when the controller waits for it). Oracle (the
 //! latch, [`SimSyncThread::check_latch`]): a controller told that a data sync failed must be
-//! latched by the end of that turn, so it acknowledges nothing more. A successful background sync makes durable exactly the writes completed when it
-//! began (the simulator is one thread, so none complete between its begin and its wait).
+//! latched by the end of that turn, so it acknowledges nothing more. A successful background
+//! sync makes durable exactly the writes completed when it began; writes completed between
+//! its begin and its wait (the workers run meanwhile) stay dirty.
 
 use std::time::Duration;
 
@@ -80,16 +83,27 @@ pub(super) struct CtlIo<'a> {
 }
 
 impl CtlIo<'_> {
-    /// One fdatasync of the fake disk: its latency and outcome.
+    /// One fdatasync of the fake disk begins: its latency and outcome (drawn now; the disk
+    /// applies it when the sync returns, [`CtlIo::settle`]).
     fn draw_sync(&mut self) -> (Result<(), SyncError>, u64) {
         let latency_ns = ring::latency(self.rng, self.disk_latency_ns, 0.0);
+        self.disk.begin_sync();
         if self.sync_fail > 0.0 && self.rng.random_bool(self.sync_fail) {
             *self.failed = true;
-            self.disk.fail_sync();
             return (Err(SyncError::Io("injected EIO".into())), latency_ns);
         }
-        self.disk.sync();
         (Ok(()), latency_ns)
+    }
+
+    /// The fdatasync in flight returns with `result`: what it began with is durable, or its
+    /// dirty pages are dropped for good (fsyncgate).
+    fn settle(&mut self, result: &Result<(), SyncError>) {
+        match result {
+            Ok(()) => self.disk.finish_sync(),
+            Err(_) => {
+                self.disk.fail_sync();
+            }
+        }
     }
 
     /// Waits for the background data sync in flight, if one is (the controller thread blocks
@@ -99,6 +113,7 @@ impl CtlIo<'_> {
             let (result, done_at) = self.sync.in_flight.take().expect("a sync in flight");
             let at = self.now + self.spent_ns;
             self.spent_ns += done_at.saturating_sub(at);
+            self.settle(&result);
             self.sync.state.data_done(result);
         }
         assert!(self.sync.in_flight.is_none());
@@ -135,6 +150,7 @@ impl ControllerIo for CtlIo<'_> {
             DataFinish::SyncNow => {
                 let (result, latency_ns) = self.draw_sync();
                 self.spent_ns += latency_ns;
+                self.settle(&result);
                 result
             }
         };

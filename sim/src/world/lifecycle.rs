@@ -25,6 +25,7 @@ use crate::store::{SimStore, SimView};
 
 use super::controller::{DurableJob, OpenCycle};
 use super::controller_io::{SimScrub, SimSyncThread};
+use super::recovery::Replay;
 use super::World;
 
 pub struct WorkerBox {
@@ -60,12 +61,14 @@ pub struct Node {
 }
 
 /// The crash plan of a run: planned crashes not yet armed (in order), the armed one (with
-/// when it was armed) and a crash due right after the next recovery.
+/// when it was armed), and a crash due in the middle of or right after the next recovery.
 #[derive(Debug)]
 pub(super) struct CrashSchedule {
     pub(super) pending: VecDeque<CrashPlan>,
     pub(super) armed: Option<(CrashPlan, u64)>,
     pub(super) after_recovery: Option<CrashKind>,
+    /// The next replay of the log fails one of its commits, and the world crashes so.
+    pub(super) mid_recovery: Option<CrashKind>,
 }
 
 impl CrashSchedule {
@@ -74,6 +77,7 @@ impl CrashSchedule {
             pending: plans.iter().copied().collect(),
             armed: None,
             after_recovery: None,
+            mid_recovery: None,
         }
     }
 }
@@ -82,7 +86,8 @@ impl World {
     // -----------------------------------------------------------------------------------------
     // Starting, crashing, restarting.
 
-    /// Opens the store through the server's recovery path, checks it, starts the workers.
+    /// Opens the store through the server's recovery path (the data file's sync, the store's
+    /// open, the log's replay, `Controller::open`), checks it, starts the workers.
     pub fn start(&mut self) -> Result<(), Failure> {
         loop {
             assert!(self.node.is_none());
@@ -91,10 +96,18 @@ impl World {
             self.disk.sync();
             self.latched = false;
             self.durable_failed = false;
-            let store = self
+            let mut store = self
                 .store
                 .open()
                 .map_err(|e| Failure::Correctness(format!("opening the store failed: {e}")))?;
+            let _run_id = match self.replay_log(&mut store)? {
+                Replay::Done { run_id } => run_id,
+                Replay::Crashed(kind) => {
+                    drop(store);
+                    self.crash_now(kind);
+                    continue;
+                }
+            };
             let controller = Controller::open(store, self.opts.controller_config())
                 .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
             self.trace.ev(
@@ -188,14 +201,15 @@ impl World {
             drop(node.controller);
         }
         let relaxed = self.opts.durability == engine::controller::Durability::Relaxed;
+        // The data-sync thread died with the process: its sync in flight never returned.
+        self.disk.abandon_sync();
         let meta_kind = match kind {
             CrashKind::Process => engine::meta::CrashKind::Process,
             CrashKind::PowerLoss => {
-                let kept = self
-                    .disk
-                    .power_loss(&mut self.rng, self.opts.power_loss_keep_p);
+                let (keep_p, torn_p) = (self.opts.power_loss_keep_p, self.opts.torn_sector_p);
+                let lost = self.disk.power_loss(&mut self.rng, keep_p, torn_p);
                 self.trace
-                    .ev(self.clock.now(), "power-loss", [kept as u64, 0, 0, 0]);
+                    .ev(self.clock.now(), "power-loss", [lost.kept, lost.torn, 0, 0]);
                 engine::meta::CrashKind::PowerLoss
             }
         };

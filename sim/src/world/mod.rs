@@ -32,6 +32,7 @@ mod knobs;
 mod lifecycle;
 mod phases;
 mod publish;
+mod recovery;
 mod scheduler;
 mod watchdog;
 mod workers;
@@ -140,7 +141,7 @@ impl World {
             rng,
             clock: Clock::default(),
             store: StoreFiles::create(opts.store),
-            disk: Disk::new(opts.capacity_bytes),
+            disk: Disk::new(opts.capacity_bytes, opts.log_sectors),
             net: Net::new(opts.workers),
             node: None,
             trace: Trace::new(keep_trace),
@@ -189,9 +190,11 @@ impl World {
     /// engine's are checked by the drivers: `Worker::check_invariants` after every worker turn,
     /// `Controller::check_invariants` after every cycle that moved bytes).
     pub fn check_invariants(&self) {
+        let around_recovery =
+            self.crash_plan.after_recovery.is_some() || self.crash_plan.mid_recovery.is_some();
         assert!(
-            self.crash_plan.after_recovery.is_none() || self.crash_plan.armed.is_some(),
-            "a crash after recovery is planned only with an armed crash to cause the recovery"
+            !around_recovery || self.crash_plan.armed.is_some(),
+            "a crash around recovery is planned only with an armed crash to cause the recovery"
         );
         assert!(
             !self.healed || self.crash_plan.pending.is_empty(),

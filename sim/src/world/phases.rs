@@ -104,6 +104,7 @@ impl World {
         self.healed = true;
         self.crash_plan.pending.clear();
         self.crash_plan.after_recovery = None;
+        self.crash_plan.mid_recovery = None;
         self.workload.issuing = false;
         self.workload.wake_all(self.clock.now());
         for wb in self.node.iter_mut().flat_map(|n| n.workers.iter_mut()) {
@@ -142,6 +143,8 @@ impl World {
                 && node.durable_job.is_none()
         })?;
         let node = self.node.take().expect("a node is running");
+        // A data sync nobody waited for dies with the process (the next start syncs anyway).
+        self.disk.abandon_sync();
         self.harvest_worker_counters(&node);
         for (w, wb) in node.workers.iter().enumerate() {
             let granted = wb.worker.stats().buffer_granted_bytes;

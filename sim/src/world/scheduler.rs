@@ -158,8 +158,19 @@ impl World {
                     "crash-armed",
                     [plan.point as u64, plan.kind as u64, 0, 0],
                 );
-                if plan.point == CrashPoint::AfterRecovery {
-                    self.crash_plan.after_recovery = Some(CrashKind::Process);
+                let around_recovery = match plan.point {
+                    CrashPoint::AfterRecovery => {
+                        self.crash_plan.after_recovery = Some(CrashKind::Process);
+                        true
+                    }
+                    CrashPoint::MidRecovery => {
+                        self.crash_plan.mid_recovery = Some(plan.kind);
+                        true
+                    }
+                    _ => false,
+                };
+                if around_recovery {
+                    // A crash now causes the recovery that the planned one strikes in or after.
                     self.crash_plan.armed = Some((
                         CrashPlan {
                             point: CrashPoint::Anywhere,
