@@ -152,6 +152,12 @@ impl Log {
         self.ring.commit_done();
     }
 
+    /// Every commit up to `seq` is durable (a durable commit at open).
+    pub(super) fn durable_through(&mut self, seq: u64) {
+        assert!(seq >= self.durable_seq && self.checkpoint == Checkpoint::Idle);
+        self.durable_seq = seq;
+    }
+
     pub(super) fn waits_for_space(&self) -> bool {
         self.space == Space::Waiting
     }

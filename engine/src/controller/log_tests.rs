@@ -44,7 +44,7 @@ impl ControllerIo for Io {
         Ok(())
     }
     fn write_log(&mut self, sector: u64, bytes: &[u8]) -> Result<(), SyncError> {
-        assert!(bytes.len() as u64 % SECTOR_BYTES == 0);
+        assert!((bytes.len() as u64).is_multiple_of(SECTOR_BYTES));
         assert!(sector + bytes.len() as u64 / SECTOR_BYTES <= self.file.log_sectors);
         let at = (CAPACITY + sector * SECTOR_BYTES) as usize;
         self.file.live[at..at + bytes.len()].copy_from_slice(bytes);

@@ -142,6 +142,10 @@ impl<M: MetaStore> Controller<M> {
             config,
         };
         controller.recover_reservations(&stale, &log_state)?;
+        if controller.config.durability == Durability::Full {
+            // That commit was durable: no checkpoint is owed yet.
+            controller.log.durable_through(controller.header.commit_seq);
+        }
         // Everything committed is durable at open (the driver syncs the data before it opens
         // the index, and the store syncs at open): views may show all of it.
         controller
