@@ -27,8 +27,8 @@ pub struct HarnessConfig {
     pub recv_chunk_bytes: usize,
     pub durability: Durability,
     pub buffer_budget_bytes: usize,
-    /// As the server: full-durability batches are made durable in the background.
-    pub durable_in_background: bool,
+    /// The log region's size in sectors (`Options::log_sectors`).
+    pub log_sectors: u64,
     /// The bearer token writes need (`--auth-token`); none by default.
     pub auth_token: Option<Vec<u8>>,
     /// From a request's first byte to its last (`--request-timeout`); 10 s by default.
@@ -47,7 +47,7 @@ impl Default for HarnessConfig {
             recv_chunk_bytes: 64 * 1024,
             durability: Durability::Full,
             buffer_budget_bytes: 4 << 20,
-            durable_in_background: true,
+            log_sectors: 64,
             auth_token: None,
             request_timeout: std::time::Duration::from_secs(10),
         }
@@ -73,7 +73,7 @@ impl Harness {
         opts.recv_chunk_bytes = cfg.recv_chunk_bytes;
         opts.durability = cfg.durability;
         opts.buffer_budget_bytes = cfg.buffer_budget_bytes;
-        opts.durable_in_background = cfg.durable_in_background;
+        opts.log_sectors = cfg.log_sectors;
         opts.clients = 0;
         opts.auth_token = cfg.auth_token.clone();
         opts.max_connections = 4096;

@@ -48,10 +48,16 @@ pub enum CrashPoint {
     /// In the middle of the next replay of the log (`wal::recover`): after k of its commits
     /// (the store fails the next one), then start again.
     MidRecovery,
-    /// Right after a read reported stored a block whose PUT is still unanswered, while a batch
-    /// is being made durable in the background (issue 16's observed durability hot spot: the
-    /// block must survive the crash).
+    /// Right after a read reported stored a block whose PUT is still unanswered (issue 16's
+    /// observed durability hot spot: the block must survive the crash).
     AfterReadBeforeAck,
+    /// Full durability (issue 18): a batch's log record is written (in the page cache), its
+    /// flush never begins.
+    AfterLogWrite,
+    /// Full durability: a batch's flush returned, its index commit never happens.
+    AfterFlush,
+    /// Full durability: while a checkpoint is in flight (the index being made durable).
+    DuringCheckpoint,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -173,9 +179,6 @@ pub struct Options {
     pub recv_chunk_bytes: usize,
     /// Each worker's I/O buffer budget (`WorkerConfig::buffer_budget_bytes`).
     pub buffer_budget_bytes: usize,
-    /// Full durability: the controller's driver makes each batch durable in the background
-    /// (`ControllerIo::durable_in_background`, as the server does) or in the cycle itself.
-    pub durable_in_background: bool,
     /// After a worker turn that served lookups, the chance that its index view stays open for
     /// the next turn (old views held across steps: the isolation protocol's hard case).
     pub view_hold_p: f64,
@@ -354,7 +357,6 @@ impl Options {
             max_header_bytes,
             recv_chunk_bytes,
             buffer_budget_bytes: 0,
-            durable_in_background: false,
             view_hold_p: 0.0,
             reuse_race_p: 0.0,
             request_timeout,
@@ -393,7 +395,6 @@ impl Options {
         // Drawn last, so the other options of a seed stay what they were before it existed.
         // 1 MiB holds one large buffer: large GETs and buffered bodies queue for it.
         options.buffer_budget_bytes = pick(&mut rng, &[1 << 20, 2 << 20, 8 << 20]);
-        options.durable_in_background = rng.random_bool(0.75);
         options.view_hold_p = pick(&mut rng, &[0.0, 0.3, 0.8]);
         // Hot spot (swarm): a third of the faulty seeds fail data syncs often, so the latch
         // after a failed sync (and `ack_after_failed_sync`) is exercised densely.
@@ -431,8 +432,7 @@ impl Options {
     fn draw_issue16_hot_spots(&mut self, rng: &mut ChaCha8Rng) {
         self.read_in_flight_p = pick(rng, &[0.0, 0.1, 0.3, 0.3]);
         self.mix.probe = pick(rng, &[0, 1, 2, 4]);
-        let window = self.durability == Durability::Full && self.durable_in_background;
-        if window && self.read_in_flight_p > 0.0 {
+        if self.durability == Durability::Full && self.read_in_flight_p > 0.0 {
             // A disk slow enough that batches take a while to become durable: most blocks a
             // read reports before their PUT's answer are then in the batch being made durable.
             self.disk_latency_ns.1 = self.disk_latency_ns.1.max(2 * MS);
@@ -477,8 +477,12 @@ impl Options {
         c
     }
 
-    pub fn controller_config(&self) -> engine::controller::ControllerConfig {
+    /// The controller's configuration for a start whose run id is `run_id` (drawn by the
+    /// world at each start).
+    pub fn controller_config(&self, run_id: u64) -> engine::controller::ControllerConfig {
         engine::controller::ControllerConfig {
+            log_sectors: self.log_sectors,
+            run_id,
             capacity_bytes: self.capacity_bytes,
             workers: self.workers,
             cycle_interval: self.cycle_interval,
@@ -529,6 +533,10 @@ fn draw_crashes(rng: &mut ChaCha8Rng, requests: u64) -> Vec<CrashPlan> {
                     CrashPoint::BeforeCommit,
                     CrashPoint::AfterCommit,
                     CrashPoint::AfterRecovery,
+                    CrashPoint::AfterLogWrite,
+                    CrashPoint::AfterFlush,
+                    CrashPoint::DuringCheckpoint,
+                    CrashPoint::MidRecovery,
                 ],
             );
             let kind = if rng.random_bool(0.5) {
@@ -568,7 +576,6 @@ impl fmt::Display for Options {
         writeln!(f, "max_header_bytes: {}", self.max_header_bytes)?;
         writeln!(f, "recv_chunk_bytes: {}", self.recv_chunk_bytes)?;
         writeln!(f, "buffer_budget_bytes: {}", self.buffer_budget_bytes)?;
-        writeln!(f, "durable_in_background: {}", self.durable_in_background)?;
         writeln!(f, "view_hold_p: {}", self.view_hold_p)?;
         writeln!(f, "reuse_race_p: {:.3}", self.reuse_race_p)?;
         writeln!(

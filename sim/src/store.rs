@@ -183,7 +183,7 @@ pub enum SimStore {
 }
 
 impl SimStore {
-    /// The background sync of the index succeeded (`ControllerIo::begin_durable`'s job):
+    /// A checkpoint succeeded (`ControllerIo::begin_checkpoint`'s job):
     /// libmdbx's own sync (`MdbxStore::sync`, what the server's `IndexSync` runs), or the
     /// image's committed state made durable.
     pub fn make_durable(&self) -> Result<(), MetaError> {

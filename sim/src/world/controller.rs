@@ -1,11 +1,13 @@
 //! The controller's driver: frames from the workers, the cycle in the server's order
 //! (`start_cycle`, its read replies out, then `finish_cycle` for a seeded time while the
-//! workers go on), the background durability job, and the hand-out of replies.
+//! workers go on), checkpoints (`poll_checkpoint` after every turn; a begun one runs as a
+//! [`CheckpointJob`] on the modelled checkpoint thread), and the hand-out of replies.
 //!
-//! Owns: `CtlIo` (the controller's `ControllerIo`: the fake disk's fdatasync, the time a cycle
-//! spends) and the crash points between the data write and the commit and between the commit
-//! and the replies. Never does: step a worker. Invariant: `Controller::check_invariants` holds
-//! after every cycle that moved bytes between free, reserved and used.
+//! Owns: the use of `CtlIo` (the controller's `ControllerIo`: the fake disk's fdatasync and
+//! log region, the time a cycle spends) and the crash points of a batch (before its data is
+//! committed, after its record is written, after its flush, after its commit). Never does:
+//! step a worker. Invariant: `Controller::check_invariants` holds after every cycle that moved
+//! bytes between free, reserved and used.
 
 use engine::controller::{ControllerStats, CycleOutcome};
 use engine::message::{ToController, ToWorker};
@@ -17,11 +19,13 @@ use crate::fake::ring;
 use crate::options::CrashPoint;
 use crate::trace::reply_detail;
 
-use super::controller_io::{CtlIo, ScrubStep};
+use super::controller_io::{BatchCrash, CtlIo, ScrubStep};
 use super::World;
 
+/// A checkpoint in flight on the modelled checkpoint thread (`ControllerIo::begin_checkpoint`:
+/// libmdbx's sync of the index, two fdatasyncs): it ends at `due`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct DurableJob {
+pub(super) struct CheckpointJob {
     pub(super) due: u64,
     pub(super) took: u64,
 }
@@ -43,8 +47,9 @@ impl World {
             return self.finish_cycle();
         }
         let now = self.clock.now();
-        if self.durable_job().is_some_and(|job| job.due <= now) {
-            self.complete_durable();
+        if self.checkpoint_job().is_some_and(|job| job.due <= now) {
+            self.complete_checkpoint();
+            self.poll_checkpoint();
             self.hand_out_replies();
             return Ok(());
         }
@@ -98,29 +103,68 @@ impl World {
                 );
             }
         }
+        self.poll_checkpoint();
         self.hand_out_replies();
         Ok(())
     }
 
-    /// The background durability job that may finish (none while scripted tests hold it).
-    pub(super) fn durable_job(&self) -> Option<DurableJob> {
+    /// The checkpoint that may finish (none while scripted tests hold it).
+    pub(super) fn checkpoint_job(&self) -> Option<CheckpointJob> {
         self.node
             .as_ref()
-            .and_then(|n| n.durable_job)
-            .filter(|_| !self.knobs.hold_durable)
+            .and_then(|n| n.checkpoint_job)
+            .filter(|_| !self.knobs.hold_checkpoint)
     }
 
-    /// The driver's background sync of the index is done (or failed: a commit fault); the
-    /// controller then sends the batch's answers (or latches).
-    pub(super) fn complete_durable(&mut self) {
+    /// The controller's `poll_checkpoint` between cycles: a checkpoint it begins runs as a
+    /// [`CheckpointJob`] for two fdatasyncs' latency.
+    pub(super) fn poll_checkpoint(&mut self) {
         let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
-        let job = node.durable_job.take().expect("a durable job is due");
+        if node.cycle_open.is_some() || node.checkpoint_job.is_some() {
+            return;
+        }
+        let mut io = CtlIo {
+            disk: &mut self.disk,
+            store: &self.store,
+            rng: &mut self.rng,
+            now,
+            spent_ns: 0,
+            disk_latency_ns: self.opts.disk_latency_ns,
+            sync_fail: faults.sync_fail,
+            failed: &mut self.latched,
+            checkpoint_begun: false,
+            log_written: false,
+            crash: None,
+            crash_struck: false,
+            sync: &mut node.sync,
+        };
+        node.controller.poll_checkpoint(Instant(now), &mut io);
+        assert!(!io.log_written, "no record outside a cycle");
+        if io.checkpoint_begun {
+            let took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0)
+                + ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
+            node.checkpoint_job = Some(CheckpointJob {
+                due: now + took,
+                took,
+            });
+            self.trace.ev(now, "checkpoint-begin", [took, 0, 0, 0]);
+        }
+    }
+
+    /// The checkpoint is done (or failed: a commit fault): the store's durable image becomes
+    /// its committed one (the newest commit, at least the checkpoint's target), and the
+    /// controller frees the log space it covers (or latches).
+    pub(super) fn complete_checkpoint(&mut self) {
+        let now = self.clock.now();
+        let faults = self.faults();
+        let node = self.node.as_mut().expect("a node is running");
+        let job = node.checkpoint_job.take().expect("a checkpoint is due");
         let injected = faults.commit_fail > 0.0 && self.rng.random_bool(faults.commit_fail);
-        let result = if std::mem::take(&mut self.knobs.fail_next_durable) || injected {
-            // The commit stays as it is: visible, surviving a process crash (and made durable
-            // by the next start's sync), lost by a power loss before then.
+        let result = if std::mem::take(&mut self.knobs.fail_next_checkpoint) || injected {
+            // The index stays as it is: committed (surviving a process crash, and made
+            // durable by the next start), rolled back by a power loss to the last checkpoint.
             Err("injected EIO syncing the index".to_string())
         } else {
             let store = node.controller.store();
@@ -129,12 +173,11 @@ impl World {
         let failed = result.is_err();
         if failed {
             self.latched = true;
-            self.durable_failed = true;
         }
         node.controller
-            .durable_done(result, std::time::Duration::from_nanos(job.took));
+            .checkpoint_done(result, std::time::Duration::from_nanos(job.took));
         node.controller.check_invariants();
-        self.trace.ev(now, "durable", [failed as u64, 0, 0, 0]);
+        self.trace.ev(now, "checkpoint", [failed as u64, 0, 0, 0]);
         self.restart_if_latched(failed, now);
     }
 
@@ -148,29 +191,40 @@ impl World {
         }
         let node = self.node.as_mut().expect("a node is running");
         let open = node.cycle_open.take().expect("a cycle is open");
-        node.sync.settle_index(node.durable_job.is_some());
+        let crash = match self.crash_plan.armed {
+            Some((plan, _)) if plan.point == CrashPoint::AfterLogWrite => {
+                Some(BatchCrash::AfterLogWrite)
+            }
+            Some((plan, _)) if plan.point == CrashPoint::AfterFlush => Some(BatchCrash::AfterFlush),
+            _ => None,
+        };
         let mut io = CtlIo {
             disk: &mut self.disk,
+            store: &self.store,
             rng: &mut self.rng,
             now,
             spent_ns: 0,
             disk_latency_ns: self.opts.disk_latency_ns,
             sync_fail: faults.sync_fail,
             failed: &mut self.latched,
-            background: self.opts.durable_in_background,
-            durable_begun: false,
+            checkpoint_begun: false,
+            log_written: false,
+            crash,
+            crash_struck: false,
             sync: &mut node.sync,
         };
         node.controller.finish_cycle(&mut io);
-        if io.durable_begun {
-            // The index's sync on the driver's sync thread (two fdatasyncs): the controller
-            // thread goes on meanwhile.
-            let took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0)
-                + ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
-            node.durable_job = Some(DurableJob {
-                due: now + io.spent_ns + took,
-                took,
-            });
+        assert!(!io.checkpoint_begun, "checkpoints begin between cycles");
+        let (crash_struck, log_written) = (io.crash_struck, io.log_written);
+        if crash_struck {
+            let (plan, _) = self.crash_plan.armed.take().expect("the armed crash point");
+            self.trace.note(now, &format!("crash inside a batch: {:?}", plan.point));
+            return self.crash(plan.kind);
+        }
+        if log_written && node.controller.is_failed() {
+            // The batch's record may be durable (or replayed from the page cache after a
+            // process crash) though its PUTs and DELETEs are answered 500: they may happen.
+            self.durable_failed = true;
         }
         // Its fdatasync takes the disk's latency: the controller thread takes nothing else
         // meanwhile.
@@ -215,6 +269,7 @@ impl World {
                 return self.crash(plan.kind);
             }
         }
+        self.poll_checkpoint();
         self.hand_out_replies();
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! The simulated controller's driver (`ControllerIo`): the fake disk's fdatasync on a modelled
 //! `data-sync` thread (a sync begun in one step completes after the disk's latency, possibly
 //! failing with an injected fault, and its result is waited for later, or only by the next
-//! sync when nobody waited), and the engine's scrub over the fake disk.
+//! sync when nobody waited), the log record's write into the disk's log region, the start of a
+//! checkpoint (the world runs it as a `CheckpointJob`), the crash points inside a batch
+//! ([`BatchCrash`]), and the engine's scrub over the fake disk.
 //!
 //! Borrows the disk, the world's random generator and latch flag for one cycle (`CtlIo`); the
 //! node owns the sync thread's state (`SimSyncThread`) and the scrub (`SimScrub`). Which sync
@@ -20,15 +22,16 @@
 use std::time::Duration;
 
 use engine::controller::{
-    Controller, ControllerIo, DataFinish, IndexDurability, Scrub, ScrubOutcome, SyncError, Syncer,
+    Controller, ControllerIo, DataFinish, Scrub, ScrubOutcome, SyncError, Syncer,
 };
 use engine::Instant;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use crate::fake::disk::Disk;
+use crate::fake::log_region;
 use crate::fake::ring;
-use crate::store::SimStore;
+use crate::store::{SimStore, StoreFiles};
 
 /// Virtual time between two scrubbed blocks.
 pub const SCRUB_INTERVAL: Duration = Duration::from_millis(2);
@@ -45,13 +48,6 @@ pub struct SimSyncThread {
 }
 
 impl SimSyncThread {
-    /// The index's background sync ended (the world reports it to the controller).
-    pub fn settle_index(&mut self, index_sync_pending: bool) {
-        if self.state.index_in_flight() && !index_sync_pending {
-            self.state.index_done();
-        }
-    }
-
     /// The latch oracle, after a controller turn: a controller that was told that a data sync
     /// failed has latched (and so answers every later write with an error).
     pub fn check_latch(&self, controller_failed: bool) -> Result<(), String> {
@@ -66,9 +62,22 @@ impl SimSyncThread {
     }
 }
 
-/// The controller's driver for one cycle.
+/// A crash point of the batch's second half that this driver strikes (the world crashes
+/// right after `finish_cycle`, before any reply leaves, so the latch it causes dies with the
+/// node).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum BatchCrash {
+    /// The batch's record is written (in the page cache), its flush never begins: `sync_data`
+    /// fails without syncing.
+    AfterLogWrite,
+    /// The flush returned, the index commit never happens: the commit fails.
+    AfterFlush,
+}
+
+/// The controller's driver for one cycle (or one `poll_checkpoint`).
 pub(super) struct CtlIo<'a> {
     pub(crate) disk: &'a mut Disk,
+    pub(crate) store: &'a StoreFiles,
     pub(crate) rng: &'a mut ChaCha8Rng,
     pub(crate) now: u64,
     /// Virtual time spent in this cycle so far (syncs take the disk's latency).
@@ -76,9 +85,14 @@ pub(super) struct CtlIo<'a> {
     pub(crate) disk_latency_ns: (u64, u64),
     pub(crate) sync_fail: f64,
     pub(crate) failed: &'a mut bool,
-    pub(crate) background: bool,
-    /// `begin_durable` was called.
-    pub(crate) durable_begun: bool,
+    /// `begin_checkpoint` was called.
+    pub(crate) checkpoint_begun: bool,
+    /// `write_log` was called (a record of this batch is in the page cache).
+    pub(crate) log_written: bool,
+    /// The armed batch crash point, if any; taken when it strikes.
+    pub(crate) crash: Option<BatchCrash>,
+    /// The armed crash point struck in this cycle.
+    pub(crate) crash_struck: bool,
     pub(crate) sync: &'a mut SimSyncThread,
 }
 
@@ -121,21 +135,6 @@ impl CtlIo<'_> {
 }
 
 impl ControllerIo for CtlIo<'_> {
-    fn index_durability(&self) -> IndexDurability {
-        if self.background {
-            IndexDurability::InBackground
-        } else {
-            IndexDurability::InCycle
-        }
-    }
-
-    fn begin_durable(&mut self) {
-        assert!(!self.durable_begun, "one durable batch at a time");
-        self.durable_begun = true;
-        self.wait_data();
-        self.sync.state.begin_index();
-    }
-
     fn begin_sync_data(&mut self) {
         self.wait_data();
         self.sync.state.begin_data();
@@ -144,6 +143,12 @@ impl ControllerIo for CtlIo<'_> {
     }
 
     fn sync_data(&mut self) -> Result<(), SyncError> {
+        if self.log_written && self.crash == Some(BatchCrash::AfterLogWrite) {
+            // The process dies before the flush: the record stays in the page cache only.
+            self.crash = None;
+            self.crash_struck = true;
+            return Err(SyncError::Stopped);
+        }
         self.wait_data();
         let result = match self.sync.state.finish_data() {
             DataFinish::Report(result) => result,
@@ -155,7 +160,24 @@ impl ControllerIo for CtlIo<'_> {
             }
         };
         self.sync.failure_reported |= result.is_err();
+        if result.is_ok() && self.log_written && self.crash == Some(BatchCrash::AfterFlush) {
+            // The process dies between the flush and the index commit.
+            self.crash = None;
+            self.crash_struck = true;
+            self.store.fail_next_commit();
+        }
         result
+    }
+
+    fn write_log(&mut self, sector: u64, bytes: &[u8]) -> Result<(), SyncError> {
+        log_region::write_log(self.disk, sector, bytes);
+        self.log_written = true;
+        Ok(())
+    }
+
+    fn begin_checkpoint(&mut self) {
+        assert!(!self.checkpoint_begun, "one checkpoint at a time");
+        self.checkpoint_begun = true;
     }
 
     fn now(&mut self) -> Instant {

@@ -15,10 +15,10 @@ pub struct Knobs {
     pub hold_reads: bool,
     /// Park every WriteAt until `World::release_held`.
     pub hold_writes: bool,
-    /// A batch's background durability job does not finish while set.
-    pub hold_durable: bool,
-    /// The next background durability job fails.
-    pub fail_next_durable: bool,
+    /// A checkpoint in flight does not finish while set.
+    pub hold_checkpoint: bool,
+    /// The next checkpoint fails.
+    pub fail_next_checkpoint: bool,
     /// Restart the node when its controller latches failed (off in scripted tests).
     pub restart_on_latch: bool,
     /// Scheduler steps without progress before the run fails as a livelock (a test lowers it
@@ -32,8 +32,8 @@ impl Default for Knobs {
             time_limit: None,
             hold_reads: false,
             hold_writes: false,
-            hold_durable: false,
-            fail_next_durable: false,
+            hold_checkpoint: false,
+            fail_next_checkpoint: false,
             restart_on_latch: true,
             watchdog_steps: super::watchdog::STEPS_WITHOUT_PROGRESS_MAX,
         }

@@ -23,7 +23,7 @@ use crate::options::{CrashKind, CrashPlan, CrashPoint};
 use crate::oracle::store;
 use crate::store::{SimStore, SimView};
 
-use super::controller::{DurableJob, OpenCycle};
+use super::controller::{CheckpointJob, OpenCycle};
 use super::controller_io::{SimScrub, SimSyncThread};
 use super::recovery::Replay;
 use super::World;
@@ -51,9 +51,8 @@ pub struct Node {
     /// run on (and may read the addresses they got) while the controller thread does the
     /// batch's write transaction, fdatasync and commit — the server's order.
     pub(super) cycle_open: Option<OpenCycle>,
-    /// A committed batch whose index the driver is making durable in the background
-    /// (`ControllerIo::begin_durable`): done at `due`.
-    pub(super) durable_job: Option<DurableJob>,
+    /// The checkpoint in flight (`ControllerIo::begin_checkpoint`): done at `due`.
+    pub(super) checkpoint_job: Option<CheckpointJob>,
     /// The data-sync thread (`controller_io`).
     pub(super) sync: SimSyncThread,
     /// The engine's scrub over the fake disk, one block after a cycle when due.
@@ -100,7 +99,7 @@ impl World {
                 .store
                 .open()
                 .map_err(|e| Failure::Correctness(format!("opening the store failed: {e}")))?;
-            let _run_id = match self.replay_log(&mut store)? {
+            let run_id = match self.replay_log(&mut store)? {
                 Replay::Done { run_id } => run_id,
                 Replay::Crashed(kind) => {
                     drop(store);
@@ -108,7 +107,7 @@ impl World {
                     continue;
                 }
             };
-            let controller = Controller::open(store, self.opts.controller_config())
+            let controller = Controller::open(store, self.opts.controller_config(run_id))
                 .map_err(|e| Failure::Correctness(format!("recovery failed: {e}")))?;
             self.trace.ev(
                 self.clock.now(),
@@ -151,7 +150,7 @@ impl World {
                 occupies_waiting: 0,
                 outbox_blocked: false,
                 cycle_open: None,
-                durable_job: None,
+                checkpoint_job: None,
                 sync: SimSyncThread::default(),
                 scrub: SimScrub::default(),
             });

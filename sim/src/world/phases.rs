@@ -76,7 +76,7 @@ impl World {
         let controller_idle = c.inbox_len() == 0
             && c.outbox_len() == 0
             && c.poll_timeout().is_none()
-            && node.durable_job.is_none();
+            && node.checkpoint_job.is_none();
         controller_idle
             && node.workers.iter().all(|wb| {
                 wb.to_controller.is_empty()
@@ -140,7 +140,7 @@ impl World {
             }) && node.controller.inbox_len() == 0
                 && node.controller.outbox_len() == 0
                 && node.cycle_open.is_none()
-                && node.durable_job.is_none()
+                && node.checkpoint_job.is_none()
         })?;
         let node = self.node.take().expect("a node is running");
         // A data sync nobody waited for dies with the process (the next start syncs anyway).

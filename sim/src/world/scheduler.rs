@@ -83,14 +83,14 @@ impl World {
             self.sched.last_now = self.clock.now();
             self.sched.instant_steps = 0;
         }
-        // In the last step a read reported stored a block whose PUT is unanswered, while a
-        // batch is being made durable in the background.
-        let sighting = std::mem::take(&mut self.model.read_before_ack)
-            && self.node.as_ref().is_some_and(|n| n.durable_job.is_some());
+        // In the last step a read reported stored a block whose PUT is unanswered.
+        let sighting = std::mem::take(&mut self.model.read_before_ack);
+        let checkpointing = self.node.as_ref().is_some_and(|n| n.checkpoint_job.is_some());
         if let Some((plan, armed_at)) = self.crash_plan.armed {
             let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
             let due = plan.point == CrashPoint::Anywhere
-                || (plan.point == CrashPoint::AfterReadBeforeAck && sighting);
+                || (plan.point == CrashPoint::AfterReadBeforeAck && sighting)
+                || (plan.point == CrashPoint::DuringCheckpoint && checkpointing);
             if due || overdue || self.node.is_none() {
                 self.crash_plan.armed = None;
                 self.crash(plan.kind)?;
@@ -238,7 +238,7 @@ impl World {
             if node.cycle_open.is_some() {
                 controller_ready = true;
             }
-            if let Some(job) = self.durable_job() {
+            if let Some(job) = self.checkpoint_job() {
                 if job.due <= now {
                     controller_ready = true;
                 } else {

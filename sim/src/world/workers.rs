@@ -108,13 +108,13 @@ impl World {
         let now = self.clock.now();
         let faults = self.faults();
         let node = self.node.as_mut().expect("a node is running");
-        // The server's watchdog, over what this world can see: the index's flush in flight
+        // The server's watchdog, over what this world can see: the checkpoint in flight
         // (held or slow), the workers' oldest waits, a latched controller.
         let observations = Observations {
             now: Instant(now),
             controller_beat: None,
             sync_since: node
-                .durable_job
+                .checkpoint_job
                 .map(|j| Instant(j.due.saturating_sub(j.took))),
             oldest_wait_since: node
                 .workers
