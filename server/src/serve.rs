@@ -58,11 +58,18 @@ pub fn run(config: ServeConfig) -> Result<()> {
     refuse_taken_port(config.listen)?;
     crate::sigbus::install(&config.data_dir);
     datafile::sync_before_open(&config.data_dir)?;
+    let wanted = store::Wanted {
+        capacity_bytes: config.capacity_bytes,
+        log_bytes: config.log_bytes,
+        map_size_bytes: config.map_size,
+    };
     let Opened {
         store,
         data,
         header,
-    } = store::open_for_serving(&config.data_dir, config.capacity_bytes, config.map_size)?;
+        layout: _,
+        run_id: _,
+    } = store::open_for_serving(&config.data_dir, wanted)?;
     let controller = Controller::open(
         store,
         ControllerConfig {
