@@ -26,8 +26,8 @@ pub struct Bugs {
     pub truncate_listing: bool,
     /// Report the blocks' slot bytes as `data_bytes` (the sum of block lengths) in `/stats`.
     pub miscount_data_bytes: bool,
-    /// Let views show a batch's blocks once it is committed, before it is durable (the
-    /// background index sync still running): a GET may report a block a power loss then takes.
+    /// Commit (and publish to the views) a batch before its flush, not after: when the flush
+    /// fails, a GET may report a block a power loss then takes.
     pub show_before_durable: bool,
     /// Accept a bearer token that is only a prefix of the right one (the comparison stops at
     /// the given token's length).
@@ -41,6 +41,12 @@ pub struct Bugs {
     /// received: the upload resumes only when more arrive, so a client that sent its whole
     /// body waits for its request timeout (a 408 the client did not cause).
     pub stall_stream_after_write: bool,
+    /// Full durability: begin the data file's flush before the batch's log record is written,
+    /// and acknowledge when that flush returns (it does not cover the record).
+    pub ack_before_log_durable: bool,
+    /// Free log space when a checkpoint is *requested*, not when it returns: a power loss
+    /// during the checkpoint replays over overwritten records.
+    pub reuse_log_before_checkpoint: bool,
 }
 
 impl Bugs {
@@ -59,6 +65,8 @@ impl Bugs {
         head_limit_exclusive: false,
         short_read_fails: false,
         stall_stream_after_write: false,
+        ack_before_log_durable: false,
+        reuse_log_before_checkpoint: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -102,5 +110,11 @@ impl Bugs {
     }
     pub fn stall_stream_after_write(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.stall_stream_after_write
+    }
+    pub fn ack_before_log_durable(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.ack_before_log_durable
+    }
+    pub fn reuse_log_before_checkpoint(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.reuse_log_before_checkpoint
     }
 }

@@ -1,6 +1,6 @@
 //! The write phase of a cycle: one transaction for release -> allocate -> occupy -> return,
-//! made durable as `DurabilityPolicy::plan` says, then committed; replies queued (or held
-//! until the index's background sync).
+//! made durable as `DurabilityPolicy::plan` says (full: one log record and one flush of the
+//! data file), then committed; replies queued.
 //!
 //! Invariants: a failed batch commits nothing and undoes every in-memory change it made
 //! (`Undo`), so the books match the committed state; freed slots go back to the allocator
@@ -10,11 +10,12 @@
 use crate::buddy::Slot;
 use crate::message::{ErrorCode, ToController, ToWorker, WorkerId};
 use crate::meta::{Header, MetaError, MetaStore, MetaTxn};
+use crate::wal::LogOp;
 
 use super::ops::{BatchCtx, Counts};
 use super::{
-    is_promise, BatchContent, Commit, Controller, ControllerIo, DataSync, Durability,
-    DurabilityPolicy, LatchCause, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
+    BatchContent, Commit, Controller, ControllerIo, DataSync, Durability, DurabilityPolicy,
+    LatchCause, Logging, SyncError, RELAXED_SYNC_INTERVAL, WORKERS_MAX,
 };
 
 /// Why a batch's write transaction failed: nothing of it was committed. Displayed as before
@@ -37,6 +38,10 @@ pub enum BatchError {
     Header(MetaError),
     #[error("commit: {0}")]
     Commit(MetaError),
+    #[error("log state: {0}")]
+    LogState(MetaError),
+    #[error("write of the log record: {0}")]
+    LogWrite(SyncError),
     #[error("fdatasync of the data file: {0}")]
     DataSync(SyncError),
 }
@@ -48,10 +53,13 @@ pub(super) struct Pending {
     pub(super) free_after_commit: Vec<Slot>,
     /// Slots to quarantine once committed (releases).
     pub(super) quarantine_after_commit: Vec<Slot>,
-    /// The batch stored a new block (its data must be durable before the commit in full mode).
-    pub(super) needs_sync: bool,
-    /// How the batch was committed (durably now, later in the background, or not).
+    /// The stored blocks and deletions a client is promised, in batch order: the log record.
+    pub(super) log_ops: Vec<LogOp>,
+    /// How the batch was committed.
     pub(super) commit: Commit,
+    /// The `show_before_durable` bug committed the batch before its flush, which then failed:
+    /// the commit stands, the promises become I/O errors.
+    pub(super) committed_before_failed_flush: bool,
     /// An allocate request of the batch was granted fewer slots than it asked for.
     pub(super) short: bool,
     /// In-memory changes made before the commit, undone if the batch fails.
@@ -69,10 +77,6 @@ pub(super) enum Undo {
 impl<M: MetaStore> Controller<M> {
     /// Steps 6-10: one write transaction, durable data, commit, replies.
     pub(super) fn write_batch(&mut self, batch: &[ToController], io: &mut impl ControllerIo) {
-        assert!(
-            self.awaiting_durable.is_none(),
-            "no write commits over a batch in flight"
-        );
         debug_assert!(batch.len() <= super::BATCH_MESSAGES_MAX);
         if self.failed.is_some() {
             self.fail_writes(batch);
@@ -82,25 +86,29 @@ impl<M: MetaStore> Controller<M> {
             replies: Vec::new(),
             free_after_commit: Vec::new(),
             quarantine_after_commit: Vec::new(),
-            needs_sync: false,
+            log_ops: Vec::new(),
             commit: Commit::NonDurable,
+            committed_before_failed_flush: false,
             short: false,
             undo: Vec::new(),
         };
         match self.apply_in_txn(batch, &mut pending, io) {
-            Ok(()) if pending.commit == Commit::DurableInBackground => {
-                // Committed, not yet durable: what may be done now is done (freed slots
-                // are free, released ones wait in `undurable`, slots handed to pools go out:
-                // reservations are never promised). The answers to PUTs and DELETEs wait.
-                let (held, now): (Vec<_>, Vec<_>) = std::mem::take(&mut pending.replies)
-                    .into_iter()
-                    .partition(|(_, r)| is_promise(r));
-                pending.replies = now;
-                self.finish_commit(pending);
-                self.awaiting_durable = Some(held);
-                io.begin_durable();
-            }
             Ok(()) => self.finish_commit(pending),
+            Err(e) if pending.committed_before_failed_flush => {
+                // The bug's order: committed and visible, never made durable.
+                for (_, reply) in &mut pending.replies {
+                    if let ToWorker::Occupied { request, .. } | ToWorker::Released { request, .. } =
+                        *reply
+                    {
+                        *reply = ToWorker::Error {
+                            request,
+                            code: ErrorCode::Io,
+                        };
+                    }
+                }
+                self.finish_commit(pending);
+                self.latch(LatchCause::Batch(e));
+            }
             Err(e) => {
                 // Nothing was committed: the allocator and the reservations go back to the
                 // committed state, or the books (and the next cycle's check) would be wrong.
@@ -141,13 +149,16 @@ impl<M: MetaStore> Controller<M> {
         let seq = self.header.commit_seq + 1;
         let policy = DurabilityPolicy {
             mode: self.config.durability,
-            index: io.index_durability(),
             ack_before_durable: self.config.bugs.ack_before_durable(),
+            ack_before_log_durable: self.config.bugs.ack_before_log_durable(),
         };
-        let occupies = batch
-            .iter()
-            .any(|m| matches!(m, ToController::Occupy { .. }));
-        if policy.begins_data_sync(occupies) {
+        let promises = batch.iter().any(|m| {
+            matches!(
+                m,
+                ToController::Occupy { .. } | ToController::Release { .. }
+            )
+        });
+        if policy.begins_data_sync(promises) {
             io.begin_sync_data();
         }
         let mut txn = self.store.begin().map_err(BatchError::Begin)?;
@@ -223,7 +234,10 @@ impl<M: MetaStore> Controller<M> {
         };
         txn.set_header(&header).map_err(BatchError::Header)?;
         let content = BatchContent {
-            stored: pending.needs_sync,
+            stored: pending
+                .log_ops
+                .iter()
+                .any(|op| matches!(op, LogOp::Occupy { .. })),
             released: !pending.quarantine_after_commit.is_empty(),
             short_while_undurable: pending.short && !self.undurable.is_empty(),
         };
@@ -231,13 +245,34 @@ impl<M: MetaStore> Controller<M> {
         let due =
             self.durable_commit_due || before >= self.last_durable_commit + RELAXED_SYNC_INTERVAL;
         let plan = policy.plan(content, due);
-        // The data first, in either way: a commit, even a non-durable one, may become durable
-        // at any later sync of the index (libmdbx syncs at open and close too), so it must
-        // never point at data that is not durable.
-        let t0 = if plan.data_sync == DataSync::ForStoredBlocks {
+        if plan.logging == Logging::Record {
+            let ops = std::mem::take(&mut pending.log_ops);
+            self.log.write_record(&mut txn, &ops, seq, io)?;
+            self.stats.log_records_written += 1;
+        }
+        pending.commit = plan.commit;
+        let early =
+            plan.data_sync == DataSync::ForLogRecord && self.config.bugs.show_before_durable();
+        let mut txn = Some(txn);
+        if early {
+            // The bug: committed (and, in `finish_commit`, published) before the flush.
+            let txn = txn.take().expect("not committed yet");
+            txn.commit(false).map_err(BatchError::Commit)?;
+        }
+        // The data first: a commit, even a non-durable one, may become durable at any later
+        // sync of the index (a checkpoint; libmdbx syncs at open and close too), so it must
+        // never point at data or a record that is not durable.
+        let t0 = if plan.data_sync == DataSync::ForLogRecord {
             let synced = io.sync_data();
             if !(self.config.bugs.ack_after_failed_sync() && synced.is_err()) {
-                synced.map_err(BatchError::DataSync)?;
+                if let Err(e) = synced {
+                    if early {
+                        drop(txn);
+                        pending.committed_before_failed_flush = true;
+                        self.committed(header, &counts);
+                    }
+                    return Err(BatchError::DataSync(e));
+                }
             }
             let ns = io.now().saturating_since(before).as_nanos() as u64;
             self.stats.last_sync_ns = ns;
@@ -255,20 +290,29 @@ impl<M: MetaStore> Controller<M> {
             self.last_durable_commit = t0;
             self.durable_commit_due = false;
         }
-        // In the background: the index's sync, after this commit (its data is durable above).
-        pending.commit = plan.commit;
-        txn.commit(plan.commit == Commit::Durable)
-            .map_err(BatchError::Commit)?;
+        if let Some(txn) = txn.take() {
+            txn.commit(plan.commit == Commit::Durable)
+                .map_err(BatchError::Commit)?;
+        }
+        drop(txn);
+        if plan.logging == Logging::Record {
+            self.log.record_committed();
+        }
         let ns = io.now().saturating_since(t0).as_nanos() as u64;
         self.stats.last_commit_ns = ns;
         self.stats.max_commit_ns = self.stats.max_commit_ns.max(ns);
         self.stats.total_commit_ns += ns;
+        self.committed(header, &counts);
+        Ok(())
+    }
+
+    /// The books after a commit: the header and the figures.
+    fn committed(&mut self, header: Header, counts: &Counts) {
         self.stats.commits += 1;
         self.header = header;
         self.stats.blocks = (self.stats.blocks + counts.blocks_added) - counts.blocks_removed;
         self.stats.used_bytes = (self.stats.used_bytes + counts.used_added) - counts.used_removed;
         self.stats.data_bytes = (self.stats.data_bytes + counts.data_added) - counts.data_removed;
-        Ok(())
     }
 
     pub(super) fn finish_commit(&mut self, pending: Pending) {
@@ -277,15 +321,20 @@ impl<M: MetaStore> Controller<M> {
             "a latched controller commits nothing"
         );
         assert!(
-            pending.commit != Commit::DurableInBackground || self.awaiting_durable.is_none(),
-            "one batch made durable in the background at a time"
+            pending.log_ops.is_empty()
+                || self.config.durability == Durability::Relaxed
+                || self.config.bugs.ack_before_durable(),
+            "a promise went unlogged"
         );
         for slot in pending.free_after_commit {
             self.allocator
                 .free(slot)
                 .expect("a committed duplicate or return was allocated");
         }
-        if pending.commit == Commit::Durable {
+        // Full mode: a release is durable once its record's flush returned.
+        let durable =
+            pending.commit == Commit::Durable || self.config.durability == Durability::Full;
+        if durable {
             self.quarantine.extend(self.undurable.drain(..));
         }
         // The batch just committed released these: views of this version no longer have them.
@@ -295,20 +344,16 @@ impl<M: MetaStore> Controller<M> {
                 self.allocator
                     .free(slot)
                     .expect("released slot was allocated");
-            } else if pending.commit == Commit::Durable {
+            } else if durable {
                 self.quarantine.push_back((released_by, slot));
             } else {
                 self.undurable.push((released_by, slot));
             }
         }
-        // Durable (or relaxed, which promises no power-loss durability): views may show it.
-        // Before the replies, so a GET after a 201 on the same connection finds the block.
-        if pending.commit == Commit::Durable
-            || self.config.durability == Durability::Relaxed
-            || self.config.bugs.show_before_durable()
-        {
-            self.store.publish_durable(self.header.commit_seq);
-        }
+        // Full mode: every commit is over a durable record and durable data; relaxed promises
+        // no power-loss durability. Views may show it, before the replies, so a GET after a
+        // 201 on the same connection finds the block.
+        self.store.publish_durable(self.header.commit_seq);
         self.want_horizons();
         for (worker, reply) in pending.replies {
             self.outbox[worker as usize].push_back(reply);

@@ -1,14 +1,12 @@
 //! What the controller needs from its driver besides the store: the data file's sync, the
-//! index's background sync, and a clock reading for figures.
+//! log region's writes, the index's checkpoints, and a clock reading.
 //!
 //! Owns no state. The driver implements [`ControllerIo`] (the server over a real file and a
 //! `data-sync` thread, the simulator over its fake disk); the engine must never call an OS
 //! function here itself. Invariant the driver keeps: at most one data sync and at most one
-//! index sync in flight.
+//! checkpoint in flight, on different threads.
 
 use crate::clock::Instant;
-
-use super::durability::IndexDurability;
 
 /// Why a sync of the data file or of the index failed. The controller latches on any of them
 /// (a failed fsync is never retried).
@@ -30,28 +28,27 @@ impl From<String> for SyncError {
 
 /// What the controller needs from its driver besides the store.
 pub trait ControllerIo {
-    /// Make every completed write to the data file durable (fdatasync). After
-    /// [`ControllerIo::begin_sync_data`], waits for that sync instead (its result).
+    /// Make every completed write to the data file durable (fdatasync), the log region
+    /// included. After [`ControllerIo::begin_sync_data`], waits for that sync instead (its
+    /// result).
     fn sync_data(&mut self) -> Result<(), SyncError>;
-    /// Start making every write completed so far durable, in the background, so that the sync
-    /// overlaps the batch's index work; `sync_data` then waits for it. A driver that cannot
-    /// sync in the background does nothing here (and syncs in `sync_data`).
+    /// Start making every write completed so far durable, in the background; `sync_data` then
+    /// waits for it. A driver that cannot sync in the background does nothing here (and syncs
+    /// in `sync_data`). Full durability never calls it (the flush must cover the batch's log
+    /// record, written after the batch's index work); relaxed mode's durable commit and the
+    /// `ack_before_log_durable` bug do.
     fn begin_sync_data(&mut self) {}
-    /// Where this driver makes the index durable. [`IndexDurability::InBackground`]: a
-    /// full-durability batch, once its data is durable (`sync_data`), is committed non-durably
-    /// (visible, and it survives a process crash), its answers to PUTs and DELETEs are held,
-    /// and the controller goes on answering reads while the driver syncs the index
-    /// (`begin_durable`); it commits nothing more until [`super::Controller::durable_done`].
-    fn index_durability(&self) -> IndexDurability {
-        IndexDurability::InCycle
-    }
-    /// Starts making the index's last commit durable, in the background; the driver then
-    /// calls [`super::Controller::durable_done`] with the outcome. Only called when
-    /// `index_durability` is `InBackground`, and never while an earlier one is pending.
-    fn begin_durable(&mut self) {
-        unreachable!("begin_durable on a driver that does not sync in the background");
-    }
-    /// The current time: for latency figures, and for the relaxed mode's once-a-interval
-    /// durable commit (`RELAXED_SYNC_INTERVAL`).
+    /// Writes whole 4 KiB sectors of the log region (`bytes.len()` is a multiple of 4096) from
+    /// `sector` on: at `capacity_bytes + sector * 4096` of the data file. No sync: the batch's
+    /// `sync_data` that follows covers it.
+    fn write_log(&mut self, sector: u64, bytes: &[u8]) -> Result<(), SyncError>;
+    /// Starts a checkpoint: make the index's newest commit durable, on another thread than the
+    /// data sync's (the controller's write transaction holds the index's writer lock while it
+    /// waits for the batch's flush). When it ends, the driver calls
+    /// [`super::Controller::checkpoint_done`] between cycles. Never called while one is in
+    /// flight; commits go on meanwhile.
+    fn begin_checkpoint(&mut self);
+    /// The current time: for latency figures, the relaxed mode's once-a-interval durable
+    /// commit (`RELAXED_SYNC_INTERVAL`) and the checkpoint interval.
     fn now(&mut self) -> Instant;
 }

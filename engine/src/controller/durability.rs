@@ -1,27 +1,31 @@
-//! Durability: the modes, the pure plan that decides how a batch is made durable, the latch,
-//! and the outcome of the index's background sync.
+//! Durability: the modes, the pure plan that decides how a batch is made durable, and the
+//! latch.
 //!
 //! Owns the decision, not the I/O: [`DurabilityPolicy::plan`] is a pure function of the mode,
-//! the driver's capability, the batch's content and whether a periodic durable commit is due;
+//! the bug switches, the batch's content and whether a periodic durable commit is due;
 //! `Controller::apply_in_txn` (batch.rs) follows the plan step by step. Must never sync, commit
 //! or read a clock itself.
 //!
+//! Full durability (issue 18): a batch that promises something (a stored block, a deletion) is
+//! written as one record into the log region of the data file, and ONE flush of the data file
+//! makes its blocks and its record durable; the index is then committed non-durably and made
+//! durable later by a checkpoint (`log.rs`). Relaxed: no record, no flush per batch, a durable
+//! commit (data file synced first) once per [`RELAXED_SYNC_INTERVAL`].
+//!
 //! Invariants of every plan (checked by `CommitPlan::check` and the tests below):
-//! - a durable index never points at data that is not durable: a durable commit in relaxed mode
-//!   syncs the data file first, and in full mode the data of stored blocks is synced first;
-//! - in full mode (without the `ack_before_durable` bug) a batch that promises something (a
-//!   stored block, a deletion) is made durable before its answers go out;
-//! - answers wait for the index's background sync exactly when the commit is made durable in
-//!   the background.
+//! - a durable index never points at data that is not durable: a durable commit syncs the data
+//!   file first (relaxed), and full mode never commits durably in a cycle (checkpoints run
+//!   over commits made after their flush);
+//! - in full mode (without the `ack_before_durable` bug) a batch that promises something is
+//!   logged and flushed before it is committed and answered.
 
 use std::time::Duration;
 
-use crate::message::{ErrorCode, ToWorker};
 use crate::meta::MetaStore;
 
 use super::batch::BatchError;
 use super::driver::SyncError;
-use super::{is_promise, Controller, ControllerStats};
+use super::{Controller, ControllerStats};
 
 /// In relaxed mode, the longest time between durable commits (bounds index growth, see
 /// `apply_in_txn`).
@@ -29,7 +33,8 @@ pub const RELAXED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Durability {
-    /// fdatasync of the data file and a durable commit before any PUT is acknowledged.
+    /// One fdatasync of the data file (blocks and log record) before any PUT or DELETE is
+    /// acknowledged.
     Full,
     /// No fsync: survives a process crash, not power loss.
     Relaxed,
@@ -44,24 +49,17 @@ impl Durability {
     }
 }
 
-/// Where the driver makes the index durable ([`super::ControllerIo::index_durability`]).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum IndexDurability {
-    /// A durable commit syncs the index on the controller's thread, inside the cycle.
-    InCycle,
-    /// The driver syncs the index after a non-durable commit on another thread
-    /// (`begin_durable`, then [`Controller::durable_done`]).
-    InBackground,
-}
-
-/// Everything the durability decision depends on except the batch: fixed for a run (the bug
-/// switch) or for a cycle (the driver's capability).
+/// Everything the durability decision depends on except the batch: fixed for a run (the mode
+/// and the bug switches).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct DurabilityPolicy {
     pub mode: Durability,
-    pub index: IndexDurability,
-    /// The known bug (simulator teeth): acknowledge PUTs and DELETEs before they are durable.
+    /// The known bug (simulator teeth): acknowledge PUTs and DELETEs with no record and no
+    /// flush at all.
     pub ack_before_durable: bool,
+    /// The known bug: begin the data file's flush before the batch's record is written, and
+    /// acknowledge when that flush returns (it does not cover the record).
+    pub ack_before_log_durable: bool,
 }
 
 /// What a batch's write transaction did, as far as durability cares.
@@ -80,9 +78,9 @@ pub struct BatchContent {
 pub enum DataSync {
     /// No sync.
     None,
-    /// Full mode: the stored blocks' bytes must be durable before the index says they are
-    /// stored. Timed as the batch's sync (`last_sync_ns`), before the commit's clock starts.
-    ForStoredBlocks,
+    /// Full mode: the one flush, covering the stored blocks' bytes and the batch's log
+    /// record. Timed as the batch's sync (`last_sync_ns`), before the commit's clock starts.
+    ForLogRecord,
     /// Relaxed mode's periodic durable commit: the durable index must not point at data that
     /// is not durable. Part of the commit's time.
     ForDurableIndex,
@@ -91,83 +89,89 @@ pub enum DataSync {
 /// How the transaction is committed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Commit {
-    /// Visible, survives a process crash, not a power loss.
+    /// Visible, survives a process crash; a power loss rolls it back to the last durable
+    /// commit (full mode: the log replays it).
     NonDurable,
     /// Durable when the commit returns.
     Durable,
-    /// Committed non-durably; the driver then makes it durable in the background
-    /// (`begin_durable`), and no further write commits until [`Controller::durable_done`].
-    DurableInBackground,
 }
 
 impl Commit {
-    /// The commit will be durable (now or after the background sync).
     pub fn is_durable(self) -> bool {
-        !matches!(self, Commit::NonDurable)
+        self == Commit::Durable
     }
 }
 
-/// When the answers that promise something (a PUT's `Occupied`, a DELETE's `Released`) go out.
+/// Whether the batch writes a log record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Answers {
-    /// With the commit.
-    AtCommit,
-    /// Once the index's background sync succeeded (turned into I/O errors if it failed).
-    AfterIndexSync,
+pub enum Logging {
+    None,
+    /// One record of the batch's stored blocks and deletions, before the flush.
+    Record,
 }
 
-/// How one batch is made durable: the cycle follows it in this order (data sync, commit,
-/// answers).
+/// How one batch is made durable: the cycle follows it in this order (record, data sync,
+/// commit, answers).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CommitPlan {
+    pub logging: Logging,
     pub data_sync: DataSync,
     pub commit: Commit,
-    pub answers: Answers,
 }
 
 impl DurabilityPolicy {
-    /// Whether to start the data file's sync in the background before the transaction: every
-    /// `Occupy` of the batch was sent after its data write completed, so a sync started now
-    /// covers them all while the controller does the index work.
-    pub fn begins_data_sync(&self, occupies: bool) -> bool {
-        self.mode == Durability::Full && occupies && !self.ack_before_durable
+    /// Whether to begin the data file's flush before the transaction. Only the
+    /// `ack_before_log_durable` bug does, in full mode: a flush begun before the record is
+    /// written does not cover it.
+    pub fn begins_data_sync(&self, promises: bool) -> bool {
+        self.mode == Durability::Full
+            && promises
+            && self.ack_before_log_durable
+            && !self.ack_before_durable
     }
 
-    /// The plan for a batch with this content. `durable_commit_due`: no durable commit since
-    /// `open` in relaxed mode, or none for `RELAXED_SYNC_INTERVAL` (a store may not reuse pages
-    /// freed after its last durable commit, so one commit a second is made durable anyway).
+    /// The plan for a batch with this content. `durable_commit_due` (relaxed mode): no durable
+    /// commit since `open`, or none for `RELAXED_SYNC_INTERVAL` (a store may not reuse pages
+    /// freed after its last durable commit, so one commit a second is made durable anyway;
+    /// full mode's checkpoints do that).
     pub fn plan(&self, content: BatchContent, durable_commit_due: bool) -> CommitPlan {
-        let full = self.mode == Durability::Full;
-        let honest = !self.ack_before_durable;
-        // Only index changes a client was promised (stored blocks, deletions) need a durable
-        // commit; reservations alone return to free at the next start anyway.
-        let promised = content.stored || content.released;
-        let for_promises = full && promised && honest;
-        // Released slots wait for a durable commit (relaxed mode): when space runs short, make
-        // this one durable rather than let PUTs wait up to the interval.
-        let periodic = !for_promises && (durable_commit_due || content.short_while_undurable);
-        let data_sync = if full && content.stored && honest {
-            DataSync::ForStoredBlocks
-        } else if periodic && !full {
-            DataSync::ForDurableIndex
-        } else {
-            DataSync::None
-        };
-        let background =
-            for_promises && full && self.index == IndexDurability::InBackground && honest;
-        let commit = match (for_promises || periodic, background) {
-            (false, _) => Commit::NonDurable,
-            (true, false) => Commit::Durable,
-            (true, true) => Commit::DurableInBackground,
-        };
-        let answers = match commit {
-            Commit::DurableInBackground => Answers::AfterIndexSync,
-            Commit::NonDurable | Commit::Durable => Answers::AtCommit,
-        };
-        let plan = CommitPlan {
-            data_sync,
-            commit,
-            answers,
+        let plan = match self.mode {
+            Durability::Full => {
+                // Only index changes a client was promised (stored blocks, deletions) are
+                // logged; reservations alone return to free at the next start anyway.
+                let promised = content.stored || content.released;
+                if promised && !self.ack_before_durable {
+                    CommitPlan {
+                        logging: Logging::Record,
+                        data_sync: DataSync::ForLogRecord,
+                        commit: Commit::NonDurable,
+                    }
+                } else {
+                    CommitPlan {
+                        logging: Logging::None,
+                        data_sync: DataSync::None,
+                        commit: Commit::NonDurable,
+                    }
+                }
+            }
+            Durability::Relaxed => {
+                // Released slots wait for a durable commit: when space runs short, make this
+                // one durable rather than let PUTs wait up to the interval.
+                let periodic = durable_commit_due || content.short_while_undurable;
+                CommitPlan {
+                    logging: Logging::None,
+                    data_sync: if periodic {
+                        DataSync::ForDurableIndex
+                    } else {
+                        DataSync::None
+                    },
+                    commit: if periodic {
+                        Commit::Durable
+                    } else {
+                        Commit::NonDurable
+                    },
+                }
+            }
         };
         plan.check(self, content);
         plan
@@ -177,25 +181,27 @@ impl DurabilityPolicy {
 impl CommitPlan {
     /// The invariants of the module doc.
     fn check(&self, policy: &DurabilityPolicy, content: BatchContent) {
-        let full = policy.mode == Durability::Full;
-        let honest = !policy.ack_before_durable;
-        if !full {
-            assert_eq!(
-                self.commit.is_durable(),
-                self.data_sync == DataSync::ForDurableIndex,
-                "relaxed: a durable commit syncs the data first, and only it does"
-            );
+        match policy.mode {
+            Durability::Relaxed => {
+                assert_eq!(self.logging, Logging::None, "relaxed: no log records");
+                assert_eq!(
+                    self.commit.is_durable(),
+                    self.data_sync == DataSync::ForDurableIndex,
+                    "relaxed: a durable commit syncs the data first, and only it does"
+                );
+            }
+            Durability::Full => {
+                assert_eq!(self.commit, Commit::NonDurable, "full: checkpoints only");
+                assert_eq!(
+                    self.logging == Logging::Record,
+                    self.data_sync == DataSync::ForLogRecord,
+                    "full: a record is flushed, and only a record needs a flush"
+                );
+                if !policy.ack_before_durable && (content.stored || content.released) {
+                    assert_eq!(self.logging, Logging::Record, "full: promises are logged");
+                }
+            }
         }
-        if full && honest && content.stored {
-            assert_eq!(self.data_sync, DataSync::ForStoredBlocks);
-        }
-        if full && honest && (content.stored || content.released) {
-            assert!(self.commit.is_durable(), "full: promises are made durable");
-        }
-        assert_eq!(
-            self.answers == Answers::AfterIndexSync,
-            self.commit == Commit::DurableInBackground
-        );
     }
 }
 
@@ -205,8 +211,8 @@ impl CommitPlan {
 pub enum LatchCause {
     #[error(transparent)]
     Batch(BatchError),
-    #[error("making a batch durable: {0}")]
-    Durable(SyncError),
+    #[error("checkpoint of the index: {0}")]
+    Checkpoint(SyncError),
 }
 
 /// A latched failure: its cause, and the cause's text (what `failure` reports).
@@ -237,69 +243,20 @@ impl<M: MetaStore> Controller<M> {
     pub(super) fn latch(&mut self, cause: LatchCause) {
         Latched::latch(&mut self.failed, &mut self.stats, cause);
     }
-
-    /// The outcome of `ControllerIo::begin_durable`, and how long it took. On success the
-    /// batch's replies go out and its released slots join the quarantine. On failure the
-    /// controller latches: the batch stays committed (visible, and it survives a process crash,
-    /// not a power loss), but no PUT or DELETE of it is acknowledged: they get I/O errors.
-    pub fn durable_done(&mut self, result: Result<(), impl Into<SyncError>>, took: Duration) {
-        let replies = self
-            .awaiting_durable
-            .take()
-            .expect("durable_done without a batch awaiting durability");
-        assert!(self.writes_pending.is_none(), "durable_done inside a cycle");
-        let ns = took.as_nanos() as u64;
-        self.stats.last_sync_ns = ns;
-        self.stats.total_sync_ns += ns;
-        let ok = match result {
-            Ok(()) => {
-                // Nothing committed since that batch (writes wait): its seq is the header's.
-                self.store.publish_durable(self.header.commit_seq);
-                self.quarantine.extend(self.undurable.drain(..));
-                self.want_horizons();
-                true
-            }
-            Err(e) => {
-                self.latch(LatchCause::Durable(e.into()));
-                false
-            }
-        };
-        for (worker, mut reply) in replies {
-            if !ok {
-                if let ToWorker::Occupied { request, .. } | ToWorker::Released { request, .. } =
-                    reply
-                {
-                    reply = ToWorker::Error {
-                        request,
-                        code: ErrorCode::Io,
-                    };
-                }
-            }
-            assert!(
-                !ok || is_promise(&reply),
-                "only promises wait for durability"
-            );
-            self.outbox[worker as usize].push_back(reply);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FULL_IN_CYCLE: DurabilityPolicy = DurabilityPolicy {
+    const FULL: DurabilityPolicy = DurabilityPolicy {
         mode: Durability::Full,
-        index: IndexDurability::InCycle,
         ack_before_durable: false,
-    };
-    const FULL_IN_BACKGROUND: DurabilityPolicy = DurabilityPolicy {
-        index: IndexDurability::InBackground,
-        ..FULL_IN_CYCLE
+        ack_before_log_durable: false,
     };
     const RELAXED: DurabilityPolicy = DurabilityPolicy {
         mode: Durability::Relaxed,
-        ..FULL_IN_CYCLE
+        ..FULL
     };
     const STORED: BatchContent = BatchContent {
         stored: true,
@@ -317,147 +274,97 @@ mod tests {
         short_while_undurable: false,
     };
 
-    fn plan(data_sync: DataSync, commit: Commit, answers: Answers) -> CommitPlan {
+    fn plan(logging: Logging, data_sync: DataSync, commit: Commit) -> CommitPlan {
         CommitPlan {
+            logging,
             data_sync,
             commit,
-            answers,
         }
     }
 
     #[test]
-    fn full_in_cycle_syncs_stored_data_and_commits_durably() {
-        let p = FULL_IN_CYCLE.plan(STORED, false);
-        let want = plan(
-            DataSync::ForStoredBlocks,
-            Commit::Durable,
-            Answers::AtCommit,
-        );
-        assert_eq!(p, want);
-        let p = FULL_IN_CYCLE.plan(RELEASED, false);
-        assert_eq!(p, plan(DataSync::None, Commit::Durable, Answers::AtCommit));
-    }
-
-    #[test]
-    fn full_in_background_holds_promises_until_the_index_sync() {
-        let p = FULL_IN_BACKGROUND.plan(STORED, false);
-        let want = plan(
-            DataSync::ForStoredBlocks,
-            Commit::DurableInBackground,
-            Answers::AfterIndexSync,
-        );
-        assert_eq!(p, want);
-        let p = FULL_IN_BACKGROUND.plan(RELEASED, true);
-        let want = plan(
-            DataSync::None,
-            Commit::DurableInBackground,
-            Answers::AfterIndexSync,
-        );
-        assert_eq!(p, want);
-    }
-
-    #[test]
-    fn full_grants_alone_commit_non_durably_unless_the_periodic_commit_is_due() {
-        for policy in [FULL_IN_CYCLE, FULL_IN_BACKGROUND] {
-            let p = policy.plan(GRANTS_ONLY, false);
+    fn full_logs_and_flushes_promises_once_and_never_commits_durably() {
+        let logged = plan(Logging::Record, DataSync::ForLogRecord, Commit::NonDurable);
+        for due in [false, true] {
+            assert_eq!(FULL.plan(STORED, due), logged);
+            assert_eq!(FULL.plan(RELEASED, due), logged);
+            // Nothing promised: no record, no flush, nothing to wait for.
             assert_eq!(
-                p,
-                plan(DataSync::None, Commit::NonDurable, Answers::AtCommit)
+                FULL.plan(GRANTS_ONLY, due),
+                plan(Logging::None, DataSync::None, Commit::NonDurable)
             );
-            // Due: durable in the cycle (nothing promised, nothing to hold), no data sync.
-            let p = policy.plan(GRANTS_ONLY, true);
-            assert_eq!(p, plan(DataSync::None, Commit::Durable, Answers::AtCommit));
         }
+        assert!(
+            !FULL.begins_data_sync(true),
+            "the flush must cover the record"
+        );
     }
 
     #[test]
     fn relaxed_commits_non_durably_and_syncs_data_before_each_durable_commit() {
-        for index in [IndexDurability::InCycle, IndexDurability::InBackground] {
-            let policy = DurabilityPolicy { index, ..RELAXED };
-            for content in [STORED, RELEASED, GRANTS_ONLY] {
-                let p = policy.plan(content, false);
-                assert_eq!(
-                    p,
-                    plan(DataSync::None, Commit::NonDurable, Answers::AtCommit)
-                );
-                let p = policy.plan(content, true);
-                let want = plan(
-                    DataSync::ForDurableIndex,
-                    Commit::Durable,
-                    Answers::AtCommit,
-                );
-                assert_eq!(p, want, "{content:?}");
-            }
-            let pressed = BatchContent {
-                short_while_undurable: true,
-                ..GRANTS_ONLY
-            };
-            let p = policy.plan(pressed, false);
-            let want = plan(
-                DataSync::ForDurableIndex,
-                Commit::Durable,
-                Answers::AtCommit,
+        for content in [STORED, RELEASED, GRANTS_ONLY] {
+            assert_eq!(
+                RELAXED.plan(content, false),
+                plan(Logging::None, DataSync::None, Commit::NonDurable)
             );
             assert_eq!(
-                p, want,
-                "space is short: released slots need a durable commit"
+                RELAXED.plan(content, true),
+                plan(Logging::None, DataSync::ForDurableIndex, Commit::Durable),
+                "{content:?}"
             );
         }
-    }
-
-    #[test]
-    fn ack_before_durable_skips_every_sync_but_keeps_the_periodic_commit() {
-        for base in [FULL_IN_CYCLE, FULL_IN_BACKGROUND] {
-            let bug = DurabilityPolicy {
-                ack_before_durable: true,
-                ..base
-            };
-            assert!(!bug.begins_data_sync(true));
-            let p = bug.plan(STORED, false);
-            assert_eq!(
-                p,
-                plan(DataSync::None, Commit::NonDurable, Answers::AtCommit)
-            );
-            // The bug as it always was: the periodic commit is durable over unsynced data.
-            let p = bug.plan(STORED, true);
-            assert_eq!(p, plan(DataSync::None, Commit::Durable, Answers::AtCommit));
-        }
-    }
-
-    #[test]
-    fn the_background_data_sync_starts_for_occupies_in_full_mode_only() {
-        assert!(FULL_IN_CYCLE.begins_data_sync(true));
-        assert!(FULL_IN_BACKGROUND.begins_data_sync(true));
-        assert!(!FULL_IN_CYCLE.begins_data_sync(false));
+        let pressed = BatchContent {
+            short_while_undurable: true,
+            ..GRANTS_ONLY
+        };
+        assert_eq!(
+            RELAXED.plan(pressed, false),
+            plan(Logging::None, DataSync::ForDurableIndex, Commit::Durable),
+            "space is short: released slots need a durable commit"
+        );
         assert!(!RELAXED.begins_data_sync(true));
     }
 
     #[test]
+    fn the_bugs_skip_the_record_or_begin_the_flush_before_it() {
+        let no_flush = DurabilityPolicy {
+            ack_before_durable: true,
+            ..FULL
+        };
+        assert_eq!(
+            no_flush.plan(STORED, false),
+            plan(Logging::None, DataSync::None, Commit::NonDurable)
+        );
+        let early = DurabilityPolicy {
+            ack_before_log_durable: true,
+            ..FULL
+        };
+        assert!(early.begins_data_sync(true) && !early.begins_data_sync(false));
+        assert_eq!(
+            early.plan(STORED, false),
+            plan(Logging::Record, DataSync::ForLogRecord, Commit::NonDurable)
+        );
+    }
+
+    #[test]
     fn every_input_gives_a_plan_that_keeps_the_invariants() {
-        let modes = [Durability::Full, Durability::Relaxed];
-        let indexes = [IndexDurability::InCycle, IndexDurability::InBackground];
-        for (mode, index, bug, bits) in modes.into_iter().flat_map(|m| {
-            indexes.into_iter().flat_map(move |i| {
-                [false, true]
-                    .into_iter()
-                    .flat_map(move |b| (0u8..16).map(move |bits| (m, i, b, bits)))
-            })
-        }) {
-            let policy = DurabilityPolicy {
-                mode,
-                index,
-                ack_before_durable: bug,
-            };
-            let content = BatchContent {
-                stored: bits & 1 != 0,
-                released: bits & 2 != 0,
-                short_while_undurable: bits & 4 != 0,
-            };
-            // `plan` asserts the invariants itself.
-            let p = policy.plan(content, bits & 8 != 0);
-            if p.commit == Commit::DurableInBackground {
-                assert_eq!(index, IndexDurability::InBackground);
-                assert_eq!(mode, Durability::Full);
+        for mode in [Durability::Full, Durability::Relaxed] {
+            for bits in 0u8..64 {
+                let policy = DurabilityPolicy {
+                    mode,
+                    ack_before_durable: bits & 16 != 0,
+                    ack_before_log_durable: bits & 32 != 0,
+                };
+                let content = BatchContent {
+                    stored: bits & 1 != 0,
+                    released: bits & 2 != 0,
+                    short_while_undurable: bits & 4 != 0,
+                };
+                // `plan` asserts the invariants itself.
+                let p = policy.plan(content, bits & 8 != 0);
+                if mode == Durability::Full {
+                    assert_eq!(p.commit, Commit::NonDurable);
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ impl<M: MetaStore> Controller<M> {
             "SPEC accounting identity"
         );
         self.reserved.check_counts();
+        self.log.check_invariants();
         for (offset, (slot, _)) in self.reserved.iter() {
             assert_eq!(*offset, slot.offset);
             debug_assert!(

@@ -19,7 +19,7 @@ use super::Controller;
 impl<M: MetaStore> Controller<M> {
     /// Steps 4-5 of a cycle: the readers' horizons first, then the quarantined slots they let
     /// go (before this cycle allocates).
-    pub(super) fn read_phase(&mut self, batch: &[ToController]) {
+    pub(super) fn take_horizons(&mut self, batch: &[ToController]) {
         assert!(batch.len() <= super::BATCH_MESSAGES_MAX);
         self.advance_horizons(batch);
         self.release_quarantine();
@@ -99,6 +99,10 @@ mod tests {
         fn sync_data(&mut self) -> Result<(), SyncError> {
             Ok(())
         }
+        fn write_log(&mut self, _sector: u64, _bytes: &[u8]) -> Result<(), SyncError> {
+            Ok(())
+        }
+        fn begin_checkpoint(&mut self) {}
         fn now(&mut self) -> Instant {
             self.0 += 1_000_000;
             Instant(self.0)
@@ -127,6 +131,8 @@ mod tests {
             cycle_interval: Duration::ZERO,
             durability: Durability::Full,
             node_id: 1,
+            log_sectors: 64,
+            run_id: 1,
             bugs: Bugs::NONE,
         };
         let mut c = Controller::open(MemStore::new(), config).expect("open");

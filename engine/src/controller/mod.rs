@@ -1,10 +1,11 @@
 //! The controller: the only owner of the metadata store and the allocator.
 //!
 //! One cycle (seed plan, steps 0-11): pause if less than the cycle interval has passed since the
-//! last run; take every message the driver drained from the worker queues; split them by kind;
-//! take the reader horizons (index reads never come here: workers read their own views); then
-//! one write transaction with release -> allocate -> occupy -> return; make the data file
-//! durable (through the driver); commit; queue the remaining replies. Replies wait in per-worker outboxes until the driver
+//! last run; take the messages the driver drained from the worker queues (in full durability,
+//! as many as one log record in the free log space holds); take the reader horizons (index
+//! reads never come here: workers read their own views); then one write transaction with
+//! release -> allocate -> occupy -> return; write the batch's log record and flush the data
+//! file once (through the driver); commit; queue the replies. Replies wait in per-worker outboxes until the driver
 //! can push them; a full worker queue delays a reply, never drops it.
 //!
 //! # Driving it (the server's `control.rs` and the simulator do exactly this)
@@ -17,11 +18,15 @@
 //!    [`Controller::finish_cycle`] with the driver's [`ControllerIo`] (write transaction, data
 //!    sync, commit, replies). [`Controller::run_cycle`] does both halves at once.
 //! 4. After `finish_cycle`, [`Controller::drain_outbox`] for every worker until empty or full.
-//! 5. When the driver syncs the index in the background ([`IndexDurability::InBackground`]) and
-//!    [`Controller::awaits_durable`], it reports that sync's outcome with
-//!    [`Controller::durable_done`] (between cycles), then drains the outboxes again.
+//! 5. [`Controller::poll_checkpoint`]`(now, io)`: it may begin a checkpoint
+//!    ([`ControllerIo::begin_checkpoint`]); when the driver's checkpoint ends, it reports the
+//!    outcome with [`Controller::checkpoint_done`] (between cycles), then drains the outboxes
+//!    again (writes that waited for log space run at the next cycle).
 //! 6. Sleep until [`Controller::poll_timeout`] (`None`: until a message arrives or the
-//!    background sync ends).
+//!    checkpoint ends).
+//!
+//! Before [`Controller::open`] on an existing store the driver makes the data file durable and
+//! replays the log (`wal::recover`): `open` takes the log as empty.
 //!
 //! Between cycles the driver may also run the [`Scrub`] (one block per interval) and, in the
 //! simulator, [`Controller::check_invariants`] and [`Controller::check_against_store`].
@@ -29,7 +34,8 @@
 //! # Rooms
 //!
 //! `batch.rs` the write transaction and its commit, `ops.rs` its
-//! operations; `durability.rs` the pure durability plan, the latch and `durable_done`;
+//! operations; `durability.rs` the pure durability plan and the latch; `log.rs` the
+//! write-ahead log's record, space and checkpoints;
 //! `driver.rs` the driver trait and sync errors; `syncer.rs` the data-sync thread's state
 //! machine; `isolation.rs` the read phase (horizons) and slot reuse after readers; `recovery.rs` `open`; `audit.rs` the index
 //! audit; `invariants.rs` the self-checks; `reserved.rs` the reservations; `scrub.rs` the scrub;
@@ -41,13 +47,14 @@
 //! The controller asks for the reports it needs (`HorizonWanted`). Quarantined bytes count as
 //! free. Durability of reads: the controller publishes the durable watermark
 //! (`MetaStore::publish_durable`) before the replies of a durable batch; views show only the
-//! entries of batches at or below it.
+//! entries of batches at or below it (every commit, since full mode commits after the flush).
 //!
 //! After any store or sync error the controller latches failed (as redb does): it never retries
 //! a failed fsync, answers every further write with an I/O error, and the operator restarts.
 //!
 //! Must never: do I/O or read a clock itself (time comes as `now` or from `ControllerIo::now`),
-//! commit over a batch whose durability is in flight, or reuse a slot a reader may still read.
+//! commit a batch before its record and data are flushed (full), overwrite a log record a
+//! crash may still need, or reuse a slot a reader may still read.
 
 mod audit;
 mod batch;
@@ -55,6 +62,9 @@ mod driver;
 mod durability;
 mod invariants;
 mod isolation;
+mod log;
+#[cfg(test)]
+mod log_tests;
 mod ops;
 mod recovery;
 mod reserved;
@@ -66,9 +76,10 @@ pub use audit::{audit_index, IndexAudit, IndexProblem};
 pub use batch::BatchError;
 pub use driver::{ControllerIo, SyncError};
 pub use durability::{
-    Answers, BatchContent, Commit, CommitPlan, DataSync, Durability, DurabilityPolicy,
-    IndexDurability, LatchCause, RELAXED_SYNC_INTERVAL,
+    BatchContent, Commit, CommitPlan, DataSync, Durability, DurabilityPolicy, LatchCause, Logging,
+    RELAXED_SYNC_INTERVAL,
 };
+pub use log::CHECKPOINT_INTERVAL;
 pub use recovery::OpenError;
 pub use scrub::{Scrub, ScrubOutcome, ScrubRead, SCRUB_KNOWN_CORRUPT_MAX};
 pub use stats::ControllerStats;
@@ -100,6 +111,11 @@ pub struct ControllerConfig {
     pub durability: Durability,
     /// Used only when the store is created.
     pub node_id: u64,
+    /// The log region's size in 4 KiB sectors: written into a new store's `LogState`; an
+    /// existing store's must be the same (`OpenError::LogRegion`).
+    pub log_sectors: u64,
+    /// The run id of a new store's log records (an existing store's comes from `wal::recover`).
+    pub run_id: u64,
     pub bugs: Bugs,
 }
 
@@ -141,10 +157,8 @@ pub struct Controller<M: MetaStore> {
     /// are committed but not durable, so the first write batch (before any slot is handed out)
     /// syncs the data file and commits durably.
     durable_commit_due: bool,
-    /// A batch committed non-durably whose durability the driver is making in the background
-    /// (`ControllerIo::begin_durable`): its replies, held until `durable_done`. Meanwhile
-    /// only reads are answered; writes wait in the inbox.
-    awaiting_durable: Option<Vec<(WorkerId, ToWorker)>>,
+    /// The write-ahead log and its checkpoints.
+    log: log::Log,
     failed: Option<durability::Latched>,
     stats: ControllerStats,
 }
@@ -186,17 +200,22 @@ impl<M: MetaStore> Controller<M> {
     }
 
     /// When the controller next wants to run: `None` when idle (no messages waiting, or only
-    /// writes that wait for the batch in flight to be durable).
+    /// writes that wait for log space, and no checkpoint due by the clock).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.inbox.is_empty()
-            || self.awaiting_durable.is_some() && !self.inbox.iter().any(is_read)
+        let cycle = if self.inbox.is_empty()
+            || self.log.waits_for_space() && !self.inbox.iter().any(is_horizon)
         {
-            return None;
+            None
+        } else {
+            Some(match self.last_run {
+                Some(t) => t + self.config.cycle_interval,
+                None => Instant::ZERO,
+            })
+        };
+        match (cycle, self.checkpoint_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        Some(match self.last_run {
-            Some(t) => t + self.config.cycle_interval,
-            None => Instant::ZERO,
-        })
     }
 
     /// Runs one cycle if the pause has passed.
@@ -223,31 +242,21 @@ impl<M: MetaStore> Controller<M> {
         if self.inbox.is_empty() {
             return CycleOutcome::Idle;
         }
-        let batch: Vec<ToController> = if self.awaiting_durable.is_some() {
-            // Only reads until the batch in flight is durable; writes keep their order.
-            if !self.inbox.iter().any(is_read) {
-                return CycleOutcome::Idle;
-            }
-            let mut reads = Vec::new();
-            self.inbox.retain(|m| {
-                let read = is_read(m) && reads.len() < BATCH_MESSAGES_MAX;
-                if read {
-                    reads.push(*m);
-                }
-                !read
-            });
-            reads
-        } else {
-            let take = self.inbox.len().min(BATCH_MESSAGES_MAX);
-            self.inbox.drain(..take).collect()
-        };
+        if self.log.waits_for_space() && !self.inbox.iter().any(is_horizon) {
+            // Writes wait for a checkpoint to free log space; nothing else to do.
+            return CycleOutcome::Idle;
+        }
+        let batch = self.take_batch();
+        if batch.is_empty() {
+            return CycleOutcome::Idle;
+        }
         self.last_run = Some(now);
         self.stats.cycles += 1;
         self.stats.last_batch_messages = batch.len() as u64;
         self.stats.max_batch_messages = self.stats.max_batch_messages.max(batch.len() as u64);
         self.stats.messages_total += batch.len() as u64;
         let messages = batch.len();
-        self.read_phase(&batch);
+        self.take_horizons(&batch);
         self.writes_pending = Some(batch);
         CycleOutcome::Ran { messages }
     }
@@ -257,7 +266,7 @@ impl<M: MetaStore> Controller<M> {
     pub fn finish_cycle(&mut self, io: &mut impl ControllerIo) {
         let batch = self.writes_pending.take().expect("start_cycle ran a batch");
         assert!(!batch.is_empty(), "a cycle that ran has messages");
-        let writes = batch.iter().any(|m| !is_read(m));
+        let writes = batch.iter().any(|m| !is_horizon(m));
         if writes {
             self.write_batch(&batch, io);
         }
@@ -297,21 +306,10 @@ impl<M: MetaStore> Controller<M> {
     pub fn latch_cause(&self) -> Option<&LatchCause> {
         self.failed.as_ref().map(|l| &l.cause)
     }
-
-    /// A batch is committed and its durability is being made in the background: the driver
-    /// owes a [`Controller::durable_done`].
-    pub fn awaits_durable(&self) -> bool {
-        self.awaiting_durable.is_some()
-    }
 }
 
-/// An answer that tells a client its PUT or DELETE happened: sent only once durable.
-fn is_promise(reply: &ToWorker) -> bool {
-    matches!(reply, ToWorker::Occupied { .. } | ToWorker::Released { .. })
-}
-
-/// Read-side bookkeeping (a reader horizon), taken at the start of a cycle, also while a
-/// batch is made durable. Every index read is answered by the workers' own views.
-fn is_read(m: &ToController) -> bool {
+/// Read-side bookkeeping (a reader horizon): taken at the start of a cycle, also while writes
+/// wait for log space. Every index read is answered by the workers' own views.
+fn is_horizon(m: &ToController) -> bool {
     matches!(m, ToController::ReaderHorizon { .. })
 }

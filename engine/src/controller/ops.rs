@@ -12,6 +12,7 @@ use crate::message::{
 };
 use crate::meta::{IndexEntry, MetaTxn};
 use crate::size_class::SizeClass;
+use crate::wal::LogOp;
 
 use super::batch::{BatchError, Pending, Undo};
 use super::reserved::Reserved;
@@ -54,6 +55,10 @@ impl BatchCtx<'_> {
         counts.used_removed += entry.slot.bytes();
         counts.data_removed += u64::from(entry.len);
         pending.quarantine_after_commit.push(entry.slot);
+        pending.log_ops.push(LogOp::Release {
+            hash,
+            slot: entry.slot,
+        });
         Ok(ReleaseOutcome::Deleted)
     }
 
@@ -169,7 +174,12 @@ impl BatchCtx<'_> {
             counts.blocks_added += 1;
             counts.used_added += slot.bytes();
             counts.data_added += u64::from(len);
-            pending.needs_sync = true;
+            pending.log_ops.push(LogOp::Occupy {
+                hash,
+                slot,
+                len,
+                crc32c,
+            });
             OccupyOutcome::Stored
         };
         Ok(ToWorker::Occupied { request, outcome })

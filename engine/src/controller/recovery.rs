@@ -10,10 +10,12 @@ use std::collections::VecDeque;
 use crate::buddy::{BuddyAllocator, Slot};
 use crate::clock::Instant;
 use crate::message::WorkerId;
-use crate::meta::{Header, MetaError, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION};
+use crate::meta::{Header, LogState, MetaError, MetaRead, MetaStore, MetaTxn, FORMAT_VERSION};
 use crate::size_class::SLOT_MAX_BYTES;
+use crate::wal::{LogPos, LOG_SECTORS_MIN};
 
 use super::audit::audit_index;
+use super::log::Log;
 use super::reserved::Reserved;
 use super::{Controller, ControllerConfig, ControllerStats, Durability, WORKERS_MAX};
 
@@ -32,11 +34,21 @@ pub enum OpenError {
     BadCapacity(u64),
     #[error("index is inconsistent: {0}")]
     Inconsistent(String),
+    #[error("the index has no write-ahead log record (its format-{0} header must come with one)")]
+    NoLogState(u32),
+    #[error(
+        "the log region has {configured} sectors but the index records {stored}; \
+         the data file's layout and the index disagree"
+    )]
+    LogRegion { configured: u64, stored: u64 },
 }
 
 impl<M: MetaStore> Controller<M> {
     /// Opens the store: checks the header, rebuilds the allocator from the index, grows the
-    /// capacity if asked, and returns every reservation left by the previous run to free.
+    /// capacity if asked, and returns every reservation left by the previous run to free. An
+    /// existing store's log must have been replayed first (`wal::recover`): the log is taken
+    /// as empty from its `LogState::next` on. A new store gets a `LogState` of
+    /// `config.log_sectors` with `config.run_id`.
     pub fn open(store: M, config: ControllerConfig) -> Result<Controller<M>, OpenError> {
         assert!(
             config.workers >= 1 && config.workers <= WORKERS_MAX,
@@ -46,7 +58,12 @@ impl<M: MetaStore> Controller<M> {
         if config.capacity_bytes == 0 || !config.capacity_bytes.is_multiple_of(SLOT_MAX_BYTES) {
             return Err(OpenError::BadCapacity(config.capacity_bytes));
         }
-        let (header, allocator, stats, stale) = {
+        assert!(
+            config.log_sectors >= LOG_SECTORS_MIN,
+            "{}",
+            config.log_sectors
+        );
+        let (header, allocator, stats, stale, log_state) = {
             let read = store.read()?;
             let header = match read.header()? {
                 Some(h) if h.format_version != FORMAT_VERSION => {
@@ -72,8 +89,37 @@ impl<M: MetaStore> Controller<M> {
                     commit_seq: 0,
                 },
             };
+            let log_state = match (read.header()?, read.log_state()?) {
+                (None, _) => LogState {
+                    log_sectors: config.log_sectors,
+                    next: LogPos { seq: 1, sector: 0 },
+                    run_id: config.run_id,
+                },
+                (Some(h), None) => return Err(OpenError::NoLogState(h.format_version)),
+                (Some(h), Some(state)) => {
+                    if state.log_sectors != config.log_sectors {
+                        return Err(OpenError::LogRegion {
+                            configured: config.log_sectors,
+                            stored: state.log_sectors,
+                        });
+                    }
+                    if h.capacity_bytes != config.capacity_bytes {
+                        // The region moved to `[C', C' + L)` with the trailer; it is empty
+                        // (replayed before open).
+                        LogState {
+                            next: LogPos {
+                                sector: 0,
+                                ..state.next
+                            },
+                            ..state
+                        }
+                    } else {
+                        state
+                    }
+                }
+            };
             let (allocator, stats, stale) = rebuild_allocator(&read, header.capacity_bytes)?;
-            (header, allocator, stats, stale)
+            (header, allocator, stats, stale, log_state)
         };
         let mut controller = Controller {
             store,
@@ -90,12 +136,16 @@ impl<M: MetaStore> Controller<M> {
             last_run: None,
             last_durable_commit: Instant::ZERO,
             durable_commit_due: config.durability == Durability::Relaxed,
-            awaiting_durable: None,
+            log: Log::new(log_state, header.node_id, header.commit_seq),
             failed: None,
             stats,
             config,
         };
-        controller.recover_reservations(&stale)?;
+        controller.recover_reservations(&stale, &log_state)?;
+        if controller.config.durability == Durability::Full {
+            // That commit was durable: no checkpoint is owed yet.
+            controller.log.durable_through(controller.header.commit_seq);
+        }
         // Everything committed is durable at open (the driver syncs the data before it opens
         // the index, and the store syncs at open): views may show all of it.
         controller
@@ -114,6 +164,7 @@ impl<M: MetaStore> Controller<M> {
     pub(super) fn recover_reservations(
         &mut self,
         stale: &[(Slot, WorkerId)],
+        log_state: &LogState,
     ) -> Result<(), OpenError> {
         let bug = self.config.bugs.skip_reservation_recovery();
         if bug {
@@ -128,6 +179,7 @@ impl<M: MetaStore> Controller<M> {
         }
         self.header.commit_seq += 1;
         txn.set_header(&self.header)?;
+        txn.set_log_state(log_state)?;
         // In relaxed mode the last run's newest entries may point at data it never synced: a
         // durable commit here would make them survive a power loss over lost bytes. Relaxed mode
         // makes the index durable only in `apply_in_txn`, after syncing the data file.

@@ -35,6 +35,14 @@ pub struct ControllerStats {
     pub total_sync_ns: u64,
     pub pauses: u64,
     pub outbox_waiting: u64,
+    /// Log space (bytes) and records a checkpoint has not yet covered.
+    pub log_bytes_used: u64,
+    pub log_records: u64,
+    pub log_records_written: u64,
+    pub checkpoints: u64,
+    pub last_checkpoint_ns: u64,
+    pub total_checkpoint_ns: u64,
+    pub log_full_waits: u64,
     pub failed: bool,
 }
 
@@ -54,6 +62,7 @@ impl<M: MetaStore> Controller<M> {
         s.reserved_bytes = self.reserved.bytes;
         s.commit_seq = self.header.commit_seq;
         s.outbox_waiting = self.outbox_len() as u64;
+        (s.log_bytes_used, s.log_records) = self.log_figures();
         if self.config.bugs.miscount_data_bytes() {
             s.data_bytes = s.used_bytes;
         }

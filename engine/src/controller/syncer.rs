@@ -5,15 +5,17 @@
 //! Sans-IO: the driver does the syncs (a `data-sync` thread in the server) and reports their
 //! results; this state machine says what to do next. It never waits, syncs or reads a clock.
 //! Driver protocol, in this order:
-//! - before [`Syncer::begin_data`], [`Syncer::begin_index`] or [`Syncer::finish_data`], if
+//! - before [`Syncer::begin_data`] or [`Syncer::finish_data`], if
 //!   [`Syncer::data_in_flight`], wait for that sync and hand its result to
 //!   [`Syncer::data_done`];
 //! - [`Syncer::finish_data`] says whether the result is known ([`DataFinish::Report`]) or the
-//!   driver must sync now itself ([`DataFinish::SyncNow`]);
-//! - the index's background sync ends with [`Syncer::index_done`].
+//!   driver must sync now itself ([`DataFinish::SyncNow`]).
 //!
-//! Invariants: at most one data sync and one index sync in flight; an index sync never starts
-//! while a data sync is in flight; a failed sync's error is reported exactly once.
+//! Checkpoints of the index are not the data sync's business: they run on their own thread
+//! (see `ControllerIo::begin_checkpoint`).
+//!
+//! Invariants: at most one data sync in flight; a failed sync's error is reported exactly
+//! once.
 
 use super::driver::SyncError;
 
@@ -41,7 +43,6 @@ pub enum DataFinish {
 #[derive(Debug, Default)]
 pub struct Syncer {
     data: DataFlight,
-    index_in_flight: bool,
     /// A background data sync's failure that nobody waited for (its batch failed before its
     /// sync point, or had nothing to sync): the next sync reports it.
     stale_error: Option<SyncError>,
@@ -56,11 +57,6 @@ impl Syncer {
     /// before calling anything else here.
     pub fn data_in_flight(&self) -> bool {
         self.data == DataFlight::InFlight
-    }
-
-    /// An index sync is in flight.
-    pub fn index_in_flight(&self) -> bool {
-        self.index_in_flight
     }
 
     /// The result of the data sync in flight.
@@ -106,24 +102,9 @@ impl Syncer {
         }
     }
 
-    /// The driver starts the index's background sync (`ControllerIo::begin_durable`). A data
-    /// sync begun for a batch that then had nothing to sync (duplicates only): its error must
-    /// still surface at the next data sync.
-    pub fn begin_index(&mut self) {
-        assert!(!self.index_in_flight, "one index sync at a time");
-        self.keep_unreported();
-        self.index_in_flight = true;
-    }
-
-    /// The index's background sync ended (its result goes to `Controller::durable_done`).
-    pub fn index_done(&mut self) {
-        assert!(self.index_in_flight, "no index sync in flight");
-        self.index_in_flight = false;
-    }
-
     /// Whether a writeback kick is useful now: not while a sync is in flight.
     pub fn may_start_writeback(&self) -> bool {
-        !self.data_in_flight() && !self.index_in_flight
+        !self.data_in_flight()
     }
 
     /// A failure no sync has reported yet (at shutdown: to be logged).
@@ -136,7 +117,7 @@ impl Syncer {
 
     /// Nothing in flight, nothing unreported.
     pub fn is_idle(&self) -> bool {
-        self.data == DataFlight::Idle && !self.index_in_flight && self.stale_error.is_none()
+        self.data == DataFlight::Idle && self.stale_error.is_none()
     }
 }
 
@@ -172,18 +153,6 @@ mod tests {
         assert_eq!(s.finish_data(), DataFinish::Report(Err(eio())));
         assert!(s.is_idle());
         assert_eq!(s.finish_data(), DataFinish::SyncNow, "reported once");
-    }
-
-    #[test]
-    fn a_failed_sync_before_an_index_sync_surfaces_at_the_next_data_sync() {
-        let mut s = Syncer::new();
-        s.begin_data(); // duplicates only: nothing waited for it
-        s.data_done(Err(eio()));
-        s.begin_index();
-        assert!(!s.may_start_writeback());
-        s.index_done();
-        assert!(s.may_start_writeback());
-        assert_eq!(s.finish_data(), DataFinish::Report(Err(eio())));
     }
 
     #[test]

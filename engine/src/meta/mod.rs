@@ -27,8 +27,9 @@ mod view;
 pub use log_state::{LogState, LOG_STATE_BYTES};
 pub use view::{IndexView, MemView, ViewStamp};
 
-/// Bumped on any incompatible change of a record layout.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped on any incompatible change of a record layout. 2: every header comes with a
+/// `LogState` (issue 18: the write-ahead log region of the data file).
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic at the start of the header record.
 pub const HEADER_MAGIC: [u8; 8] = *b"BUDDYBLK";
 

@@ -22,7 +22,7 @@ const SCRUB: [&Figure; 3] = [
 /// Per-class maps after `health`.
 const CLASS_MAPS: [&Figure; 2] = [&table::FREE_SLOTS, &table::RESERVED_SLOTS];
 /// The `controller` object.
-const CONTROLLER: [&Figure; 13] = [
+const CONTROLLER: [&Figure; 20] = [
     &table::CYCLES,
     &table::COMMITS,
     &table::COMMIT_SEQ,
@@ -36,6 +36,13 @@ const CONTROLLER: [&Figure; 13] = [
     &table::SYNC_TIME,
     &table::PAUSES,
     &table::OUTBOX_WAITING,
+    &table::LOG_BYTES_USED,
+    &table::LOG_RECORDS,
+    &table::LOG_RECORDS_WRITTEN,
+    &table::CHECKPOINTS,
+    &table::LAST_CHECKPOINT,
+    &table::CHECKPOINT_TIME,
+    &table::LOG_FULL_WAITS,
 ];
 /// Each worker's object, in order.
 const WORKER: [&Figure; 20] = [

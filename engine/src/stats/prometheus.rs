@@ -16,7 +16,7 @@ use crate::size_class::SizeClass;
 const PREFIX: &str = "buddy_blocks";
 
 /// The metrics after [`table::SPACE`], in order.
-const METRICS: [&Figure; 28] = [
+const METRICS: [&Figure; 33] = [
     &table::UPTIME,
     &table::HEALTHY,
     &table::FAILED,
@@ -29,6 +29,11 @@ const METRICS: [&Figure; 28] = [
     &table::LAST_BATCH,
     &table::COMMIT_TIME,
     &table::SYNC_TIME,
+    &table::LOG_BYTES_USED,
+    &table::LOG_RECORDS_WRITTEN,
+    &table::CHECKPOINTS,
+    &table::CHECKPOINT_TIME,
+    &table::LOG_FULL_WAITS,
     &table::FREE_SLOTS,
     &table::POOL_FREE,
     &table::REQUESTS_BY_METHOD,

@@ -317,8 +317,8 @@ pub const SYNC_TIME: Figure = both(
     "total_sync_ns",
     "controller_sync_seconds_total",
     Counter,
-    "Time spent making batches durable outside the commit: the data file's fdatasync, and \
-     in full durability (made durable in the background) the index's sync too.",
+    "Time spent making batches durable outside the commit: the data file's one fdatasync \
+     per batch (blocks and log record) in full durability.",
     Node(|s| Nanos(s.controller.total_sync_ns)),
 );
 pub const PAUSES: Figure = json_only(
@@ -332,6 +332,53 @@ pub const OUTBOX_WAITING: Figure = json_only(
     Gauge,
     "Replies waiting in the outboxes for room in a worker's queue.",
     Node(|s| Count(s.controller.outbox_waiting)),
+);
+pub const LOG_BYTES_USED: Figure = both(
+    "log_bytes_used",
+    "log_bytes_used",
+    Gauge,
+    "Bytes of the write-ahead log region holding records a checkpoint has not yet covered.",
+    Node(|s| Count(s.controller.log_bytes_used)),
+);
+pub const LOG_RECORDS: Figure = json_only(
+    "log_records",
+    Gauge,
+    "Log records a checkpoint has not yet covered.",
+    Node(|s| Count(s.controller.log_records)),
+);
+pub const LOG_RECORDS_WRITTEN: Figure = both(
+    "log_records_written",
+    "log_records_written_total",
+    Counter,
+    "Log records written (one per durable batch that stored or deleted a block).",
+    Node(|s| Count(s.controller.log_records_written)),
+);
+pub const CHECKPOINTS: Figure = both(
+    "checkpoints",
+    "checkpoints_total",
+    Counter,
+    "Checkpoints that made the index durable and freed log space.",
+    Node(|s| Count(s.controller.checkpoints)),
+);
+pub const LAST_CHECKPOINT: Figure = json_only(
+    "last_checkpoint_ns",
+    Gauge,
+    "Duration of the last checkpoint.",
+    Node(|s| Nanos(s.controller.last_checkpoint_ns)),
+);
+pub const CHECKPOINT_TIME: Figure = both(
+    "total_checkpoint_ns",
+    "checkpoint_seconds_total",
+    Counter,
+    "Time spent in checkpoints (in the background: writes go on meanwhile).",
+    Node(|s| Nanos(s.controller.total_checkpoint_ns)),
+);
+pub const LOG_FULL_WAITS: Figure = both(
+    "log_full_waits",
+    "log_full_waits_total",
+    Counter,
+    "Times writes waited for a checkpoint to free log space.",
+    Node(|s| Count(s.controller.log_full_waits)),
 );
 
 // The workers (JSON: one object per worker).
@@ -480,7 +527,7 @@ pub const LATENCY: Figure = Figure {
 pub const SPACE: [&Figure; 6] = [&CAPACITY, &FREE, &RESERVED, &USED, &BLOCKS, &DATA_BYTES];
 
 /// Every figure once (for the table's own checks).
-pub const ALL: [&Figure; 51] = [
+pub const ALL: [&Figure; 58] = [
     &UPTIME,
     &CAPACITY,
     &FREE,
@@ -511,6 +558,13 @@ pub const ALL: [&Figure; 51] = [
     &SYNC_TIME,
     &PAUSES,
     &OUTBOX_WAITING,
+    &LOG_BYTES_USED,
+    &LOG_RECORDS,
+    &LOG_RECORDS_WRITTEN,
+    &CHECKPOINTS,
+    &LAST_CHECKPOINT,
+    &CHECKPOINT_TIME,
+    &LOG_FULL_WAITS,
     &REQUESTS,
     &BYTES_IN,
     &BYTES_OUT,

@@ -38,6 +38,13 @@ fn snapshot(health: Option<Unhealthy>) -> StatsSnapshot {
         total_sync_ns: next() * 1_000_003,
         pauses: next(),
         outbox_waiting: next(),
+        log_bytes_used: next(),
+        log_records: next(),
+        log_records_written: next(),
+        checkpoints: next(),
+        last_checkpoint_ns: next() * 1_000_003,
+        total_checkpoint_ns: next() * 1_000_003,
+        log_full_waits: next(),
         failed: true,
     };
     let mut worker = |zero_statuses: bool| {
