@@ -274,12 +274,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, i64, Vec<u8>)> {
         .collect()
 }
 
-fn run_check_read_only(dir: &Path) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["check", "--read-only", "--data-dir"]).arg(dir);
-    run_bounded(cmd, Duration::from_secs(60))
-}
-
 #[test]
 fn check_read_only_audits_a_copy_without_writing_to_it() {
     let (_s, blocks, backup) = stored(5, 600);
