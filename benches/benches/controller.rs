@@ -157,8 +157,7 @@ impl Bench {
         self.controller.poll_checkpoint(now, &mut self.io);
         if std::mem::take(&mut self.io.checkpoint_wanted) {
             let result = self.sync.sync();
-            self.controller
-                .checkpoint_done(result, Duration::ZERO);
+            self.controller.checkpoint_done(result, Duration::ZERO);
         }
     }
 

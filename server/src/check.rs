@@ -8,6 +8,14 @@
 //! lie inside the capacity, that reservations do not overlap stored blocks, and that the
 //! allocator's accounting adds up to the capacity. With `repair`, entries whose bytes are
 //! corrupt are dropped (and listed) so the node can serve again and re-fetch them elsewhere.
+//!
+//! The write-ahead log (issue 18) is audited first (`engine::wal::audit`): records pending
+//! replay and a torn tail are notes (an ordinary crash leaves them), a gap (a record of this
+//! run past the end with a higher sequence number), a pending block whose bytes are not its
+//! hash outside the last record, or a region that does not match the index are problems. Then
+//! a read-write `check` replays the log exactly as `serve` would (and says so), so the index
+//! audit sees what the next start serves; `--read-only` replays nothing and notes that the
+//! index audit does not include the pending records.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -16,12 +24,15 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use engine::controller::{audit_index, IndexProblem};
 use engine::hash::BlockHash;
-use engine::meta::{Header, MetaStore, MetaTxn};
+use engine::meta::{Header, LogState, MetaStore, MetaTxn};
+use engine::wal::{self, AuditProblem, SECTOR_BYTES};
 
 use crate::datafile::DATA_FILE_NAME;
 use crate::identity::{IndexFile, Plan};
+use crate::log_file::{FileBlocks, FileLog};
 use crate::mdbx::MdbxStore;
 use crate::store::{self, Access, Writable};
+use crate::trailer::Layout;
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -32,6 +43,8 @@ pub struct Report {
     pub capacity_bytes: u64,
     pub corrupt: Vec<BlockHash>,
     pub problems: Vec<String>,
+    /// Records in the write-ahead log not yet in the index (before any replay by `check`).
+    pub log_pending_records: u64,
     /// Facts worth saying that are not problems.
     pub notes: Vec<String>,
     pub repaired: u64,
@@ -74,12 +87,15 @@ pub fn run(dir: &Path, map_size: u64, repair: Repair, access: Access) -> Result<
         }
     }
     let mut store = store::open_index(dir, map_size, access)?;
-    let Some(header) = header_to_audit(dir, &store, &mut report)? else {
+    let Some((header, layout)) = header_to_audit(dir, &store, &mut report)? else {
         return Ok(report);
     };
     let data_path = dir.join(DATA_FILE_NAME);
     let data = File::open(&data_path)
         .with_context(|| format!("opening data file {}", data_path.display()))?;
+    if let Some(layout) = layout {
+        check_log(&mut store, &data, layout, access, &mut report)?;
+    }
     {
         let read = store.read().map_err(|e| anyhow!("{e}"))?;
         report.capacity_bytes = header.capacity_bytes;
@@ -150,15 +166,90 @@ fn choose_access(dir: &Path, asked: Access, repair: Repair, report: &mut Report)
     })
 }
 
-/// The header of a directory `serve` would open (or a refusal as the error); `None` when
-/// there is nothing to audit (no data file and no blocks yet), with a note.
-fn header_to_audit(dir: &Path, store: &MdbxStore, report: &mut Report) -> Result<Option<Header>> {
+/// The log's part: audit it, then (read-write) replay it as `serve` would.
+fn check_log(
+    store: &mut MdbxStore,
+    data: &File,
+    layout: Layout,
+    access: Access,
+    report: &mut Report,
+) -> Result<()> {
+    let mut log = FileLog::new(data, layout.capacity_bytes, layout.log_sectors());
+    let mut blocks = FileBlocks::new(data, layout.capacity_bytes);
+    let read = store.read().map_err(|e| anyhow!("{e}"))?;
+    let audit = match wal::audit(&read, &mut log, &mut blocks) {
+        Ok(audit) => audit,
+        Err(e) => {
+            report.problems.push(format!("the write-ahead log: {e}"));
+            return Ok(());
+        }
+    };
+    drop(read);
+    report.log_pending_records = audit.pending_records;
+    if audit.pending_records > 0 {
+        report.notes.push(format!(
+            "the write-ahead log holds {} records ({} ops) not yet in the index (a crash or \
+             kill before a checkpoint; the next start replays them); {} occupies of the last \
+             record have no bytes on disk (never acknowledged; dropped by the replay)",
+            audit.pending_records, audit.pending_ops, audit.unflushed_occupies
+        ));
+    }
+    report
+        .problems
+        .extend(audit.problems.iter().map(|p| match p {
+            AuditProblem::RegionMismatch { index, disk } => format!(
+            "the write-ahead log: the index records a region of {index} sectors, the data file \
+             has {disk}"
+        ),
+            AuditProblem::BlockMismatch { log_seq, op_index } => format!(
+            "the write-ahead log: record {log_seq}, op {op_index}: a block acknowledged before \
+             a later record does not hash to its address (its bytes were lost or damaged)"
+        ),
+            AuditProblem::Gap {
+                sector,
+                found_seq,
+                end_seq,
+            } => format!(
+                "the write-ahead log: record {found_seq} at sector {sector} lies past the end of \
+             the replay (record {end_seq} is missing): log space was reused too early, or \
+             records were lost after their flush"
+            ),
+        }));
+    if access == Access::ReadOnly {
+        if audit.pending_records > 0 {
+            report.notes.push(
+                "read-only: the log was not replayed, so the index audit below does not \
+                 include its pending records"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    match store::recover(store, data, layout) {
+        Ok(out) => report.notes.push(format!(
+            "replayed the write-ahead log into the index first, as `serve` would: {} records, \
+             {} ops, {} occupies dropped",
+            out.records, out.ops, out.occupies_dropped
+        )),
+        Err(e) => report.problems.push(format!("{e:#}")),
+    }
+    Ok(())
+}
+
+/// The header of a directory `serve` would open (or a refusal as the error), with the data
+/// file's layout when its log can be audited; `None` when there is nothing to audit (no data
+/// file and no blocks yet), with a note.
+fn header_to_audit(
+    dir: &Path,
+    store: &MdbxStore,
+    report: &mut Report,
+) -> Result<Option<(Header, Option<Layout>)>> {
     Ok(Some(match store::plan(dir, store)? {
         Plan::CreateStore => bail!(
             "{} has no index header and no data file: not a data directory",
             dir.display()
         ),
-        Plan::CreateDataFile { header } => {
+        Plan::CreateDataFile { header, .. } => {
             report.notes.push(
                 "no data file and no blocks: a store whose creation stopped half-way (the next \
                  `serve` creates the data file)"
@@ -167,14 +258,30 @@ fn header_to_audit(dir: &Path, store: &MdbxStore, report: &mut Report) -> Result
             report.capacity_bytes = header.capacity_bytes;
             return Ok(None);
         }
-        Plan::WriteTrailer { header } => {
+        Plan::WriteTrailer { header, .. } => {
             report.notes.push(
                 "the data file has no identity trailer yet (written by an earlier version, or \
-                 lost to a power loss): the next `serve` appends it"
+                 lost to a power loss): the next `serve` appends it; the log is not audited"
                     .into(),
             );
-            header
+            (header, None)
         }
-        Plan::Open { header, .. } => header,
+        Plan::UpgradeLog { header, .. } => {
+            report.notes.push(
+                "a store of format 1 (before the write-ahead log): the next `serve` upgrades it \
+                 in place (adds the log region); `check` does not"
+                    .into(),
+            );
+            (header, None)
+        }
+        Plan::Open {
+            header,
+            trailer,
+            log,
+        } => (header, Some(layout_of(trailer.capacity_bytes, &log))),
     }))
+}
+
+fn layout_of(capacity_bytes: u64, log: &LogState) -> Layout {
+    Layout::new(capacity_bytes, log.log_sectors * SECTOR_BYTES)
 }

@@ -21,6 +21,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub capacity_bytes: u64,
+    /// The write-ahead log's region of a new (or upgraded) store; whole 4 KiB sectors.
+    pub log_bytes: u64,
     pub workers: usize,
     pub durability: Durability,
     pub verify_reads: VerifyReads,
@@ -63,6 +65,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "capacity",
         "1GiB",
         "data file size; rounded down to a multiple of 512 KiB",
+    ),
+    (
+        "log_size",
+        "64MiB",
+        "write-ahead log region of a new or upgraded store (multiple of 4 KiB, at least \
+         64 KiB); an existing store keeps its own",
     ),
     (
         "workers",
@@ -212,6 +220,14 @@ pub fn resolve(flags: &Raw, file: &Raw) -> Result<ServeConfig> {
     if capacity_bytes < SLOT_MAX_BYTES {
         bail!("capacity must be at least 512KiB, got {}", text("capacity"));
     }
+    let log_bytes = parse_size(text("log_size")).with_context(ctx("log_size"))?;
+    if !crate::trailer::log_bytes_valid(log_bytes) {
+        bail!(
+            "log_size must be a multiple of 4KiB and at least {}KiB, got {}",
+            engine::wal::LOG_SECTORS_MIN * 4,
+            text("log_size")
+        );
+    }
     let auth_token = get("auth_token")
         .filter(|t| !t.is_empty())
         .map(str::to_string);
@@ -223,6 +239,7 @@ pub fn resolve(flags: &Raw, file: &Raw) -> Result<ServeConfig> {
         listen: text("listen").parse().with_context(ctx("listen"))?,
         data_dir: PathBuf::from(text("data_dir")),
         capacity_bytes,
+        log_bytes,
         workers,
         durability: parse_durability(text("durability"))?,
         verify_reads: parse_verify_reads(text("verify_reads"))?,
@@ -277,7 +294,7 @@ impl ServeConfig {
             .scrub_interval
             .map_or("off".to_string(), format_duration);
         format!(
-            "listen = \"{}\"\ndata_dir = \"{}\"\ncapacity = \"{}\"\nworkers = {}\n\
+            "listen = \"{}\"\ndata_dir = \"{}\"\ncapacity = \"{}\"\nlog_size = {}\nworkers = {}\n\
              durability = \"{}\"\nverify_reads = \"{}\"\nauth_token = \"{}\"\n\
              pool_target = \"{}\"\nlog_level = \"{}\"\nlog_format = \"{}\"\n\
              max_connections = {}\nmax_header_bytes = {}\nbuffer_memory = {}\n\
@@ -287,6 +304,7 @@ impl ServeConfig {
             self.listen,
             self.data_dir.display(),
             self.capacity_bytes,
+            self.log_bytes,
             self.workers,
             self.durability.as_str(),
             self.verify_reads.as_str(),
@@ -456,6 +474,25 @@ mod tests {
         );
         flags.insert("capacity".into(), "1000".into());
         assert!(resolve(&flags, &Raw::new()).is_err());
+    }
+
+    #[test]
+    fn log_size_has_a_default_and_whole_sectors_and_a_floor() {
+        let none = Raw::new();
+        assert_eq!(resolve(&none, &none).unwrap().log_bytes, 64 << 20);
+        let mut flags = Raw::new();
+        flags.insert("log_size".into(), "1GiB".into());
+        let c = resolve(&flags, &none).unwrap();
+        assert_eq!(c.log_bytes, 1 << 30);
+        assert!(c.to_toml().contains("log_size = 1073741824"));
+        for bad in ["60KiB", "65537", "0"] {
+            flags.insert("log_size".into(), bad.into());
+            let e = resolve(&flags, &none).unwrap_err().to_string();
+            assert!(
+                e.contains("log_size must be a multiple of 4KiB"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

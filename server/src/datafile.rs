@@ -1,8 +1,10 @@
 //! The data file: one preallocated file holding every slot.
 //!
-//! Layout: slots in `[0, capacity)`, then the 4 KiB identity trailer ([`crate::trailer`]) at
-//! offset `capacity`. Created under a temporary name and renamed into place when complete;
-//! grown by writing the new trailer at the new end before the index records the new capacity;
+//! Layout ([`Layout`]): slots in `[0, capacity)`, the write-ahead log's region in
+//! `[capacity, capacity + log)`, then the 4 KiB identity trailer ([`crate::trailer`]).
+//! Created under a temporary name and renamed into place when complete; grown (or upgraded
+//! from format 1, which had no log region) by writing the new trailer at the new end before
+//! the index records the new capacity (or its log); the region is preallocated with the rest;
 //! preallocated with `fallocate` so writes never need new extents on the hot path; never
 //! shrunk below the index's capacity. Workers read and write slots through io_uring; the
 //! controller makes them durable with `fdatasync` once per batch. This module does the file
@@ -16,7 +18,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::identity::{DataFile, Tail};
-use crate::trailer::{Trailer, TRAILER_BYTES};
+use crate::trailer::{Layout, Trailer, TRAILER_BYTES};
 
 pub const DATA_FILE_NAME: &str = "blocks.data";
 
@@ -30,9 +32,10 @@ pub fn exists(dir: &Path) -> Result<bool> {
     }
 }
 
-/// What the data file says about itself, for [`crate::identity::plan`]. `index_capacity` is
-/// the index header's capacity, where a growth that did not finish left the last trailer.
-pub fn inspect(dir: &Path, index_capacity: Option<u64>) -> Result<DataFile> {
+/// What the data file says about itself, for [`crate::identity::plan`]. `index_end` is where
+/// the index says the trailer lies (its capacity plus its log region), where a growth that did
+/// not finish left the last trailer.
+pub fn inspect(dir: &Path, index_end: Option<u64>) -> Result<DataFile> {
     let path = dir.join(DATA_FILE_NAME);
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -54,14 +57,14 @@ pub fn inspect(dir: &Path, index_capacity: Option<u64>) -> Result<DataFile> {
         Some(at) => Some(read_tail(at)?),
         None => None,
     };
-    let at_index_capacity = match (tail, index_capacity) {
-        (Some(Tail::Zeros), Some(cap)) if cap + TRAILER_BYTES < len_bytes => Some(read_tail(cap)?),
+    let at_index_end = match (tail, index_end) {
+        (Some(Tail::Zeros), Some(end)) if end + TRAILER_BYTES < len_bytes => Some(read_tail(end)?),
         _ => None,
     };
     Ok(DataFile::Present {
         len_bytes,
         tail,
-        at_index_capacity,
+        at_index_end,
     })
 }
 
@@ -78,7 +81,7 @@ pub fn open(dir: &Path) -> Result<File> {
 /// Creates the data file of a new store: under a temporary name, preallocated, its trailer
 /// written and synced, then renamed into place and the directory synced, so that
 /// `blocks.data` either does not exist or is complete.
-pub fn create(dir: &Path, trailer: &Trailer) -> Result<File> {
+pub fn create(dir: &Path, trailer: &Trailer, log_bytes: u64) -> Result<File> {
     let path = dir.join(DATA_FILE_NAME);
     let temporary = dir.join(format!("{DATA_FILE_NAME}.new"));
     let file = OpenOptions::new()
@@ -88,7 +91,7 @@ pub fn create(dir: &Path, trailer: &Trailer) -> Result<File> {
         .truncate(true)
         .open(&temporary)
         .with_context(|| format!("creating data file {}", temporary.display()))?;
-    place_trailer(&file, trailer)
+    place_trailer(&file, trailer, log_bytes)
         .with_context(|| format!("preparing data file {}", temporary.display()))?;
     std::fs::rename(&temporary, &path)
         .with_context(|| format!("renaming {} into place", temporary.display()))?;
@@ -98,15 +101,16 @@ pub fn create(dir: &Path, trailer: &Trailer) -> Result<File> {
     Ok(file)
 }
 
-/// Makes `file` exactly `trailer.capacity_bytes + TRAILER_BYTES` long with `trailer` at its
-/// end, durably: preallocates what is missing (keeping the length), writes the trailer (which
-/// sets the length when the file grows), syncs, then cuts any bytes past it (a growth that
-/// stopped half-way) and syncs again. A crash at any point leaves either the previous trailer
-/// where the index's capacity says, or the new one: see [`crate::identity::plan`].
-pub fn place_trailer(file: &File, trailer: &Trailer) -> Result<()> {
-    let capacity_bytes = trailer.capacity_bytes;
-    let len_bytes = capacity_bytes + TRAILER_BYTES;
-    assert!(capacity_bytes > 0 && capacity_bytes.is_multiple_of(TRAILER_BYTES));
+/// Makes `file` exactly `Layout { trailer.capacity_bytes, log_bytes }.len_bytes()` long with
+/// `trailer` at its end, durably: preallocates what is missing (keeping the length; the log
+/// region included), writes the trailer (which sets the length when the file grows), syncs,
+/// then cuts any bytes past it (a growth that stopped half-way) and syncs again. A crash at
+/// any point leaves either the previous trailer where the index says, or the new one: see
+/// [`crate::identity::plan`]. Bytes left in the new log region (an old trailer, old slots)
+/// are not records of the running log (magic, run id), so they are never replayed.
+pub fn place_trailer(file: &File, trailer: &Trailer, log_bytes: u64) -> Result<()> {
+    let layout = Layout::new(trailer.capacity_bytes, log_bytes);
+    let len_bytes = layout.len_bytes();
     let old_len_bytes = file.metadata()?.len();
     if old_len_bytes < len_bytes {
         // SAFETY: plain syscall on an open descriptor we own.
@@ -123,7 +127,7 @@ pub fn place_trailer(file: &File, trailer: &Trailer) -> Result<()> {
             bail!("preallocating {len_bytes} bytes: {err} (is the disk full?)");
         }
     }
-    file.write_all_at(&trailer.encode(), capacity_bytes)
+    file.write_all_at(&trailer.encode(), layout.trailer_offset())
         .context("writing the identity trailer")?;
     fdatasync(file).context("syncing the identity trailer")?;
     if old_len_bytes > len_bytes {
@@ -179,6 +183,8 @@ pub fn fdatasync(file: &File) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const LOG_BYTES: u64 = 16 * 4096;
+
     #[test]
     fn the_sync_before_open_needs_no_data_file_and_syncs_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -188,7 +194,7 @@ mod tests {
             capacity_bytes: 512 * 1024,
             node_id: 1,
         };
-        let f = create(dir.path(), &trailer).unwrap();
+        let f = create(dir.path(), &trailer, LOG_BYTES).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&f, b"block", 0).unwrap();
         sync_before_open(dir.path()).expect("an existing data file is synced");
         // A data file that cannot be opened is an error naming it, not a silent skip.
@@ -205,14 +211,15 @@ mod tests {
     #[test]
     fn a_growth_whose_new_trailer_was_lost_still_opens_at_the_old_size() {
         use crate::identity::{plan, IndexFacts, Plan};
-        use engine::meta::{Header, FORMAT_VERSION};
+        use engine::meta::{Header, LogState, FORMAT_VERSION};
+        use engine::wal::LogPos;
         let dir = tempfile::tempdir().unwrap();
         let small = Trailer {
             format_version: crate::trailer::TRAILER_VERSION,
             capacity_bytes: 512 * 1024,
             node_id: 5,
         };
-        let file = create(dir.path(), &small).unwrap();
+        let file = create(dir.path(), &small, LOG_BYTES).unwrap();
         assert!(!dir.path().join(format!("{DATA_FILE_NAME}.new")).exists());
         let header = Header {
             format_version: FORMAT_VERSION,
@@ -220,23 +227,33 @@ mod tests {
             node_id: 5,
             commit_seq: 1,
         };
+        let log = LogState {
+            log_sectors: LOG_BYTES / 4096,
+            next: LogPos { seq: 1, sector: 0 },
+            run_id: 9,
+        };
         let facts = IndexFacts {
             header: Some(header),
+            log: Some(log),
             has_blocks: true,
             has_reservations: false,
         };
         // The index still records the small capacity throughout.
         let opens_with = |trailer: Trailer| {
-            let data = inspect(dir.path(), Some(small.capacity_bytes)).unwrap();
+            let data = inspect(dir.path(), Some(small.capacity_bytes + LOG_BYTES)).unwrap();
             assert_eq!(
                 plan(dir.path(), &facts, &data),
-                Ok(Plan::Open { header, trailer })
+                Ok(Plan::Open {
+                    header,
+                    trailer,
+                    log
+                })
             );
         };
         let assert_len = |t: &Trailer| {
             assert_eq!(
                 file.metadata().unwrap().len(),
-                t.capacity_bytes + TRAILER_BYTES
+                Layout::new(t.capacity_bytes, LOG_BYTES).len_bytes()
             );
         };
         opens_with(small);
@@ -244,16 +261,17 @@ mod tests {
             capacity_bytes: 4 * small.capacity_bytes,
             ..small
         };
-        place_trailer(&file, &big).unwrap();
+        place_trailer(&file, &big, LOG_BYTES).unwrap();
         assert_len(&big);
         // Grown before the index recorded it: opens, with the grown trailer.
         opens_with(big);
         // A power loss kept the new length but not the new trailer: the old one still holds.
-        file.write_all_at(&[0u8; TRAILER_BYTES as usize], big.capacity_bytes)
+        let big_end = Layout::new(big.capacity_bytes, LOG_BYTES).trailer_offset();
+        file.write_all_at(&[0u8; TRAILER_BYTES as usize], big_end)
             .unwrap();
         opens_with(small);
         // Finishing the growth at the old size cuts the file back to that size.
-        place_trailer(&file, &small).unwrap();
+        place_trailer(&file, &small, LOG_BYTES).unwrap();
         assert_len(&small);
         opens_with(small);
     }

@@ -3,8 +3,10 @@
 //! tests and tools can reach them.
 
 pub mod check;
+pub mod checkpoint;
 pub mod config;
 pub mod control;
+pub mod data_sync;
 pub mod datafile;
 pub mod fail_fast;
 pub mod fd_log;

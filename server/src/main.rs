@@ -40,6 +40,10 @@ struct ServeArgs {
     /// on a later start grows the file, a smaller one is refused [default: 1GiB]
     #[arg(long)]
     capacity: Option<String>,
+    /// Write-ahead log region of a new or upgraded store, e.g. 64MiB: a multiple of 4 KiB, at
+    /// least 64 KiB; an existing store keeps its own (another value is refused) [default: 64MiB]
+    #[arg(long)]
+    log_size: Option<String>,
     /// Worker threads [default: available cores]
     #[arg(long)]
     workers: Option<String>,
@@ -136,6 +140,7 @@ impl ServeArgs {
             &self.data_dir.as_ref().map(|p| p.display().to_string()),
         );
         put("capacity", &self.capacity);
+        put("log_size", &self.log_size);
         put("workers", &self.workers);
         put("durability", &self.durability);
         put("verify_reads", &self.verify_reads);
@@ -211,6 +216,10 @@ fn check(args: CheckArgs) -> anyhow::Result<bool> {
     println!(
         "reservations (returned to free at next start): {}",
         report.reservations
+    );
+    println!(
+        "log_pending_records (replayed at the next start): {}",
+        report.log_pending_records
     );
     for hash in &report.corrupt {
         println!("corrupt: {hash}");

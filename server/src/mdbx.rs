@@ -291,7 +291,7 @@ impl MdbxStore {
     }
 
     /// A handle that makes the commits so far durable from another thread (the controller's
-    /// background durability, `control::Syncer`).
+    /// checkpoints, [`crate::checkpoint`]).
     pub fn index_sync(&self) -> IndexSync {
         IndexSync {
             db: Arc::clone(&self.db),
@@ -316,10 +316,13 @@ fn sync_env(db: &Database<NoWriteMap>, unsynced: &AtomicBool) -> Result<(), libm
 }
 
 /// Makes a store's non-durable commits durable from any thread: `mdbx_env_sync_ex` (libmdbx
-/// allows it from any thread; it takes the writer lock itself for the steady meta page), as a
-/// durable commit does after its `commit()` (see "Durability" above). Only while no write
-/// transaction commits: it makes durable whatever was last committed, so the caller must have
-/// made that commit's data durable first, and must not commit again until it returns.
+/// allows it from any thread; it pre-flushes without the writer lock, then takes it for the
+/// steady meta page and the second flush), as a durable commit does after its `commit()` (see
+/// "Durability" above). Commits may go on while it runs: it makes durable at least every
+/// commit made before it began (the newest head when it takes the lock). The caller must have
+/// made the data of every commit durable first (full durability commits only after the
+/// batch's flush). Never on the thread that waits for the data file's flush while a write
+/// transaction is open (the lock: see `crate::checkpoint`).
 #[derive(Clone)]
 pub struct IndexSync {
     db: Arc<Database<NoWriteMap>>,

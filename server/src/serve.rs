@@ -58,19 +58,34 @@ pub fn run(config: ServeConfig) -> Result<()> {
     refuse_taken_port(config.listen)?;
     crate::sigbus::install(&config.data_dir);
     datafile::sync_before_open(&config.data_dir)?;
+    let wanted = store::Wanted {
+        capacity_bytes: config.capacity_bytes,
+        log_bytes: config.log_bytes,
+        map_size_bytes: config.map_size,
+    };
     let Opened {
         store,
         data,
         header,
-    } = store::open_for_serving(&config.data_dir, config.capacity_bytes, config.map_size)?;
+        layout,
+        run_id,
+    } = store::open_for_serving(&config.data_dir, wanted)?;
+    // A growth that an earlier start began (the data file already larger than asked) is
+    // finished at the data file's capacity, so the index and the log region agree with it.
+    let config = ServeConfig {
+        capacity_bytes: layout.capacity_bytes,
+        ..config
+    };
     let controller = Controller::open(
         store,
         ControllerConfig {
-            capacity_bytes: config.capacity_bytes,
+            capacity_bytes: layout.capacity_bytes,
             workers: config.workers,
             cycle_interval: config.cycle_interval,
             durability: config.durability,
             node_id: header.node_id,
+            log_sectors: layout.log_sectors(),
+            run_id,
             bugs: engine::bugs::Bugs::NONE,
         },
     )
@@ -123,7 +138,15 @@ pub fn run(config: ServeConfig) -> Result<()> {
         std::thread::Builder::new()
             .name("controller".into())
             .spawn(move || {
-                control::run(controller, controller_links, data, shared, template, scrub)
+                control::run(
+                    controller,
+                    controller_links,
+                    data,
+                    layout,
+                    shared,
+                    template,
+                    scrub,
+                )
             })?
     };
     let mut workers = Vec::new();

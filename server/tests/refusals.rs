@@ -18,6 +18,8 @@ use common::*;
 
 const CAPACITY: u64 = 32 << 20;
 const TRAILER_BYTES: u64 = 4096;
+/// The tests' `--log-size` (common/server.rs).
+const LOG_BYTES: u64 = 4 << 20;
 
 fn index_file(dir: &Path) -> PathBuf {
     dir.join("index.mdbx").join("mdbx.dat")
@@ -137,7 +139,7 @@ fn a_missing_truncated_or_foreign_data_file_is_refused() {
         &["blocks.data is missing", "records stored blocks", "Restore"],
     );
     restore(&s, &backup);
-    for len in [0, CAPACITY / 2, CAPACITY + 100] {
+    for len in [0, CAPACITY / 2, CAPACITY + 100, CAPACITY + LOG_BYTES] {
         set_len(&data_file(&s.dir), len);
         assert_refused(&s.dir, &["blocks.data", "truncated", "Restore"]);
         restore(&s, &backup);
@@ -157,41 +159,32 @@ fn a_missing_truncated_or_foreign_data_file_is_refused() {
 fn a_fresh_directory_gets_a_trailer_which_moves_to_the_end_when_it_grows() {
     let mut s = Server::start(&[]);
     let len = || fs::metadata(data_file(&s.dir)).unwrap().len();
-    assert_eq!(len(), CAPACITY + TRAILER_BYTES);
+    assert_eq!(len(), CAPACITY + LOG_BYTES + TRAILER_BYTES);
     let tail = fs::read(data_file(&s.dir)).unwrap();
-    assert_eq!(&tail[CAPACITY as usize..CAPACITY as usize + 8], b"BUDDYDAT");
+    let at = (CAPACITY + LOG_BYTES) as usize;
+    assert_eq!(&tail[at..at + 8], b"BUDDYDAT");
     let b = body(300, 5000);
     s.put_ok(&b);
     s.stop_ok();
     s.restart_with(&["--capacity", "48MiB"]);
     assert_eq!(
         fs::metadata(data_file(&s.dir)).unwrap().len(),
-        (48 << 20) + TRAILER_BYTES
+        (48 << 20) + LOG_BYTES + TRAILER_BYTES
     );
     s.assert_stored(&b);
     s.stop_ok();
 }
 
 #[test]
-fn an_old_format_directory_is_upgraded_in_place_and_serves_its_blocks() {
-    let (mut s, blocks, _) = stored(8, 400);
-    // The format before trailers: the data file is exactly the capacity long.
-    set_len(&data_file(&s.dir), CAPACITY);
-    s.restart();
+fn a_different_log_size_on_an_existing_store_is_refused_with_the_size_to_use() {
+    let (mut s, blocks, _) = stored(3, 450);
+    let out = run_serve_expecting_refusal(&s.dir, &["--log-size", "8MiB"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
     assert!(
-        s.log_text().contains("upgraded the data file"),
-        "{}",
-        s.log_text()
+        text.contains("not supported: start with --log-size 4194304"),
+        "{text}"
     );
-    for b in &blocks {
-        s.assert_stored(b);
-    }
-    s.stop_ok();
-    assert_eq!(
-        fs::metadata(data_file(&s.dir)).unwrap().len(),
-        CAPACITY + TRAILER_BYTES
-    );
-    assert!(run_check(&s.dir, false).status.success());
     assert_all_stored(&mut s, &blocks);
 }
 
@@ -279,12 +272,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, i64, Vec<u8>)> {
             )
         })
         .collect()
-}
-
-fn run_check_read_only(dir: &Path) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["check", "--read-only", "--data-dir"]).arg(dir);
-    run_bounded(cmd, Duration::from_secs(60))
 }
 
 #[test]

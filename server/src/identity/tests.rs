@@ -4,6 +4,30 @@ use super::*;
 
 const CAP: u64 = 32 << 20;
 const NODE: u64 = 0xabcd_0001;
+const LOG_BYTES: u64 = 64 * 4096;
+
+fn log() -> LogState {
+    LogState {
+        log_sectors: LOG_BYTES / SECTOR_BYTES,
+        next: engine::wal::LogPos { seq: 3, sector: 1 },
+        run_id: 77,
+    }
+}
+
+/// An index of format 1 (before the log).
+fn old_header() -> Header {
+    Header {
+        format_version: FORMAT_VERSION_BEFORE_LOG,
+        ..header()
+    }
+}
+
+fn old_facts(has_blocks: bool) -> IndexFacts {
+    IndexFacts {
+        log: None,
+        ..facts(Some(old_header()), has_blocks)
+    }
+}
 
 fn dir() -> PathBuf {
     PathBuf::from("/d")
@@ -21,6 +45,7 @@ fn header() -> Header {
 fn facts(header: Option<Header>, has_blocks: bool) -> IndexFacts {
     IndexFacts {
         header,
+        log: header.map(|_| log()),
         has_blocks,
         has_reservations: false,
     }
@@ -38,12 +63,23 @@ fn data(len_bytes: u64, tail: Tail) -> DataFile {
     DataFile::Present {
         len_bytes,
         tail: Some(tail),
-        at_index_capacity: None,
+        at_index_end: None,
     }
 }
 
 fn with_trailer(t: Trailer) -> DataFile {
-    data(t.capacity_bytes + TRAILER_BYTES, Tail::Trailer(t))
+    data(
+        t.capacity_bytes + LOG_BYTES + TRAILER_BYTES,
+        Tail::Trailer(t),
+    )
+}
+
+fn open(trailer: Trailer) -> Result<Plan, Refusal> {
+    Ok(Plan::Open {
+        header: header(),
+        trailer,
+        log: log(),
+    })
 }
 
 #[test]
@@ -51,7 +87,13 @@ fn a_fresh_directory_is_created_and_a_half_created_one_completed() {
     let fresh = plan(&dir(), &facts(None, false), &DataFile::Absent);
     assert_eq!(fresh, Ok(Plan::CreateStore));
     let half = plan(&dir(), &facts(Some(header()), false), &DataFile::Absent);
-    assert_eq!(half, Ok(Plan::CreateDataFile { header: header() }));
+    assert_eq!(
+        half,
+        Ok(Plan::CreateDataFile {
+            header: header(),
+            log: Some(log())
+        })
+    );
 }
 
 #[test]
@@ -115,7 +157,10 @@ fn short_foreign_older_and_unknown_data_files_are_refused() {
     let garbage = plan(
         &dir(),
         &f,
-        &data(CAP + TRAILER_BYTES, Tail::Invalid(TrailerError::Magic)),
+        &data(
+            CAP + LOG_BYTES + TRAILER_BYTES,
+            Tail::Invalid(TrailerError::Magic),
+        ),
     );
     assert!(
         matches!(garbage, Err(Refusal::DataNoTrailer { .. })),
@@ -124,12 +169,34 @@ fn short_foreign_older_and_unknown_data_files_are_refused() {
     let misplaced = plan(
         &dir(),
         &f,
-        &data(CAP + 2 * TRAILER_BYTES, Tail::Trailer(trailer(CAP, NODE))),
+        &data(
+            CAP + LOG_BYTES + TRAILER_BYTES + 100,
+            Tail::Trailer(trailer(CAP, NODE)),
+        ),
     );
     assert!(
         matches!(misplaced, Err(Refusal::DataNoTrailer { .. })),
         "{misplaced:?}"
     );
+    // A valid region, but not the index's: the files do not match.
+    let other_log = plan(
+        &dir(),
+        &f,
+        &data(
+            CAP + 2 * LOG_BYTES + TRAILER_BYTES,
+            Tail::Trailer(trailer(CAP, NODE)),
+        ),
+    );
+    assert!(
+        matches!(other_log, Err(Refusal::LogRegion { .. })),
+        "{other_log:?}"
+    );
+    // A version-1 trailer under an index that has its log record.
+    let mut v1 = trailer(CAP, NODE);
+    v1.format_version = TRAILER_VERSION_BEFORE_LOG;
+    let v1_file = data(CAP + LOG_BYTES + TRAILER_BYTES, Tail::Trailer(v1));
+    let v = plan(&dir(), &f, &v1_file);
+    assert!(matches!(v, Err(Refusal::Version { .. })), "{v:?}");
     let mut h = header();
     h.format_version = FORMAT_VERSION + 1;
     let v = plan(
@@ -141,58 +208,86 @@ fn short_foreign_older_and_unknown_data_files_are_refused() {
 }
 
 #[test]
-fn matching_files_open_and_an_old_format_file_gets_its_trailer() {
+fn matching_files_open_and_a_data_file_without_a_trailer_gets_one() {
     let f = facts(Some(header()), true);
     let t = trailer(CAP, NODE);
-    assert_eq!(
-        plan(&dir(), &f, &with_trailer(t)),
-        Ok(Plan::Open {
-            header: header(),
-            trailer: t
-        })
-    );
+    assert_eq!(plan(&dir(), &f, &with_trailer(t)), open(t));
     // The data file of the format before trailers: exactly the capacity, whatever its end.
     let old = data(CAP, Tail::Invalid(TrailerError::Magic));
     assert_eq!(
-        plan(&dir(), &f, &old),
-        Ok(Plan::WriteTrailer { header: header() })
+        plan(&dir(), &old_facts(true), &old),
+        Ok(Plan::WriteTrailer {
+            header: old_header(),
+            log: None
+        })
     );
     // A grown data file whose index did not record the growth yet opens at the index's size.
     let grown = trailer(2 * CAP, NODE);
+    assert_eq!(plan(&dir(), &f, &with_trailer(grown)), open(grown));
+}
+
+#[test]
+fn a_format_1_store_is_upgraded_and_a_half_upgraded_one_finished() {
+    let mut v1 = trailer(CAP, NODE);
+    v1.format_version = TRAILER_VERSION_BEFORE_LOG;
+    let old = data(CAP + TRAILER_BYTES, Tail::Trailer(v1));
     assert_eq!(
-        plan(&dir(), &f, &with_trailer(grown)),
-        Ok(Plan::Open {
-            header: header(),
-            trailer: grown
+        plan(&dir(), &old_facts(true), &old),
+        Ok(Plan::UpgradeLog {
+            header: old_header(),
+            trailer: v1,
+            log_bytes: None
         })
     );
+    // The version-2 trailer was placed, the index commit did not happen.
+    let t = trailer(CAP, NODE);
+    assert_eq!(
+        plan(&dir(), &old_facts(true), &with_trailer(t)),
+        Ok(Plan::UpgradeLog {
+            header: old_header(),
+            trailer: t,
+            log_bytes: Some(LOG_BYTES)
+        })
+    );
+    // An index of this format without its log record is damaged.
+    if FORMAT_VERSION != FORMAT_VERSION_BEFORE_LOG {
+        let mut f = facts(Some(header()), true);
+        f.log = None;
+        let r = plan(&dir(), &f, &with_trailer(t));
+        assert!(matches!(r, Err(Refusal::LogRegion { .. })), "{r:?}");
+    }
 }
 
 #[test]
 fn a_trailer_lost_to_a_power_loss_is_rewritten_or_found_where_it_was() {
     let f = facts(Some(header()), true);
+    let lost = data(CAP + LOG_BYTES + TRAILER_BYTES, Tail::Zeros);
+    assert_eq!(
+        plan(&dir(), &f, &lost),
+        Ok(Plan::WriteTrailer {
+            header: header(),
+            log: Some(log())
+        })
+    );
     let upgrade_lost = data(CAP + TRAILER_BYTES, Tail::Zeros);
     assert_eq!(
-        plan(&dir(), &f, &upgrade_lost),
-        Ok(Plan::WriteTrailer { header: header() })
+        plan(&dir(), &old_facts(true), &upgrade_lost),
+        Ok(Plan::WriteTrailer {
+            header: old_header(),
+            log: None
+        })
     );
     let old = trailer(CAP, NODE);
     let growth_lost = DataFile::Present {
-        len_bytes: 2 * CAP + TRAILER_BYTES,
+        len_bytes: 2 * CAP + LOG_BYTES + TRAILER_BYTES,
         tail: Some(Tail::Zeros),
-        at_index_capacity: Some(Tail::Trailer(old)),
+        at_index_end: Some(Tail::Trailer(old)),
     };
-    assert_eq!(
-        plan(&dir(), &f, &growth_lost),
-        Ok(Plan::Open {
-            header: header(),
-            trailer: old
-        })
-    );
+    assert_eq!(plan(&dir(), &f, &growth_lost), open(old));
     let nothing = DataFile::Present {
-        len_bytes: 2 * CAP + TRAILER_BYTES,
+        len_bytes: 2 * CAP + LOG_BYTES + TRAILER_BYTES,
         tail: Some(Tail::Zeros),
-        at_index_capacity: Some(Tail::Zeros),
+        at_index_end: Some(Tail::Zeros),
     };
     assert!(matches!(
         plan(&dir(), &f, &nothing),

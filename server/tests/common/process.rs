@@ -40,6 +40,13 @@ pub fn run_check(dir: &Path, repair: bool) -> Output {
     run_bounded(cmd, Duration::from_secs(60))
 }
 
+/// Runs `buddy-blocks check --read-only` on `dir` (writes nothing).
+pub fn run_check_read_only(dir: &Path) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["check", "--read-only", "--data-dir"]).arg(dir);
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
 /// Runs `buddy-blocks serve` with `args` where it is expected to refuse to start; a server
 /// that starts anyway is killed after a few seconds (and the test sees it succeed).
 pub fn run_serve_expecting_refusal(dir: &Path, args: &[&str]) -> Output {

@@ -27,6 +27,7 @@ pub struct Server {
 /// Flags every test server gets unless the test passes its own value.
 const DEFAULTS: &[(&str, &str)] = &[
     ("--capacity", "32MiB"),
+    ("--log-size", "4MiB"),
     ("--workers", "2"),
     ("--log-level", "info"),
     ("--map-size", "256MiB"),
