@@ -336,7 +336,14 @@ pub fn recover(store: &mut MdbxStore, data: &File, layout: Layout) -> Result<wal
     }
     let mut log = FileLog::new(data, layout.capacity_bytes, layout.log_sectors());
     let mut blocks = FileBlocks::new(data, layout.capacity_bytes);
-    let out = wal::recover(store, &mut log, &mut blocks, run_id).map_err(|e| {
+    let out = wal::recover(
+        store,
+        &mut log,
+        &mut blocks,
+        run_id,
+        engine::bugs::Bugs::NONE,
+    )
+    .map_err(|e| {
         anyhow!(
             "replaying the write-ahead log: {e}; nothing was served. Run `buddy-blocks check \
              --read-only --data-dir <dir>` to see what the log and the index hold, and restore \

@@ -44,6 +44,17 @@ impl Explain<'_> {
         BlockHash::of(&bytes) != *hash
     }
 
+    /// Whether `hash` is indexed over bytes a power loss took after a failed sync had dropped
+    /// their writeback (`Disk::may_differ`: relaxed durability by design, full durability
+    /// through a replayed log record, a known hole).
+    pub fn lost_after_failed_sync(&self, hash: &BlockHash) -> bool {
+        let Some(e) = self.indexed(hash) else {
+            return false;
+        };
+        self.disk
+            .lost_after_failed_sync(e.slot.offset, u64::from(e.len))
+    }
+
     /// The committed index entry of `hash`, if a node runs.
     pub fn indexed(&self, hash: &BlockHash) -> Option<IndexEntry> {
         self.store.and_then(|s| s.committed_entry(hash))

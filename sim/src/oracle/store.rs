@@ -1,7 +1,8 @@
 //! The stored state against the model: every address the model is certain about is indexed
 //! (or not) accordingly, every indexed block was stored by some client with its length, and
 //! its bytes on the disk hash to its address unless an injected fault damaged them (or, with
-//! relaxed durability, a power loss took bytes whose writeback a failed sync had dropped).
+//! relaxed durability, or through a replayed log record, a power loss took bytes whose writeback a
+//! failed sync had dropped: `Disk::may_differ`).
 //!
 //! Owns: those checks, run after every recovery and at the end of a run, and telling the model
 //! which stored blocks sit on damaged sectors; both read the index through the store's own read
@@ -22,7 +23,6 @@ pub fn check_store(
     read: &impl MetaRead,
     disk: &Disk,
     model: &Model,
-    relaxed: bool,
 ) -> Result<(), Failure> {
     let index = committed_index(read).map_err(|e| Failure::Correctness(format!("{when}: {e}")))?;
     for (hash, known) in model.certain() {
@@ -54,7 +54,7 @@ pub fn check_store(
         }
         let mut bytes = vec![0u8; entry.len as usize];
         disk.read(entry.slot.offset, &mut bytes);
-        let damaged = disk.may_differ(entry.slot.offset, u64::from(entry.len), relaxed);
+        let damaged = disk.may_differ(entry.slot.offset, u64::from(entry.len));
         if BlockHash::of(&bytes) != *hash && !damaged {
             return Err(Failure::Correctness(format!(
                 "{when}: stored bytes of {hash} at {:?} are corrupt and no fault explains it",
@@ -67,9 +67,9 @@ pub fn check_store(
 
 /// Tells the model which stored blocks overlap damaged sectors (after a misdirected write,
 /// and after recovery): reads of them may fail verification.
-pub fn mark_damaged_blocks(read: &impl MetaRead, disk: &Disk, model: &mut Model, relaxed: bool) {
+pub fn mark_damaged_blocks(read: &impl MetaRead, disk: &Disk, model: &mut Model) {
     read.for_each_entry(&mut |hash, e| {
-        if disk.may_differ(e.slot.offset, u64::from(e.len), relaxed) {
+        if disk.may_differ(e.slot.offset, u64::from(e.len)) {
             model.mark_corrupt(*hash);
         }
     })

@@ -218,7 +218,8 @@ impl World {
         let (crash_struck, log_written) = (io.crash_struck, io.log_written);
         if crash_struck {
             let (plan, _) = self.crash_plan.armed.take().expect("the armed crash point");
-            self.trace.note(now, &format!("crash inside a batch: {:?}", plan.point));
+            self.trace
+                .note(now, &format!("crash inside a batch: {:?}", plan.point));
             return self.crash(plan.kind);
         }
         if log_written && node.controller.is_failed() {
@@ -230,8 +231,7 @@ impl World {
         // meanwhile.
         self.sched.controller_busy_until = now + io.spent_ns;
         self.cycles += 1;
-        let relaxed = self.opts.durability == engine::controller::Durability::Relaxed;
-        match node.scrub.step(now, &node.controller, &self.disk, relaxed) {
+        match node.scrub.step(now, &node.controller, &self.disk) {
             Err(e) => return Err(Failure::Correctness(e)),
             Ok(ScrubStep::Checked(offset, outcome)) => {
                 self.trace.ev(now, "scrub", [offset, outcome as u64, 0, 0]);

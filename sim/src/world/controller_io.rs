@@ -214,7 +214,6 @@ impl SimScrub {
         now: u64,
         controller: &Controller<SimStore>,
         disk: &Disk,
-        relaxed: bool,
     ) -> Result<ScrubStep, String> {
         let read = engine::meta::MetaStore::read(controller.store())
             .map_err(|e| format!("scrub: read view: {e}"))?;
@@ -231,7 +230,7 @@ impl SimScrub {
             disk.read(request.offset, self.scrub.buffer());
         }
         let outcome = self.scrub.handle_read(!bad);
-        let injected = bad || disk.may_differ(request.offset, len, relaxed);
+        let injected = bad || disk.may_differ(request.offset, len);
         if outcome != ScrubOutcome::Intact && !injected {
             return Err(format!(
                 "scrub found {} at offset {} corrupt, but the disk damaged none of its sectors",

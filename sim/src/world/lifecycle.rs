@@ -231,18 +231,13 @@ impl World {
         let node = self.node.as_ref().expect("a node is running");
         let read = node.controller.store().read();
         let read = read.map_err(|e| Failure::Correctness(format!("{when}: reading: {e}")))?;
-        store::check_store(when, &read, &self.disk, &self.model, self.relaxed())
+        store::check_store(when, &read, &self.disk, &self.model)
     }
 
     pub(super) fn mark_damaged_blocks(&mut self) {
-        let relaxed = self.relaxed();
         let node = self.node.as_ref().expect("a node is running");
         let read = node.controller.store().read().expect("a read of the index");
-        store::mark_damaged_blocks(&read, &self.disk, &mut self.model, relaxed);
-    }
-
-    fn relaxed(&self) -> bool {
-        self.opts.durability == engine::controller::Durability::Relaxed
+        store::mark_damaged_blocks(&read, &self.disk, &mut self.model);
     }
 
     /// The operator restarts a latched server (a failed fsync is never retried).

@@ -85,7 +85,10 @@ impl World {
         }
         // In the last step a read reported stored a block whose PUT is unanswered.
         let sighting = std::mem::take(&mut self.model.read_before_ack);
-        let checkpointing = self.node.as_ref().is_some_and(|n| n.checkpoint_job.is_some());
+        let checkpointing = self
+            .node
+            .as_ref()
+            .is_some_and(|n| n.checkpoint_job.is_some());
         if let Some((plan, armed_at)) = self.crash_plan.armed {
             let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
             let due = plan.point == CrashPoint::Anywhere
