@@ -84,11 +84,13 @@ declare -A floor=(
   [reuse_before_views_end]=10
   [truncate_listing]=50
   [miscount_data_bytes]=40
-  [show_before_durable]=14
   [token_prefix_accepted]=12
   [head_limit_exclusive]=50
   [short_read_fails]=25
   [stall_stream_after_write]=60
+  [ack_before_log_durable]=10
+  [reuse_log_before_checkpoint]=10
+  [replay_torn_record]=10
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

@@ -49,8 +49,11 @@ pub use failure::Failure;
 pub use options::Options;
 pub use world::{Summary, World};
 
-/// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 14] = [
+/// The known bugs of `engine::bugs`, by the name `--bug` takes. `show_before_durable` is
+/// left out: since issue 18 every commit is over a flushed record (full) or published at once
+/// (relaxed), so the views' durable watermark never hides anything and the switch has no
+/// window left to open (the engine keeps it until its owner removes it).
+pub const BUG_NAMES: [&str; 16] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -60,11 +63,13 @@ pub const BUG_NAMES: [&str; 14] = [
     "ack_after_failed_sync",
     "truncate_listing",
     "miscount_data_bytes",
-    "show_before_durable",
     "token_prefix_accepted",
     "head_limit_exclusive",
     "short_read_fails",
     "stall_stream_after_write",
+    "ack_before_log_durable",
+    "reuse_log_before_checkpoint",
+    "replay_torn_record",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -84,6 +89,9 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "head_limit_exclusive" => b.head_limit_exclusive = true,
         "short_read_fails" => b.short_read_fails = true,
         "stall_stream_after_write" => b.stall_stream_after_write = true,
+        "ack_before_log_durable" => b.ack_before_log_durable = true,
+        "reuse_log_before_checkpoint" => b.reuse_log_before_checkpoint = true,
+        "replay_torn_record" => b.replay_torn_record = true,
         _ => return None,
     }
     Some(b)

@@ -334,7 +334,8 @@ impl Model {
     ///
     /// A block a read reported durable (`seen_durable`, no DELETE started since) survives any
     /// crash: it becomes certainly `Present`, whatever became of its PUTs' answers. An
-    /// abandoned DELETE ends here too (it did or did not happen).
+    /// abandoned DELETE ends here too (it did or did not happen). A present block whose copy
+    /// may be damaged (`maybe_corrupt`) becomes uncertain: the log's replay may drop it.
     pub fn crash(&mut self, forget: bool) {
         for a in self.addrs.values_mut() {
             if a.tainted > 0 {
@@ -353,6 +354,12 @@ impl Model {
                     self.kept_as_seen += 1;
                 }
                 a.state = Known::Present;
+                a.version += 1;
+            }
+            if a.maybe_corrupt && a.state == Known::Present {
+                // Recovery verifies the blocks of the log's last record and drops those whose
+                // bytes do not hash to their address (issue 18): a damaged copy may vanish.
+                a.state = Known::Uncertain;
                 a.version += 1;
             }
         }

@@ -27,6 +27,10 @@ pub const WORKERS_MAX: usize = 8;
 pub const CRASHES_MAX: usize = 4;
 /// Power losses after a read reported an unacknowledged block, in a seed that draws them.
 const HOT_SPOT_CRASHES: usize = 2;
+/// Power losses at the log's narrow windows, in a seed that draws them (`LOG_HOT_SPOT_P` of
+/// the full-durability seeds).
+const LOG_HOT_SPOT_CRASHES: usize = 2;
+const LOG_HOT_SPOT_P: f64 = 0.8;
 
 const MIB: u64 = 1024 * 1024;
 const US: u64 = 1_000;
@@ -56,7 +60,8 @@ pub enum CrashPoint {
     AfterLogWrite,
     /// Full durability: a batch's flush returned, its index commit never happens.
     AfterFlush,
-    /// Full durability: while a checkpoint is in flight (the index being made durable).
+    /// Full durability: while a checkpoint is in flight (the index being made durable), at
+    /// the instant it would have returned.
     DuringCheckpoint,
 }
 
@@ -235,8 +240,9 @@ const SYNC_FAIL_HOT_P: f64 = 0.35;
 /// Share of the seeds that run the reuse race (`Options::reuse_race_p`).
 const REUSE_RACE_HOT_P: f64 = 0.6;
 /// The log region's size range in sectors (`Options::log_sectors`): from the engine's
-/// smallest (`wal::LOG_SECTORS_MIN`) to 1 MiB.
-const LOG_SECTORS_RANGE: (u64, u64) = (engine::wal::LOG_SECTORS_MIN, 256);
+/// smallest (`wal::LOG_SECTORS_MIN`) to 256 KiB: small enough that checkpoints come every few
+/// dozen batches, so crashes find one in flight.
+const LOG_SECTORS_RANGE: (u64, u64) = (engine::wal::LOG_SECTORS_MIN, 64);
 /// Share of the seeds without a planned power loss (about a fifth) that run over the server's
 /// libmdbx store (`Options::store`).
 const MDBX_P: f64 = 0.5;
@@ -410,6 +416,7 @@ impl Options {
             options.disk_tail_p = rng.random_range(0.1..0.3);
         }
         options.draw_issue16_hot_spots(&mut rng);
+        options.draw_log_hot_spots(&mut rng);
         // Last of all, so every other option of a seed is what it was before this existed
         // (and a seed's trace is the same over either store).
         if options.power_loss_free() && rng.random_bool(MDBX_P) {
@@ -417,7 +424,7 @@ impl Options {
         }
         // The write-ahead log (issue 18), drawn after the store so each seed keeps its store.
         options.log_sectors = rng.random_range(LOG_SECTORS_RANGE.0..=LOG_SECTORS_RANGE.1);
-        options.torn_sector_p = pick(&mut rng, &[0.0, 0.3, 0.6, 0.9]);
+        options.torn_sector_p = pick(&mut rng, &[0.3, 0.6, 0.9, 0.9]);
         options
     }
 
@@ -446,6 +453,24 @@ impl Options {
             self.crashes.sort_by_key(|p| p.after_requests);
         }
         assert!(self.crashes.len() <= CRASHES_MAX + HOT_SPOT_CRASHES);
+    }
+
+    /// Issue 18's hot spots, drawn after issue 16's: in durability `full`, power losses at the
+    /// log's two narrow windows, a batch's record written but not flushed and a checkpoint in
+    /// flight (where a torn record or log space reused too early loses acknowledged batches).
+    fn draw_log_hot_spots(&mut self, rng: &mut ChaCha8Rng) {
+        if self.durability != Durability::Full || !rng.random_bool(LOG_HOT_SPOT_P) {
+            return;
+        }
+        for point in [CrashPoint::AfterLogWrite, CrashPoint::DuringCheckpoint] {
+            self.crashes.push(CrashPlan {
+                after_requests: rng.random_range(1..self.requests.max(2)),
+                point,
+                kind: CrashKind::PowerLoss,
+            });
+        }
+        self.crashes.sort_by_key(|p| p.after_requests);
+        assert!(self.crashes.len() <= CRASHES_MAX + HOT_SPOT_CRASHES + LOG_HOT_SPOT_CRASHES);
     }
 
     /// The options of a fault-free run (scenario tests): one seed's engine configuration with

@@ -23,7 +23,13 @@ use super::controller_io::{BatchCrash, CtlIo, ScrubStep};
 use super::World;
 
 /// A checkpoint in flight on the modelled checkpoint thread (`ControllerIo::begin_checkpoint`:
-/// libmdbx's sync of the index, two fdatasyncs): it ends at `due`.
+/// libmdbx's sync of the index): it ends at `due`. It takes two fdatasyncs plus one disk
+/// latency per [`COMMITS_PER_CHECKPOINT_LATENCY`] commits since the last one began (the index
+/// pages they dirtied), at most [`CHECKPOINT_LATENCIES_MAX`]: a checkpoint after many batches
+/// takes as long as many batch flushes, so the log keeps filling while it runs.
+pub(super) const COMMITS_PER_CHECKPOINT_LATENCY: u64 = 1;
+pub(super) const CHECKPOINT_LATENCIES_MAX: u64 = 128;
+
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CheckpointJob {
     pub(super) due: u64,
@@ -143,13 +149,20 @@ impl World {
         node.controller.poll_checkpoint(Instant(now), &mut io);
         assert!(!io.log_written, "no record outside a cycle");
         if io.checkpoint_begun {
-            let took = ring::latency(io.rng, self.opts.disk_latency_ns, 0.0)
-                + ring::latency(io.rng, self.opts.disk_latency_ns, 0.0);
+            let commits = self.store.commits();
+            let dirty = commits.saturating_sub(node.commits_at_checkpoint);
+            node.commits_at_checkpoint = commits;
+            let latencies =
+                (2 + dirty / COMMITS_PER_CHECKPOINT_LATENCY).min(CHECKPOINT_LATENCIES_MAX);
+            let took = (0..latencies)
+                .map(|_| ring::latency(io.rng, self.opts.disk_latency_ns, 0.0))
+                .sum();
             node.checkpoint_job = Some(CheckpointJob {
                 due: now + took,
                 took,
             });
-            self.trace.ev(now, "checkpoint-begin", [took, 0, 0, 0]);
+            self.trace
+                .ev(now, "checkpoint-begin", [took, latencies, 0, 0]);
         }
     }
 

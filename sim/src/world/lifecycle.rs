@@ -53,6 +53,8 @@ pub struct Node {
     pub(super) cycle_open: Option<OpenCycle>,
     /// The checkpoint in flight (`ControllerIo::begin_checkpoint`): done at `due`.
     pub(super) checkpoint_job: Option<CheckpointJob>,
+    /// The store's commit count when the last checkpoint began (what the next one flushes).
+    pub(super) commits_at_checkpoint: u64,
     /// The data-sync thread (`controller_io`).
     pub(super) sync: SimSyncThread,
     /// The engine's scrub over the fake disk, one block after a cycle when due.
@@ -151,6 +153,7 @@ impl World {
                 outbox_blocked: false,
                 cycle_open: None,
                 checkpoint_job: None,
+                commits_at_checkpoint: self.store.commits(),
                 sync: SimSyncThread::default(),
                 scrub: SimScrub::default(),
             });
@@ -177,6 +180,10 @@ impl World {
         self.sched.controller_busy_until = self.clock.now();
         self.trace
             .ev(self.clock.now(), "crash", [self.crashes, kind as u64, 0, 0]);
+        if self.node.is_some() {
+            // Damage found now makes its blocks uncertain across the crash (`Model::crash`).
+            self.mark_damaged_blocks();
+        }
         if let Some(node) = self.node.take() {
             self.harvest_worker_counters(&node);
             for mut wb in node.workers {

@@ -85,10 +85,9 @@ impl World {
         }
         // In the last step a read reported stored a block whose PUT is unanswered.
         let sighting = std::mem::take(&mut self.model.read_before_ack);
-        let checkpointing = self
-            .node
-            .as_ref()
-            .is_some_and(|n| n.checkpoint_job.is_some());
+        // A checkpoint is about to return: the widest window of one in flight.
+        let now = self.clock.now();
+        let checkpointing = self.checkpoint_job().is_some_and(|job| job.due <= now);
         if let Some((plan, armed_at)) = self.crash_plan.armed {
             let overdue = self.clock.now() >= armed_at + ARMED_CRASH_PATIENCE_NS;
             let due = plan.point == CrashPoint::Anywhere
