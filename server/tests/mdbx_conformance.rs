@@ -641,7 +641,14 @@ fn replay_synthetic_log(records: u64, ops: u32) -> std::time::Duration {
     .unwrap();
     txn.commit(true).unwrap();
     let started = Instant::now();
-    let out = recover(&mut store, &mut log, &mut SyntheticBlocks, 6).unwrap();
+    let out = recover(
+        &mut store,
+        &mut log,
+        &mut SyntheticBlocks,
+        6,
+        engine::bugs::Bugs::NONE,
+    )
+    .unwrap();
     let took = started.elapsed();
     assert_eq!((out.records, out.ops), (records, records * u64::from(ops)));
     assert_eq!(out.occupies_dropped, 0);

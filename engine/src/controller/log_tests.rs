@@ -228,8 +228,14 @@ impl Rig {
         io.file.live.clone_from(&io.file.durable);
         let mut store = MemStore::open(image.clone());
         let blocks = io.file.live.clone();
-        let recovered =
-            wal::recover(&mut store, &mut io.file, &mut Blocks(&blocks), run + 1).expect("recover");
+        let recovered = wal::recover(
+            &mut store,
+            &mut io.file,
+            &mut Blocks(&blocks),
+            run + 1,
+            crate::bugs::Bugs::NONE,
+        )
+        .expect("recover");
         let c = Controller::open(store, config(log_sectors, 999)).expect("open");
         assert_eq!(recovered.run_id, run + 1);
         Rig {

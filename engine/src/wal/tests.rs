@@ -339,12 +339,18 @@ fn replay_is_idempotent_across_crashes_mid_recovery() {
     rig2.assert_index_is_model();
 }
 
-#[test]
-fn a_torn_last_record_ends_replay_and_its_batch_is_not_applied() {
+/// Four acknowledged batches, then a record of `puts` and `deletes` written, never flushed.
+fn rig_with_an_unflushed_record(puts: usize, deletes: usize) -> (Rig, Placement) {
     let mut rig = Rig::new(64);
     rig.batches(4, 2, 0);
-    let ops = rig.ops(2, 1);
+    let ops = rig.ops(puts, deletes);
     let placement = rig.write_record(&ops).unwrap();
+    (rig, placement)
+}
+
+#[test]
+fn a_torn_last_record_ends_replay_and_its_batch_is_not_applied() {
+    let (mut rig, placement) = rig_with_an_unflushed_record(2, 1);
     // Power loss tore the record's last bytes (never flushed, never acknowledged).
     let end = ((placement.at.sector + placement.sectors) * SECTOR_BYTES) as usize;
     rig.log.bytes[end - 4096 + 100] ^= 1;
@@ -361,10 +367,7 @@ fn a_torn_last_record_ends_replay_and_its_batch_is_not_applied() {
 #[cfg(feature = "sim-bugs")]
 #[test]
 fn the_replay_torn_record_bug_applies_a_torn_batch() {
-    let mut rig = Rig::new(64);
-    rig.batches(4, 2, 0);
-    let ops = rig.ops(2, 0);
-    let placement = rig.write_record(&ops).unwrap();
+    let (mut rig, placement) = rig_with_an_unflushed_record(2, 0);
     // The last byte of the body (the second op's CRC32C field): the ops still decode.
     let start = (placement.at.sector * SECTOR_BYTES) as usize;
     rig.log.bytes[start + RECORD_HEADER_BYTES + 2 * OCCUPY_OP_BYTES - 1] ^= 1;

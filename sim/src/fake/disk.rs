@@ -420,10 +420,12 @@ mod tests {
     #[test]
     fn a_sync_makes_durable_exactly_what_was_written_before_it_began() {
         let mut d = Disk::new(1 << 20, 16);
-        d.write(0, &[1u8; 4096], true);
+        let sector = |byte: u8| [byte; SECTOR];
+        d.write(0, &sector(1), true);
         d.begin_sync();
-        d.write(0, &[2u8; 4096], true);
-        d.write(4096, &[3u8; 4096], true);
+        for (offset, byte) in [(0, 2), (4096, 3)] {
+            d.write(offset, &sector(byte), true);
+        }
         d.finish_sync();
         assert_eq!(d.unsynced_sectors(), 2, "both written after the sync began");
         let mut rng = ChaCha8Rng::seed_from_u64(1);

@@ -21,7 +21,7 @@ const _: () = assert!(SECTOR_BYTES == super::disk::SECTOR_BYTES);
 pub fn write_log(disk: &mut Disk, sector: u64, bytes: &[u8]) {
     let sectors = bytes.len() as u64 / SECTOR_BYTES;
     assert!(
-        bytes.len() as u64 % SECTOR_BYTES == 0 && sectors > 0,
+        (bytes.len() as u64).is_multiple_of(SECTOR_BYTES) && sectors > 0,
         "whole sectors"
     );
     assert!(sector + sectors <= disk.log_sectors(), "inside the region");
@@ -53,7 +53,10 @@ impl LogDisk for DiskLog<'_> {
 
     fn read_log(&mut self, sector: u64, out: &mut [u8]) -> Result<(), WalIoError> {
         let sectors = out.len() as u64 / SECTOR_BYTES;
-        assert!(out.len() as u64 % SECTOR_BYTES == 0, "whole sectors");
+        assert!(
+            (out.len() as u64).is_multiple_of(SECTOR_BYTES),
+            "whole sectors"
+        );
         assert!(
             sector + sectors <= self.disk.log_sectors(),
             "inside the region"

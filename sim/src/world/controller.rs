@@ -19,7 +19,7 @@ use crate::fake::ring;
 use crate::options::CrashPoint;
 use crate::trace::reply_detail;
 
-use super::controller_io::{BatchCrash, CtlIo, ScrubStep};
+use super::controller_io::{BatchCrash, CtlIo, ScrubStep, SyncTiming};
 use super::World;
 
 /// A checkpoint in flight on the modelled checkpoint thread (`ControllerIo::begin_checkpoint`:
@@ -131,21 +131,13 @@ impl World {
         if node.cycle_open.is_some() || node.checkpoint_job.is_some() {
             return;
         }
-        let mut io = CtlIo {
-            disk: &mut self.disk,
-            store: &self.store,
-            rng: &mut self.rng,
+        let timing = SyncTiming {
             now,
-            spent_ns: 0,
             disk_latency_ns: self.opts.disk_latency_ns,
             sync_fail: faults.sync_fail,
-            failed: &mut self.latched,
-            checkpoint_begun: false,
-            log_written: false,
-            crash: None,
-            crash_struck: false,
-            sync: &mut node.sync,
         };
+        let (disk, store, rng) = (&mut self.disk, &self.store, &mut self.rng);
+        let mut io = CtlIo::new(disk, store, rng, &mut self.latched, &mut node.sync, timing);
         node.controller.poll_checkpoint(Instant(now), &mut io);
         assert!(!io.log_written, "no record outside a cycle");
         if io.checkpoint_begun {
@@ -211,21 +203,14 @@ impl World {
             Some((plan, _)) if plan.point == CrashPoint::AfterFlush => Some(BatchCrash::AfterFlush),
             _ => None,
         };
-        let mut io = CtlIo {
-            disk: &mut self.disk,
-            store: &self.store,
-            rng: &mut self.rng,
+        let timing = SyncTiming {
             now,
-            spent_ns: 0,
             disk_latency_ns: self.opts.disk_latency_ns,
             sync_fail: faults.sync_fail,
-            failed: &mut self.latched,
-            checkpoint_begun: false,
-            log_written: false,
-            crash,
-            crash_struck: false,
-            sync: &mut node.sync,
         };
+        let (disk, store, rng) = (&mut self.disk, &self.store, &mut self.rng);
+        let mut io = CtlIo::new(disk, store, rng, &mut self.latched, &mut node.sync, timing);
+        io.crash = crash;
         node.controller.finish_cycle(&mut io);
         assert!(!io.checkpoint_begun, "checkpoints begin between cycles");
         let (crash_struck, log_written) = (io.crash_struck, io.log_written);

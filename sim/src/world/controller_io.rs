@@ -96,6 +96,43 @@ pub(super) struct CtlIo<'a> {
     pub(crate) sync: &'a mut SimSyncThread,
 }
 
+/// When a `CtlIo`'s turn runs and what its fdatasyncs cost.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SyncTiming {
+    pub(super) now: u64,
+    pub(super) disk_latency_ns: (u64, u64),
+    pub(super) sync_fail: f64,
+}
+
+impl<'a> CtlIo<'a> {
+    /// The driver for one controller turn at `timing.now`, with no crash point armed.
+    pub(super) fn new(
+        disk: &'a mut Disk,
+        store: &'a StoreFiles,
+        rng: &'a mut ChaCha8Rng,
+        failed: &'a mut bool,
+        sync: &'a mut SimSyncThread,
+        timing: SyncTiming,
+    ) -> CtlIo<'a> {
+        assert!((0.0..=1.0).contains(&timing.sync_fail));
+        CtlIo {
+            disk,
+            store,
+            rng,
+            now: timing.now,
+            spent_ns: 0,
+            disk_latency_ns: timing.disk_latency_ns,
+            sync_fail: timing.sync_fail,
+            failed,
+            checkpoint_begun: false,
+            log_written: false,
+            crash: None,
+            crash_struck: false,
+            sync,
+        }
+    }
+}
+
 impl CtlIo<'_> {
     /// One fdatasync of the fake disk begins: its latency and outcome (drawn now; the disk
     /// applies it when the sync returns, [`CtlIo::settle`]).
