@@ -122,20 +122,24 @@ impl World {
             .filter(|_| !self.knobs.hold_checkpoint)
     }
 
+    /// What the controller's fdatasyncs cost and how often they fail now.
+    fn sync_timing(&self, now: u64) -> SyncTiming {
+        SyncTiming {
+            now,
+            disk_latency_ns: self.opts.disk_latency_ns,
+            sync_fail: self.faults().sync_fail,
+        }
+    }
+
     /// The controller's `poll_checkpoint` between cycles: a checkpoint it begins runs as a
     /// [`CheckpointJob`] for two fdatasyncs' latency.
     pub(super) fn poll_checkpoint(&mut self) {
         let now = self.clock.now();
-        let faults = self.faults();
+        let timing = self.sync_timing(now);
         let node = self.node.as_mut().expect("a node is running");
         if node.cycle_open.is_some() || node.checkpoint_job.is_some() {
             return;
         }
-        let timing = SyncTiming {
-            now,
-            disk_latency_ns: self.opts.disk_latency_ns,
-            sync_fail: faults.sync_fail,
-        };
         let (disk, store, rng) = (&mut self.disk, &self.store, &mut self.rng);
         let mut io = CtlIo::new(disk, store, rng, &mut self.latched, &mut node.sync, timing);
         node.controller.poll_checkpoint(Instant(now), &mut io);
@@ -194,6 +198,7 @@ impl World {
             self.store.fail_next_commit();
             self.latched = true;
         }
+        let timing = self.sync_timing(now);
         let node = self.node.as_mut().expect("a node is running");
         let open = node.cycle_open.take().expect("a cycle is open");
         let crash = match self.crash_plan.armed {
@@ -202,11 +207,6 @@ impl World {
             }
             Some((plan, _)) if plan.point == CrashPoint::AfterFlush => Some(BatchCrash::AfterFlush),
             _ => None,
-        };
-        let timing = SyncTiming {
-            now,
-            disk_latency_ns: self.opts.disk_latency_ns,
-            sync_fail: faults.sync_fail,
         };
         let (disk, store, rng) = (&mut self.disk, &self.store, &mut self.rng);
         let mut io = CtlIo::new(disk, store, rng, &mut self.latched, &mut node.sync, timing);
