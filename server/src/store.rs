@@ -297,12 +297,8 @@ fn commit_log_state(store: &mut MdbxStore, header: Header, log_bytes: u64) -> Re
         format_version: FORMAT_VERSION,
         ..header
     };
-    let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
-    txn.set_header(&header).map_err(|e| anyhow!("{e}"))?;
-    txn.set_log_state(&empty_log(log_bytes)?)
-        .map_err(|e| anyhow!("{e}"))?;
-    txn.commit(true)
-        .map_err(|e| anyhow!("committing the upgraded index header: {e}"))?;
+    commit_with_empty_log(store, &header, log_bytes)
+        .context("committing the upgraded index header")?;
     tracing::info!(
         log_bytes,
         format_version = FORMAT_VERSION,
@@ -312,13 +308,17 @@ fn commit_log_state(store: &mut MdbxStore, header: Header, log_bytes: u64) -> Re
     Ok(header)
 }
 
-/// The log record of an empty region of `log_bytes`.
-fn empty_log(log_bytes: u64) -> Result<LogState> {
-    Ok(LogState {
+/// One durable commit of `header` with the log record of an empty region of `log_bytes`.
+fn commit_with_empty_log(store: &mut MdbxStore, header: &Header, log_bytes: u64) -> Result<()> {
+    let log = LogState {
         log_sectors: log_bytes / SECTOR_BYTES,
         next: LogPos { seq: 1, sector: 0 },
         run_id: random_u64().context("drawing a run id")?,
-    })
+    };
+    let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
+    txn.set_header(header).map_err(|e| anyhow!("{e}"))?;
+    txn.set_log_state(&log).map_err(|e| anyhow!("{e}"))?;
+    txn.commit(true).map_err(|e| anyhow!("{e}"))
 }
 
 /// Replays the log of the data file laid out as `layout` (see `engine::wal::recover`) and
@@ -371,12 +371,8 @@ fn create_header(store: &mut MdbxStore, capacity_bytes: u64, log_bytes: u64) -> 
         node_id: random_u64().context("drawing a node id")? | 1,
         commit_seq: 0,
     };
-    let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
-    txn.set_header(&header).map_err(|e| anyhow!("{e}"))?;
-    txn.set_log_state(&empty_log(log_bytes)?)
-        .map_err(|e| anyhow!("{e}"))?;
-    txn.commit(true)
-        .map_err(|e| anyhow!("committing the new store's header: {e}"))?;
+    commit_with_empty_log(store, &header, log_bytes)
+        .context("committing the new store's header")?;
     Ok(header)
 }
 
