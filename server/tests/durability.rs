@@ -249,8 +249,8 @@ fn verify_and_settle(s: &Server, ledger: &mut Ledger) {
 
 /// `rounds` times: a PUT/DELETE load from [`CLIENTS`] threads, kill -9 at a random point
 /// 0-300 ms into it, every other round a read-write `check` of the crashed directory (it
-/// replays the log first; clean), restart (`serve` replays what is left), every acknowledged
-/// operation verified.
+/// replays the log first; clean), restart (`serve` replays what is left; half-way through
+/// with a larger capacity), every acknowledged operation verified.
 /// Ends with a clean stop and a read-write `check`.
 fn kill_9_rounds(rounds: u64, seed: u64) {
     let mut s = Server::start(&["--capacity", "64MiB"]);
@@ -285,7 +285,13 @@ fn kill_9_rounds(rounds: u64, seed: u64) {
             let note = "replayed the write-ahead log into the index first, as `serve` would: ";
             replayed += replayed_records(&output_text(&out), note);
         }
-        s.restart();
+        if round == rounds / 2 {
+            // A growth on a crashed store: the log is replayed first, then the region moves.
+            s.restart_with(&["--capacity", "96MiB"]);
+            assert_eq!(s.stats().capacity, 96 << 20);
+        } else {
+            s.restart();
+        }
         verify_and_settle(&s, &mut ledger);
     }
     assert!(
