@@ -45,7 +45,7 @@ fn churn(addr: std::net::SocketAddr, client: u64, stop: &AtomicBool) -> Vec<Vec<
 
 #[test]
 #[ignore]
-fn recovery_of_100000_records_is_timed() {
+fn replay_of_100000_records_written_by_the_binary_is_timed() {
     let mut s = Server::start_with_env(
         &["--log-size", "1GiB", "--capacity", "64MiB"],
         &[("BUDDY_BLOCKS_TEST_NO_CHECKPOINT", "1")],
