@@ -26,7 +26,7 @@ use crate::datafile;
 use crate::identity::{
     self, IndexFacts, IndexFile, Plan, FORMAT_VERSION_BEFORE_LOG, INDEX_FILE_BYTES_MIN,
 };
-use crate::log_file::{FileBlocks, FileLog};
+use crate::log_file::DiskReads;
 use crate::mdbx::{MdbxStore, ENV_DIR_NAME};
 use crate::trailer::{log_bytes_valid, Layout, Trailer, TRAILER_VERSION};
 
@@ -334,8 +334,10 @@ pub fn recover(store: &mut MdbxStore, data: &File, layout: Layout) -> Result<wal
     if Some(run_id) == old_run_id {
         run_id = run_id.wrapping_add(2);
     }
-    let mut log = FileLog::new(data, layout.capacity_bytes, layout.log_sectors());
-    let mut blocks = FileBlocks::new(data, layout.capacity_bytes);
+    // What the disk holds, not the page cache (see `log_file`'s module doc).
+    let reads = DiskReads::open(data).context("opening the data file for the log's replay")?;
+    let mut log = reads.log(layout.capacity_bytes, layout.log_sectors());
+    let mut blocks = reads.blocks(layout.capacity_bytes);
     let out = wal::recover(store, &mut log, &mut blocks, run_id).map_err(|e| {
         anyhow!(
             "replaying the write-ahead log: {e}; nothing was served. Run `buddy-blocks check \
