@@ -174,6 +174,7 @@ pub fn open_for_serving(dir: &Path, wanted: Wanted) -> Result<Opened> {
             &trailer_of(&header, target.capacity_bytes),
             log_bytes,
         )
+        .and_then(|()| datafile::zero_log_region(&data, &target))
         .context("growing the data file")?;
         tracing::info!(
             from_bytes = layout.capacity_bytes,
@@ -269,6 +270,12 @@ fn prepare(
             };
             if placed.is_none() {
                 datafile::place_trailer(&data, &trailer, log_bytes)
+                    .and_then(|()| {
+                        datafile::zero_log_region(
+                            &data,
+                            &Layout::new(trailer.capacity_bytes, log_bytes),
+                        )
+                    })
                     .context("upgrading the data file: adding the log region")?;
             }
             (header, trailer, data)
