@@ -41,6 +41,9 @@ pub struct Bugs {
     /// received: the upload resumes only when more arrive, so a client that sent its whole
     /// body waits for its request timeout (a 408 the client did not cause).
     pub stall_stream_after_write: bool,
+    /// Leave the largest class out of `/stats`'s `free_slots` (the loop over the classes stops
+    /// one short), so its free slots read 0.
+    pub miscount_free_slots: bool,
 }
 
 impl Bugs {
@@ -59,6 +62,7 @@ impl Bugs {
         head_limit_exclusive: false,
         short_read_fails: false,
         stall_stream_after_write: false,
+        miscount_free_slots: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -102,5 +106,8 @@ impl Bugs {
     }
     pub fn stall_stream_after_write(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.stall_stream_after_write
+    }
+    pub fn miscount_free_slots(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.miscount_free_slots
     }
 }
