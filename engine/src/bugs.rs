@@ -44,6 +44,11 @@ pub struct Bugs {
     /// Leave the largest class out of `/stats`'s `free_slots` (the loop over the classes stops
     /// one short), so its free slots read 0.
     pub miscount_free_slots: bool,
+    /// Retry a failed read once (fine), but a retry that succeeds leaves the worker's
+    /// read-error flag set: the next read that succeeds on that worker, whichever GET it
+    /// serves, is answered `500`. That `500` has no fault on its own I/O, and the fault behind
+    /// it answered nothing (its retry succeeded): a global count of faults explains it away.
+    pub stale_read_error: bool,
 }
 
 impl Bugs {
@@ -63,6 +68,7 @@ impl Bugs {
         short_read_fails: false,
         stall_stream_after_write: false,
         miscount_free_slots: false,
+        stale_read_error: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -109,5 +115,8 @@ impl Bugs {
     }
     pub fn miscount_free_slots(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.miscount_free_slots
+    }
+    pub fn stale_read_error(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.stale_read_error
     }
 }
