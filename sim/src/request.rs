@@ -49,8 +49,8 @@ pub enum Kind {
     /// A chunked `PUT /block` whose pieces each fit but add up to one byte over the largest
     /// block: 413.
     ChunkedOverLimit,
-    /// A chunked `PUT /block` of new content whose pieces add up to exactly the largest block:
-    /// stored like any PUT (201/200), never refused with 413.
+    /// A chunked `PUT /block` whose pieces add up to exactly the largest block (one content per
+    /// run): stored like any PUT (201, then 200 as a duplicate), never refused with 413.
     ChunkedAtLimit {
         content: usize,
     },

@@ -226,9 +226,14 @@ impl Workload {
             },
             0 | 1 => Kind::HeadLimit { edge },
             2 => match edge {
-                Edge::AtLimit => Kind::ChunkedAtLimit {
-                    content: self.new_content_of(BLOCK_MAX_BYTES, ctx),
-                },
+                Edge::AtLimit => {
+                    let content = match self.at_limit_content {
+                        Some(content) => content,
+                        None => self.new_content_of(BLOCK_MAX_BYTES, ctx),
+                    };
+                    self.at_limit_content = Some(content);
+                    Kind::ChunkedAtLimit { content }
+                }
                 Edge::OverByOne => Kind::ChunkedOverLimit,
             },
             _ => {
