@@ -72,30 +72,27 @@ struct Space {
 }
 
 impl Space {
+    /// Reads the figures: `/metrics` names each `buddy_blocks_<its /stats key>`.
     fn parse(format: Format, text: &str) -> Result<Space, String> {
-        Ok(match format {
-            Format::Json => Space {
-                blocks: json_figure(text, "blocks")?,
-                data_bytes: json_figure(text, "data_bytes")?,
-                capacity_bytes: json_figure(text, "capacity_bytes")?,
-                free_bytes: json_figure(text, "free_bytes")?,
-                reserved_bytes: json_figure(text, "reserved_bytes")?,
-                used_bytes: json_figure(text, "used_bytes")?,
-                free_slots: json_classes(text, "free_slots")?,
-                reserved_slots: Some(json_classes(text, "reserved_slots")?),
-                quarantined_bytes: Some(json_figure(text, "quarantined_bytes")?),
-            },
-            Format::Prometheus => Space {
-                blocks: prometheus_figure(text, "buddy_blocks_blocks")?,
-                data_bytes: prometheus_figure(text, "buddy_blocks_data_bytes")?,
-                capacity_bytes: prometheus_figure(text, "buddy_blocks_capacity_bytes")?,
-                free_bytes: prometheus_figure(text, "buddy_blocks_free_bytes")?,
-                reserved_bytes: prometheus_figure(text, "buddy_blocks_reserved_bytes")?,
-                used_bytes: prometheus_figure(text, "buddy_blocks_used_bytes")?,
-                free_slots: prometheus_classes(text, "buddy_blocks_free_slots")?,
-                reserved_slots: None,
-                quarantined_bytes: None,
-            },
+        let figure = |key: &str| match format {
+            Format::Json => json_figure(text, key),
+            Format::Prometheus => prometheus_figure(text, &format!("buddy_blocks_{key}")),
+        };
+        let classes = |key: &str| match format {
+            Format::Json => json_classes(text, key),
+            Format::Prometheus => prometheus_classes(text, &format!("buddy_blocks_{key}")),
+        };
+        let in_stats = format == Format::Json;
+        Ok(Space {
+            blocks: figure("blocks")?,
+            data_bytes: figure("data_bytes")?,
+            capacity_bytes: figure("capacity_bytes")?,
+            free_bytes: figure("free_bytes")?,
+            reserved_bytes: figure("reserved_bytes")?,
+            used_bytes: figure("used_bytes")?,
+            free_slots: classes("free_slots")?,
+            reserved_slots: in_stats.then(|| classes("reserved_slots")).transpose()?,
+            quarantined_bytes: in_stats.then(|| figure("quarantined_bytes")).transpose()?,
         })
     }
 
