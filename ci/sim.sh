@@ -89,6 +89,8 @@ declare -A floor=(
   [head_limit_exclusive]=50
   [short_read_fails]=25
   [stall_stream_after_write]=60
+  [miscount_free_slots]=45
+  [stale_read_error]=10
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

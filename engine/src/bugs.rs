@@ -47,6 +47,14 @@ pub struct Bugs {
     /// Free log space when a checkpoint is *requested*, not when it returns: a power loss
     /// during the checkpoint replays over overwritten records.
     pub reuse_log_before_checkpoint: bool,
+    /// Leave the largest class out of `/stats`'s `free_slots` (the loop over the classes stops
+    /// one short), so its free slots read 0.
+    pub miscount_free_slots: bool,
+    /// Retry a failed read once (fine), but a retry that succeeds leaves the worker's
+    /// read-error flag set: the next read that succeeds on that worker, whichever GET it
+    /// serves, is answered `500`. That `500` has no fault on its own I/O, and the fault behind
+    /// it answered nothing (its retry succeeded): a global count of faults explains it away.
+    pub stale_read_error: bool,
 }
 
 impl Bugs {
@@ -67,6 +75,8 @@ impl Bugs {
         stall_stream_after_write: false,
         ack_before_log_durable: false,
         reuse_log_before_checkpoint: false,
+        miscount_free_slots: false,
+        stale_read_error: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -116,5 +126,11 @@ impl Bugs {
     }
     pub fn reuse_log_before_checkpoint(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.reuse_log_before_checkpoint
+    }
+    pub fn miscount_free_slots(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.miscount_free_slots
+    }
+    pub fn stale_read_error(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.stale_read_error
     }
 }

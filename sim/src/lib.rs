@@ -50,7 +50,7 @@ pub use options::Options;
 pub use world::{Summary, World};
 
 /// The known bugs of `engine::bugs`, by the name `--bug` takes.
-pub const BUG_NAMES: [&str; 14] = [
+pub const BUG_NAMES: [&str; 16] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -65,6 +65,8 @@ pub const BUG_NAMES: [&str; 14] = [
     "head_limit_exclusive",
     "short_read_fails",
     "stall_stream_after_write",
+    "miscount_free_slots",
+    "stale_read_error",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -84,6 +86,8 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "head_limit_exclusive" => b.head_limit_exclusive = true,
         "short_read_fails" => b.short_read_fails = true,
         "stall_stream_after_write" => b.stall_stream_after_write = true,
+        "miscount_free_slots" => b.miscount_free_slots = true,
+        "stale_read_error" => b.stale_read_error = true,
         _ => return None,
     }
     Some(b)
