@@ -91,6 +91,8 @@ declare -A floor=(
   [ack_before_log_durable]=10
   [reuse_log_before_checkpoint]=10
   [replay_torn_record]=10
+  [miscount_free_slots]=45
+  [stale_read_error]=10
 )
 echo "== sim: density of every known bug over seeds $density_seeds"
 density=$("$sim" --seeds "$density_seeds" --requests "$requests" --jobs "$jobs" --density)

@@ -50,6 +50,14 @@ pub struct Bugs {
     /// Replay a log record whose body checksum fails (the ops that still decode) and apply the
     /// last record without checking that its blocks are on disk (`wal::recover`).
     pub replay_torn_record: bool,
+    /// Leave the largest class out of `/stats`'s `free_slots` (the loop over the classes stops
+    /// one short), so its free slots read 0.
+    pub miscount_free_slots: bool,
+    /// Retry a failed read once (fine), but a retry that succeeds leaves the worker's
+    /// read-error flag set: the next read that succeeds on that worker, whichever GET it
+    /// serves, is answered `500`. That `500` has no fault on its own I/O, and the fault behind
+    /// it answered nothing (its retry succeeded): a global count of faults explains it away.
+    pub stale_read_error: bool,
 }
 
 impl Bugs {
@@ -71,6 +79,8 @@ impl Bugs {
         ack_before_log_durable: false,
         reuse_log_before_checkpoint: false,
         replay_torn_record: false,
+        miscount_free_slots: false,
+        stale_read_error: false,
     };
 
     pub fn ack_before_durable(&self) -> bool {
@@ -123,5 +133,11 @@ impl Bugs {
     }
     pub fn replay_torn_record(&self) -> bool {
         cfg!(feature = "sim-bugs") && self.replay_torn_record
+    }
+    pub fn miscount_free_slots(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.miscount_free_slots
+    }
+    pub fn stale_read_error(&self) -> bool {
+        cfg!(feature = "sim-bugs") && self.stale_read_error
     }
 }

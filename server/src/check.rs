@@ -29,7 +29,7 @@ use engine::wal::{self, AuditProblem, SECTOR_BYTES};
 
 use crate::datafile::DATA_FILE_NAME;
 use crate::identity::{IndexFile, Plan};
-use crate::log_file::{FileBlocks, FileLog};
+use crate::log_file::DiskReads;
 use crate::mdbx::MdbxStore;
 use crate::store::{self, Access, Writable};
 use crate::trailer::Layout;
@@ -174,8 +174,9 @@ fn check_log(
     access: Access,
     report: &mut Report,
 ) -> Result<()> {
-    let mut log = FileLog::new(data, layout.capacity_bytes, layout.log_sectors());
-    let mut blocks = FileBlocks::new(data, layout.capacity_bytes);
+    let reads = DiskReads::open(data).context("opening the data file for the log's audit")?;
+    let mut log = reads.log(layout.capacity_bytes, layout.log_sectors());
+    let mut blocks = reads.blocks(layout.capacity_bytes);
     let read = store.read().map_err(|e| anyhow!("{e}"))?;
     let audit = match wal::audit(&read, &mut log, &mut blocks) {
         Ok(audit) => audit,

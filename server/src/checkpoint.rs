@@ -11,15 +11,19 @@
 //! thread the flush would queue behind a sync that waits for the transaction (deadlock).
 //! Commits go on while it runs.
 //!
+//! The thread ends when this is dropped (it holds the index, which must be closed when the
+//! controller's store is: [`HelperThread`] waits for it).
+//!
 //! Invariants: at most one checkpoint in flight; its outcome is handed out exactly once
 //! ([`CheckpointThread::poll`] or [`CheckpointThread::wait`]). Must never retry a failed sync
 //! (the controller latches).
 
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
 use engine::controller::SyncError;
 
+use crate::helper_thread::HelperThread;
 use crate::mdbx::IndexSync;
 
 /// Test-only: `BUDDY_BLOCKS_TEST_NO_CHECKPOINT=1` keeps checkpoints off, so the log keeps
@@ -42,49 +46,27 @@ impl Checkpoints {
 }
 
 pub struct CheckpointThread {
-    /// `None` only while dropping (closing it ends the thread).
-    start: Option<SyncSender<()>>,
-    done: Receiver<Result<(), SyncError>>,
+    thread: HelperThread<(), Result<(), SyncError>>,
     /// The checkpoint in flight, since when.
     since: Option<Instant>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CheckpointThread {
     /// Starts the thread; it unparks the thread that spawns it (the controller's) whenever a
     /// checkpoint ends.
     pub fn spawn(index: IndexSync) -> std::io::Result<CheckpointThread> {
-        let (start, requests) = std::sync::mpsc::sync_channel::<()>(1);
-        let (results, done) = std::sync::mpsc::sync_channel(1);
         let controller = std::thread::current();
-        let thread = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                // Ends when the controller thread drops its sender.
-                while requests.recv().is_ok() {
-                    let result = index.sync().map_err(SyncError::Io);
-                    if results.send(result).is_err() {
-                        break;
-                    }
-                    controller.unpark();
-                }
-            })?;
+        let serve = move |()| Some(index.sync().map_err(SyncError::Io));
         Ok(CheckpointThread {
-            start: Some(start),
-            done,
+            thread: HelperThread::spawn("checkpoint", serve, move || controller.unpark())?,
             since: None,
-            thread: Some(thread),
         })
     }
 
     /// Begins a checkpoint (none may be in flight).
     pub fn begin(&mut self) {
         assert!(self.since.is_none(), "one checkpoint at a time");
-        self.start
-            .as_ref()
-            .expect("not dropped")
-            .send(())
-            .expect("the checkpoint thread runs");
+        self.thread.send(());
         self.since = Some(Instant::now());
     }
 
@@ -96,7 +78,7 @@ impl CheckpointThread {
     /// The outcome of the checkpoint in flight once it ended, and how long it took.
     pub fn poll(&mut self) -> Option<(Result<(), SyncError>, Duration)> {
         let since = self.since?;
-        let result = match self.done.try_recv() {
+        let result = match self.thread.try_recv() {
             Ok(result) => result,
             Err(TryRecvError::Empty) => return None,
             // The thread died (it panicked): the checkpoint's outcome is unknown.
@@ -109,19 +91,8 @@ impl CheckpointThread {
     /// Waits for the checkpoint in flight, if one is (shutdown).
     pub fn wait(&mut self) -> Option<(Result<(), SyncError>, Duration)> {
         let since = self.since.take()?;
-        let result = self.done.recv().unwrap_or(Err(SyncError::Stopped));
+        let result = self.thread.recv().unwrap_or(Err(SyncError::Stopped));
         Some((result, since.elapsed()))
-    }
-}
-
-impl Drop for CheckpointThread {
-    /// Ends the thread and waits for it: it holds the index (`IndexSync`), which must be
-    /// closed when the controller's store is (a restart in the same process reopens it).
-    fn drop(&mut self) {
-        drop(self.start.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

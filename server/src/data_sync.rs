@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use engine::controller::{DataFinish, SyncError, Syncer};
 
+use crate::helper_thread::HelperThread;
+
 /// A thread that runs the data file's fdatasync (the batch's one flush) while the controller
 /// thread waits for it, or in the background (`ControllerIo::begin_sync_data`: relaxed mode's
 /// durable commit): at most one sync in flight. In relaxed durability it also starts the
@@ -22,11 +24,8 @@ use engine::controller::{DataFinish, SyncError, Syncer};
 /// [`Syncer`]'s to decide; this struct does the I/O. It never touches the index: checkpoints
 /// run on their own thread ([`crate::checkpoint`]).
 pub struct SyncThread {
-    /// `None` only while dropping (closing it ends the thread).
-    start: Option<std::sync::mpsc::SyncSender<SyncRequest>>,
-    done: std::sync::mpsc::Receiver<Result<(), SyncError>>,
+    thread: HelperThread<SyncRequest, Result<(), SyncError>>,
     pub state: Syncer,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 enum SyncRequest {
@@ -40,41 +39,20 @@ pub const WRITEBACK_KICK: Duration = Duration::from_millis(100);
 impl SyncThread {
     pub fn spawn(data: &File) -> std::io::Result<SyncThread> {
         let file = data.try_clone()?;
-        let (start, requests) = std::sync::mpsc::sync_channel::<SyncRequest>(1);
-        let (results, done) = std::sync::mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("data-sync".into())
-            .spawn(move || {
-                // Ends when the controller thread drops its sender.
-                while let Ok(request) = requests.recv() {
-                    let r = match request {
-                        SyncRequest::Sync => crate::datafile::fdatasync(&file)
-                            .map_err(|e| SyncError::Io(e.to_string())),
-                        // Only starts I/O: a write error surfaces at the next fdatasync.
-                        SyncRequest::StartWriteback => {
-                            crate::datafile::start_writeback(&file);
-                            continue;
-                        }
-                    };
-                    if results.send(r).is_err() {
-                        break;
-                    }
-                }
-            })?;
+        let serve = move |request| match request {
+            SyncRequest::Sync => {
+                Some(crate::datafile::fdatasync(&file).map_err(|e| SyncError::Io(e.to_string())))
+            }
+            // Only starts I/O: a write error surfaces at the next fdatasync.
+            SyncRequest::StartWriteback => {
+                crate::datafile::start_writeback(&file);
+                None
+            }
+        };
         Ok(SyncThread {
-            start: Some(start),
-            done,
+            thread: HelperThread::spawn("data-sync", serve, || {})?,
             state: Syncer::new(),
-            thread: Some(thread),
         })
-    }
-
-    fn send(&self, request: SyncRequest) {
-        self.start
-            .as_ref()
-            .expect("not dropped")
-            .send(request)
-            .expect("the data-sync thread runs");
     }
 
     /// Starts a background fdatasync. One begun earlier but never waited for (the batch
@@ -82,16 +60,14 @@ impl SyncThread {
     pub fn begin(&mut self) {
         self.wait();
         self.state.begin_data();
-        self.send(SyncRequest::Sync);
+        self.thread.send(SyncRequest::Sync);
     }
 
     /// Starts the writeback of the data file's dirty pages unless a sync is in flight or the
     /// thread is still busy with the previous request (then this one is not needed).
     pub fn start_writeback(&mut self) {
         if self.state.may_start_writeback() {
-            if let Some(start) = &self.start {
-                let _ = start.try_send(SyncRequest::StartWriteback);
-            }
+            self.thread.try_send(SyncRequest::StartWriteback);
         }
     }
 
@@ -109,18 +85,8 @@ impl SyncThread {
     /// Waits for the `Sync` in flight, if one is, and hands its result to the state machine.
     fn wait(&mut self) {
         if self.state.data_in_flight() {
-            let result = self.done.recv().expect("the data-sync thread answers");
+            let result = self.thread.recv().expect("the data-sync thread answers");
             self.state.data_done(result);
-        }
-    }
-}
-
-impl Drop for SyncThread {
-    /// Ends the thread and waits for it.
-    fn drop(&mut self) {
-        drop(self.start.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

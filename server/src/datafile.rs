@@ -92,6 +92,7 @@ pub fn create(dir: &Path, trailer: &Trailer, log_bytes: u64) -> Result<File> {
         .open(&temporary)
         .with_context(|| format!("creating data file {}", temporary.display()))?;
     place_trailer(&file, trailer, log_bytes)
+        .and_then(|()| zero_log_region(&file, &Layout::new(trailer.capacity_bytes, log_bytes)))
         .with_context(|| format!("preparing data file {}", temporary.display()))?;
     std::fs::rename(&temporary, &path)
         .with_context(|| format!("renaming {} into place", temporary.display()))?;
@@ -136,6 +137,29 @@ pub fn place_trailer(file: &File, trailer: &Trailer, log_bytes: u64) -> Result<(
     }
     assert_eq!(file.metadata()?.len(), len_bytes);
     Ok(())
+}
+
+/// Writes zeros over the log region of `layout` and syncs them. A preallocated range is
+/// "unwritten" to the filesystem, and the first write to each of its blocks makes the next
+/// fdatasync write the file's extent tree too (measured: a 4 KiB PUT's flush took 540 us on a
+/// fresh file, 315 us on a written one); every batch's record goes into the log, so a region
+/// written once costs nothing more at each flush. Zeros are never a valid record.
+///
+/// Call it only where the region is new (create, upgrade) or moved after the log was replayed
+/// (growth), after `place_trailer` (so a crash while zeroing leaves the new trailer in place
+/// and garbage in the region): never over a region that may hold records still to replay.
+pub fn zero_log_region(file: &File, layout: &Layout) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK as usize];
+    let (start, end) = (layout.capacity_bytes, layout.trailer_offset());
+    let mut at = start;
+    while at < end {
+        let n = CHUNK.min(end - at);
+        file.write_all_at(&zeros[..n as usize], at)
+            .context("writing zeros over the log region")?;
+        at += n;
+    }
+    fdatasync(file).context("syncing the log region's zeros")
 }
 
 /// Makes the data file's bytes durable before the index is opened, if the file exists.

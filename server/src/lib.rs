@@ -10,6 +10,7 @@ pub mod data_sync;
 pub mod datafile;
 pub mod fail_fast;
 pub mod fd_log;
+pub mod helper_thread;
 pub mod identity;
 pub mod log_file;
 pub mod mdbx;

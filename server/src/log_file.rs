@@ -3,13 +3,84 @@
 //! for the verification of the last record. Both implement the engine's `wal` traits, so
 //! `engine::wal::recover` and `audit` run over the real file.
 //!
-//! Owns no policy: where the region lies is the caller's (the trailer's, once trailer v2
-//! lands; see docs/design/18-one-flush-per-batch.md), what to write the engine's `LogRing`'s.
-//! Never reads or writes outside the region (asserted), never syncs: the batch's one
-//! fdatasync of the data file covers the record.
+//! Recovery and `check` read through [`DiskReads`]: the data file opened again with
+//! `O_DIRECT`, so they see what the disk holds, not the page cache. After a failed fdatasync
+//! Linux keeps the unwritten pages in the cache, clean, readable and never persisted: a
+//! buffered read would replay a record (and verify blocks) that a later power loss takes,
+//! while a client told `500` re-uploads, meets the replayed entry and is told "stored".
+//!
+//! Owns no policy: where the region lies is the trailer's, what to write the engine's
+//! `LogRing`'s. Never reads or writes outside the region (asserted), never syncs: the batch's
+//! one fdatasync of the data file covers the record.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+
+/// The alignment of `O_DIRECT` reads (offsets, lengths and buffers).
+const DIRECT_ALIGN: usize = 4096;
+
+/// The data file opened again for reads that bypass the page cache (see the module doc).
+pub struct DiskReads {
+    file: File,
+    direct: bool,
+}
+
+impl DiskReads {
+    /// Opens `data` again with `O_DIRECT`. A filesystem that refuses it (tmpfs) gets buffered
+    /// reads and one warning line: it has no disk under its page cache to disagree with.
+    pub fn open(data: &File) -> std::io::Result<DiskReads> {
+        let path = format!("/proc/self/fd/{}", data.as_raw_fd());
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+        {
+            Ok(file) => Ok(DiskReads { file, direct: true }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(
+                    "the data file's filesystem refuses O_DIRECT: the log's replay reads \
+                     through the page cache"
+                );
+                Ok(DiskReads {
+                    file: data.try_clone()?,
+                    direct: false,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn log(&self, region_offset: u64, sectors: u64) -> FileLog<'_> {
+        FileLog {
+            direct: self.direct,
+            ..FileLog::new(&self.file, region_offset, sectors)
+        }
+    }
+
+    pub fn blocks(&self, capacity_bytes: u64) -> FileBlocks<'_> {
+        FileBlocks {
+            direct: self.direct,
+            ..FileBlocks::new(&self.file, capacity_bytes)
+        }
+    }
+}
+
+/// Reads `out.len()` bytes at `at`; with `direct`, through an aligned buffer of whole
+/// 4 KiB units (`at` must be aligned; slots and log sectors are).
+fn read_exact_at(file: &File, direct: bool, out: &mut [u8], at: u64) -> std::io::Result<()> {
+    if !direct {
+        return file.read_exact_at(out, at);
+    }
+    assert!(at.is_multiple_of(DIRECT_ALIGN as u64), "{at}");
+    let len = out.len().div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    let mut bounce = vec![0u8; len + DIRECT_ALIGN];
+    let start = bounce.as_ptr().align_offset(DIRECT_ALIGN);
+    let aligned = &mut bounce[start..start + len];
+    file.read_exact_at(aligned, at)?;
+    out.copy_from_slice(&aligned[..out.len()]);
+    Ok(())
+}
 
 use engine::buddy::Slot;
 use engine::wal::{BlockReader, LogDisk, WalIoError, SECTOR_BYTES};
@@ -19,6 +90,8 @@ pub struct FileLog<'f> {
     file: &'f File,
     region_offset: u64,
     sectors: u64,
+    /// `file` is open with `O_DIRECT` (see [`DiskReads`]).
+    direct: bool,
 }
 
 impl<'f> FileLog<'f> {
@@ -28,11 +101,13 @@ impl<'f> FileLog<'f> {
             file,
             region_offset,
             sectors,
+            direct: false,
         }
     }
 
     /// Writes whole sectors from `sector` on (a record, or a wrap record).
     pub fn write_log(&mut self, sector: u64, bytes: &[u8]) -> std::io::Result<()> {
+        assert!(!self.direct, "writes go through the page cache");
         self.check_range(sector, bytes.len());
         self.file
             .write_all_at(bytes, self.region_offset + sector * SECTOR_BYTES)
@@ -57,8 +132,7 @@ impl LogDisk for FileLog<'_> {
     fn read_log(&mut self, sector: u64, out: &mut [u8]) -> Result<(), WalIoError> {
         self.check_range(sector, out.len());
         let at = self.region_offset + sector * SECTOR_BYTES;
-        self.file
-            .read_exact_at(out, at)
+        read_exact_at(self.file, self.direct, out, at)
             .map_err(|e| WalIoError(format!("reading the log at byte {at}: {e}")))
     }
 }
@@ -67,6 +141,8 @@ impl LogDisk for FileLog<'_> {
 pub struct FileBlocks<'f> {
     file: &'f File,
     capacity_bytes: u64,
+    /// `file` is open with `O_DIRECT` (see [`DiskReads`]).
+    direct: bool,
 }
 
 impl<'f> FileBlocks<'f> {
@@ -74,6 +150,7 @@ impl<'f> FileBlocks<'f> {
         FileBlocks {
             file,
             capacity_bytes,
+            direct: false,
         }
     }
 }
@@ -81,8 +158,7 @@ impl<'f> FileBlocks<'f> {
 impl BlockReader for FileBlocks<'_> {
     fn read_block(&mut self, slot: Slot, out: &mut [u8]) -> Result<(), WalIoError> {
         assert!(out.len() as u64 <= slot.bytes() && slot.end() <= self.capacity_bytes);
-        self.file
-            .read_exact_at(out, slot.offset)
+        read_exact_at(self.file, self.direct, out, slot.offset)
             .map_err(|e| WalIoError(format!("reading the block at byte {}: {e}", slot.offset)))
     }
 }
@@ -96,6 +172,44 @@ mod tests {
 
     const CAPACITY_BYTES: u64 = 1 << 20;
     const LOG_SECTORS: u64 = 16;
+
+    /// `DiskReads` reads what was written (flushed first by the kernel), whatever the length,
+    /// through its aligned buffer; the filesystem under the tests accepts O_DIRECT or falls
+    /// back to buffered reads.
+    #[test]
+    fn disk_reads_see_the_written_bytes_at_any_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("data"))
+            .unwrap();
+        file.set_len(CAPACITY_BYTES + LOG_SECTORS * SECTOR_BYTES)
+            .unwrap();
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        file.write_all_at(&bytes, 8192).unwrap();
+        file.write_all_at(&[9u8; 4096], CAPACITY_BYTES + 4096)
+            .unwrap();
+        let reads = DiskReads::open(&file).unwrap();
+        let mut blocks = reads.blocks(CAPACITY_BYTES);
+        for len in [1usize, 100, 4096, 4097, 10_000] {
+            let mut out = vec![0u8; len];
+            let slot = Slot {
+                offset: 8192,
+                class: SizeClass::new(2).unwrap(),
+            };
+            blocks.read_block(slot, &mut out).unwrap();
+            assert_eq!(out, bytes[..len], "{len}");
+        }
+        let mut sector = vec![0u8; 4096];
+        reads
+            .log(CAPACITY_BYTES, LOG_SECTORS)
+            .read_log(1, &mut sector)
+            .unwrap();
+        assert_eq!(sector, vec![9u8; 4096]);
+    }
 
     /// Records written through `FileLog` into a real file replay into libmdbx; a block whose
     /// bytes are not in the file is dropped from the last record.

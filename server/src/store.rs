@@ -26,7 +26,7 @@ use crate::datafile;
 use crate::identity::{
     self, IndexFacts, IndexFile, Plan, FORMAT_VERSION_BEFORE_LOG, INDEX_FILE_BYTES_MIN,
 };
-use crate::log_file::{FileBlocks, FileLog};
+use crate::log_file::DiskReads;
 use crate::mdbx::{MdbxStore, ENV_DIR_NAME};
 use crate::trailer::{log_bytes_valid, Layout, Trailer, TRAILER_VERSION};
 
@@ -174,6 +174,7 @@ pub fn open_for_serving(dir: &Path, wanted: Wanted) -> Result<Opened> {
             &trailer_of(&header, target.capacity_bytes),
             log_bytes,
         )
+        .and_then(|()| datafile::zero_log_region(&data, &target))
         .context("growing the data file")?;
         tracing::info!(
             from_bytes = layout.capacity_bytes,
@@ -269,6 +270,12 @@ fn prepare(
             };
             if placed.is_none() {
                 datafile::place_trailer(&data, &trailer, log_bytes)
+                    .and_then(|()| {
+                        datafile::zero_log_region(
+                            &data,
+                            &Layout::new(trailer.capacity_bytes, log_bytes),
+                        )
+                    })
                     .context("upgrading the data file: adding the log region")?;
             }
             (header, trailer, data)
@@ -297,12 +304,8 @@ fn commit_log_state(store: &mut MdbxStore, header: Header, log_bytes: u64) -> Re
         format_version: FORMAT_VERSION,
         ..header
     };
-    let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
-    txn.set_header(&header).map_err(|e| anyhow!("{e}"))?;
-    txn.set_log_state(&empty_log(log_bytes)?)
-        .map_err(|e| anyhow!("{e}"))?;
-    txn.commit(true)
-        .map_err(|e| anyhow!("committing the upgraded index header: {e}"))?;
+    commit_with_empty_log(store, &header, log_bytes)
+        .context("committing the upgraded index header")?;
     tracing::info!(
         log_bytes,
         format_version = FORMAT_VERSION,
@@ -312,13 +315,17 @@ fn commit_log_state(store: &mut MdbxStore, header: Header, log_bytes: u64) -> Re
     Ok(header)
 }
 
-/// The log record of an empty region of `log_bytes`.
-fn empty_log(log_bytes: u64) -> Result<LogState> {
-    Ok(LogState {
+/// One durable commit of `header` with the log record of an empty region of `log_bytes`.
+fn commit_with_empty_log(store: &mut MdbxStore, header: &Header, log_bytes: u64) -> Result<()> {
+    let log = LogState {
         log_sectors: log_bytes / SECTOR_BYTES,
         next: LogPos { seq: 1, sector: 0 },
         run_id: random_u64().context("drawing a run id")?,
-    })
+    };
+    let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
+    txn.set_header(header).map_err(|e| anyhow!("{e}"))?;
+    txn.set_log_state(&log).map_err(|e| anyhow!("{e}"))?;
+    txn.commit(true).map_err(|e| anyhow!("{e}"))
 }
 
 /// Replays the log of the data file laid out as `layout` (see `engine::wal::recover`) and
@@ -334,8 +341,10 @@ pub fn recover(store: &mut MdbxStore, data: &File, layout: Layout) -> Result<wal
     if Some(run_id) == old_run_id {
         run_id = run_id.wrapping_add(2);
     }
-    let mut log = FileLog::new(data, layout.capacity_bytes, layout.log_sectors());
-    let mut blocks = FileBlocks::new(data, layout.capacity_bytes);
+    // What the disk holds, not the page cache (see `log_file`'s module doc).
+    let reads = DiskReads::open(data).context("opening the data file for the log's replay")?;
+    let mut log = reads.log(layout.capacity_bytes, layout.log_sectors());
+    let mut blocks = reads.blocks(layout.capacity_bytes);
     let out = wal::recover(
         store,
         &mut log,
@@ -378,12 +387,8 @@ fn create_header(store: &mut MdbxStore, capacity_bytes: u64, log_bytes: u64) -> 
         node_id: random_u64().context("drawing a node id")? | 1,
         commit_seq: 0,
     };
-    let mut txn = store.begin().map_err(|e| anyhow!("{e}"))?;
-    txn.set_header(&header).map_err(|e| anyhow!("{e}"))?;
-    txn.set_log_state(&empty_log(log_bytes)?)
-        .map_err(|e| anyhow!("{e}"))?;
-    txn.commit(true)
-        .map_err(|e| anyhow!("committing the new store's header: {e}"))?;
+    commit_with_empty_log(store, &header, log_bytes)
+        .context("committing the new store's header")?;
     Ok(header)
 }
 

@@ -96,7 +96,8 @@ fn restart_keeps_everything() {
 struct Ledger {
     /// Stored (a `201` or `200`, or an unanswered PUT found stored): hash -> (seed, len).
     present: HashMap<String, (u64, usize)>,
-    /// A `204` (or an unanswered DELETE found done). Bodies are never PUT again.
+    /// A `204` since the last check. Bodies are never PUT again, so once a deletion was seen
+    /// after a crash, the listing check (nothing stored but `present`) catches it coming back.
     deleted: HashSet<String>,
     /// PUTs sent without an answer: may or may not be stored.
     unknown_puts: Vec<(u64, usize)>,
@@ -204,9 +205,9 @@ fn verify_and_settle(s: &Server, ledger: &mut Ledger) {
         s.assert_stored(&body(seed, len));
         assert!(!ledger.deleted.contains(hash));
     }
-    for hash in &ledger.deleted {
+    for hash in std::mem::take(&mut ledger.deleted) {
         assert_eq!(
-            s.get(hash).status,
+            s.get(&hash).status,
             404,
             "an acknowledged DELETE came back: {hash}"
         );
@@ -224,7 +225,7 @@ fn verify_and_settle(s: &Server, ledger: &mut Ledger) {
     }
     for (hash, block) in std::mem::take(&mut ledger.unknown_deletes) {
         match s.get(&hash).status {
-            404 => drop(ledger.deleted.insert(hash)),
+            404 => {}
             200 => drop(ledger.present.insert(hash, block)),
             other => panic!("GET {hash} after an unanswered DELETE: {other}"),
         }
@@ -249,8 +250,8 @@ fn verify_and_settle(s: &Server, ledger: &mut Ledger) {
 
 /// `rounds` times: a PUT/DELETE load from [`CLIENTS`] threads, kill -9 at a random point
 /// 0-300 ms into it, every other round a read-write `check` of the crashed directory (it
-/// replays the log first; clean), restart (`serve` replays what is left), every acknowledged
-/// operation verified.
+/// replays the log first; clean), restart (`serve` replays what is left; half-way through
+/// with a larger capacity), every acknowledged operation verified.
 /// Ends with a clean stop and a read-write `check`.
 fn kill_9_rounds(rounds: u64, seed: u64) {
     let mut s = Server::start(&["--capacity", "64MiB"]);
@@ -285,7 +286,13 @@ fn kill_9_rounds(rounds: u64, seed: u64) {
             let note = "replayed the write-ahead log into the index first, as `serve` would: ";
             replayed += replayed_records(&output_text(&out), note);
         }
-        s.restart();
+        if round == rounds / 2 {
+            // A growth on a crashed store: the log is replayed first, then the region moves.
+            s.restart_with(&["--capacity", "96MiB"]);
+            assert_eq!(s.stats().capacity, 96 << 20);
+        } else {
+            s.restart();
+        }
         verify_and_settle(&s, &mut ledger);
     }
     assert!(
@@ -293,8 +300,10 @@ fn kill_9_rounds(rounds: u64, seed: u64) {
         "the load made progress (seed {seed})"
     );
     replayed += replayed_records(&s.log_text(), "replayed the write-ahead log records=");
+    // After kill -9 libmdbx keeps every commit (weak meta pages survive a process crash), so
+    // only a record between its flush and its commit is replayed: a long run meets many.
     assert!(
-        replayed > 0,
+        rounds < 100 || replayed > 0,
         "no crash left a record to replay (seed {seed})"
     );
     eprintln!(

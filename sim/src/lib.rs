@@ -53,7 +53,7 @@ pub use world::{Summary, World};
 /// left out: since issue 18 every commit is over a flushed record (full) or published at once
 /// (relaxed), so the views' durable watermark never hides anything and the switch has no
 /// window left to open (the engine keeps it until its owner removes it).
-pub const BUG_NAMES: [&str; 16] = [
+pub const BUG_NAMES: [&str; 18] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -70,6 +70,8 @@ pub const BUG_NAMES: [&str; 16] = [
     "ack_before_log_durable",
     "reuse_log_before_checkpoint",
     "replay_torn_record",
+    "miscount_free_slots",
+    "stale_read_error",
 ];
 
 pub fn bug_by_name(name: &str) -> Option<Bugs> {
@@ -92,6 +94,8 @@ pub fn bug_by_name(name: &str) -> Option<Bugs> {
         "ack_before_log_durable" => b.ack_before_log_durable = true,
         "reuse_log_before_checkpoint" => b.reuse_log_before_checkpoint = true,
         "replay_torn_record" => b.replay_torn_record = true,
+        "miscount_free_slots" => b.miscount_free_slots = true,
+        "stale_read_error" => b.stale_read_error = true,
         _ => return None,
     }
     Some(b)

@@ -49,6 +49,11 @@ pub enum Kind {
     /// A chunked `PUT /block` whose pieces each fit but add up to one byte over the largest
     /// block: 413.
     ChunkedOverLimit,
+    /// A chunked `PUT /block` whose pieces add up to exactly the largest block (one content per
+    /// run): stored like any PUT (201, then 200 as a duplicate), never refused with 413.
+    ChunkedAtLimit {
+        content: usize,
+    },
     Garbage {
         seed: u64,
     },
@@ -89,6 +94,7 @@ impl Kind {
             Kind::Unauthorized { .. } => "unauthorized",
             Kind::HeadLimit { .. } => "head-limit",
             Kind::ChunkedOverLimit => "chunked-over-limit",
+            Kind::ChunkedAtLimit { .. } => "chunked-at-limit",
             Kind::Garbage { .. } => "garbage",
             Kind::BadHex => "bad-hex",
             Kind::Oversize => "oversize",
@@ -105,7 +111,9 @@ impl Kind {
     /// The prefix of the address the request is about (for the trace), 0 if none.
     pub fn target(&self, model: &Model) -> u64 {
         match self {
-            Kind::Put { content, .. } => hash_prefix(&model.contents[*content].0),
+            Kind::Put { content, .. } | Kind::ChunkedAtLimit { content } => {
+                hash_prefix(&model.contents[*content].0)
+            }
             Kind::Get { hash, .. }
             | Kind::Head { hash }
             | Kind::Range { hash, .. }
@@ -138,6 +146,7 @@ impl Kind {
             Kind::Metrics => 15,
             Kind::HeadLimit { .. } => 18,
             Kind::ChunkedOverLimit => 19,
+            Kind::ChunkedAtLimit { .. } => 20,
         }
     }
 }

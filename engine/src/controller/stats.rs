@@ -55,8 +55,13 @@ impl<M: MetaStore> Controller<M> {
         s.capacity_bytes = self.allocator.capacity_bytes();
         s.quarantined_bytes = quarantined;
         s.free_bytes = self.allocator.free_bytes() + quarantined;
-        for class in SizeClass::ALL {
-            s.free_slots[class.index()] = self.allocator.free_slots(class) as u64;
+        let classes = if self.config.bugs.miscount_free_slots() {
+            &SizeClass::ALL[..CLASS_COUNT - 1]
+        } else {
+            &SizeClass::ALL[..]
+        };
+        for class in classes {
+            s.free_slots[class.index()] = self.allocator.free_slots(*class) as u64;
         }
         s.reserved_slots = self.reserved.slots;
         s.reserved_bytes = self.reserved.bytes;

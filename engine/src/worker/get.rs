@@ -73,6 +73,26 @@ pub(super) fn write_into(out: &mut [u8], args: std::fmt::Arguments<'_>) -> usize
 pub(super) const CACHE_CONTROL: (&str, &[u8]) =
     ("Cache-Control", b"public, max-age=31536000, immutable");
 
+/// The known bug `stale_read_error`: where the worker's read-error flag stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum StaleReadError {
+    Clear,
+    /// A read of this connection's request failed and is being retried.
+    Retrying(ConnRef),
+    /// The retry succeeded, and the flag was left set.
+    Set,
+}
+
+/// What the known bug `stale_read_error` does with a read's completion.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StaleVerdict {
+    Nothing,
+    /// Read the same bytes again (a failed read's one retry).
+    Retry,
+    /// Answer `500` although the read succeeded (the flag was set).
+    Fail,
+}
+
 impl Worker {
     /// The address of a GET or HEAD, from a view of `version`; called by the worker's view
     /// with the request's `Lookup::Block` taken.
@@ -191,6 +211,7 @@ impl Worker {
         buf: Vec<u8>,
         outcome: FileOutcome,
     ) {
+        let stale = self.stale_read_error(r, outcome);
         let conn = self.conns.live_mut(r);
         let active = conn.active.as_mut().expect("active");
         let Stage::Read {
@@ -207,10 +228,12 @@ impl Worker {
         let failed = match outcome {
             FileOutcome::Moved(n) => {
                 *read += n;
-                short_fails = self.config.bugs.short_read_fails() && *read < len;
+                short_fails = self.config.bugs.short_read_fails() && *read < len
+                    || stale == StaleVerdict::Fail;
                 short_fails
             }
             FileOutcome::Again => false,
+            FileOutcome::Failed if stale == StaleVerdict::Retry => false,
             FileOutcome::Failed | FileOutcome::Abandoned => true,
         };
         if failed {
@@ -246,6 +269,31 @@ impl Worker {
         active.stage = Stage::Responded;
         self.end_read(version);
         self.send_block(now, r, buf, location);
+    }
+
+    /// The known bug `stale_read_error`: a failed read is retried once (fine), but a retry
+    /// that succeeds leaves the worker's read-error flag set, and the next read that succeeds,
+    /// whichever GET it serves, answers `500`.
+    fn stale_read_error(&mut self, r: ConnRef, outcome: FileOutcome) -> StaleVerdict {
+        if !self.config.bugs.stale_read_error() {
+            return StaleVerdict::Nothing;
+        }
+        let state = self.stale_read_error;
+        let (next, verdict) = match (outcome, state) {
+            (FileOutcome::Failed, StaleReadError::Retrying(by)) if by == r => {
+                (StaleReadError::Clear, StaleVerdict::Nothing)
+            }
+            (FileOutcome::Failed, _) => (StaleReadError::Retrying(r), StaleVerdict::Retry),
+            (FileOutcome::Moved(_), StaleReadError::Retrying(by)) if by == r => {
+                (StaleReadError::Set, StaleVerdict::Nothing)
+            }
+            (FileOutcome::Moved(_), StaleReadError::Set) => {
+                (StaleReadError::Clear, StaleVerdict::Fail)
+            }
+            _ => (state, StaleVerdict::Nothing),
+        };
+        self.stale_read_error = next;
+        verdict
     }
 
     /// Verifies the bytes read, then answers 200 or 206 (or 416, or 500 on corruption).

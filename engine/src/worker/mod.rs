@@ -203,6 +203,8 @@ pub struct Worker {
     node_health: Option<Unhealthy>,
     /// Failed verifications are logged at most once a second (each is counted).
     corrupt_log: LogLimit,
+    /// The known bug `stale_read_error` only (always `Clear` without the switch).
+    stale_read_error: get::StaleReadError,
 }
 
 /// The connection slots: a slot's generation grows each time it is reused, so a stale
@@ -282,6 +284,7 @@ impl Worker {
             snapshot: Arc::new(StatsSnapshot::default()),
             node_health: None,
             corrupt_log: LogLimit::new(Duration::from_secs(1)),
+            stale_read_error: get::StaleReadError::Clear,
             config,
         }
     }

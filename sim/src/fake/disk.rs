@@ -39,6 +39,15 @@ const _: () = assert!(engine::size_class::SLOT_MIN_BYTES.is_multiple_of(SECTOR_B
 
 type Sector = Box<[u8; SECTOR]>;
 
+/// Which image a read sees.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Image {
+    /// The page cache: what a process reads.
+    Live,
+    /// The device (a read that bypasses the cache).
+    Device,
+}
+
 /// An fdatasync between its two halves: the dirty sectors as they were when it began.
 type SyncSnapshot = BTreeMap<u64, Sector>;
 
@@ -122,6 +131,17 @@ impl Disk {
 
     /// Reads the live image at `offset` into `out`.
     pub fn read(&self, offset: u64, out: &mut [u8]) {
+        self.read_from(offset, out, Image::Live);
+    }
+
+    /// Reads what the device holds at `offset` (the durable image with the dirty sectors a
+    /// writeback may still take, but never the pages a failed sync dropped: those are in the
+    /// page cache only): a read that bypasses the cache, as the server's log replay does.
+    pub fn read_device(&self, offset: u64, out: &mut [u8]) {
+        self.read_from(offset, out, Image::Device);
+    }
+
+    fn read_from(&self, offset: u64, out: &mut [u8], image: Image) {
         let end = offset + out.len() as u64;
         assert!(
             end <= self.len_bytes(),
@@ -134,7 +154,11 @@ impl Disk {
             let within = (pos % SECTOR_BYTES) as usize;
             let n = (SECTOR - within).min((end - pos) as usize);
             let dst = &mut out[(pos - offset) as usize..(pos - offset) as usize + n];
-            match self.sector(index) {
+            let sector = match image {
+                Image::Live => self.sector(index),
+                Image::Device => self.live.get(&index).or_else(|| self.durable.get(&index)),
+            };
+            match sector {
                 Some(s) => dst.copy_from_slice(&s[within..within + n]),
                 None => dst.fill(0),
             }

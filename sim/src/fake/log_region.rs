@@ -6,8 +6,9 @@
 //! Owns: the mapping from log sectors to disk offsets. Never does: change the disk except by
 //! [`write_log`], or fail a read (the simulator injects read faults in the workers'
 //! ring, not here: a sector that turned bad still holds its bytes, and recovery reads them as
-//! the server's would after the drive remapped it). Reads see the live image, as a process
-//! reading through the page cache does.
+//! the server's would after the drive remapped it). Reads see what the device holds, not the
+//! page cache (`Disk::read_device`), as the server's replay reads (`server/src/log_file.rs`):
+//! pages a failed fdatasync dropped are not on the device and are not replayed.
 
 use engine::buddy::Slot;
 use engine::wal::{BlockReader, LogDisk, WalIoError, SECTOR_BYTES};
@@ -61,7 +62,7 @@ impl LogDisk for DiskLog<'_> {
             sector + sectors <= self.disk.log_sectors(),
             "inside the region"
         );
-        self.disk.read(log_offset(self.disk, sector), out);
+        self.disk.read_device(log_offset(self.disk, sector), out);
         Ok(())
     }
 }
@@ -74,7 +75,7 @@ impl BlockReader for DiskLog<'_> {
             end <= self.disk.capacity_bytes(),
             "a slot, not the log region"
         );
-        self.disk.read(slot.offset, out);
+        self.disk.read_device(slot.offset, out);
         Ok(())
     }
 }

@@ -77,42 +77,9 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
     request_timeout_explained(resp, ctx.sender)?;
     let s = resp.status;
     match &req.kind {
-        Kind::Put { content, .. } => {
-            let hash = ctx.model.contents[*content].0;
-            let t = req.write.expect("a PUT holds a write ticket");
-            let end = match s {
-                200 | 201 => {
-                    let hex = hash.to_hex();
-                    if resp.body != hex.as_bytes() {
-                        return Err(format!("PUT body is not the address {hex}"));
-                    }
-                    let loc = format!("/block/{hex}");
-                    if resp.header("Location") != Some(loc.as_str()) {
-                        return Err("PUT without the right Location".into());
-                    }
-                    let prior = if s == 201 {
-                        ctx.model.fresh_copy(&hash);
-                        Known::Absent
-                    } else {
-                        Known::Present
-                    };
-                    ctx.model
-                        .end_write(t, WriteEnd::Effect(Known::Present), Some(prior));
-                    return take_violation(ctx);
-                }
-                500 => match explain_write_500(resp, ctx) {
-                    Some(end) => end,
-                    None => return Err(format!("unexplained 500: {}", body_text(resp))),
-                },
-                503 | 507 | 408 => WriteEnd::NoEffect,
-                _ => {
-                    ctx.model.end_write(t, WriteEnd::NoEffect, None);
-                    return Err("unexpected status for a PUT".into());
-                }
-            };
-            ctx.model.end_write(t, end, None);
-            Ok(())
-        }
+        Kind::Put { content, .. } => check_put(req, *content, resp, ctx),
+        Kind::ChunkedAtLimit { content } => check_put(req, *content, resp, ctx)
+            .map_err(|e| format!("a chunked body of exactly the limit: {e}")),
         Kind::Delete { .. } => {
             let t = req.write.expect("a DELETE holds a write ticket");
             match s {
@@ -293,6 +260,51 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
             Ok(())
         }
     }
+}
+
+/// A PUT of model content (any framing): 201/200 with the address, or an answer that stored
+/// nothing (a full store, a deadline) or a 500 a fault explains; never another refusal.
+fn check_put(
+    req: &Req,
+    content: usize,
+    resp: &Response,
+    ctx: &mut Checker<'_, '_>,
+) -> Result<(), String> {
+    let s = resp.status;
+    let hash = ctx.model.contents[content].0;
+    let t = req.write.expect("a PUT holds a write ticket");
+    let end = match s {
+        200 | 201 => {
+            let hex = hash.to_hex();
+            if resp.body != hex.as_bytes() {
+                return Err(format!("PUT body is not the address {hex}"));
+            }
+            let loc = format!("/block/{hex}");
+            if resp.header("Location") != Some(loc.as_str()) {
+                return Err("PUT without the right Location".into());
+            }
+            let prior = if s == 201 {
+                ctx.model.fresh_copy(&hash);
+                Known::Absent
+            } else {
+                Known::Present
+            };
+            ctx.model
+                .end_write(t, WriteEnd::Effect(Known::Present), Some(prior));
+            return take_violation(ctx);
+        }
+        500 => match explain_write_500(resp, ctx) {
+            Some(end) => end,
+            None => return Err(format!("unexplained 500: {}", body_text(resp))),
+        },
+        503 | 507 | 408 => WriteEnd::NoEffect,
+        _ => {
+            ctx.model.end_write(t, WriteEnd::NoEffect, None);
+            return Err(format!("unexpected status {s} for a PUT"));
+        }
+    };
+    ctx.model.end_write(t, end, None);
+    Ok(())
 }
 
 /// A `200` of `/stats` or `/metrics` carries stored-block figures the model allows.

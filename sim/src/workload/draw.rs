@@ -30,6 +30,15 @@ impl Workload {
 
     pub(super) fn new_content(&mut self, ctx: &mut Ctx<'_>) -> usize {
         let len = Self::draw_size(ctx);
+        self.new_content_of(len, ctx)
+    }
+
+    /// New random content of exactly `len` bytes, registered with the model (and the hot set).
+    fn new_content_of(&mut self, len: usize, ctx: &mut Ctx<'_>) -> usize {
+        assert!(
+            (1..=BLOCK_MAX_BYTES).contains(&len),
+            "a block of {len} bytes"
+        );
         let mut bytes = vec![0u8; len];
         ctx.rng.fill_bytes(&mut bytes);
         let index = ctx.model.add_content(bytes);
@@ -216,7 +225,17 @@ impl Workload {
                 },
             },
             0 | 1 => Kind::HeadLimit { edge },
-            2 => Kind::ChunkedOverLimit,
+            2 => match edge {
+                Edge::AtLimit => {
+                    let content = match self.at_limit_content {
+                        Some(content) => content,
+                        None => self.new_content_of(BLOCK_MAX_BYTES, ctx),
+                    };
+                    self.at_limit_content = Some(content);
+                    Kind::ChunkedAtLimit { content }
+                }
+                Edge::OverByOne => Kind::ChunkedOverLimit,
+            },
             _ => {
                 let hash = self.pick_hash(ctx);
                 let len = ctx.model.content_of(&hash).map_or(4096, |b| b.len() as u64);

@@ -12,7 +12,8 @@ use super::{Ctx, Workload, BLOCK_MAX_BYTES, SIZE_EDGES};
 use crate::http_client::{self, Style};
 use crate::request::{Edge, Kind, Req};
 
-/// The pieces of a chunked probe: each well under the limit, their sum one byte over it.
+/// The pieces of a chunked probe: each well under the limit, their sum exactly at it or one
+/// byte over it.
 const CHUNK_PROBE_BYTES: usize = 65_536;
 const _: () = assert!(CHUNK_PROBE_BYTES < BLOCK_MAX_BYTES);
 
@@ -169,6 +170,19 @@ impl Workload {
                     ..style
                 };
                 http_client::put(&[0x5a; BLOCK_MAX_BYTES + 1], None, &style, token)
+            }
+            Kind::ChunkedAtLimit { content } => {
+                let (hash, body) = &ctx.model.contents[*content];
+                assert_eq!(body.len(), BLOCK_MAX_BYTES, "a probe exactly at the limit");
+                let style = Style {
+                    chunked: true,
+                    http10: false,
+                    chunk_bytes: CHUNK_PROBE_BYTES,
+                    ..style
+                };
+                let b = http_client::put(body, None, &style, token);
+                write = Some(ctx.model.begin_write(*hash));
+                b
             }
             Kind::NotAllowed { hash } => http_client::bodyless(
                 "POST",

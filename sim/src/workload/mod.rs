@@ -92,6 +92,10 @@ pub struct Workload {
     pub statuses: BTreeMap<(&'static str, u16), u64>,
     pub unanswered: u64,
     pub edges_put: [bool; 5],
+    /// The one content of exactly the largest block that the chunked at-limit probe sends, drawn
+    /// at its first use: stored once (201), then deduplicated (200), so the probes test the
+    /// boundary without filling a small store with 512 KiB blocks.
+    at_limit_content: Option<usize>,
 }
 
 impl Workload {
@@ -108,6 +112,7 @@ impl Workload {
             statuses: BTreeMap::new(),
             unanswered: 0,
             edges_put: [false; 5],
+            at_limit_content: None,
         }
     }
 
