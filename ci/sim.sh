@@ -84,6 +84,7 @@ declare -A floor=(
   [reuse_before_views_end]=10
   [truncate_listing]=50
   [miscount_data_bytes]=40
+  [show_before_durable]=10
   [token_prefix_accepted]=12
   [head_limit_exclusive]=50
   [short_read_fails]=25

@@ -49,11 +49,8 @@ pub use failure::Failure;
 pub use options::Options;
 pub use world::{Summary, World};
 
-/// The known bugs of `engine::bugs`, by the name `--bug` takes. `show_before_durable` is
-/// left out: since issue 18 every commit is over a flushed record (full) or published at once
-/// (relaxed), so the views' durable watermark never hides anything and the switch has no
-/// window left to open (the engine keeps it until its owner removes it).
-pub const BUG_NAMES: [&str; 18] = [
+/// The known bugs of `engine::bugs`, by the name `--bug` takes.
+pub const BUG_NAMES: [&str; 19] = [
     "ack_before_durable",
     "skip_reservation_recovery",
     "reuse_while_reading",
@@ -63,6 +60,7 @@ pub const BUG_NAMES: [&str; 18] = [
     "ack_after_failed_sync",
     "truncate_listing",
     "miscount_data_bytes",
+    "show_before_durable",
     "token_prefix_accepted",
     "head_limit_exclusive",
     "short_read_fails",

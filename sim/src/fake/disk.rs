@@ -60,6 +60,17 @@ pub struct PowerLossOutcome {
     pub torn: u64,
 }
 
+/// Whether the index may come back holding a block over bytes a power loss took after a failed
+/// sync had dropped their writeback.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LostBytes {
+    /// Full durability: never (no commit is made before its flush, and the log's replay reads
+    /// the device, not the cache the dropped pages linger in).
+    NeverIndexed,
+    /// Relaxed durability, by design (docs/architecture.md, "Data before index").
+    MayBeIndexed,
+}
+
 #[derive(Debug)]
 pub struct Disk {
     /// Where the slots end and the log region begins (`C`).
@@ -76,6 +87,8 @@ pub struct Disk {
     /// are written again): what relaxed durability may come back indexed over (see
     /// `lost_after_failed_sync`).
     lost_after_failed_sync: BTreeSet<u64>,
+    /// Whether those sectors excuse an index entry over them (the oracles' `may_differ`).
+    lost_bytes: LostBytes,
     damaged: BTreeSet<u64>,
     bad: BTreeSet<u64>,
     /// The fdatasync in flight (between `begin_sync` and `finish_sync`/`fail_sync`).
@@ -95,6 +108,7 @@ impl Disk {
             live: BTreeMap::new(),
             unpersisted: BTreeMap::new(),
             lost_after_failed_sync: BTreeSet::new(),
+            lost_bytes: LostBytes::NeverIndexed,
             damaged: BTreeSet::new(),
             bad: BTreeSet::new(),
             sync_in_flight: None,
@@ -234,14 +248,23 @@ impl Disk {
         self.bad.range(first..=last).next().is_some()
     }
 
+    /// Sets whether the index may hold blocks over bytes lost after a failed sync
+    /// ([`LostBytes`]; `NeverIndexed` unless told).
+    pub fn with_lost_bytes(mut self, lost_bytes: LostBytes) -> Disk {
+        self.lost_bytes = lost_bytes;
+        self
+    }
+
     /// Whether a power loss took any sector of `[offset, offset + len)` whose writeback a
-    /// failed sync had dropped (not written since). With relaxed durability the index may
-    /// come back holding a block over such bytes: its commit was made before the data sync
-    /// that failed, and the next run's durable commit keeps it (docs/architecture.md, "Data
-    /// before index": a limitation of relaxed mode, which promises nothing across a power
-    /// loss). Full durability never commits over unsynced data, but its recovery may replay a
-    /// record over them (`may_differ`).
+    /// failed sync had dropped (not written since), and the durability mode lets the index
+    /// hold a block over it ([`LostBytes::MayBeIndexed`], relaxed: its commit was made before
+    /// the data sync that failed, and the next run's durable commit keeps it;
+    /// docs/architecture.md, "Data before index"). Full durability never does: a commit
+    /// follows its flush, and the log's replay reads the device.
     pub fn lost_after_failed_sync(&self, offset: u64, len: u64) -> bool {
+        if self.lost_bytes == LostBytes::NeverIndexed {
+            return false;
+        }
         let first = offset / SECTOR_BYTES;
         let last = (offset + len.max(1) - 1) / SECTOR_BYTES;
         self.lost_after_failed_sync
@@ -251,11 +274,8 @@ impl Disk {
     }
 
     /// Whether the bytes at `[offset, offset + len)` may differ from what was last written
-    /// there: a fault damaged them, or a power loss took bytes whose writeback a failed sync
-    /// had dropped. In relaxed durability by design; in full durability through the log
-    /// (issue 18, a known hole): after a failed flush and a process restart, recovery reads
-    /// the batch's record and verifies its blocks through the page cache, where the dropped
-    /// pages still are, and makes them indexed durably over bytes a power loss then takes.
+    /// there: a fault damaged them, or (relaxed durability) a power loss took bytes whose
+    /// writeback a failed sync had dropped.
     pub fn may_differ(&self, offset: u64, len: u64) -> bool {
         self.is_damaged(offset, len) || self.lost_after_failed_sync(offset, len)
     }
@@ -392,7 +412,7 @@ mod tests {
     /// does not persist them, and a power loss loses them; a sector written again is dirty.
     #[test]
     fn a_failed_sync_drops_the_dirty_pages_for_good() {
-        let mut d = Disk::new(1 << 20, 16);
+        let mut d = Disk::new(1 << 20, 16).with_lost_bytes(LostBytes::MayBeIndexed);
         d.write(0, &[5u8; 4096], true);
         d.sync();
         d.write(0, &[6u8; 4096], true);

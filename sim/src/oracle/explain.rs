@@ -45,8 +45,7 @@ impl Explain<'_> {
     }
 
     /// Whether `hash` is indexed over bytes a power loss took after a failed sync had dropped
-    /// their writeback (`Disk::may_differ`: relaxed durability by design, full durability
-    /// through a replayed log record, a known hole).
+    /// their writeback (`Disk::lost_after_failed_sync`: relaxed durability only).
     pub fn lost_after_failed_sync(&self, hash: &BlockHash) -> bool {
         let Some(e) = self.indexed(hash) else {
             return false;

@@ -52,7 +52,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::failure::Failure;
 use crate::fake::clock::Clock;
-use crate::fake::disk::Disk;
+use crate::fake::disk::{Disk, LostBytes};
 use crate::fake::net::Net;
 use crate::fake::ring::{FaultCounters, FaultLog};
 use crate::model::{Model, ReadsShow};
@@ -141,7 +141,13 @@ impl World {
             rng,
             clock: Clock::default(),
             store: StoreFiles::create(opts.store),
-            disk: Disk::new(opts.capacity_bytes, opts.log_sectors),
+            disk: Disk::new(opts.capacity_bytes, opts.log_sectors).with_lost_bytes(
+                if opts.durability == Durability::Full {
+                    LostBytes::NeverIndexed
+                } else {
+                    LostBytes::MayBeIndexed
+                },
+            ),
             net: Net::new(opts.workers),
             node: None,
             trace: Trace::new(keep_trace),
