@@ -201,27 +201,12 @@ impl BatchCtx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use crate::bugs::Bugs;
-    use crate::clock::Instant;
-    use crate::controller::{Controller, ControllerConfig, ControllerIo, Durability, SyncError};
+    use crate::controller::isolation::tests::{cycle, one_mib_controller, Clock};
+    use crate::controller::Controller;
     use crate::hash::BlockHash;
     use crate::message::{ToController, ToWorker};
     use crate::meta::MemStore;
     use crate::size_class::SizeClass;
-
-    struct Clock(u64);
-
-    impl ControllerIo for Clock {
-        fn sync_data(&mut self) -> Result<(), SyncError> {
-            Ok(())
-        }
-        fn now(&mut self) -> Instant {
-            self.0 += 1_000_000;
-            Instant(self.0)
-        }
-    }
 
     struct Rig {
         c: Controller<MemStore>,
@@ -231,17 +216,8 @@ mod tests {
 
     /// A controller over two 512 KiB blocks, one worker.
     fn rig() -> Rig {
-        let config = ControllerConfig {
-            capacity_bytes: 1 << 20,
-            workers: 1,
-            cycle_interval: Duration::ZERO,
-            durability: Durability::Full,
-            node_id: 1,
-            bugs: Bugs::NONE,
-        };
-        let c = Controller::open(MemStore::new(), config).expect("open");
         Rig {
-            c,
+            c: one_mib_controller(),
             io: Clock(0),
             request: 0,
         }
@@ -249,14 +225,7 @@ mod tests {
 
     impl Rig {
         fn cycle(&mut self, m: ToController) -> Vec<ToWorker> {
-            self.c.handle_message(m);
-            let now = self.io.now();
-            self.c.run_cycle(now, &mut self.io);
-            let mut out = Vec::new();
-            self.c.drain_outbox(0, |r| {
-                out.push(*r);
-                true
-            });
+            let out = cycle(&mut self.c, &mut self.io, m);
             self.c.check_invariants();
             out
         }
