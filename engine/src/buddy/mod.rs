@@ -310,6 +310,16 @@ impl BuddyAllocator {
             .map(|(&offset, &class)| Slot { offset, class })
     }
 
+    /// The allocated slots that start in `[offset, offset + len)`, ascending offset. For an
+    /// aligned block of some class, these are exactly the slots inside it (slots never straddle
+    /// a larger class's boundary).
+    pub fn allocated_within(&self, offset: u64, len: u64) -> impl Iterator<Item = Slot> + '_ {
+        assert!(len > 0 && offset.checked_add(len).is_some());
+        self.allocated
+            .range(offset..offset + len)
+            .map(|(&offset, &class)| Slot { offset, class })
+    }
+
     /// Panics with a message naming the broken invariant (see the module docs).
     pub fn check_invariants(&self) {
         assert!(

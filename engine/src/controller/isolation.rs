@@ -81,8 +81,9 @@ impl<M: MetaStore> Controller<M> {
     }
 }
 
+/// Also the controller's other unit tests' rig (`Clock`, `cycle`).
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -93,7 +94,8 @@ mod tests {
     use crate::meta::MemStore;
     use crate::size_class::SizeClass;
 
-    struct Clock(u64);
+    /// Data syncs that succeed; each cycle 1 ms later.
+    pub(in crate::controller) struct Clock(pub(in crate::controller) u64);
 
     impl ControllerIo for Clock {
         fn sync_data(&mut self) -> Result<(), SyncError> {
@@ -109,7 +111,12 @@ mod tests {
         }
     }
 
-    fn cycle(c: &mut Controller<MemStore>, io: &mut Clock, m: ToController) -> Vec<ToWorker> {
+    /// One message, one cycle: what worker 0 is sent.
+    pub(in crate::controller) fn cycle(
+        c: &mut Controller<MemStore>,
+        io: &mut Clock,
+        m: ToController,
+    ) -> Vec<ToWorker> {
         c.handle_message(m);
         let now = io.now();
         c.run_cycle(now, io);
@@ -121,10 +128,8 @@ mod tests {
         out
     }
 
-    /// A slot released by batch T stays quarantined while a horizon is T-1 (a view renewed
-    /// before the delete still maps the hash to it) and is freed at T.
-    #[test]
-    fn a_released_slot_waits_for_every_horizon_to_reach_its_release() {
+    /// A fresh controller over 1 MiB (two 512 KiB blocks), one worker, full durability.
+    pub(in crate::controller) fn one_mib_controller() -> Controller<MemStore> {
         let config = ControllerConfig {
             capacity_bytes: 1 << 20,
             workers: 1,
@@ -135,7 +140,14 @@ mod tests {
             run_id: 1,
             bugs: Bugs::NONE,
         };
-        let mut c = Controller::open(MemStore::new(), config).expect("open");
+        Controller::open(MemStore::new(), config).expect("open")
+    }
+
+    /// A slot released by batch T stays quarantined while a horizon is T-1 (a view renewed
+    /// before the delete still maps the hash to it) and is freed at T.
+    #[test]
+    fn a_released_slot_waits_for_every_horizon_to_reach_its_release() {
+        let mut c = one_mib_controller();
         let mut io = Clock(0);
         let class = SizeClass::new(0).expect("class 0");
         let alloc = ToController::Allocate {

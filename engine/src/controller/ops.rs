@@ -87,8 +87,11 @@ impl BatchCtx<'_> {
             granted += 1;
         }
         pending.short |= granted < count;
-        if granted < count && (self.quarantined || !self.reserved.is_empty()) {
+        if granted < count && (self.quarantined || self.reserved.could_free(class, self.allocator))
+        {
             // Space may come back: pools hand their slots in, the requester keeps waiting.
+            // Reserved slots that cannot merge into a slot of `class` are no reason to wait:
+            // without a `Reclaim` the requester answers its PUTs 507 at once.
             self.send_reclaim(worker, class, pending);
         }
         pending.replies.push((
@@ -203,5 +206,119 @@ impl BatchCtx<'_> {
         pending.undo.push(Undo::Unreserved(slot, worker));
         pending.free_after_commit.push(slot);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::controller::isolation::tests::{cycle, one_mib_controller, Clock};
+    use crate::controller::Controller;
+    use crate::hash::BlockHash;
+    use crate::message::{ToController, ToWorker};
+    use crate::meta::MemStore;
+    use crate::size_class::SizeClass;
+
+    struct Rig {
+        c: Controller<MemStore>,
+        io: Clock,
+        request: u64,
+    }
+
+    /// A controller over two 512 KiB blocks, one worker.
+    fn rig() -> Rig {
+        Rig {
+            c: one_mib_controller(),
+            io: Clock(0),
+            request: 0,
+        }
+    }
+
+    impl Rig {
+        fn cycle(&mut self, m: ToController) -> Vec<ToWorker> {
+            let out = cycle(&mut self.c, &mut self.io, m);
+            self.c.check_invariants();
+            out
+        }
+
+        /// `count` slots of class `class` (the replies of that allocation).
+        fn allocate(&mut self, class: u8, count: u16) -> Vec<ToWorker> {
+            self.request += 1;
+            self.cycle(ToController::Allocate {
+                worker: 0,
+                request: self.request,
+                class: SizeClass::new(class).expect("a class"),
+                count,
+            })
+        }
+
+        /// Stores a block in the `nth` slot granted by `replies`.
+        fn occupy(&mut self, replies: &[ToWorker], nth: usize, tag: u8) {
+            let slots: Vec<_> = replies
+                .iter()
+                .filter_map(|r| match r {
+                    ToWorker::Allocated { slot, .. } => Some(*slot),
+                    _ => None,
+                })
+                .collect();
+            self.request += 1;
+            let replies = self.cycle(ToController::Occupy {
+                worker: 0,
+                request: self.request,
+                hash: BlockHash([tag; 32]),
+                slot: slots[nth],
+                len: 10,
+                crc32c: 0,
+            });
+            assert!(
+                replies
+                    .iter()
+                    .any(|r| matches!(r, ToWorker::Occupied { .. })),
+                "{replies:?}"
+            );
+        }
+    }
+
+    fn reclaims(replies: &[ToWorker]) -> usize {
+        replies
+            .iter()
+            .filter(|r| matches!(r, ToWorker::Reclaim { .. }))
+            .count()
+    }
+
+    fn granted(replies: &[ToWorker]) -> u16 {
+        match replies.last() {
+            Some(&ToWorker::AllocateDone { granted, .. }) => granted,
+            other => panic!("the allocation ends with AllocateDone: {other:?}"),
+        }
+    }
+
+    /// Regression (issue 16's simulator, seed 18 on iss-q16): a pool slot that shares its
+    /// 512 KiB block with a stored block cannot give a 512 KiB PUT its slot, yet its
+    /// reservation made every short 512 KiB allocation send `Reclaim`, so PUTs spun
+    /// (Reclaim, retry every 1 ms, other pools refilling at once) until 503 instead of 507.
+    #[test]
+    fn a_short_allocation_no_pool_slot_can_help_sends_no_reclaim() {
+        let mut r = rig();
+        let small = r.allocate(0, 2);
+        r.occupy(&small, 0, 1);
+        let large = r.allocate(7, 1);
+        r.occupy(&large, 0, 2);
+        let short = r.allocate(7, 1);
+        assert_eq!(granted(&short), 0);
+        assert_eq!(reclaims(&short), 0, "{short:?}");
+    }
+
+    /// The guarantee kept: a 512 KiB block that holds nothing but pool slots (and free space)
+    /// comes back whole once they are returned, so a short allocation sends `Reclaim`.
+    #[test]
+    fn a_short_allocation_pool_slots_could_merge_into_sends_reclaim() {
+        let mut r = rig();
+        let small = r.allocate(0, 2);
+        assert_eq!(granted(&small), 2);
+        let large = r.allocate(7, 1);
+        r.occupy(&large, 0, 2);
+        let short = r.allocate(7, 1);
+        assert_eq!(granted(&short), 0);
+        assert_eq!(reclaims(&short), 1, "{short:?}");
     }
 }

@@ -119,14 +119,11 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
                 }
             }
         }
-        Kind::Get {
-            hash,
-            if_none_match,
-        } => {
+        Kind::Get { if_none_match, .. } => {
             let t = req.read.expect("a GET holds a read ticket");
             match s {
                 200 => {
-                    check_block_body(hash, &resp.body, ctx)?;
+                    check_block_body(&t, &resp.body, ctx)?;
                     saw(&t, Known::Present, ctx)
                 }
                 304 if *if_none_match => saw(&t, Known::Present, ctx),
@@ -157,14 +154,17 @@ pub fn check(req: &Req, resp: &Response, ctx: &mut Checker<'_, '_>) -> Result<()
             let content = ctx.model.content_of(hash).map(<[u8]>::to_vec);
             match (s, content) {
                 (200, _) => {
-                    check_block_body(hash, &resp.body, ctx)?;
+                    check_block_body(&t, &resp.body, ctx)?;
                     saw(&t, Known::Present, ctx)
                 }
                 (206, Some(bytes)) => {
                     let Some(Some((a, b))) = spec.expect(bytes.len() as u64) else {
                         return Err(format!("206 for {spec:?} of {} bytes", bytes.len()));
                     };
-                    if resp.body != bytes[a as usize..=b as usize] {
+                    let damaged = t.maybe_corrupt || ctx.model.maybe_corrupt(hash);
+                    if resp.body != bytes[a as usize..=b as usize]
+                        && !ctx.explain.unverified_damage(hash, damaged, a, &resp.body)
+                    {
                         return Err(format!("206 body is not bytes {a}-{b} of the block"));
                     }
                     let cr = format!("bytes {a}-{b}/{}", bytes.len());
@@ -343,17 +343,15 @@ fn body_text(resp: &Response) -> String {
 }
 
 /// A 200 body must be the block: it hashes to the address (never another block's bytes),
-/// unless the block is indexed over bytes a power loss took after a failed sync (served
-/// unverified when `--verify-reads off`: `Explain::lost_after_failed_sync`).
-fn check_block_body(
-    hash: &BlockHash,
-    body: &[u8],
-    ctx: &mut Checker<'_, '_>,
-) -> Result<(), String> {
+/// unless reads are unverified and the block's own slot holds damaged bytes that no fault of
+/// the engine explains ([`Explain::unverified_damage`]).
+fn check_block_body(t: &ReadTicket, body: &[u8], ctx: &mut Checker<'_, '_>) -> Result<(), String> {
+    let hash = &t.hash;
+    let damaged = t.maybe_corrupt || ctx.model.maybe_corrupt(hash);
+    if BlockHash::of(body) != *hash && ctx.explain.unverified_damage(hash, damaged, 0, body) {
+        return Ok(());
+    }
     if BlockHash::of(body) != *hash {
-        if ctx.explain.lost_after_failed_sync(hash) {
-            return Ok(());
-        }
         return Err(format!(
             "GET {} returned {} bytes that hash to {} (foreign or corrupt bytes)",
             hash,

@@ -31,6 +31,8 @@ pub struct Explain<'a> {
     /// The running node's store (none between a crash and the restart).
     pub store: Option<&'a SimStore>,
     pub disk: &'a Disk,
+    /// The node serves reads unchecked (`--verify-reads off`).
+    pub reads_unverified: bool,
 }
 
 impl Explain<'_> {
@@ -44,14 +46,32 @@ impl Explain<'_> {
         BlockHash::of(&bytes) != *hash
     }
 
-    /// Whether `hash` is indexed over bytes a power loss took after a failed sync had dropped
-    /// their writeback (`Disk::lost_after_failed_sync`: relaxed durability only).
-    pub fn lost_after_failed_sync(&self, hash: &BlockHash) -> bool {
+    /// Whether a `200`/`206` body that is not bytes `[from, from + body.len())` of block `hash`
+    /// is explained: the node does not verify reads (SPEC guarantee 2 with `--verify-reads
+    /// off`: what is read is served), the model says the stored copy may be damaged through
+    /// no fault of the engine (`damaged`: `Disk::may_differ` at a recovery or after a
+    /// misdirected write; with relaxed durability, a power loss that took bytes a failed sync
+    /// had dropped), and the body is exactly what the block's own committed slot holds there
+    /// now, so no other block's slot was read.
+    pub fn unverified_damage(
+        &self,
+        hash: &BlockHash,
+        damaged: bool,
+        from: u64,
+        body: &[u8],
+    ) -> bool {
+        if !self.reads_unverified || !damaged {
+            return false;
+        }
         let Some(e) = self.indexed(hash) else {
             return false;
         };
-        self.disk
-            .lost_after_failed_sync(e.slot.offset, u64::from(e.len))
+        if from + body.len() as u64 > u64::from(e.len) {
+            return false;
+        }
+        let mut bytes = vec![0u8; body.len()];
+        self.disk.read(e.slot.offset + from, &mut bytes);
+        bytes == body
     }
 
     /// The committed index entry of `hash`, if a node runs.

@@ -6,6 +6,7 @@
 //! or judge requests (the workload and the oracle do).
 
 use engine::io::OpId;
+use engine::worker::VerifyReads;
 
 use crate::fake::ring;
 use crate::oracle::explain::Explain;
@@ -35,6 +36,7 @@ impl World {
                 durable_failed: self.durable_failed,
                 store: self.node.as_ref().map(|n| n.controller.store()),
                 disk: &self.disk,
+                reads_unverified: self.opts.verify_reads == VerifyReads::Off,
             },
             healed: self.healed,
             failures: &mut self.failures,
