@@ -14,10 +14,7 @@
 //! connection for its whole life, opened on worker `i % workers` at its first step.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
-
-use engine::stats::StatsSnapshot;
 
 use crate::harness::{Harness, HarnessConfig};
 use crate::http_client::{parse_response, Response};
@@ -117,7 +114,7 @@ impl ScriptedNode {
     /// Plays one step to quiet and returns what came back on its connection.
     pub fn play(&mut self, step: &Step) -> Answer {
         assert!(!step.pieces.is_empty() || !step.heads.is_empty() || !step.pause.is_zero());
-        self.publish_stats();
+        self.harness.world.publish_stats();
         let workers = self.harness.world.opts.workers;
         let h = &mut self.harness;
         let handle = *self
@@ -151,40 +148,6 @@ impl ScriptedNode {
             self.conns.remove(&step.conn);
         }
         answer
-    }
-
-    /// Hands every worker the node's figures, as the server's controller thread does
-    /// (`server/src/control.rs`, `publish`): the controller's, every worker's, the queues'.
-    fn publish_stats(&mut self) {
-        let opts = &self.harness.world.opts;
-        let (durability, verify_reads) = (opts.durability.as_str(), opts.verify_reads.as_str());
-        let node = self
-            .harness
-            .world
-            .node
-            .as_mut()
-            .expect("a scripted node runs");
-        let snapshot = Arc::new(StatsSnapshot {
-            controller: node.controller.stats(),
-            workers: node.workers.iter().map(|w| w.worker.stats()).collect(),
-            queue_to_controller: node
-                .workers
-                .iter()
-                .map(|w| w.to_controller.len() as u64)
-                .collect(),
-            queue_to_worker: node
-                .workers
-                .iter()
-                .map(|w| w.to_worker.len() as u64)
-                .collect(),
-            version: env!("CARGO_PKG_VERSION"),
-            durability,
-            verify_reads,
-            ..StatsSnapshot::default()
-        });
-        for w in &mut node.workers {
-            w.worker.set_snapshot(Arc::clone(&snapshot));
-        }
     }
 }
 

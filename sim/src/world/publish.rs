@@ -14,14 +14,29 @@ use engine::stats::StatsSnapshot;
 use super::World;
 
 impl World {
-    /// Hands the controller's figures to every worker of the running node.
-    pub(super) fn publish_stats(&mut self) {
+    /// Hands the node's figures to every worker of the running node, as the server's
+    /// controller thread does (`server/src/control.rs`, `publish`): the controller's, every
+    /// worker's, the queues'.
+    pub(crate) fn publish_stats(&mut self) {
         let Some(node) = self.node.as_mut() else {
             return;
         };
         let snapshot = Arc::new(StatsSnapshot {
             controller: node.controller.stats(),
+            workers: node.workers.iter().map(|w| w.worker.stats()).collect(),
+            queue_to_controller: node
+                .workers
+                .iter()
+                .map(|w| w.to_controller.len() as u64)
+                .collect(),
+            queue_to_worker: node
+                .workers
+                .iter()
+                .map(|w| w.to_worker.len() as u64)
+                .collect(),
+            version: env!("CARGO_PKG_VERSION"),
             durability: self.opts.durability.as_str(),
+            verify_reads: self.opts.verify_reads.as_str(),
             ..StatsSnapshot::default()
         });
         assert!(snapshot.controller.used_bytes <= snapshot.controller.capacity_bytes);
