@@ -32,9 +32,13 @@ use crate::wal::{
 use super::batch::BatchError;
 use super::{Controller, ControllerIo, Durability, LatchCause, SyncError, BATCH_MESSAGES_MAX};
 
-/// A checkpoint is due at least this long after the last one began, when anything was
-/// committed since (it also bounds libmdbx's growth between durable commits).
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// A checkpoint is due this long after the last one began, when anything was committed since
+/// (it also bounds libmdbx's growth between durable commits). Small on purpose: a checkpoint's
+/// fdatasync of the index competes with the batches' flushes on a disk that serializes them, and
+/// the less it has to write the shorter the batches wait behind it (measured with wrk, PUT
+/// 4 KiB at 32 and 64 connections: p99 29-37 ms at 1 s, 11 ms at 100 ms, 5-7 ms at 20 ms, the
+/// same throughput; the build before the log had 4-7 ms).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Whether a checkpoint is running.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

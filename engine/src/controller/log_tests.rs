@@ -382,7 +382,7 @@ fn writes_wait_for_log_space_and_a_returned_checkpoint_frees_it() {
 }
 
 #[test]
-fn a_checkpoint_is_due_a_second_after_the_last_commit() {
+fn a_checkpoint_is_due_an_interval_after_the_last_commit() {
     let mut rig = Rig::new(256);
     rig.put(&block(1));
     let now = rig.io.now();
