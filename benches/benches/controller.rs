@@ -92,6 +92,7 @@ impl Bench {
                 node_id: 1,
                 log_sectors: LOG_SECTORS,
                 run_id: 1,
+                checkpoint_interval: engine::controller::CHECKPOINT_INTERVAL,
                 bugs: engine::bugs::Bugs::NONE,
             },
         )

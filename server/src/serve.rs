@@ -86,6 +86,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
             node_id: header.node_id,
             log_sectors: layout.log_sectors(),
             run_id,
+            checkpoint_interval: engine::controller::CHECKPOINT_INTERVAL,
             bugs: engine::bugs::Bugs::NONE,
         },
     )

@@ -225,6 +225,10 @@ pub struct Options {
     /// disk spans the slots and then this region): small, so that wrap-around, waits for log
     /// space and checkpoint pressure happen within a few hundred requests.
     pub log_sectors: u64,
+    /// `ControllerConfig::checkpoint_interval`: the server's 20 ms, or (half the seeds)
+    /// 250 ms or 1 s, so checkpoints cover more records and the writer wraps onto space the
+    /// durable index still needs (what `reuse_log_before_checkpoint` breaks).
+    pub checkpoint_interval: Duration,
     pub crashes: Vec<CrashPlan>,
     /// The metadata store: libmdbx only where no planned crash is a power loss.
     pub store: StoreKind,
@@ -395,6 +399,7 @@ impl Options {
             power_loss_keep_p: rng.random_range(0.0..1.0),
             torn_sector_p: 0.0,
             log_sectors: LOG_SECTORS_RANGE.0,
+            checkpoint_interval: engine::controller::CHECKPOINT_INTERVAL,
             crashes,
             store: StoreKind::Mem,
         };
@@ -425,6 +430,9 @@ impl Options {
         // The write-ahead log (issue 18), drawn after the store so each seed keeps its store.
         options.log_sectors = rng.random_range(LOG_SECTORS_RANGE.0..=LOG_SECTORS_RANGE.1);
         options.torn_sector_p = pick(&mut rng, &[0.3, 0.6, 0.9, 0.9]);
+        if rng.random_bool(0.5) {
+            options.checkpoint_interval = Duration::from_millis(pick(&mut rng, &[250, 1000]));
+        }
         options
     }
 
@@ -508,6 +516,7 @@ impl Options {
         engine::controller::ControllerConfig {
             log_sectors: self.log_sectors,
             run_id,
+            checkpoint_interval: self.checkpoint_interval,
             capacity_bytes: self.capacity_bytes,
             workers: self.workers,
             cycle_interval: self.cycle_interval,
@@ -640,6 +649,11 @@ impl fmt::Display for Options {
         writeln!(f, "power_loss_keep_p: {:.3}", self.power_loss_keep_p)?;
         writeln!(f, "torn_sector_p: {:.1}", self.torn_sector_p)?;
         writeln!(f, "log_sectors: {}", self.log_sectors)?;
+        writeln!(
+            f,
+            "checkpoint_interval_ms: {}",
+            self.checkpoint_interval.as_millis()
+        )?;
         writeln!(f, "crashes: {:?}", self.crashes)?;
         write!(f, "store: {}", self.store.as_str())
     }

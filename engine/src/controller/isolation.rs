@@ -138,6 +138,7 @@ pub(super) mod tests {
             node_id: 1,
             log_sectors: 64,
             run_id: 1,
+            checkpoint_interval: crate::controller::CHECKPOINT_INTERVAL,
             bugs: Bugs::NONE,
         };
         Controller::open(MemStore::new(), config).expect("open")

@@ -32,8 +32,9 @@ use crate::wal::{
 use super::batch::BatchError;
 use super::{Controller, ControllerIo, Durability, LatchCause, SyncError, BATCH_MESSAGES_MAX};
 
-/// A checkpoint is due this long after the last one began, when anything was committed since
-/// (it also bounds libmdbx's growth between durable commits). Small on purpose: a checkpoint's
+/// The server's `ControllerConfig::checkpoint_interval`: a checkpoint is due this long after the
+/// last one began, when anything was committed since (it also bounds libmdbx's growth between
+/// durable commits). Small on purpose: a checkpoint's
 /// fdatasync of the index competes with the batches' flushes on a disk that serializes them, and
 /// the less it has to write the shorter the batches wait behind it (measured with wrk, PUT
 /// 4 KiB at 32 and 64 connections: p99 29-37 ms at 1 s, 11 ms at 100 ms, 5-7 ms at 20 ms, the
@@ -233,7 +234,7 @@ impl<M: MetaStore> Controller<M> {
     }
 
     /// Begins a checkpoint through `io` if one is due: the log is at least half full, writes
-    /// wait for log space, or [`CHECKPOINT_INTERVAL`] has passed since the last one began and
+    /// wait for log space, or `config.checkpoint_interval` has passed since the last one began and
     /// something was committed since. Call once per loop turn, after the cycle and the
     /// outboxes. Full durability only; never after a latch; one at a time.
     pub fn poll_checkpoint(&mut self, now: Instant, io: &mut impl ControllerIo) {
@@ -250,7 +251,7 @@ impl<M: MetaStore> Controller<M> {
         let ring = &self.log.ring;
         let half_full = ring.used_sectors() * 2 >= ring.size_sectors();
         let stale = self.header.commit_seq > self.log.durable_seq
-            && now >= self.log.last_checkpoint + CHECKPOINT_INTERVAL;
+            && now >= self.log.last_checkpoint + self.config.checkpoint_interval;
         if !(half_full || self.log.waits_for_space() || stale) {
             return;
         }
@@ -274,7 +275,7 @@ impl<M: MetaStore> Controller<M> {
             && self.failed.is_none()
             && self.log.checkpoint == Checkpoint::Idle;
         (idle && self.header.commit_seq > self.log.durable_seq)
-            .then(|| self.log.last_checkpoint + CHECKPOINT_INTERVAL)
+            .then(|| self.log.last_checkpoint + self.config.checkpoint_interval)
     }
 
     /// A checkpoint began ([`ControllerIo::begin_checkpoint`]) and its outcome is owed.

@@ -90,6 +90,7 @@ fn config(log_sectors: u64, run_id: u64) -> ControllerConfig {
         node_id: 7,
         log_sectors,
         run_id,
+        checkpoint_interval: super::CHECKPOINT_INTERVAL,
         bugs: Bugs::NONE,
     }
 }

@@ -116,6 +116,9 @@ pub struct ControllerConfig {
     pub log_sectors: u64,
     /// The run id of a new store's log records (an existing store's comes from `wal::recover`).
     pub run_id: u64,
+    /// How long after the last checkpoint began the next is due when anything was committed
+    /// since ([`CHECKPOINT_INTERVAL`] in the server).
+    pub checkpoint_interval: Duration,
     pub bugs: Bugs,
 }
 
