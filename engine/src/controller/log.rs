@@ -25,8 +25,8 @@ use crate::clock::Instant;
 use crate::message::ToController;
 use crate::meta::{LogState, MetaStore, MetaTxn};
 use crate::wal::{
-    encode_batch, encode_wrap, sectors_for, LogOp, LogRing, RunStamp, OCCUPY_OP_BYTES,
-    RECORD_HEADER_BYTES, RECORD_OPS_MAX, RELEASE_OP_BYTES, SECTOR_BYTES,
+    encode_batch, encode_wrap, record_sectors, LogOp, LogRing, RunStamp, RECORD_OPS_MAX,
+    SECTOR_BYTES,
 };
 
 use super::batch::BatchError;
@@ -45,9 +45,8 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(20);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Checkpoint {
     Idle,
-    /// Began at `started`, when the index's newest commit was `through_seq`.
+    /// Began when the index's newest commit was `through_seq`.
     InFlight {
-        started: Instant,
         through_seq: u64,
     },
 }
@@ -175,15 +174,6 @@ impl Log {
     }
 }
 
-/// Sectors of a record of this many ops (its header included, no wrap).
-fn record_sectors(occupies: u32, releases: u32) -> u64 {
-    sectors_for(
-        RECORD_HEADER_BYTES as u64
-            + u64::from(occupies) * OCCUPY_OP_BYTES as u64
-            + u64::from(releases) * RELEASE_OP_BYTES as u64,
-    )
-}
-
 impl<M: MetaStore> Controller<M> {
     /// The next batch from the inbox, in order. In full mode it stops before the first logged
     /// message (occupy, release) that would not fit in one record in the free log space; the
@@ -261,7 +251,6 @@ impl<M: MetaStore> Controller<M> {
             self.log.ring.checkpoint_returned();
         }
         self.log.checkpoint = Checkpoint::InFlight {
-            started: now,
             through_seq: self.header.commit_seq,
         };
         self.log.last_checkpoint = now;
@@ -281,14 +270,6 @@ impl<M: MetaStore> Controller<M> {
     /// A checkpoint began ([`ControllerIo::begin_checkpoint`]) and its outcome is owed.
     pub fn checkpoint_in_flight(&self) -> bool {
         self.log.checkpoint != Checkpoint::Idle
-    }
-
-    /// When the checkpoint in flight began (for the watchdog), if one is.
-    pub fn checkpoint_started(&self) -> Option<Instant> {
-        match self.log.checkpoint {
-            Checkpoint::InFlight { started, .. } => Some(started),
-            Checkpoint::Idle => None,
-        }
     }
 
     /// The outcome of the checkpoint begun by `ControllerIo::begin_checkpoint`, and how long it

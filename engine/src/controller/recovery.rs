@@ -65,7 +65,8 @@ impl<M: MetaStore> Controller<M> {
         );
         let (header, allocator, stats, stale, log_state) = {
             let read = store.read()?;
-            let header = match read.header()? {
+            let stored = read.header()?;
+            let header = match stored {
                 Some(h) if h.format_version != FORMAT_VERSION => {
                     return Err(OpenError::Version {
                         found: h.format_version,
@@ -89,7 +90,7 @@ impl<M: MetaStore> Controller<M> {
                     commit_seq: 0,
                 },
             };
-            let log_state = match (read.header()?, read.log_state()?) {
+            let log_state = match (stored, read.log_state()?) {
                 (None, _) => LogState {
                     log_sectors: config.log_sectors,
                     next: LogPos { seq: 1, sector: 0 },

@@ -51,8 +51,8 @@ mod tests;
 pub use audit::{audit, AuditProblem, AuditReport};
 pub use record::{
     decode_header, decode_record, decode_torn_prefix, encode_batch, encode_wrap, record_bytes_max,
-    LogOp, Record, RecordError, RecordHeader, RecordKind, RunStamp, LOG_FORMAT_VERSION,
-    OCCUPY_OP_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, RELEASE_OP_BYTES,
+    record_sectors, LogOp, Record, RecordError, RecordHeader, RecordKind, RunStamp,
+    LOG_FORMAT_VERSION, OCCUPY_OP_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, RELEASE_OP_BYTES,
 };
 pub use recover::{recover, RecoverError, Recovered, RECOVER_OPS_PER_TXN, RECOVER_RECORDS_PER_TXN};
 pub use ring::{CheckpointState, LogFull, LogRing, Placement};

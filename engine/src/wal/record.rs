@@ -153,13 +153,19 @@ fn op_bytes(op: &LogOp) -> usize {
     }
 }
 
+/// The sectors a batch record of this many ops fills (header included, no wrap record).
+pub fn record_sectors(occupies: u32, releases: u32) -> u64 {
+    sectors_for(
+        RECORD_HEADER_BYTES as u64
+            + u64::from(occupies) * OCCUPY_OP_BYTES as u64
+            + u64::from(releases) * RELEASE_OP_BYTES as u64,
+    )
+}
+
 /// The largest record a batch of this many ops can need, in bytes, padded to whole sectors,
 /// plus one sector for a wrap record in front of it.
 pub fn record_bytes_max(occupies: u32, releases: u32) -> u64 {
-    let len = RECORD_HEADER_BYTES as u64
-        + u64::from(occupies) * OCCUPY_OP_BYTES as u64
-        + u64::from(releases) * RELEASE_OP_BYTES as u64;
-    (sectors_for(len) + 1) * SECTOR_BYTES
+    (record_sectors(occupies, releases) + 1) * SECTOR_BYTES
 }
 
 /// Appends a batch record (header, ops, zero padding to whole sectors) to `out`.
