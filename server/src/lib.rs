@@ -14,6 +14,7 @@ pub mod helper_thread;
 pub mod identity;
 pub mod log_file;
 pub mod mdbx;
+pub mod mdbx_raw;
 pub mod mdbx_view;
 pub mod net;
 pub mod ring;

@@ -78,11 +78,13 @@ use engine::meta::{
 };
 use engine::BlockHash;
 
+use crate::mdbx_raw::{self as raw, Rc, RwTxn, TxnRef};
 use crate::mdbx_view::MdbxView;
 use libmdbx::{
-    Database, DatabaseOptions, Decodable, Mode, NoWriteMap, ReadWriteOptions, SyncMode, Table,
-    TableFlags, Transaction, TransactionKind, WriteFlags, RO, RW,
+    Database, DatabaseOptions, Mode, NoWriteMap, ReadWriteOptions, SyncMode, Table, TableFlags,
+    Transaction, TransactionKind, RO,
 };
+use mdbx_sys as ffi;
 
 /// Name of the environment directory inside the store's directory.
 pub const ENV_DIR_NAME: &str = "index.mdbx";
@@ -126,6 +128,11 @@ impl Shared {
             )),
             other => MetaError::Io(format!("{}: libmdbx: {other}", self.env_path.display())),
         }
+    }
+
+    /// [`Shared::err`] of a raw libmdbx return code.
+    fn rc(&self, rc: Rc) -> MetaError {
+        self.err(libmdbx::Error::from_err_code(rc))
     }
 }
 
@@ -398,11 +405,22 @@ fn is_in_use(e: &libmdbx::Error) -> bool {
 pub struct MdbxRead<'r> {
     txn: Transaction<'r, RO, NoWriteMap>,
     shared: &'r Shared,
+    /// Not `Sync`: one thread reads through it at a time (`TxnRef`).
+    _one_thread: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
-/// A write transaction. Dropping it without [`MetaTxn::commit`] aborts it.
+// SAFETY: the crate's read transaction is live while `MdbxRead` exists, and `MdbxRead` is not
+// `Sync`, so only the thread that holds it reads through the pointer.
+unsafe impl TxnRef for MdbxRead<'_> {
+    fn txn_ptr(&self) -> *mut ffi::MDBX_txn {
+        self.txn.txn().0
+    }
+}
+
+/// A write transaction, begun and ended on the calling thread (`mdbx_raw`: no hop through the
+/// crate's transaction-manager thread). Dropping it without [`MetaTxn::commit`] aborts it.
 pub struct MdbxTxn<'t> {
-    txn: Transaction<'t, RW, NoWriteMap>,
+    txn: RwTxn,
     store: &'t MdbxStore,
     /// Whether any write was attempted.
     wrote: bool,
@@ -417,6 +435,7 @@ impl MetaStore for MdbxStore {
     fn read(&self) -> Result<MdbxRead<'_>, MetaError> {
         let txn = self.db.begin_ro_txn().map_err(|e| self.shared.err(e))?;
         Ok(MdbxRead {
+            _one_thread: std::marker::PhantomData,
             txn,
             shared: &self.shared,
         })
@@ -424,7 +443,9 @@ impl MetaStore for MdbxStore {
 
     fn begin(&mut self) -> Result<MdbxTxn<'_>, MetaError> {
         let store: &MdbxStore = self;
-        let txn = store.db.begin_rw_txn().map_err(|e| store.shared.err(e))?;
+        // SAFETY: the environment is open read-write (`begin` of a read-only store fails
+        // here with libmdbx's EACCES) and outlives the transaction, which borrows the store.
+        let txn = unsafe { RwTxn::begin(store.db.ptr().0) }.map_err(|rc| store.shared.rc(rc))?;
         Ok(MdbxTxn {
             txn,
             store,
@@ -505,80 +526,66 @@ impl Record for ReservationValue {
     }
 }
 
-/// A decoded record, or why the stored bytes are corrupt (never an libmdbx-level error, so a
-/// corrupt record reaches the caller as [`MetaError::Corrupt`]).
-struct Rec<T>(Result<T, MetaError>);
+// ---------------------------------------------------------------------------------------------
+// Reads, shared by both transaction kinds (raw calls: `crate::mdbx_raw`).
 
-impl<'tx, T: Record> Decodable<'tx> for Rec<T> {
-    fn decode(data_val: &[u8]) -> Result<Self, libmdbx::Error> {
-        Ok(Rec(T::decode_record(data_val)))
+/// A record of table `dbi` under `key`, decoded.
+fn read_record<T: Record>(
+    txn: &impl TxnRef,
+    shared: &Shared,
+    dbi: u32,
+    key: &[u8],
+) -> Result<Option<T>, MetaError> {
+    match raw::get(txn, dbi, key).map_err(|rc| shared.rc(rc))? {
+        None => Ok(None),
+        Some(bytes) => T::decode_record(bytes).map(Some),
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reads, shared by both transaction kinds.
-
 /// A record of the `meta` table (the header, the log state), decoded.
-fn read_meta<K: TransactionKind, T: Record>(
-    txn: &Transaction<'_, K, NoWriteMap>,
+fn read_meta<T: Record>(
+    txn: &impl TxnRef,
     shared: &Shared,
     key: &[u8],
 ) -> Result<Option<T>, MetaError> {
-    match txn
-        .get::<Rec<T>>(&shared.meta, key)
-        .map_err(|e| shared.err(e))?
-    {
-        None => Ok(None),
-        Some(Rec(record)) => record.map(Some),
-    }
+    read_record(txn, shared, shared.meta.dbi(), key)
 }
 
-fn read_entry<K: TransactionKind>(
-    txn: &Transaction<'_, K, NoWriteMap>,
+fn read_entry(
+    txn: &impl TxnRef,
     shared: &Shared,
     hash: &BlockHash,
 ) -> Result<Option<IndexEntry>, MetaError> {
-    match txn
-        .get::<Rec<IndexEntry>>(&shared.index, hash.0)
-        .map_err(|e| shared.err(e))?
-    {
-        None => Ok(None),
-        Some(Rec(entry)) => entry.map(Some),
-    }
+    read_record(txn, shared, shared.index.dbi(), &hash.0)
 }
 
 /// Ascending cursor walk over the index from the first hash strictly greater than `after` (or
-/// from the start); `f` returns whether to go on.
-fn walk_index<K: TransactionKind>(
-    txn: &Transaction<'_, K, NoWriteMap>,
-    shared: &Shared,
+/// from the start); `f` returns whether to go on. `err` words a libmdbx error.
+pub(crate) fn walk_index(
+    txn: &impl TxnRef,
+    dbi: u32,
     after: Option<&BlockHash>,
     f: &mut dyn FnMut(&BlockHash, &IndexEntry) -> bool,
+    err: &dyn Fn(Rc) -> MetaError,
 ) -> Result<(), MetaError> {
-    let err = |e| shared.err(e);
-    let mut cursor = txn.cursor(&shared.index).map_err(err)?;
+    let cursor = raw::Cursor::open(txn, dbi).map_err(err)?;
     let mut item = match after {
-        None => cursor
-            .first::<Rec<BlockHash>, Rec<IndexEntry>>()
-            .map_err(err)?,
-        Some(after) => cursor
-            .set_range::<Rec<BlockHash>, Rec<IndexEntry>>(&after.0)
-            .map_err(err)?,
-    };
-    while let Some((Rec(hash), Rec(entry))) = item {
-        let hash = hash?;
-        if Some(&hash) != after && !f(&hash, &entry?) {
+        None => cursor.step(None, ffi::MDBX_FIRST),
+        Some(after) => cursor.step(Some(&after.0), ffi::MDBX_SET_RANGE),
+    }
+    .map_err(err)?;
+    while let Some((key, value)) = item {
+        let hash = decode_hash_key(key)?;
+        if Some(&hash) != after && !f(&hash, &IndexEntry::decode(value)?) {
             return Ok(());
         }
-        item = cursor
-            .next::<Rec<BlockHash>, Rec<IndexEntry>>()
-            .map_err(err)?;
+        item = cursor.step(None, ffi::MDBX_NEXT).map_err(err)?;
     }
     Ok(())
 }
 
-fn list_index<K: TransactionKind>(
-    txn: &Transaction<'_, K, NoWriteMap>,
+fn list_index(
+    txn: &impl TxnRef,
     shared: &Shared,
     after: Option<&BlockHash>,
     limit: usize,
@@ -588,28 +595,29 @@ fn list_index<K: TransactionKind>(
         return Ok(());
     }
     let mut taken = 0;
-    walk_index(txn, shared, after, &mut |hash, entry| {
-        out.push((*hash, *entry));
-        taken += 1;
-        taken < limit
-    })
+    walk_index(
+        txn,
+        shared.index.dbi(),
+        after,
+        &mut |hash, entry| {
+            out.push((*hash, *entry));
+            taken += 1;
+            taken < limit
+        },
+        &|rc| shared.rc(rc),
+    )
 }
 
-fn read_reservations<K: TransactionKind>(
-    txn: &Transaction<'_, K, NoWriteMap>,
-    shared: &Shared,
-) -> Result<Vec<(Slot, u8)>, MetaError> {
-    let err = |e| shared.err(e);
-    let mut cursor = txn.cursor(&shared.reservations).map_err(err)?;
+fn read_reservations(txn: &impl TxnRef, shared: &Shared) -> Result<Vec<(Slot, u8)>, MetaError> {
+    let err = |rc| shared.rc(rc);
+    let cursor = raw::Cursor::open(txn, shared.reservations.dbi()).map_err(err)?;
     let mut out = Vec::new();
-    let mut item = cursor
-        .first::<Rec<ReservationKey>, Rec<ReservationValue>>()
-        .map_err(err)?;
-    while let Some((Rec(key), Rec(value))) = item {
-        out.push(decode_reservation(&key?.0, &value?.0)?);
-        item = cursor
-            .next::<Rec<ReservationKey>, Rec<ReservationValue>>()
-            .map_err(err)?;
+    let mut item = cursor.step(None, ffi::MDBX_FIRST).map_err(err)?;
+    while let Some((key, value)) = item {
+        let key = ReservationKey::decode_record(key)?;
+        let value = ReservationValue::decode_record(value)?;
+        out.push(decode_reservation(&key.0, &value.0)?);
+        item = cursor.step(None, ffi::MDBX_NEXT).map_err(err)?;
     }
     Ok(out)
 }
@@ -618,10 +626,10 @@ macro_rules! mdbx_read_impl {
     ($t:ty, $shared:ident) => {
         impl MetaRead for $t {
             fn header(&self) -> Result<Option<Header>, MetaError> {
-                read_meta(&self.txn, self.$shared(), HEADER_KEY)
+                read_meta(self, self.$shared(), HEADER_KEY)
             }
             fn get(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, MetaError> {
-                read_entry(&self.txn, self.$shared(), hash)
+                read_entry(self, self.$shared(), hash)
             }
             fn list(
                 &self,
@@ -629,22 +637,29 @@ macro_rules! mdbx_read_impl {
                 limit: usize,
                 out: &mut Vec<(BlockHash, IndexEntry)>,
             ) -> Result<(), MetaError> {
-                list_index(&self.txn, self.$shared(), after, limit, out)
+                list_index(self, self.$shared(), after, limit, out)
             }
             fn for_each_entry(
                 &self,
                 f: &mut dyn FnMut(&BlockHash, &IndexEntry),
             ) -> Result<(), MetaError> {
-                walk_index(&self.txn, self.$shared(), None, &mut |hash, entry| {
-                    f(hash, entry);
-                    true
-                })
+                let shared = self.$shared();
+                walk_index(
+                    self,
+                    shared.index.dbi(),
+                    None,
+                    &mut |hash, entry| {
+                        f(hash, entry);
+                        true
+                    },
+                    &|rc| shared.rc(rc),
+                )
             }
             fn reservations(&self) -> Result<Vec<(Slot, u8)>, MetaError> {
-                read_reservations(&self.txn, self.$shared())
+                read_reservations(self, self.$shared())
             }
             fn log_state(&self) -> Result<Option<LogState>, MetaError> {
-                read_meta(&self.txn, self.$shared(), LOG_STATE_KEY)
+                read_meta(self, self.$shared(), LOG_STATE_KEY)
             }
         }
     };
@@ -665,21 +680,28 @@ impl MdbxTxn<'_> {
 mdbx_read_impl!(MdbxRead<'_>, shared);
 mdbx_read_impl!(MdbxTxn<'_>, shared);
 
+// SAFETY: delegates to the transaction this value owns (`RwTxn`: not `Send`).
+unsafe impl TxnRef for MdbxTxn<'_> {
+    fn txn_ptr(&self) -> *mut ffi::MDBX_txn {
+        self.txn.txn_ptr()
+    }
+}
+
 impl MdbxTxn<'_> {
     /// Writes a record of the `meta` table (the header, the log state).
     fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
-        let meta = &self.store.shared.meta;
-        let result = self.txn.put(meta, key, value, WriteFlags::UPSERT);
+        let meta = self.store.shared.meta.dbi();
+        let result = self.txn.put(meta, key, value, ffi::MDBX_UPSERT);
         self.wrote(result)
     }
 
     /// Records the outcome of a libmdbx write call. Any libmdbx error (other than the expected
     /// "not found") may leave the transaction in libmdbx's error state, in which `commit` aborts
     /// instead: remember the first one so that `commit` reports it.
-    fn wrote<T>(&mut self, result: Result<T, libmdbx::Error>) -> Result<T, MetaError> {
+    fn wrote<T>(&mut self, result: Result<T, Rc>) -> Result<T, MetaError> {
         self.wrote = true;
-        result.map_err(|e| {
-            let e = self.store.shared.err(e);
+        result.map_err(|rc| {
+            let e = self.store.shared.rc(rc);
             self.failed.get_or_insert_with(|| e.clone());
             e
         })
@@ -688,24 +710,24 @@ impl MdbxTxn<'_> {
 
 impl MetaTxn for MdbxTxn<'_> {
     fn put(&mut self, hash: &BlockHash, entry: &IndexEntry) -> Result<(), MetaError> {
-        let index = &self.store.shared.index;
+        let index = self.store.shared.index.dbi();
         let result = self
             .txn
-            .put(index, hash.0, entry.encode(), WriteFlags::UPSERT);
+            .put(index, &hash.0, &entry.encode(), ffi::MDBX_UPSERT);
         self.wrote(result)
     }
 
     fn delete(&mut self, hash: &BlockHash) -> Result<bool, MetaError> {
-        let result = self.txn.del(&self.store.shared.index, hash.0, None);
+        let result = self.txn.del(self.store.shared.index.dbi(), &hash.0);
         self.wrote(result)
     }
 
     /// Panics if the slot's offset is already reserved (a controller bug, as in `MemStore`).
     fn reserve(&mut self, slot: Slot, worker: u8) -> Result<(), MetaError> {
         let (key, value) = encode_reservation(slot, worker);
-        let table = &self.store.shared.reservations;
-        let result = self.txn.put(table, key, value, WriteFlags::NO_OVERWRITE);
-        if let Err(libmdbx::Error::KeyExist) = result {
+        let table = self.store.shared.reservations.dbi();
+        let result = self.txn.put(table, &key, &value, ffi::MDBX_NOOVERWRITE);
+        if result == Err(ffi::MDBX_KEYEXIST) {
             panic!("slot {slot:?} reserved twice");
         }
         self.wrote(result)
@@ -714,22 +736,21 @@ impl MetaTxn for MdbxTxn<'_> {
     fn unreserve(&mut self, slot: Slot) -> Result<bool, MetaError> {
         let shared = &self.store.shared;
         let key = slot.offset.to_be_bytes();
-        let stored = self
-            .txn
-            .get::<Rec<ReservationValue>>(&shared.reservations, key);
-        let Some(Rec(value)) = stored.map_err(|e| shared.err(e))? else {
+        let Some(value) =
+            read_record::<ReservationValue>(self, shared, shared.reservations.dbi(), &key)?
+        else {
             return Ok(false);
         };
-        let (stored_slot, _) = decode_reservation(&key, &value?.0)?;
+        let (stored_slot, _) = decode_reservation(&key, &value.0)?;
         if stored_slot != slot {
             return Ok(false);
         }
-        let result = self.txn.del(&shared.reservations, key, None);
+        let result = self.txn.del(shared.reservations.dbi(), &key);
         self.wrote(result)
     }
 
     fn clear_reservations(&mut self) -> Result<(), MetaError> {
-        let result = self.txn.clear_table(&self.store.shared.reservations);
+        let result = self.txn.clear(self.store.shared.reservations.dbi());
         self.wrote(result)
     }
 
@@ -758,7 +779,7 @@ impl MetaTxn for MdbxTxn<'_> {
         }
         // `Ok(true)`: libmdbx did not commit, because the transaction was empty or because an
         // earlier error (e.g. in a read) poisoned it. Only the first is a success.
-        let not_committed = txn.commit().map_err(|e| shared.err(e))?;
+        let not_committed = txn.commit().map_err(|rc| shared.rc(rc))?;
         if not_committed && wrote {
             return Err(MetaError::Io(format!(
                 "{}: libmdbx aborted the transaction after an earlier error; nothing was \

@@ -27,7 +27,8 @@ use engine::BlockHash;
 use libmdbx::{Database, NoWriteMap};
 use mdbx_sys as ffi;
 
-use crate::mdbx::HEADER_KEY;
+use crate::mdbx::{walk_index, HEADER_KEY};
+use crate::mdbx_raw::{self as raw, TxnRef};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ViewState {
@@ -104,25 +105,20 @@ impl MdbxView {
     /// until the next reset.
     fn get_raw(&self, dbi: ffi::MDBX_dbi, key: &[u8]) -> Result<Option<&[u8]>, MetaError> {
         assert_eq!(self.state, ViewState::Renewed, "a get on a released view");
-        let key = ffi::MDBX_val {
-            iov_base: key.as_ptr() as *mut libc::c_void,
-            iov_len: key.len(),
-        };
-        let mut data = ffi::MDBX_val {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
-        // SAFETY: `txn` is a renewed read transaction of this thread's view; `key` points at
-        // `key.len()` live bytes; `data` is written by libmdbx on success.
-        let rc = unsafe { ffi::mdbx_get(self.txn, dbi, &key, &mut data) };
-        if rc == ffi::MDBX_NOTFOUND {
-            return Ok(None);
-        }
-        self.check(rc, "get")?;
-        // SAFETY: on success `data` points into the memory map, valid while the transaction
-        // stays renewed, which the borrow of `self` guarantees (reset takes `&mut self`).
-        let bytes = unsafe { std::slice::from_raw_parts(data.iov_base as *const u8, data.iov_len) };
-        Ok(Some(bytes))
+        raw::get(self, dbi, key).map_err(|rc| self.failed(rc, "get"))
+    }
+
+    fn failed(&self, rc: i32, what: &str) -> MetaError {
+        self.check(rc, what).expect_err("a libmdbx error")
+    }
+}
+
+// SAFETY: the read transaction lives as long as the view; the view is not `Sync`, and the
+// methods that read through the pointer assert that it is renewed (reset ends the borrow: it
+// takes `&mut self`).
+unsafe impl TxnRef for MdbxView {
+    fn txn_ptr(&self) -> *mut ffi::MDBX_txn {
+        self.txn
     }
 }
 
@@ -164,19 +160,10 @@ impl IndexView for MdbxView {
         after: Option<&BlockHash>,
         f: &mut dyn FnMut(&BlockHash, &IndexEntry) -> bool,
     ) -> Result<(), MetaError> {
-        let cursor = Cursor::open(self)?;
-        let mut step = match after {
-            Some(after) => cursor.get(Some(&after.0), ffi::MDBX_SET_RANGE),
-            None => cursor.get(None, ffi::MDBX_FIRST),
-        };
-        while let Some((key, value)) = self.item(step)? {
-            let hash = decode_hash(key)?;
-            if Some(&hash) != after && !f(&hash, &IndexEntry::decode(value)?) {
-                return Ok(());
-            }
-            step = cursor.get(None, ffi::MDBX_NEXT);
-        }
-        Ok(())
+        assert_eq!(self.state, ViewState::Renewed, "a walk on a released view");
+        walk_index(self, self.index_dbi, after, f, &|rc| {
+            self.failed(rc, "walking the index")
+        })
     }
 
     fn release(&mut self) {
@@ -192,85 +179,6 @@ impl IndexView for MdbxView {
             "mdbx_txn_reset of a live read transaction"
         );
         self.state = ViewState::Reset;
-    }
-}
-
-impl MdbxView {
-    /// A cursor step's key and value, `None` at the end of the table.
-    fn item<'a>(&self, step: Result<Pair<'a>, i32>) -> Result<Option<Pair<'a>>, MetaError> {
-        match step {
-            Ok(kv) => Ok(Some(kv)),
-            Err(ffi::MDBX_NOTFOUND) => Ok(None),
-            Err(rc) => self.check(rc, "walking the index").map(|()| None),
-        }
-    }
-}
-
-/// A key and its value, in the memory map of a renewed view.
-type Pair<'a> = (&'a [u8], &'a [u8]);
-
-fn decode_hash(key: &[u8]) -> Result<BlockHash, MetaError> {
-    let bytes: [u8; 32] = key
-        .try_into()
-        .map_err(|_| MetaError::Corrupt("index key length"))?;
-    Ok(BlockHash(bytes))
-}
-
-/// A cursor over the index table of a renewed view, closed when dropped (before the view can
-/// be reset: it borrows the view).
-struct Cursor<'v> {
-    ptr: *mut ffi::MDBX_cursor,
-    _view: &'v MdbxView,
-}
-
-impl<'v> Cursor<'v> {
-    fn open(view: &'v MdbxView) -> Result<Cursor<'v>, MetaError> {
-        assert_eq!(view.state, ViewState::Renewed, "a walk on a released view");
-        let mut ptr: *mut ffi::MDBX_cursor = std::ptr::null_mut();
-        // SAFETY: `txn` is a renewed read transaction of this view and `index_dbi` one of its
-        // tables; `ptr` receives a new cursor, checked before use.
-        let rc = unsafe { ffi::mdbx_cursor_open(view.txn, view.index_dbi, &mut ptr) };
-        view.check(rc, "opening a cursor")?;
-        assert!(!ptr.is_null());
-        Ok(Cursor { ptr, _view: view })
-    }
-
-    /// One cursor operation; `key` is the key to seek for `MDBX_SET_RANGE`. The bytes live in
-    /// the map while the view stays renewed, which the borrow of the view guarantees.
-    fn get(
-        &self,
-        key: Option<&[u8]>,
-        op: ffi::MDBX_cursor_op,
-    ) -> Result<(&'v [u8], &'v [u8]), i32> {
-        let mut k = ffi::MDBX_val {
-            iov_base: key.map_or(std::ptr::null_mut(), |k| k.as_ptr() as *mut libc::c_void),
-            iov_len: key.map_or(0, <[u8]>::len),
-        };
-        let mut v = ffi::MDBX_val {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
-        // SAFETY: `ptr` is an open cursor of a renewed transaction; `k` points at live bytes
-        // (or is empty for the ops that ignore it); libmdbx writes `k` and `v` on success.
-        let rc = unsafe { ffi::mdbx_cursor_get(self.ptr, &mut k, &mut v, op) };
-        if rc != ffi::MDBX_SUCCESS {
-            return Err(rc);
-        }
-        // SAFETY: on success both point into the memory map, valid until the view is reset,
-        // which cannot happen while `'v` borrows it.
-        unsafe {
-            Ok((
-                std::slice::from_raw_parts(k.iov_base as *const u8, k.iov_len),
-                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len),
-            ))
-        }
-    }
-}
-
-impl Drop for Cursor<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` is an open cursor, closed once here; its transaction is still renewed.
-        unsafe { ffi::mdbx_cursor_close(self.ptr) };
     }
 }
 
