@@ -1,5 +1,7 @@
-//! The `data-sync` thread: the data file's fdatasync off the controller thread, and relaxed
-//! mode's writeback kicks.
+//! The `data-sync` thread: the data file's fdatasync in the background while the controller
+//! goes on (relaxed mode's durable commit), and relaxed mode's writeback kicks. A full-mode
+//! batch's flush, which the controller waits for anyway, runs on the controller's own thread
+//! through [`SyncThread::finish`] (no hand-off).
 //!
 //! Owns the thread and its channel; the engine's [`Syncer`] owns the decisions (which sync is
 //! in flight, the error of one nobody waited for). Must never touch the index: a checkpoint
@@ -14,9 +16,9 @@ use engine::controller::{DataFinish, SyncError, Syncer};
 
 use crate::helper_thread::HelperThread;
 
-/// A thread that runs the data file's fdatasync (the batch's one flush) while the controller
-/// thread waits for it, or in the background (`ControllerIo::begin_sync_data`: relaxed mode's
-/// durable commit): at most one sync in flight. In relaxed durability it also starts the
+/// A thread that runs the data file's fdatasync in the background
+/// (`ControllerIo::begin_sync_data`: relaxed mode's durable commit; [`SyncThread::finish`]
+/// syncs on the caller's thread when none was begun): at most one sync in flight. In relaxed durability it also starts the
 /// writeback of dirty data pages every [`WRITEBACK_KICK`]
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no waiting), so that the once-a-second durable
 /// commit's fdatasync finds little left to write instead of stalling every PUT behind a second

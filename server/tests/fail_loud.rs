@@ -2,9 +2,10 @@
 //! `/health`, not hung requests; HTTP/1.0 keep-alive is acknowledged; a failed verification
 //! is logged; slow uploaders do not hold up other clients' PUTs.
 //!
-//! The stalled disk is the real thing as far as the server can tell: the test stops only the
-//! server's `data-sync` thread (the one that runs the data file's fdatasync) with ptrace, so
-//! every flush it is asked for never returns, exactly as with a disk that stopped answering.
+//! The stalled disk is the real thing as far as the server can tell: the test holds the
+//! server's `controller` thread (the one that runs a batch's fdatasync of the data file) with
+//! ptrace at the entry of its next fdatasync, so the flush it began never returns, exactly as
+//! with a disk that stopped answering; the rest of the process runs on.
 
 mod common;
 
@@ -28,27 +29,77 @@ fn threads_named(pid: i32, name: &str) -> Vec<i32> {
     tids
 }
 
-/// One thread of another process held stopped with ptrace (the rest of the process runs on);
-/// resumed when dropped. Must be dropped on the thread that made it (ptrace's rule).
+/// One thread of another process held stopped with ptrace at the entry of a system call
+/// (the rest of the process runs on); resumed when dropped. Must be dropped on the thread that
+/// made it (ptrace's rule).
 struct Stopped(i32);
 
 impl Stopped {
-    fn thread(tid: i32) -> Stopped {
-        // SAFETY: ptrace requests on a thread of our own child process; the status is a local.
+    /// Traces `tid` from system call to system call until it enters `fdatasync`, and holds it
+    /// there: the flush it is about to run has begun for the server (the watchdog has its
+    /// start time) and never ends. Panics after `limit` without one.
+    fn at_next_fdatasync(tid: i32, limit: Duration) -> Stopped {
+        let deadline = Instant::now() + limit;
+        // SAFETY: ptrace requests on a thread of our own child process; `status` and `info`
+        // are locals the kernel writes.
         unsafe {
-            let seized = libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0);
+            let seized = libc::ptrace(
+                libc::PTRACE_SEIZE,
+                tid,
+                0,
+                libc::PTRACE_O_TRACESYSGOOD as libc::c_long,
+            );
             assert_eq!(
                 seized,
                 0,
                 "PTRACE_SEIZE: {}",
                 std::io::Error::last_os_error()
             );
+            let stopped = Stopped(tid);
             assert_eq!(libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0), 0);
-            let mut status = 0;
-            let waited = libc::waitpid(tid, &mut status, libc::__WALL);
-            assert_eq!(waited, tid, "waitpid: {}", std::io::Error::last_os_error());
+            let mut signal = 0;
+            loop {
+                let mut status = 0;
+                let waited = libc::waitpid(tid, &mut status, libc::__WALL);
+                assert_eq!(waited, tid, "waitpid: {}", std::io::Error::last_os_error());
+                assert!(
+                    libc::WIFSTOPPED(status),
+                    "the controller thread ended: {status:#x}"
+                );
+                let sig = libc::WSTOPSIG(status);
+                if sig == libc::SIGTRAP | 0x80 {
+                    let mut info: libc::ptrace_syscall_info = std::mem::zeroed();
+                    let got = libc::ptrace(
+                        libc::PTRACE_GET_SYSCALL_INFO,
+                        tid,
+                        std::mem::size_of::<libc::ptrace_syscall_info>(),
+                        &mut info as *mut libc::ptrace_syscall_info,
+                    );
+                    assert!(
+                        got > 0,
+                        "PTRACE_GET_SYSCALL_INFO: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    if info.op == libc::PTRACE_SYSCALL_INFO_ENTRY
+                        && info.u.entry.nr == libc::SYS_fdatasync as u64
+                    {
+                        return stopped;
+                    }
+                } else if status >> 16 == 0 && sig != libc::SIGTRAP && sig != libc::SIGSTOP {
+                    // A signal for the thread: delivered when it resumes, not swallowed.
+                    signal = sig;
+                }
+                assert!(Instant::now() < deadline, "no fdatasync within {limit:?}");
+                let resumed = libc::ptrace(libc::PTRACE_SYSCALL, tid, 0, signal as libc::c_long);
+                assert_eq!(
+                    resumed,
+                    0,
+                    "PTRACE_SYSCALL: {}",
+                    std::io::Error::last_os_error()
+                );
+                signal = 0;
+            }
         }
-        Stopped(tid)
     }
 }
 
@@ -72,17 +123,24 @@ fn a_stalled_disk_gets_503_by_the_request_timeout_and_health_tells() {
     let stored = body(1, 10_000);
     s.put_ok(&stored);
     s.assert_healthy();
-    let tids = threads_named(s.pid(), "data-sync");
-    assert_eq!(tids.len(), 1, "one data-sync thread");
-    let stopped = Stopped::thread(tids[0]);
+    let tids = threads_named(s.pid(), "controller");
+    assert_eq!(tids.len(), 1, "one controller thread");
 
     // A PUT needs the flush: it is answered 503 by its request timeout, the connection
-    // stays usable, and /health on it says why.
+    // stays usable, and /health on it says why. The PUT goes from another thread while this
+    // one (the tracer) catches the controller entering the PUT's flush.
     let fresh = body(2, 10_000);
     let mut conn = s.conn();
     let started = Instant::now();
-    let r = conn.request("PUT", "/block", &[], Some(&fresh));
-    let took = started.elapsed();
+    let upload = std::thread::spawn({
+        let fresh = fresh.clone();
+        move || {
+            let r = conn.request("PUT", "/block", &[], Some(&fresh));
+            (r, started.elapsed(), conn)
+        }
+    });
+    let stopped = Stopped::at_next_fdatasync(tids[0], Duration::from_secs(10));
+    let (r, took, mut conn) = upload.join().expect("the PUT's thread");
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.header("Retry-After").is_some(), "{r:?}");
     assert!(r.text().contains("may or may not be stored"), "{r:?}");
