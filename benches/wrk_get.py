@@ -26,7 +26,8 @@ Each server gets a fresh data directory and --blocks preloaded blocks of --size 
 so no dedup); then, round after round, every server in turn takes `wrk -t2 -cC -dD --latency`
 with the case's script over its preloaded paths. Prints one line per run and a summary of
 req/s and p50 per server and connection count, with each ratio to the first server (or to
-nginx with --nginx). buddy-blocks runs on its defaults but durability full and verify crc32c
+nginx with --nginx). Every run starts after a `sync` (no dirty pages of the run before: nginx's
+writeback would otherwise land on the next server's flushes). buddy-blocks runs on its defaults but durability full and verify crc32c
 (the issue's setting; `--relaxed` adds relaxed). A run with any non-2xx answer or socket error is
 refused. Not part of CI.
 """
@@ -211,6 +212,11 @@ def main():
                         if case == "missing" and s.label == "nginx":
                             continue
                         lua, extra = wrk_script(case, s)
+                        # Each run starts with no dirty pages left by the one before (nginx
+                        # never syncs: its writeback would otherwise land in the next
+                        # server's run, on its flushes).
+                        os.sync()
+                        time.sleep(1)
                         pids = s.pids()
                         before = cpu_ticks(pids)
                         out = subprocess.run(

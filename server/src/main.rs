@@ -47,8 +47,9 @@ struct ServeArgs {
     /// Worker threads [default: available cores]
     #[arg(long)]
     workers: Option<String>,
-    /// full: fdatasync + durable index commit before a write is acknowledged; relaxed: no fsync,
-    /// survives a process crash only [default: full]
+    /// full: a write is acknowledged once on stable storage (one fdatasync per batch covers the
+    /// blocks and the batch's log record); relaxed: no fsync, survives a process crash only
+    /// [default: full]
     #[arg(long)]
     durability: Option<String>,
     /// Check bytes before serving them: crc32c, sha256 or off [default: crc32c]
