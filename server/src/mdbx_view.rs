@@ -94,11 +94,13 @@ impl MdbxView {
         if rc == ffi::MDBX_SUCCESS {
             return Ok(());
         }
+        Err(self.failed(rc, what))
+    }
+
+    /// A libmdbx error of `what`, with the environment's path.
+    fn failed(&self, rc: i32, what: &str) -> MetaError {
         let e = libmdbx::Error::from_err_code(rc);
-        Err(MetaError::Io(format!(
-            "{}: {what}: libmdbx: {e}",
-            self.env_path.display()
-        )))
+        MetaError::Io(format!("{}: {what}: libmdbx: {e}", self.env_path.display()))
     }
 
     /// The value of `key` in table `dbi` of the renewed snapshot; the bytes live in the map
@@ -106,10 +108,6 @@ impl MdbxView {
     fn get_raw(&self, dbi: ffi::MDBX_dbi, key: &[u8]) -> Result<Option<&[u8]>, MetaError> {
         assert_eq!(self.state, ViewState::Renewed, "a get on a released view");
         raw::get(self, dbi, key).map_err(|rc| self.failed(rc, "get"))
-    }
-
-    fn failed(&self, rc: i32, what: &str) -> MetaError {
-        self.check(rc, what).expect_err("a libmdbx error")
     }
 }
 
