@@ -6,6 +6,11 @@
 //! completion returns it — also when the connection is gone by then. Short transfers, EAGAIN,
 //! ECANCELED and EIO are ordinary results.
 
+/// The unit a driver may pad a [`Op::WriteAt`] to (its `slot_end` permitting): whole 4 KiB
+/// sectors, the alignment `O_DIRECT` needs. Slots are whole multiples of it.
+pub const WRITE_PAD_BYTES: u64 = 4096;
+const _: () = assert!(crate::size_class::SLOT_MIN_BYTES.is_multiple_of(WRITE_PAD_BYTES));
+
 /// Identifies one in-flight operation: slot index in the worker's table and a generation.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct OpId(pub u64);
@@ -73,12 +78,18 @@ pub enum Op {
         start: usize,
         end: usize,
     },
-    /// Write `buf[start..end]` to the data file at `offset`; result: bytes written.
+    /// Write `buf[start..end]` to the data file at `offset`; result: bytes written (of those).
+    ///
+    /// `slot_end` is where the slot being written ends: the bytes from the write's end up to
+    /// there belong to the same slot and hold nothing the store reads, so a driver may fill
+    /// them to write whole sectors (the server pads with zeros to [`WRITE_PAD_BYTES`] for its
+    /// `O_DIRECT` writes; the simulator does the same). Never past `slot_end`.
     WriteAt {
         offset: u64,
         buf: Vec<u8>,
         start: usize,
         end: usize,
+        slot_end: u64,
     },
     /// Close the connection (every other operation on it has completed).
     Close { conn: ConnHandle },

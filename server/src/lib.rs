@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod data_sync;
 pub mod datafile;
+pub mod direct_write;
 pub mod fail_fast;
 pub mod fd_log;
 pub mod helper_thread;

@@ -22,6 +22,7 @@ use engine::message::{Frame, ToController, ToWorker};
 use engine::worker::{AfterServing, Worker};
 use io_uring::{opcode, squeue, types, IoUring};
 
+use crate::direct_write::{DirectWrites, Pending};
 use crate::fd_log::FdLog;
 use crate::mdbx_view::MdbxView;
 use crate::shared::Shared;
@@ -52,6 +53,8 @@ struct InFlight {
     /// For receives: where the received bytes start in `buf`.
     recv_base: Option<usize>,
     purpose: Purpose,
+    /// For a direct write: its bounce buffer (read by the kernel until the CQE).
+    direct: Option<Pending>,
 }
 
 /// What an operation is for, as far as the driver itself cares.
@@ -77,6 +80,7 @@ pub struct Driver {
     wake_armed: bool,
     completions: Vec<(u64, i32)>,
     fd_log: FdLog,
+    direct: DirectWrites,
     /// `Shared::health_changes` when the worker last took the watchdog's verdict.
     health_seen: u64,
     /// `Shared::snapshot_changes` when the worker last took the stats snapshot (`None`: never).
@@ -90,6 +94,7 @@ impl Driver {
         links: WorkerLinks,
         listener: OwnedFd,
         data_fd: RawFd,
+        direct_file: Option<Arc<std::fs::File>>,
         shared: Arc<Shared>,
     ) -> Result<Driver> {
         let ring = IoUring::builder()
@@ -112,6 +117,7 @@ impl Driver {
             wake_armed: false,
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             fd_log: FdLog::new(usize::from(worker_id)),
+            direct: DirectWrites::new(direct_file),
             health_seen: 0,
             snapshot_seen: None,
         })
@@ -269,6 +275,7 @@ impl Driver {
             id,
             buf: None,
             recv_base: None,
+            direct: None,
             purpose: Purpose::Other,
         };
         let entry = match op {
@@ -322,8 +329,17 @@ impl Driver {
                 buf,
                 start,
                 end,
+                slot_end,
             } => {
                 assert!(start < end && end <= buf.len());
+                if let Some((entry, pending)) =
+                    self.direct.prepare(offset, &buf[start..end], slot_end)
+                {
+                    slot.buf = Some(buf);
+                    slot.direct = Some(pending);
+                    self.in_flight[index] = Some(slot);
+                    return entry.user_data(id.0);
+                }
                 // SAFETY: in bounds (asserted); the buffer lives in the table until the CQE.
                 let ptr = unsafe { buf.as_ptr().add(start) };
                 slot.buf = Some(buf);
@@ -373,11 +389,14 @@ impl Driver {
                 .expect("CQE for a known op");
             assert_eq!(slot.id, id, "CQE matches the op in its slot");
             let mut buf = slot.buf;
-            let result = if res < 0 {
+            let mut result = if res < 0 {
                 Err(Errno(-res))
             } else {
                 Ok(res as u64)
             };
+            if let Some(pending) = slot.direct {
+                result = self.direct.finish(pending, result);
+            }
             if slot.purpose == Purpose::Accept {
                 self.fd_log.on_accept(std::time::Instant::now(), result);
             }

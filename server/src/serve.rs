@@ -128,6 +128,8 @@ pub fn run(config: ServeConfig) -> Result<()> {
         .map(|l| Arc::clone(&l.wake))
         .collect();
     let data_fd = data.as_raw_fd();
+    let direct_file =
+        crate::direct_write::open(&data).context("opening the data file for direct writes")?;
     refuse_taken_port(config.listen)?;
     let listeners = (0..config.workers)
         .map(|_| net::listener(config.listen, LISTEN_BACKLOG))
@@ -165,12 +167,20 @@ pub fn run(config: ServeConfig) -> Result<()> {
         };
         let worker = Worker::new(worker_config(&config, id as u8));
         let shared = Arc::clone(&shared);
+        let direct_file = direct_file.clone();
         let handle = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
-                let result =
-                    Driver::new(worker, view, links, listener, data_fd, Arc::clone(&shared))
-                        .and_then(Driver::run);
+                let result = Driver::new(
+                    worker,
+                    view,
+                    links,
+                    listener,
+                    data_fd,
+                    direct_file.clone(),
+                    Arc::clone(&shared),
+                )
+                .and_then(Driver::run);
                 if let Err(e) = &result {
                     tracing::error!(worker = id, "worker stopped: {e:#}");
                 }

@@ -77,6 +77,21 @@ impl OpTable {
     /// [`submit`](Self::submit) for a data-file op, whose age is watched from `now` on.
     pub(super) fn submit_file(&mut self, user: OpUser, op: Op, now: Instant) -> OpId {
         debug_assert!(matches!(op, Op::ReadAt { .. } | Op::WriteAt { .. }));
+        if let Op::WriteAt {
+            offset,
+            start,
+            end,
+            slot_end,
+            ..
+        } = &op
+        {
+            assert!(
+                offset + (end - start) as u64 <= *slot_end
+                    && slot_end.is_multiple_of(crate::io::WRITE_PAD_BYTES),
+                "a write ends inside its slot, which ends on a pad unit: at {offset}, bytes \
+                 {start}..{end}, slot end {slot_end}"
+            );
+        }
         assert!(
             self.file_ages.back().is_none_or(|(_, t)| *t <= now),
             "file ops are submitted in time order"

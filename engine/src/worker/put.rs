@@ -55,6 +55,7 @@ impl Worker {
             buf: body,
             start: 0,
             end,
+            slot_end: slot.end(),
         };
         self.submit_file(r, op);
     }
@@ -107,6 +108,7 @@ impl Worker {
                 buf,
                 start,
                 end,
+                slot_end: slot.end(),
             };
             self.submit_file(r, op);
             return;

@@ -102,6 +102,7 @@ impl Worker {
                 buf,
                 start: 0,
                 end,
+                slot_end: slot.end(),
             },
         );
         true
@@ -149,6 +150,7 @@ impl Worker {
                     buf,
                     start,
                     end,
+                    slot_end: slot.end(),
                 },
             );
             return;

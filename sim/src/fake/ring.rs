@@ -236,6 +236,32 @@ pub fn first_due(op: &Op, env: &mut IoEnv<'_>, opts: &Options, healed: bool) -> 
     }
 }
 
+/// The server writes with `O_DIRECT`: a whole write at an aligned offset goes out padded with
+/// zeros to whole `WRITE_PAD_BYTES` units, never past the slot's end. Doing the same here makes
+/// the byte-exact oracles check that the padding never reaches another slot's bytes.
+fn pad_like_the_server(
+    env: &mut IoEnv<'_>,
+    offset: u64,
+    moved: usize,
+    asked: usize,
+    slot_end: u64,
+) {
+    use engine::io::WRITE_PAD_BYTES;
+    if moved < asked || !offset.is_multiple_of(WRITE_PAD_BYTES) {
+        return;
+    }
+    let end = offset + moved as u64;
+    let padded = end.div_ceil(WRITE_PAD_BYTES) * WRITE_PAD_BYTES;
+    assert!(
+        padded <= slot_end,
+        "padding past the slot's end ({padded} > {slot_end})"
+    );
+    if padded > end {
+        env.disk
+            .write(end, &vec![0u8; (padded - end) as usize], true);
+    }
+}
+
 fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
     p > 0.0 && rng.random_bool(p)
 }
@@ -423,6 +449,7 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
             buf,
             start,
             end,
+            slot_end,
         } => {
             assert!(
                 start < end && end <= buf.len(),
@@ -454,6 +481,7 @@ pub fn complete(id: OpId, entry: InFlight, env: &mut IoEnv<'_>) -> Result<Outcom
                 env.disk.mark_damaged(offset, n as u64);
             } else {
                 env.disk.write(offset, &buf[start..start + n], true);
+                pad_like_the_server(env, offset, n, end - start, slot_end);
             }
             out(done(id, Ok(n as u64), Some(buf)), None)
         }

@@ -193,6 +193,7 @@ impl World {
                         buf,
                         start,
                         end,
+                        ..
                     } = entry.op
                     {
                         if self.rng.random_bool(0.5) {
