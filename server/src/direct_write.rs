@@ -11,7 +11,8 @@
 //!
 //! Owns: the direct file descriptor, the aligned bounce buffers (engine buffers are plain
 //! `Vec`s with no alignment), and the mapping of a padded write's result back to the bytes
-//! asked. A write goes direct when its offset is aligned; it is padded with zeros to whole
+//! asked. A write goes direct when its offset is aligned and it is at least
+//! [`DIRECT_MIN_BYTES`] long (a 4 KiB block stays buffered); it is padded with zeros to whole
 //! [`WRITE_PAD_BYTES`] units, which the engine allows up to the slot's end (`Op::WriteAt`'s
 //! `slot_end`). Anything else (a resumed short write at an unaligned offset, a filesystem that
 //! refuses `O_DIRECT`) goes through the page cache as before; reads always do (a block just
@@ -33,6 +34,10 @@ use io_uring::{opcode, squeue, types};
 const ALIGN: usize = WRITE_PAD_BYTES as usize;
 /// Bounce buffers are sized in these steps (one upload piece), so they are reused across sizes.
 const BOUNCE_STEP: usize = 64 * 1024;
+/// Writes shorter than this go through the page cache: copying 4 KiB is cheap, and direct
+/// 4 KiB writes measured no faster for PUTs alone and 4-9% slower in the mixed 90/10 GET/PUT
+/// workload (docs/benchmarks.md).
+const DIRECT_MIN_BYTES: usize = 8 * 1024;
 /// Idle bounce bytes one worker keeps for reuse; beyond, a finished write's buffer is freed.
 const IDLE_BYTES_MAX: usize = 2 << 20;
 
@@ -121,7 +126,7 @@ impl DirectWrites {
         slot_end: u64,
     ) -> Option<(squeue::Entry, Pending)> {
         let fd = self.file.as_ref()?.as_raw_fd();
-        if !offset.is_multiple_of(WRITE_PAD_BYTES) {
+        if !offset.is_multiple_of(WRITE_PAD_BYTES) || bytes.len() < DIRECT_MIN_BYTES {
             return None;
         }
         let padded = bytes.len().div_ceil(ALIGN) * ALIGN;

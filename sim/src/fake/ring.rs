@@ -236,9 +236,11 @@ pub fn first_due(op: &Op, env: &mut IoEnv<'_>, opts: &Options, healed: bool) -> 
     }
 }
 
-/// The server writes with `O_DIRECT`: a whole write at an aligned offset goes out padded with
-/// zeros to whole `WRITE_PAD_BYTES` units, never past the slot's end. Doing the same here makes
-/// the byte-exact oracles check that the padding never reaches another slot's bytes.
+/// The server writes blocks with `O_DIRECT`: a whole write at an aligned offset goes out padded
+/// with zeros to whole `WRITE_PAD_BYTES` units, never past the slot's end (`Op::WriteAt`'s
+/// `slot_end`). Here every such write is padded, short ones too (the server keeps writes under
+/// 8 KiB buffered), the most a driver may do: the byte-exact oracles then check that padding
+/// never reaches another slot's bytes.
 fn pad_like_the_server(
     env: &mut IoEnv<'_>,
     offset: u64,
