@@ -117,7 +117,8 @@ impl Driver {
             wake_armed: false,
             completions: Vec::with_capacity(RING_ENTRIES as usize * 2),
             fd_log: FdLog::new(usize::from(worker_id)),
-            direct: DirectWrites::new(direct_file),
+            direct: DirectWrites::new(direct_file)
+                .context("mapping the worker's buffers for direct writes")?,
             health_seen: 0,
             snapshot_seen: None,
         })
